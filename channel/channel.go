@@ -1,0 +1,153 @@
+// Package channel owns the socketpair between the master and the proxy:
+// the message types both sides agree on and their length-prefixed JSON
+// framing. It is the only thing the proxy and the supervisor share, so
+// neither imports the other.
+//
+// Down (master → proxy): Setup once, then Table whenever routing or a
+// worker's state changes. Up (proxy → master): Event.
+package channel
+
+import (
+	"bufio"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+)
+
+// maxMessage bounds one message; a table for thousands of apps fits.
+const maxMessage = 64 << 20
+
+// Message is one envelope on the channel; exactly one field is set.
+type Message struct {
+	Setup *Setup `json:"setup,omitempty"`
+	Table *Table `json:"table,omitempty"`
+	Event *Event `json:"event,omitempty"`
+}
+
+// Setup tells a freshly started proxy how to run.
+type Setup struct {
+	// Listeners are the inherited listening sockets, in the order of the
+	// proxy's descriptors starting at 4, by address for logs.
+	Listeners []string `json:"listeners"`
+	// ShutdownTimeout bounds how long in-flight requests may finish.
+	ShutdownTimeout time.Duration `json:"shutdown_timeout"`
+	// Express serves every Host with the single app.
+	Express bool `json:"express"`
+}
+
+// Table is the whole routing state. It is always sent whole and replaces
+// the previous one: simpler to reason about than deltas, and small.
+type Table struct {
+	Serial uint64 `json:"serial"`
+	Apps   []App  `json:"apps"`
+}
+
+// AppState is what the proxy needs to know of an app's life.
+type AppState string
+
+// App states as the proxy sees them.
+const (
+	AppRunning  AppState = "running"  // serve with its ready workers; wait for starting ones
+	AppStarting AppState = "starting" // no worker ready yet: queue requests
+	AppFailing  AppState = "failing"  // 503 with Retry-After
+	AppStopped  AppState = "stopped"  // 503
+)
+
+// App is one routable app.
+type App struct {
+	// Key is unique and stable: "user/app".
+	Key     string   `json:"key"`
+	Domains []string `json:"domains"` // empty: any host (express mode)
+	Prefix  string   `json:"prefix"`  // "/" or "/path" without trailing slash
+	State   AppState `json:"state"`
+	// QueueTimeout bounds how long a request waits for a free thread.
+	QueueTimeout time.Duration `json:"queue_timeout"`
+	Workers      []Worker      `json:"workers"`
+}
+
+// Worker is one worker process the proxy may send requests to.
+type Worker struct {
+	// ID is unique for the daemon's life: no two workers ever share one.
+	ID       string `json:"id"`
+	PID      int    `json:"pid"`
+	Socket   string `json:"socket"`
+	Threads  int    `json:"threads"`
+	Draining bool   `json:"draining"` // send nothing new; report Drained when idle
+}
+
+// EventKind names what the proxy reports.
+type EventKind string
+
+// Events the proxy sends up.
+const (
+	// EventDrained: a draining worker has no request in flight and the
+	// proxy closed its connections; it may be stopped now.
+	EventDrained EventKind = "drained"
+)
+
+// Event is one report from the proxy.
+type Event struct {
+	Kind     EventKind `json:"kind"`
+	App      string    `json:"app,omitempty"`
+	WorkerID string    `json:"worker_id,omitempty"`
+}
+
+// ErrTooLarge is returned for a message over the size limit.
+var ErrTooLarge = errors.New("channel message too large")
+
+// Conn frames messages on a stream. Send is safe for concurrent use;
+// Receive must be called from one goroutine.
+type Conn struct {
+	wmu sync.Mutex
+	w   io.Writer
+	r   *bufio.Reader
+}
+
+// NewConn wraps a stream (one end of the socketpair).
+func NewConn(rw io.ReadWriter) *Conn {
+	return &Conn{w: rw, r: bufio.NewReader(rw)}
+}
+
+// Send writes one message.
+func (c *Conn) Send(m Message) error {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("encode channel message: %w", err)
+	}
+	if len(b) > maxMessage {
+		return ErrTooLarge
+	}
+	buf := binary.BigEndian.AppendUint32(make([]byte, 0, 4+len(b)), uint32(len(b)))
+	buf = append(buf, b...)
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if _, err := c.w.Write(buf); err != nil {
+		return fmt.Errorf("send channel message: %w", err)
+	}
+	return nil
+}
+
+// Receive reads one message. io.EOF means the peer closed the channel.
+func (c *Conn) Receive() (Message, error) {
+	var head [4]byte
+	if _, err := io.ReadFull(c.r, head[:]); err != nil {
+		return Message{}, err
+	}
+	n := binary.BigEndian.Uint32(head[:])
+	if n > maxMessage {
+		return Message{}, fmt.Errorf("%w: %d bytes", ErrTooLarge, n)
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(c.r, b); err != nil {
+		return Message{}, fmt.Errorf("read channel message: %w", err)
+	}
+	var m Message
+	if err := json.Unmarshal(b, &m); err != nil {
+		return Message{}, fmt.Errorf("decode channel message: %w", err)
+	}
+	return m, nil
+}

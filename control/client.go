@@ -1,0 +1,172 @@
+package control
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"syscall"
+	"time"
+)
+
+const (
+	// maxErrorBody bounds how much of an error response is read.
+	maxErrorBody = 1 << 20
+	// maxStreamLine bounds one line of a reload stream; a final error
+	// line carries a whole traceback.
+	maxStreamLine = 4 << 20
+)
+
+// Client talks to a daemon's control socket. Its methods may be called
+// concurrently. The zero value is not usable; call NewClient.
+type Client struct {
+	path string
+	hc   *http.Client
+}
+
+// NewClient returns a client for the control socket at socketPath. It
+// does not connect until a method is called.
+func NewClient(socketPath string) *Client {
+	c := &Client{path: socketPath}
+	c.hc = &http.Client{Transport: &http.Transport{
+		DialContext:        func(ctx context.Context, _, _ string) (net.Conn, error) { return c.dial(ctx) },
+		DisableCompression: true,
+		MaxIdleConns:       1,
+		IdleConnTimeout:    30 * time.Second,
+	}}
+	return c
+}
+
+// Status returns the apps named by app that the caller may see, all of
+// them when app is "". Errors from the daemon match ErrNoSuchApp or
+// ErrAccessDenied with errors.Is; an error matching ErrNoDaemon means
+// nothing listens at the socket.
+func (c *Client) Status(ctx context.Context, app string) ([]AppStatus, error) {
+	resp, err := c.do(ctx, http.MethodGet, pathStatus, app)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, responseError(resp)
+	}
+	var sr statusResponse
+	if err := json.NewDecoder(resp.Body).Decode(&sr); err != nil {
+		return nil, fmt.Errorf("read status from daemon: %w", err)
+	}
+	return sr.Apps, nil
+}
+
+// Reload asks the daemon to reload app and blocks until it is done,
+// calling progress (when not nil) with each progress line as it arrives,
+// in order, from the calling goroutine. A refused or aborted reload is a
+// *ReloadError; other errors are as for Status. Cancelling ctx drops the
+// connection; what the daemon then does with the reload is its business.
+func (c *Client) Reload(ctx context.Context, app string, progress func(msg string)) error {
+	resp, err := c.do(ctx, http.MethodPost, pathReload, app)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return responseError(resp)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 0, 64<<10), maxStreamLine)
+	for sc.Scan() {
+		var l reloadLine
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			return fmt.Errorf("reload %s: bad line from daemon: %w", app, err)
+		}
+		switch {
+		case l.Code != "":
+			return l.errorBody().decode()
+		case l.OK:
+			return nil
+		case progress != nil:
+			progress(l.Progress)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("reload %s: %w", app, err)
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("reload %s: reading progress: %w", app, err)
+	}
+	return fmt.Errorf("reload %s: the daemon closed the connection before the reload finished", app)
+}
+
+func (c *Client) do(ctx context.Context, method, path, app string) (*http.Response, error) {
+	u := "http://local-pyhost" + path
+	if app != "" {
+		u += "?" + url.Values{"app": {app}}.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, nil)
+	if err != nil {
+		return nil, fmt.Errorf("control request: %w", err)
+	}
+	req.Header.Set("User-Agent", "pyhost-control/1")
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		// Unwrap url.Error's `Get "http://local-pyhost/...":` prefix,
+		// which would only confuse.
+		var de *dialError
+		if errors.As(err, &de) {
+			return nil, de.err
+		}
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return nil, fmt.Errorf("control request %s: %w", path, ctxErr)
+		}
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, fmt.Errorf("control request %s: %w", path, err)
+	}
+	return resp, nil
+}
+
+// dialError marks an error of ours from the transport's dial, so do can
+// find it again under net/http's wrapping.
+type dialError struct{ err error }
+
+func (e *dialError) Error() string { return e.err.Error() }
+func (e *dialError) Unwrap() error { return e.err }
+
+func (c *Client) dial(ctx context.Context) (net.Conn, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "unix", c.path)
+	switch {
+	case err == nil:
+		return conn, nil
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ECONNREFUSED):
+		return nil, &dialError{fmt.Errorf("%w at %s (is it running?)", ErrNoDaemon, c.path)}
+	case errors.Is(err, fs.ErrPermission):
+		return nil, &dialError{fmt.Errorf("connect to pyhost daemon at %s: %w", c.path, fs.ErrPermission)}
+	case ctx.Err() != nil:
+		return nil, err // do reports the context's error
+	default:
+		return nil, &dialError{fmt.Errorf("connect to pyhost daemon at %s: %w", c.path, err)}
+	}
+}
+
+// responseError turns a non-200 answer into the error the daemon meant.
+func responseError(resp *http.Response) error {
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	if err != nil {
+		return fmt.Errorf("daemon answered %s; reading its body: %w", resp.Status, err)
+	}
+	var eb errorBody
+	if json.Unmarshal(body, &eb) == nil && eb.Code != "" {
+		return eb.decode()
+	}
+	msg, _, _ := strings.Cut(strings.TrimSpace(string(body)), "\n")
+	return fmt.Errorf("unexpected answer from daemon: %s: %s", resp.Status, msg)
+}

@@ -1,0 +1,112 @@
+package control
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+)
+
+var (
+	// ErrAccessDenied means the caller may not see or act on what it
+	// named. Backends wrap it; clients get an error that matches it with
+	// errors.Is.
+	ErrAccessDenied = errors.New("access denied")
+
+	// ErrNoSuchApp means no app of that name is visible to the caller.
+	// Backends wrap it; clients get an error that matches it with
+	// errors.Is.
+	ErrNoSuchApp = errors.New("no such app")
+
+	// ErrNoDaemon is returned by the Client when nothing listens at the
+	// socket path: no file there, or a stale socket left by a daemon that
+	// is gone.
+	ErrNoDaemon = errors.New("no pyhost daemon")
+)
+
+// ReloadError is a reload that was refused or aborted: the new code failed
+// to import, the app file is invalid, a policy limit was hit. The old
+// workers keep serving. It crosses the socket intact, so a client gets a
+// *ReloadError back with errors.As.
+type ReloadError struct {
+	App    string // the app's name
+	Reason string // one line, e.g. "worker 3 failed to import the app"
+	Detail string // optional, multi-line: a Python traceback, say
+}
+
+func (e *ReloadError) Error() string {
+	return fmt.Sprintf("reload %s failed: %s", e.App, e.Reason)
+}
+
+// Error codes of the wire's error body, and the HTTP status each is sent
+// with when the status line has not been sent yet.
+const (
+	CodeAccessDenied = "access_denied" // 403
+	CodeNoSuchApp    = "no_such_app"   // 404
+	CodeReloadFailed = "reload_failed" // 409
+	CodeBadRequest   = "bad_request"   // 400, also 404 for an unknown endpoint
+	CodeInternal     = "internal"      // 500
+)
+
+// errorBody is the JSON form of an error, both as a whole response body
+// and as the last line of a reload stream.
+//
+// For reload_failed, Error holds ReloadError.Reason and App its App, so
+// the client can rebuild the *ReloadError field by field.
+type errorBody struct {
+	Error  string `json:"error"`
+	Code   string `json:"code"`
+	Detail string `json:"detail,omitempty"`
+	App    string `json:"app,omitempty"`
+}
+
+// encodeError maps an error from a Backend to its wire form and status.
+// app is the app the request named, used when a ReloadError leaves App
+// empty.
+func encodeError(err error, app string) (int, errorBody) {
+	var re *ReloadError
+	switch {
+	case errors.As(err, &re):
+		if re.App != "" {
+			app = re.App
+		}
+		return http.StatusConflict, errorBody{Error: re.Reason, Code: CodeReloadFailed, Detail: re.Detail, App: app}
+	case errors.Is(err, ErrAccessDenied):
+		return http.StatusForbidden, errorBody{Error: err.Error(), Code: CodeAccessDenied}
+	case errors.Is(err, ErrNoSuchApp):
+		return http.StatusNotFound, errorBody{Error: err.Error(), Code: CodeNoSuchApp}
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		// The client is gone or the daemon is stopping; whoever still
+		// reads this wants to know that the operation did not finish.
+		return http.StatusServiceUnavailable, errorBody{Error: err.Error(), Code: CodeInternal}
+	default:
+		return http.StatusInternalServerError, errorBody{Error: err.Error(), Code: CodeInternal}
+	}
+}
+
+// remoteError is an error the daemon sent. It prints the daemon's message
+// and matches the sentinel its code stands for.
+type remoteError struct {
+	msg  string
+	kind error // ErrAccessDenied, ErrNoSuchApp or nil
+}
+
+func (e *remoteError) Error() string { return e.msg }
+func (e *remoteError) Unwrap() error { return e.kind }
+
+// decode rebuilds the error a Backend returned from its wire form.
+func (b errorBody) decode() error {
+	switch b.Code {
+	case CodeReloadFailed:
+		return &ReloadError{App: b.App, Reason: b.Error, Detail: b.Detail}
+	case CodeAccessDenied:
+		return &remoteError{msg: b.Error, kind: ErrAccessDenied}
+	case CodeNoSuchApp:
+		return &remoteError{msg: b.Error, kind: ErrNoSuchApp}
+	case CodeInternal:
+		return &remoteError{msg: "daemon error: " + b.Error}
+	default:
+		// bad_request, and codes from a newer daemon.
+		return &remoteError{msg: b.Error}
+	}
+}

@@ -1,0 +1,301 @@
+package control
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// Wire paths.
+const (
+	pathStatus = "/v1/status"
+	pathReload = "/v1/reload"
+)
+
+const (
+	// shutdownGrace bounds how long Serve waits, once its context is
+	// cancelled, for requests in flight to write their last line.
+	shutdownGrace = 5 * time.Second
+
+	// streamWriteTimeout bounds each write of a reload stream, so a
+	// client that stops reading cannot stall the reload behind it.
+	streamWriteTimeout = 10 * time.Second
+
+	contentJSON   = "application/json"
+	contentNDJSON = "application/x-ndjson"
+)
+
+// statusResponse is the body of a successful GET /v1/status.
+type statusResponse struct {
+	Apps []AppStatus `json:"apps"`
+}
+
+// reloadLine is one line of a reload stream: progress, or the final ok,
+// or the final error (the fields of errorBody).
+type reloadLine struct {
+	Progress string `json:"progress,omitempty"`
+	OK       bool   `json:"ok,omitempty"`
+	Error    string `json:"error,omitempty"`
+	Code     string `json:"code,omitempty"`
+	Detail   string `json:"detail,omitempty"`
+	App      string `json:"app,omitempty"`
+}
+
+func (l reloadLine) errorBody() errorBody {
+	return errorBody{Error: l.Error, Code: l.Code, Detail: l.Detail, App: l.App}
+}
+
+// Server answers control requests on behalf of a Backend. Create it with
+// NewServer.
+type Server struct {
+	b   Backend
+	log hclog.Logger
+	h   http.Handler
+}
+
+// NewServer returns a server that asks b. A nil log discards the server's
+// logs.
+func NewServer(b Backend, log hclog.Logger) *Server {
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	s := &Server{b: b, log: log}
+	mux := http.NewServeMux()
+	mux.Handle(pathStatus, s.authenticated(s.serveStatus))
+	mux.Handle(pathReload, s.authenticated(s.serveReload))
+	mux.Handle("/", s.authenticated(s.serveUnknown))
+	s.h = mux
+	return s
+}
+
+// Serve accepts connections on ln until ctx is cancelled, then shuts down
+// gracefully and returns nil. It closes ln (a UNIX listener from Listen
+// then removes its socket file). ln should yield *net.UnixConn: any
+// connection whose peer credentials cannot be read is closed unanswered.
+//
+// Requests' contexts derive from ctx, so a Backend call in flight learns
+// that the server is stopping; Serve gives them shutdownGrace to finish
+// and then closes their connections without waiting for them further.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	hs := &http.Server{
+		Handler:           s.h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       time.Minute,
+		ErrorLog:          s.log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+		ConnContext:       s.connContext,
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+
+	select {
+	case err := <-errc:
+		return fmt.Errorf("control server: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		s.log.Warn("control server: requests still running at shutdown, closing them", "error", err)
+		_ = hs.Close()
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("control server: %w", err)
+	}
+	return nil
+}
+
+type callerKey struct{}
+
+// connContext runs once per accepted connection: it records who is on the
+// other end, or refuses the connection by closing it.
+func (s *Server) connContext(ctx context.Context, c net.Conn) context.Context {
+	caller, err := peerCaller(c)
+	if err != nil {
+		s.log.Warn("refusing control connection", "remote", c.RemoteAddr().String(), "error", err)
+		_ = c.Close()
+		return ctx
+	}
+	return context.WithValue(ctx, callerKey{}, caller)
+}
+
+func callerFromContext(ctx context.Context) (Caller, bool) {
+	c, ok := ctx.Value(callerKey{}).(Caller)
+	return c, ok
+}
+
+// authenticated passes the request's Caller to h. It refuses requests
+// without one; connContext already closed their connections, so this is
+// defence in depth.
+func (s *Server) authenticated(h func(http.ResponseWriter, *http.Request, Caller)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, ok := callerFromContext(r.Context())
+		if !ok {
+			writeError(w, http.StatusForbidden, errorBody{Error: "caller credentials unknown: " + ErrAccessDenied.Error(), Code: CodeAccessDenied})
+			return
+		}
+		s.log.Debug("control request", "method", r.Method, "path", r.URL.Path, "app", r.URL.Query().Get("app"),
+			"uid", c.UID, "gid", c.GID, "pid", c.PID)
+		h(w, r, c)
+	})
+}
+
+func (s *Server) serveStatus(w http.ResponseWriter, r *http.Request, c Caller) {
+	if !allowMethod(w, r, http.MethodGet) {
+		return
+	}
+	app := r.URL.Query().Get("app")
+	apps, err := s.b.Status(r.Context(), c, app)
+	if err != nil {
+		status, body := encodeError(err, app)
+		s.logFailure(r, c, app, body, err)
+		writeError(w, status, body)
+		return
+	}
+	writeJSON(w, http.StatusOK, statusResponse{Apps: withEmptySlices(apps)})
+}
+
+func (s *Server) serveReload(w http.ResponseWriter, r *http.Request, c Caller) {
+	if !allowMethod(w, r, http.MethodPost) {
+		return
+	}
+	app := r.URL.Query().Get("app")
+	if app == "" {
+		writeError(w, http.StatusBadRequest, errorBody{Error: "reload needs an app name", Code: CodeBadRequest})
+		return
+	}
+	st := &reloadStream{w: w, rc: http.NewResponseController(w)}
+	err := s.b.Reload(r.Context(), c, app, st.progress)
+	if err != nil {
+		_, body := encodeError(err, app)
+		s.logFailure(r, c, app, body, err)
+	}
+	st.finish(err, app)
+}
+
+func (s *Server) serveUnknown(w http.ResponseWriter, r *http.Request, _ Caller) {
+	writeError(w, http.StatusNotFound, errorBody{
+		Error: fmt.Sprintf("no control endpoint %s %s (is the daemon older than pyctl?)", r.Method, r.URL.Path),
+		Code:  CodeBadRequest,
+	})
+}
+
+// logFailure logs a Backend error at a level that matches its meaning.
+func (s *Server) logFailure(r *http.Request, c Caller, app string, body errorBody, err error) {
+	args := []any{"path", r.URL.Path, "app", app, "uid", c.UID, "pid", c.PID, "error", err}
+	switch body.Code {
+	case CodeInternal:
+		s.log.Error("control request failed", args...)
+	case CodeAccessDenied, CodeReloadFailed:
+		s.log.Info("control request refused", args...)
+	default:
+		s.log.Debug("control request refused", args...)
+	}
+}
+
+// reloadStream writes a reload's progress as NDJSON. The status line is
+// sent with the first line, so a reload that fails before any progress
+// (no such app, access denied) still gets its own HTTP status.
+type reloadStream struct {
+	rc *http.ResponseController
+	w  http.ResponseWriter
+
+	mu      sync.Mutex
+	started bool  // status line sent
+	done    bool  // Reload returned; drop late progress
+	werr    error // first write error; the client is gone
+}
+
+func (st *reloadStream) progress(msg string) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.done {
+		return
+	}
+	st.writeLine(reloadLine{Progress: msg})
+}
+
+func (st *reloadStream) finish(err error, app string) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.done = true
+	if err == nil {
+		st.writeLine(reloadLine{OK: true})
+		return
+	}
+	status, body := encodeError(err, app)
+	if !st.started {
+		writeError(st.w, status, body)
+		return
+	}
+	st.writeLine(reloadLine{Error: body.Error, Code: body.Code, Detail: body.Detail, App: body.App})
+}
+
+// writeLine must be called with st.mu held.
+func (st *reloadStream) writeLine(l reloadLine) {
+	if st.werr != nil {
+		return
+	}
+	if !st.started {
+		st.started = true
+		st.w.Header().Set("Content-Type", contentNDJSON)
+		st.w.Header().Set("X-Content-Type-Options", "nosniff")
+		st.w.WriteHeader(http.StatusOK)
+	}
+	_ = st.rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
+	if err := json.NewEncoder(st.w).Encode(l); err != nil {
+		st.werr = err
+		return
+	}
+	if err := st.rc.Flush(); err != nil {
+		st.werr = err
+	}
+}
+
+func allowMethod(w http.ResponseWriter, r *http.Request, method string) bool {
+	if r.Method == method {
+		return true
+	}
+	w.Header().Set("Allow", method)
+	writeError(w, http.StatusMethodNotAllowed, errorBody{
+		Error: fmt.Sprintf("%s needs %s, not %s", r.URL.Path, method, r.Method),
+		Code:  CodeBadRequest,
+	})
+	return false
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", contentJSON)
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, body errorBody) {
+	writeJSON(w, status, body)
+}
+
+// withEmptySlices returns a copy of apps whose nil slices are empty, so
+// the JSON has [] where scripts expect arrays, never null.
+func withEmptySlices(apps []AppStatus) []AppStatus {
+	out := make([]AppStatus, len(apps))
+	for i, a := range apps {
+		if a.Domains == nil {
+			a.Domains = []string{}
+		}
+		if a.Workers == nil {
+			a.Workers = []WorkerStatus{}
+		}
+		if a.LastLog == nil {
+			a.LastLog = []string{}
+		}
+		out[i] = a
+	}
+	return out
+}

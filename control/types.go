@@ -1,0 +1,92 @@
+package control
+
+import (
+	"context"
+	"time"
+)
+
+// Caller is the identity of the process on the other end of a control
+// connection, read from the kernel (SO_PEERCRED) when it connected. It
+// cannot be forged by the client.
+type Caller struct {
+	UID uint32
+	GID uint32
+	PID int32
+}
+
+// IsRoot reports whether the caller runs as uid 0.
+func (c Caller) IsRoot() bool { return c.UID == 0 }
+
+// Worker states, as reported in WorkerStatus.State.
+const (
+	WorkerStarting = "starting"
+	WorkerReady    = "ready"
+	WorkerDraining = "draining"
+	WorkerStopping = "stopping"
+	WorkerGone     = "gone"
+)
+
+// App states, as reported in AppStatus.State.
+const (
+	AppStopped   = "stopped"
+	AppStarting  = "starting"
+	AppRunning   = "running"
+	AppReloading = "reloading"
+	AppFailing   = "failing"
+)
+
+// WorkerStatus is one worker process of an app. The JSON field names are
+// part of the contract of `pyctl status --json`: add fields, never rename.
+type WorkerStatus struct {
+	ID         int       `json:"id"`
+	PID        int       `json:"pid"`
+	State      string    `json:"state"` // one of the Worker* constants
+	RSSBytes   uint64    `json:"rss_bytes"`
+	CPUSeconds float64   `json:"cpu_seconds"`
+	Requests   uint64    `json:"requests"` // requests served so far
+	Busy       int       `json:"busy"`     // threads holding a request now
+	Threads    int       `json:"threads"`
+	StartedAt  time.Time `json:"started_at"`
+	AgeSeconds float64   `json:"age_seconds"` // at the time of the status call
+}
+
+// AppStatus is one app as a caller may see it. The JSON field names are
+// part of the contract of `pyctl status --json`: add fields, never rename.
+// The server sends nil slices as empty JSON arrays, never null.
+type AppStatus struct {
+	Name      string         `json:"name"` // the app file's name without .toml
+	User      string         `json:"user"` // login name of the app's owner
+	State     string         `json:"state"` // one of the App* constants
+	Domains   []string       `json:"domains"`
+	URLPrefix string         `json:"url_prefix"`
+	Processes int            `json:"processes"` // configured worker count
+	Threads   int            `json:"threads"`   // configured threads per worker
+	Workers   []WorkerStatus `json:"workers"`
+	Restarts  int            `json:"restarts"`
+	LastError string         `json:"last_error"`
+	LastLog   []string       `json:"last_log"` // last lines of the app's log, oldest first
+}
+
+// Backend is what the control server asks; the daemon implements it.
+//
+// Implementations authorize: they must only show and act on what c may
+// see (U5: a user their own apps, root all of them) and return an error
+// wrapping ErrAccessDenied or ErrNoSuchApp otherwise. Returning
+// ErrNoSuchApp for another user's app also hides that it exists.
+//
+// ctx is the request's context: it is cancelled when the client goes away
+// (pyctl killed with Ctrl-C) and when the control server shuts down. A
+// backend that wants a reload to finish regardless should detach with
+// context.WithoutCancel.
+type Backend interface {
+	// Status returns the apps named by app that c may see, or all of
+	// them when app is "". A named app that c may not see is an error.
+	Status(ctx context.Context, c Caller, app string) ([]AppStatus, error)
+
+	// Reload rolls app onto its current file and blocks until that is
+	// done or has failed. It calls progress with one human-readable line
+	// per step; progress may be called from any goroutine but not after
+	// Reload has returned (such calls are dropped). A refused or aborted
+	// reload is reported as a *ReloadError.
+	Reload(ctx context.Context, c Caller, app string, progress func(msg string)) error
+}

@@ -1,0 +1,61 @@
+package privdrop
+
+import (
+	"fmt"
+	"os/exec"
+	"runtime"
+
+	"golang.org/x/sys/unix"
+)
+
+// Spawner starts child processes from one dedicated OS thread.
+//
+// Two kernel facts make that thread necessary. PR_SET_PDEATHSIG fires when
+// the *thread* that forked the child exits, not the process, and Go may
+// retire threads; a thread that never exits makes the parent-death signal
+// mean "pyhostd died". And no_new_privs is a per-thread attribute inherited
+// across fork and exec; setting it once on this thread gives it to every
+// child, so no app can gain privileges through a setuid binary.
+type Spawner struct {
+	reqs chan spawnReq
+	err  error
+}
+
+type spawnReq struct {
+	cmd  *exec.Cmd
+	done chan error
+}
+
+// NewSpawner starts the spawner thread. It lives as long as the process.
+func NewSpawner() (*Spawner, error) {
+	s := &Spawner{reqs: make(chan spawnReq)}
+	ready := make(chan error)
+	go s.loop(ready)
+	if err := <-ready; err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Spawner) loop(ready chan<- error) {
+	// Never unlocked: the thread must stay alive and never run other
+	// goroutines, or children would get SIGKILL when it is retired.
+	runtime.LockOSThread()
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		ready <- fmt.Errorf("set no_new_privs on spawner thread: %w", err)
+		return
+	}
+	ready <- nil
+	for r := range s.reqs {
+		r.done <- r.cmd.Start()
+	}
+}
+
+// Start starts cmd from the spawner thread. cmd.SysProcAttr should come
+// from SysProcAttr so the child has its own process group and dies with
+// the daemon.
+func (s *Spawner) Start(cmd *exec.Cmd) error {
+	done := make(chan error, 1)
+	s.reqs <- spawnReq{cmd: cmd, done: done}
+	return <-done
+}

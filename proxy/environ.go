@@ -1,0 +1,100 @@
+package proxy
+
+import (
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/pyhost/pyhost/wsgiadapter"
+)
+
+// hopByHop request headers describe the client's connection to us, not
+// the request, and are not passed to the app.
+var hopByHop = map[string]bool{
+	"Connection": true, "Keep-Alive": true, "Proxy-Connection": true,
+	"Te": true, "Transfer-Encoding": true, "Upgrade": true, "Proxy-Authorization": true,
+}
+
+// reqInfo is what the handler knows about a request beyond *http.Request.
+type reqInfo struct {
+	prefix     string // the route's url_prefix, "/" for the root
+	scheme     string
+	requestID  string
+	remoteAddr string // the client, after trusted-proxy handling
+	remotePort string
+	serverPort string
+}
+
+// buildEnviron fills env with the CGI part of the WSGI environ (PEP 3333).
+// Values are the raw request bytes; the worker decodes them as latin-1.
+func buildEnviron(env wsgiadapter.Environ, r *http.Request, ri reqInfo) wsgiadapter.Environ {
+	path := r.URL.Path
+	script := ""
+	if ri.prefix != "/" {
+		script = ri.prefix
+		path = path[len(ri.prefix):]
+	}
+	host := r.Host
+	serverName := host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		serverName = h
+	}
+	if serverName == "" {
+		serverName = "localhost"
+	}
+	env = append(env,
+		"REQUEST_METHOD", r.Method,
+		"SCRIPT_NAME", script,
+		"PATH_INFO", path,
+		"QUERY_STRING", r.URL.RawQuery,
+		"REQUEST_URI", r.RequestURI,
+		"SERVER_NAME", serverName,
+		"SERVER_PORT", ri.serverPort,
+		"SERVER_PROTOCOL", r.Proto,
+		"REMOTE_ADDR", ri.remoteAddr,
+		"REMOTE_PORT", ri.remotePort,
+		"wsgi.url_scheme", ri.scheme,
+		"HTTP_HOST", host,
+		"HTTP_X_REQUEST_ID", ri.requestID,
+	)
+	if r.ContentLength > 0 || (r.ContentLength == 0 && r.Header.Get("Content-Length") != "") {
+		env = append(env, "CONTENT_LENGTH", strconv.FormatInt(r.ContentLength, 10))
+	}
+	for name, values := range r.Header {
+		switch {
+		case name == "Content-Type":
+			env = append(env, "CONTENT_TYPE", values[0])
+			continue
+		case name == "Content-Length", name == "X-Request-Id", name == "Host", hopByHop[name]:
+			continue
+		case strings.IndexByte(name, '_') >= 0:
+			// "X_Forwarded_For" would become HTTP_X_FORWARDED_FOR and
+			// spoof the real header (R8).
+			continue
+		}
+		sep := ", "
+		if name == "Cookie" {
+			sep = "; "
+		}
+		env = append(env, cgiName(name), strings.Join(values, sep))
+	}
+	return env
+}
+
+// cgiName turns "User-Agent" into "HTTP_USER_AGENT".
+func cgiName(name string) string {
+	b := make([]byte, 0, 5+len(name))
+	b = append(b, "HTTP_"...)
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c == '-':
+			c = '_'
+		case 'a' <= c && c <= 'z':
+			c -= 'a' - 'A'
+		}
+		b = append(b, c)
+	}
+	return string(b)
+}

@@ -1,0 +1,233 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/pyhost/pyhost/channel"
+	"github.com/pyhost/pyhost/wsgiadapter"
+)
+
+// Proxy is the HTTP handler that routes and forwards requests to workers.
+// Its routing state is replaced whole by Update; ServeHTTP never blocks on
+// an update.
+type Proxy struct {
+	log    hclog.Logger
+	routes atomic.Pointer[router]
+
+	// pools persist across tables so idle connections and in-flight
+	// counts survive a routing change. Guarded by poolsMu; only Update
+	// writes it.
+	poolsMu sync.Mutex
+	pools   map[string]*appPool
+
+	onDrained func(app, worker string)
+
+	idPrefix string
+	idSeq    atomic.Uint64
+	envPool  sync.Pool
+}
+
+// New returns a Proxy with an empty table: every request gets 404 until
+// the first Update. onDrained is called (from any goroutine) when a
+// draining worker has no request left; it may be nil.
+func New(log hclog.Logger, onDrained func(app, worker string)) *Proxy {
+	var b [4]byte
+	rand.Read(b[:])
+	p := &Proxy{log: log, pools: map[string]*appPool{}, onDrained: onDrained, idPrefix: hex.EncodeToString(b[:])}
+	p.routes.Store(newRouter())
+	p.envPool.New = func() any { e := make(wsgiadapter.Environ, 0, 64); return &e }
+	return p
+}
+
+// Update installs a new routing table.
+func (p *Proxy) Update(t channel.Table) {
+	p.poolsMu.Lock()
+	defer p.poolsMu.Unlock()
+	rt := newRouter()
+	seen := make(map[string]bool, len(t.Apps))
+	for _, a := range t.Apps {
+		pool, ok := p.pools[a.Key]
+		if !ok {
+			pool = &appPool{key: a.Key, onDrained: p.onDrained}
+			p.pools[a.Key] = pool
+		}
+		pool.update(a)
+		seen[a.Key] = true
+		rt.add(a.Domains, a.Prefix, pool)
+	}
+	for key, pool := range p.pools {
+		if !seen[key] {
+			pool.update(channel.App{Key: key, State: channel.AppStopped})
+			delete(p.pools, key)
+		}
+	}
+	p.routes.Store(rt)
+}
+
+// CloseIdle closes every pooled connection (at shutdown).
+func (p *Proxy) CloseIdle() {
+	p.poolsMu.Lock()
+	defer p.poolsMu.Unlock()
+	for _, pool := range p.pools {
+		pool.closeAll()
+	}
+}
+
+func (p *Proxy) newRequestID() string {
+	return p.idPrefix + "-" + strconv.FormatUint(p.idSeq.Add(1), 16)
+}
+
+// ServeHTTP routes and forwards one request.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rid := p.newRequestID()
+	w.Header().Set("X-Request-Id", rid)
+	rt, ok := p.routes.Load().match(r.Host, r.URL.Path)
+	if !ok {
+		writeError(w, http.StatusNotFound, 0)
+		return
+	}
+	ri := reqInfo{prefix: rt.prefix, scheme: "http", requestID: rid}
+	if r.TLS != nil {
+		ri.scheme = "https"
+	}
+	ri.remoteAddr, ri.remotePort, _ = net.SplitHostPort(r.RemoteAddr)
+	if la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+		_, ri.serverPort, _ = net.SplitHostPort(la.String())
+	}
+	envp := p.envPool.Get().(*wsgiadapter.Environ)
+	env := buildEnviron((*envp)[:0], r, ri)
+	defer func() { *envp = env[:0]; p.envPool.Put(envp) }()
+	p.forward(w, r, rt.app, env, rid)
+}
+
+// maxAttempts bounds retries of undelivered requests (a worker died
+// between its last request and this one).
+const maxAttempts = 3
+
+func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, app *appPool, env wsgiadapter.Environ, rid string) {
+	ctx := r.Context()
+	// A small body is read up front so a retry can send it again; a
+	// streamed one is never retried after its first byte was read, and
+	// only read after the REQUEST frame went out.
+	var body io.Reader
+	size := r.ContentLength
+	var small []byte
+	if size > 0 && size <= wsgiadapter.InlineBodyMax {
+		small = make([]byte, size)
+		if _, err := io.ReadFull(r.Body, small); err != nil {
+			p.log.Debug("client body incomplete", "request_id", rid, "error", err)
+			return
+		}
+	} else if size != 0 {
+		body = r.Body
+	}
+	var lastErr error
+	for attempt := 0; attempt < maxAttempts; attempt++ {
+		l, err := app.acquire(ctx)
+		if err != nil {
+			p.unavailable(w, r, app, rid, err)
+			return
+		}
+		conn := l.conn
+		if conn == nil {
+			conn, err = wsgiadapter.Dial(ctx, l.w.socket)
+			if err != nil {
+				app.dropConn(l, nil)
+				lastErr = err
+				continue
+			}
+		}
+		if small != nil {
+			body = bytes.NewReader(small)
+		}
+		if err := conn.Send(env, body, size); err != nil {
+			app.dropConn(l, conn)
+			if errors.Is(err, wsgiadapter.ErrNotDelivered) {
+				lastErr = err
+				continue
+			}
+			p.log.Warn("sending request to worker failed", "app", app.key, "worker", l.w.id, "request_id", rid, "error", err)
+			writeError(w, http.StatusBadGateway, 0)
+			return
+		}
+		p.relay(w, r, app, l, conn, rid)
+		return
+	}
+	p.log.Warn("no worker could take the request", "app", app.key, "request_id", rid, "error", lastErr)
+	writeError(w, http.StatusBadGateway, 0)
+}
+
+// relay copies the worker's response to the client. A client that goes
+// away closes the worker connection, which is how the worker learns to
+// stop (docs/protocol.md, Cancelling).
+func (p *Proxy) relay(w http.ResponseWriter, r *http.Request, app *appPool, l lease, conn *wsgiadapter.Conn, rid string) {
+	stop := context.AfterFunc(r.Context(), func() { conn.Close() })
+	defer stop()
+	defer func() { app.release(l, conn) }()
+
+	head, err := conn.ReadHead()
+	if err != nil {
+		if r.Context().Err() != nil {
+			return // the client left; logged as 499 by the access log later
+		}
+		p.log.Warn("worker failed before answering", "app", app.key, "worker", l.w.id, "pid", l.w.pid, "request_id", rid, "error", err)
+		writeError(w, http.StatusBadGateway, 0)
+		return
+	}
+	h := w.Header()
+	for _, hv := range head.Headers {
+		h.Add(hv.Name, hv.Value)
+	}
+	if _, ok := h["Content-Type"]; !ok {
+		// Do not let net/http sniff and invent a type the app did not send.
+		h["Content-Type"] = nil
+	}
+	w.WriteHeader(head.Status)
+	flusher, _ := w.(http.Flusher)
+	for {
+		chunk, err := conn.Next()
+		if err == io.EOF {
+			return
+		}
+		if err != nil {
+			if !errors.Is(err, wsgiadapter.ErrAppFailed) && r.Context().Err() == nil {
+				p.log.Warn("worker failed mid-response", "app", app.key, "worker", l.w.id, "pid", l.w.pid, "request_id", rid, "error", err)
+			}
+			// Abort the client's response: it must not look complete.
+			panic(http.ErrAbortHandler)
+		}
+		if _, err := w.Write(chunk); err != nil {
+			conn.Close()
+			panic(http.ErrAbortHandler)
+		}
+		if flusher != nil && !conn.Buffered() {
+			flusher.Flush()
+		}
+	}
+}
+
+func (p *Proxy) unavailable(w http.ResponseWriter, r *http.Request, app *appPool, rid string, err error) {
+	switch {
+	case r.Context().Err() != nil:
+		return
+	case errors.Is(err, errFailing):
+		writeError(w, http.StatusServiceUnavailable, 30)
+	case errors.Is(err, errQueueTimeout):
+		p.log.Warn("request waited too long for a free thread", "app", app.key, "request_id", rid)
+		writeError(w, http.StatusServiceUnavailable, 5)
+	default:
+		writeError(w, http.StatusServiceUnavailable, 5)
+	}
+}

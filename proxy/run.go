@@ -1,0 +1,120 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/pyhost/pyhost/channel"
+)
+
+// Server limits that protect the front from slow or hostile clients.
+const (
+	readHeaderTimeout = 10 * time.Second
+	idleTimeout       = 75 * time.Second
+	maxHeaderBytes    = 64 << 10
+)
+
+// Run is the proxy process: it takes its Setup from the master, serves
+// the inherited listeners, applies every Table it receives and reports
+// events up. It returns nil after a graceful stop (ctx cancelled), and an
+// error when the master went away or a listener failed.
+func Run(ctx context.Context, ch *channel.Conn, listeners []net.Listener, log hclog.Logger) error {
+	first, err := ch.Receive()
+	if err != nil {
+		return fmt.Errorf("read setup from master: %w", err)
+	}
+	if first.Setup == nil {
+		return errors.New("first message from master is not setup")
+	}
+	setup := *first.Setup
+
+	events := make(chan channel.Event, 256)
+	p := New(log, func(app, worker string) {
+		select {
+		case events <- channel.Event{Kind: channel.EventDrained, App: app, WorkerID: worker}:
+		default:
+			log.Error("event queue full; dropping drained event", "app", app, "worker", worker)
+		}
+	})
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	masterGone := make(chan error, 1)
+	go func() {
+		for {
+			m, err := ch.Receive()
+			if err != nil {
+				if errors.Is(err, io.EOF) {
+					err = errors.New("master closed the channel")
+				}
+				masterGone <- err
+				return
+			}
+			if m.Table != nil {
+				p.Update(*m.Table)
+			}
+		}
+	}()
+	go func() {
+		for {
+			select {
+			case ev := <-events:
+				if err := ch.Send(channel.Message{Event: &ev}); err != nil {
+					log.Error("send event to master", "error", err)
+				}
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+
+	srv := &http.Server{
+		Handler:           p,
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
+	}
+	serveErr := make(chan error, len(listeners))
+	var wg sync.WaitGroup
+	for _, ln := range listeners {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				serveErr <- fmt.Errorf("serve %s: %w", ln.Addr(), err)
+			}
+		}()
+	}
+	log.Info("proxy serving", "listeners", setup.Listeners)
+
+	var result error
+	select {
+	case <-ctx.Done():
+	case err := <-masterGone:
+		result = err
+	case err := <-serveErr:
+		result = err
+	}
+	grace := setup.ShutdownTimeout
+	if grace <= 0 {
+		grace = 15 * time.Second
+	}
+	sctx, scancel := context.WithTimeout(context.Background(), grace)
+	defer scancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn("requests still in flight at the end of the grace period", "error", err)
+		srv.Close()
+	}
+	p.CloseIdle()
+	wg.Wait()
+	return result
+}

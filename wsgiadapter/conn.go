@@ -1,0 +1,253 @@
+package wsgiadapter
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"time"
+)
+
+// ErrNotDelivered marks a request that no byte of reached the worker, so
+// the proxy may safely try it on another worker.
+var ErrNotDelivered = errors.New("request not delivered")
+
+// ErrAppFailed is returned by Conn.Next when the app raised after the
+// response head was sent (END 0x01): the client's response is broken.
+var ErrAppFailed = errors.New("app failed mid-response")
+
+// Conn is the proxy's end of one persistent worker connection. It carries
+// one request at a time; it is not safe for concurrent use, except that
+// Close may be called from any goroutine to cancel the request in flight.
+type Conn struct {
+	nc        net.Conn
+	r         *bufio.Reader
+	wbuf      []byte
+	rbuf      []byte
+	pid       int
+	threads   int
+	bodyErr   chan error // result of the streamed body writer, nil when none
+	clean     bool       // last response ended with END and nothing is pending
+	headerBuf []byte
+}
+
+// Dial connects to a worker socket and performs the version handshake.
+// The context bounds both.
+func Dial(ctx context.Context, path string) (*Conn, error) {
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, "unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: dial worker: %w", ErrNotDelivered, err)
+	}
+	c := &Conn{nc: nc, r: bufio.NewReaderSize(nc, 64<<10), rbuf: make([]byte, 0, 64<<10)}
+	if err := c.handshake(ctx); err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("%w: %w", ErrNotDelivered, err)
+	}
+	c.clean = true
+	return c, nil
+}
+
+func (c *Conn) handshake(ctx context.Context) error {
+	if dl, ok := ctx.Deadline(); ok {
+		c.nc.SetDeadline(dl)
+		defer c.nc.SetDeadline(time.Time{})
+	}
+	stop := context.AfterFunc(ctx, func() { c.nc.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	hello := AppendFrame(nil, FrameHello, []byte("versions="+strconv.Itoa(Version)))
+	if _, err := c.nc.Write(hello); err != nil {
+		return fmt.Errorf("send hello: %w", err)
+	}
+	typ, p, err := ReadFrame(c.r, c.rbuf)
+	if err != nil {
+		return fmt.Errorf("read hello: %w", err)
+	}
+	if typ != FrameHello {
+		return protoErr("worker answered the handshake with frame type %d", typ)
+	}
+	h, err := ParseHello(p)
+	if err != nil {
+		return err
+	}
+	v, err := h.Int("version")
+	if err != nil {
+		return err
+	}
+	if v != Version {
+		return protoErr("worker speaks protocol version %d, want %d", v, Version)
+	}
+	if c.pid, err = h.Int("pid"); err != nil {
+		return err
+	}
+	if c.threads, err = h.Int("threads"); err != nil {
+		return err
+	}
+	return nil
+}
+
+// PID is the worker process's pid as it reported in the handshake.
+func (c *Conn) PID() int { return c.pid }
+
+// Close closes the connection; a request in flight is cancelled.
+func (c *Conn) Close() error {
+	c.clean = false
+	return c.nc.Close()
+}
+
+// Reusable reports whether the last request finished cleanly, so the
+// connection can carry another one.
+func (c *Conn) Reusable() bool { return c.clean && c.bodyErr == nil }
+
+// Send writes a request. body may be nil for no body. size is the body's
+// length when known (Content-Length) and -1 otherwise. Small known bodies
+// are inlined; others are streamed by a goroutine concurrently with the
+// caller reading the response, so an app that answers before reading its
+// body cannot deadlock. An error wrapping ErrNotDelivered means no byte of
+// the request reached the worker.
+func (c *Conn) Send(env Environ, body io.Reader, size int64) error {
+	if !c.clean {
+		return fmt.Errorf("%w: connection is not idle", ErrNotDelivered)
+	}
+	c.clean = false
+	var inline []byte
+	streamed := false
+	switch {
+	case body == nil || size == 0:
+	case size > 0 && size <= InlineBodyMax:
+		if cap(c.headerBuf) < int(size) {
+			c.headerBuf = make([]byte, size)
+		}
+		inline = c.headerBuf[:size]
+		if _, err := io.ReadFull(body, inline); err != nil {
+			return fmt.Errorf("%w: read request body: %w", ErrNotDelivered, err)
+		}
+	default:
+		streamed = true
+	}
+	var err error
+	c.wbuf, err = AppendRequest(c.wbuf[:0], env, streamed, inline)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrNotDelivered, err)
+	}
+	if n, err := c.nc.Write(c.wbuf); err != nil {
+		c.nc.Close()
+		if n == 0 {
+			return fmt.Errorf("%w: %w", ErrNotDelivered, err)
+		}
+		return fmt.Errorf("send request: %w", err)
+	}
+	if streamed {
+		c.bodyErr = make(chan error, 1)
+		go func(ch chan<- error) { ch <- c.streamBody(body, size) }(c.bodyErr)
+	}
+	return nil
+}
+
+// streamBody copies the request body as BODY frames and ends it with an
+// empty one. A known size that the reader does not meet is an error: the
+// worker would otherwise see a shorter body as complete.
+func (c *Conn) streamBody(body io.Reader, size int64) error {
+	buf := make([]byte, headerLen+64<<10)
+	var sent int64
+	for {
+		n, rerr := body.Read(buf[headerLen:])
+		if n > 0 {
+			AppendFrameHeader(buf[:0], FrameBody, n)
+			if _, err := c.nc.Write(buf[:headerLen+n]); err != nil {
+				return fmt.Errorf("stream request body: %w", err)
+			}
+			sent += int64(n)
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			return fmt.Errorf("read request body: %w", rerr)
+		}
+	}
+	if size >= 0 && sent != size {
+		return fmt.Errorf("request body was %d bytes, want %d", sent, size)
+	}
+	if _, err := c.nc.Write(AppendFrameHeader(buf[:0], FrameBody, 0)); err != nil {
+		return fmt.Errorf("end request body: %w", err)
+	}
+	return nil
+}
+
+// ReadHead reads the response head. Any error means the connection is
+// unusable and the request failed.
+func (c *Conn) ReadHead() (Head, error) {
+	typ, p, err := ReadFrame(c.r, c.rbuf)
+	if err != nil {
+		return Head{}, fmt.Errorf("read response head: %w", err)
+	}
+	if typ != FrameHeaders {
+		return Head{}, protoErr("expected HEADERS, got frame type %d", typ)
+	}
+	return ParseHead(p)
+}
+
+// Next returns the next chunk of the response body, valid until the next
+// call. At a complete END it returns io.EOF; when the app failed mid-body,
+// ErrAppFailed.
+func (c *Conn) Next() ([]byte, error) {
+	typ, p, err := ReadFrame(c.r, c.rbuf)
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, fmt.Errorf("read response body: %w", err)
+	}
+	switch typ {
+	case FrameBody:
+		if len(p) == 0 {
+			return nil, protoErr("empty BODY frame in a response")
+		}
+		return p, nil
+	case FrameEnd:
+		if len(p) != 1 || p[0] > 1 {
+			return nil, protoErr("malformed END frame")
+		}
+		c.clean = c.finishBody() == nil
+		if p[0] == 1 {
+			return nil, ErrAppFailed
+		}
+		return nil, io.EOF
+	default:
+		return nil, protoErr("unexpected frame type %d in a response", typ)
+	}
+}
+
+// Buffered reports whether response bytes are already waiting, so the
+// proxy can skip a flush to the client when more data is at hand.
+func (c *Conn) Buffered() bool { return c.r.Buffered() > 0 }
+
+// bodyGrace bounds how long a finished response waits for its request
+// body writer. The worker has answered already; a writer still blocked on
+// a slow client is not worth a pooled connection, which is closed instead.
+const bodyGrace = 200 * time.Millisecond
+
+// finishBody waits for the body writer after END and reports whether the
+// connection is clean.
+func (c *Conn) finishBody() error {
+	if c.bodyErr == nil {
+		return nil
+	}
+	t := time.NewTimer(bodyGrace)
+	defer t.Stop()
+	select {
+	case err := <-c.bodyErr:
+		c.bodyErr = nil
+		if err != nil {
+			c.nc.Close()
+		}
+		return err
+	case <-t.C:
+		c.nc.Close()
+		return errors.New("request body still being sent after the response ended")
+	}
+}

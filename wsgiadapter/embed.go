@@ -1,0 +1,12 @@
+package wsgiadapter
+
+import (
+	_ "embed"
+)
+
+// WorkerScript is the Python worker (pyhost_worker.py). The daemons package
+// writes it to a file the app's user can read and runs it with the app's
+// interpreter.
+//
+//go:embed pyhost_worker.py
+var WorkerScript []byte

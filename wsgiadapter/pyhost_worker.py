@@ -1,0 +1,544 @@
+"""pyhost worker: serves one WSGI application to the pyhost proxy.
+
+The master starts this script with the listening UNIX socket as file
+descriptor 3 and a status pipe as descriptor 4 (docs/protocol.md). It imports
+the application once, reports "ready" (or the import traceback) on the pipe,
+then runs THREADS threads that each accept one proxy connection at a time and
+serve its requests in order.
+
+Only the standard library is used, and the syntax stays valid for Python 3.8.
+The request path is kept lean on purpose: the proxy has already parsed HTTP,
+so a request costs one latin-1 decode, one split and one dict(zip()) here,
+and a small response leaves in a single sendall().
+"""
+
+import argparse
+import importlib
+import io
+import json
+import os
+import runpy
+import signal
+import socket
+import struct
+import sys
+import threading
+import traceback
+
+PROTOCOL_VERSION = 1
+
+T_HELLO = 1
+T_REQUEST = 2
+T_BODY = 3
+T_HEADERS = 4
+T_END = 5
+
+MAX_PAYLOAD = 16 << 20
+MAX_BODY_FRAME = 1 << 20
+DRAIN_LIMIT = 1 << 20
+FLAG_STREAMED = 0x01
+
+_HDR = struct.Struct(">BI")
+_REQ = struct.Struct(">BI")
+_END_OK = _HDR.pack(T_END, 1) + b"\x00"
+_END_FAILED = _HDR.pack(T_END, 1) + b"\x01"
+
+# Hop-by-hop headers belong to one HTTP connection; an app must not send
+# them (PEP 3333) and the proxy owns the client connection, so they are
+# dropped with a warning.
+_HOP_BY_HOP = frozenset((
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
+    "te", "trailers", "transfer-encoding", "upgrade",
+))
+
+
+class ProtocolError(Exception):
+    """The proxy sent something that does not follow docs/protocol.md."""
+
+
+class ClientGone(Exception):
+    """The proxy closed the connection (client left or request cancelled)."""
+
+
+def log(msg):
+    sys.stderr.write("pyhost-worker: %s\n" % msg)
+    sys.stderr.flush()
+
+
+def _read_exact(rf, n):
+    data = rf.read(n)
+    if data is None or len(data) != n:
+        raise ClientGone()
+    return data
+
+
+def read_frame(rf):
+    head = rf.read(5)
+    if not head:
+        return None, None
+    if len(head) != 5:
+        raise ClientGone()
+    typ, length = _HDR.unpack(head)
+    if length > MAX_PAYLOAD:
+        raise ProtocolError("frame length %d over the limit" % length)
+    if length == 0:
+        return typ, b""
+    return typ, _read_exact(rf, length)
+
+
+class StreamedInput(object):
+    """wsgi.input for a body that arrives in BODY frames.
+
+    It reads frames lazily, only as the app asks, so a large upload passes
+    through in bounded memory.
+    """
+
+    def __init__(self, rf):
+        self._rf = rf
+        self._buf = b""
+        self._done = False
+
+    def _fill(self):
+        # Returns False at the end of the body.
+        if self._done:
+            return False
+        typ, payload = read_frame(self._rf)
+        if typ is None:
+            raise ClientGone()
+        if typ != T_BODY:
+            raise ProtocolError("expected BODY frame, got type %d" % typ)
+        if not payload:
+            self._done = True
+            return False
+        self._buf += payload
+        return True
+
+    def read(self, size=-1):
+        if size is None or size < 0:
+            chunks = [self._buf]
+            self._buf = b""
+            while self._fill():
+                chunks.append(self._buf)
+                self._buf = b""
+            return b"".join(chunks)
+        while len(self._buf) < size and self._fill():
+            pass
+        data, self._buf = self._buf[:size], self._buf[size:]
+        return data
+
+    def readline(self, size=-1):
+        while True:
+            nl = self._buf.find(b"\n")
+            if nl >= 0:
+                end = nl + 1
+                break
+            if size is not None and 0 <= size <= len(self._buf):
+                end = size
+                break
+            if not self._fill():
+                end = len(self._buf)
+                break
+        if size is not None and 0 <= size < end:
+            end = size
+        line, self._buf = self._buf[:end], self._buf[end:]
+        return line
+
+    def readlines(self, hint=-1):
+        lines = []
+        total = 0
+        while True:
+            line = self.readline()
+            if not line:
+                return lines
+            lines.append(line)
+            total += len(line)
+            if hint is not None and 0 < hint <= total:
+                return lines
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
+
+    def drain(self, limit):
+        """Discard the unread rest of the body; False if over limit."""
+        seen = len(self._buf)
+        self._buf = b""
+        while seen <= limit and self._fill():
+            seen += len(self._buf)
+            self._buf = b""
+        return self._done
+
+
+class FileWrapper(object):
+    """wsgi.file_wrapper: iterates a file-like object in blocks."""
+
+    def __init__(self, filelike, blksize=65536):
+        self.filelike = filelike
+        self.blksize = blksize
+        if hasattr(filelike, "close"):
+            self.close = filelike.close
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        data = self.filelike.read(self.blksize)
+        if data:
+            return data
+        raise StopIteration
+
+
+def _frame(typ, payload):
+    return _HDR.pack(typ, len(payload)) + payload
+
+
+def _body_frames(data):
+    if len(data) <= MAX_BODY_FRAME:
+        return _HDR.pack(T_BODY, len(data)) + data
+    parts = []
+    view = memoryview(data)
+    for off in range(0, len(data), MAX_BODY_FRAME):
+        chunk = view[off:off + MAX_BODY_FRAME]
+        parts.append(_HDR.pack(T_BODY, len(chunk)))
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+_ERROR_500 = (
+    _frame(T_HEADERS, b"500 Internal Server Error\0Content-Type\0text/plain; charset=utf-8\0Content-Length\x0022")
+    + _frame(T_BODY, b"Internal Server Error\n")
+    + _END_OK
+)
+
+
+class Worker(object):
+    def __init__(self, app, threads, listener):
+        self.app = app
+        self.threads = threads
+        self.listener = listener
+        self.pid = os.getpid()
+        self.stopping = False
+        self.busy = 0
+        self.cond = threading.Condition()
+        self.base_environ = {
+            "wsgi.version": (1, 0),
+            "wsgi.errors": sys.stderr,
+            "wsgi.multithread": threads > 1,
+            "wsgi.multiprocess": True,
+            "wsgi.run_once": False,
+            "wsgi.file_wrapper": FileWrapper,
+        }
+        self.hello = _frame(
+            T_HELLO,
+            ("version=%d pid=%d threads=%d" % (PROTOCOL_VERSION, self.pid, threads)).encode("ascii"),
+        )
+
+    # -- connection loop ---------------------------------------------------
+
+    def accept_loop(self):
+        while not self.stopping:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                if self.stopping:
+                    return
+                continue
+            try:
+                self.serve_conn(conn)
+            except (ClientGone, ConnectionError):
+                pass
+            except ProtocolError as e:
+                log("closing proxy connection: %s" % e)
+            except Exception:
+                log("closing proxy connection after internal error:\n" + traceback.format_exc())
+            finally:
+                try:
+                    conn.close()
+                except OSError:
+                    pass
+
+    def serve_conn(self, conn):
+        rf = conn.makefile("rb", buffering=65536)
+        try:
+            typ, payload = read_frame(rf)
+            if typ is None:
+                return
+            if typ != T_HELLO:
+                raise ProtocolError("expected HELLO, got frame type %d" % typ)
+            if not self._version_ok(payload):
+                conn.sendall(_frame(T_HELLO, b"version=0"))
+                return
+            conn.sendall(self.hello)
+            while not self.stopping:
+                typ, payload = read_frame(rf)
+                if typ is None:
+                    return
+                if typ != T_REQUEST:
+                    raise ProtocolError("expected REQUEST, got frame type %d" % typ)
+                with self.cond:
+                    self.busy += 1
+                try:
+                    keep = self.handle(conn, rf, payload)
+                finally:
+                    with self.cond:
+                        self.busy -= 1
+                        self.cond.notify_all()
+                if not keep:
+                    return
+        finally:
+            rf.close()
+
+    @staticmethod
+    def _version_ok(payload):
+        try:
+            fields = dict(kv.split("=", 1) for kv in payload.decode("ascii").split(" ") if "=" in kv)
+            versions = fields.get("versions", "").split(",")
+        except (UnicodeDecodeError, ValueError):
+            raise ProtocolError("malformed HELLO")
+        return str(PROTOCOL_VERSION) in versions
+
+    # -- one request -------------------------------------------------------
+
+    def handle(self, conn, rf, payload):
+        """Serves one request. Returns False when the connection must close."""
+        if len(payload) < 5:
+            raise ProtocolError("REQUEST frame too short")
+        flags, env_len = _REQ.unpack_from(payload)
+        if flags & ~FLAG_STREAMED:
+            raise ProtocolError("reserved REQUEST flags set: %#x" % flags)
+        if 5 + env_len > len(payload):
+            raise ProtocolError("environ length %d exceeds frame" % env_len)
+        p = payload[5:5 + env_len].decode("latin-1").split("\0")
+        if len(p) % 2:
+            if p != [""]:
+                raise ProtocolError("environ block has an odd number of fields")
+            p = []
+        environ = dict(zip(p[::2], p[1::2]))
+        environ.update(self.base_environ)
+        environ.setdefault("wsgi.url_scheme", "http")
+        streamed = flags & FLAG_STREAMED
+        if streamed:
+            body = StreamedInput(rf)
+            environ["wsgi.input"] = body
+            environ["wsgi.input_terminated"] = "CONTENT_LENGTH" not in environ
+        else:
+            body = None
+            environ["wsgi.input"] = io.BytesIO(payload[5 + env_len:])
+            environ["wsgi.input_terminated"] = True
+
+        ok = self.run_app(conn, environ)
+        if streamed and ok:
+            return body.drain(DRAIN_LIMIT)
+        return ok
+
+    def run_app(self, conn, environ):
+        """Calls the app and sends its response. False: connection is dead."""
+        state = [None, False]  # [head frame bytes, head sent]
+
+        def start_response(status, headers, exc_info=None):
+            if exc_info is not None:
+                try:
+                    if state[1]:
+                        raise exc_info[1].with_traceback(exc_info[2])
+                finally:
+                    exc_info = None
+            elif state[0] is not None:
+                raise AssertionError("start_response called a second time without exc_info")
+            state[0] = _frame(T_HEADERS, self._encode_head(status, headers, environ))
+            return write
+
+        def write(data):
+            if state[0] is None:
+                raise AssertionError("write() called before start_response()")
+            if not isinstance(data, bytes):
+                raise TypeError("write() takes bytes, not %s" % type(data).__name__)
+            if not data:
+                return
+            out = _body_frames(data)
+            if not state[1]:
+                out = state[0] + out
+                state[1] = True
+            self._send(conn, out)
+
+        result = None
+        try:
+            result = self.app(environ, start_response)
+            if type(result) in (list, tuple) and len(result) == 1 and state[0] is not None:
+                # The common small response: one send for head, body and end.
+                data = result[0]
+                if not isinstance(data, bytes):
+                    raise TypeError("response body items must be bytes, not %s" % type(data).__name__)
+                out = state[0] if not state[1] else b""
+                state[1] = True
+                if data:
+                    out += _body_frames(data)
+                self._send(conn, out + _END_OK)
+                return True
+            for data in result:
+                if not isinstance(data, bytes):
+                    raise TypeError("response body items must be bytes, not %s" % type(data).__name__)
+                if not data:
+                    continue
+                if state[0] is None:
+                    raise AssertionError("app returned body data before calling start_response()")
+                out = _body_frames(data)
+                if not state[1]:
+                    out = state[0] + out
+                    state[1] = True
+                self._send(conn, out)
+            if state[0] is None:
+                raise AssertionError("app returned without calling start_response()")
+            self._send(conn, _END_OK if state[1] else state[0] + _END_OK)
+            return True
+        except ClientGone:
+            return False
+        except Exception:
+            rid = environ.get("HTTP_X_REQUEST_ID", "-")
+            log("request %s %s %s raised:\n%s" % (
+                rid, environ.get("REQUEST_METHOD", ""), environ.get("REQUEST_URI", ""),
+                traceback.format_exc().rstrip()))
+            try:
+                self._send(conn, _END_FAILED if state[1] else _ERROR_500)
+            except ClientGone:
+                return False
+            return True
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception:
+                    log("close() of the response iterable raised:\n" + traceback.format_exc().rstrip())
+
+    @staticmethod
+    def _send(conn, data):
+        try:
+            conn.sendall(data)
+        except OSError:
+            raise ClientGone()
+
+    @staticmethod
+    def _encode_head(status, headers, environ):
+        if type(status) is not str:
+            raise TypeError("status must be a str, not %s" % type(status).__name__)
+        if len(status) < 4 or not status[:3].isdigit() or status[3] != " ":
+            raise ValueError("status %r is not 'NNN Reason'" % status)
+        parts = [status]
+        for item in headers:
+            if type(item) is not tuple or len(item) != 2:
+                raise TypeError("headers must be (name, value) tuples, got %r" % (item,))
+            name, value = item
+            if type(name) is not str or type(value) is not str:
+                raise TypeError("header name and value must be str: %r" % (item,))
+            if "\0" in name or "\0" in value or "\n" in value or "\r" in value or ":" in name:
+                raise ValueError("invalid character in header %r" % (name,))
+            if name.lower() in _HOP_BY_HOP:
+                log("request %s: dropped hop-by-hop header %r from the app" % (
+                    environ.get("HTTP_X_REQUEST_ID", "-"), name))
+                continue
+            parts.append(name)
+            parts.append(value)
+        try:
+            return "\0".join(parts).encode("latin-1")
+        except UnicodeEncodeError:
+            raise ValueError("status and headers must be latin-1 strings")
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def start(self):
+        for i in range(self.threads):
+            t = threading.Thread(target=self.accept_loop, name="pyhost-%d" % i, daemon=True)
+            t.start()
+
+    def stop(self):
+        """Stops taking connections and waits for in-flight requests."""
+        self.stopping = True
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        with self.cond:
+            while self.busy:
+                self.cond.wait()
+
+
+def load_app(target, directory):
+    """Imports the app: a file path (application, else app) or module:callable."""
+    if directory:
+        os.chdir(directory)
+    sys.path.insert(0, directory or os.getcwd())
+    if ":" in target and not target.endswith((".py", ".wsgi")):
+        module, _, attr = target.partition(":")
+        obj = importlib.import_module(module)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+        return obj
+    if ":" in target:
+        path, _, attr = target.rpartition(":")
+        names = [attr]
+    else:
+        path, names = target, ["application", "app"]
+    namespace = runpy.run_path(path, run_name="__pyhost_app__")
+    for name in names:
+        if name in namespace:
+            return namespace[name]
+    raise LookupError("%s defines no WSGI callable named %s" % (path, " or ".join(names)))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="pyhost WSGI worker (started by pyhostd)")
+    parser.add_argument("--app", required=True, help="file path or module:callable")
+    parser.add_argument("--directory", default="", help="working directory, first on sys.path")
+    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--listen-fd", type=int, default=3)
+    parser.add_argument("--status-fd", type=int, default=4)
+    args = parser.parse_args(argv)
+
+    os.umask(0o027)
+    status = os.fdopen(args.status_fd, "w", buffering=1)
+    listener = socket.socket(fileno=args.listen_fd)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def report(event, **fields):
+        fields["event"] = event
+        fields["pid"] = os.getpid()
+        try:
+            status.write(json.dumps(fields) + "\n")
+            status.flush()
+        except OSError:
+            pass
+
+    try:
+        app = load_app(args.app, args.directory)
+        if not callable(app):
+            raise TypeError("%s is not callable" % (args.app,))
+    except BaseException as e:
+        tb = traceback.format_exc()
+        sys.stderr.write(tb)
+        sys.stderr.flush()
+        report("import_error", error="%s: %s" % (type(e).__name__, e), traceback=tb)
+        return 3
+
+    worker = Worker(app, max(1, args.threads), listener)
+    # SIGTERM is blocked before the threads start (they inherit the mask) and
+    # taken synchronously by the main thread: the graceful stop.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    worker.start()
+    report("ready")
+    status.close()
+    signal.sigwait({signal.SIGTERM})
+    worker.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Daemon threads may still sit in recv(); leave without joining them.
+    os._exit(code)
