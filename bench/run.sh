@@ -46,18 +46,18 @@ die() { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
 # ------------------------------------------------------------------ checks
 
 is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
+uint_between() { is_uint "$1" && ((10#$1 >= $2 && 10#$1 <= $3)); } # VALUE MIN MAX
 
 check_knobs() {
-    is_uint "$DURATION" && [ "$DURATION" -ge 1 ] || die "DURATION must be a whole number of seconds >= 1 (got '$DURATION')"
-    is_uint "$WARMUP" || die "WARMUP must be a whole number of seconds >= 0 (got '$WARMUP')"
-    is_uint "$ROUNDS" && [ "$ROUNDS" -ge 1 ] || die "ROUNDS must be a whole number >= 1 (got '$ROUNDS')"
-    is_uint "$PORT_BASE" && [ "$PORT_BASE" -ge 1024 ] && [ "$PORT_BASE" -le 65000 ] ||
-        die "PORT_BASE must be a port number between 1024 and 65000 (got '$PORT_BASE')"
+    uint_between "$DURATION" 1 3600 || die "DURATION must be whole seconds, 1 to 3600 (got '$DURATION')"
+    uint_between "$WARMUP" 0 600 || die "WARMUP must be whole seconds, 0 to 600 (got '$WARMUP')"
+    uint_between "$ROUNDS" 1 100 || die "ROUNDS must be a whole number, 1 to 100 (got '$ROUNDS')"
+    uint_between "$PORT_BASE" 1024 65000 || die "PORT_BASE must be a port number, 1024 to 65000 (got '$PORT_BASE')"
     [[ $WRK_TIMEOUT =~ ^[0-9]+(ms|s|m)?$ ]] || die "WRK_TIMEOUT must look like 5s or 500ms (got '$WRK_TIMEOUT')"
     local c s
     [ -n "${CONNS// /}" ] || die "CONNS is empty"
     for c in $CONNS; do
-        is_uint "$c" && [ "$c" -ge 1 ] && [ "$c" -le 10000 ] || die "CONNS: '$c' is not a connection count between 1 and 10000"
+        uint_between "$c" 1 10000 || die "CONNS: '$c' is not a connection count, 1 to 10000"
     done
     [ -n "${STACKS// /}" ] || die "STACKS is empty; choose among: $KNOWN_STACKS"
     for s in $STACKS; do
@@ -228,10 +228,12 @@ spawn() { # DIR LOGFILE COMMAND... -> SPAWNED_PID, appended to ROOTS
 # SIGKILL the survivors by pid.
 stop_roots() {
     [ "${#ROOTS[@]}" -gt 0 ] || return 0
-    local -a snap=() pids
+    local -a procs=() pids
     local i r pid st left deadline
     mapfile -t pids < <(root_pids)
-    mapfile -t snap < <("$PY" "$TOOL" tree "${pids[@]}" 2>/dev/null || true)
+    # "PID STARTTIME" of the roots and of everything under them right now.
+    for r in "${ROOTS[@]}"; do procs+=("${r%%:*} ${r#*:}"); done
+    mapfile -t -O "${#procs[@]}" procs < <("$PY" "$TOOL" tree "${pids[@]}" 2>/dev/null || true)
     for ((i = ${#ROOTS[@]} - 1; i >= 0; i--)); do
         r=${ROOTS[i]}
         if is_alive "${r%%:*}" "${r#*:}"; then kill -TERM "${r%%:*}" 2>/dev/null || true; fi
@@ -239,11 +241,13 @@ stop_roots() {
     deadline=$((SECONDS + STOP_TIMEOUT))
     while :; do
         left=0
-        for r in "${ROOTS[@]}"; do is_alive "${r%%:*}" "${r#*:}" && left=$((left + 1)); done
-        for r in "${snap[@]}"; do is_alive ${r} && left=$((left + 1)); done
+        for r in "${procs[@]}"; do
+            read -r pid st <<<"$r"
+            if is_alive "$pid" "$st"; then left=$((left + 1)); fi
+        done
         [ "$left" -gt 0 ] || break
         if [ "$SECONDS" -ge "$deadline" ]; then
-            for r in "${ROOTS[@]/:/ }" "${snap[@]}"; do
+            for r in "${procs[@]}"; do
                 read -r pid st <<<"$r"
                 if is_alive "$pid" "$st"; then
                     warn "pid $pid ($(cat "/proc/$pid/comm" 2>/dev/null || echo '?')) still runs ${STOP_TIMEOUT}s after SIGTERM; sending SIGKILL"
@@ -256,8 +260,7 @@ stop_roots() {
         sleep 0.2
     done
     STOP_STATUS=""
-    for r in "${ROOTS[@]}"; do
-        pid=${r%%:*}
+    for pid in "${pids[@]}"; do
         if wait "$pid" 2>/dev/null; then st=0; else st=$?; fi
         STOP_STATUS+="${STOP_STATUS:+, }pid $pid exit $st"
     done
@@ -376,12 +379,38 @@ record() { # ROUND STACK CONNS [record options...]
         die "could not write a record to $RECORDS"
 }
 
-run_wrk() { # PORT CONNS SECONDS OUTFILE -> wrk's exit status
-    local port=$1 conns=$2 secs=$3 out=$4
-    # -d bounds the load; timeout(1) only guards against a wedged wrk.
-    timeout --kill-after=5 $((secs + 30)) \
-        wrk -t1 -c"$conns" -d"${secs}s" --latency --timeout "$WRK_TIMEOUT" \
-        -s "$WRK_SCRIPT" "http://127.0.0.1:$port/hello" >"$out" 2>&1
+# wrk's command line into WRK_CMD. -d bounds the load; timeout(1) only guards
+# against a wedged wrk (--foreground: a Ctrl-C on the terminal reaches wrk).
+wrk_cmd() { # PORT CONNS SECONDS
+    WRK_CMD=(timeout --foreground --kill-after=5 $(($3 + 30))
+        wrk -t1 -c"$2" -d"$3s" --latency --timeout "$WRK_TIMEOUT"
+        -s "$WRK_SCRIPT" "http://127.0.0.1:$1/hello")
+}
+
+warm_up() { # PORT CONNS OUTFILE
+    wrk_cmd "$1" "$2" "$WARMUP"
+    "${WRK_CMD[@]}" >"$3" 2>&1
+}
+
+# The measured run: wrk in the background while the listener's accept queue
+# is sampled at 1/4, 1/2 and 3/4 of the test (into ACCEPTQ). Returns wrk's
+# exit status.
+measure() { # PORT CONNS OUTFILE
+    local port=$1 conns=$2 out=$3 start_us k wait_us rc
+    wrk_cmd "$port" "$conns" "$DURATION"
+    start_us=${EPOCHREALTIME/./}
+    (exec "${WRK_CMD[@]}" >"$out" 2>&1) &
+    WRK_PID=$!
+    ACCEPTQ=""
+    for k in 1 2 3; do
+        # Sleep up to start + k/4 of the test, whatever the samples cost.
+        wait_us=$((start_us + DURATION * 250000 * k - ${EPOCHREALTIME/./}))
+        if [ "$wait_us" -gt 0 ]; then sleep "$(printf '%d.%06d' $((wait_us / 1000000)) $((wait_us % 1000000)))"; fi
+        ACCEPTQ+="${ACCEPTQ:+ }$("$PY" "$TOOL" acceptq "$port" 2>/dev/null || echo 0)"
+    done
+    if wait "$WRK_PID"; then rc=0; else rc=$?; fi
+    WRK_PID=""
+    return "$rc"
 }
 
 # One stack in one round: start, smoke test, warm-up + measure per CONNS, stop.
@@ -424,14 +453,19 @@ bench_stack() { # ROUND STACK
         fi
         if [ "$WARMUP" -gt 0 ]; then
             log "  c=$conns: ${WARMUP}s warm-up (discarded)"
-            run_wrk "$port" "$conns" "$WARMUP" "$raw/warmup-c$conns.txt" ||
+            warm_up "$port" "$conns" "$raw/warmup-c$conns.txt" ||
                 warn "warm-up wrk exited with status $? (see $raw/warmup-c$conns.txt)"
         fi
         log "  c=$conns: ${DURATION}s measured"
-        if run_wrk "$port" "$conns" "$DURATION" "$raw/wrk-c$conns.txt"; then rc=0; else rc=$?; fi
+        if measure "$port" "$conns" "$raw/wrk-c$conns.txt"; then rc=0; else rc=$?; fi
         [ "$rc" -eq 0 ] || { warn "wrk exited with status $rc (see $raw/wrk-c$conns.txt)"; FAILED=1; }
         mapfile -t rootpids < <(root_pids)
-        record "$round" "$stack" "$conns" --wrk "$raw/wrk-c$conns.txt" --wrk-rc "$rc" "${rootpids[@]}"
+        record "$round" "$stack" "$conns" --wrk "$raw/wrk-c$conns.txt" --wrk-rc "$rc" \
+            --acceptq "$ACCEPTQ" "${rootpids[@]}"
+        case " $ACCEPTQ " in
+            *" 0 "*) ;;
+            *) warn "$stack left clients unaccepted during the whole test (accept queue samples: $ACCEPTQ)" ;;
+        esac
         grep -E 'Requests/sec|Non-2xx|Socket errors' "$raw/wrk-c$conns.txt" | sed 's/^/    /' >&2 || true
     done
     log "  stopping $stack"
@@ -443,10 +477,17 @@ bench_stack() { # ROUND STACK
 
 WORK=""
 RAW_DIR=""
+WRK_PID=""
 cleanup() {
     local rc=$?
     set +e
     trap - EXIT INT TERM
+    # A background wrk (see measure) ignores the terminal's SIGINT; timeout(1)
+    # passes this TERM on to it.
+    if [ -n "$WRK_PID" ] && kill -0 "$WRK_PID" 2>/dev/null; then
+        kill -TERM "$WRK_PID" 2>/dev/null
+        wait "$WRK_PID" 2>/dev/null
+    fi
     if [ "${#ROOTS[@]}" -gt 0 ]; then
         log "cleaning up: stopping the processes this run started"
         stop_roots
@@ -466,9 +507,9 @@ cleanup() {
     exit "$rc"
 }
 
-on_signal() {
+on_signal() { # INT|TERM
     warn "interrupted by SIG$1; cleaning up"
-    exit $(( $1 == INT ? 130 : 143 ))
+    case $1 in INT) exit 130 ;; *) exit 143 ;; esac
 }
 
 # ------------------------------------------------------------------ main

@@ -54,8 +54,8 @@ type WorkerStatus struct {
 // part of the contract of `pyctl status --json`: add fields, never rename.
 // The server sends nil slices as empty JSON arrays, never null.
 type AppStatus struct {
-	Name      string         `json:"name"` // the app file's name without .toml
-	User      string         `json:"user"` // login name of the app's owner
+	Name      string         `json:"name"`  // the app file's name without .toml
+	User      string         `json:"user"`  // login name of the app's owner
 	State     string         `json:"state"` // one of the App* constants
 	Domains   []string       `json:"domains"`
 	URLPrefix string         `json:"url_prefix"`

@@ -14,12 +14,18 @@ Standard library only; run with Debian's /usr/bin/python3. Subcommands:
       leads its own session, every process of that session). run.sh uses
       it to snapshot what to wait for, and to kill by pid, on stop.
 
+  acceptq PORT
+      Print how many connections wait, completed by the kernel but not yet
+      accept()ed, on the listening TCP socket(s) of 127.0.0.1:PORT (0 when
+      there is none). wrk times only answered requests, so clients a server
+      never accepts are otherwise invisible.
+
   alive PID STARTTIME
       Exit 0 when that very process (same pid, same start time) still runs
       and is not a zombie; 1 otherwise. Guards against pid reuse.
 
   record --out FILE --round N --stack NAME --conns C --wrk WRK_OUTPUT
-         [--wrk-rc RC] [--fail REASON] [ROOT_PID...]
+         [--wrk-rc RC] [--acceptq "N N N"] [--fail REASON] [ROOT_PID...]
       Parse the PYHOST_BENCH_JSON line that lib/report.lua makes wrk print,
       read the memory of the stack's process trees, append one JSON record.
 
@@ -159,6 +165,28 @@ def cmd_tree(args):
         print(pid, start)
 
 
+def accept_queue(port):
+    """Sum of the accept-queue lengths of the TCP listeners on port."""
+    total = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table, encoding="ascii") as f:
+                next(f)  # header
+                for line in f:
+                    fields = line.split()
+                    local, state, queues = fields[1], fields[3], fields[4]
+                    # For a listener (state 0A) rx_queue is its accept backlog.
+                    if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:
+                        total += int(queues.split(":")[1], 16)
+        except (OSError, StopIteration, IndexError, ValueError):
+            continue
+    return total
+
+
+def cmd_acceptq(args):
+    print(accept_queue(args.port))
+
+
 def cmd_alive(args):
     st = read_stat(args.pid)
     sys.exit(0 if st is not None and st[0] != "Z" and st[3] == args.starttime else 1)
@@ -266,6 +294,10 @@ def cmd_record(args):
             rec.update(status="failed", reason=f"no wrk result: {e}")
         if args.wrk_rc not in (None, 0) and rec["status"] == "ok":
             rec.update(status="failed", reason=f"wrk exited with status {args.wrk_rc}")
+    if args.acceptq:
+        samples = [int(x) for x in args.acceptq.split()]
+        rec["acceptq_samples"] = samples
+        rec["acceptq_min"] = min(samples) if samples else 0
     if args.pids:
         rec["memory"] = memory(parse_pids(args.pids))
     with open(args.out, "a", encoding="utf-8") as f:
@@ -395,7 +427,16 @@ def summarize(recs):
         "rss_mib": statistics.mean(mib(m["rss_kb"]) for m in mem) if mem else None,
         "pss_mib": statistics.mean(mib(m["pss_kb"]) for m in mem) if mem else None,
         "nprocs": max(m["nprocs"] for m in mem) if mem else None,
+        "acceptq": max(r.get("acceptq_min", 0) for r in ok),
     }
+
+
+def ratio_cell(ref, m):
+    """pyhost's req/s over m's, starred when either left clients unaccepted."""
+    if not ref["ok"] or not m["ok"]:
+        return "–"
+    star = " *" if ref["acceptq"] or m["acceptq"] else ""
+    return fmt_ratio(ref["rps"], m["rps"]) + star
 
 
 def md_table(header, rows, right):
@@ -452,7 +493,7 @@ def cmd_report(args):
         for c in conns:
             m = summary[s, c]
             if not m["ok"]:
-                rows.append([s, c, "FAILED: " + m["reason"]] + [""] * 6 + ([""] if have_ref else []))
+                rows.append([s, c, "FAILED: " + m["reason"]] + [""] * 7 + ([""] if have_ref else []))
                 continue
             rps = fmt_rps(m["rps"])
             if rounds > 1:
@@ -462,16 +503,19 @@ def cmd_report(args):
             mem = "–" if m["rss_mib"] is None else f"{m['rss_mib']:.1f} ({m['nprocs']})"
             pss = "–" if m["pss_mib"] is None else f"{m['pss_mib']:.1f}"
             row = [s, c, rps, fmt_ms(m["p50_ms"]), fmt_ms(m["p99_ms"]),
-                   m["http_errors"], m["socket"], mem, pss]
+                   m["http_errors"], m["socket"], m["acceptq"], mem, pss]
             if have_ref:
-                ref = summary[REFERENCE, c]
-                row.append(fmt_ratio(ref["rps"], m["rps"]) if ref["ok"] else "–")
+                row.append(ratio_cell(summary[REFERENCE, c], m))
             rows.append(row)
     header = ["stack", "conns", "req/s" + (" (min–max)" if rounds > 1 else ""), "p50 ms", "p99 ms",
-              "non-2xx/3xx", "socket errors c/r/w/t", "RSS MiB (procs)", "PSS MiB"]
+              "non-2xx/3xx", "socket errors c/r/w/t", "unaccepted", "RSS MiB (procs)", "PSS MiB"]
     if have_ref:
         header.append("pyhost ÷ stack")
-    lines += [md_table(header, rows, {1, 2, 3, 4, 5, 7, 8, 9}), ""]
+    lines += [md_table(header, rows, {1, 2, 3, 4, 5, 7, 8, 9, 10}), ""]
+    if any(m["ok"] and m["acceptq"] for m in summary.values()):
+        lines += ["`*` Some of that test's connections were never accepted by the server (see "
+                  "\"unaccepted\"): its figures describe only the clients it served, so the ratio "
+                  "is not a like-for-like comparison.", ""]
 
     peers = [s for s in stacks if s != REFERENCE]
     if have_ref and peers:
@@ -481,8 +525,7 @@ def cmd_report(args):
             ref = summary[REFERENCE, c]
             row = [f"hello c={c}", fmt_rps(ref["rps"]) if ref["ok"] else "failed"]
             for p in peers:
-                m = summary[p, c]
-                row.append(fmt_ratio(ref["rps"], m["rps"]) if ref["ok"] and m["ok"] else "–")
+                row.append(ratio_cell(ref, summary[p, c]))
             rrows.append(row)
         lines += [md_table(["test", "pyhost req/s"] + [f"÷ {p}" for p in peers], rrows,
                            set(range(1, len(peers) + 2))), ""]
@@ -496,14 +539,15 @@ def cmd_report(args):
         for r in sorted(records, key=lambda r: (r["round"], stacks.index(r["stack"])
                                                if r["stack"] in stacks else 99, r["conns"])):
             if r["status"] != "ok":
-                prow.append([r["round"], r["stack"], r["conns"], "FAILED: " + r.get("reason", ""), "", "", "", ""])
+                prow.append([r["round"], r["stack"], r["conns"], "FAILED: " + r.get("reason", ""),
+                             "", "", "", "", ""])
                 continue
             mem = r.get("memory")
             prow.append([r["round"], r["stack"], r["conns"], fmt_rps(r["rps"]), fmt_ms(r["p50_ms"]),
-                         fmt_ms(r["p99_ms"]), r["http_errors"],
+                         fmt_ms(r["p99_ms"]), r["http_errors"], r.get("acceptq_min", 0),
                          "–" if not mem else f"{mib(mem['rss_kb']):.1f} ({mem['nprocs']})"])
         lines += [md_table(["round", "stack", "conns", "req/s", "p50 ms", "p99 ms", "non-2xx/3xx",
-                            "RSS MiB (procs)"], prow, {0, 2, 3, 4, 5, 6, 7}), ""]
+                            "unaccepted", "RSS MiB (procs)"], prow, {0, 2, 3, 4, 5, 6, 7, 8}), ""]
 
     lines += [
         "## How to read it",
@@ -513,6 +557,10 @@ def cmd_report(args):
         "- non-2xx/3xx: responses wrk counted as HTTP errors (status 400 and above); "
         "before loading a stack, run.sh checks that / and /hello answer exactly 200 `Hello!`.",
         "- socket errors c/r/w/t: connect / read / write / timeout errors reported by wrk.",
+        "- unaccepted: connections waiting in the listening socket's accept queue (the smallest of "
+        "3 samples taken at 1/4, 1/2 and 3/4 of the test; the largest such value over the rounds). "
+        "Not 0 means the server left that many of wrk's clients unserved for the whole test, and "
+        "its req/s and latencies describe only the others.",
         "- RSS: sum of VmRSS of every process of the stack (the server's process tree(s), front "
         "and Python workers alike), read from /proc right after that test; shared pages count once "
         "per process, so PSS (proportional share) is the fairer memory figure.",
@@ -539,6 +587,10 @@ def main():
     p.add_argument("pids", nargs="+")
     p.set_defaults(func=cmd_tree)
 
+    p = sub.add_parser("acceptq")
+    p.add_argument("port", type=int)
+    p.set_defaults(func=cmd_acceptq)
+
     p = sub.add_parser("alive")
     p.add_argument("pid", type=int)
     p.add_argument("starttime", type=int)
@@ -551,6 +603,7 @@ def main():
     p.add_argument("--conns", type=int, required=True)
     p.add_argument("--wrk")
     p.add_argument("--wrk-rc", type=int)
+    p.add_argument("--acceptq", help="accept-queue samples taken during the test")
     p.add_argument("--fail")
     p.add_argument("pids", nargs="*")
     p.set_defaults(func=cmd_record)

@@ -1,0 +1,184 @@
+// Command pyctl is the control client of pyhostd: it shows the apps the
+// caller may see and reloads them, over the daemon's control socket
+// (package control). It only parses flags, calls control.Client and
+// formats what comes back.
+//
+// Exit status:
+//
+//	0  the command did what was asked (also --help)
+//	1  the operation failed: no daemon at the socket, access denied,
+//	   no such app, reload refused or aborted, any daemon error
+//	2  the command line is wrong: unknown command or flag, too many
+//	   arguments, or APP left out while zero or several apps are visible
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/user"
+	"strings"
+	"unicode"
+
+	"github.com/pyhost/pyhost/control"
+	"github.com/spf13/cobra"
+)
+
+const (
+	exitOK      = 0
+	exitFailure = 1
+	exitUsage   = 2
+)
+
+const (
+	defaultSocket = "/run/pyhost/control.sock"
+	socketEnv     = "PYHOST_SOCKET"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run is pyctl with its environment passed in, for tests.
+func run(args []string, stdout, stderr io.Writer) int {
+	c := &cli{stdout: stdout, stderr: stderr, getenv: os.Getenv, me: currentUser()}
+	return c.run(context.Background(), args)
+}
+
+// cli holds one invocation's settings and flags.
+type cli struct {
+	stdout, stderr io.Writer
+	getenv         func(string) string
+	me             string // caller's login name: another user's app is USER/APP
+
+	socketFlag string
+	// parsed is set once cobra has accepted the command line; an error
+	// before that is a usage error.
+	parsed bool
+}
+
+func (c *cli) run(ctx context.Context, args []string) int {
+	root := c.rootCmd()
+	root.SetArgs(args)
+	root.SetOut(c.stdout)
+	root.SetErr(c.stderr)
+	cmd, err := root.ExecuteContextC(ctx)
+	if err == nil {
+		return exitOK
+	}
+	return c.report(cmd, err)
+}
+
+func (c *cli) rootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "pyctl",
+		Short: "Control the pyhost daemon",
+		Long: `pyctl talks to the pyhost daemon (pyhostd) over its control socket.
+The daemon knows who you are from your Unix user: you see and act on your
+own apps only, root on all of them (root names another user's app USER/APP).
+
+The socket is --socket, else $` + socketEnv + `, else ` + defaultSocket + `.
+
+Exit status: 0 done, 1 the operation failed, 2 the command line is wrong.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRun: func(*cobra.Command, []string) {
+			c.parsed = true
+		},
+	}
+	root.PersistentFlags().StringVar(&c.socketFlag, "socket", "",
+		"control socket of the daemon (default $"+socketEnv+", else "+defaultSocket+")")
+	root.AddCommand(c.statusCmd(), c.reloadCmd())
+	return root
+}
+
+// socket is where the daemon is expected.
+func (c *cli) socket() string {
+	if c.socketFlag != "" {
+		return c.socketFlag
+	}
+	if s := c.getenv(socketEnv); s != "" {
+		return s
+	}
+	return defaultSocket
+}
+
+func (c *cli) client() *control.Client {
+	return control.NewClient(c.socket())
+}
+
+// report prints err as one line on stderr (a reload's traceback follows
+// on its own lines) and returns the exit status.
+func (c *cli) report(cmd *cobra.Command, err error) int {
+	var re *control.ReloadError
+	var ue usageError
+	switch {
+	case errors.As(err, &re):
+		fmt.Fprintf(c.stderr, "pyctl: %s\n", oneLine(re.Error()))
+		if d := strings.TrimRight(re.Detail, "\n"); d != "" {
+			fmt.Fprintln(c.stderr, sanitize(d))
+		}
+		return exitFailure
+	case errors.Is(err, control.ErrNoDaemon):
+		fmt.Fprintf(c.stderr, "pyctl: no pyhost daemon at %s (is it running? set --socket or %s)\n", c.socket(), socketEnv)
+		return exitFailure
+	case errors.As(err, &ue):
+		fmt.Fprintf(c.stderr, "pyctl: %s\n", oneLine(err.Error()))
+		return exitUsage
+	case !c.parsed:
+		// cobra's own errors; some append suggestions on more lines.
+		msg, _, _ := strings.Cut(strings.TrimSpace(err.Error()), "\n")
+		fmt.Fprintf(c.stderr, "pyctl: %s (see '%s --help')\n", msg, cmd.CommandPath())
+		return exitUsage
+	default:
+		fmt.Fprintf(c.stderr, "pyctl: %s\n", oneLine(err.Error()))
+		return exitFailure
+	}
+}
+
+// usageError is a command line that cannot be carried out as typed.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usageErrorf(format string, args ...any) error {
+	return usageError{fmt.Sprintf(format, args...)}
+}
+
+// maxArgs accepts at most n positional APP arguments.
+func maxArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) > n {
+			return usageErrorf("%s takes at most %d APP, got %d arguments: %s",
+				cmd.Name(), n, len(args), strings.Join(args, " "))
+		}
+		return nil
+	}
+}
+
+func currentUser() string {
+	u, err := user.Current()
+	if err != nil {
+		return ""
+	}
+	return u.Username
+}
+
+// oneLine keeps an error message on one line.
+func oneLine(s string) string {
+	return sanitize(strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", " ")), " "))
+}
+
+// sanitize replaces control characters (other than tab and newline) in
+// text from the daemon, which may come from an app's output, so that it
+// cannot drive the terminal of whoever reads it.
+func sanitize(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r != '\t' && r != '\n' && unicode.IsControl(r) {
+			return '?'
+		}
+		return r
+	}, s)
+}

@@ -1,0 +1,80 @@
+// Command pyhostd is the pyhost daemon: `pyhostd serve` (express mode),
+// `pyhostd version`, and the internal proxy child. This package only
+// parses flags and wires packages together.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/spf13/cobra"
+
+	"github.com/pyhost/pyhost/wsgiadapter"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// Exit codes.
+const (
+	exitOK    = 0
+	exitError = 1
+	exitUsage = 2
+)
+
+// usageError marks errors in how pyhostd was called.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func run(args []string, stdout, stderr io.Writer) int {
+	root := &cobra.Command{
+		Use:           "pyhostd",
+		Short:         "Host Python WSGI apps behind a Go front proxy with supervised workers",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.AddCommand(serveCommand(stdout, stderr), versionCommand(stdout), proxyCommand(stderr))
+	root.SetArgs(args)
+	if err := root.Execute(); err != nil {
+		fmt.Fprintf(stderr, "pyhostd: %v\n", err)
+		if _, ok := err.(usageError); ok {
+			return exitUsage
+		}
+		return exitError
+	}
+	return exitOK
+}
+
+func versionCommand(stdout io.Writer) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			fmt.Fprintf(stdout, "pyhostd %s (%s, wire protocol %d)\n", version, runtime.Version(), wsgiadapter.Version)
+			return nil
+		},
+	}
+}
+
+// newLogger is the daemon's own log: text on stderr, level from
+// PYHOST_LOG_LEVEL (default info).
+func newLogger(name string, w io.Writer) hclog.Logger {
+	level := hclog.LevelFromString(os.Getenv("PYHOST_LOG_LEVEL"))
+	if level == hclog.NoLevel {
+		level = hclog.Info
+	}
+	return hclog.New(&hclog.LoggerOptions{Name: name, Level: level, Output: w})
+}

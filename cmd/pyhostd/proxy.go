@@ -1,0 +1,48 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pyhost/pyhost/channel"
+	"github.com/pyhost/pyhost/master"
+	"github.com/pyhost/pyhost/proxy"
+)
+
+// proxyCommand is the proxy child the master starts; it is not for people.
+func proxyCommand(stderr io.Writer) *cobra.Command {
+	var listeners int
+	cmd := &cobra.Command{
+		Use:    master.ProxyCommand,
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+			defer stop()
+			// Ctrl-C in a terminal reaches the whole foreground group; the
+			// master decides when the proxy stops.
+			signal.Ignore(syscall.SIGINT)
+			lns := make([]net.Listener, 0, listeners)
+			for i := 0; i < listeners; i++ {
+				f := os.NewFile(uintptr(master.ProxyFirstListenerFD+i), "listener")
+				ln, err := net.FileListener(f)
+				f.Close()
+				if err != nil {
+					return fmt.Errorf("inherited listener %d: %w", i, err)
+				}
+				lns = append(lns, ln)
+			}
+			ch := channel.NewConn(os.NewFile(master.ProxyChannelFD, "channel"))
+			return proxy.Run(ctx, ch, lns, newLogger("pyhostd.proxy", stderr))
+		},
+	}
+	cmd.Flags().IntVar(&listeners, "listeners", 0, "number of inherited listeners")
+	return cmd
+}

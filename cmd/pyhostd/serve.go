@@ -1,0 +1,223 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pyhost/pyhost/config"
+	"github.com/pyhost/pyhost/master"
+	"github.com/pyhost/pyhost/privdrop"
+)
+
+type serveFlags struct {
+	listen        string
+	processes     int
+	threads       int
+	python        string
+	user          string
+	controlSocket string
+}
+
+func serveCommand(stdout, stderr io.Writer) *cobra.Command {
+	var f serveFlags
+	cmd := &cobra.Command{
+		Use:   "serve [flags] TARGET",
+		Short: "Serve one WSGI app (express mode: no config file, no root)",
+		Long: `Serve one WSGI app through the pyhost proxy and supervised Python workers.
+
+TARGET is a file (wsgi.py, app.wsgi; its callable "application", or "app"
+where "application" is absent; "file.py:name" picks another) or
+module:callable, imported with the current directory first on sys.path.
+
+Run by root, serve needs --user: the proxy and the app run as that user,
+never as root.`,
+		Example: `  pyhostd serve wsgi.py
+  pyhostd serve --listen 127.0.0.1:8080 --processes 2 --threads 8 myproject.wsgi:application`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return usageError{fmt.Errorf("serve takes one TARGET (a wsgi file or module:callable), got %d arguments", len(args))}
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return serve(f, args[0], stdout, stderr)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.listen, "listen", "127.0.0.1:8000", "address to serve HTTP on")
+	fl.IntVar(&f.processes, "processes", config.DefaultProcesses, "worker processes")
+	fl.IntVar(&f.threads, "threads", config.DefaultThreads, "threads per worker process")
+	fl.StringVar(&f.python, "python", "python3", "Python interpreter (a path, or a name looked up on PATH)")
+	fl.StringVar(&f.user, "user", "", "run the proxy and the app as this user (root only, and then required)")
+	fl.StringVar(&f.controlSocket, "control-socket", "", "control socket path for pyctl (default: in the run directory)")
+	return cmd
+}
+
+func serve(f serveFlags, target string, stdout, stderr io.Writer) error {
+	cred, err := serveCredential(f.user)
+	if err != nil {
+		return err
+	}
+	if f.processes < 1 || f.threads < 1 {
+		return usageError{errors.New("--processes and --threads must be at least 1")}
+	}
+	cwd, err := os.Getwd()
+	if err != nil {
+		return err
+	}
+	t, err := config.ResolveExpressTarget(target, cwd)
+	if err != nil {
+		return err
+	}
+	python, err := findPython(f.python, cred)
+	if err != nil {
+		return err
+	}
+	app := config.ExpressApp(t, cred, python, f.processes, f.threads)
+	if err := app.Validate(); err != nil {
+		return err
+	}
+	runDir, err := makeRunDir()
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(runDir)
+	ctlPath := f.controlSocket
+	if ctlPath == "" {
+		ctlPath = filepath.Join(runDir, "control.sock")
+	}
+
+	log := newLogger("pyhostd", stderr)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	var outMu sync.Mutex
+	err = master.Run(ctx, master.Config{
+		Listen:          []string{f.listen},
+		Apps:            []config.App{app},
+		Express:         true,
+		StateDir:        filepath.Join(runDir, "workers"),
+		ControlSocket:   ctlPath,
+		ProxyCred:       cred,
+		ShutdownTimeout: app.GracefulTimeout,
+		Log:             log,
+		AppOutput: func(name string, pid int, line string) {
+			outMu.Lock()
+			defer outMu.Unlock()
+			fmt.Fprintf(stderr, "[%s %d] %s\n", app.Name, pid, line)
+		},
+		Ready: func(addrs []net.Addr, ctl string) {
+			outMu.Lock()
+			defer outMu.Unlock()
+			fmt.Fprintf(stdout, "pyhost: serving %s on http://%s/ (%d processes x %d threads, as %s)\n",
+				app.Name, addrs[0], app.Processes, app.Threads, cred.Username)
+			fmt.Fprintf(stdout, "pyhost: control socket %s (try: pyctl --socket %s status)\n", ctl, ctl)
+			fmt.Fprintf(stdout, "pyhost: press Ctrl-C to stop\n")
+		},
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, "pyhost: stopped")
+	return nil
+}
+
+// serveCredential is who runs the app in express mode: the caller, or
+// --user when the caller is root (E2: never root itself).
+func serveCredential(name string) (privdrop.Credential, error) {
+	if os.Geteuid() == 0 {
+		if name == "" {
+			return privdrop.Credential{}, usageError{errors.New("running as root: name an unprivileged user with --user (pyhost never runs app code as root)")}
+		}
+		c, err := privdrop.Lookup(name)
+		if err != nil {
+			return privdrop.Credential{}, err
+		}
+		if c.IsRoot() {
+			return privdrop.Credential{}, fmt.Errorf("--user %s: %w", name, privdrop.ErrRoot)
+		}
+		return c, nil
+	}
+	c, err := privdrop.Current()
+	if err != nil {
+		return privdrop.Credential{}, err
+	}
+	if name != "" && name != c.Username && name != fmt.Sprint(c.UID) {
+		return privdrop.Credential{}, usageError{fmt.Errorf("--user %s: only root can run apps as another user", name)}
+	}
+	return c, nil
+}
+
+// findPython resolves the interpreter to an absolute path. Run by root
+// for another user, a bare name is looked up on the worker's clean PATH,
+// not root's, so root's own environment (a pyenv shim, say) never decides
+// what the app runs.
+func findPython(name string, cred privdrop.Credential) (string, error) {
+	if strings.ContainsRune(name, '/') {
+		abs, err := filepath.Abs(name)
+		if err != nil {
+			return "", err
+		}
+		if _, err := os.Stat(abs); err != nil {
+			return "", fmt.Errorf("--python %s: %w", name, err)
+		}
+		return abs, nil
+	}
+	if os.Geteuid() != 0 {
+		p, err := exec.LookPath(name)
+		if err != nil {
+			return "", fmt.Errorf("--python %s: not found on PATH", name)
+		}
+		return filepath.Abs(p)
+	}
+	for _, dir := range filepath.SplitList(cleanPath(cred)) {
+		p := filepath.Join(dir, name)
+		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("--python %s: not found on %s", name, cleanPath(cred))
+}
+
+func cleanPath(cred privdrop.Credential) string {
+	for _, kv := range privdrop.CleanEnv(cred, nil) {
+		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
+			return v
+		}
+	}
+	return "/usr/bin:/bin"
+}
+
+// makeRunDir creates a private directory for sockets: in
+// $XDG_RUNTIME_DIR when it is set and ours, else in the temp directory.
+// The name is random, so nothing can be planted there in advance.
+func makeRunDir() (string, error) {
+	base := os.TempDir()
+	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" && os.Geteuid() != 0 {
+		if st, err := os.Stat(d); err == nil && st.IsDir() {
+			base = d
+		}
+	}
+	dir, err := os.MkdirTemp(base, "pyhost-")
+	if err != nil {
+		return "", fmt.Errorf("create run directory: %w", err)
+	}
+	// Others must be able to traverse it to reach the control socket; the
+	// worker sockets live in a 0700 subdirectory.
+	if err := os.Chmod(dir, 0o711); err != nil {
+		return "", err
+	}
+	return dir, nil
+}
+

@@ -1,0 +1,341 @@
+// Package master owns the root process of pyhostd: it binds the listening
+// sockets, starts the unprivileged proxy child and restarts it if it dies,
+// runs one supervisor.App per app, keeps the proxy's routing table in step
+// with them over the channel, serves the control socket, and performs the
+// ordered shutdown (stop accepting, finish requests, stop workers).
+//
+// It never parses HTTP from the network; that is the proxy's job, in
+// another process.
+package master
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/pyhost/pyhost/channel"
+	"github.com/pyhost/pyhost/config"
+	"github.com/pyhost/pyhost/control"
+	"github.com/pyhost/pyhost/privdrop"
+	"github.com/pyhost/pyhost/supervisor"
+	"github.com/pyhost/pyhost/wsgiadapter"
+)
+
+// Config is what the master runs.
+type Config struct {
+	// Listen are TCP addresses for the proxy ("127.0.0.1:8000").
+	Listen []string
+	Apps   []config.App
+	// Express: one app that answers every Host; pyctl may leave out APP.
+	Express bool
+	// StateDir holds worker sockets and the worker script; it is created
+	// (mode 0700, owned by ProxyCred's user when run as root) and removed
+	// at exit.
+	StateDir      string
+	ControlSocket string
+	// ProxyCred is who the proxy child runs as.
+	ProxyCred privdrop.Credential
+	// ShutdownTimeout bounds how long in-flight requests may finish.
+	ShutdownTimeout time.Duration
+	Log             hclog.Logger
+	// AppOutput receives each line of worker output.
+	AppOutput func(app string, pid int, line string)
+	// Ready is called once the listeners are bound, the proxy runs and
+	// every app has a ready worker; it may be nil.
+	Ready func(Listeners []net.Addr, controlSocket string)
+}
+
+// ErrAppStart is wrapped when an app could not start at all.
+var ErrAppStart = errors.New("app failed to start")
+
+// Master is the running root process.
+type Master struct {
+	cfg      Config
+	log      hclog.Logger
+	spawner  *privdrop.Spawner
+	self     string
+	lns      []*net.TCPListener
+	apps     map[string]*supervisor.App // by key; fixed after start
+	order    []string
+	changed  chan struct{}
+	serial   atomic.Uint64
+	proxyMu  sync.Mutex
+	proxyCh  *channel.Conn
+	ownerUID uint32
+}
+
+// Run runs the master until ctx is cancelled, then shuts down in order
+// and returns nil. It returns an error if set-up fails or, before
+// serving, an app cannot start; everything it started is stopped first.
+func Run(ctx context.Context, cfg Config) (err error) {
+	m := &Master{cfg: cfg, log: cfg.Log, apps: map[string]*supervisor.App{}, changed: make(chan struct{}, 1), ownerUID: uint32(os.Getuid())}
+	if m.self, err = os.Executable(); err != nil {
+		return fmt.Errorf("find own executable: %w", err)
+	}
+	if m.spawner, err = privdrop.NewSpawner(); err != nil {
+		return err
+	}
+	for _, addr := range cfg.Listen {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			m.closeListeners()
+			return fmt.Errorf("listen on %s: %w", addr, err)
+		}
+		m.lns = append(m.lns, ln.(*net.TCPListener))
+	}
+	defer m.closeListeners()
+	if err := m.prepareStateDir(); err != nil {
+		return err
+	}
+	defer os.RemoveAll(cfg.StateDir)
+	script := filepath.Join(cfg.StateDir, "pyhost_worker.py")
+	if err := os.WriteFile(script, wsgiadapter.WorkerScript, 0o644); err != nil {
+		return fmt.Errorf("write worker script: %w", err)
+	}
+	ctl, err := control.Listen(cfg.ControlSocket)
+	if err != nil {
+		return err
+	}
+	defer ctl.Close()
+
+	// Two contexts: appsCtx stops the workers, and is cancelled only after
+	// the proxy has finished its in-flight requests.
+	appsCtx, stopApps := context.WithCancel(context.Background())
+	defer stopApps()
+	var appsWG sync.WaitGroup
+	sockUID, sockGID := -1, -1
+	if os.Geteuid() == 0 {
+		sockUID, sockGID = int(cfg.ProxyCred.UID), int(cfg.ProxyCred.GID)
+	}
+	for _, a := range cfg.Apps {
+		app := supervisor.NewApp(a, supervisor.Options{
+			Spawner:      m.spawner,
+			WorkerScript: script,
+			SocketDir:    cfg.StateDir,
+			SocketUID:    sockUID,
+			SocketGID:    sockGID,
+			Log:          m.log,
+			Output:       cfg.AppOutput,
+			OnChange:     m.markChanged,
+			Restart:      supervisor.DefaultRestartPolicy,
+		})
+		m.apps[app.Key()] = app
+		m.order = append(m.order, app.Key())
+		appsWG.Add(1)
+		go func() { defer appsWG.Done(); app.Run(appsCtx) }()
+	}
+	defer appsWG.Wait()
+	defer stopApps()
+
+	proxyCtx, stopProxy := context.WithCancel(context.Background())
+	proxyDone := make(chan struct{})
+	go func() { defer close(proxyDone); m.superviseProxy(proxyCtx) }()
+	defer func() { stopProxy(); <-proxyDone }()
+	go m.publishLoop(proxyCtx)
+
+	ctlCtx, stopCtl := context.WithCancel(context.Background())
+	ctlDone := make(chan error, 1)
+	go func() { ctlDone <- control.NewServer(m, m.log.Named("control")).Serve(ctlCtx, ctl) }()
+	defer func() { stopCtl(); <-ctlDone }()
+
+	for _, key := range m.order {
+		if err := m.apps[key].WaitStarted(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("%w: %s: %w", ErrAppStart, key, err)
+		}
+	}
+	if cfg.Ready != nil {
+		addrs := make([]net.Addr, len(m.lns))
+		for i, ln := range m.lns {
+			addrs[i] = ln.Addr()
+		}
+		cfg.Ready(addrs, cfg.ControlSocket)
+	}
+	<-ctx.Done()
+	m.log.Info("shutting down: finishing in-flight requests", "grace", cfg.ShutdownTimeout)
+	return nil
+}
+
+func (m *Master) closeListeners() {
+	for _, ln := range m.lns {
+		ln.Close()
+	}
+}
+
+// prepareStateDir creates the directory for worker sockets. Only the
+// proxy's user (and root) may enter it, so no app of another user can
+// reach a worker socket.
+func (m *Master) prepareStateDir() error {
+	dir := m.cfg.StateDir
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create state directory: %w", err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return fmt.Errorf("state directory: %w", err)
+	}
+	if os.Geteuid() == 0 {
+		if err := os.Chown(dir, int(m.cfg.ProxyCred.UID), int(m.cfg.ProxyCred.GID)); err != nil {
+			return fmt.Errorf("state directory: %w", err)
+		}
+	}
+	return nil
+}
+
+func (m *Master) markChanged() {
+	select {
+	case m.changed <- struct{}{}:
+	default:
+	}
+}
+
+// table builds the routing table from every app's current route.
+func (m *Master) table() channel.Table {
+	t := channel.Table{Serial: m.serial.Add(1)}
+	for _, key := range m.order {
+		t.Apps = append(t.Apps, m.apps[key].Route())
+	}
+	return t
+}
+
+// publishLoop sends a new table to the proxy whenever an app changed.
+// Changes that come in a burst are coalesced into one table.
+func (m *Master) publishLoop(ctx context.Context) {
+	for {
+		select {
+		case <-m.changed:
+		case <-ctx.Done():
+			return
+		}
+		m.sendTable()
+	}
+}
+
+func (m *Master) sendTable() {
+	m.proxyMu.Lock()
+	defer m.proxyMu.Unlock()
+	if m.proxyCh == nil {
+		return
+	}
+	t := m.table()
+	if err := m.proxyCh.Send(channel.Message{Table: &t}); err != nil {
+		m.log.Warn("cannot send routing table to proxy", "error", err)
+	}
+}
+
+func (m *Master) onProxyEvent(ev channel.Event) {
+	switch ev.Kind {
+	case channel.EventDrained:
+		if app, ok := m.apps[ev.App]; ok {
+			app.Drained(ev.WorkerID)
+		}
+	default:
+		m.log.Debug("unknown proxy event", "kind", ev.Kind)
+	}
+}
+
+// --- control.Backend ---
+
+// visible reports whether caller c may see app a: root and the daemon's
+// own user see everything, others their own apps.
+func (m *Master) visible(c control.Caller, a *supervisor.App, owner uint32) bool {
+	return c.UID == 0 || c.UID == m.ownerUID || c.UID == owner
+}
+
+func (m *Master) find(c control.Caller, name string) ([]*supervisor.App, error) {
+	var out []*supervisor.App
+	for _, key := range m.order {
+		app := m.apps[key]
+		cfg := m.appConfig(key)
+		if !m.visible(c, app, cfg.Cred.UID) {
+			continue
+		}
+		if name == "" || name == key || name == cfg.Name {
+			out = append(out, app)
+		}
+	}
+	if name != "" && len(out) == 0 {
+		return nil, fmt.Errorf("%w: %s", control.ErrNoSuchApp, name)
+	}
+	return out, nil
+}
+
+func (m *Master) appConfig(key string) config.App {
+	for _, a := range m.cfg.Apps {
+		if a.Key() == key {
+			return a
+		}
+	}
+	return config.App{}
+}
+
+// Status implements control.Backend.
+func (m *Master) Status(ctx context.Context, c control.Caller, name string) ([]control.AppStatus, error) {
+	apps, err := m.find(c, name)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]control.AppStatus, 0, len(apps))
+	now := time.Now()
+	for _, app := range apps {
+		st, err := app.Status(ctx)
+		if err != nil {
+			return nil, err
+		}
+		as := control.AppStatus{
+			Name: st.Config.Name, User: st.Config.Cred.Username, State: string(st.State),
+			Domains: st.Config.Domains, URLPrefix: st.Config.URLPrefix,
+			Processes: st.Config.Processes, Threads: st.Config.Threads,
+			Restarts: st.Restarts, LastError: st.LastError, LastLog: st.LastLog,
+		}
+		for _, w := range st.Workers {
+			ws := control.WorkerStatus{
+				ID: w.Seq, PID: w.Process.PID(), State: string(w.State), Threads: w.Threads,
+				StartedAt: w.StartedAt, AgeSeconds: now.Sub(w.StartedAt).Seconds(),
+			}
+			if s, err := w.Process.Stats(); err == nil {
+				ws.RSSBytes, ws.CPUSeconds = s.RSS, s.CPUSeconds
+			}
+			as.Workers = append(as.Workers, ws)
+		}
+		sort.Slice(as.Workers, func(i, j int) bool { return as.Workers[i].ID < as.Workers[j].ID })
+		out = append(out, as)
+	}
+	return out, nil
+}
+
+// Reload implements control.Backend: the app's settings are re-read (in
+// express mode they are fixed) and its workers rolled onto fresh imports.
+func (m *Master) Reload(ctx context.Context, c control.Caller, name string, progress func(string)) error {
+	apps, err := m.find(c, name)
+	if err != nil {
+		return err
+	}
+	if len(apps) != 1 {
+		return fmt.Errorf("%w: name one app", control.ErrNoSuchApp)
+	}
+	app := apps[0]
+	cfg := m.appConfig(app.Key())
+	// The reload goes on if pyctl is interrupted: a half-done roll is
+	// worse than a finished one nobody watched.
+	err = app.Reload(context.WithoutCancel(ctx), cfg, progress)
+	var rerr *supervisor.ReloadError
+	switch {
+	case errors.As(err, &rerr):
+		return &control.ReloadError{App: cfg.Name, Reason: rerr.Reason, Detail: strings.TrimRight(rerr.Traceback, "\n")}
+	case err != nil:
+		return &control.ReloadError{App: cfg.Name, Reason: err.Error()}
+	}
+	return nil
+}

@@ -1,0 +1,145 @@
+package master
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/pyhost/pyhost/channel"
+	"github.com/pyhost/pyhost/privdrop"
+	"github.com/pyhost/pyhost/supervisor"
+)
+
+// ProxyCommand is the hidden pyhostd subcommand the proxy child runs.
+const ProxyCommand = "__proxy"
+
+// ProxyChannelFD and ProxyFirstListenerFD are the descriptors the proxy
+// child inherits: the channel, then the listeners in order.
+const (
+	ProxyChannelFD       = 3
+	ProxyFirstListenerFD = 4
+)
+
+// superviseProxy keeps one proxy child running until ctx is cancelled,
+// then asks it to finish its requests and waits for it.
+func (m *Master) superviseProxy(ctx context.Context) {
+	tracker := supervisor.NewRestartTracker(supervisor.DefaultRestartPolicy, nil)
+	for {
+		started := time.Now()
+		err := m.runProxyOnce(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		d := tracker.Died(time.Now(), time.Since(started))
+		m.log.Error("proxy exited; restarting it", "error", err, "restart_in", d.Delay.Round(time.Millisecond))
+		t := time.NewTimer(d.Delay)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return
+		}
+	}
+}
+
+func (m *Master) runProxyOnce(ctx context.Context) error {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("channel socketpair: %w", err)
+	}
+	mine := os.NewFile(uintptr(fds[0]), "channel")
+	theirs := os.NewFile(uintptr(fds[1]), "channel-proxy")
+	defer mine.Close()
+
+	files := []*os.File{theirs}
+	addrs := make([]string, 0, len(m.lns))
+	for _, ln := range m.lns {
+		f, err := ln.File()
+		if err != nil {
+			theirs.Close()
+			closeAll(files[1:])
+			return fmt.Errorf("listener descriptor: %w", err)
+		}
+		files = append(files, f)
+		addrs = append(addrs, ln.Addr().String())
+	}
+	cmd := exec.Command(m.self, ProxyCommand, "--listeners", strconv.Itoa(len(m.lns)))
+	cmd.Env = privdrop.CleanEnv(m.cfg.ProxyCred, map[string]string{"PYHOST_LOG_LEVEL": os.Getenv("PYHOST_LOG_LEVEL")})
+	cmd.Stdout = os.Stderr
+	cmd.Stderr = os.Stderr
+	cmd.ExtraFiles = files
+	cmd.Dir = "/"
+	cmd.SysProcAttr = privdrop.SysProcAttr(m.cfg.ProxyCred)
+	err = m.spawner.Start(cmd)
+	closeAll(files)
+	if err != nil {
+		return fmt.Errorf("start proxy: %w", err)
+	}
+	m.log.Debug("proxy started", "pid", cmd.Process.Pid, "user", m.cfg.ProxyCred.Username)
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+
+	ch := channel.NewConn(mine)
+	grace := m.cfg.ShutdownTimeout
+	if err := ch.Send(channel.Message{Setup: &channel.Setup{Listeners: addrs, ShutdownTimeout: grace, Express: m.cfg.Express}}); err != nil {
+		cmd.Process.Kill()
+		<-exited
+		return err
+	}
+	m.proxyMu.Lock()
+	m.proxyCh = ch
+	m.proxyMu.Unlock()
+	m.sendTable()
+	defer func() {
+		m.proxyMu.Lock()
+		m.proxyCh = nil
+		m.proxyMu.Unlock()
+	}()
+	go func() {
+		for {
+			msg, err := ch.Receive()
+			if err != nil {
+				if !errors.Is(err, io.EOF) && !errors.Is(err, os.ErrClosed) {
+					m.log.Debug("proxy channel closed", "error", err)
+				}
+				return
+			}
+			if msg.Event != nil {
+				m.onProxyEvent(*msg.Event)
+			}
+		}
+	}()
+
+	select {
+	case err := <-exited:
+		return fmt.Errorf("proxy %d: %w", cmd.Process.Pid, err)
+	case <-ctx.Done():
+	}
+	// The proxy stops accepting, finishes in-flight requests within grace,
+	// and exits; a proxy that hangs past that is killed.
+	cmd.Process.Signal(syscall.SIGTERM)
+	t := time.NewTimer(grace + 5*time.Second)
+	defer t.Stop()
+	select {
+	case <-exited:
+	case <-t.C:
+		m.log.Warn("proxy did not stop in time; killing it", "pid", cmd.Process.Pid)
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-exited
+	}
+	return nil
+}
+
+func closeAll(fs []*os.File) {
+	for _, f := range fs {
+		f.Close()
+	}
+}

@@ -1,0 +1,751 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/pyhost/pyhost/channel"
+	"github.com/pyhost/pyhost/config"
+	"github.com/pyhost/pyhost/daemons"
+	"github.com/pyhost/pyhost/privdrop"
+)
+
+// Errors an App's operations return.
+var (
+	ErrReloadRunning = errors.New("a reload of this app is already running")
+	ErrStopped       = errors.New("app is stopped")
+)
+
+// ReloadError is a reload that was aborted; the old workers kept serving.
+type ReloadError struct {
+	Reason    string
+	Traceback string
+}
+
+func (e *ReloadError) Error() string { return "reload aborted: " + e.Reason }
+
+// Options are an App's collaborators, shared by all apps of a daemon.
+type Options struct {
+	Spawner      *privdrop.Spawner
+	WorkerScript string // path of pyhost_worker.py, readable by the app user
+	SocketDir    string
+	// SocketUID and SocketGID own worker sockets so the proxy can connect
+	// (see daemons.Spec); -1 leaves them to the daemon's user.
+	SocketUID, SocketGID int
+	Log                  hclog.Logger
+	// Output receives each line of worker output, tagged with the pid.
+	Output func(app string, pid int, line string)
+	// OnChange is called from the app's goroutine after its route
+	// changed; it must not block.
+	OnChange func()
+	Restart  RestartPolicy
+}
+
+// workerSeq numbers workers across all apps, so worker ids and socket
+// names are never reused during the daemon's life.
+var workerSeq atomic.Uint64
+
+type worker struct {
+	id     string
+	seq    int
+	gen    int
+	proc   *daemons.Process
+	state  WorkerState
+	readyC bool // became ready at least once
+	slow   bool // killed for missing startup_timeout
+	timer  *time.Timer
+}
+
+type event struct {
+	kind   eventKind
+	w      *worker
+	worker string // for drained, by id
+}
+
+type eventKind int
+
+const (
+	evReady eventKind = iota
+	evExited
+	evRestartDue
+	evDrained
+	evDrainTimeout
+	evStartupTimeout
+)
+
+type reloadOp struct {
+	gen      int
+	cfg      config.App
+	progress chan string
+	done     chan error
+	draining bool
+}
+
+// App supervises one app's workers. Create it with NewApp and run it with
+// Run; every other method is safe to call from any goroutine.
+type App struct {
+	opts  Options
+	key   string
+	log   hclog.Logger
+	route atomic.Pointer[channel.App]
+	ring  *LogRing
+
+	cmds    chan func()
+	events  chan event
+	started chan struct{} // closed at the first ready worker or start failure
+	startMu sync.Mutex
+	startE  error
+
+	// Owned by the Run goroutine.
+	cfg          config.App
+	state        AppState
+	failing      bool
+	gen          int
+	workers      []*worker
+	tracker      *RestartTracker
+	restarts     int
+	lastErr      string
+	restartTimer *time.Timer
+	reload       *reloadOp
+	stopping     bool
+	stopped      chan struct{} // closed when stopping and no worker is left
+
+	done chan struct{} // closed when Run returns
+}
+
+// NewApp prepares an app; nothing starts before Run.
+func NewApp(cfg config.App, opts Options) *App {
+	a := &App{
+		opts:    opts,
+		key:     cfg.Key(),
+		cfg:     cfg,
+		state:   AppStopped,
+		tracker: NewRestartTracker(opts.Restart, nil),
+		ring:    NewLogRing(50),
+		cmds:    make(chan func()),
+		events:  make(chan event, 64),
+		started: make(chan struct{}),
+		stopped: make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+	a.log = opts.Log.Named("supervisor").With("app", a.key)
+	a.publish()
+	return a
+}
+
+// Key is "user/app".
+func (a *App) Key() string { return a.key }
+
+// Route is the app's current routing entry for the proxy.
+func (a *App) Route() channel.App { return *a.route.Load() }
+
+// Run starts the app's workers and supervises them until ctx is done,
+// then stops them all (each gets its graceful timeout) and returns.
+func (a *App) Run(ctx context.Context) {
+	defer close(a.done)
+	a.setState(AppStarting)
+	a.reconcile()
+	a.updateState()
+	a.publish()
+	for {
+		select {
+		case f := <-a.cmds:
+			f()
+		case ev := <-a.events:
+			a.handle(ev)
+		case <-ctx.Done():
+			a.stopAll()
+			for {
+				select {
+				case f := <-a.cmds:
+					f()
+				case ev := <-a.events:
+					a.handle(ev)
+				case <-a.stopped:
+					a.markStarted(ErrStopped)
+					return
+				}
+			}
+		}
+	}
+}
+
+// WaitStarted blocks until the first worker is ready (nil) or the app
+// failed before any worker was (the first failure, an *daemons.ImportError
+// when the import raised).
+func (a *App) WaitStarted(ctx context.Context) error {
+	select {
+	case <-a.started:
+		a.startMu.Lock()
+		defer a.startMu.Unlock()
+		return a.startE
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (a *App) markStarted(err error) {
+	a.startMu.Lock()
+	defer a.startMu.Unlock()
+	select {
+	case <-a.started:
+	default:
+		a.startE = err
+		close(a.started)
+	}
+}
+
+// do runs f on the app's goroutine and waits for it.
+func (a *App) do(ctx context.Context, f func()) error {
+	done := make(chan struct{})
+	select {
+	case a.cmds <- func() { f(); close(done) }:
+	case <-a.done:
+		return ErrStopped
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (a *App) send(ev event) {
+	select {
+	case a.events <- ev:
+	case <-a.done:
+	}
+}
+
+// Drained tells the app that the proxy finished with a draining worker.
+func (a *App) Drained(workerID string) {
+	go a.send(event{kind: evDrained, worker: workerID})
+}
+
+// --- worker lifecycle, all on the Run goroutine ---
+
+func (a *App) liveCount(gen int) int {
+	n := 0
+	for _, w := range a.workers {
+		if w.gen == gen && (w.state == WorkerStarting || w.state == WorkerReady) {
+			n++
+		}
+	}
+	return n
+}
+
+// reconcile starts workers until the serving generation has processes of
+// them, unless a restart is being held back by the backoff.
+func (a *App) reconcile() {
+	if a.stopping || a.restartTimer != nil {
+		return
+	}
+	for a.liveCount(a.gen) < a.cfg.Processes {
+		if _, err := a.spawn(a.cfg, a.gen); err != nil {
+			a.log.Error("cannot start worker", "error", err)
+			a.lastErr = err.Error()
+			a.markStarted(err)
+			a.scheduleRestart(a.tracker.Died(time.Now(), 0))
+			return
+		}
+	}
+}
+
+func (a *App) spawn(cfg config.App, gen int) (*worker, error) {
+	seq := workerSeq.Add(1)
+	id := cfg.Name + "-" + strconv.FormatUint(seq, 10)
+	args := []string{"-u", a.opts.WorkerScript, "--app", cfg.Target, "--directory", cfg.Directory, "--threads", strconv.Itoa(cfg.Threads)}
+	env := map[string]string{}
+	for k, v := range cfg.Env {
+		env[k] = v
+	}
+	if len(cfg.PythonPath) > 0 {
+		env["PYTHONPATH"] = joinPath(cfg.PythonPath)
+	}
+	proc, err := daemons.Start(a.opts.Spawner, daemons.Spec{
+		Path:      cfg.Python,
+		Args:      args,
+		Dir:       cfg.Directory,
+		Env:       privdrop.CleanEnv(cfg.Cred, env),
+		Cred:      cfg.Cred,
+		Socket:    filepath.Join(a.opts.SocketDir, "w"+strconv.FormatUint(seq, 10)+".sock"),
+		SocketUID: a.opts.SocketUID,
+		SocketGID: a.opts.SocketGID,
+		Output:    func(pid int, line string) { a.output(pid, line) },
+	})
+	if err != nil {
+		return nil, err
+	}
+	w := &worker{id: id, seq: int(seq), gen: gen, proc: proc, state: WorkerStarting}
+	a.workers = append(a.workers, w)
+	a.log.Info("worker starting", "worker", id, "pid", proc.PID(), "generation", gen)
+	w.timer = time.AfterFunc(cfg.StartupTimeout, func() { a.send(event{kind: evStartupTimeout, w: w}) })
+	go func() {
+		select {
+		case <-proc.Ready():
+			a.send(event{kind: evReady, w: w})
+		case <-proc.Exited():
+		}
+		<-proc.Exited()
+		a.send(event{kind: evExited, w: w})
+	}()
+	return w, nil
+}
+
+func joinPath(ps []string) string {
+	s := ""
+	for i, p := range ps {
+		if i > 0 {
+			s += ":"
+		}
+		s += p
+	}
+	return s
+}
+
+func (a *App) output(pid int, line string) {
+	a.ring.Add(fmt.Sprintf("[%d] %s", pid, line))
+	if a.opts.Output != nil {
+		a.opts.Output(a.key, pid, line)
+	}
+}
+
+func (a *App) moveWorker(w *worker, to WorkerState) bool {
+	if err := checkWorkerMove(w.state, to); err != nil {
+		a.log.Error("refused worker state change", "worker", w.id, "error", err)
+		return false
+	}
+	w.state = to
+	return true
+}
+
+func (a *App) handle(ev event) {
+	switch ev.kind {
+	case evReady:
+		a.onReady(ev.w)
+	case evExited:
+		a.onExited(ev.w)
+	case evRestartDue:
+		a.restartTimer = nil
+		a.reconcile()
+	case evDrained:
+		for _, w := range a.workers {
+			if w.id == ev.worker && w.state == WorkerDraining {
+				a.stopWorker(w, a.cfg.GracefulTimeout)
+			}
+		}
+	case evDrainTimeout:
+		if ev.w.state == WorkerDraining {
+			a.log.Warn("worker still busy at the end of graceful_timeout; stopping it", "worker", ev.w.id, "pid", ev.w.proc.PID(), "graceful_timeout", a.cfg.GracefulTimeout)
+			a.stopWorker(ev.w, time.Second)
+		}
+	case evStartupTimeout:
+		if ev.w.state == WorkerStarting {
+			a.log.Error("worker did not become ready within startup_timeout", "worker", ev.w.id, "pid", ev.w.proc.PID(), "startup_timeout", a.cfg.StartupTimeout)
+			ev.w.slow = true
+			ev.w.proc.Kill() // handled as a death when it is reaped
+		}
+	}
+	a.updateState()
+	a.publish()
+}
+
+func (a *App) onReady(w *worker) {
+	if w.state != WorkerStarting {
+		return
+	}
+	w.timer.Stop()
+	a.moveWorker(w, WorkerReady)
+	w.readyC = true
+	a.log.Info("worker ready", "worker", w.id, "pid", w.proc.PID(), "generation", w.gen)
+	a.failing = false
+	a.markStarted(nil)
+	if op := a.reload; op != nil && w.gen == op.gen {
+		a.reloadProgress()
+	}
+}
+
+func (a *App) onExited(w *worker) {
+	prev := w.state
+	if w.timer != nil {
+		w.timer.Stop()
+	}
+	a.moveWorker(w, WorkerGone)
+	for i, x := range a.workers {
+		if x == w {
+			a.workers = append(a.workers[:i], a.workers[i+1:]...)
+			break
+		}
+	}
+	exitErr := w.proc.ExitErr()
+	importErr := w.proc.ImportErr()
+	defer func() {
+		if a.stopping && len(a.workers) == 0 {
+			select {
+			case <-a.stopped:
+			default:
+				close(a.stopped)
+			}
+		}
+	}()
+	if prev == WorkerDraining || prev == WorkerStopping {
+		a.log.Info("worker stopped", "worker", w.id, "pid", w.proc.PID(), "status", exitErr)
+		if op := a.reload; op != nil {
+			a.reloadProgress()
+		}
+		return
+	}
+	reason := exitErr.Error()
+	if w.slow {
+		reason = "did not become ready within startup_timeout " + a.cfg.StartupTimeout.String()
+		a.lastErr = "worker " + reason
+	} else if importErr != nil {
+		reason = importErr.Error()
+		a.lastErr = importErr.Traceback
+	} else if !w.readyC {
+		a.lastErr = "worker " + reason + " before it was ready"
+	} else {
+		a.lastErr = "worker " + reason
+	}
+	if op := a.reload; op != nil && w.gen == op.gen && !op.draining {
+		a.abortReload(w, reason, importErr)
+		return
+	}
+	if a.stopping {
+		return
+	}
+	uptime := time.Since(w.proc.StartedAt())
+	a.restarts++
+	d := a.tracker.Died(time.Now(), uptime)
+	a.log.Error("worker died", "worker", w.id, "pid", w.proc.PID(), "reason", reason, "uptime", uptime.Round(time.Millisecond), "restart_in", d.Delay.Round(time.Millisecond), "deaths_in_a_row", d.Streak)
+	if !w.readyC {
+		var err error = fmt.Errorf("%w: %s", daemons.ErrExitedBeforeReady, reason)
+		if importErr != nil {
+			err = importErr
+		}
+		a.markStarted(err)
+	}
+	if w.gen != a.gen {
+		return // an old generation's worker; the new one is complete
+	}
+	a.scheduleRestart(d)
+}
+
+func (a *App) scheduleRestart(d RestartDecision) {
+	if d.Failing && !a.failing {
+		a.failing = true
+		a.log.Error("app is failing: its workers keep dying", "deaths", d.Streak)
+	}
+	if a.restartTimer != nil {
+		return
+	}
+	if d.Delay <= 0 {
+		a.reconcile()
+		return
+	}
+	a.restartTimer = time.AfterFunc(d.Delay, func() { a.send(event{kind: evRestartDue}) })
+}
+
+// drainWorker takes w out of the proxy's rotation; it is stopped when the
+// proxy reports it idle, or after graceful_timeout.
+func (a *App) drainWorker(w *worker) {
+	if w.state == WorkerStarting {
+		a.stopWorker(w, a.cfg.GracefulTimeout)
+		return
+	}
+	if !a.moveWorker(w, WorkerDraining) {
+		return
+	}
+	a.log.Info("worker draining", "worker", w.id, "pid", w.proc.PID())
+	w.timer = time.AfterFunc(a.cfg.GracefulTimeout, func() { a.send(event{kind: evDrainTimeout, w: w}) })
+}
+
+func (a *App) stopWorker(w *worker, grace time.Duration) {
+	if w.timer != nil {
+		w.timer.Stop()
+	}
+	if a.moveWorker(w, WorkerStopping) {
+		w.proc.Stop(grace)
+	}
+}
+
+func (a *App) stopAll() {
+	a.stopping = true
+	if a.restartTimer != nil {
+		a.restartTimer.Stop()
+		a.restartTimer = nil
+	}
+	if op := a.reload; op != nil {
+		op.done <- ErrStopped
+		a.reload = nil
+	}
+	for _, w := range a.workers {
+		if w.state != WorkerStopping {
+			a.stopWorker(w, a.cfg.GracefulTimeout)
+		}
+	}
+	if len(a.workers) == 0 {
+		close(a.stopped)
+	}
+	a.updateState()
+	a.publish()
+}
+
+// --- rolling reload ---
+
+// Reload rolls the app onto cfg (S6): new workers start and must all be
+// ready before any old one stops taking requests; if one fails, the new
+// ones are stopped and the old keep serving. progress is called with
+// human-readable steps; it may be nil.
+func (a *App) Reload(ctx context.Context, cfg config.App, progress func(string)) error {
+	op := &reloadOp{cfg: cfg, progress: make(chan string, 64), done: make(chan error, 1)}
+	var startErr error
+	if err := a.do(ctx, func() { startErr = a.startReload(op) }); err != nil {
+		return err
+	}
+	if startErr != nil {
+		return startErr
+	}
+	for {
+		select {
+		case msg := <-op.progress:
+			if progress != nil {
+				progress(msg)
+			}
+		case err := <-op.done:
+			for {
+				select {
+				case msg := <-op.progress:
+					if progress != nil {
+						progress(msg)
+					}
+				default:
+					return err
+				}
+			}
+		}
+	}
+}
+
+func (op *reloadOp) say(format string, args ...any) {
+	select {
+	case op.progress <- fmt.Sprintf(format, args...):
+	default:
+	}
+}
+
+func (a *App) startReload(op *reloadOp) error {
+	switch {
+	case a.stopping:
+		return ErrStopped
+	case a.reload != nil:
+		return ErrReloadRunning
+	}
+	op.gen = a.gen + 1
+	a.reload = op
+	a.setState(AppReloading)
+	// One new worker first: a broken import is found at the cost of one
+	// process, before the rest start.
+	op.say("starting new worker 1 of %d", op.cfg.Processes)
+	if _, err := a.spawn(op.cfg, op.gen); err != nil {
+		a.reload = nil
+		a.updateState()
+		return &ReloadError{Reason: err.Error()}
+	}
+	a.publish()
+	return nil
+}
+
+// reloadProgress advances the reload after a new worker got ready or an
+// old one stopped.
+func (a *App) reloadProgress() {
+	op := a.reload
+	if !op.draining {
+		ready, live := 0, a.liveCount(op.gen)
+		for _, w := range a.workers {
+			if w.gen == op.gen && w.state == WorkerReady {
+				ready++
+			}
+		}
+		if live < op.cfg.Processes {
+			op.say("new worker 1 is ready; starting %d more", op.cfg.Processes-live)
+			for a.liveCount(op.gen) < op.cfg.Processes {
+				if _, err := a.spawn(op.cfg, op.gen); err != nil {
+					a.abortReload(nil, err.Error(), nil)
+					return
+				}
+			}
+			return
+		}
+		if ready < op.cfg.Processes {
+			return
+		}
+		op.say("all %d new workers are ready; draining the old ones", ready)
+		old := a.gen
+		a.cfg, a.gen = op.cfg, op.gen
+		a.tracker.Reset()
+		op.draining = true
+		for _, w := range a.workers {
+			if w.gen == old && (w.state == WorkerReady || w.state == WorkerStarting) {
+				a.drainWorker(w)
+			}
+		}
+	}
+	for _, w := range a.workers {
+		if w.gen != op.gen {
+			return // an old worker is still on its way out
+		}
+	}
+	op.say("old workers stopped")
+	a.reload = nil
+	op.done <- nil
+}
+
+func (a *App) abortReload(failed *worker, reason string, importErr *daemons.ImportError) {
+	op := a.reload
+	a.reload = nil
+	a.log.Error("reload aborted; the old workers keep serving", "reason", reason)
+	for _, w := range a.workers {
+		if w.gen == op.gen && w != failed {
+			a.stopWorker(w, time.Second)
+		}
+	}
+	rerr := &ReloadError{Reason: reason}
+	if importErr != nil {
+		rerr.Traceback = importErr.Traceback
+	}
+	op.done <- rerr
+}
+
+// --- state and publication ---
+
+func (a *App) setState(to AppState) {
+	if err := checkAppMove(a.state, to); err != nil {
+		a.log.Error("refused app state change", "error", err)
+		return
+	}
+	if a.state != to {
+		a.log.Debug("app state", "from", a.state, "to", to)
+	}
+	a.state = to
+}
+
+// updateState derives the app's state from its workers and flags.
+func (a *App) updateState() {
+	var to AppState
+	ready := 0
+	for _, w := range a.workers {
+		if w.state == WorkerReady {
+			ready++
+		}
+	}
+	switch {
+	case a.stopping:
+		to = AppStopped
+	case a.failing:
+		to = AppFailing
+	case a.reload != nil:
+		to = AppReloading
+	case ready > 0:
+		to = AppRunning
+	default:
+		to = AppStarting
+	}
+	if a.state == AppStopped && to != AppStarting && to != AppStopped {
+		a.setState(AppStarting)
+	}
+	a.setState(to)
+}
+
+func (a *App) publish() {
+	r := channel.App{
+		Key:          a.key,
+		Domains:      a.cfg.Domains,
+		Prefix:       a.cfg.URLPrefix,
+		QueueTimeout: a.cfg.QueueTimeout,
+	}
+	starting := 0
+	for _, w := range a.workers {
+		switch w.state {
+		case WorkerReady, WorkerDraining:
+			r.Workers = append(r.Workers, channel.Worker{
+				ID: w.id, PID: w.proc.PID(), Socket: w.proc.Socket(),
+				Threads: a.threadsOf(w), Draining: w.state == WorkerDraining,
+			})
+		case WorkerStarting:
+			starting++
+		}
+	}
+	switch {
+	case a.state == AppStopped:
+		r.State = channel.AppStopped
+	case a.state == AppFailing:
+		r.State = channel.AppFailing
+	case len(r.Workers) == 0 && starting > 0:
+		r.State = channel.AppStarting
+	case len(r.Workers) == 0 && a.restartTimer != nil:
+		r.State = channel.AppStarting
+	default:
+		r.State = channel.AppRunning
+	}
+	a.route.Store(&r)
+	if a.opts.OnChange != nil {
+		a.opts.OnChange()
+	}
+}
+
+func (a *App) threadsOf(w *worker) int {
+	if op := a.reload; op != nil && w.gen == op.gen {
+		return op.cfg.Threads
+	}
+	return a.cfg.Threads
+}
+
+// --- status ---
+
+// WorkerStatus is one worker in a Status snapshot.
+type WorkerStatus struct {
+	ID        string
+	Seq       int
+	State     WorkerState
+	Process   *daemons.Process
+	Threads   int
+	StartedAt time.Time
+}
+
+// Status is a snapshot of the app for pyctl.
+type Status struct {
+	Key       string
+	Config    config.App
+	State     AppState
+	Workers   []WorkerStatus
+	Restarts  int
+	LastError string
+	LastLog   []string
+}
+
+// Status returns a snapshot taken on the app's goroutine.
+func (a *App) Status(ctx context.Context) (Status, error) {
+	var s Status
+	err := a.do(ctx, func() {
+		s = Status{Key: a.key, Config: a.cfg, State: a.state, Restarts: a.restarts, LastError: a.lastErr}
+		for _, w := range a.workers {
+			s.Workers = append(s.Workers, WorkerStatus{ID: w.id, Seq: w.seq, State: w.state, Process: w.proc, Threads: a.threadsOf(w), StartedAt: w.proc.StartedAt()})
+		}
+	})
+	if s.State == AppFailing || s.LastError != "" {
+		s.LastLog = a.ring.Lines()
+	}
+	return s, err
+}

@@ -1,0 +1,71 @@
+package supervisor
+
+import "fmt"
+
+// WorkerState is where a worker is in its life.
+type WorkerState string
+
+// Worker states. The only moves are those in workerMoves.
+const (
+	WorkerStarting WorkerState = "starting" // spawned, importing the app
+	WorkerReady    WorkerState = "ready"    // routed to by the proxy
+	WorkerDraining WorkerState = "draining" // no new requests; in-flight finish
+	WorkerStopping WorkerState = "stopping" // SIGTERM sent
+	WorkerGone     WorkerState = "gone"     // reaped
+)
+
+var workerMoves = map[WorkerState][]WorkerState{
+	WorkerStarting: {WorkerReady, WorkerStopping, WorkerGone},
+	WorkerReady:    {WorkerDraining, WorkerStopping, WorkerGone},
+	WorkerDraining: {WorkerStopping, WorkerGone},
+	WorkerStopping: {WorkerGone},
+}
+
+// AppState is where an app is in its life.
+type AppState string
+
+// App states.
+const (
+	AppStopped   AppState = "stopped"
+	AppStarting  AppState = "starting"
+	AppRunning   AppState = "running"
+	AppReloading AppState = "reloading"
+	AppFailing   AppState = "failing"
+)
+
+var appMoves = map[AppState][]AppState{
+	AppStopped:   {AppStarting},
+	AppStarting:  {AppRunning, AppFailing, AppStopped},
+	AppRunning:   {AppReloading, AppFailing, AppStopped, AppStarting},
+	AppReloading: {AppRunning, AppFailing, AppStopped},
+	AppFailing:   {AppStarting, AppRunning, AppStopped},
+}
+
+// ErrIllegalMove is wrapped by every refused state transition.
+var ErrIllegalMove = fmt.Errorf("illegal state transition")
+
+func canMove[S comparable](moves map[S][]S, from, to S) bool {
+	for _, s := range moves[from] {
+		if s == to {
+			return true
+		}
+	}
+	return false
+}
+
+func checkWorkerMove(from, to WorkerState) error {
+	if !canMove(workerMoves, from, to) {
+		return fmt.Errorf("%w: worker %s → %s", ErrIllegalMove, from, to)
+	}
+	return nil
+}
+
+func checkAppMove(from, to AppState) error {
+	if from == to {
+		return nil
+	}
+	if !canMove(appMoves, from, to) {
+		return fmt.Errorf("%w: app %s → %s", ErrIllegalMove, from, to)
+	}
+	return nil
+}
