@@ -104,7 +104,7 @@ stop_packaged_service() { # SERVICE BINARY PIDFILE
     fi
     [ -r "$pidfile" ] || return 0
     pid=$(tr -dc '0-9' <"$pidfile")
-    [ -n "$pid" ] && [ "$pid" -gt 1 ] || return 0
+    if [ -z "$pid" ] || [ "$pid" -le 1 ]; then return 0; fi
     exe=$(readlink "/proc/$pid/exe" 2>/dev/null || true)
     [ "$exe" = "$bin" ] || return 0
     log "stopping the $svc service that its package just started (pid $pid from $pidfile)"
@@ -142,9 +142,28 @@ install_packages() {
     done
 }
 
+# A packaged apache2/nginx that was already running before this run is the
+# admin's business: leave it alone, but say so, since it shares the machine.
+note_packaged_services() {
+    local svc pidfile pid
+    for svc in apache2:/run/apache2/apache2.pid nginx:/run/nginx.pid; do
+        pidfile=${svc#*:}
+        svc=${svc%%:*}
+        [ -r "$pidfile" ] || continue
+        pid=$(tr -dc '0-9' <"$pidfile")
+        [ -n "$pid" ] || continue
+        [ "$(readlink "/proc/$pid/exe" 2>/dev/null || true)" = "/usr/sbin/$svc" ] || continue
+        log "note: the system's $svc service runs (pid $pid); left alone, it does not use the bench ports"
+    done
+}
+
 find_tools() {
     command -v wrk >/dev/null || die "wrk not found; install with apt-get install wrk"
     command -v curl >/dev/null || die "curl not found; install with apt-get install curl"
+    local t
+    for t in setsid timeout mktemp dpkg-query useradd; do
+        command -v "$t" >/dev/null || die "$t not found (a standard Debian tool); this harness needs it"
+    done
     [ -x "$PY" ] || die "$PY not found; install with apt-get install python3"
     UWSGI_BIN=""
     if wants apache-wsgi; then
@@ -227,6 +246,7 @@ spawn() { # DIR LOGFILE COMMAND... -> SPAWNED_PID, appended to ROOTS
 # up to STOP_TIMEOUT s for every process of the snapshot to exit, then
 # SIGKILL the survivors by pid.
 stop_roots() {
+    STOP_STATUS=""
     [ "${#ROOTS[@]}" -gt 0 ] || return 0
     local -a procs=() pids
     local i r pid st left deadline
@@ -415,7 +435,7 @@ measure() { # PORT CONNS OUTFILE
 
 # One stack in one round: start, smoke test, warm-up + measure per CONNS, stop.
 bench_stack() { # ROUND STACK
-    local round=$1 stack=$2 port dir conns rc raw pids
+    local round=$1 stack=$2 port dir conns rc raw
     local -a rootpids
     port=$(stack_port "$stack")
     dir=$WORK/r$round-$stack
@@ -441,6 +461,7 @@ bench_stack() { # ROUND STACK
         for conns in $CONNS; do record "$round" "$stack" "$conns" --fail "$STACK_ERROR"; done
         FAILED=1
         stop_roots
+        [ -z "$STOP_STATUS" ] || log "  stopped ($STOP_STATUS)"
         return 0
     fi
     for conns in $CONNS; do
@@ -522,9 +543,14 @@ main() {
     sanitize_env
     [ -x "$PY" ] || die "$PY not found: every stack runs Debian's python3; install with apt-get install python3"
 
+    # One run at a time: two would fight over the ports and the CPUs.
+    exec 9>/run/lock/pyhost-bench.lock || die "cannot open /run/lock/pyhost-bench.lock"
+    flock -n 9 || die "another bench/run.sh is running (it holds /run/lock/pyhost-bench.lock)"
+
     install_packages
     find_tools
     ensure_user
+    note_packaged_services
 
     trap cleanup EXIT
     trap 'on_signal INT' INT
@@ -549,7 +575,10 @@ main() {
     local -a portargs=()
     local s
     for s in $STACKS; do portargs+=(--port "$s=$(stack_port "$s")"); done
-    local command="DURATION=$DURATION WARMUP=$WARMUP ROUNDS=$ROUNDS CONNS=\"$CONNS\" STACKS=\"$STACKS\" bench/run.sh"
+    local command="DURATION=$DURATION WARMUP=$WARMUP ROUNDS=$ROUNDS CONNS=\"$CONNS\" STACKS=\"$STACKS\""
+    [ "$WRK_TIMEOUT" = 5s ] || command+=" WRK_TIMEOUT=$WRK_TIMEOUT"
+    [ "$PORT_BASE" = 18180 ] || command+=" PORT_BASE=$PORT_BASE"
+    command+=" bench/run.sh"
     "$PY" "$TOOL" meta --stacks "$STACKS" --conns "$CONNS" --rounds "$ROUNDS" \
         --duration "$DURATION" --warmup "$WARMUP" --wrk-timeout "$WRK_TIMEOUT" \
         --app-user "$BENCH_USER" --command "$command" "${portargs[@]}" \

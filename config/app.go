@@ -28,9 +28,12 @@ const (
 type App struct {
 	Name string
 	Cred privdrop.Credential
-	// Target is a script path ("/home/a/blog/wsgi.py", optionally with
-	// ":callable") or "module:callable".
-	Target     string
+	// Exactly one of Script (an absolute file path) and Module (a dotted
+	// module name) is set. Callable is the WSGI callable's name; empty for
+	// a script means "application", else "app".
+	Script     string
+	Module     string
+	Callable   string
 	Directory  string
 	Python     string
 	PythonPath []string
@@ -55,8 +58,12 @@ func (a App) Validate() error {
 		return fmt.Errorf("app name %q is not valid", a.Name)
 	case a.Cred.IsRoot():
 		return fmt.Errorf("app %s: %w", a.Name, privdrop.ErrRoot)
-	case a.Target == "":
-		return fmt.Errorf("app %s: no app or script given", a.Name)
+	case (a.Script == "") == (a.Module == ""):
+		return fmt.Errorf("app %s: give exactly one of app (module:callable) and script", a.Name)
+	case a.Module != "" && a.Callable == "":
+		return fmt.Errorf("app %s: module %s needs a callable (module:callable)", a.Name, a.Module)
+	case a.Script != "" && !filepath.IsAbs(a.Script):
+		return fmt.Errorf("app %s: script %q is not absolute", a.Name, a.Script)
 	case !filepath.IsAbs(a.Directory):
 		return fmt.Errorf("app %s: directory %q is not absolute", a.Name, a.Directory)
 	case a.Python == "":

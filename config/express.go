@@ -16,12 +16,16 @@ var ErrNoTarget = errors.New("no such app")
 // ExpressTarget is what `pyhostd serve TARGET` resolves to.
 type ExpressTarget struct {
 	Name      string // the app's name: file stem or module
-	Target    string // absolute script path, or module:callable
+	Script    string // absolute script path, or ""
+	Module    string // dotted module, or ""
+	Callable  string
 	Directory string // the script's directory, or the current directory
 }
 
-// ResolveExpressTarget interprets TARGET: a file (wsgi.py, app.wsgi, with
-// an optional ":callable"), or module:callable imported from cwd.
+// ResolveExpressTarget interprets TARGET: a file (wsgi.py, app.wsgi), or
+// module:callable imported from cwd. "file.py:name" picks another callable
+// in a file. An existing file always wins, so "pkg.wsgi:app" is a module
+// unless a file named pkg.wsgi is there.
 func ResolveExpressTarget(target, cwd string) (ExpressTarget, error) {
 	if target == "" {
 		return ExpressTarget{}, fmt.Errorf("%w: empty target", ErrNoTarget)
@@ -30,42 +34,33 @@ func ResolveExpressTarget(target, cwd string) (ExpressTarget, error) {
 	if i := strings.LastIndexByte(target, ':'); i > 0 {
 		path, callable = target[:i], target[i+1:]
 	}
-	looksLikeFile := strings.ContainsRune(path, '/') || strings.HasSuffix(path, ".py") || strings.HasSuffix(path, ".wsgi")
-	if !looksLikeFile {
-		if callable == "" {
-			// "hello" alone: a file without suffix, or a module without
-			// callable; a file wins if it exists.
-			if st, err := os.Stat(filepath.Join(cwd, path)); err == nil && st.Mode().IsRegular() {
-				looksLikeFile = true
-			} else {
-				return ExpressTarget{}, fmt.Errorf("%w: %q is neither a file nor module:callable", ErrNoTarget, target)
-			}
-		} else {
-			if !validModule(path) || !validModule(callable) {
-				return ExpressTarget{}, fmt.Errorf("%w: %q is not module:callable", ErrNoTarget, target)
-			}
-			return ExpressTarget{Name: path, Target: target, Directory: cwd}, nil
+	abs := path
+	if !filepath.IsAbs(abs) {
+		abs = filepath.Join(cwd, path)
+	}
+	st, statErr := os.Stat(abs)
+	if statErr == nil && st.Mode().IsRegular() {
+		return ExpressTarget{
+			Name:      strings.TrimSuffix(filepath.Base(abs), filepath.Ext(abs)),
+			Script:    abs,
+			Callable:  callable,
+			Directory: filepath.Dir(abs),
+		}, nil
+	}
+	if callable != "" && validModule(path) {
+		if !validModule(callable) {
+			return ExpressTarget{}, fmt.Errorf("%w: %q is not a valid callable name in %s", ErrNoTarget, callable, target)
 		}
+		return ExpressTarget{Name: path, Module: path, Callable: callable, Directory: cwd}, nil
 	}
-	if !filepath.IsAbs(path) {
-		path = filepath.Join(cwd, path)
+	switch {
+	case statErr == nil:
+		return ExpressTarget{}, fmt.Errorf("%w: %s is not a regular file", ErrNoTarget, abs)
+	case errors.Is(statErr, os.ErrNotExist):
+		return ExpressTarget{}, fmt.Errorf("%w: %s does not exist (give a wsgi file or module:callable)", ErrNoTarget, abs)
+	default:
+		return ExpressTarget{}, fmt.Errorf("app file: %w", statErr)
 	}
-	st, err := os.Stat(path)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return ExpressTarget{}, fmt.Errorf("%w: %s does not exist", ErrNoTarget, path)
-		}
-		return ExpressTarget{}, fmt.Errorf("app file: %w", err)
-	}
-	if !st.Mode().IsRegular() {
-		return ExpressTarget{}, fmt.Errorf("%w: %s is not a regular file", ErrNoTarget, path)
-	}
-	name := strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
-	t := path
-	if callable != "" {
-		t += ":" + callable
-	}
-	return ExpressTarget{Name: name, Target: t, Directory: filepath.Dir(path)}, nil
 }
 
 func validModule(s string) bool {
@@ -90,7 +85,9 @@ func ExpressApp(t ExpressTarget, cred privdrop.Credential, python string, proces
 	return App{
 		Name:            t.Name,
 		Cred:            cred,
-		Target:          t.Target,
+		Script:          t.Script,
+		Module:          t.Module,
+		Callable:        t.Callable,
 		Directory:       t.Directory,
 		Python:          python,
 		URLPrefix:       "/",

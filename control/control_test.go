@@ -86,6 +86,12 @@ func (f *fakeBackend) lastCaller(t *testing.T) (Caller, string) {
 func startServer(t *testing.T, b Backend) (sock string) {
 	t.Helper()
 	sock = filepath.Join(t.TempDir(), "control.sock")
+	startServerAt(t, b, sock)
+	return sock
+}
+
+func startServerAt(t *testing.T, b Backend, sock string) {
+	t.Helper()
 	ln, err := Listen(sock)
 	if err != nil {
 		t.Fatal(err)
@@ -104,7 +110,6 @@ func startServer(t *testing.T, b Backend) (sock string) {
 			t.Error("Serve did not return after cancel")
 		}
 	})
-	return sock
 }
 
 func testContext(t *testing.T) context.Context {
@@ -416,7 +421,7 @@ func TestBadRequests(t *testing.T) {
 				t.Errorf("status %d, want %d", code, tt.wantStatus)
 			}
 			var eb errorBody
-			if err := json.Unmarshal([]byte(body), &eb); err != nil || eb.Code != CodeBadRequest || eb.Error == "" {
+			if err := json.Unmarshal([]byte(body), &eb); err != nil || eb.Code != codeBadRequest || eb.Error == "" {
 				t.Errorf("body %q is not a bad_request error", body)
 			}
 		})

@@ -12,8 +12,12 @@
 //	                               {"ok":true} or an error line
 //
 // Any other answer is an error: a non-2xx status with the body
-// {"error":"...","code":"...","detail":"..."}; see the Code* constants for
-// the codes and their statuses.
+// {"error":"...","code":"...","detail":"...","app":"..."} (detail and app
+// only for reload_failed). Codes and statuses: access_denied 403,
+// no_such_app 404, reload_failed 409, bad_request 400 (405 for a wrong
+// method, 404 for an unknown path), internal 500 (503 when the request
+// was cancelled). A reload that fails after its first progress line ends
+// its 200 stream with the same body as its last line.
 //
 // Authorization is not done here. The server reads who is calling
 // (SO_PEERCRED) and hands that Caller to the Backend, which decides what

@@ -41,11 +41,11 @@ func (e *ReloadError) Error() string {
 // Error codes of the wire's error body, and the HTTP status each is sent
 // with when the status line has not been sent yet.
 const (
-	CodeAccessDenied = "access_denied" // 403
-	CodeNoSuchApp    = "no_such_app"   // 404
-	CodeReloadFailed = "reload_failed" // 409
-	CodeBadRequest   = "bad_request"   // 400, also 404 for an unknown endpoint
-	CodeInternal     = "internal"      // 500
+	codeAccessDenied = "access_denied" // 403
+	codeNoSuchApp    = "no_such_app"   // 404
+	codeReloadFailed = "reload_failed" // 409
+	codeBadRequest   = "bad_request"   // 400, also 404 for an unknown endpoint
+	codeInternal     = "internal"      // 500
 )
 
 // errorBody is the JSON form of an error, both as a whole response body
@@ -70,17 +70,17 @@ func encodeError(err error, app string) (int, errorBody) {
 		if re.App != "" {
 			app = re.App
 		}
-		return http.StatusConflict, errorBody{Error: re.Reason, Code: CodeReloadFailed, Detail: re.Detail, App: app}
+		return http.StatusConflict, errorBody{Error: re.Reason, Code: codeReloadFailed, Detail: re.Detail, App: app}
 	case errors.Is(err, ErrAccessDenied):
-		return http.StatusForbidden, errorBody{Error: err.Error(), Code: CodeAccessDenied}
+		return http.StatusForbidden, errorBody{Error: err.Error(), Code: codeAccessDenied}
 	case errors.Is(err, ErrNoSuchApp):
-		return http.StatusNotFound, errorBody{Error: err.Error(), Code: CodeNoSuchApp}
+		return http.StatusNotFound, errorBody{Error: err.Error(), Code: codeNoSuchApp}
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		// The client is gone or the daemon is stopping; whoever still
 		// reads this wants to know that the operation did not finish.
-		return http.StatusServiceUnavailable, errorBody{Error: err.Error(), Code: CodeInternal}
+		return http.StatusServiceUnavailable, errorBody{Error: err.Error(), Code: codeInternal}
 	default:
-		return http.StatusInternalServerError, errorBody{Error: err.Error(), Code: CodeInternal}
+		return http.StatusInternalServerError, errorBody{Error: err.Error(), Code: codeInternal}
 	}
 }
 
@@ -97,13 +97,13 @@ func (e *remoteError) Unwrap() error { return e.kind }
 // decode rebuilds the error a Backend returned from its wire form.
 func (b errorBody) decode() error {
 	switch b.Code {
-	case CodeReloadFailed:
+	case codeReloadFailed:
 		return &ReloadError{App: b.App, Reason: b.Error, Detail: b.Detail}
-	case CodeAccessDenied:
+	case codeAccessDenied:
 		return &remoteError{msg: b.Error, kind: ErrAccessDenied}
-	case CodeNoSuchApp:
+	case codeNoSuchApp:
 		return &remoteError{msg: b.Error, kind: ErrNoSuchApp}
-	case CodeInternal:
+	case codeInternal:
 		return &remoteError{msg: "daemon error: " + b.Error}
 	default:
 		// bad_request, and codes from a newer daemon.

@@ -138,7 +138,7 @@ func (s *Server) authenticated(h func(http.ResponseWriter, *http.Request, Caller
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, ok := callerFromContext(r.Context())
 		if !ok {
-			writeError(w, http.StatusForbidden, errorBody{Error: "caller credentials unknown: " + ErrAccessDenied.Error(), Code: CodeAccessDenied})
+			writeError(w, http.StatusForbidden, errorBody{Error: "caller credentials unknown: " + ErrAccessDenied.Error(), Code: codeAccessDenied})
 			return
 		}
 		s.log.Debug("control request", "method", r.Method, "path", r.URL.Path, "app", r.URL.Query().Get("app"),
@@ -168,7 +168,7 @@ func (s *Server) serveReload(w http.ResponseWriter, r *http.Request, c Caller) {
 	}
 	app := r.URL.Query().Get("app")
 	if app == "" {
-		writeError(w, http.StatusBadRequest, errorBody{Error: "reload needs an app name", Code: CodeBadRequest})
+		writeError(w, http.StatusBadRequest, errorBody{Error: "reload needs an app name", Code: codeBadRequest})
 		return
 	}
 	st := &reloadStream{w: w, rc: http.NewResponseController(w)}
@@ -183,7 +183,7 @@ func (s *Server) serveReload(w http.ResponseWriter, r *http.Request, c Caller) {
 func (s *Server) serveUnknown(w http.ResponseWriter, r *http.Request, _ Caller) {
 	writeError(w, http.StatusNotFound, errorBody{
 		Error: fmt.Sprintf("no control endpoint %s %s (is the daemon older than pyctl?)", r.Method, r.URL.Path),
-		Code:  CodeBadRequest,
+		Code:  codeBadRequest,
 	})
 }
 
@@ -191,9 +191,9 @@ func (s *Server) serveUnknown(w http.ResponseWriter, r *http.Request, _ Caller) 
 func (s *Server) logFailure(r *http.Request, c Caller, app string, body errorBody, err error) {
 	args := []any{"path", r.URL.Path, "app", app, "uid", c.UID, "pid", c.PID, "error", err}
 	switch body.Code {
-	case CodeInternal:
+	case codeInternal:
 		s.log.Error("control request failed", args...)
-	case CodeAccessDenied, CodeReloadFailed:
+	case codeAccessDenied, codeReloadFailed:
 		s.log.Info("control request refused", args...)
 	default:
 		s.log.Debug("control request refused", args...)
@@ -266,7 +266,7 @@ func allowMethod(w http.ResponseWriter, r *http.Request, method string) bool {
 	w.Header().Set("Allow", method)
 	writeError(w, http.StatusMethodNotAllowed, errorBody{
 		Error: fmt.Sprintf("%s needs %s, not %s", r.URL.Path, method, r.Method),
-		Code:  CodeBadRequest,
+		Code:  codeBadRequest,
 	})
 	return false
 }

@@ -72,7 +72,9 @@ type AppStatus struct {
 // Implementations authorize: they must only show and act on what c may
 // see (U5: a user their own apps, root all of them) and return an error
 // wrapping ErrAccessDenied or ErrNoSuchApp otherwise. Returning
-// ErrNoSuchApp for another user's app also hides that it exists.
+// ErrNoSuchApp for another user's app also hides that it exists. Any
+// other error reaches the client as its message (code "internal"), so it
+// must not tell the caller what it may not know.
 //
 // ctx is the request's context: it is cancelled when the client goes away
 // (pyctl killed with Ctrl-C) and when the control server shuts down. A

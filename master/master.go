@@ -79,9 +79,11 @@ type Master struct {
 // serving, an app cannot start; everything it started is stopped first.
 func Run(ctx context.Context, cfg Config) (err error) {
 	m := &Master{cfg: cfg, log: cfg.Log, apps: map[string]*supervisor.App{}, changed: make(chan struct{}, 1), ownerUID: uint32(os.Getuid())}
-	if m.self, err = os.Executable(); err != nil {
-		return fmt.Errorf("find own executable: %w", err)
-	}
+	// The proxy child re-executes this binary through /proc/self/exe: the
+	// kernel checks only the binary's own execute bit, not the directories
+	// above it, so an unprivileged proxy starts even when pyhostd sits
+	// under a private home such as /root.
+	m.self = "/proc/self/exe"
 	if m.spawner, err = privdrop.NewSpawner(); err != nil {
 		return err
 	}

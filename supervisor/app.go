@@ -265,7 +265,15 @@ func (a *App) reconcile() {
 func (a *App) spawn(cfg config.App, gen int) (*worker, error) {
 	seq := workerSeq.Add(1)
 	id := cfg.Name + "-" + strconv.FormatUint(seq, 10)
-	args := []string{"-u", a.opts.WorkerScript, "--app", cfg.Target, "--directory", cfg.Directory, "--threads", strconv.Itoa(cfg.Threads)}
+	args := []string{"-u", a.opts.WorkerScript, "--directory", cfg.Directory, "--threads", strconv.Itoa(cfg.Threads)}
+	if cfg.Script != "" {
+		args = append(args, "--script", cfg.Script)
+	} else {
+		args = append(args, "--module", cfg.Module)
+	}
+	if cfg.Callable != "" {
+		args = append(args, "--callable", cfg.Callable)
+	}
 	env := map[string]string{}
 	for k, v := range cfg.Env {
 		env[k] = v

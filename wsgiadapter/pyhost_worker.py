@@ -467,32 +467,31 @@ class Worker(object):
                 self.cond.wait()
 
 
-def load_app(target, directory):
-    """Imports the app: a file path (application, else app) or module:callable."""
+def load_app(script, module, callable_name, directory):
+    """Imports the app once: a script file run as a module (its callable
+    `application`, else `app`), or a dotted module's callable."""
     if directory:
         os.chdir(directory)
     sys.path.insert(0, directory or os.getcwd())
-    if ":" in target and not target.endswith((".py", ".wsgi")):
-        module, _, attr = target.partition(":")
+    if module:
         obj = importlib.import_module(module)
-        for part in attr.split("."):
+        for part in callable_name.split("."):
             obj = getattr(obj, part)
         return obj
-    if ":" in target:
-        path, _, attr = target.rpartition(":")
-        names = [attr]
-    else:
-        path, names = target, ["application", "app"]
-    namespace = runpy.run_path(path, run_name="__pyhost_app__")
+    names = [callable_name] if callable_name else ["application", "app"]
+    namespace = runpy.run_path(script, run_name="__pyhost_app__")
     for name in names:
         if name in namespace:
             return namespace[name]
-    raise LookupError("%s defines no WSGI callable named %s" % (path, " or ".join(names)))
+    raise LookupError("%s defines no WSGI callable named %s" % (script, " or ".join(names)))
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description="pyhost WSGI worker (started by pyhostd)")
-    parser.add_argument("--app", required=True, help="file path or module:callable")
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--script", help="path of the app's WSGI file")
+    target.add_argument("--module", help="dotted module that holds the callable")
+    parser.add_argument("--callable", default="", help="name of the WSGI callable")
     parser.add_argument("--directory", default="", help="working directory, first on sys.path")
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--listen-fd", type=int, default=3)
@@ -514,9 +513,9 @@ def main(argv=None):
             pass
 
     try:
-        app = load_app(args.app, args.directory)
+        app = load_app(args.script, args.module, args.callable, args.directory)
         if not callable(app):
-            raise TypeError("%s is not callable" % (args.app,))
+            raise TypeError("the WSGI callable of %s is not callable" % (args.script or args.module,))
     except BaseException as e:
         tb = traceback.format_exc()
         sys.stderr.write(tb)

@@ -365,7 +365,7 @@ def cmd_meta(args):
     uname = platform.uname()
     info = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "cpus": os.cpu_count(),
+        "cpus": len(os.sched_getaffinity(0)),   # what nproc prints
         "cpu_model": cpu_model(),
         "mem_gib": round(mem_total_gib(), 1),
         "kernel": f"{uname.system} {uname.release}",

@@ -42,6 +42,9 @@ func pickApp(apps []control.AppStatus, me string) (string, error) {
 // asking the daemon when it was left out.
 func (c *cli) appArg(ctx context.Context, cl *control.Client, args []string) (string, error) {
 	if len(args) == 1 {
+		if args[0] == "" {
+			return "", usageErrorf("APP must not be empty")
+		}
 		return args[0], nil
 	}
 	apps, err := cl.Status(ctx, "")

@@ -89,7 +89,7 @@ Exit status: 0 done, 1 the operation failed, 2 the command line is wrong.`,
 		},
 	}
 	root.PersistentFlags().StringVar(&c.socketFlag, "socket", "",
-		"control socket of the daemon (default $"+socketEnv+", else "+defaultSocket+")")
+		"`PATH` of the daemon's control socket (default $"+socketEnv+", else "+defaultSocket+")")
 	root.AddCommand(c.statusCmd(), c.reloadCmd())
 	return root
 }
@@ -128,14 +128,24 @@ func (c *cli) report(cmd *cobra.Command, err error) int {
 		fmt.Fprintf(c.stderr, "pyctl: %s\n", oneLine(err.Error()))
 		return exitUsage
 	case !c.parsed:
-		// cobra's own errors; some append suggestions on more lines.
-		msg, _, _ := strings.Cut(strings.TrimSpace(err.Error()), "\n")
-		fmt.Fprintf(c.stderr, "pyctl: %s (see '%s --help')\n", msg, cmd.CommandPath())
+		fmt.Fprintf(c.stderr, "pyctl: %s (see '%s --help')\n", cobraError(err), cmd.CommandPath())
 		return exitUsage
 	default:
 		fmt.Fprintf(c.stderr, "pyctl: %s\n", oneLine(err.Error()))
 		return exitFailure
 	}
+}
+
+// cobraError puts one of cobra's errors on one line; an unknown command
+// comes with suggestions on lines of their own.
+func cobraError(err error) string {
+	msg, rest, _ := strings.Cut(strings.TrimSpace(err.Error()), "\n")
+	if _, sugg, ok := strings.Cut(rest, "Did you mean this?"); ok {
+		if s := strings.Fields(sugg); len(s) > 0 {
+			msg += "; did you mean " + strings.Join(s, " or ") + "?"
+		}
+	}
+	return oneLine(msg)
 }
 
 // usageError is a command line that cannot be carried out as typed.

@@ -183,6 +183,13 @@ func TestRunAgainstDaemon(t *testing.T) {
 			stderr: "pyctl: unknown command \"frobnicate\" for \"pyctl\" (see 'pyctl --help')\n",
 		},
 		{
+			name:   "misspelt command",
+			daemon: &fakeDaemon{},
+			args:   []string{"staus"},
+			code:   exitUsage,
+			stderr: "pyctl: unknown command \"staus\" for \"pyctl\"; did you mean status? (see 'pyctl --help')\n",
+		},
+		{
 			name:   "unknown flag",
 			daemon: &fakeDaemon{},
 			args:   []string{"status", "--jsn"},

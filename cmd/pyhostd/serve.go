@@ -220,4 +220,3 @@ func makeRunDir() (string, error) {
 	}
 	return dir, nil
 }
-

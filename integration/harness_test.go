@@ -1,0 +1,369 @@
+// Package integration runs the real pyhostd and pyctl binaries against
+// real python3 workers over real sockets. As root, apps run as a test
+// user the suite creates; otherwise as the caller.
+package integration
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// testUser runs the apps when the suite runs as root.
+const testUser = "pyhost-test"
+
+var (
+	binDir  string // pyhostd and pyctl, built once
+	baseDir string // world-readable scratch space for apps
+	python  = "/usr/bin/python3"
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(testMain(m))
+}
+
+func testMain(m *testing.M) int {
+	var err error
+	baseDir, err = os.MkdirTemp("", "pyhost-it-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(baseDir)
+	// The app user must read apps and run the binaries from here.
+	os.Chmod(baseDir, 0o755)
+	binDir = filepath.Join(baseDir, "bin")
+	build := exec.Command("go", "build", "-o", binDir+"/", "../cmd/pyhostd", "../cmd/pyctl")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build binaries:", err)
+		return 1
+	}
+	if _, err := os.Stat(python); err != nil {
+		python = "python3"
+	}
+	if os.Geteuid() == 0 {
+		if err := ensureUser(testUser); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+	}
+	return m.Run()
+}
+
+// ensureUser creates a system user without a home or login, if missing.
+func ensureUser(name string) error {
+	if exec.Command("id", "-u", name).Run() == nil {
+		return nil
+	}
+	out, err := exec.Command("useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name).CombinedOutput()
+	if err != nil && exec.Command("id", "-u", name).Run() != nil {
+		return fmt.Errorf("useradd %s: %v: %s", name, err, out)
+	}
+	return nil
+}
+
+// writeApp writes files (name → content) into a fresh readable directory.
+func writeApp(t *testing.T, files map[string]string) string {
+	t.Helper()
+	dir, err := os.MkdirTemp(baseDir, "app-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(dir, 0o755)
+	for name, content := range files {
+		p := filepath.Join(dir, name)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// validated wraps a test app's source so that every request goes through
+// the standard library's PEP 3333 checker: any violation by pyhost (or the
+// app) raises, fails the request, and so fails the test.
+func validated(src string) string {
+	return src + "\n\nfrom wsgiref.validate import validator as _validator\napplication = _validator(application)\n"
+}
+
+// server is a running `pyhostd serve`.
+type server struct {
+	t       *testing.T
+	cmd     *exec.Cmd
+	URL     string // http://127.0.0.1:PORT
+	Addr    string
+	Control string
+	out     *lockedBuffer
+	exited  chan struct{}
+	exitErr error
+}
+
+type lockedBuffer struct {
+	mu    sync.Mutex
+	buf   bytes.Buffer
+	lines chan string
+}
+
+func (b *lockedBuffer) add(line string) {
+	b.mu.Lock()
+	b.buf.WriteString(line + "\n")
+	b.mu.Unlock()
+	select {
+	case b.lines <- line:
+	default:
+	}
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+var servingRE = regexp.MustCompile(`on http://([0-9.:]+)/`)
+var controlRE = regexp.MustCompile(`control socket (\S+)`)
+
+// serveArgs are the arguments common to every serve in the suite.
+func serveArgs(extra ...string) []string {
+	args := []string{"serve", "--listen", "127.0.0.1:0", "--python", python}
+	if os.Geteuid() == 0 {
+		args = append(args, "--user", testUser)
+	}
+	return append(args, extra...)
+}
+
+// startServe starts pyhostd serve and waits until it prints that it
+// serves. The server is stopped (SIGTERM, then SIGKILL) at test end.
+func startServe(t *testing.T, dir string, args ...string) *server {
+	t.Helper()
+	s := launch(t, dir, serveArgs(args...)...)
+	deadline := time.After(30 * time.Second)
+	for s.URL == "" || s.Control == "" {
+		select {
+		case line := <-s.out.lines:
+			if m := servingRE.FindStringSubmatch(line); m != nil {
+				s.Addr = m[1]
+				s.URL = "http://" + m[1]
+			}
+			if m := controlRE.FindStringSubmatch(line); m != nil {
+				s.Control = m[1]
+			}
+		case <-s.exited:
+			t.Fatalf("pyhostd exited before serving: %v\n%s", s.exitErr, s.out)
+		case <-deadline:
+			t.Fatalf("pyhostd did not report serving within 30s:\n%s", s.out)
+		}
+	}
+	return s
+}
+
+// launch starts pyhostd with args in dir without waiting for anything.
+func launch(t *testing.T, dir string, args ...string) *server {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(binDir, "pyhostd"), args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "PYHOST_LOG_LEVEL=debug")
+	stdout, _ := cmd.StdoutPipe()
+	stderr, _ := cmd.StderrPipe()
+	s := &server{t: t, cmd: cmd, out: &lockedBuffer{lines: make(chan string, 1024)}, exited: make(chan struct{})}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for _, r := range []io.Reader{stdout, stderr} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sc := bufio.NewScanner(r)
+			sc.Buffer(make([]byte, 64<<10), 1<<20)
+			for sc.Scan() {
+				s.out.add(sc.Text())
+			}
+		}()
+	}
+	go func() {
+		wg.Wait()
+		s.exitErr = cmd.Wait()
+		close(s.exited)
+	}()
+	t.Cleanup(func() {
+		s.stop(10 * time.Second)
+		if t.Failed() {
+			t.Logf("pyhostd output:\n%s", s.out)
+		}
+	})
+	return s
+}
+
+// stop sends SIGTERM and waits; after timeout it kills. It returns the
+// exit error (nil for status 0).
+func (s *server) stop(timeout time.Duration) error {
+	select {
+	case <-s.exited:
+		return s.exitErr
+	default:
+	}
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.exited:
+	case <-time.After(timeout):
+		s.cmd.Process.Kill()
+		<-s.exited
+		s.t.Errorf("pyhostd did not exit within %v of SIGTERM", timeout)
+	}
+	return s.exitErr
+}
+
+// waitExit waits for the process to end on its own.
+func (s *server) waitExit(timeout time.Duration) error {
+	select {
+	case <-s.exited:
+		return s.exitErr
+	case <-time.After(timeout):
+		s.t.Fatalf("pyhostd still running after %v:\n%s", timeout, s.out)
+		return nil
+	}
+}
+
+// waitLine waits until a line of output matches re.
+func (s *server) waitLine(re *regexp.Regexp, timeout time.Duration) string {
+	s.t.Helper()
+	deadline := time.After(timeout)
+	for {
+		select {
+		case line := <-s.out.lines:
+			if re.MatchString(line) {
+				return line
+			}
+		case <-deadline:
+			s.t.Fatalf("no output line matching %s within %v:\n%s", re, timeout, s.out)
+		}
+	}
+}
+
+// status runs `pyctl status --json`.
+func (s *server) status() []appStatus {
+	s.t.Helper()
+	out, err := exec.Command(filepath.Join(binDir, "pyctl"), "--socket", s.Control, "status", "--json").Output()
+	if err != nil {
+		s.t.Fatalf("pyctl status: %v", err)
+	}
+	var st []appStatus
+	if err := json.Unmarshal(out, &st); err != nil {
+		s.t.Fatalf("pyctl status --json: %v: %s", err, out)
+	}
+	return st
+}
+
+type appStatus struct {
+	Name    string `json:"name"`
+	State   string `json:"state"`
+	Workers []struct {
+		PID   int    `json:"pid"`
+		State string `json:"state"`
+	} `json:"workers"`
+}
+
+func (s *server) workerPIDs() []int {
+	var pids []int
+	for _, a := range s.status() {
+		for _, w := range a.Workers {
+			pids = append(pids, w.PID)
+		}
+	}
+	return pids
+}
+
+// get fetches path and returns status and body.
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: read body: %v", url, err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+// descendants lists the pids whose ancestry leads to pid, from /proc.
+func descendants(pid int) []int {
+	parent := map[int]int{}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// The comm field may contain spaces; ppid follows the last ')'.
+		i := bytes.LastIndexByte(b, ')')
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) < 2 {
+			continue
+		}
+		pp, _ := strconv.Atoi(f[1])
+		parent[p] = pp
+	}
+	var out []int
+	for p := range parent {
+		for q := parent[p]; q > 1; q = parent[q] {
+			if q == pid {
+				out = append(out, p)
+				break
+			}
+		}
+	}
+	return out
+}
+
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(b, ')')
+	f := strings.Fields(string(b[i+1:]))
+	return len(f) > 0 && f[0] != "Z" // a zombie is dead, just not reaped
+}
+
+// eventually polls cond every 20ms until it holds or timeout passes. It is
+// for conditions only observable from outside (a process gone, a pid
+// changed), never a stand-in for a signal we could wait on.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v", what, timeout)
+		}
+		<-tick.C
+	}
+}
