@@ -90,9 +90,10 @@ func (p *appPool) acquire(ctx context.Context) (lease, error) {
 		}
 		wake := make(chan struct{}, 1)
 		p.waiters = append(p.waiters, wake)
+		queueTimeout := p.queueTimeout
 		p.mu.Unlock()
 		if timer == nil {
-			timer = time.NewTimer(p.queueTimeout)
+			timer = time.NewTimer(queueTimeout)
 			timeout = timer.C
 		}
 		select {

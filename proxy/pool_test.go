@@ -1,0 +1,167 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pyhost/pyhost/channel"
+)
+
+func newTestPool(state channel.AppState, queue time.Duration, workers ...channel.Worker) (*appPool, chan string) {
+	drained := make(chan string, 16)
+	p := &appPool{key: "u/app", onDrained: func(_, id string) { drained <- id }}
+	p.update(channel.App{Key: "u/app", State: state, QueueTimeout: queue, Workers: workers})
+	return p, drained
+}
+
+func TestAcquireSpreadsByLeastBusy(t *testing.T) {
+	p, _ := newTestPool(channel.AppRunning, time.Second,
+		channel.Worker{ID: "a", Threads: 2}, channel.Worker{ID: "b", Threads: 2})
+	var got []string
+	for i := 0; i < 4; i++ {
+		l, err := p.acquire(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, l.w.id)
+	}
+	want := []string{"a", "b", "a", "b"}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("leases went to %v, want %v", got, want)
+		}
+	}
+}
+
+func TestAcquireQueuesInOrderAndTimesOut(t *testing.T) {
+	p, _ := newTestPool(channel.AppRunning, time.Hour, channel.Worker{ID: "a", Threads: 1})
+	held, err := p.acquire(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Two waiters; the first to arrive must be served first.
+	order := make(chan int, 2)
+	var started sync.WaitGroup
+	for i := 1; i <= 2; i++ {
+		started.Add(1)
+		go func() {
+			started.Done()
+			l, err := p.acquire(context.Background())
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			order <- i
+			p.release(l, nil)
+		}()
+		started.Wait()
+		waitFor(t, func() bool { p.mu.Lock(); defer p.mu.Unlock(); return len(p.waiters) == i })
+	}
+	p.release(held, nil)
+	if a, b := <-order, <-order; a != 1 || b != 2 {
+		t.Fatalf("served in order %d, %d; want 1, 2", a, b)
+	}
+
+	p2, _ := newTestPool(channel.AppRunning, 20*time.Millisecond, channel.Worker{ID: "a", Threads: 1})
+	if _, err := p2.acquire(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p2.acquire(context.Background()); !errors.Is(err, errQueueTimeout) {
+		t.Fatalf("acquire on a full app: %v, want errQueueTimeout", err)
+	}
+	p2.mu.Lock()
+	defer p2.mu.Unlock()
+	if len(p2.waiters) != 0 {
+		t.Fatalf("a timed-out waiter stayed queued")
+	}
+}
+
+func TestAcquireCancelledPassesWakeup(t *testing.T) {
+	p, _ := newTestPool(channel.AppRunning, time.Hour, channel.Worker{ID: "a", Threads: 1})
+	held, _ := p.acquire(context.Background())
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { _, err := p.acquire(ctx); errc <- err }()
+	waitFor(t, func() bool { p.mu.Lock(); defer p.mu.Unlock(); return len(p.waiters) == 1 })
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled acquire: %v", err)
+	}
+	p.release(held, nil)
+	if _, err := p.acquire(context.Background()); err != nil {
+		t.Fatalf("thread lost after a cancelled waiter: %v", err)
+	}
+}
+
+func TestAcquireUnavailable(t *testing.T) {
+	cases := []struct {
+		state   channel.AppState
+		workers []channel.Worker
+		want    error
+	}{
+		{channel.AppFailing, []channel.Worker{{ID: "a", Threads: 1}}, errFailing},
+		{channel.AppStopped, nil, errUnavailable},
+		{channel.AppRunning, nil, errUnavailable},
+		{channel.AppRunning, []channel.Worker{{ID: "a", Threads: 1, Draining: true}}, errUnavailable},
+	}
+	for _, c := range cases {
+		p, _ := newTestPool(c.state, time.Hour, c.workers...)
+		if _, err := p.acquire(context.Background()); !errors.Is(err, c.want) {
+			t.Errorf("state %s with %d workers: %v, want %v", c.state, len(c.workers), err, c.want)
+		}
+	}
+}
+
+func TestStartingAppQueuesUntilWorkerArrives(t *testing.T) {
+	p, _ := newTestPool(channel.AppStarting, time.Hour)
+	got := make(chan error, 1)
+	go func() { _, err := p.acquire(context.Background()); got <- err }()
+	waitFor(t, func() bool { p.mu.Lock(); defer p.mu.Unlock(); return len(p.waiters) == 1 })
+	p.update(channel.App{Key: "u/app", State: channel.AppRunning, QueueTimeout: time.Hour, Workers: []channel.Worker{{ID: "a", Threads: 1}}})
+	if err := <-got; err != nil {
+		t.Fatalf("queued request after the worker arrived: %v", err)
+	}
+}
+
+func TestDrainReportsWhenIdle(t *testing.T) {
+	ws := []channel.Worker{{ID: "a", Threads: 2}, {ID: "b", Threads: 2}}
+	p, drained := newTestPool(channel.AppRunning, time.Hour, ws...)
+	l, _ := p.acquire(context.Background()) // on a
+	ws[0].Draining = true
+	p.update(channel.App{Key: "u/app", State: channel.AppRunning, QueueTimeout: time.Hour, Workers: ws})
+	select {
+	case id := <-drained:
+		t.Fatalf("worker %s reported drained with a request in flight", id)
+	default:
+	}
+	if l2, _ := p.acquire(context.Background()); l2.w.id != "b" {
+		t.Fatalf("a draining worker got a new request")
+	}
+	p.release(l, nil)
+	if id := <-drained; id != "a" {
+		t.Fatalf("drained %s, want a", id)
+	}
+	// An idle worker marked draining reports at once.
+	ws[1].Draining = true
+	p2, drained2 := newTestPool(channel.AppRunning, time.Hour, ws...)
+	_ = p2
+	if len(drained2) != 2 {
+		t.Fatalf("idle draining workers reported %d times, want 2", len(drained2))
+	}
+}
+
+// waitFor polls a condition on in-memory state that has no channel to
+// wait on (the length of a queue). Bounded; never a timing assumption.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached within 5s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

@@ -1,0 +1,70 @@
+package proxy
+
+import "testing"
+
+func TestRouterMatch(t *testing.T) {
+	pools := map[string]*appPool{}
+	app := func(k string) *appPool {
+		if pools[k] == nil {
+			pools[k] = &appPool{key: k}
+		}
+		return pools[k]
+	}
+	rt := newRouter()
+	rt.add([]string{"example.com"}, "/", app("root"))
+	rt.add([]string{"example.com"}, "/api", app("api"))
+	rt.add([]string{"example.com"}, "/api/v2/", app("v2"))
+	rt.add([]string{"*.example.com"}, "/", app("wild"))
+	rt.add([]string{"*.deep.example.com"}, "/", app("deepwild"))
+	rt.add([]string{"Blog.Example.ORG."}, "/blog", app("blog"))
+
+	cases := []struct {
+		host, path, want, prefix string
+	}{
+		{"example.com", "/", "root", "/"},
+		{"EXAMPLE.COM:8080", "/x", "root", "/"},
+		{"example.com", "/api", "api", "/api"},
+		{"example.com", "/api/users", "api", "/api"},
+		{"example.com", "/apix", "root", "/"},
+		{"example.com", "/api/v2", "v2", "/api/v2"},
+		{"example.com", "/api/v2/x", "v2", "/api/v2"},
+		{"www.example.com", "/", "wild", "/"},
+		{"a.b.example.com", "/", "wild", "/"},
+		{"x.deep.example.com", "/", "deepwild", "/"},
+		{"deep.example.com", "/", "wild", "/"},
+		{"blog.example.org", "/blog/post", "blog", "/blog"},
+		{"blog.example.org.", "/blog", "blog", "/blog"},
+		{"blog.example.org", "/", "", ""},
+		{"other.org", "/", "", ""},
+		{"[::1]:80", "/", "", ""},
+		{"", "/", "", ""},
+	}
+	for _, c := range cases {
+		r, ok := rt.match(c.host, c.path)
+		got := ""
+		if ok {
+			got = r.app.key
+		}
+		if got != c.want || (ok && r.prefix != c.prefix) {
+			t.Errorf("match(%q, %q) = %q prefix %q, want %q prefix %q", c.host, c.path, got, r.prefix, c.want, c.prefix)
+		}
+	}
+}
+
+func TestRouterCatchAll(t *testing.T) {
+	rt := newRouter()
+	rt.add(nil, "/", &appPool{key: "express"})
+	for _, host := range []string{"", "anything", "127.0.0.1:8000"} {
+		if r, ok := rt.match(host, "/x"); !ok || r.app.key != "express" {
+			t.Errorf("host %q not served by the catch-all app", host)
+		}
+	}
+}
+
+func TestNormalizePrefix(t *testing.T) {
+	for in, want := range map[string]string{"": "/", "/": "/", "/api/": "/api", "api": "/api", "/a/b": "/a/b"} {
+		if got := normalizePrefix(in); got != want {
+			t.Errorf("normalizePrefix(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
