@@ -87,13 +87,24 @@ const (
 	// EventDrained: a draining worker has no request in flight and the
 	// proxy closed its connections; it may be stopped now.
 	EventDrained EventKind = "drained"
+	// EventStats: per-worker request counters, sent about once a second
+	// while they change.
+	EventStats EventKind = "stats"
 )
+
+// WorkerStats are the proxy's counters for one worker.
+type WorkerStats struct {
+	Served uint64 `json:"served"` // requests completed
+	Busy   int    `json:"busy"`   // requests in flight now
+}
 
 // Event is one report from the proxy.
 type Event struct {
 	Kind     EventKind `json:"kind"`
 	App      string    `json:"app,omitempty"`
 	WorkerID string    `json:"worker_id,omitempty"`
+	// Stats, for EventStats: by worker ID.
+	Stats map[string]WorkerStats `json:"stats,omitempty"`
 }
 
 // ErrTooLarge is returned for a message over the size limit.

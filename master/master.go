@@ -72,6 +72,9 @@ type Master struct {
 	proxyMu  sync.Mutex
 	proxyCh  *channel.Conn
 	ownerUID uint32
+
+	statsMu sync.Mutex
+	stats   map[string]channel.WorkerStats // by worker ID, from the proxy
 }
 
 // Run runs the master until ctx is cancelled, then shuts down in order
@@ -242,6 +245,10 @@ func (m *Master) onProxyEvent(ev channel.Event) {
 		if app, ok := m.apps[ev.App]; ok {
 			app.Drained(ev.WorkerID)
 		}
+	case channel.EventStats:
+		m.statsMu.Lock()
+		m.stats = ev.Stats
+		m.statsMu.Unlock()
 	default:
 		m.log.Debug("unknown proxy event", "kind", ev.Kind)
 	}
@@ -309,6 +316,10 @@ func (m *Master) Status(ctx context.Context, c control.Caller, name string) ([]c
 			if s, err := w.Process.Stats(); err == nil {
 				ws.RSSBytes, ws.CPUSeconds = s.RSS, s.CPUSeconds
 			}
+			m.statsMu.Lock()
+			ps := m.stats[w.ID]
+			m.statsMu.Unlock()
+			ws.Requests, ws.Busy = ps.Served, ps.Busy
 			as.Workers = append(as.Workers, ws)
 		}
 		sort.Slice(as.Workers, func(i, j int) bool { return as.Workers[i].ID < as.Workers[j].ID })

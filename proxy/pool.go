@@ -28,6 +28,7 @@ type upstream struct {
 	threads int
 
 	inflight int
+	served   uint64
 	draining bool
 	gone     bool
 	drained  bool // the drained event was sent
@@ -158,6 +159,7 @@ func (p *appPool) release(l lease, conn *wsgiadapter.Conn) {
 	p.mu.Lock()
 	w := l.w
 	w.inflight--
+	w.served++
 	if conn != nil {
 		if conn.Reusable() && !w.draining && !w.gone {
 			w.idle = append(w.idle, conn)
@@ -246,6 +248,15 @@ func (p *appPool) update(a channel.App) {
 		for _, id := range drained {
 			p.onDrained(p.key, id)
 		}
+	}
+}
+
+// stats adds the app's per-worker counters to out.
+func (p *appPool) stats(out map[string]channel.WorkerStats) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, w := range p.workers {
+		out[w.id] = channel.WorkerStats{Served: w.served, Busy: w.inflight}
 	}
 }
 

@@ -76,6 +76,17 @@ func (p *Proxy) Update(t channel.Table) {
 	p.routes.Store(rt)
 }
 
+// Stats returns every worker's counters.
+func (p *Proxy) Stats() map[string]channel.WorkerStats {
+	p.poolsMu.Lock()
+	defer p.poolsMu.Unlock()
+	out := map[string]channel.WorkerStats{}
+	for _, pool := range p.pools {
+		pool.stats(out)
+	}
+	return out
+}
+
 // CloseIdle closes every pooled connection (at shutdown).
 func (p *Proxy) CloseIdle() {
 	p.poolsMu.Lock()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"sync"
@@ -20,6 +21,7 @@ const (
 	readHeaderTimeout = 10 * time.Second
 	idleTimeout       = 75 * time.Second
 	maxHeaderBytes    = 64 << 10
+	statsInterval     = time.Second
 )
 
 // Run is the proxy process: it takes its Setup from the master, serves
@@ -64,8 +66,20 @@ func Run(ctx context.Context, ch *channel.Conn, listeners []net.Listener, log hc
 		}
 	}()
 	go func() {
+		tick := time.NewTicker(statsInterval)
+		defer tick.Stop()
+		var last map[string]channel.WorkerStats
 		for {
 			select {
+			case <-tick.C:
+				st := p.Stats()
+				if maps.Equal(st, last) {
+					continue
+				}
+				last = st
+				if err := ch.Send(channel.Message{Event: &channel.Event{Kind: channel.EventStats, Stats: st}}); err != nil {
+					log.Error("send stats to master", "error", err)
+				}
 			case ev := <-events:
 				if err := ch.Send(channel.Message{Event: &ev}); err != nil {
 					log.Error("send event to master", "error", err)
