@@ -351,7 +351,8 @@ def cmd_meta(args):
     versions = {"python": run_out(["/usr/bin/python3", "--version"]),
                 "wrk": "wrk " + deb_version("wrk")}
     if "pyhost" in stacks and args.pyhostd:
-        versions["pyhostd"] = "pyhostd " + (run_out([args.pyhostd, "version"]) or "(version unknown)")
+        v = run_out([args.pyhostd, "version"]) or "(version unknown)"
+        versions["pyhostd"] = v if v.startswith("pyhostd") else "pyhostd " + v
     if "apache-wsgi" in stacks:
         versions["apache2"] = run_out(["/usr/sbin/apache2", "-v"]).replace("Server version: ", "")
         versions["mod_wsgi"] = "mod_wsgi " + deb_version("libapache2-mod-wsgi-py3")
