@@ -413,11 +413,15 @@ warm_up() { # PORT CONNS OUTFILE
 }
 
 # The measured run: wrk in the background while the listener's accept queue
-# is sampled at 1/4, 1/2 and 3/4 of the test (into ACCEPTQ). Returns wrk's
-# exit status.
+# is sampled at 1/4, 1/2 and 3/4 of the test (into ACCEPTQ); CPU snapshots
+# of every process just before and after (OUTFILE.cpu0, OUTFILE.cpu1) tell
+# how much other programs used meanwhile. Returns wrk's exit status.
 measure() { # PORT CONNS OUTFILE
     local port=$1 conns=$2 out=$3 start_us k wait_us rc
+    local -a mine
+    mapfile -t mine < <(root_pids)
     wrk_cmd "$port" "$conns" "$DURATION"
+    "$PY" "$TOOL" cpusnap "$out.cpu0" "$$" "${mine[@]}" || warn "no CPU snapshot before the test"
     start_us=${EPOCHREALTIME/./}
     (exec "${WRK_CMD[@]}" >"$out" 2>&1) &
     WRK_PID=$!
@@ -430,6 +434,7 @@ measure() { # PORT CONNS OUTFILE
     done
     if wait "$WRK_PID"; then rc=0; else rc=$?; fi
     WRK_PID=""
+    "$PY" "$TOOL" cpusnap "$out.cpu1" "$$" "${mine[@]}" || warn "no CPU snapshot after the test"
     return "$rc"
 }
 
@@ -482,7 +487,8 @@ bench_stack() { # ROUND STACK
         [ "$rc" -eq 0 ] || { warn "wrk exited with status $rc (see $raw/wrk-c$conns.txt)"; FAILED=1; }
         mapfile -t rootpids < <(root_pids)
         record "$round" "$stack" "$conns" --wrk "$raw/wrk-c$conns.txt" --wrk-rc "$rc" \
-            --acceptq "$ACCEPTQ" "${rootpids[@]}"
+            --acceptq "$ACCEPTQ" --cpu "$raw/wrk-c$conns.txt.cpu0" "$raw/wrk-c$conns.txt.cpu1" \
+            "${rootpids[@]}"
         case " $ACCEPTQ " in
             *" 0 "*) ;;
             *) warn "$stack left clients unaccepted during the whole test (accept queue samples: $ACCEPTQ)" ;;

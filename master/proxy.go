@@ -72,7 +72,10 @@ func (m *Master) runProxyOnce(ctx context.Context) error {
 		addrs = append(addrs, ln.Addr().String())
 	}
 	cmd := exec.Command(m.self, ProxyCommand, "--listeners", strconv.Itoa(len(m.lns)))
-	cmd.Env = privdrop.CleanEnv(m.cfg.ProxyCred, map[string]string{"PYHOST_LOG_LEVEL": os.Getenv("PYHOST_LOG_LEVEL")})
+	cmd.Env = privdrop.CleanEnv(m.cfg.ProxyCred, map[string]string{
+		"PYHOST_LOG_LEVEL":        os.Getenv("PYHOST_LOG_LEVEL"),
+		"PYHOST_PROXY_CPUPROFILE": os.Getenv("PYHOST_PROXY_CPUPROFILE"),
+	})
 	cmd.Stdout = os.Stderr
 	cmd.Stderr = os.Stderr
 	cmd.ExtraFiles = files

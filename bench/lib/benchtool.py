@@ -20,12 +20,15 @@ Standard library only; run with Debian's /usr/bin/python3. Subcommands:
       there is none). wrk times only answered requests, so clients a server
       never accepts are otherwise invisible.
 
-  alive PID STARTTIME
-      Exit 0 when that very process (same pid, same start time) still runs
-      and is not a zombie; 1 otherwise. Guards against pid reuse.
+  cpusnap OUT HARNESS_PID ROOT_PID...
+      Write to OUT the CPU time used so far by the whole machine, by the
+      stack's process trees and by the harness (with the children it has
+      reaped: wrk, the samplers). Two snapshots around a test tell how much
+      CPU other programs on the machine took meanwhile (record --cpu).
 
   record --out FILE --round N --stack NAME --conns C --wrk WRK_OUTPUT
-         [--wrk-rc RC] [--acceptq "N N N"] [--fail REASON] [ROOT_PID...]
+         [--wrk-rc RC] [--acceptq "N N N"] [--cpu BEFORE AFTER]
+         [--fail REASON] [ROOT_PID...]
       Parse the PYHOST_BENCH_JSON line that lib/report.lua makes wrk print,
       read the memory of the stack's process trees, append one JSON record.
 
@@ -51,6 +54,7 @@ import re
 import statistics
 import subprocess
 import sys
+import time
 
 JSON_MARK = "PYHOST_BENCH_JSON "
 REFERENCE = "pyhost"   # the stack every other one is compared with
@@ -187,9 +191,59 @@ def cmd_acceptq(args):
     print(accept_queue(args.port))
 
 
-def cmd_alive(args):
-    st = read_stat(args.pid)
-    sys.exit(0 if st is not None and st[0] != "Z" and st[3] == args.starttime else 1)
+def cpu_ticks(pid, children=False):
+    """utime+stime of pid in clock ticks (plus cutime+cstime, the CPU of the
+    children it has reaped, when children is true); 0 if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            data = f.read()
+    except OSError:
+        return 0
+    rest = data[data.rindex(")") + 2:].split()
+    # rest[0] is field 3; utime, stime, cutime, cstime are fields 14 to 17.
+    return sum(int(x) for x in rest[11:15 if children else 13])
+
+
+def busy_ticks():
+    """Ticks all CPUs spent running processes (user, nice, system) so far.
+
+    irq and softirq time is left out on both sides of the subtraction in
+    foreign_cpu: here most of it is the test's own loopback traffic."""
+    with open("/proc/stat", encoding="ascii") as f:
+        fields = f.readline().split()
+    return int(fields[1]) + int(fields[2]) + int(fields[3])
+
+
+def cmd_cpusnap(args):
+    harness, stack = parse_pids([args.harness])[0], parse_pids(args.pids)
+    snap = {
+        "time": time.monotonic(),
+        "clk_tck": os.sysconf("SC_CLK_TCK"),
+        "cpus": len(os.sched_getaffinity(0)),
+        "busy": busy_ticks(),
+        # The stack's servers live through the test: their own time. The
+        # harness starts wrk and the samplers inside the test and reaps them
+        # before the second snapshot: its children's time counts too.
+        "stack": sum(cpu_ticks(pid) for pid in tree(stack)),
+        "harness": cpu_ticks(harness, children=True),
+    }
+    with open(args.out, "w", encoding="utf-8") as f:
+        json.dump(snap, f)
+
+
+def foreign_cpu(before_path, after_path):
+    """Share (%) of all the machine's CPUs that programs other than the
+    stack and the harness used between two snapshots."""
+    with open(before_path, encoding="utf-8") as f:
+        before = json.load(f)
+    with open(after_path, encoding="utf-8") as f:
+        after = json.load(f)
+    wall = after["time"] - before["time"]
+    if wall <= 0:
+        return 0.0
+    delta = {k: after[k] - before[k] for k in ("busy", "stack", "harness")}
+    other = delta["busy"] - delta["stack"] - delta["harness"]
+    return max(0.0, 100.0 * other / after["clk_tck"] / (wall * after["cpus"]))
 
 
 def status_kb(pid, key):
@@ -298,6 +352,11 @@ def cmd_record(args):
         samples = [int(x) for x in args.acceptq.split()]
         rec["acceptq_samples"] = samples
         rec["acceptq_min"] = min(samples) if samples else 0
+    if args.cpu:
+        try:
+            rec["foreign_cpu_pct"] = round(foreign_cpu(*args.cpu), 1)
+        except (OSError, ValueError, KeyError) as e:
+            print(f"benchtool: record: no CPU figures: {e}", file=sys.stderr)
     if args.pids:
         rec["memory"] = memory(parse_pids(args.pids))
     with open(args.out, "a", encoding="utf-8") as f:
@@ -402,6 +461,10 @@ def fmt_ratio(num, den):
     return f"{num / den:.2f}"
 
 
+def fmt_pct(v):
+    return "–" if v is None else f"{v:.0f}"
+
+
 def mib(kb):
     return kb / 1024
 
@@ -429,6 +492,7 @@ def summarize(recs):
         "pss_mib": statistics.mean(mib(m["pss_kb"]) for m in mem) if mem else None,
         "nprocs": max(m["nprocs"] for m in mem) if mem else None,
         "acceptq": max(r.get("acceptq_min", 0) for r in ok),
+        "foreign": max((r["foreign_cpu_pct"] for r in ok if "foreign_cpu_pct" in r), default=None),
     }
 
 
@@ -494,7 +558,7 @@ def cmd_report(args):
         for c in conns:
             m = summary[s, c]
             if not m["ok"]:
-                rows.append([s, c, "FAILED: " + m["reason"]] + [""] * 7 + ([""] if have_ref else []))
+                rows.append([s, c, "FAILED: " + m["reason"]] + [""] * 8 + ([""] if have_ref else []))
                 continue
             rps = fmt_rps(m["rps"])
             if rounds > 1:
@@ -504,15 +568,16 @@ def cmd_report(args):
             mem = "–" if m["rss_mib"] is None else f"{m['rss_mib']:.1f} ({m['nprocs']})"
             pss = "–" if m["pss_mib"] is None else f"{m['pss_mib']:.1f}"
             row = [s, c, rps, fmt_ms(m["p50_ms"]), fmt_ms(m["p99_ms"]),
-                   m["http_errors"], m["socket"], m["acceptq"], mem, pss]
+                   m["http_errors"], m["socket"], m["acceptq"], mem, pss, fmt_pct(m["foreign"])]
             if have_ref:
                 row.append(ratio_cell(summary[REFERENCE, c], m))
             rows.append(row)
     header = ["stack", "conns", "req/s" + (" (min–max)" if rounds > 1 else ""), "p50 ms", "p99 ms",
-              "non-2xx/3xx", "socket errors c/r/w/t", "unaccepted", "RSS MiB (procs)", "PSS MiB"]
+              "non-2xx/3xx", "socket errors c/r/w/t", "unaccepted", "RSS MiB (procs)", "PSS MiB",
+              "other CPU %"]
     if have_ref:
         header.append("pyhost ÷ stack")
-    lines += [md_table(header, rows, {1, 2, 3, 4, 5, 7, 8, 9, 10}), ""]
+    lines += [md_table(header, rows, {1, 2, 3, 4, 5, 7, 8, 9, 10, 11}), ""]
     if any(m["ok"] and m["acceptq"] for m in summary.values()):
         lines += ["`*` Some of that test's connections were never accepted by the server (see "
                   "\"unaccepted\"): its figures describe only the clients it served, so the ratio "
@@ -541,14 +606,16 @@ def cmd_report(args):
                                                if r["stack"] in stacks else 99, r["conns"])):
             if r["status"] != "ok":
                 prow.append([r["round"], r["stack"], r["conns"], "FAILED: " + r.get("reason", ""),
-                             "", "", "", "", ""])
+                             "", "", "", "", "", ""])
                 continue
             mem = r.get("memory")
             prow.append([r["round"], r["stack"], r["conns"], fmt_rps(r["rps"]), fmt_ms(r["p50_ms"]),
                          fmt_ms(r["p99_ms"]), r["http_errors"], r.get("acceptq_min", 0),
-                         "–" if not mem else f"{mib(mem['rss_kb']):.1f} ({mem['nprocs']})"])
+                         "–" if not mem else f"{mib(mem['rss_kb']):.1f} ({mem['nprocs']})",
+                         fmt_pct(r.get("foreign_cpu_pct"))])
         lines += [md_table(["round", "stack", "conns", "req/s", "p50 ms", "p99 ms", "non-2xx/3xx",
-                            "unaccepted", "RSS MiB (procs)"], prow, {0, 2, 3, 4, 5, 6, 7, 8}), ""]
+                            "unaccepted", "RSS MiB (procs)", "other CPU %"], prow,
+                           {0, 2, 3, 4, 5, 6, 7, 8, 9}), ""]
 
     lines += [
         "## How to read it",
@@ -565,8 +632,12 @@ def cmd_report(args):
         "- RSS: sum of VmRSS of every process of the stack (the server's process tree(s), front "
         "and Python workers alike), read from /proc right after that test; shared pages count once "
         "per process, so PSS (proportional share) is the fairer memory figure.",
+        "- other CPU %: CPU time that programs other than this stack and the harness (wrk "
+        "included) used during the test, in % of all the machine's CPUs (the largest over the "
+        "rounds). A few % is background; more means something else ran meanwhile (a build, a "
+        "test suite) and that row's figures are low by about as much.",
         "- The machine is shared by wrk and the servers; differences smaller than the "
-        "round-to-round spread (run with ROUNDS=2 or more) are noise.",
+        "round-to-round spread (run with ROUNDS=3) are noise.",
         "",
     ]
     print("\n".join(lines))
@@ -592,10 +663,11 @@ def main():
     p.add_argument("port", type=int)
     p.set_defaults(func=cmd_acceptq)
 
-    p = sub.add_parser("alive")
-    p.add_argument("pid", type=int)
-    p.add_argument("starttime", type=int)
-    p.set_defaults(func=cmd_alive)
+    p = sub.add_parser("cpusnap")
+    p.add_argument("out")
+    p.add_argument("harness", help="the harness's pid")
+    p.add_argument("pids", nargs="+", help="the stack's top-level pids")
+    p.set_defaults(func=cmd_cpusnap)
 
     p = sub.add_parser("record")
     p.add_argument("--out", required=True)
@@ -605,6 +677,7 @@ def main():
     p.add_argument("--wrk")
     p.add_argument("--wrk-rc", type=int)
     p.add_argument("--acceptq", help="accept-queue samples taken during the test")
+    p.add_argument("--cpu", nargs=2, metavar=("BEFORE", "AFTER"), help="cpusnap files around the test")
     p.add_argument("--fail")
     p.add_argument("pids", nargs="*")
     p.set_defaults(func=cmd_record)

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -38,6 +39,18 @@ func proxyCommand(stderr io.Writer) *cobra.Command {
 					return fmt.Errorf("inherited listener %d: %w", i, err)
 				}
 				lns = append(lns, ln)
+			}
+			// A CPU profile of the proxy, for the benchmarks (docs/benchmarks.md).
+			if path := os.Getenv("PYHOST_PROXY_CPUPROFILE"); path != "" {
+				f, err := os.Create(path)
+				if err != nil {
+					return fmt.Errorf("cpu profile: %w", err)
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return fmt.Errorf("cpu profile: %w", err)
+				}
+				defer pprof.StopCPUProfile()
 			}
 			ch := channel.NewConn(os.NewFile(master.ProxyChannelFD, "channel"))
 			return proxy.Run(ctx, ch, lns, newLogger("pyhostd.proxy", stderr))
