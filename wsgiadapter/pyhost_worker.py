@@ -17,12 +17,14 @@ import importlib
 import io
 import json
 import os
+import re
 import runpy
 import signal
 import socket
 import struct
 import sys
 import threading
+import time
 import traceback
 
 PROTOCOL_VERSION = 1
@@ -39,7 +41,7 @@ DRAIN_LIMIT = 1 << 20
 FLAG_STREAMED = 0x01
 
 _HDR = struct.Struct(">BI")
-_REQ = struct.Struct(">BI")
+_LEN = struct.Struct(">I")
 _END_OK = _HDR.pack(T_END, 1) + b"\x00"
 _END_FAILED = _HDR.pack(T_END, 1) + b"\x01"
 
@@ -50,6 +52,12 @@ _HOP_BY_HOP = frozenset((
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
     "te", "trailers", "transfer-encoding", "upgrade",
 ))
+
+
+# Anything but an RFC 9110 token character in a header name.
+_BAD_NAME = re.compile(r"[^!#$%&'*+\-.^_`|~0-9A-Za-z]")
+
+BytesIO = io.BytesIO
 
 
 class ProtocolError(Exception):
@@ -223,8 +231,10 @@ class Worker(object):
         self.listener = listener
         self.pid = os.getpid()
         self.stopping = False
-        self.busy = 0
-        self.cond = threading.Condition()
+        # busy[i] is True while thread i runs a request. Each thread writes
+        # only its own slot, and a list item store is atomic, so the hot
+        # path takes no lock; only stop() reads them all.
+        self.busy = [False] * threads
         self.base_environ = {
             "wsgi.version": (1, 0),
             "wsgi.errors": sys.stderr,
@@ -240,7 +250,7 @@ class Worker(object):
 
     # -- connection loop ---------------------------------------------------
 
-    def accept_loop(self):
+    def accept_loop(self, slot):
         while not self.stopping:
             try:
                 conn, _ = self.listener.accept()
@@ -249,7 +259,7 @@ class Worker(object):
                     return
                 continue
             try:
-                self.serve_conn(conn)
+                self.serve_conn(conn, slot)
             except (ClientGone, ConnectionError):
                 pass
             except ProtocolError as e:
@@ -262,7 +272,7 @@ class Worker(object):
                 except OSError:
                     pass
 
-    def serve_conn(self, conn):
+    def serve_conn(self, conn, slot):
         rf = conn.makefile("rb", buffering=65536)
         try:
             typ, payload = read_frame(rf)
@@ -274,20 +284,18 @@ class Worker(object):
                 conn.sendall(_frame(T_HELLO, b"version=0"))
                 return
             conn.sendall(self.hello)
+            busy = self.busy
             while not self.stopping:
                 typ, payload = read_frame(rf)
                 if typ is None:
                     return
                 if typ != T_REQUEST:
                     raise ProtocolError("expected REQUEST, got frame type %d" % typ)
-                with self.cond:
-                    self.busy += 1
+                busy[slot] = True
                 try:
                     keep = self.handle(conn, rf, payload)
                 finally:
-                    with self.cond:
-                        self.busy -= 1
-                        self.cond.notify_all()
+                    busy[slot] = False
                 if not keep:
                     return
         finally:
@@ -308,33 +316,31 @@ class Worker(object):
         """Serves one request. Returns False when the connection must close."""
         if len(payload) < 5:
             raise ProtocolError("REQUEST frame too short")
-        flags, env_len = _REQ.unpack_from(payload)
+        flags = payload[0]
+        end = 5 + _LEN.unpack_from(payload, 1)[0]
         if flags & ~FLAG_STREAMED:
             raise ProtocolError("reserved REQUEST flags set: %#x" % flags)
-        if 5 + env_len > len(payload):
-            raise ProtocolError("environ length %d exceeds frame" % env_len)
-        p = payload[5:5 + env_len].decode("latin-1").split("\0")
-        if len(p) % 2:
+        if end > len(payload):
+            raise ProtocolError("environ length %d exceeds frame" % (end - 5))
+        # The whole environ in three C-level calls (docs/protocol.md).
+        p = payload[5:end].decode("latin-1").split("\0")
+        if len(p) & 1:
             if p != [""]:
                 raise ProtocolError("environ block has an odd number of fields")
-            p = []
-        environ = dict(zip(p[::2], p[1::2]))
+            p = ()
+        it = iter(p)
+        environ = dict(zip(it, it))
         environ.update(self.base_environ)
-        environ.setdefault("wsgi.url_scheme", "http")
-        streamed = flags & FLAG_STREAMED
-        if streamed:
+        if "wsgi.url_scheme" not in environ:
+            environ["wsgi.url_scheme"] = "http"
+        if flags:
             body = StreamedInput(rf)
             environ["wsgi.input"] = body
             environ["wsgi.input_terminated"] = "CONTENT_LENGTH" not in environ
-        else:
-            body = None
-            environ["wsgi.input"] = io.BytesIO(payload[5 + env_len:])
-            environ["wsgi.input_terminated"] = True
-
-        ok = self.run_app(conn, environ)
-        if streamed and ok:
-            return body.drain(DRAIN_LIMIT)
-        return ok
+            return self.run_app(conn, environ) and body.drain(DRAIN_LIMIT)
+        environ["wsgi.input"] = BytesIO(payload[end:])
+        environ["wsgi.input_terminated"] = True
+        return self.run_app(conn, environ)
 
     def run_app(self, conn, environ):
         """Calls the app and sends its response. False: connection is dead."""
@@ -424,27 +430,40 @@ class Worker(object):
 
     @staticmethod
     def _encode_head(status, headers, environ):
+        """Validates status and headers (PEP 3333) and encodes HEADERS.
+
+        The checks run on the joined block with C-level string methods; a
+        per-header Python loop would cost more than the app itself does.
+        """
         if type(status) is not str:
             raise TypeError("status must be a str, not %s" % type(status).__name__)
-        if len(status) < 4 or not status[:3].isdigit() or status[3] != " ":
+        if len(status) < 4 or status[3] != " " or not status[:3].isdigit():
             raise ValueError("status %r is not 'NNN Reason'" % status)
+        if type(headers) is not list:
+            raise TypeError("headers must be a list, not %s" % type(headers).__name__)
         parts = [status]
         for item in headers:
             if type(item) is not tuple or len(item) != 2:
                 raise TypeError("headers must be (name, value) tuples, got %r" % (item,))
-            name, value = item
-            if type(name) is not str or type(value) is not str:
-                raise TypeError("header name and value must be str: %r" % (item,))
-            if "\0" in name or "\0" in value or "\n" in value or "\r" in value or ":" in name:
-                raise ValueError("invalid character in header %r" % (name,))
-            if name.lower() in _HOP_BY_HOP:
-                log("request %s: dropped hop-by-hop header %r from the app" % (
-                    environ.get("HTTP_X_REQUEST_ID", "-"), name))
-                continue
-            parts.append(name)
-            parts.append(value)
+            parts += item
         try:
-            return "\0".join(parts).encode("latin-1")
+            head = "\0".join(parts)
+        except TypeError:
+            raise TypeError("header names and values must be str: %r" % (headers,))
+        names = parts[1::2]
+        if head.count("\0") != 2 * len(headers) or "\r" in head or "\n" in head or _BAD_NAME.search("".join(names)):
+            raise ValueError("invalid character in a header name or value: %r" % (headers,))
+        if not _HOP_BY_HOP.isdisjoint(map(str.lower, names)):
+            kept = [status]
+            for name, value in headers:
+                if name.lower() in _HOP_BY_HOP:
+                    log("request %s: dropped hop-by-hop header %r from the app" % (
+                        environ.get("HTTP_X_REQUEST_ID", "-"), name))
+                else:
+                    kept += (name, value)
+            head = "\0".join(kept)
+        try:
+            return head.encode("latin-1")
         except UnicodeEncodeError:
             raise ValueError("status and headers must be latin-1 strings")
 
@@ -452,7 +471,7 @@ class Worker(object):
 
     def start(self):
         for i in range(self.threads):
-            t = threading.Thread(target=self.accept_loop, name="pyhost-%d" % i, daemon=True)
+            t = threading.Thread(target=self.accept_loop, args=(i,), name="pyhost-%d" % i, daemon=True)
             t.start()
 
     def stop(self):
@@ -462,9 +481,9 @@ class Worker(object):
             self.listener.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
-        with self.cond:
-            while self.busy:
-                self.cond.wait()
+        # Shutdown only: a short poll keeps the request path free of locks.
+        while any(self.busy):
+            time.sleep(0.01)
 
 
 def load_app(script, module, callable_name, directory):
