@@ -8,12 +8,16 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"sync/atomic"
 	"time"
 )
 
 // ErrNotDelivered marks a request that no byte of reached the worker, so
 // the proxy may safely try it on another worker.
 var ErrNotDelivered = errors.New("request not delivered")
+
+// errBadBody marks a request body the client did not deliver whole.
+var errBadBody = errors.New("incomplete request body")
 
 // ErrAppFailed is returned by Conn.Next when the app raised after the
 // response head was sent (END 0x01): the client's response is broken.
@@ -31,6 +35,7 @@ type Conn struct {
 	threads   int
 	bodyErr   chan error // result of the streamed body writer, nil when none
 	clean     bool       // last response ended with END and nothing is pending
+	closed    atomic.Bool
 	headerBuf []byte
 }
 
@@ -51,13 +56,27 @@ func Dial(ctx context.Context, path string) (*Conn, error) {
 	return c, nil
 }
 
-func (c *Conn) handshake(ctx context.Context) error {
+func (c *Conn) handshake(ctx context.Context) (err error) {
 	if dl, ok := ctx.Deadline(); ok {
 		c.nc.SetDeadline(dl)
-		defer c.nc.SetDeadline(time.Time{})
 	}
-	stop := context.AfterFunc(ctx, func() { c.nc.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
+	cancelled := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		c.nc.SetDeadline(time.Unix(1, 0))
+		close(cancelled)
+	})
+	defer func() {
+		if !stop() {
+			// The cancel ran (or is running): its past deadline would
+			// break every later read, so the connection is unusable.
+			<-cancelled
+			if err == nil {
+				err = ctx.Err()
+			}
+			return
+		}
+		c.nc.SetDeadline(time.Time{})
+	}()
 	hello := AppendFrame(nil, FrameHello, []byte("versions="+strconv.Itoa(Version)))
 	if _, err := c.nc.Write(hello); err != nil {
 		return fmt.Errorf("send hello: %w", err)
@@ -92,15 +111,16 @@ func (c *Conn) handshake(ctx context.Context) error {
 // PID is the worker process's pid as it reported in the handshake.
 func (c *Conn) PID() int { return c.pid }
 
-// Close closes the connection; a request in flight is cancelled.
+// Close closes the connection; a request in flight is cancelled. It may
+// be called from any goroutine, also while another uses the Conn.
 func (c *Conn) Close() error {
-	c.clean = false
+	c.closed.Store(true)
 	return c.nc.Close()
 }
 
-// Reusable reports whether the last request finished cleanly, so the
-// connection can carry another one.
-func (c *Conn) Reusable() bool { return c.clean && c.bodyErr == nil }
+// Reusable reports whether the last request finished cleanly and the
+// connection was not closed, so it can carry another one.
+func (c *Conn) Reusable() bool { return c.clean && c.bodyErr == nil && !c.closed.Load() }
 
 // Send writes a request. body may be nil for no body. size is the body's
 // length when known (Content-Length) and -1 otherwise. Small known bodies
@@ -123,6 +143,7 @@ func (c *Conn) Send(env Environ, body io.Reader, size int64) error {
 		}
 		inline = c.headerBuf[:size]
 		if _, err := io.ReadFull(body, inline); err != nil {
+			c.clean = true // nothing was sent: the connection is still idle
 			return fmt.Errorf("%w: read request body: %w", ErrNotDelivered, err)
 		}
 	default:
@@ -131,6 +152,7 @@ func (c *Conn) Send(env Environ, body io.Reader, size int64) error {
 	var err error
 	c.wbuf, err = AppendRequest(c.wbuf[:0], env, streamed, inline)
 	if err != nil {
+		c.clean = true
 		return fmt.Errorf("%w: %w", ErrNotDelivered, err)
 	}
 	if n, err := c.nc.Write(c.wbuf); err != nil {
@@ -142,7 +164,17 @@ func (c *Conn) Send(env Environ, body io.Reader, size int64) error {
 	}
 	if streamed {
 		c.bodyErr = make(chan error, 1)
-		go func(ch chan<- error) { ch <- c.streamBody(body, size) }(c.bodyErr)
+		go func(ch chan<- error) {
+			err := c.streamBody(body, size)
+			if errors.Is(err, errBadBody) {
+				// The worker would wait forever for the rest of a body
+				// that will not come; closing ends the request (502).
+				// A failed write needs nothing: the worker closed its
+				// end, and what it sent before is still read.
+				c.nc.Close()
+			}
+			ch <- err
+		}(c.bodyErr)
 	}
 	return nil
 }
@@ -166,11 +198,11 @@ func (c *Conn) streamBody(body io.Reader, size int64) error {
 			break
 		}
 		if rerr != nil {
-			return fmt.Errorf("read request body: %w", rerr)
+			return fmt.Errorf("%w: %w", errBadBody, rerr)
 		}
 	}
 	if size >= 0 && sent != size {
-		return fmt.Errorf("request body was %d bytes, want %d", sent, size)
+		return fmt.Errorf("%w: %d bytes, want %d", errBadBody, sent, size)
 	}
 	if _, err := c.nc.Write(AppendFrameHeader(buf[:0], FrameBody, 0)); err != nil {
 		return fmt.Errorf("end request body: %w", err)
@@ -183,6 +215,9 @@ func (c *Conn) streamBody(body io.Reader, size int64) error {
 func (c *Conn) ReadHead() (Head, error) {
 	typ, p, err := ReadFrame(c.r, c.rbuf)
 	if err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
 		return Head{}, fmt.Errorf("read response head: %w", err)
 	}
 	if typ != FrameHeaders {

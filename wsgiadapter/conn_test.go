@@ -868,8 +868,6 @@ func (e *errAfter) Read(p []byte) (int, error) {
 // worker is waiting for the rest of the body, so the request must fail
 // promptly instead of both sides waiting for each other forever.
 func TestStreamedBodyFails(t *testing.T) {
-	knownBug(t, "Conn.streamBody returns on a body read error (or a short known-size body) without closing the connection or ending the body; "+
-		"the worker waits for more BODY frames and ReadHead waits for HEADERS, forever (nothing in conn.go looks at bodyErr before END)")
 	tests := []struct {
 		name string
 		body io.Reader
@@ -954,8 +952,6 @@ func TestCloseCancels(t *testing.T) {
 // is already in the read buffer; Next still returns it and must not make
 // the closed connection Reusable again (the pool would keep it).
 func TestCloseThenBufferedEnd(t *testing.T) {
-	knownBug(t, "Next sets c.clean = true on END even after Close, so a closed Conn reports Reusable(); "+
-		"Close also writes c.clean without synchronization, a data race with Next when called from another goroutine as proxy.relay does")
 	t.Run("sequential", func(t *testing.T) {
 		w := newFakeWorker(t, func(fc *fakeConn) {
 			if fc.hello() {

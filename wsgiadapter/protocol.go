@@ -99,9 +99,10 @@ func AppendEnviron(dst []byte, env Environ) ([]byte, error) {
 	if len(env)%2 != 0 {
 		return dst, errors.New("environ has a key without a value")
 	}
+	start := len(dst)
 	for i, s := range env {
 		if strings.IndexByte(s, 0) >= 0 {
-			return dst, fmt.Errorf("environ %s contains a NUL byte", env[i-i%2])
+			return dst[:start], fmt.Errorf("environ %s contains a NUL byte", env[i-i%2])
 		}
 		if i > 0 {
 			dst = append(dst, 0)
@@ -277,8 +278,8 @@ func (h Hello) Int(key string) (int, error) {
 		return 0, protoErr("hello lacks %s", key)
 	}
 	n, err := strconv.Atoi(v)
-	if err != nil {
-		return 0, protoErr("hello %s=%q is not a number", key, v)
+	if err != nil || n < 0 || v[0] < '0' || v[0] > '9' {
+		return 0, protoErr("hello %s=%q is not a non-negative number", key, v)
 	}
 	return n, nil
 }

@@ -12,16 +12,6 @@ import (
 	"testing"
 )
 
-// knownBug skips a test that demonstrates a bug not fixed yet, so the
-// suite stays green. Set PYHOST_RUN_KNOWN_BUGS=1 to run those tests and
-// watch them fail (or pass, once the bug is fixed).
-func knownBug(t testing.TB, why string) {
-	t.Helper()
-	if os.Getenv("PYHOST_RUN_KNOWN_BUGS") == "" {
-		t.Skip("BUG: " + why + " (set PYHOST_RUN_KNOWN_BUGS=1 to run)")
-	}
-}
-
 // shortTempDir is t.TempDir for UNIX socket paths: sun_path holds 108
 // bytes, which long subtest names in t.TempDir can exceed.
 func shortTempDir(t testing.TB) string {
@@ -496,7 +486,7 @@ func TestParseHello(t *testing.T) {
 }
 
 func TestHelloInt(t *testing.T) {
-	h := Hello{"pid": "4711", "zero": "0", "neg": "-3", "word": "four", "empty": "", "huge": "99999999999999999999"}
+	h := Hello{"pid": "4711", "zero": "0", "neg": "-3", "plus": "+1", "word": "four", "empty": "", "huge": "99999999999999999999"}
 	tests := []struct {
 		key     string
 		want    int
@@ -504,7 +494,8 @@ func TestHelloInt(t *testing.T) {
 	}{
 		{key: "pid", want: 4711},
 		{key: "zero", want: 0},
-		{key: "neg", want: -3},
+		{key: "neg", wantErr: true},
+		{key: "plus", wantErr: true},
 		{key: "word", wantErr: true},
 		{key: "empty", wantErr: true},
 		{key: "huge", wantErr: true},

@@ -56,15 +56,22 @@ _HOP_BY_HOP = frozenset((
 
 # Anything but an RFC 9110 token character in a header name.
 _BAD_NAME = re.compile(r"[^!#$%&'*+\-.^_`|~0-9A-Za-z]")
+# A status the proxy accepts: three ASCII digits from 100, a space.
+_STATUS = re.compile(r"[1-9][0-9][0-9] ", re.ASCII)
 
 BytesIO = io.BytesIO
 
 
-class ProtocolError(Exception):
-    """The proxy sent something that does not follow docs/protocol.md."""
+class ProtocolError(BaseException):
+    """The proxy sent something that does not follow docs/protocol.md.
+
+    A BaseException, like KeyboardInterrupt: it can surface inside the app
+    (from wsgi.input) and must not be caught by an app's `except Exception`
+    and turned into a response on a connection that is out of step.
+    """
 
 
-class ClientGone(Exception):
+class ClientGone(BaseException):
     """The proxy closed the connection (client left or request cancelled)."""
 
 
@@ -105,15 +112,24 @@ class StreamedInput(object):
         self._rf = rf
         self._buf = b""
         self._done = False
+        self.broken = False  # the stream is out of step; close the connection
 
     def _fill(self):
         # Returns False at the end of the body.
         if self._done:
             return False
-        typ, payload = read_frame(self._rf)
+        if self.broken:
+            raise ProtocolError("request body stream is broken")
+        try:
+            typ, payload = read_frame(self._rf)
+        except BaseException:
+            self.broken = True
+            raise
         if typ is None:
+            self.broken = True
             raise ClientGone()
         if typ != T_BODY:
+            self.broken = True
             raise ProtocolError("expected BODY frame, got type %d" % typ)
         if not payload:
             self._done = True
@@ -334,10 +350,15 @@ class Worker(object):
         if "wsgi.url_scheme" not in environ:
             environ["wsgi.url_scheme"] = "http"
         if flags:
+            if end != len(payload):
+                raise ProtocolError("streamed REQUEST carries %d inline bytes" % (len(payload) - end))
             body = StreamedInput(rf)
             environ["wsgi.input"] = body
             environ["wsgi.input_terminated"] = "CONTENT_LENGTH" not in environ
-            return self.run_app(conn, environ) and body.drain(DRAIN_LIMIT)
+            ok = self.run_app(conn, environ)
+            if body.broken:
+                raise ProtocolError("malformed request body")
+            return ok and body.drain(DRAIN_LIMIT)
         environ["wsgi.input"] = BytesIO(payload[end:])
         environ["wsgi.input_terminated"] = True
         return self.run_app(conn, environ)
@@ -404,6 +425,10 @@ class Worker(object):
         except ClientGone:
             return False
         except Exception:
+            if isinstance(environ["wsgi.input"], StreamedInput) and environ["wsgi.input"].broken:
+                # The app caught and re-raised as something else: the
+                # connection is still out of step.
+                raise ProtocolError("malformed request body")
             rid = environ.get("HTTP_X_REQUEST_ID", "-")
             log("request %s %s %s raised:\n%s" % (
                 rid, environ.get("REQUEST_METHOD", ""), environ.get("REQUEST_URI", ""),
@@ -437,8 +462,8 @@ class Worker(object):
         """
         if type(status) is not str:
             raise TypeError("status must be a str, not %s" % type(status).__name__)
-        if len(status) < 4 or status[3] != " " or not status[:3].isdigit():
-            raise ValueError("status %r is not 'NNN Reason'" % status)
+        if _STATUS.match(status) is None:
+            raise ValueError("status %r is not 'NNN Reason' with NNN from 100 to 999" % status)
         if type(headers) is not list:
             raise TypeError("headers must be a list, not %s" % type(headers).__name__)
         parts = [status]
@@ -451,7 +476,8 @@ class Worker(object):
         except TypeError:
             raise TypeError("header names and values must be str: %r" % (headers,))
         names = parts[1::2]
-        if head.count("\0") != 2 * len(headers) or "\r" in head or "\n" in head or _BAD_NAME.search("".join(names)):
+        if (head.count("\0") != 2 * len(headers) or "\r" in head or "\n" in head
+                or _BAD_NAME.search("".join(names)) or "" in names):
             raise ValueError("invalid character in a header name or value: %r" % (headers,))
         if not _HOP_BY_HOP.isdisjoint(map(str.lower, names)):
             kept = [status]
@@ -482,7 +508,13 @@ class Worker(object):
         except OSError:
             pass
         # Shutdown only: a short poll keeps the request path free of locks.
-        while any(self.busy):
+        # Two idle readings in a row: a thread that just read a request
+        # marks itself busy within a few bytecodes. (The master stops a
+        # worker only after the proxy drained it, so no request should
+        # arrive now; this is the second line of defence.)
+        idle = 0
+        while idle < 2:
+            idle = 0 if any(self.busy) else idle + 1
             time.sleep(0.01)
 
 
