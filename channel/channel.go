@@ -37,6 +37,8 @@ type Setup struct {
 	ShutdownTimeout time.Duration `json:"shutdown_timeout"`
 	// Express serves every Host with the single app.
 	Express bool `json:"express"`
+	// Procs is the proxy's GOMAXPROCS; 0 leaves Go's default.
+	Procs int `json:"procs"`
 }
 
 // Table is the whole routing state. It is always sent whole and replaces

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"runtime"
 	"sync"
 	"time"
 
@@ -37,6 +38,9 @@ func Run(ctx context.Context, ch *channel.Conn, listeners []net.Listener, log hc
 		return errors.New("first message from master is not setup")
 	}
 	setup := *first.Setup
+	if setup.Procs > 0 {
+		runtime.GOMAXPROCS(setup.Procs)
+	}
 
 	events := make(chan channel.Event, 256)
 	p := New(log, func(app, worker string) {

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -111,6 +112,7 @@ func serve(f serveFlags, target string, stdout, stderr io.Writer) error {
 		ControlSocket:   ctlPath,
 		ProxyCred:       cred,
 		ShutdownTimeout: app.GracefulTimeout,
+		ProxyProcs:      envInt("PYHOST_PROXY_PROCS"),
 		Log:             log,
 		AppOutput: func(name string, pid int, line string) {
 			outMu.Lock()
@@ -219,4 +221,14 @@ func makeRunDir() (string, error) {
 		return "", err
 	}
 	return dir, nil
+}
+
+// envInt reads a tuning knob from the environment; unset or invalid is 0
+// (the default).
+func envInt(name string) int {
+	n, err := strconv.Atoi(os.Getenv(name))
+	if err != nil || n < 0 {
+		return 0
+	}
+	return n
 }
