@@ -493,7 +493,6 @@ bench_stack() { # ROUND STACK
             *" 0 "*) ;;
             *) warn "$stack left clients unaccepted during the whole test (accept queue samples: $ACCEPTQ)" ;;
         esac
-        grep -E 'Requests/sec|Non-2xx|Socket errors' "$raw/wrk-c$conns.txt" | sed 's/^/    /' >&2 || true
     done
     log "  stopping $stack"
     stop_roots

@@ -50,7 +50,7 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// ProxyProcs is the proxy's GOMAXPROCS; 0 picks DefaultProxyProcs.
 	ProxyProcs int
-	Log             hclog.Logger
+	Log        hclog.Logger
 	// AppOutput receives each line of worker output.
 	AppOutput func(app string, pid int, line string)
 	// Ready is called once the listeners are bound, the proxy runs and

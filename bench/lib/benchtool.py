@@ -58,6 +58,7 @@ import time
 
 JSON_MARK = "PYHOST_BENCH_JSON "
 REFERENCE = "pyhost"   # the stack every other one is compared with
+NOISY_PCT = 10         # "other CPU %" from which a test is called disturbed
 
 # What each stack is, for the report. Kept here, next to the table code,
 # so that the report and run.sh's stack functions are read side by side.
@@ -361,6 +362,20 @@ def cmd_record(args):
         rec["memory"] = memory(parse_pids(args.pids))
     with open(args.out, "a", encoding="utf-8") as f:
         f.write(json.dumps(rec, sort_keys=True) + "\n")
+    if rec["status"] == "ok":
+        # A progress line for run.sh's stderr.
+        errs = sum(rec[k] for k in ("err_connect", "err_read", "err_write", "err_timeout"))
+        line = (f"    {fmt_rps(rec['rps'])} req/s, p50 {fmt_ms(rec['p50_ms'])} ms, "
+                f"p99 {fmt_ms(rec['p99_ms'])} ms, non-2xx/3xx {rec['http_errors']}, "
+                f"socket errors {errs}")
+        if "memory" in rec:
+            line += f", RSS {mib(rec['memory']['rss_kb']):.1f} MiB"
+        if "foreign_cpu_pct" in rec:
+            line += f", other CPU {rec['foreign_cpu_pct']:.0f}%"
+        print(line, file=sys.stderr)
+        if rec.get("foreign_cpu_pct", 0) >= NOISY_PCT:
+            print(f"    warning: other programs used {rec['foreign_cpu_pct']:.0f}% of the CPUs "
+                  f"during this test; its figures are low by about as much", file=sys.stderr)
 
 
 # ---------------------------------------------------------------- meta
