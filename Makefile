@@ -1,7 +1,8 @@
 # pyhost — build, serve the example, test, benchmark.
 # `make help` lists the targets.
 
-GO      ?= go
+# sudo resets PATH; fall back to where the Go tarball installs.
+GO      ?= $(shell command -v go || echo /usr/local/go/bin/go)
 BIN     := bin
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)

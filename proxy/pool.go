@@ -38,6 +38,11 @@ type upstream struct {
 // appPool holds one app's workers, their idle connections and the queue of
 // requests waiting for a free thread. One mutex guards it all: the
 // critical sections are a few comparisons long.
+//
+// The queue is strictly first come, first served: a thread that frees up
+// while requests wait is handed to the first of them directly, so a newly
+// arriving request can never take it and send a waiter to the back. (An
+// earlier version only woke the waiter, and the tail latency showed it.)
 type appPool struct {
 	key string
 
@@ -45,7 +50,7 @@ type appPool struct {
 	state        channel.AppState
 	queueTimeout time.Duration
 	workers      []*upstream
-	waiters      []chan struct{} // FIFO; each buffered(1)
+	waiters      []chan grant // FIFO; each buffered(1)
 
 	onDrained func(app, worker string)
 }
@@ -56,58 +61,79 @@ type lease struct {
 	conn *wsgiadapter.Conn // an idle pooled connection, or nil to dial
 }
 
+// grant is what a waiting request is given: a lease, or why it cannot
+// have one.
+type grant struct {
+	l   lease
+	err error
+}
+
 // acquire reserves a thread on the least busy worker, waiting in arrival
 // order up to the queue timeout when all are busy.
 func (p *appPool) acquire(ctx context.Context) (lease, error) {
-	var timer *time.Timer
-	var timeout <-chan time.Time
-	for {
-		p.mu.Lock()
-		switch p.state {
-		case channel.AppFailing:
-			p.mu.Unlock()
-			return lease{}, errFailing
-		case channel.AppStopped:
-			p.mu.Unlock()
-			return lease{}, errUnavailable
-		}
-		if i := pickWorker(p.workers); i >= 0 {
-			w := p.workers[i]
-			w.inflight++
-			var c *wsgiadapter.Conn
-			if n := len(w.idle); n > 0 {
-				c = w.idle[n-1]
-				w.idle = w.idle[:n-1]
-			}
-			p.mu.Unlock()
-			if timer != nil {
-				timer.Stop()
-			}
-			return lease{w: w, conn: c}, nil
-		}
-		if p.state != channel.AppStarting && !p.hasServingWorker() {
-			p.mu.Unlock()
-			return lease{}, errUnavailable
-		}
-		wake := make(chan struct{}, 1)
-		p.waiters = append(p.waiters, wake)
-		queueTimeout := p.queueTimeout
+	p.mu.Lock()
+	if err := p.refuseLocked(); err != nil {
 		p.mu.Unlock()
-		if timer == nil {
-			timer = time.NewTimer(queueTimeout)
-			timeout = timer.C
-		}
-		select {
-		case <-wake:
-		case <-timeout:
-			p.dropWaiter(wake)
-			return lease{}, errQueueTimeout
-		case <-ctx.Done():
-			p.dropWaiter(wake)
-			timer.Stop()
-			return lease{}, ctx.Err()
+		return lease{}, err
+	}
+	if len(p.waiters) == 0 {
+		if i := pickWorker(p.workers); i >= 0 {
+			l := p.reserveLocked(p.workers[i])
+			p.mu.Unlock()
+			return l, nil
 		}
 	}
+	wait := make(chan grant, 1)
+	p.waiters = append(p.waiters, wait)
+	timeout := p.queueTimeout
+	p.mu.Unlock()
+
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	var err error
+	select {
+	case g := <-wait:
+		return g.l, g.err
+	case <-timer.C:
+		err = errQueueTimeout
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	if p.dropWaiter(wait) {
+		return lease{}, err
+	}
+	// A lease was granted just as we gave up; hand it back.
+	if g := <-wait; g.err == nil {
+		p.giveBack(g.l, g.l.conn, false)
+	}
+	return lease{}, err
+}
+
+// refuseLocked says why the app takes no request now, or nil.
+func (p *appPool) refuseLocked() error {
+	switch p.state {
+	case channel.AppFailing:
+		return errFailing
+	case channel.AppStopped:
+		return errUnavailable
+	case channel.AppStarting:
+		return nil
+	}
+	if !p.hasServingWorker() {
+		return errUnavailable
+	}
+	return nil
+}
+
+// reserveLocked takes a thread of w, with an idle connection if it has one.
+func (p *appPool) reserveLocked(w *upstream) lease {
+	w.inflight++
+	var c *wsgiadapter.Conn
+	if n := len(w.idle); n > 0 {
+		c = w.idle[n-1]
+		w.idle = w.idle[:n-1]
+	}
+	return lease{w: w, conn: c}
 }
 
 func (p *appPool) hasServingWorker() bool {
@@ -119,47 +145,53 @@ func (p *appPool) hasServingWorker() bool {
 	return false
 }
 
-// dropWaiter removes a waiter that gave up; if it had been woken already,
-// the wake-up is passed on so no free thread goes unnoticed.
-func (p *appPool) dropWaiter(wake chan struct{}) {
+// dropWaiter removes a waiter that gave up. It reports false when the
+// waiter was no longer queued: a grant is then waiting in its channel.
+func (p *appPool) dropWaiter(wait chan grant) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for i, c := range p.waiters {
-		if c == wake {
+		if c == wait {
 			p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
-			return
+			return true
 		}
 	}
-	select {
-	case <-wake:
-		p.wakeOneLocked()
-	default:
-	}
+	return false
 }
 
-func (p *appPool) wakeOneLocked() {
-	if len(p.waiters) == 0 {
+// dispatchLocked hands free threads to waiting requests in arrival order,
+// and fails them all when the app stopped taking requests.
+func (p *appPool) dispatchLocked() {
+	if err := p.refuseLocked(); err != nil {
+		for _, c := range p.waiters {
+			c <- grant{err: err}
+		}
+		p.waiters = nil
 		return
 	}
-	c := p.waiters[0]
-	p.waiters = p.waiters[1:]
-	c <- struct{}{}
-}
-
-func (p *appPool) wakeAllLocked() {
-	for _, c := range p.waiters {
-		c <- struct{}{}
+	for len(p.waiters) > 0 {
+		i := pickWorker(p.workers)
+		if i < 0 {
+			return
+		}
+		c := p.waiters[0]
+		p.waiters = p.waiters[1:]
+		c <- grant{l: p.reserveLocked(p.workers[i])}
 	}
-	p.waiters = nil
 }
 
-// release gives a thread back. conn is kept for reuse when it finished
-// cleanly and its worker still takes requests; otherwise it is closed.
-func (p *appPool) release(l lease, conn *wsgiadapter.Conn) {
+// release gives a thread back after a request was served. conn is kept
+// for reuse when it finished cleanly and its worker still takes
+// requests; otherwise it is closed.
+func (p *appPool) release(l lease, conn *wsgiadapter.Conn) { p.giveBack(l, conn, true) }
+
+func (p *appPool) giveBack(l lease, conn *wsgiadapter.Conn, served bool) {
 	p.mu.Lock()
 	w := l.w
 	w.inflight--
-	w.served++
+	if served {
+		w.served++
+	}
 	if conn != nil {
 		if conn.Reusable() && !w.draining && !w.gone {
 			w.idle = append(w.idle, conn)
@@ -168,7 +200,7 @@ func (p *appPool) release(l lease, conn *wsgiadapter.Conn) {
 		}
 	}
 	drained := p.checkDrainedLocked(w)
-	p.wakeOneLocked()
+	p.dispatchLocked()
 	p.mu.Unlock()
 	if drained && p.onDrained != nil {
 		p.onDrained(p.key, w.id)
@@ -195,7 +227,7 @@ func (p *appPool) dropConn(l lease, conn *wsgiadapter.Conn) {
 	if conn != nil {
 		conn.Close()
 	}
-	p.release(l, nil)
+	p.giveBack(l, nil, false)
 }
 
 // update applies the app's part of a new table.
@@ -242,7 +274,7 @@ func (p *appPool) update(a channel.App) {
 		w.idle = nil
 	}
 	p.workers = next
-	p.wakeAllLocked()
+	p.dispatchLocked()
 	p.mu.Unlock()
 	if p.onDrained != nil {
 		for _, id := range drained {

@@ -165,3 +165,34 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+func TestFreedThreadGoesToTheFirstWaiter(t *testing.T) {
+	p, _ := newTestPool(channel.AppRunning, time.Hour, channel.Worker{ID: "a", Threads: 1})
+	held, _ := p.acquire(context.Background())
+	got := make(chan error, 1)
+	go func() { _, err := p.acquire(context.Background()); got <- err }()
+	waitFor(t, func() bool { p.mu.Lock(); defer p.mu.Unlock(); return len(p.waiters) == 1 })
+	p.release(held, nil)
+	// A request arriving right after the release must not take the thread
+	// that was handed to the waiter: it queues, and here gives up at once.
+	late, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := p.acquire(late); !errors.Is(err, context.Canceled) {
+		t.Fatalf("a late arrival got the freed thread: %v", err)
+	}
+	if err := <-got; err != nil {
+		t.Fatalf("the waiter: %v", err)
+	}
+}
+
+func TestFailingAppFailsWaiters(t *testing.T) {
+	p, _ := newTestPool(channel.AppRunning, time.Hour, channel.Worker{ID: "a", Threads: 1})
+	p.acquire(context.Background())
+	got := make(chan error, 1)
+	go func() { _, err := p.acquire(context.Background()); got <- err }()
+	waitFor(t, func() bool { p.mu.Lock(); defer p.mu.Unlock(); return len(p.waiters) == 1 })
+	p.update(channel.App{Key: "u/app", State: channel.AppFailing, QueueTimeout: time.Hour, Workers: []channel.Worker{{ID: "a", Threads: 1}}})
+	if err := <-got; !errors.Is(err, errFailing) {
+		t.Fatalf("waiter of a failing app: %v, want errFailing", err)
+	}
+}

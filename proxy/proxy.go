@@ -123,8 +123,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.forward(w, r, rt.app, env, rid)
 }
 
-// maxAttempts bounds retries of undelivered requests (a worker died
-// between its last request and this one).
+// maxAttempts bounds the fresh connections tried for one request when
+// workers cannot be reached (a worker died between its last request and
+// this one).
 const maxAttempts = 3
 
 func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, app *appPool, env wsgiadapter.Environ, rid string) {
@@ -145,18 +146,23 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, app *appPool, en
 		body = r.Body
 	}
 	var lastErr error
-	for attempt := 0; attempt < maxAttempts; attempt++ {
+	for attempt := 0; attempt < maxAttempts; {
 		l, err := app.acquire(ctx)
 		if err != nil {
 			p.unavailable(w, r, app, rid, err)
 			return
 		}
 		conn := l.conn
-		if conn == nil {
+		pooled := conn != nil
+		if !pooled {
+			attempt++
 			conn, err = wsgiadapter.Dial(ctx, l.w.socket)
 			if err != nil {
 				app.dropConn(l, nil)
 				lastErr = err
+				if ctx.Err() != nil {
+					return // the client left while we dialled
+				}
 				continue
 			}
 		}
@@ -166,6 +172,9 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, app *appPool, en
 		if err := conn.Send(env, body, size); err != nil {
 			app.dropConn(l, conn)
 			if errors.Is(err, wsgiadapter.ErrNotDelivered) {
+				// A stale pooled connection (its worker died or closed
+				// it) costs no attempt: the pool holds at most threads
+				// of them, so this ends, with a fresh dial at the latest.
 				lastErr = err
 				continue
 			}
@@ -185,8 +194,14 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, app *appPool, en
 // stop (docs/protocol.md, Cancelling).
 func (p *Proxy) relay(w http.ResponseWriter, r *http.Request, app *appPool, l lease, conn *wsgiadapter.Conn, rid string) {
 	stop := context.AfterFunc(r.Context(), func() { conn.Close() })
-	defer stop()
-	defer func() { app.release(l, conn) }()
+	defer func() {
+		// The cancel hook must be gone before the connection is pooled:
+		// a client leaving right after its response would otherwise
+		// close a connection that is already serving someone else. If
+		// it ran, Close marked the connection not reusable.
+		stop()
+		app.release(l, conn)
+	}()
 
 	head, err := conn.ReadHead()
 	if err != nil {

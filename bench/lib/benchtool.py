@@ -16,7 +16,7 @@ Standard library only; run with Debian's /usr/bin/python3. Subcommands:
 
   acceptq PORT
       Print how many connections wait, completed by the kernel but not yet
-      accept()ed, on the listening TCP socket(s) of 127.0.0.1:PORT (0 when
+      accept()ed, on the listening TCP socket(s) of PORT (0 when
       there is none). wrk times only answered requests, so clients a server
       never accepts are otherwise invisible.
 
