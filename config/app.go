@@ -20,7 +20,20 @@ const (
 	DefaultStartupTimeout  = 30 * time.Second
 	DefaultGracefulTimeout = 15 * time.Second
 	DefaultQueueTimeout    = 30 * time.Second
+	DefaultRequestTimeout  = 60 * time.Second
+	// DefaultMaxBody follows Apache httpd 2.4.53+ (LimitRequestBody 1 GiB):
+	// large enough for uploads people do, small enough to stop a runaway.
+	DefaultMaxBody = 1 << 30
+	// DefaultQueueLimit bounds the requests waiting for a free thread, so
+	// an overload costs 503s, not the proxy's memory.
+	DefaultQueueLimit = 1024
 )
+
+// StaticMount is a URL prefix the proxy serves from a directory itself.
+type StaticMount struct {
+	URL string // "/static/", always with a trailing slash
+	Dir string // absolute
+}
 
 // App is one app's resolved, validated settings. Paths are absolute,
 // durations typed, the user resolved. The zero value is not valid; build
@@ -46,6 +59,25 @@ type App struct {
 	StartupTimeout  time.Duration
 	GracefulTimeout time.Duration
 	QueueTimeout    time.Duration
+	// RequestTimeout: the client gets 504 and the worker is recycled; 0
+	// means no limit.
+	RequestTimeout time.Duration
+	// IdleTimeout > 0 stops all workers after that long without a
+	// request; the next request starts one.
+	IdleTimeout time.Duration
+	// QueueLimit bounds requests waiting for a thread (then 503).
+	QueueLimit int
+
+	// MemoryLimit is a worker's RSS in bytes above which it is recycled;
+	// 0 means no limit.
+	MemoryLimit int64
+	// MaxRequests recycles a worker after that many requests (with
+	// jitter); 0 means never.
+	MaxRequests int
+	// MaxBody is the largest request body in bytes (413 above).
+	MaxBody int64
+
+	Static []StaticMount
 }
 
 // Key names the app uniquely in the daemon: "user/app".
@@ -73,7 +105,13 @@ func (a App) Validate() error {
 	case a.Threads < 1 || a.Threads > 1024:
 		return fmt.Errorf("app %s: threads = %d, want 1 to 1024", a.Name, a.Threads)
 	case a.StartupTimeout <= 0 || a.GracefulTimeout <= 0 || a.QueueTimeout <= 0:
-		return fmt.Errorf("app %s: timeouts must be positive", a.Name)
+		return fmt.Errorf("app %s: startup, graceful and queue timeouts must be positive", a.Name)
+	case a.RequestTimeout < 0 || a.IdleTimeout < 0:
+		return fmt.Errorf("app %s: request and idle timeouts must not be negative", a.Name)
+	case a.QueueLimit < 1:
+		return fmt.Errorf("app %s: queue limit %d, want at least 1", a.Name, a.QueueLimit)
+	case a.MemoryLimit < 0 || a.MaxRequests < 0 || a.MaxBody < 0:
+		return fmt.Errorf("app %s: limits must not be negative", a.Name)
 	}
 	return nil
 }

@@ -96,5 +96,8 @@ func ExpressApp(t ExpressTarget, cred privdrop.Credential, python string, proces
 		StartupTimeout:  DefaultStartupTimeout,
 		GracefulTimeout: DefaultGracefulTimeout,
 		QueueTimeout:    DefaultQueueTimeout,
+		RequestTimeout:  DefaultRequestTimeout,
+		QueueLimit:      DefaultQueueLimit,
+		MaxBody:         DefaultMaxBody,
 	}
 }
