@@ -57,6 +57,9 @@ const (
 	AppStarting AppState = "starting" // no worker ready yet: queue requests
 	AppFailing  AppState = "failing"  // 503 with Retry-After
 	AppStopped  AppState = "stopped"  // 503
+	// AppIdle: stopped for lack of requests; a request queues and the
+	// proxy sends EventWake once.
+	AppIdle AppState = "idle"
 )
 
 // App is one routable app.
@@ -66,9 +69,19 @@ type App struct {
 	Domains []string `json:"domains"` // empty: any host (express mode)
 	Prefix  string   `json:"prefix"`  // "/" or "/path" without trailing slash
 	State   AppState `json:"state"`
-	// QueueTimeout bounds how long a request waits for a free thread.
-	QueueTimeout time.Duration `json:"queue_timeout"`
-	Workers      []Worker      `json:"workers"`
+	// QueueTimeout bounds how long a request waits for a free thread;
+	// StartupTimeout how long it waits while the app starts or wakes.
+	QueueTimeout   time.Duration `json:"queue_timeout"`
+	StartupTimeout time.Duration `json:"startup_timeout"`
+	// QueueLimit bounds how many requests wait; more get 503 at once.
+	QueueLimit int `json:"queue_limit"`
+	// RequestTimeout: a worker silent this long (before its response
+	// head, or between chunks) gets the request cancelled: 504, and
+	// EventTimeout. 0: none.
+	RequestTimeout time.Duration `json:"request_timeout"`
+	// MaxBody is the largest request body (413 above); 0: unlimited.
+	MaxBody int64    `json:"max_body"`
+	Workers []Worker `json:"workers"`
 }
 
 // Worker is one worker process the proxy may send requests to.
@@ -92,6 +105,11 @@ const (
 	// EventStats: per-worker request counters, sent about once a second
 	// while they change.
 	EventStats EventKind = "stats"
+	// EventTimeout: a request on WorkerID exceeded request_timeout; the
+	// worker should be recycled. Detail says which request and how long.
+	EventTimeout EventKind = "timeout"
+	// EventWake: a request arrived for an idle app.
+	EventWake EventKind = "wake"
 )
 
 // WorkerStats are the proxy's counters for one worker.
@@ -107,6 +125,8 @@ type Event struct {
 	WorkerID string    `json:"worker_id,omitempty"`
 	// Stats, for EventStats: by worker ID.
 	Stats map[string]WorkerStats `json:"stats,omitempty"`
+	// Detail, for EventTimeout: "request 3f2a-1c exceeded 60s".
+	Detail string `json:"detail,omitempty"`
 }
 
 // ErrTooLarge is returned for a message over the size limit.

@@ -17,6 +17,8 @@ var (
 	errFailing = errors.New("app failing")
 	// errQueueTimeout: no thread became free within queue_timeout (503).
 	errQueueTimeout = errors.New("queue timeout")
+	// errQueueFull: queue_limit requests are already waiting (503).
+	errQueueFull = errors.New("queue full")
 )
 
 // upstream is one worker process as the proxy sees it. Its mutable fields
@@ -46,13 +48,19 @@ type upstream struct {
 type appPool struct {
 	key string
 
-	mu           sync.Mutex
-	state        channel.AppState
-	queueTimeout time.Duration
-	workers      []*upstream
-	waiters      []chan grant // FIFO; each buffered(1)
+	mu             sync.Mutex
+	state          channel.AppState
+	queueTimeout   time.Duration
+	startupTimeout time.Duration
+	queueLimit     int
+	requestTimeout time.Duration
+	maxBody        int64
+	workers        []*upstream
+	waiters        []chan grant // FIFO; each buffered(1)
+	wakeSent       bool         // EventWake sent for this idle period
 
 	onDrained func(app, worker string)
+	onWake    func(app string)
 }
 
 // lease is one request's hold on a worker thread.
@@ -83,10 +91,25 @@ func (p *appPool) acquire(ctx context.Context) (lease, error) {
 			return l, nil
 		}
 	}
+	if len(p.waiters) >= p.queueLimit {
+		p.mu.Unlock()
+		return lease{}, errQueueFull
+	}
 	wait := make(chan grant, 1)
 	p.waiters = append(p.waiters, wait)
 	timeout := p.queueTimeout
+	wake := false
+	if p.state == channel.AppIdle || p.state == channel.AppStarting || !p.hasServingWorker() {
+		// Waiting for a worker to start, not for one to finish.
+		timeout = max(timeout, p.startupTimeout)
+		if p.state == channel.AppIdle && !p.wakeSent {
+			p.wakeSent, wake = true, true
+		}
+	}
 	p.mu.Unlock()
+	if wake && p.onWake != nil {
+		p.onWake(p.key)
+	}
 
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
@@ -116,7 +139,7 @@ func (p *appPool) refuseLocked() error {
 		return errFailing
 	case channel.AppStopped:
 		return errUnavailable
-	case channel.AppStarting:
+	case channel.AppStarting, channel.AppIdle:
 		return nil
 	}
 	if !p.hasServingWorker() {
@@ -233,11 +256,21 @@ func (p *appPool) dropConn(l lease, conn *wsgiadapter.Conn) {
 // update applies the app's part of a new table.
 func (p *appPool) update(a channel.App) {
 	p.mu.Lock()
+	if a.State != channel.AppIdle {
+		p.wakeSent = false
+	}
 	p.state = a.State
 	p.queueTimeout = a.QueueTimeout
 	if p.queueTimeout <= 0 {
 		p.queueTimeout = 30 * time.Second
 	}
+	p.startupTimeout = a.StartupTimeout
+	p.queueLimit = a.QueueLimit
+	if p.queueLimit <= 0 {
+		p.queueLimit = 1024
+	}
+	p.requestTimeout = a.RequestTimeout
+	p.maxBody = a.MaxBody
 	old := make(map[string]*upstream, len(p.workers))
 	for _, w := range p.workers {
 		old[w.id] = w

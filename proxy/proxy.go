@@ -6,12 +6,15 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -32,7 +35,7 @@ type Proxy struct {
 	poolsMu sync.Mutex
 	pools   map[string]*appPool
 
-	onDrained func(app, worker string)
+	events func(channel.Event)
 
 	idPrefix string
 	idSeq    atomic.Uint64
@@ -40,12 +43,16 @@ type Proxy struct {
 }
 
 // New returns a Proxy with an empty table: every request gets 404 until
-// the first Update. onDrained is called (from any goroutine) when a
-// draining worker has no request left; it may be nil.
-func New(log hclog.Logger, onDrained func(app, worker string)) *Proxy {
+// the first Update. events receives what the master must hear (a worker
+// drained, a request timed out, an idle app woken); it is called from any
+// goroutine, must not block, and may be nil.
+func New(log hclog.Logger, events func(channel.Event)) *Proxy {
 	var b [4]byte
 	rand.Read(b[:])
-	p := &Proxy{log: log, pools: map[string]*appPool{}, onDrained: onDrained, idPrefix: hex.EncodeToString(b[:])}
+	if events == nil {
+		events = func(channel.Event) {}
+	}
+	p := &Proxy{log: log, pools: map[string]*appPool{}, events: events, idPrefix: hex.EncodeToString(b[:])}
 	p.routes.Store(newRouter())
 	p.envPool.New = func() any { e := make(wsgiadapter.Environ, 0, 64); return &e }
 	return p
@@ -60,7 +67,13 @@ func (p *Proxy) Update(t channel.Table) {
 	for _, a := range t.Apps {
 		pool, ok := p.pools[a.Key]
 		if !ok {
-			pool = &appPool{key: a.Key, onDrained: p.onDrained}
+			pool = &appPool{
+				key: a.Key,
+				onDrained: func(app, worker string) {
+					p.events(channel.Event{Kind: channel.EventDrained, App: app, WorkerID: worker})
+				},
+				onWake: func(app string) { p.events(channel.Event{Kind: channel.EventWake, App: app}) },
+			}
 			p.pools[a.Key] = pool
 		}
 		pool.update(a)
@@ -133,6 +146,21 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, app *appPool, en
 	// A small body is read up front so a retry can send it again; a
 	// streamed one is never retried after its first byte was read, and
 	// only read after the REQUEST frame went out.
+	app.mu.Lock()
+	maxBody, timeout := app.maxBody, app.requestTimeout
+	app.mu.Unlock()
+	var watch *bodyWatch
+	if maxBody > 0 {
+		if r.ContentLength > maxBody {
+			writeError(w, http.StatusRequestEntityTooLarge, 0)
+			return
+		}
+		if r.ContentLength < 0 {
+			// A chunked upload is cut off where it passes the limit.
+			watch = &bodyWatch{r: http.MaxBytesReader(w, r.Body, maxBody)}
+			r.Body = watch
+		}
+	}
 	var body io.Reader
 	size := r.ContentLength
 	var small []byte
@@ -182,7 +210,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, app *appPool, en
 			writeError(w, http.StatusBadGateway, 0)
 			return
 		}
-		p.relay(w, r, app, l, conn, rid)
+		p.relay(w, r, app, l, conn, rid, timeout, watch)
 		return
 	}
 	p.log.Warn("no worker could take the request", "app", app.key, "request_id", rid, "error", lastErr)
@@ -192,7 +220,8 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, app *appPool, en
 // relay copies the worker's response to the client. A client that goes
 // away closes the worker connection, which is how the worker learns to
 // stop (docs/protocol.md, Cancelling).
-func (p *Proxy) relay(w http.ResponseWriter, r *http.Request, app *appPool, l lease, conn *wsgiadapter.Conn, rid string) {
+func (p *Proxy) relay(w http.ResponseWriter, r *http.Request, app *appPool, l lease, conn *wsgiadapter.Conn, rid string, timeout time.Duration, watch *bodyWatch) {
+	start := time.Now()
 	stop := context.AfterFunc(r.Context(), func() { conn.Close() })
 	defer func() {
 		// The cancel hook must be gone before the connection is pooled:
@@ -203,13 +232,30 @@ func (p *Proxy) relay(w http.ResponseWriter, r *http.Request, app *appPool, l le
 		app.release(l, conn)
 	}()
 
+	timedOut := func(err error) bool {
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			return false
+		}
+		conn.Close()
+		detail := fmt.Sprintf("request %s %s %s exceeded request_timeout %v", rid, r.Method, r.URL.Path, timeout)
+		p.log.Warn("request timed out; the worker will be recycled", "app", app.key, "worker", l.w.id, "pid", l.w.pid, "request_id", rid, "after", time.Since(start).Round(time.Millisecond))
+		p.events(channel.Event{Kind: channel.EventTimeout, App: app.key, WorkerID: l.w.id, Detail: detail})
+		return true
+	}
+	conn.SetReadTimeout(timeout)
 	head, err := conn.ReadHead()
 	if err != nil {
-		if r.Context().Err() != nil {
-			return // the client left; logged as 499 by the access log later
+		switch {
+		case timedOut(err):
+			writeError(w, http.StatusGatewayTimeout, 0)
+		case watch.tooLarge():
+			writeError(w, http.StatusRequestEntityTooLarge, 0)
+		case r.Context().Err() != nil:
+			// The client left; logged as 499 by the access log later.
+		default:
+			p.log.Warn("worker failed before answering", "app", app.key, "worker", l.w.id, "pid", l.w.pid, "request_id", rid, "error", err)
+			writeError(w, http.StatusBadGateway, 0)
 		}
-		p.log.Warn("worker failed before answering", "app", app.key, "worker", l.w.id, "pid", l.w.pid, "request_id", rid, "error", err)
-		writeError(w, http.StatusBadGateway, 0)
 		return
 	}
 	h := w.Header()
@@ -228,6 +274,9 @@ func (p *Proxy) relay(w http.ResponseWriter, r *http.Request, app *appPool, l le
 			return
 		}
 		if err != nil {
+			if timedOut(err) {
+				panic(http.ErrAbortHandler)
+			}
 			if !errors.Is(err, wsgiadapter.ErrAppFailed) && r.Context().Err() == nil {
 				p.log.Warn("worker failed mid-response", "app", app.key, "worker", l.w.id, "pid", l.w.pid, "request_id", rid, "error", err)
 			}
@@ -253,7 +302,31 @@ func (p *Proxy) unavailable(w http.ResponseWriter, r *http.Request, app *appPool
 	case errors.Is(err, errQueueTimeout):
 		p.log.Warn("request waited too long for a free thread", "app", app.key, "request_id", rid)
 		writeError(w, http.StatusServiceUnavailable, 5)
+	case errors.Is(err, errQueueFull):
+		p.log.Warn("queue full; request refused", "app", app.key, "request_id", rid)
+		writeError(w, http.StatusServiceUnavailable, 5)
 	default:
 		writeError(w, http.StatusServiceUnavailable, 5)
 	}
 }
+
+// bodyWatch remembers whether a chunked upload was cut off at max_body,
+// so the failure can be answered 413 instead of 502.
+type bodyWatch struct {
+	r      io.ReadCloser
+	tooBig atomic.Bool
+}
+
+func (b *bodyWatch) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		b.tooBig.Store(true)
+	}
+	return n, err
+}
+
+func (b *bodyWatch) Close() error { return b.r.Close() }
+
+// tooLarge reports whether the body passed max_body; nil means no watch.
+func (b *bodyWatch) tooLarge() bool { return b != nil && b.tooBig.Load() }

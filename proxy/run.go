@@ -43,11 +43,11 @@ func Run(ctx context.Context, ch *channel.Conn, listeners []net.Listener, log hc
 	}
 
 	events := make(chan channel.Event, 256)
-	p := New(log, func(app, worker string) {
+	p := New(log, func(ev channel.Event) {
 		select {
-		case events <- channel.Event{Kind: channel.EventDrained, App: app, WorkerID: worker}:
+		case events <- ev:
 		default:
-			log.Error("event queue full; dropping drained event", "app", app, "worker", worker)
+			log.Error("event queue full; dropping event", "kind", ev.Kind, "app", ev.App, "worker", ev.WorkerID)
 		}
 	})
 

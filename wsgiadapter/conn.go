@@ -37,6 +37,8 @@ type Conn struct {
 	clean     bool       // last response ended with END and nothing is pending
 	closed    atomic.Bool
 	headerBuf []byte
+	// readTimeout bounds each wait for the worker; 0: none.
+	readTimeout time.Duration
 }
 
 // Dial connects to a worker socket and performs the version handshake.
@@ -210,9 +212,27 @@ func (c *Conn) streamBody(body io.Reader, size int64) error {
 	return nil
 }
 
+// SetReadTimeout makes every later ReadHead or Next fail with an error
+// wrapping os.ErrDeadlineExceeded when the worker stays silent for d; 0
+// means no limit. Each successful read restarts the clock, so a response
+// that keeps streaming is never cut off.
+func (c *Conn) SetReadTimeout(d time.Duration) {
+	c.readTimeout = d
+	if d <= 0 {
+		c.nc.SetReadDeadline(time.Time{})
+	}
+}
+
+func (c *Conn) armReadDeadline() {
+	if c.readTimeout > 0 {
+		c.nc.SetReadDeadline(time.Now().Add(c.readTimeout))
+	}
+}
+
 // ReadHead reads the response head. Any error means the connection is
 // unusable and the request failed.
 func (c *Conn) ReadHead() (Head, error) {
+	c.armReadDeadline()
 	typ, p, err := ReadFrame(c.r, c.rbuf)
 	if err != nil {
 		if errors.Is(err, io.EOF) {
@@ -230,6 +250,9 @@ func (c *Conn) ReadHead() (Head, error) {
 // call. At a complete END it returns io.EOF; when the app failed mid-body,
 // ErrAppFailed.
 func (c *Conn) Next() ([]byte, error) {
+	if c.r.Buffered() == 0 {
+		c.armReadDeadline()
+	}
 	typ, p, err := ReadFrame(c.r, c.rbuf)
 	if err != nil {
 		if errors.Is(err, io.EOF) {

@@ -1,0 +1,87 @@
+package supervisor
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"time"
+)
+
+// RecycleKind names why a worker is replaced while it still runs.
+type RecycleKind string
+
+// Recycle reasons. Each is logged with the figure that triggered it.
+const (
+	RecycleMemory   RecycleKind = "memory"   // RSS over memory_limit
+	RecycleRequests RecycleKind = "requests" // served max_requests
+	RecycleTimeout  RecycleKind = "timeout"  // a request exceeded request_timeout
+	RecycleManual   RecycleKind = "restart"  // pyctl restart
+)
+
+// RecycleReason is a decision to recycle, with its evidence.
+type RecycleReason struct {
+	Kind   RecycleKind
+	Detail string // "rss 812MiB > limit 768MiB"
+}
+
+func (r RecycleReason) String() string { return string(r.Kind) + ": " + r.Detail }
+
+// Limits are the per-worker limits of an app.
+type Limits struct {
+	MemoryLimit int64 // bytes; 0: none
+	MaxRequests int   // 0: none
+}
+
+// WorkerFacts are what is known about one worker at a check.
+type WorkerFacts struct {
+	RSS    int64  // bytes; 0 when unknown
+	Served uint64 // requests completed, from the proxy
+	// RequestBudget is this worker's own max_requests after jitter
+	// (see RequestBudget); 0: none.
+	RequestBudget int
+}
+
+// CheckLimits is the pure decision "is this worker over its limits?".
+func CheckLimits(lim Limits, f WorkerFacts) (RecycleReason, bool) {
+	if lim.MemoryLimit > 0 && f.RSS > lim.MemoryLimit {
+		return RecycleReason{RecycleMemory, fmt.Sprintf("rss %s > limit %s", FormatBytes(f.RSS), FormatBytes(lim.MemoryLimit))}, true
+	}
+	if f.RequestBudget > 0 && f.Served >= uint64(f.RequestBudget) {
+		return RecycleReason{RecycleRequests, fmt.Sprintf("served %d requests (max_requests %d)", f.Served, lim.MaxRequests)}, true
+	}
+	return RecycleReason{}, false
+}
+
+// RequestBudget spreads max_requests over a worker group: each worker
+// gets its own budget between 7/8 of max and max, so workers started
+// together do not all recycle at the same moment. rnd returns [0,1).
+func RequestBudget(max int, rnd func() float64) int {
+	if max <= 0 {
+		return 0
+	}
+	if rnd == nil {
+		rnd = rand.Float64
+	}
+	spread := max / 8
+	return max - int(float64(spread)*rnd())
+}
+
+// IdleCheck is the pure decision "has the app been idle long enough to
+// stop its workers?". lastActive is the last time a request was in
+// flight or completed.
+func IdleCheck(idleTimeout time.Duration, lastActive, now time.Time) bool {
+	return idleTimeout > 0 && now.Sub(lastActive) >= idleTimeout
+}
+
+// FormatBytes renders a byte count the way config sizes are written.
+func FormatBytes(n int64) string {
+	const unit = 1024
+	switch {
+	case n >= unit*unit*unit:
+		return fmt.Sprintf("%.1fGiB", float64(n)/(unit*unit*unit))
+	case n >= unit*unit:
+		return fmt.Sprintf("%dMiB", n/(unit*unit))
+	case n >= unit:
+		return fmt.Sprintf("%dKiB", n/unit)
+	}
+	return fmt.Sprintf("%dB", n)
+}

@@ -1,0 +1,66 @@
+package supervisor
+
+import (
+	"testing"
+	"time"
+)
+
+func TestCheckLimits(t *testing.T) {
+	lim := Limits{MemoryLimit: 768 << 20, MaxRequests: 1000}
+	cases := []struct {
+		name   string
+		lim    Limits
+		facts  WorkerFacts
+		kind   RecycleKind
+		detail string
+	}{
+		{"under both", lim, WorkerFacts{RSS: 100 << 20, Served: 10, RequestBudget: 950}, "", ""},
+		{"memory", lim, WorkerFacts{RSS: 812 << 20, Served: 10, RequestBudget: 950}, RecycleMemory, "rss 812MiB > limit 768MiB"},
+		{"exactly at memory limit", lim, WorkerFacts{RSS: 768 << 20, RequestBudget: 950}, "", ""},
+		{"requests", lim, WorkerFacts{RSS: 1 << 20, Served: 950, RequestBudget: 950}, RecycleRequests, "served 950 requests (max_requests 1000)"},
+		{"memory wins", lim, WorkerFacts{RSS: 1 << 30, Served: 5000, RequestBudget: 950}, RecycleMemory, "rss 1.0GiB > limit 768MiB"},
+		{"no limits", Limits{}, WorkerFacts{RSS: 1 << 40, Served: 1 << 40}, "", ""},
+		{"unknown rss", lim, WorkerFacts{RSS: 0, Served: 1, RequestBudget: 950}, "", ""},
+	}
+	for _, c := range cases {
+		r, ok := CheckLimits(c.lim, c.facts)
+		if ok != (c.kind != "") || r.Kind != c.kind || r.Detail != c.detail {
+			t.Errorf("%s: got %v %q, want %v %q", c.name, ok, r, c.kind, c.detail)
+		}
+	}
+}
+
+func TestRequestBudgetJitter(t *testing.T) {
+	if got := RequestBudget(0, nil); got != 0 {
+		t.Errorf("no max_requests: budget %d", got)
+	}
+	for _, r := range []float64{0, 0.5, 0.9999} {
+		b := RequestBudget(1000, func() float64 { return r })
+		if b < 875 || b > 1000 {
+			t.Errorf("budget %d with rand %v outside [875, 1000]", b, r)
+		}
+	}
+	if a, b := RequestBudget(1000, func() float64 { return 0 }), RequestBudget(1000, func() float64 { return 0.99 }); a == b {
+		t.Errorf("jitter gives every worker the same budget %d", a)
+	}
+	seen := map[int]bool{}
+	for i := 0; i < 50; i++ {
+		seen[RequestBudget(50, nil)] = true
+	}
+	if len(seen) < 2 {
+		t.Errorf("50 workers all got budget %v", seen)
+	}
+}
+
+func TestIdleCheck(t *testing.T) {
+	now := time.Unix(1000, 0)
+	if IdleCheck(0, now.Add(-time.Hour), now) {
+		t.Error("idle_timeout 0 stopped an app")
+	}
+	if IdleCheck(2*time.Second, now.Add(-time.Second), now) {
+		t.Error("stopped after 1s of a 2s idle timeout")
+	}
+	if !IdleCheck(2*time.Second, now.Add(-2*time.Second), now) {
+		t.Error("not stopped after the idle timeout")
+	}
+}
