@@ -29,6 +29,7 @@ import (
 	"github.com/pyhost/pyhost/control"
 	"github.com/pyhost/pyhost/privdrop"
 	"github.com/pyhost/pyhost/supervisor"
+	"github.com/pyhost/pyhost/systemd"
 	"github.com/pyhost/pyhost/wsgiadapter"
 )
 
@@ -175,6 +176,11 @@ func Run(ctx context.Context, cfg Config) (err error) {
 			return fmt.Errorf("%w: %s: %w", ErrAppStart, key, err)
 		}
 	}
+	sd := systemd.New()
+	if err := sd.Ready(fmt.Sprintf("serving %d apps", len(m.apps))); err != nil {
+		m.log.Warn("cannot notify systemd", "error", err)
+	}
+	go sd.Watchdog(ctx, nil)
 	if cfg.Ready != nil {
 		addrs := make([]net.Addr, len(m.lns))
 		for i, ln := range m.lns {
@@ -183,6 +189,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		cfg.Ready(addrs, cfg.ControlSocket)
 	}
 	<-ctx.Done()
+	sd.Stopping()
 	m.log.Info("shutting down: finishing in-flight requests", "grace", cfg.ShutdownTimeout)
 	return nil
 }
