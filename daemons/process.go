@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -68,6 +69,7 @@ type Process struct {
 	importErr *ImportError
 	exitErr   error // describes how it ended, set before exited closes
 	stopOnce  sync.Once
+	killSent  atomic.Bool // we sent SIGKILL; one we did not send is news
 }
 
 // Start creates the socket and starts the worker from the spawner thread.
@@ -211,30 +213,37 @@ func (p *Process) wait(cmd *exec.Cmd, statusDone, outputDone <-chan struct{}) {
 	}
 	os.Remove(p.socket)
 	p.mu.Lock()
-	p.exitErr = describeExit(err, cmd.ProcessState)
+	p.exitErr = describeExit(err, cmd.ProcessState, p.killSent.Load())
 	p.mu.Unlock()
 	close(p.exited)
 }
 
-func describeExit(err error, st *os.ProcessState) error {
+func describeExit(err error, st *os.ProcessState, killSent bool) error {
 	if st == nil {
 		return fmt.Errorf("wait: %w", err)
 	}
 	if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		return &ExitError{Signal: ws.Signal()}
+		return &ExitError{Signal: ws.Signal(), External: ws.Signal() == syscall.SIGKILL && !killSent}
 	}
 	return &ExitError{Code: st.ExitCode()}
 }
 
 // ExitError says how a worker ended: an exit code, or the signal that
-// killed it (SIGKILL from the kernel's OOM killer looks like this too).
+// killed it.
 type ExitError struct {
 	Code   int
 	Signal syscall.Signal
+	// External: SIGKILL that pyhost did not send. The kernel's OOM killer
+	// is the usual sender; the log says so, since an owner reading "killed
+	// by signal 9" alone would not guess it.
+	External bool
 }
 
 func (e *ExitError) Error() string {
-	if e.Signal != 0 {
+	switch {
+	case e.External:
+		return fmt.Sprintf("killed by signal %d (%s, not sent by pyhost: the kernel's OOM killer or another process)", int(e.Signal), signalName(e.Signal))
+	case e.Signal != 0:
 		return fmt.Sprintf("killed by signal %d (%s)", int(e.Signal), signalName(e.Signal))
 	}
 	return fmt.Sprintf("exited with status %d", e.Code)
@@ -300,6 +309,7 @@ func (p *Process) Stop(grace time.Duration) {
 			select {
 			case <-p.exited:
 			case <-t.C:
+				p.killSent.Store(true)
 				syscall.Kill(-p.pgid, syscall.SIGKILL)
 			}
 		}()
@@ -311,6 +321,19 @@ func (p *Process) Kill() {
 	select {
 	case <-p.exited:
 	default:
+		p.killSent.Store(true)
 		syscall.Kill(-p.pgid, syscall.SIGKILL)
+	}
+}
+
+// DumpStacks asks the worker to write every Python thread's stack to its
+// stderr, which is the app's log (the worker registers faulthandler on
+// SIGUSR1). Used before a stuck worker is killed, so its owner can see
+// where it hung.
+func (p *Process) DumpStacks() {
+	select {
+	case <-p.exited:
+	default:
+		syscall.Kill(p.pid, syscall.SIGUSR1)
 	}
 }

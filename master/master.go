@@ -148,6 +148,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 			Output:       cfg.AppOutput,
 			OnChange:     m.markChanged,
 			Restart:      supervisor.DefaultRestartPolicy,
+			Served:       m.served,
 		})
 		m.apps[app.Key()] = app
 		m.order = append(m.order, app.Key())
@@ -270,9 +271,25 @@ func (m *Master) onProxyEvent(ev channel.Event) {
 		m.statsMu.Lock()
 		m.stats = ev.Stats
 		m.statsMu.Unlock()
+	case channel.EventTimeout:
+		if app, ok := m.apps[ev.App]; ok {
+			app.RecycleWorker(ev.WorkerID, supervisor.RecycleReason{Kind: supervisor.RecycleTimeout, Detail: ev.Detail}, true)
+		}
+	case channel.EventWake:
+		if app, ok := m.apps[ev.App]; ok {
+			app.Wake()
+		}
 	default:
 		m.log.Debug("unknown proxy event", "kind", ev.Kind)
 	}
+}
+
+// served is the proxy's latest counters for a worker.
+func (m *Master) served(workerID string) (uint64, int) {
+	m.statsMu.Lock()
+	defer m.statsMu.Unlock()
+	st := m.stats[workerID]
+	return st.Served, st.Busy
 }
 
 // --- control.Backend ---

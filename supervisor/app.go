@@ -47,6 +47,12 @@ type Options struct {
 	// changed; it must not block.
 	OnChange func()
 	Restart  RestartPolicy
+	// Served reports the proxy's counters for a worker: requests served
+	// and in flight. Nil: no request-based policies (max_requests, idle).
+	Served func(workerID string) (served uint64, busy int)
+	// PollInterval is how often limits (RSS, max_requests) and idleness
+	// are checked; 0 means one second.
+	PollInterval time.Duration
 }
 
 // workerSeq numbers workers across all apps, so worker ids and socket
@@ -54,14 +60,17 @@ type Options struct {
 var workerSeq atomic.Uint64
 
 type worker struct {
-	id     string
-	seq    int
-	gen    int
-	proc   *daemons.Process
-	state  WorkerState
-	readyC bool // became ready at least once
-	slow   bool // killed for missing startup_timeout
-	timer  *time.Timer
+	id      string
+	seq     int
+	gen     int
+	proc    *daemons.Process
+	state   WorkerState
+	readyC  bool // became ready at least once
+	slow    bool // killed for missing startup_timeout
+	timer   *time.Timer
+	budget  int            // this worker's max_requests after jitter
+	recycle *RecycleReason // set once it is to be replaced
+	dumped  bool           // its stacks were dumped to the log
 }
 
 type event struct {
@@ -79,6 +88,7 @@ const (
 	evDrained
 	evDrainTimeout
 	evStartupTimeout
+	evTick
 )
 
 type reloadOp struct {
@@ -116,6 +126,9 @@ type App struct {
 	restartTimer *time.Timer
 	reload       *reloadOp
 	stopping     bool
+	idle         bool // stopped for lack of requests; Wake starts it
+	lastActive   time.Time
+	lastServed   uint64
 	stopped      chan struct{} // closed when stopping and no worker is left
 
 	done chan struct{} // closed when Run returns
@@ -152,15 +165,24 @@ func (a *App) Route() channel.App { return *a.route.Load() }
 func (a *App) Run(ctx context.Context) {
 	defer close(a.done)
 	a.setState(AppStarting)
+	a.lastActive = time.Now()
 	a.reconcile()
 	a.updateState()
 	a.publish()
+	interval := a.opts.PollInterval
+	if interval <= 0 {
+		interval = time.Second
+	}
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
 	for {
 		select {
 		case f := <-a.cmds:
 			f()
 		case ev := <-a.events:
 			a.handle(ev)
+		case <-tick.C:
+			a.handle(event{kind: evTick})
 		case <-ctx.Done():
 			a.stopAll()
 			for {
@@ -238,7 +260,7 @@ func (a *App) Drained(workerID string) {
 func (a *App) liveCount(gen int) int {
 	n := 0
 	for _, w := range a.workers {
-		if w.gen == gen && (w.state == WorkerStarting || w.state == WorkerReady) {
+		if w.gen == gen && w.recycle == nil && (w.state == WorkerStarting || w.state == WorkerReady) {
 			n++
 		}
 	}
@@ -248,7 +270,7 @@ func (a *App) liveCount(gen int) int {
 // reconcile starts workers until the serving generation has processes of
 // them, unless a restart is being held back by the backoff.
 func (a *App) reconcile() {
-	if a.stopping || a.restartTimer != nil {
+	if a.stopping || a.idle || a.restartTimer != nil {
 		return
 	}
 	for a.liveCount(a.gen) < a.cfg.Processes {
@@ -295,7 +317,7 @@ func (a *App) spawn(cfg config.App, gen int) (*worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &worker{id: id, seq: int(seq), gen: gen, proc: proc, state: WorkerStarting}
+	w := &worker{id: id, seq: int(seq), gen: gen, proc: proc, state: WorkerStarting, budget: RequestBudget(cfg.MaxRequests, nil)}
 	a.workers = append(a.workers, w)
 	a.log.Info("worker starting", "worker", id, "pid", proc.PID(), "generation", gen)
 	w.timer = time.AfterFunc(cfg.StartupTimeout, func() { a.send(event{kind: evStartupTimeout, w: w}) })
@@ -358,6 +380,9 @@ func (a *App) handle(ev event) {
 			a.log.Warn("worker still busy at the end of graceful_timeout; stopping it", "worker", ev.w.id, "pid", ev.w.proc.PID(), "graceful_timeout", a.cfg.GracefulTimeout)
 			a.stopWorker(ev.w, time.Second)
 		}
+	case evTick:
+		a.checkLimits()
+		a.checkIdle(time.Now())
 	case evStartupTimeout:
 		if ev.w.state == WorkerStarting {
 			a.log.Error("worker did not become ready within startup_timeout", "worker", ev.w.id, "pid", ev.w.proc.PID(), "startup_timeout", a.cfg.StartupTimeout)
@@ -381,7 +406,9 @@ func (a *App) onReady(w *worker) {
 	a.markStarted(nil)
 	if op := a.reload; op != nil && w.gen == op.gen {
 		a.reloadProgress()
+		return
 	}
+	a.retireRecycled()
 }
 
 func (a *App) onExited(w *worker) {
@@ -431,6 +458,12 @@ func (a *App) onExited(w *worker) {
 		return
 	}
 	if a.stopping {
+		return
+	}
+	if w.recycle != nil {
+		// Its replacement is already on its way; a worker that dies while
+		// being recycled (over its memory, say) is no crash loop.
+		a.log.Warn("worker died while being recycled", "worker", w.id, "pid", w.proc.PID(), "reason", reason, "recycle", w.recycle.String())
 		return
 	}
 	uptime := time.Since(w.proc.StartedAt())
@@ -510,6 +543,126 @@ func (a *App) stopAll() {
 	a.publish()
 }
 
+// --- recycling and idleness ---
+
+// recycle marks w for replacement (S3, S4, S5): a new worker starts first
+// and w is drained only once the app has its full count of ready workers
+// without it, so capacity never drops.
+func (a *App) recycle(w *worker, r RecycleReason) {
+	if w.recycle != nil || w.state != WorkerReady {
+		return
+	}
+	w.recycle = &r
+	a.log.Info("recycling worker", "worker", w.id, "pid", w.proc.PID(), "reason", string(r.Kind), "detail", r.Detail)
+	a.ring.Add(fmt.Sprintf("[pyhost] recycling worker %d: %s", w.proc.PID(), r.Detail))
+	a.reconcile()
+	a.retireRecycled()
+}
+
+// retireRecycled drains recycled workers while the app has enough ready
+// workers without them.
+func (a *App) retireRecycled() {
+	ready := 0
+	for _, w := range a.workers {
+		if w.gen == a.gen && w.state == WorkerReady && w.recycle == nil {
+			ready++
+		}
+	}
+	for _, w := range a.workers {
+		if w.recycle != nil && w.state == WorkerReady && ready >= a.cfg.Processes {
+			a.drainWorker(w)
+		}
+	}
+}
+
+// RecycleWorker replaces the worker with id (a request on it timed out,
+// say). dump asks the worker for its threads' stacks first, so the log
+// shows where it hung.
+func (a *App) RecycleWorker(id string, r RecycleReason, dump bool) {
+	go a.do(context.Background(), func() {
+		for _, w := range a.workers {
+			if w.id != id {
+				continue
+			}
+			if dump && !w.dumped && (w.state == WorkerReady || w.state == WorkerDraining) {
+				w.dumped = true
+				a.log.Warn("dumping the stuck worker's Python stacks to the app log", "worker", w.id, "pid", w.proc.PID())
+				a.output(w.proc.PID(), "pyhost: "+r.Detail+"; stacks of every thread follow")
+				w.proc.DumpStacks()
+			}
+			a.recycle(w, r)
+			a.updateState()
+			a.publish()
+		}
+	})
+}
+
+func (a *App) checkLimits() {
+	lim := Limits{MemoryLimit: a.cfg.MemoryLimit, MaxRequests: a.cfg.MaxRequests}
+	if lim.MemoryLimit <= 0 && (lim.MaxRequests <= 0 || a.opts.Served == nil) {
+		return
+	}
+	for _, w := range a.workers {
+		if w.state != WorkerReady || w.recycle != nil {
+			continue
+		}
+		f := WorkerFacts{RequestBudget: w.budget}
+		if lim.MemoryLimit > 0 {
+			if st, err := w.proc.Stats(); err == nil {
+				f.RSS = int64(st.RSS)
+			}
+		}
+		if a.opts.Served != nil {
+			f.Served, _ = a.opts.Served(w.id)
+		}
+		if r, ok := CheckLimits(lim, f); ok {
+			a.recycle(w, r)
+		}
+	}
+}
+
+// checkIdle stops every worker of an app that saw no request for
+// idle_timeout (S7).
+func (a *App) checkIdle(now time.Time) {
+	if a.cfg.IdleTimeout <= 0 || a.opts.Served == nil || a.idle || a.state != AppRunning {
+		return
+	}
+	var total uint64
+	busy := 0
+	for _, w := range a.workers {
+		s, b := a.opts.Served(w.id)
+		total += s
+		busy += b
+	}
+	if total != a.lastServed || busy > 0 {
+		a.lastServed, a.lastActive = total, now
+		return
+	}
+	if !IdleCheck(a.cfg.IdleTimeout, a.lastActive, now) {
+		return
+	}
+	a.log.Info("app idle; stopping its workers until the next request", "idle_for", now.Sub(a.lastActive).Round(time.Second))
+	a.idle = true
+	for _, w := range a.workers {
+		a.drainWorker(w)
+	}
+}
+
+// Wake starts an idle app's workers: a request is waiting for one.
+func (a *App) Wake() {
+	go a.do(context.Background(), func() {
+		if !a.idle || a.stopping {
+			return
+		}
+		a.log.Info("request for an idle app; starting it")
+		a.idle = false
+		a.lastActive, a.lastServed = time.Now(), 0
+		a.reconcile()
+		a.updateState()
+		a.publish()
+	})
+}
+
 // --- rolling reload ---
 
 // Reload rolls the app onto cfg (S6): new workers start and must all be
@@ -560,6 +713,7 @@ func (a *App) startReload(op *reloadOp) error {
 	case a.reload != nil:
 		return ErrReloadRunning
 	}
+	a.idle = false // a reload of an idle app starts it
 	op.gen = a.gen + 1
 	a.reload = op
 	a.setState(AppReloading)
@@ -661,6 +815,8 @@ func (a *App) updateState() {
 	switch {
 	case a.stopping:
 		to = AppStopped
+	case a.idle:
+		to = AppIdle
 	case a.failing:
 		to = AppFailing
 	case a.reload != nil:
@@ -678,10 +834,14 @@ func (a *App) updateState() {
 
 func (a *App) publish() {
 	r := channel.App{
-		Key:          a.key,
-		Domains:      a.cfg.Domains,
-		Prefix:       a.cfg.URLPrefix,
-		QueueTimeout: a.cfg.QueueTimeout,
+		Key:            a.key,
+		Domains:        a.cfg.Domains,
+		Prefix:         a.cfg.URLPrefix,
+		QueueTimeout:   a.cfg.QueueTimeout,
+		StartupTimeout: a.cfg.StartupTimeout,
+		QueueLimit:     a.cfg.QueueLimit,
+		RequestTimeout: a.cfg.RequestTimeout,
+		MaxBody:        a.cfg.MaxBody,
 	}
 	starting := 0
 	for _, w := range a.workers {
@@ -698,6 +858,8 @@ func (a *App) publish() {
 	switch {
 	case a.state == AppStopped:
 		r.State = channel.AppStopped
+	case a.state == AppIdle:
+		r.State = channel.AppIdle
 	case a.state == AppFailing:
 		r.State = channel.AppFailing
 	case len(r.Workers) == 0 && starting > 0:

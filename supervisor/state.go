@@ -31,14 +31,18 @@ const (
 	AppRunning   AppState = "running"
 	AppReloading AppState = "reloading"
 	AppFailing   AppState = "failing"
+	// AppIdle: all workers stopped after idle_timeout without requests;
+	// the next request starts one.
+	AppIdle AppState = "idle"
 )
 
 var appMoves = map[AppState][]AppState{
 	AppStopped:   {AppStarting},
 	AppStarting:  {AppRunning, AppFailing, AppStopped},
-	AppRunning:   {AppReloading, AppFailing, AppStopped, AppStarting},
+	AppRunning:   {AppReloading, AppFailing, AppStopped, AppStarting, AppIdle},
 	AppReloading: {AppRunning, AppFailing, AppStopped},
-	AppFailing:   {AppStarting, AppRunning, AppStopped},
+	AppFailing:   {AppStarting, AppRunning, AppStopped, AppReloading},
+	AppIdle:      {AppStarting, AppReloading, AppStopped},
 }
 
 // ErrIllegalMove is wrapped by every refused state transition.

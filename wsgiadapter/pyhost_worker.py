@@ -13,6 +13,7 @@ and a small response leaves in a single sendall().
 """
 
 import argparse
+import faulthandler
 import importlib
 import io
 import json
@@ -550,6 +551,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     os.umask(0o027)
+    # SIGUSR1 writes every thread's stack to stderr (the app's log): the
+    # master sends it to a worker stuck past request_timeout before it is
+    # recycled, so the owner sees where it hung. Registered before the
+    # import, so a hang at import shows too.
+    faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
     status = os.fdopen(args.status_fd, "w", buffering=1)
     listener = socket.socket(fileno=args.listen_fd)
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -29,6 +30,16 @@ type serveFlags struct {
 	python        string
 	user          string
 	controlSocket string
+
+	memoryLimit     string
+	maxRequests     int
+	maxBody         string
+	requestTimeout  time.Duration
+	gracefulTimeout time.Duration
+	startupTimeout  time.Duration
+	idleTimeout     time.Duration
+	queueTimeout    time.Duration
+	queueLimit      int
 }
 
 func serveCommand(stdout, stderr io.Writer) *cobra.Command {
@@ -53,7 +64,7 @@ never as root.`,
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return serve(f, args[0], stdout, stderr)
+			return serve(f, cmd.Flags().Changed, args[0], stdout, stderr)
 		},
 	}
 	fl := cmd.Flags()
@@ -63,10 +74,64 @@ never as root.`,
 	fl.StringVar(&f.python, "python", "python3", "Python interpreter (a path, or a name looked up on PATH)")
 	fl.StringVar(&f.user, "user", "", "run the proxy and the app as this user (root only, and then required)")
 	fl.StringVar(&f.controlSocket, "control-socket", "", "control socket path for pyctl (default: in the run directory)")
+	fl.StringVar(&f.memoryLimit, "memory-limit", "", `recycle a worker whose RSS passes this size ("300MiB"; default: no limit)`)
+	fl.IntVar(&f.maxRequests, "max-requests", 0, "recycle a worker after about this many requests (0: never)")
+	fl.StringVar(&f.maxBody, "max-body", config.FormatSize(config.DefaultMaxBody), "largest request body (413 above)")
+	fl.DurationVar(&f.requestTimeout, "request-timeout", config.DefaultRequestTimeout, "answer 504 and recycle the worker when the app is silent this long (0: no limit)")
+	fl.DurationVar(&f.gracefulTimeout, "graceful-timeout", config.DefaultGracefulTimeout, "how long a stopping worker may finish its requests")
+	fl.DurationVar(&f.startupTimeout, "startup-timeout", config.DefaultStartupTimeout, "how long a new worker may take to import the app")
+	fl.DurationVar(&f.idleTimeout, "idle-timeout", 0, "stop the workers after this long without a request; the next one starts them (0: never)")
+	fl.DurationVar(&f.queueTimeout, "queue-timeout", config.DefaultQueueTimeout, "how long a request may wait for a free thread (then 503)")
+	fl.IntVar(&f.queueLimit, "queue-limit", config.DefaultQueueLimit, "how many requests may wait for a free thread (more: 503)")
 	return cmd
 }
 
-func serve(f serveFlags, target string, stdout, stderr io.Writer) error {
+// applyFlags sets the tunables given on the command line; flags override
+// an app file's keys.
+func applyFlags(app *config.App, f serveFlags, changed func(string) bool) error {
+	if changed("processes") {
+		app.Processes = f.processes
+	}
+	if changed("threads") {
+		app.Threads = f.threads
+	}
+	if changed("memory-limit") {
+		n, err := config.ParseSize(f.memoryLimit)
+		if err != nil {
+			return usageError{fmt.Errorf("--memory-limit: %w", err)}
+		}
+		app.MemoryLimit = n
+	}
+	if changed("max-body") {
+		n, err := config.ParseSize(f.maxBody)
+		if err != nil {
+			return usageError{fmt.Errorf("--max-body: %w", err)}
+		}
+		app.MaxBody = n
+	}
+	set := func(name string, dst *time.Duration, v time.Duration) {
+		if changed(name) {
+			*dst = v
+		}
+	}
+	set("request-timeout", &app.RequestTimeout, f.requestTimeout)
+	set("graceful-timeout", &app.GracefulTimeout, f.gracefulTimeout)
+	set("startup-timeout", &app.StartupTimeout, f.startupTimeout)
+	set("idle-timeout", &app.IdleTimeout, f.idleTimeout)
+	set("queue-timeout", &app.QueueTimeout, f.queueTimeout)
+	if changed("max-requests") {
+		app.MaxRequests = f.maxRequests
+	}
+	if changed("queue-limit") {
+		app.QueueLimit = f.queueLimit
+	}
+	if err := app.Validate(); err != nil {
+		return usageError{err}
+	}
+	return nil
+}
+
+func serve(f serveFlags, changed func(string) bool, target string, stdout, stderr io.Writer) error {
 	cred, err := serveCredential(f.user)
 	if err != nil {
 		return err
@@ -87,7 +152,7 @@ func serve(f serveFlags, target string, stdout, stderr io.Writer) error {
 		return err
 	}
 	app := config.ExpressApp(t, cred, python, f.processes, f.threads)
-	if err := app.Validate(); err != nil {
+	if err := applyFlags(&app, f, changed); err != nil {
 		return err
 	}
 	runDir, err := makeRunDir()
