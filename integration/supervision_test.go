@@ -339,4 +339,3 @@ func TestQueueTimeout(t *testing.T) {
 		t.Fatalf("the busy request: %d", c)
 	}
 }
-
