@@ -51,6 +51,9 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// ProxyProcs is the proxy's GOMAXPROCS; 0 picks DefaultProxyProcs.
 	ProxyProcs int
+	// CheckInterval is how often workers' RSS, request counts and apps'
+	// idleness are checked; 0 means one second.
+	CheckInterval time.Duration
 	Log        hclog.Logger
 	// AppOutput receives each line of worker output.
 	AppOutput func(app string, pid int, line string)
@@ -149,6 +152,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 			OnChange:     m.markChanged,
 			Restart:      supervisor.DefaultRestartPolicy,
 			Served:       m.served,
+			PollInterval: cfg.CheckInterval,
 		})
 		m.apps[app.Key()] = app
 		m.order = append(m.order, app.Key())

@@ -178,6 +178,7 @@ func serve(f serveFlags, changed func(string) bool, target string, stdout, stder
 		ProxyCred:       cred,
 		ShutdownTimeout: app.GracefulTimeout,
 		ProxyProcs:      envInt("PYHOST_PROXY_PROCS"),
+		CheckInterval:   envDuration("PYHOST_CHECK_INTERVAL"),
 		Log:             log,
 		AppOutput: func(name string, pid int, line string) {
 			outMu.Lock()
@@ -296,4 +297,13 @@ func envInt(name string) int {
 		return 0
 	}
 	return n
+}
+
+// envDuration reads a duration knob; unset or invalid is 0 (the default).
+func envDuration(name string) time.Duration {
+	d, err := time.ParseDuration(os.Getenv(name))
+	if err != nil || d < 0 {
+		return 0
+	}
+	return d
 }
