@@ -110,6 +110,8 @@ const (
 	EventTimeout EventKind = "timeout"
 	// EventWake: a request arrived for an idle app.
 	EventWake EventKind = "wake"
+	// EventApplied: the proxy routes by the table with Serial now.
+	EventApplied EventKind = "applied"
 )
 
 // WorkerStats are the proxy's counters for one worker.
@@ -127,6 +129,8 @@ type Event struct {
 	Stats map[string]WorkerStats `json:"stats,omitempty"`
 	// Detail, for EventTimeout: "request 3f2a-1c exceeded 60s".
 	Detail string `json:"detail,omitempty"`
+	// Serial, for EventApplied.
+	Serial uint64 `json:"serial,omitempty"`
 }
 
 // ErrTooLarge is returned for a message over the size limit.

@@ -90,6 +90,10 @@ type Master struct {
 
 	statsMu sync.Mutex
 	stats   map[string]channel.WorkerStats // by worker ID, from the proxy
+
+	appliedMu sync.Mutex
+	applied   uint64        // the newest table serial the proxy routes by
+	appliedC  chan struct{} // closed and replaced when applied grows
 }
 
 // Run runs the master until ctx is cancelled, then shuts down in order
@@ -99,7 +103,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if cfg.ProxyProcs <= 0 {
 		cfg.ProxyProcs = DefaultProxyProcs()
 	}
-	m := &Master{cfg: cfg, log: cfg.Log, apps: map[string]*supervisor.App{}, changed: make(chan struct{}, 1), ownerUID: uint32(os.Getuid())}
+	m := &Master{cfg: cfg, log: cfg.Log, apps: map[string]*supervisor.App{}, changed: make(chan struct{}, 1), ownerUID: uint32(os.Getuid()), appliedC: make(chan struct{})}
 	// The proxy child re-executes this binary through /proc/self/exe: the
 	// kernel checks only the binary's own execute bit, not the directories
 	// above it, so an unprivileged proxy starts even when pyhostd sits
@@ -181,6 +185,11 @@ func Run(ctx context.Context, cfg Config) (err error) {
 			return fmt.Errorf("%w: %s: %w", ErrAppStart, key, err)
 		}
 	}
+	// Ready means requests are served: wait until the proxy routes by a
+	// table built after every app had a ready worker.
+	if err := m.waitApplied(ctx, m.sendTable()); err != nil {
+		return nil
+	}
 	sd := systemd.New()
 	if err := sd.Ready(fmt.Sprintf("serving %d apps", len(m.apps))); err != nil {
 		m.log.Warn("cannot notify systemd", "error", err)
@@ -253,15 +262,35 @@ func (m *Master) publishLoop(ctx context.Context) {
 	}
 }
 
-func (m *Master) sendTable() {
+// sendTable sends the current table to the proxy, if one runs, and
+// returns its serial.
+func (m *Master) sendTable() uint64 {
 	m.proxyMu.Lock()
 	defer m.proxyMu.Unlock()
-	if m.proxyCh == nil {
-		return
-	}
 	t := m.table()
+	if m.proxyCh == nil {
+		return t.Serial
+	}
 	if err := m.proxyCh.Send(channel.Message{Table: &t}); err != nil {
 		m.log.Warn("cannot send routing table to proxy", "error", err)
+	}
+	return t.Serial
+}
+
+// waitApplied waits until the proxy routes by table serial or a newer one.
+func (m *Master) waitApplied(ctx context.Context, serial uint64) error {
+	for {
+		m.appliedMu.Lock()
+		done, c := m.applied >= serial, m.appliedC
+		m.appliedMu.Unlock()
+		if done {
+			return nil
+		}
+		select {
+		case <-c:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 }
 
@@ -279,6 +308,14 @@ func (m *Master) onProxyEvent(ev channel.Event) {
 		if app, ok := m.apps[ev.App]; ok {
 			app.RecycleWorker(ev.WorkerID, supervisor.RecycleReason{Kind: supervisor.RecycleTimeout, Detail: ev.Detail}, true)
 		}
+	case channel.EventApplied:
+		m.appliedMu.Lock()
+		if ev.Serial > m.applied {
+			m.applied = ev.Serial
+			close(m.appliedC)
+			m.appliedC = make(chan struct{})
+		}
+		m.appliedMu.Unlock()
 	case channel.EventWake:
 		if app, ok := m.apps[ev.App]; ok {
 			app.Wake()

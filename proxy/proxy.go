@@ -37,6 +37,12 @@ type Proxy struct {
 
 	events func(channel.Event)
 
+	// routed is closed by the first Update: until the master has said
+	// what to route, a request waits rather than get a 404 for a site
+	// that is about to exist.
+	routed     chan struct{}
+	routedOnce sync.Once
+
 	idPrefix string
 	idSeq    atomic.Uint64
 	envPool  sync.Pool
@@ -52,7 +58,7 @@ func New(log hclog.Logger, events func(channel.Event)) *Proxy {
 	if events == nil {
 		events = func(channel.Event) {}
 	}
-	p := &Proxy{log: log, pools: map[string]*appPool{}, events: events, idPrefix: hex.EncodeToString(b[:])}
+	p := &Proxy{log: log, pools: map[string]*appPool{}, events: events, routed: make(chan struct{}), idPrefix: hex.EncodeToString(b[:])}
 	p.routes.Store(newRouter())
 	p.envPool.New = func() any { e := make(wsgiadapter.Environ, 0, 64); return &e }
 	return p
@@ -87,6 +93,8 @@ func (p *Proxy) Update(t channel.Table) {
 		}
 	}
 	p.routes.Store(rt)
+	p.routedOnce.Do(func() { close(p.routed) })
+	p.events(channel.Event{Kind: channel.EventApplied, Serial: t.Serial})
 }
 
 // Stats returns every worker's counters.
@@ -117,6 +125,11 @@ func (p *Proxy) newRequestID() string {
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rid := p.newRequestID()
 	w.Header().Set("X-Request-Id", rid)
+	select {
+	case <-p.routed:
+	case <-r.Context().Done():
+		return
+	}
 	rt, ok := p.routes.Load().match(r.Host, r.URL.Path)
 	if !ok {
 		writeError(w, http.StatusNotFound, 0)

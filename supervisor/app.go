@@ -150,7 +150,11 @@ func NewApp(cfg config.App, opts Options) *App {
 		done:    make(chan struct{}),
 	}
 	a.log = opts.Log.Named("supervisor").With("app", a.key)
+	// Routed as starting from the first table on: Run is about to start
+	// it, and a request meanwhile should wait for it, not get a 503.
+	a.state = AppStarting
 	a.publish()
+	a.state = AppStopped
 	return a
 }
 
