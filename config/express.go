@@ -56,6 +56,8 @@ func ResolveExpressTarget(target, cwd string) (ExpressTarget, error) {
 	switch {
 	case statErr == nil:
 		return ExpressTarget{}, fmt.Errorf("%w: %s is not a regular file", ErrNoTarget, abs)
+	case errors.Is(statErr, os.ErrNotExist) && callable == "" && validModule(path) && !strings.HasSuffix(path, ".py"):
+		return ExpressTarget{}, fmt.Errorf("%w: no file %s; for a module, name its callable too: %s:application", ErrNoTarget, abs, path)
 	case errors.Is(statErr, os.ErrNotExist):
 		return ExpressTarget{}, fmt.Errorf("%w: %s does not exist (give a wsgi file or module:callable)", ErrNoTarget, abs)
 	default:

@@ -178,7 +178,9 @@ func launch(t *testing.T, dir string, args ...string) *server {
 	t.Helper()
 	cmd := exec.Command(filepath.Join(binDir, "pyhostd"), args...)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "PYHOST_LOG_LEVEL=debug")
+	// Run directories go under the suite's own scratch space, so even a
+	// daemon killed with SIGKILL leaves nothing behind in /tmp.
+	cmd.Env = append(os.Environ(), "PYHOST_LOG_LEVEL=debug", "TMPDIR="+baseDir)
 	stdout, _ := cmd.StdoutPipe()
 	stderr, _ := cmd.StderrPipe()
 	s := &server{t: t, cmd: cmd, out: &lockedBuffer{lines: make(chan string, 1024)}, exited: make(chan struct{})}

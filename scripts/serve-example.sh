@@ -15,7 +15,9 @@ args=(serve --listen "$listen" --processes 2 --threads 4)
 if [ "$(id -u)" -eq 0 ]; then
     user=${SERVE_USER:-nobody}
     args+=(--user "$user")
-    if ! runuser -u "$user" -- test -r "$app"; then
+    # An absolute path: the user must be able to enter every directory
+    # above the app, not just read the file from here.
+    if ! runuser -u "$user" -- test -r "$PWD/$app"; then
         tmp=$(mktemp -d /tmp/pyhost-example.XXXXXX)
         trap 'rm -rf "$tmp"' EXIT
         cp examples/hello/wsgi.py "$tmp/"

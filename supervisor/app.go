@@ -406,6 +406,10 @@ func (a *App) onReady(w *worker) {
 	a.moveWorker(w, WorkerReady)
 	w.readyC = true
 	a.log.Info("worker ready", "worker", w.id, "pid", w.proc.PID(), "generation", w.gen)
+	if a.failing {
+		a.log.Info("app recovered: a worker is ready again")
+		a.lastErr = ""
+	}
 	a.failing = false
 	a.markStarted(nil)
 	if op := a.reload; op != nil && w.gen == op.gen {
@@ -775,6 +779,7 @@ func (a *App) reloadProgress() {
 	}
 	op.say("old workers stopped")
 	a.reload = nil
+	a.lastErr = "" // the code that failed is gone
 	op.done <- nil
 }
 

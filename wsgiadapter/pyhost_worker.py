@@ -538,6 +538,15 @@ def load_app(script, module, callable_name, directory):
     raise LookupError("%s defines no WSGI callable named %s" % (script, " or ".join(names)))
 
 
+def _app_frames(tb):
+    """Skips the worker's own and runpy's frames at the top of an import
+    traceback: the owner wants to see their code, not ours."""
+    ours = (os.path.abspath(__file__), runpy.__file__, "<frozen runpy>")
+    while tb is not None and tb.tb_next is not None and tb.tb_frame.f_code.co_filename in ours:
+        tb = tb.tb_next
+    return tb
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description="pyhost WSGI worker (started by pyhostd)")
     target = parser.add_mutually_exclusive_group(required=True)
@@ -574,7 +583,7 @@ def main(argv=None):
         if not callable(app):
             raise TypeError("the WSGI callable of %s is not callable" % (args.script or args.module,))
     except BaseException as e:
-        tb = traceback.format_exc()
+        tb = "".join(traceback.format_exception(type(e), e, _app_frames(e.__traceback__)))
         sys.stderr.write(tb)
         sys.stderr.flush()
         report("import_error", error="%s: %s" % (type(e).__name__, e), traceback=tb)

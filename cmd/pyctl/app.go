@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -26,7 +27,8 @@ func appRef(a control.AppStatus, me string) string {
 func pickApp(apps []control.AppStatus, me string) (string, error) {
 	switch len(apps) {
 	case 0:
-		return "", usageErrorf("name the app: no app is visible to you")
+		// Not a usage error: nothing the caller could type would do.
+		return "", fmt.Errorf("%w: no app is visible to you", control.ErrNoSuchApp)
 	case 1:
 		return appRef(apps[0], me), nil
 	}

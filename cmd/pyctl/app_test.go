@@ -7,6 +7,14 @@ import (
 	"github.com/pyhost/pyhost/control"
 )
 
+func TestPickAppNoneVisible(t *testing.T) {
+	_, err := pickApp(nil, "alice")
+	var ue usageError
+	if !errors.Is(err, control.ErrNoSuchApp) || errors.As(err, &ue) {
+		t.Fatalf("no app visible: %v, want ErrNoSuchApp and not a usage error", err)
+	}
+}
+
 func TestPickApp(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -17,7 +25,6 @@ func TestPickApp(t *testing.T) {
 	}{
 		{"express: the one app", []control.AppStatus{hello}, "alice", "hello", ""},
 		{"root: the one app is another user's", []control.AppStatus{shop}, "root", "bob/shop", ""},
-		{"none", nil, "alice", "", "name the app: no app is visible to you"},
 		{"several, sorted", []control.AppStatus{blog, api}, "alice", "", "name the app: one of api, blog"},
 		{"several users", []control.AppStatus{shop, blog}, "root", "", "name the app: one of alice/blog, bob/shop"},
 	}

@@ -96,7 +96,11 @@ func renderStatus(apps []control.AppStatus, me string) string {
 			}
 		}
 		if a.LastError != "" {
-			b.WriteString(indent + "last error: " + oneLine(a.LastError) + "\n")
+			lines := strings.Split(strings.TrimRight(a.LastError, "\n"), "\n")
+			b.WriteString(indent + "last error: " + sanitize(lines[0]) + "\n")
+			for _, l := range lines[1:] {
+				b.WriteString(indent + "  " + sanitize(l) + "\n")
+			}
 		}
 		if len(a.LastLog) > 0 {
 			b.WriteString(indent + "last log:\n")

@@ -37,10 +37,24 @@ func (e usageError) Unwrap() error { return e.err }
 
 func run(args []string, stdout, stderr io.Writer) int {
 	root := &cobra.Command{
-		Use:           "pyhostd",
-		Short:         "Host Python WSGI apps behind a Go front proxy with supervised workers",
+		Use:   "pyhostd",
+		Short: "Host Python WSGI apps behind a Go front proxy with supervised workers",
+		Long: `pyhostd hosts Python WSGI apps behind a Go front proxy with supervised
+worker processes. "pyhostd serve TARGET" serves one app, no config needed.
+
+Exit status: 0 success; 1 failure (the reason is the last line on stderr);
+2 wrong usage.`,
+		Version:       version,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// An unknown command is a usage error (exit 2), like an unknown flag.
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usageError{fmt.Errorf("unknown command %q; see pyhostd --help", args[0])}
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)

@@ -151,6 +151,9 @@ func serve(f serveFlags, changed func(string) bool, target string, stdout, stder
 	if err != nil {
 		return err
 	}
+	if err := checkReachable(cred, t, python); err != nil {
+		return err
+	}
 	app := config.ExpressApp(t, cred, python, f.processes, f.threads)
 	if err := applyFlags(&app, f, changed); err != nil {
 		return err
@@ -188,9 +191,9 @@ func serve(f serveFlags, changed func(string) bool, target string, stdout, stder
 		Ready: func(addrs []net.Addr, ctl string) {
 			outMu.Lock()
 			defer outMu.Unlock()
-			fmt.Fprintf(stdout, "pyhost: serving %s on http://%s/ (%d processes x %d threads, as %s)\n",
-				app.Name, addrs[0], app.Processes, app.Threads, cred.Username)
-			fmt.Fprintf(stdout, "pyhost: control socket %s (try: pyctl --socket %s status)\n", ctl, ctl)
+			fmt.Fprintf(stdout, "pyhost: serving %s on http://%s/ (%s x %s, as %s)\n",
+				app.Name, addrs[0], plural(app.Processes, "process", "processes"), plural(app.Threads, "thread", "threads"), cred.Username)
+			fmt.Fprintf(stdout, "pyhost: control socket %s (try: %s --socket %s status)\n", ctl, pyctlPath(), ctl)
 			fmt.Fprintf(stdout, "pyhost: press Ctrl-C to stop\n")
 		},
 	})
@@ -306,4 +309,56 @@ func envDuration(name string) time.Duration {
 		return 0
 	}
 	return d
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return strconv.Itoa(n) + " " + many
+}
+
+// pyctlPath is how to call pyctl: by name when it is on PATH, else by the
+// path beside this pyhostd (bin/pyctl after `make build`).
+func pyctlPath() string {
+	if p, err := exec.LookPath("pyctl"); err == nil {
+		return filepath.Base(p)
+	}
+	if self, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(self), "pyctl")
+		if _, err := os.Stat(p); err == nil {
+			if wd, err := os.Getwd(); err == nil {
+				if rel, err := filepath.Rel(wd, p); err == nil && !strings.HasPrefix(rel, "..") {
+					return rel
+				}
+			}
+			return p
+		}
+	}
+	return "pyctl"
+}
+
+// checkReachable tells plainly, before anything starts, when the app's
+// user cannot reach the app or the interpreter (a checkout under /root
+// served with --user nobody, say).
+func checkReachable(cred privdrop.Credential, t config.ExpressTarget, python string) error {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	checks := []struct {
+		path string
+		want uint32
+	}{{t.Directory, privdrop.Read | privdrop.Execute}, {python, privdrop.Execute}}
+	if t.Script != "" {
+		checks = append(checks, struct {
+			path string
+			want uint32
+		}{t.Script, privdrop.Read})
+	}
+	for _, c := range checks {
+		if err := privdrop.CheckAccess(cred, c.path, c.want); err != nil {
+			return fmt.Errorf("the app runs as %s, who cannot reach it: %w", cred.Username, err)
+		}
+	}
+	return nil
 }
