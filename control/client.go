@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -103,10 +104,74 @@ func (c *Client) Reload(ctx context.Context, app string, progress func(msg strin
 	return fmt.Errorf("reload %s: the daemon closed the connection before the reload finished", app)
 }
 
+// Act asks the daemon to restart, stop or start app and blocks until it
+// is done, calling progress like Reload. Errors are as for Reload.
+func (c *Client) Act(ctx context.Context, action Action, app string, progress func(msg string)) error {
+	return c.stream(ctx, http.MethodPost, pathAct+string(action), url.Values{"app": {app}}, string(action)+" "+app, progress)
+}
+
+// Logs calls out with the last n lines of app's log and, with follow,
+// every later line until ctx ends (then it returns nil).
+func (c *Client) Logs(ctx context.Context, app string, n int, follow bool, out func(line string)) error {
+	q := url.Values{"app": {app}, "n": {strconv.Itoa(n)}}
+	if follow {
+		q.Set("follow", "1")
+	}
+	err := c.stream(ctx, http.MethodGet, pathLogs, q, "logs "+app, out)
+	if follow && ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// stream runs a request answered with NDJSON progress lines and a final
+// ok or error line.
+func (c *Client) stream(ctx context.Context, method, path string, q url.Values, what string, progress func(string)) error {
+	resp, err := c.doQuery(ctx, method, path, q)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return responseError(resp)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 0, 64<<10), maxStreamLine)
+	for sc.Scan() {
+		var l reloadLine
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			return fmt.Errorf("%s: bad line from daemon: %w", what, err)
+		}
+		switch {
+		case l.Code != "":
+			return l.errorBody().decode()
+		case l.OK:
+			return nil
+		case progress != nil:
+			progress(l.Progress)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return fmt.Errorf("%s: the daemon closed the connection before it finished", what)
+}
+
 func (c *Client) do(ctx context.Context, method, path, app string) (*http.Response, error) {
-	u := "http://local-pyhost" + path
+	var q url.Values
 	if app != "" {
-		u += "?" + url.Values{"app": {app}}.Encode()
+		q = url.Values{"app": {app}}
+	}
+	return c.doQuery(ctx, method, path, q)
+}
+
+func (c *Client) doQuery(ctx context.Context, method, path string, q url.Values) (*http.Response, error) {
+	u := "http://local-pyhost" + path
+	if len(q) > 0 {
+		u += "?" + q.Encode()
 	}
 	req, err := http.NewRequestWithContext(ctx, method, u, nil)
 	if err != nil {

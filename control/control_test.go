@@ -60,6 +60,29 @@ func (f *fakeBackend) Status(_ context.Context, c Caller, app string) ([]AppStat
 	return nil, fmt.Errorf("app %q: %w", app, ErrNoSuchApp)
 }
 
+func (f *fakeBackend) Act(ctx context.Context, c Caller, a Action, app string, progress func(string)) error {
+	if app != "blog" {
+		return fmt.Errorf("%w: %s", ErrNoSuchApp, app)
+	}
+	progress(string(a) + " step")
+	return nil
+}
+
+func (f *fakeBackend) Logs(ctx context.Context, c Caller, app string, n int, follow bool, out func(string) error) error {
+	if app != "blog" {
+		return fmt.Errorf("%w: %s", ErrNoSuchApp, app)
+	}
+	for i := 0; i < n; i++ {
+		if err := out(fmt.Sprintf("line %d", i)); err != nil {
+			return err
+		}
+	}
+	if follow {
+		<-ctx.Done()
+	}
+	return nil
+}
+
 func (f *fakeBackend) Reload(ctx context.Context, c Caller, app string, progress func(string)) error {
 	f.record(c, app)
 	if f.reload != nil {
@@ -552,5 +575,32 @@ func TestClientPermissionDenied(t *testing.T) {
 	_, err = NewClient(sock).Status(testContext(t), "")
 	if !errors.Is(err, os.ErrPermission) {
 		t.Errorf("Status = %v, want permission denied", err)
+	}
+}
+
+func TestActAndLogs(t *testing.T) {
+	cl := NewClient(startServer(t, &fakeBackend{}))
+	ctx := context.Background()
+	var got []string
+	if err := cl.Act(ctx, ActionStop, "blog", func(s string) { got = append(got, s) }); err != nil || len(got) != 1 || got[0] != "stop step" {
+		t.Fatalf("stop: %v %q", err, got)
+	}
+	if err := cl.Act(ctx, ActionStart, "nope", nil); !errors.Is(err, ErrNoSuchApp) {
+		t.Fatalf("start of an unknown app: %v", err)
+	}
+	got = nil
+	if err := cl.Logs(ctx, "blog", 3, false, func(s string) { got = append(got, s) }); err != nil || len(got) != 3 || got[2] != "line 2" {
+		t.Fatalf("logs: %v %q", err, got)
+	}
+	fctx, cancel := context.WithCancel(ctx)
+	lines := make(chan string, 10)
+	done := make(chan error, 1)
+	go func() { done <- cl.Logs(fctx, "blog", 1, true, func(s string) { lines <- s }) }()
+	if s := <-lines; s != "line 0" {
+		t.Fatalf("follow first line %q", s)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("follow ended with %v, want nil after cancel", err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
@@ -17,6 +18,9 @@ import (
 const (
 	pathStatus = "/v1/status"
 	pathReload = "/v1/reload"
+	pathLogs   = "/v1/logs"
+	// pathAct + action: /v1/restart, /v1/stop, /v1/start.
+	pathAct = "/v1/"
 )
 
 const (
@@ -70,6 +74,12 @@ func NewServer(b Backend, log hclog.Logger) *Server {
 	mux := http.NewServeMux()
 	mux.Handle(pathStatus, s.authenticated(s.serveStatus))
 	mux.Handle(pathReload, s.authenticated(s.serveReload))
+	mux.Handle(pathLogs, s.authenticated(s.serveLogs))
+	for _, a := range []Action{ActionRestart, ActionStop, ActionStart} {
+		mux.Handle(pathAct+string(a), s.authenticated(func(w http.ResponseWriter, r *http.Request, c Caller) {
+			s.serveAct(w, r, c, a)
+		}))
+	}
 	mux.Handle("/", s.authenticated(s.serveUnknown))
 	s.h = mux
 	return s
@@ -173,6 +183,55 @@ func (s *Server) serveReload(w http.ResponseWriter, r *http.Request, c Caller) {
 	}
 	st := &reloadStream{w: w, rc: http.NewResponseController(w)}
 	err := s.b.Reload(r.Context(), c, app, st.progress)
+	if err != nil {
+		_, body := encodeError(err, app)
+		s.logFailure(r, c, app, body, err)
+	}
+	st.finish(err, app)
+}
+
+func (s *Server) serveAct(w http.ResponseWriter, r *http.Request, c Caller, a Action) {
+	if !allowMethod(w, r, http.MethodPost) {
+		return
+	}
+	app := r.URL.Query().Get("app")
+	if app == "" {
+		writeError(w, http.StatusBadRequest, errorBody{Error: string(a) + " needs an app name", Code: codeBadRequest})
+		return
+	}
+	st := &reloadStream{w: w, rc: http.NewResponseController(w)}
+	err := s.b.Act(r.Context(), c, a, app, st.progress)
+	if err != nil {
+		_, body := encodeError(err, app)
+		s.logFailure(r, c, app, body, err)
+	}
+	st.finish(err, app)
+}
+
+// serveLogs streams log lines as NDJSON: {"progress": line} per line
+// (the reload stream's shape, so one reader serves both), then ok.
+func (s *Server) serveLogs(w http.ResponseWriter, r *http.Request, c Caller) {
+	if !allowMethod(w, r, http.MethodGet) {
+		return
+	}
+	q := r.URL.Query()
+	app := q.Get("app")
+	if app == "" {
+		writeError(w, http.StatusBadRequest, errorBody{Error: "logs needs an app name", Code: codeBadRequest})
+		return
+	}
+	n, err := strconv.Atoi(q.Get("n"))
+	if err != nil || n < 0 {
+		writeError(w, http.StatusBadRequest, errorBody{Error: "n must be a number of lines", Code: codeBadRequest})
+		return
+	}
+	st := &reloadStream{w: w, rc: http.NewResponseController(w)}
+	err = s.b.Logs(r.Context(), c, app, n, q.Get("follow") == "1", func(line string) error {
+		st.progress(line)
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		return st.werr
+	})
 	if err != nil {
 		_, body := encodeError(err, app)
 		s.logFailure(r, c, app, body, err)

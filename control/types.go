@@ -91,4 +91,27 @@ type Backend interface {
 	// Reload has returned (such calls are dropped). A refused or aborted
 	// reload is reported as a *ReloadError.
 	Reload(ctx context.Context, c Caller, app string, progress func(msg string)) error
+
+	// Act changes app's running state (restart, stop, start) and blocks
+	// until that is done, calling progress like Reload does.
+	Act(ctx context.Context, c Caller, action Action, app string, progress func(msg string)) error
+
+	// Logs calls out with the last n lines of app's log, oldest first,
+	// and, when follow is set, with every later line until ctx ends. An
+	// error from out (the client went away) ends it.
+	Logs(ctx context.Context, c Caller, app string, n int, follow bool, out func(line string) error) error
 }
+
+// Action is a change to an app's running state.
+type Action string
+
+// Actions for Backend.Act.
+const (
+	// ActionRestart replaces every worker the way a reload does, without
+	// re-reading the app's settings.
+	ActionRestart Action = "restart"
+	// ActionStop stops every worker; the app answers 503 until started.
+	ActionStop Action = "stop"
+	// ActionStart starts a stopped app.
+	ActionStart Action = "start"
+)

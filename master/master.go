@@ -14,19 +14,23 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/pyhost/pyhost/applog"
 	"github.com/pyhost/pyhost/channel"
 	"github.com/pyhost/pyhost/config"
 	"github.com/pyhost/pyhost/control"
+	"github.com/pyhost/pyhost/daemons"
 	"github.com/pyhost/pyhost/privdrop"
 	"github.com/pyhost/pyhost/supervisor"
 	"github.com/pyhost/pyhost/systemd"
@@ -54,9 +58,12 @@ type Config struct {
 	// CheckInterval is how often workers' RSS, request counts and apps'
 	// idleness are checked; 0 means one second.
 	CheckInterval time.Duration
-	Log        hclog.Logger
-	// AppOutput receives each line of worker output.
+	Log           hclog.Logger
+	// AppOutput receives each line of worker output and each supervisor
+	// event of an app (pid 0), besides the app's log file; may be nil.
 	AppOutput func(app string, pid int, line string)
+	// LogDir holds the per-app logs, LogDir/USER/APP.log.
+	LogDir string
 	// Ready is called once the listeners are bound, the proxy runs and
 	// every app has a ready worker; it may be nil.
 	Ready func(Listeners []net.Addr, controlSocket string)
@@ -81,6 +88,7 @@ type Master struct {
 	self     string
 	lns      []*net.TCPListener
 	apps     map[string]*supervisor.App // by key; fixed after start
+	logs     map[string]*applog.Log     // by app key
 	order    []string
 	changed  chan struct{}
 	serial   atomic.Uint64
@@ -103,7 +111,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if cfg.ProxyProcs <= 0 {
 		cfg.ProxyProcs = DefaultProxyProcs()
 	}
-	m := &Master{cfg: cfg, log: cfg.Log, apps: map[string]*supervisor.App{}, changed: make(chan struct{}, 1), ownerUID: uint32(os.Getuid()), appliedC: make(chan struct{})}
+	m := &Master{cfg: cfg, log: cfg.Log, apps: map[string]*supervisor.App{}, logs: map[string]*applog.Log{}, changed: make(chan struct{}, 1), ownerUID: uint32(os.Getuid()), appliedC: make(chan struct{})}
 	// The proxy child re-executes this binary through /proc/self/exe: the
 	// kernel checks only the binary's own execute bit, not the directories
 	// above it, so an unprivileged proxy starts even when pyhostd sits
@@ -145,6 +153,18 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		sockUID, sockGID = int(cfg.ProxyCred.UID), int(cfg.ProxyCred.GID)
 	}
 	for _, a := range cfg.Apps {
+		alog, err := m.openAppLog(a)
+		if err != nil {
+			return err
+		}
+		defer alog.Close()
+		m.logs[a.Key()] = alog
+		output := func(key string, pid int, line string) {
+			alog.Line(pid, line)
+			if cfg.AppOutput != nil {
+				cfg.AppOutput(key, pid, line)
+			}
+		}
 		app := supervisor.NewApp(a, supervisor.Options{
 			Spawner:      m.spawner,
 			WorkerScript: script,
@@ -152,7 +172,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 			SocketUID:    sockUID,
 			SocketGID:    sockGID,
 			Log:          m.log,
-			Output:       cfg.AppOutput,
+			Output:       output,
 			OnChange:     m.markChanged,
 			Restart:      supervisor.DefaultRestartPolicy,
 			Served:       m.served,
@@ -202,7 +222,17 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		}
 		cfg.Ready(addrs, cfg.ControlSocket)
 	}
-	<-ctx.Done()
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	defer signal.Stop(usr1)
+	for ctx.Err() == nil {
+		select {
+		case <-usr1:
+			m.log.Info("reopening app logs")
+			m.reopenLogs()
+		case <-ctx.Done():
+		}
+	}
 	sd.Stopping()
 	m.log.Info("shutting down: finishing in-flight requests", "grace", cfg.ShutdownTimeout)
 	return nil
@@ -325,6 +355,28 @@ func (m *Master) onProxyEvent(ev channel.Event) {
 	}
 }
 
+// openAppLog opens LogDir/USER/APP.log for a, owned by a's user.
+func (m *Master) openAppLog(a config.App) (*applog.Log, error) {
+	dir := filepath.Join(m.cfg.LogDir, a.Cred.Username)
+	if err := applog.MakeDir(dir); err != nil {
+		return nil, err
+	}
+	uid, gid := -1, -1
+	if os.Geteuid() == 0 {
+		uid, gid = int(a.Cred.UID), int(a.Cred.GID)
+	}
+	return applog.Open(applog.FilePath(m.cfg.LogDir, a.Cred.Username, a.Name), uid, gid)
+}
+
+// ReopenLogs reopens every app log (SIGUSR1, after logrotate).
+func (m *Master) reopenLogs() {
+	for key, l := range m.logs {
+		if err := l.Reopen(); err != nil {
+			m.log.Error("cannot reopen app log", "app", key, "error", err)
+		}
+	}
+}
+
 // served is the proxy's latest counters for a worker.
 func (m *Master) served(workerID string) (uint64, int) {
 	m.statsMu.Lock()
@@ -430,4 +482,48 @@ func (m *Master) Reload(ctx context.Context, c control.Caller, name string, prog
 		return &control.ReloadError{App: cfg.Name, Reason: err.Error()}
 	}
 	return nil
+}
+
+// Act implements control.Backend: restart (a rolling replacement of
+// every worker with the same settings), stop and start.
+func (m *Master) Act(ctx context.Context, c control.Caller, action control.Action, name string, progress func(string)) error {
+	apps, err := m.find(c, name)
+	if err != nil {
+		return err
+	}
+	if len(apps) != 1 {
+		return fmt.Errorf("%w: name one app", control.ErrNoSuchApp)
+	}
+	app := apps[0]
+	ctx = context.WithoutCancel(ctx)
+	switch action {
+	case control.ActionRestart:
+		return m.Reload(ctx, c, name, progress)
+	case control.ActionStop:
+		progress("stopping every worker (each finishes its requests first)")
+		return app.Halt(ctx)
+	case control.ActionStart:
+		progress("starting")
+		if err := app.Resume(ctx); err != nil {
+			var ie *daemons.ImportError
+			if errors.As(err, &ie) {
+				return &control.ReloadError{App: name, Reason: ie.Error(), Detail: strings.TrimRight(ie.Traceback, "\n")}
+			}
+			return &control.ReloadError{App: name, Reason: err.Error()}
+		}
+		return nil
+	}
+	return fmt.Errorf("unknown action %q", action)
+}
+
+// Logs implements control.Backend from the app's log file.
+func (m *Master) Logs(ctx context.Context, c control.Caller, name string, n int, follow bool, out func(string) error) error {
+	apps, err := m.find(c, name)
+	if err != nil {
+		return err
+	}
+	if len(apps) != 1 {
+		return fmt.Errorf("%w: name one app", control.ErrNoSuchApp)
+	}
+	return m.logs[apps[0].Key()].Tail(ctx, n, follow, out)
 }

@@ -92,6 +92,7 @@ const (
 )
 
 type reloadOp struct {
+	note     func(format string, args ...any) // also into the app's log
 	gen      int
 	cfg      config.App
 	progress chan string
@@ -127,6 +128,9 @@ type App struct {
 	reload       *reloadOp
 	stopping     bool
 	idle         bool // stopped for lack of requests; Wake starts it
+	halted       bool // stopped by its owner (pyctl stop); Start starts it
+	haltWaiters  []chan struct{}
+	startWaiters []chan error // Resume calls waiting for a worker
 	lastActive   time.Time
 	lastServed   uint64
 	stopped      chan struct{} // closed when stopping and no worker is left
@@ -274,7 +278,7 @@ func (a *App) liveCount(gen int) int {
 // reconcile starts workers until the serving generation has processes of
 // them, unless a restart is being held back by the backoff.
 func (a *App) reconcile() {
-	if a.stopping || a.idle || a.restartTimer != nil {
+	if a.stopping || a.idle || a.halted || a.restartTimer != nil {
 		return
 	}
 	for a.liveCount(a.gen) < a.cfg.Processes {
@@ -324,6 +328,7 @@ func (a *App) spawn(cfg config.App, gen int) (*worker, error) {
 	w := &worker{id: id, seq: int(seq), gen: gen, proc: proc, state: WorkerStarting, budget: RequestBudget(cfg.MaxRequests, nil)}
 	a.workers = append(a.workers, w)
 	a.log.Info("worker starting", "worker", id, "pid", proc.PID(), "generation", gen)
+	a.note("worker %d starting", proc.PID())
 	w.timer = time.AfterFunc(cfg.StartupTimeout, func() { a.send(event{kind: evStartupTimeout, w: w}) })
 	go func() {
 		select {
@@ -349,10 +354,20 @@ func joinPath(ps []string) string {
 }
 
 func (a *App) output(pid int, line string) {
-	a.ring.Add(fmt.Sprintf("[%d] %s", pid, line))
+	if pid > 0 {
+		a.ring.Add(fmt.Sprintf("[%d] %s", pid, line))
+	} else {
+		a.ring.Add("[pyhost] " + line)
+	}
 	if a.opts.Output != nil {
 		a.opts.Output(a.key, pid, line)
 	}
+}
+
+// note writes a supervisor event to the app's own log (pid 0), so its
+// owner sees what happened to their workers without the daemon's log.
+func (a *App) note(format string, args ...any) {
+	a.output(0, fmt.Sprintf(format, args...))
 }
 
 func (a *App) moveWorker(w *worker, to WorkerState) bool {
@@ -406,12 +421,17 @@ func (a *App) onReady(w *worker) {
 	a.moveWorker(w, WorkerReady)
 	w.readyC = true
 	a.log.Info("worker ready", "worker", w.id, "pid", w.proc.PID(), "generation", w.gen)
+	a.note("worker %d ready", w.proc.PID())
 	if a.failing {
 		a.log.Info("app recovered: a worker is ready again")
 		a.lastErr = ""
 	}
 	a.failing = false
 	a.markStarted(nil)
+	for _, c := range a.startWaiters {
+		c <- nil
+	}
+	a.startWaiters = nil
 	if op := a.reload; op != nil && w.gen == op.gen {
 		a.reloadProgress()
 		return
@@ -441,9 +461,16 @@ func (a *App) onExited(w *worker) {
 				close(a.stopped)
 			}
 		}
+		if len(a.workers) == 0 {
+			for _, c := range a.haltWaiters {
+				close(c)
+			}
+			a.haltWaiters = nil
+		}
 	}()
 	if prev == WorkerDraining || prev == WorkerStopping {
 		a.log.Info("worker stopped", "worker", w.id, "pid", w.proc.PID(), "status", exitErr)
+		a.note("worker %d stopped (%v)", w.proc.PID(), exitErr)
 		if op := a.reload; op != nil {
 			a.reloadProgress()
 		}
@@ -478,12 +505,17 @@ func (a *App) onExited(w *worker) {
 	a.restarts++
 	d := a.tracker.Died(time.Now(), uptime)
 	a.log.Error("worker died", "worker", w.id, "pid", w.proc.PID(), "reason", reason, "uptime", uptime.Round(time.Millisecond), "restart_in", d.Delay.Round(time.Millisecond), "deaths_in_a_row", d.Streak)
+	a.note("worker %d died: %s; restarting in %v", w.proc.PID(), reason, d.Delay.Round(time.Millisecond))
 	if !w.readyC {
 		var err error = fmt.Errorf("%w: %s", daemons.ErrExitedBeforeReady, reason)
 		if importErr != nil {
 			err = importErr
 		}
 		a.markStarted(err)
+		for _, c := range a.startWaiters {
+			c <- err
+		}
+		a.startWaiters = nil
 	}
 	if w.gen != a.gen {
 		return // an old generation's worker; the new one is complete
@@ -495,6 +527,7 @@ func (a *App) scheduleRestart(d RestartDecision) {
 	if d.Failing && !a.failing {
 		a.failing = true
 		a.log.Error("app is failing: its workers keep dying", "deaths", d.Streak)
+		a.note("app is failing: its workers keep dying; it answers 503 and is retried more slowly")
 	}
 	if a.restartTimer != nil {
 		return
@@ -517,6 +550,7 @@ func (a *App) drainWorker(w *worker) {
 		return
 	}
 	a.log.Info("worker draining", "worker", w.id, "pid", w.proc.PID())
+	a.note("worker %d draining", w.proc.PID())
 	w.timer = time.AfterFunc(a.cfg.GracefulTimeout, func() { a.send(event{kind: evDrainTimeout, w: w}) })
 }
 
@@ -562,7 +596,7 @@ func (a *App) recycle(w *worker, r RecycleReason) {
 	}
 	w.recycle = &r
 	a.log.Info("recycling worker", "worker", w.id, "pid", w.proc.PID(), "reason", string(r.Kind), "detail", r.Detail)
-	a.ring.Add(fmt.Sprintf("[pyhost] recycling worker %d: %s", w.proc.PID(), r.Detail))
+	a.note("recycling worker %d: %s", w.proc.PID(), r.Detail)
 	a.reconcile()
 	a.retireRecycled()
 }
@@ -650,6 +684,7 @@ func (a *App) checkIdle(now time.Time) {
 		return
 	}
 	a.log.Info("app idle; stopping its workers until the next request", "idle_for", now.Sub(a.lastActive).Round(time.Second))
+	a.note("idle for %v; stopping the workers until the next request", now.Sub(a.lastActive).Round(time.Second))
 	a.idle = true
 	for _, w := range a.workers {
 		a.drainWorker(w)
@@ -663,12 +698,88 @@ func (a *App) Wake() {
 			return
 		}
 		a.log.Info("request for an idle app; starting it")
+		a.note("a request arrived; starting")
 		a.idle = false
 		a.lastActive, a.lastServed = time.Now(), 0
 		a.reconcile()
 		a.updateState()
 		a.publish()
 	})
+}
+
+// --- owner's stop and start ---
+
+// Halt stops every worker (pyctl stop) and waits until they are gone;
+// the app answers 503 until Start.
+func (a *App) Halt(ctx context.Context) error {
+	gone := make(chan struct{})
+	var err error
+	if derr := a.do(ctx, func() {
+		if a.reload != nil {
+			err = ErrReloadRunning
+			return
+		}
+		a.halted = true
+		a.idle = false
+		if a.restartTimer != nil {
+			a.restartTimer.Stop()
+			a.restartTimer = nil
+		}
+		a.note("stopped by its owner")
+		a.log.Info("app stopped by its owner")
+		for _, w := range a.workers {
+			a.drainWorker(w)
+		}
+		if len(a.workers) == 0 {
+			close(gone)
+		} else {
+			a.haltWaiters = append(a.haltWaiters, gone)
+		}
+		a.updateState()
+		a.publish()
+	}); derr != nil {
+		return derr
+	}
+	if err != nil {
+		return err
+	}
+	select {
+	case <-gone:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Resume starts a stopped or failing app (pyctl start) and waits until a
+// worker is ready, or returns why none could start.
+func (a *App) Resume(ctx context.Context) error {
+	ready := make(chan error, 1)
+	if err := a.do(ctx, func() {
+		if !a.halted && !a.failing && !a.idle {
+			ready <- nil
+			return
+		}
+		a.halted, a.idle, a.failing = false, false, false
+		a.tracker.Reset()
+		if a.restartTimer != nil {
+			a.restartTimer.Stop()
+			a.restartTimer = nil
+		}
+		a.note("started by its owner")
+		a.startWaiters = append(a.startWaiters, ready)
+		a.reconcile()
+		a.updateState()
+		a.publish()
+	}); err != nil {
+		return err
+	}
+	select {
+	case err := <-ready:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // --- rolling reload ---
@@ -708,6 +819,9 @@ func (a *App) Reload(ctx context.Context, cfg config.App, progress func(string))
 }
 
 func (op *reloadOp) say(format string, args ...any) {
+	if op.note != nil {
+		op.note(format, args...)
+	}
 	select {
 	case op.progress <- fmt.Sprintf(format, args...):
 	default:
@@ -722,6 +836,8 @@ func (a *App) startReload(op *reloadOp) error {
 		return ErrReloadRunning
 	}
 	a.idle = false // a reload of an idle app starts it
+	a.halted = false
+	op.note = a.note
 	op.gen = a.gen + 1
 	a.reload = op
 	a.setState(AppReloading)
@@ -822,7 +938,7 @@ func (a *App) updateState() {
 		}
 	}
 	switch {
-	case a.stopping:
+	case a.stopping, a.halted:
 		to = AppStopped
 	case a.idle:
 		to = AppIdle

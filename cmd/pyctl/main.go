@@ -90,7 +90,18 @@ Exit status: 0 done, 1 the operation failed, 2 the command line is wrong.`,
 	}
 	root.PersistentFlags().StringVar(&c.socketFlag, "socket", "",
 		"`PATH` of the daemon's control socket (default $"+socketEnv+", else "+defaultSocket+")")
-	root.AddCommand(c.statusCmd(), c.reloadCmd())
+	root.AddCommand(c.statusCmd(), c.reloadCmd(),
+		c.actCmd(control.ActionRestart, "Replace every worker of an app, one rolling step at a time",
+			`Start new workers for APP with its current settings, wait until they are
+ready, then retire the old ones: a restart without downtime. Unlike reload,
+it does not re-read the app's file.`),
+		c.actCmd(control.ActionStop, "Stop an app's workers",
+			`Stop every worker of APP once it has finished its requests. The app then
+answers 503 until "pyctl start".`),
+		c.actCmd(control.ActionStart, "Start a stopped or failing app",
+			`Start APP's workers and wait until one is ready. A failing app is retried
+at once. If the app cannot start, the reason and traceback are printed.`),
+		c.logsCmd())
 	return root
 }
 

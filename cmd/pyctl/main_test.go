@@ -26,6 +26,7 @@ type fakeDaemon struct {
 
 	mu       sync.Mutex
 	reloaded []string
+	acted    []string
 }
 
 func (f *fakeDaemon) Status(_ context.Context, _ control.Caller, app string) ([]control.AppStatus, error) {
@@ -41,6 +42,23 @@ func (f *fakeDaemon) Status(_ context.Context, _ control.Caller, app string) ([]
 		}
 	}
 	return nil, fmt.Errorf("app %q: %w", app, control.ErrNoSuchApp)
+}
+
+func (f *fakeDaemon) Act(_ context.Context, _ control.Caller, a control.Action, app string, progress func(string)) error {
+	f.mu.Lock()
+	f.acted = append(f.acted, string(a)+" "+app)
+	f.mu.Unlock()
+	progress(string(a) + " in progress")
+	return nil
+}
+
+func (f *fakeDaemon) Logs(ctx context.Context, _ control.Caller, app string, n int, follow bool, out func(string) error) error {
+	for i := 0; i < n; i++ {
+		if err := out(fmt.Sprintf("%s line %d", app, i)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (f *fakeDaemon) Reload(_ context.Context, _ control.Caller, app string, progress func(string)) error {
@@ -187,7 +205,7 @@ func TestRunAgainstDaemon(t *testing.T) {
 			daemon: &fakeDaemon{},
 			args:   []string{"staus"},
 			code:   exitUsage,
-			stderr: "pyctl: unknown command \"staus\" for \"pyctl\"; did you mean status? (see 'pyctl --help')\n",
+			stderr: "pyctl: unknown command \"staus\" for \"pyctl\"; did you mean status or start? (see 'pyctl --help')\n",
 		},
 		{
 			name:   "unknown flag",

@@ -177,6 +177,7 @@ func serve(f serveFlags, changed func(string) bool, target string, stdout, stder
 		Apps:            []config.App{app},
 		Express:         true,
 		StateDir:        filepath.Join(runDir, "workers"),
+		LogDir:          filepath.Join(runDir, "logs"),
 		ControlSocket:   ctlPath,
 		ProxyCred:       cred,
 		ShutdownTimeout: app.GracefulTimeout,
@@ -186,6 +187,10 @@ func serve(f serveFlags, changed func(string) bool, target string, stdout, stder
 		AppOutput: func(name string, pid int, line string) {
 			outMu.Lock()
 			defer outMu.Unlock()
+			if pid == 0 {
+				fmt.Fprintf(stderr, "[%s] %s\n", app.Name, line)
+				return
+			}
 			fmt.Fprintf(stderr, "[%s %d] %s\n", app.Name, pid, line)
 		},
 		Ready: func(addrs []net.Addr, ctl string) {

@@ -1,0 +1,67 @@
+package main
+
+import (
+	"fmt"
+	"strconv"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pyhost/pyhost/control"
+)
+
+// actCmd is restart, stop or start: the same shape as reload.
+func (c *cli) actCmd(action control.Action, short, long string) *cobra.Command {
+	return &cobra.Command{
+		Use:               string(action) + " [APP]",
+		Short:             short,
+		Long:              long + "\n\nAPP may be left out when you can see exactly one app.",
+		Args:              maxArgs(1),
+		ValidArgsFunction: c.completeApps,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, out := cmd.Context(), cmd.OutOrStdout()
+			cl := c.client()
+			app, err := c.appArg(ctx, cl, args)
+			if err != nil {
+				return err
+			}
+			if err := cl.Act(ctx, action, app, func(msg string) { fmt.Fprintln(out, oneLine(msg)) }); err != nil {
+				return fmt.Errorf("%s %s: %w", action, app, err)
+			}
+			fmt.Fprintf(out, "%s: %s done\n", app, action)
+			return nil
+		},
+	}
+}
+
+func (c *cli) logsCmd() *cobra.Command {
+	var n int
+	var follow bool
+	cmd := &cobra.Command{
+		Use:   "logs [APP] [-f] [-n N]",
+		Short: "Show an app's log: worker output, tracebacks, supervisor events",
+		Long: `Show the last N lines of APP's log: everything its workers wrote to stdout
+and stderr (wsgi.errors and tracebacks included), each line with the time
+and the worker's pid, and the supervisor's events for the app ([pyhost]
+lines: workers started, recycled, died). With -f, keep printing new lines
+until interrupted.
+
+APP may be left out when you can see exactly one app.`,
+		Args:              maxArgs(1),
+		ValidArgsFunction: c.completeApps,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if n < 0 {
+				return usageErrorf("-n must not be negative, got %s", strconv.Itoa(n))
+			}
+			ctx, out := cmd.Context(), cmd.OutOrStdout()
+			cl := c.client()
+			app, err := c.appArg(ctx, cl, args)
+			if err != nil {
+				return err
+			}
+			return cl.Logs(ctx, app, n, follow, func(line string) { fmt.Fprintln(out, sanitize(line)) })
+		},
+	}
+	cmd.Flags().IntVarP(&n, "lines", "n", 20, "how many of the last lines to show")
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new lines until interrupted")
+	return cmd
+}
