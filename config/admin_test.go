@@ -1,0 +1,174 @@
+package config
+
+import (
+	"errors"
+	"net/netip"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+// builtinAdmin is what an empty admin file gives.
+func builtinAdmin() Admin {
+	return Admin{
+		Path: DefaultAdminFile,
+		Proxy: Proxy{
+			Listen: []string{":80"}, TLSListen: []string{}, User: "pyhost", AccessLog: "/var/log/pyhost/access.log",
+		},
+		Daemon:   Daemon{StateDir: "/run/pyhost", LogDir: "/var/log/pyhost", ControlSocket: "/run/pyhost/control.sock"},
+		Apps:     AppDirs{UserDir: ".config/pyhost/apps", AdminDir: "/etc/pyhost/apps.d"},
+		Defaults: BuiltinDefaults(),
+	}
+}
+
+func TestParseAdminValid(t *testing.T) {
+	cases := []struct {
+		src  string
+		want func(a *Admin)
+	}{
+		{"", func(a *Admin) {}},
+		{"[proxy]\nlisten = [\"0.0.0.0:80\", \"[::]:80\", \"localhost:8080\"]", func(a *Admin) {
+			a.Proxy.Listen = []string{"0.0.0.0:80", "[::]:80", "localhost:8080"}
+		}},
+		{"[proxy]\nlisten = []\ntls_listen = [\":443\"]\n[[tls]]\ncert = \"/c.pem\"\nkey = \"/k.pem\"", func(a *Admin) {
+			a.Proxy.Listen, a.Proxy.TLSListen = []string{}, []string{":443"}
+			a.TLS = []TLSCert{{Cert: "/c.pem", Key: "/k.pem"}}
+		}},
+		{"[proxy]\nuser = \"www-data\"", func(a *Admin) { a.Proxy.User = "www-data" }},
+		{"[proxy]\ntrusted_proxies = [\"127.0.0.1\", \"10.0.0.0/8\", \"::1\", \"fd00::/8\"]", func(a *Admin) {
+			a.Proxy.TrustedProxies = []netip.Prefix{
+				netip.MustParsePrefix("127.0.0.1/32"), netip.MustParsePrefix("10.0.0.0/8"),
+				netip.MustParsePrefix("::1/128"), netip.MustParsePrefix("fd00::/8"),
+			}
+		}},
+		{"[proxy]\naccess_log = \"\"", func(a *Admin) { a.Proxy.AccessLog = "" }},
+		{"[proxy]\naccess_log = \"/srv/log//access.log\"", func(a *Admin) { a.Proxy.AccessLog = "/srv/log/access.log" }},
+		{"[daemon]\nlog_dir = \"/srv/log\"", func(a *Admin) { a.Daemon.LogDir, a.Proxy.AccessLog = "/srv/log", "/srv/log/access.log" }},
+		{"[daemon]\nstate_dir = \"/run/p2\"", func(a *Admin) { a.Daemon.StateDir, a.Daemon.ControlSocket = "/run/p2", "/run/p2/control.sock" }},
+		{"[daemon]\nstate_dir = \"/run/p2\"\ncontrol_socket = \"/run/c.sock\"", func(a *Admin) {
+			a.Daemon.StateDir, a.Daemon.ControlSocket = "/run/p2", "/run/c.sock"
+		}},
+		{"[daemon]\nmetrics_listen = \"127.0.0.1:9181\"", func(a *Admin) { a.Daemon.MetricsListen = "127.0.0.1:9181" }},
+		{"[daemon]\nmetrics_listen = \"\"", func(a *Admin) {}},
+		{"[apps]\nuser_dir = \"~/apps/\"\nadmin_dir = \"/srv/pyhost/apps\"", func(a *Admin) {
+			a.Apps = AppDirs{UserDir: "apps", AdminDir: "/srv/pyhost/apps"}
+		}},
+		{"[defaults]\nprocesses = 2\nthreads = 8\nmemory_limit = \"512MiB\"\nmax_requests = 1000\nmax_body = \"0\"\nqueue_limit = 5\n" +
+			"request_timeout = \"0s\"\ngraceful_timeout = \"5s\"\nstartup_timeout = \"1m\"\nidle_timeout = \"1h\"\nqueue_timeout = \"2s\"\npython = \"python3.12\"",
+			func(a *Admin) {
+				a.Defaults = Defaults{Python: "python3.12", Processes: 2, Threads: 8, MemoryLimit: 512 << 20, MaxRequests: 1000,
+					QueueLimit: 5, GracefulTimeout: 5 * time.Second, StartupTimeout: time.Minute, IdleTimeout: time.Hour, QueueTimeout: 2 * time.Second}
+			}},
+		{"[defaults]\npython = \"/opt/py/bin/python3\"", func(a *Admin) { a.Defaults.Python = "/opt/py/bin/python3" }},
+		{"[users.alice]\ndomains = [\"Alice.example.com\", \"*.alice.example.com\"]\nmax_apps = 5\nmax_processes = 8\nmax_memory = \"2GiB\"", func(a *Admin) {
+			a.Users = map[string]UserPolicy{"alice": {Domains: []string{"alice.example.com", "*.alice.example.com"}, Quota: Quota{MaxApps: 5, MaxProcesses: 8, MaxMemory: 2 << 30}}}
+		}},
+		{"[users.bob]\nmax_apps = 0\nmax_memory = 0", func(a *Admin) { a.Users = map[string]UserPolicy{"bob": {}} }},
+		{"users.carol = {}", func(a *Admin) { a.Users = map[string]UserPolicy{"carol": {}} }},
+	}
+	for _, c := range cases {
+		got, err := ParseAdmin(DefaultAdminFile, []byte(c.src))
+		if err != nil {
+			t.Errorf("%s:\nunexpected error:\n%v", c.src, err)
+			continue
+		}
+		want := builtinAdmin()
+		c.want(&want)
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s:\n got %+v\nwant %+v", c.src, got, want)
+		}
+	}
+}
+
+func TestParseAdminInvalid(t *testing.T) {
+	cases := []struct {
+		src, key, msg string // msg: the whole message, or a part if it starts with "…"
+		line          int
+	}{
+		{"proxy = 1", "proxy", "must be a table: [proxy], got an integer", 1},
+		{"[proxy]\nlisten = \":80\"", "proxy.listen", `must be an array of host:port addresses, like [":80"], got ":80"`, 2},
+		{"[proxy]\nlisten = [80]", "proxy.listen[0]", `must be a host:port address, got 80`, 2},
+		{"[proxy]\nlisten = [\"80\"]", "proxy.listen[0]", `"80" is not host:port; use host:port, like ":80", "0.0.0.0:80", "127.0.0.1:8080" or "[::]:443"`, 2},
+		{"[proxy]\nlisten = [\":http\"]", "proxy.listen[0]", `…the port must be a number from 1 to 65535`, 2},
+		{"[proxy]\nlisten = [\":65536\"]", "proxy.listen[0]", `…the port must be a number from 1 to 65535`, 2},
+		{"[proxy]\nlisten = [\"bad_host:80\"]", "proxy.listen[0]", `"bad_host:80": "bad_host" is neither an IP address nor a host name; use host:port, like ":80", "0.0.0.0:80", "127.0.0.1:8080" or "[::]:443"`, 2},
+		{"[proxy]\nlisten = [\":80\", \":80\"]", "proxy.listen[1]", `":80" is used by another listener already; give each listener its own address`, 2},
+		{"[proxy]\nlisten = [\":80\"]\ntls_listen = [\":80\"]\n[[tls]]\ncert = \"/c\"\nkey = \"/k\"", "proxy.tls_listen[0]", `…is used by another listener already`, 3},
+		{"[proxy]\nlisten = []", "proxy.listen", `the proxy has nothing to listen on; give listen, like [":80"], or tls_listen`, 2},
+		{"[proxy]\ntls_listen = [\":443\"]", "proxy.tls_listen", `needs a certificate: add a [[tls]] table with cert and key`, 2},
+		{"[proxy]\nuser = \"root\"", "proxy.user", `must not be root: the process that parses HTTP from the network runs unprivileged; use a user like "pyhost"`, 2},
+		{"[proxy]\nuser = \"0\"", "proxy.user", `…must not be root`, 2},
+		{"[proxy]\nuser = \"a b\"", "proxy.user", `"a b" is not a user name; use a name like "pyhost"`, 2},
+		{"[proxy]\ntrusted_proxies = [\"10.0.0.1/8\"]", "proxy.trusted_proxies[0]", `"10.0.0.1/8" has bits set past the /8; did you mean "10.0.0.0/8"?`, 2},
+		{"[proxy]\ntrusted_proxies = [\"10.0.0.0/33\"]", "proxy.trusted_proxies[0]", `"10.0.0.0/33" is not a CIDR prefix; use an IP address or a CIDR prefix, like "127.0.0.1", "10.0.0.0/8" or "fd00::/8"`, 2},
+		{"[proxy]\ntrusted_proxies = [\"fe80::1%eth0\"]", "proxy.trusted_proxies[0]", `…is not an IP address`, 2},
+		{"[proxy]\ntrusted_proxies = [\"lb.example.com\"]", "proxy.trusted_proxies[0]", `…is not an IP address`, 2},
+		{"[proxy]\naccess_log = \"x.log\"", "proxy.access_log", `must be an absolute path, like "/var/log/pyhost/access.log", or "" for none, got "x.log"`, 2},
+		{"[proxy]\naccess_log = false", "proxy.access_log", `must be an absolute path, or "" for none, got false`, 2},
+		{"[[tls]]\ncert = \"/c\"", "tls[0]", `needs key, the private key file, like key = "/etc/pyhost/tls/example.key"`, 1},
+		{"[[tls]]\nkey = \"/k\"", "tls[0]", `needs cert, the certificate chain file, like cert = "/etc/pyhost/tls/example.pem"`, 1},
+		{"[[tls]]\ncert = \"c.pem\"\nkey = \"/k\"", "tls[0].cert", `must be an absolute path, like "/etc/pyhost/tls/example.pem", got "c.pem"`, 2},
+		{"tls = \"/c.pem\"", "tls", `must be an array of tables: [[tls]] with cert and key, got a string`, 1},
+		{"[daemon]\nstate_dir = \"run\"", "daemon.state_dir", `must be an absolute path, like "/run/pyhost", got "run"`, 2},
+		{"[daemon]\nlog_dir = 1", "daemon.log_dir", `must be an absolute path, like "/var/log/pyhost", got 1`, 2},
+		{"[daemon]\ncontrol_socket = \"c.sock\"", "daemon.control_socket", `must be an absolute path, like "/run/pyhost/control.sock", got "c.sock"`, 2},
+		{"[daemon]\nmetrics_listen = \"9181\"", "daemon.metrics_listen", `"9181" is not host:port; use host:port, like ":80", "0.0.0.0:80", "127.0.0.1:8080" or "[::]:443"; or "" for no metrics endpoint`, 2},
+		{"[daemon]\nmetrics_listen = \":80\"", "daemon.metrics_listen", `":80" is used by another listener already; give each listener its own address`, 2},
+		{"[apps]\nuser_dir = \"/srv/apps\"", "apps.user_dir", `must be a directory in each user's home, starting with "~/", like "~/.config/pyhost/apps", got "/srv/apps"`, 2},
+		{"[apps]\nuser_dir = \"~/\"", "apps.user_dir", `…got "~/"`, 2},
+		{"[apps]\nuser_dir = \"~/../x\"", "apps.user_dir", `…got "~/../x"`, 2},
+		{"[apps]\nuser_dir = \"~bob/apps\"", "apps.user_dir", `…got "~bob/apps"`, 2},
+		{"[apps]\nadmin_dir = \"apps.d\"", "apps.admin_dir", `must be an absolute path, like "/etc/pyhost/apps.d", got "apps.d"`, 2},
+		{"[defaults]\nprocesses = 0", "defaults.processes", `must be an integer from 1 to 256, got 0`, 2},
+		{"[defaults]\nmemory_limit = \"1GB\"", "defaults.memory_limit", `"1GB" is not a size; use a number with KiB, MiB or GiB, like "1GiB" (GB is ambiguous)`, 2},
+		{"[defaults]\nqueue_timeout = \"0\"", "defaults.queue_timeout", `must be a duration from 1ms to 1h, like "30s", got "0"`, 2},
+		{"[defaults]\npython = \"bin/python\"", "defaults.python", `must be a command name looked up on PATH, like "python3", or an absolute path, like "/usr/bin/python3.12", got "bin/python"`, 2},
+		{"[defaults]\npython = \"~/venv/bin/python\"", "defaults.python", `…got "~/venv/bin/python"`, 2},
+		{"[defaults]\ndomains = [\"a.com\"]", "defaults.domains", `unknown key here; domains belongs in a [users.NAME] table`, 2},
+		{"[defaults]\nurl_prefix = \"/\"", "defaults.url_prefix", `unknown key here; url_prefix belongs in an app file, not in the admin file`, 2},
+		{"users = [1]", "users", `must be tables, one per user: [users.alice], got an array`, 1},
+		{"[users.root]\ndomains = [\"a.com\"]", "users.root", `root may not deploy apps: apps never run as root`, 1},
+		{"[users.\"a b\"]", `users."a b"`, `"a b" is not a user name; use the login name, like [users.alice]`, 1},
+		{"[users]\nalice = true", "users.alice", `must be a table: [users.alice] with domains, max_apps, max_processes, max_memory, got a boolean`, 2},
+		{"[users.alice]\ndomains = \"a.com\"", "users.alice.domains", `must be an array of domain patterns, like ["alice.example.com", "*.alice.example.com"], got "a.com"`, 2},
+		{"[users.alice]\ndomains = [\"a.com\", \"*.a.com\", \"A.com\"]", "users.alice.domains[2]", `"A.com" is listed twice`, 2},
+		{"[users.alice]\ndomains = [\"a.com:80\"]", "users.alice.domains[0]", `…has a port`, 2},
+		{"[users.alice]\nmax_apps = -1", "users.alice.max_apps", `must be an integer from 0 (no limit) to 10000, got -1`, 2},
+		{"[users.alice]\nmax_processes = 100001", "users.alice.max_processes", `must be an integer from 0 (no limit) to 100000, got 100001`, 2},
+		{"[users.alice]\nmax_memory = \"2PiB\"", "users.alice.max_memory", `must be 0 (no limit) or a size from 16MiB to 1PiB, like "512MiB", got "2PiB"`, 2},
+		{"[users.alice]\nmax_memory = \"2GB\"", "users.alice.max_memory", `…(GB is ambiguous)`, 2},
+		{"[users.alice]\nmax_app = 1", "users.alice.max_app", `unknown key (did you mean max_apps?)`, 2},
+		{"[proxy]\nlog_dir = \"/x\"", "proxy.log_dir", `unknown key here; log_dir belongs in [daemon]`, 2},
+		{"listen = [\":80\"]", "listen", `unknown key here; listen belongs in [proxy]`, 1},
+		{"[deamon]", "deamon", `unknown key (did you mean daemon?)`, 1},
+		{"[server]", "server", `unknown key; valid keys at the top level are apps, daemon, defaults, proxy, tls, users`, 1},
+	}
+	for _, c := range cases {
+		_, err := ParseAdmin(DefaultAdminFile, []byte(c.src))
+		var es Errors
+		if !errors.As(err, &es) || len(es) != 1 {
+			t.Errorf("%s:\nwant one error, got\n%v", c.src, err)
+			continue
+		}
+		e := es[0]
+		msgOK := e.Msg == c.msg || strings.HasPrefix(c.msg, "…") && strings.Contains(e.Msg, c.msg[len("…"):])
+		if e.Key != c.key || !msgOK || e.Line != c.line || e.File != DefaultAdminFile {
+			t.Errorf("%s:\n got %d: [%s] %s\nwant %d: [%s] %s", c.src, e.Line, e.Key, e.Msg, c.line, c.key, c.msg)
+		}
+	}
+}
+
+func TestAppDirsUserDirOf(t *testing.T) {
+	a := builtinAdmin().Apps
+	if got := a.UserDirOf("/home/alice"); got != "/home/alice/.config/pyhost/apps" {
+		t.Errorf("UserDirOf = %q", got)
+	}
+}
+
+func TestParseAdminSyntaxError(t *testing.T) {
+	_, err := ParseAdmin(DefaultAdminFile, []byte("[proxy]\nlisten = [\":80\"\n\n[daemon]\n"))
+	if err == nil || err.Error() != DefaultAdminFile+`:4: not valid TOML: expected a comma (',') or array terminator (']'), but got '['` {
+		t.Errorf("got %v", err)
+	}
+}
