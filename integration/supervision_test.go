@@ -339,3 +339,48 @@ func TestQueueTimeout(t *testing.T) {
 		t.Fatalf("the busy request: %d", c)
 	}
 }
+
+func TestAppFileTarget(t *testing.T) {
+	app := `
+import os
+
+def application(environ, start_response):
+    body = (os.environ.get("GREETING", "-") + " " + environ["SCRIPT_NAME"]).encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+`
+	toml := `
+domains = ["blog.example.com"]   # ignored in express mode
+script = "site.py"
+processes = 3
+threads = 2
+request_timeout = "5s"
+memory_limit = "200MiB"
+
+[env]
+GREETING = "hello from the app file"
+`
+	dir := writeApp(t, map[string]string{"site.py": validated(app), "blog.toml": toml})
+	s := startServe(t, dir, "--processes", "2", "blog.toml")
+	if code, body := get(t, s.URL+"/"); code != 200 || body != "hello from the app file " {
+		t.Fatalf("GET: %d %q", code, body)
+	}
+	st := s.status()
+	if len(st) != 1 || st[0].Name != "blog" || len(st[0].Workers) != 2 {
+		t.Fatalf("status %+v: want app blog with 2 workers (--processes overrides the file's 3)", st)
+	}
+
+	// A broken app file: one clear line naming file, line and key.
+	bad := writeApp(t, map[string]string{"site.py": validated(app), "bad.toml": "script = \"site.py\"\nthreads = 0\nidle_timout = \"5s\"\n"})
+	cmd := exec.Command(filepath.Join(binDir, "pyhostd"), serveArgs("bad.toml")...)
+	cmd.Dir = bad
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("a broken app file was served")
+	}
+	for _, want := range []string{"bad.toml:2: threads:", "bad.toml:3: idle_timout: unknown key (did you mean idle_timeout?)"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}

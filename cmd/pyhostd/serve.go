@@ -139,23 +139,14 @@ func serve(f serveFlags, changed func(string) bool, target string, stdout, stder
 	if f.processes < 1 || f.threads < 1 {
 		return usageError{errors.New("--processes and --threads must be at least 1")}
 	}
-	cwd, err := os.Getwd()
+	app, err := expressApp(target, cred, f, changed)
 	if err != nil {
 		return err
 	}
-	t, err := config.ResolveExpressTarget(target, cwd)
-	if err != nil {
-		return err
-	}
-	python, err := findPython(f.python, cred)
-	if err != nil {
-		return err
-	}
-	if err := checkReachable(cred, t, python); err != nil {
-		return err
-	}
-	app := config.ExpressApp(t, cred, python, f.processes, f.threads)
 	if err := applyFlags(&app, f, changed); err != nil {
+		return err
+	}
+	if err := checkReachable(cred, app); err != nil {
 		return err
 	}
 	runDir, err := makeRunDir()
@@ -207,6 +198,44 @@ func serve(f serveFlags, changed func(string) bool, target string, stdout, stder
 	}
 	fmt.Fprintln(stdout, "pyhost: stopped")
 	return nil
+}
+
+// expressApp builds the one app: from an app file (every key applies but
+// domains: express mode serves any Host), or from a script or
+// module:callable with the defaults.
+func expressApp(target string, cred privdrop.Credential, f serveFlags, changed func(string) bool) (config.App, error) {
+	cwd, err := os.Getwd()
+	if err != nil {
+		return config.App{}, err
+	}
+	if strings.HasSuffix(target, ".toml") {
+		path := target
+		if !filepath.IsAbs(path) {
+			path = filepath.Join(cwd, path)
+		}
+		app, err := config.LoadAppFile(path, cred, config.Defaults{})
+		if err != nil {
+			return config.App{}, err
+		}
+		app.Domains = nil
+		python := app.Python
+		if changed("python") || python == "" {
+			python = f.python // --python overrides the file
+		}
+		if app.Python, err = findPython(python, cred); err != nil {
+			return config.App{}, err
+		}
+		return app, nil
+	}
+	t, err := config.ResolveExpressTarget(target, cwd)
+	if err != nil {
+		return config.App{}, err
+	}
+	python, err := findPython(f.python, cred)
+	if err != nil {
+		return config.App{}, err
+	}
+	return config.ExpressApp(t, cred, python, f.processes, f.threads), nil
 }
 
 // serveCredential is who runs the app in express mode: the caller, or
@@ -346,19 +375,17 @@ func pyctlPath() string {
 // checkReachable tells plainly, before anything starts, when the app's
 // user cannot reach the app or the interpreter (a checkout under /root
 // served with --user nobody, say).
-func checkReachable(cred privdrop.Credential, t config.ExpressTarget, python string) error {
+func checkReachable(cred privdrop.Credential, app config.App) error {
 	if os.Geteuid() != 0 {
 		return nil
 	}
-	checks := []struct {
+	type check struct {
 		path string
 		want uint32
-	}{{t.Directory, privdrop.Read | privdrop.Execute}, {python, privdrop.Execute}}
-	if t.Script != "" {
-		checks = append(checks, struct {
-			path string
-			want uint32
-		}{t.Script, privdrop.Read})
+	}
+	checks := []check{{app.Directory, privdrop.Read | privdrop.Execute}, {app.Python, privdrop.Execute}}
+	if app.Script != "" {
+		checks = append(checks, check{app.Script, privdrop.Read})
 	}
 	for _, c := range checks {
 		if err := privdrop.CheckAccess(cred, c.path, c.want); err != nil {
