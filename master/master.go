@@ -64,6 +64,19 @@ type Config struct {
 	AppOutput func(app string, pid int, line string)
 	// LogDir holds the per-app logs, LogDir/USER/APP.log.
 	LogDir string
+	// ScriptDir holds the worker script, readable by every app user; ""
+	// means the parent of StateDir.
+	ScriptDir string
+	// ListedUIDs, in system mode, are the users the admin permits: others
+	// are refused by the control socket with a clear message (U5). Nil in
+	// express mode.
+	ListedUIDs map[uint32]bool
+	// Refused are app files that were not loaded, shown to their owners by
+	// pyctl status.
+	Refused []config.Refusal
+	// KeepFailed keeps serving the other apps when one cannot start
+	// (system mode); express mode exits instead.
+	KeepFailed bool
 	// Ready is called once the listeners are bound, the proxy runs and
 	// every app has a ready worker; it may be nil.
 	Ready func(Listeners []net.Addr, controlSocket string)
@@ -133,9 +146,13 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		return err
 	}
 	defer os.RemoveAll(cfg.StateDir)
-	script := filepath.Join(cfg.StateDir, "pyhost_worker.py")
-	if err := os.WriteFile(script, wsgiadapter.WorkerScript, 0o644); err != nil {
-		return fmt.Errorf("write worker script: %w", err)
+	scriptDir := cfg.ScriptDir
+	if scriptDir == "" {
+		scriptDir = filepath.Dir(cfg.StateDir)
+	}
+	script := filepath.Join(scriptDir, "pyhost_worker.py")
+	if err := writeScript(script); err != nil {
+		return err
 	}
 	ctl, err := control.Listen(cfg.ControlSocket)
 	if err != nil {
@@ -202,6 +219,10 @@ func Run(ctx context.Context, cfg Config) (err error) {
 			if ctx.Err() != nil {
 				return nil
 			}
+			if cfg.KeepFailed {
+				m.log.Error("app failed to start; it is retried with backoff, the others serve", "app", key, "error", err)
+				continue
+			}
 			return fmt.Errorf("%w: %s: %w", ErrAppStart, key, err)
 		}
 	}
@@ -242,6 +263,23 @@ func (m *Master) closeListeners() {
 	for _, ln := range m.lns {
 		ln.Close()
 	}
+}
+
+// writeScript writes the worker script where every app user can read it
+// and none can change it: replaced atomically, so a worker starting now
+// never reads half a file.
+func writeScript(path string) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, wsgiadapter.WorkerScript, 0o644); err != nil {
+		return fmt.Errorf("write worker script: %w", err)
+	}
+	if err := os.Chmod(tmp, 0o644); err != nil {
+		return fmt.Errorf("write worker script: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("write worker script: %w", err)
+	}
+	return nil
 }
 
 // prepareStateDir creates the directory for worker sockets. Only the
@@ -394,6 +432,9 @@ func (m *Master) visible(c control.Caller, a *supervisor.App, owner uint32) bool
 }
 
 func (m *Master) find(c control.Caller, name string) ([]*supervisor.App, error) {
+	if m.cfg.ListedUIDs != nil && c.UID != 0 && !m.cfg.ListedUIDs[c.UID] {
+		return nil, fmt.Errorf("%w: uid %d is not a user the admin allows to host apps (see [users] in pyhost.toml)", control.ErrAccessDenied, c.UID)
+	}
 	var out []*supervisor.App
 	for _, key := range m.order {
 		app := m.apps[key]

@@ -59,7 +59,8 @@ Exit status: 0 success; 1 failure (the reason is the last line on stderr);
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(serveCommand(stdout, stderr), versionCommand(stdout), proxyCommand(stderr))
+	root.AddCommand(serveCommand(stdout, stderr), runCommand(stdout, stderr), checkCommand(stdout, stderr),
+		versionCommand(stdout), proxyCommand(stderr), accessCommand(stderr))
 	root.SetArgs(args)
 	if err := root.Execute(); err != nil {
 		fmt.Fprintf(stderr, "pyhostd: %v\n", err)
