@@ -1,0 +1,399 @@
+package integration
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// System mode, as root, with real users the test creates: two permitted
+// (alice, bob) and one not (mallory).
+const (
+	alice   = "pyh-alice"
+	bob     = "pyh-bob"
+	mallory = "pyh-mallory"
+)
+
+// probeApp reports who it runs as and what it can reach of others.
+const probeApp = `
+import json, os, socket, signal
+
+def probe(environ):
+    qs = dict(p.split("=", 1) for p in environ["QUERY_STRING"].split("&") if "=" in p)
+    out = {"sockets": {}, "log": None, "kill": None}
+    for root, dirs, files in os.walk(qs["state"], onerror=lambda e: out["sockets"].setdefault(e.filename, "walk: " + e.strerror)):
+        for f in files:
+            path = os.path.join(root, f)
+            if not f.endswith(".sock"):
+                continue
+            s = socket.socket(socket.AF_UNIX)
+            try:
+                s.connect(path)
+                out["sockets"][path] = "connected"
+            except OSError as e:
+                out["sockets"][path] = e.strerror
+            finally:
+                s.close()
+    try:
+        open(qs["log"]).read()
+        out["log"] = "read"
+    except OSError as e:
+        out["log"] = e.strerror
+    try:
+        os.kill(int(qs["pid"]), signal.SIGTERM)
+        out["kill"] = "killed"
+    except OSError as e:
+        out["kill"] = e.strerror
+    return out
+
+def application(environ, start_response):
+    if environ["PATH_INFO"] == "/probe":
+        data = probe(environ)
+    else:
+        status = open("/proc/self/status").read()
+        data = {
+            "app": os.environ.get("APP_NAME"),
+            "pid": os.getpid(), "uid": os.getuid(), "gid": os.getgid(), "groups": sorted(os.getgroups()),
+            "nnp": [l.split()[1] for l in status.splitlines() if l.startswith("NoNewPrivs:")][0],
+            "canary": os.environ.get("PYHOST_CANARY"),
+            "script_name": environ["SCRIPT_NAME"],
+        }
+    body = json.dumps(data).encode()
+    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    return [body]
+`
+
+type sysUser struct {
+	name     string
+	uid, gid int
+	home     string
+}
+
+func makeUser(t *testing.T, name string) sysUser {
+	t.Helper()
+	if exec.Command("id", "-u", name).Run() != nil {
+		if out, err := exec.Command("useradd", "--create-home", "--shell", "/usr/sbin/nologin", name).CombinedOutput(); err != nil {
+			t.Fatalf("useradd %s: %v %s", name, err, out)
+		}
+	}
+	u, err := user.Lookup(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	// Start from a clean app directory every run.
+	os.RemoveAll(filepath.Join(u.HomeDir, ".config"))
+	os.Chmod(u.HomeDir, 0o755)
+	return sysUser{name, uid, gid, u.HomeDir}
+}
+
+// writeOwned writes a file as if its owner had: owned by u, mode perm,
+// with every directory it needs created the same way.
+func writeOwned(t *testing.T, u sysUser, path, content string, perm os.FileMode) {
+	t.Helper()
+	for dir := filepath.Dir(path); dir != u.home && strings.HasPrefix(dir, u.home); dir = filepath.Dir(dir) {
+		defer func(d string) { os.Chown(d, u.uid, u.gid) }(dir)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), perm); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(path, perm)
+	os.Chown(path, u.uid, u.gid)
+}
+
+func freePort(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func appFile(domains, extra string) string {
+	return fmt.Sprintf("domains = [%s]\nscript = \"~/site/wsgi.py\"\ndirectory = \"~/site\"\n%s\n", domains, extra)
+}
+
+func TestSystemMode(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("system mode runs apps as other users: needs root")
+	}
+	a, b, m := makeUser(t, alice), makeUser(t, bob), makeUser(t, mallory)
+	base, err := os.MkdirTemp(baseDir, "system-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(base, 0o755)
+	addr := freePort(t)
+	adminDir := filepath.Join(base, "apps.d")
+	os.MkdirAll(adminDir, 0o755)
+	admin := fmt.Sprintf(`
+[proxy]
+listen = [%q]
+user = %q
+
+[daemon]
+state_dir = "%s/run"
+log_dir = "%s/log"
+
+[apps]
+admin_dir = %q
+
+[users.%s]
+domains = ["alice.test", "*.alice.test"]
+max_apps = 4
+
+[users.%s]
+domains = ["bob.test"]
+max_processes = 2
+`, addr, testUser, base, base, adminDir, alice, bob)
+	adminPath := filepath.Join(base, "pyhost.toml")
+	os.WriteFile(adminPath, []byte(admin), 0o644)
+
+	apps := func(u sysUser) string { return filepath.Join(u.home, ".config/pyhost/apps") }
+	for _, u := range []sysUser{a, b, m} {
+		writeOwned(t, u, filepath.Join(u.home, "site/wsgi.py"), validated(probeApp), 0o644)
+	}
+	writeOwned(t, a, filepath.Join(apps(a), "blog.toml"), appFile(`"blog.alice.test"`, "processes = 1\n[env]\nAPP_NAME = \"alice-blog\""), 0o644)
+	writeOwned(t, a, filepath.Join(apps(a), "api.toml"), appFile(`"alice.test"`, "url_prefix = \"/api\"\nprocesses = 1\n[env]\nAPP_NAME = \"alice-api\""), 0o644)
+	writeOwned(t, a, filepath.Join(apps(a), "dup.toml"), appFile(`"blog.alice.test"`, "processes = 1"), 0o644)
+	writeOwned(t, a, filepath.Join(apps(a), "groupw.toml"), appFile(`"g.alice.test"`, ""), 0o664)
+	writeOwned(t, a, filepath.Join(apps(a), "rootdir.toml"), "domains = [\"r.alice.test\"]\nscript = \"wsgi.py\"\ndirectory = \"/root\"\n", 0o644)
+	writeOwned(t, b, filepath.Join(apps(b), "site.toml"), appFile(`"bob.test"`, "processes = 2\n[env]\nAPP_NAME = \"bob-site\""), 0o644)
+	writeOwned(t, b, filepath.Join(apps(b), "hijack.toml"), appFile(`"blog.alice.test"`, "processes = 1"), 0o644)
+	writeOwned(t, b, filepath.Join(apps(b), "zmore.toml"), appFile(`"bob.test"`, "url_prefix = \"/more\"\nprocesses = 1"), 0o644)
+	// alice links to bob's file; mallory is not listed at all.
+	os.Symlink(filepath.Join(apps(b), "site.toml"), filepath.Join(apps(a), "stolen.toml"))
+	os.Lchown(filepath.Join(apps(a), "stolen.toml"), a.uid, a.gid)
+	writeOwned(t, m, filepath.Join(apps(m), "mine.toml"), appFile(`"mallory.test"`, ""), 0o644)
+	os.WriteFile(filepath.Join(adminDir, "mal.toml"), []byte(fmt.Sprintf("user = %q\n%s", mallory, appFile(`"mallory.test"`, ""))), 0o644)
+
+	// pyhostd check reports every refused file and fails.
+	check := exec.Command(filepath.Join(binDir, "pyhostd"), "check", "--config", adminPath)
+	out, err := check.CombinedOutput()
+	if err == nil {
+		t.Errorf("pyhostd check passed with broken app files:\n%s", out)
+	}
+	for _, want := range []string{
+		"dup.toml: domain blog.alice.test with url_prefix / is already claimed by " + alice + "/blog",
+		"groupw.toml is writable by group or others",
+		"rootdir.toml: as user " + alice,
+		"hijack.toml:1: domains[0]: " + bob + " may not claim blog.alice.test",
+		"zmore.toml: user " + bob + ": max_processes exceeded",
+		"stolen.toml: untrusted file",
+		"mal.toml: user " + mallory + " is not listed under [users]",
+		"ok: " + alice + "/blog",
+		"ok: " + bob + "/site",
+	} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("pyhostd check output lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("pyhostd check:\n%s", out)
+	}
+
+	// pyhostd run serves the valid apps, each as its owner.
+	run := exec.Command(filepath.Join(binDir, "pyhostd"), "run", "--config", adminPath)
+	run.Env = append(os.Environ(), "PYHOST_CANARY=leaked", "PYHOST_LOG_LEVEL=debug")
+	stderr, _ := run.StderrPipe()
+	if err := run.Start(); err != nil {
+		t.Fatal(err)
+	}
+	logs := &lockedBuffer{lines: make(chan string, 4096)}
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		once := false
+		for sc.Scan() {
+			logs.add(sc.Text())
+			if !once && strings.Contains(sc.Text(), "serving:") {
+				once = true
+				close(ready)
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		run.Process.Signal(os.Interrupt)
+		done := make(chan error, 1)
+		go func() { done <- run.Wait() }()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			run.Process.Kill()
+		}
+		if t.Failed() {
+			t.Logf("pyhostd run log:\n%s", logs)
+		}
+	})
+	select {
+	case <-ready:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("pyhostd run did not serve within 30s:\n%s", logs)
+	}
+
+	type report struct {
+		App        string `json:"app"`
+		PID        int    `json:"pid"`
+		UID, GID   int
+		Groups     []int  `json:"groups"`
+		NNP        string `json:"nnp"`
+		Canary     *string
+		ScriptName string `json:"script_name"`
+	}
+	ask := func(host, path string) (int, report, string) {
+		req, _ := http.NewRequest("GET", "http://"+addr+path, nil)
+		req.Host = host
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("GET %s%s: %v", host, path, err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		var r report
+		json.Unmarshal(body, &r)
+		return resp.StatusCode, r, string(body)
+	}
+	groupsOf := func(name string) []int {
+		out, _ := exec.Command("id", "-G", name).Output()
+		var gs []int
+		for _, f := range strings.Fields(string(out)) {
+			n, _ := strconv.Atoi(f)
+			gs = append(gs, n)
+		}
+		return gs
+	}
+	cases := []struct {
+		host, path string
+		u          sysUser
+		app        string
+		script     string
+	}{
+		{"blog.alice.test", "/", a, "alice-blog", ""},
+		{"BLOG.alice.test:80", "/x", a, "alice-blog", ""},
+		{"alice.test", "/api/v1", a, "alice-api", "/api"},
+		{"bob.test", "/", b, "bob-site", ""},
+	}
+	for _, c := range cases {
+		code, r, body := ask(c.host, c.path)
+		if code != 200 || r.App != c.app || r.ScriptName != c.script {
+			t.Errorf("%s%s: %d %s, want %s", c.host, c.path, code, body, c.app)
+			continue
+		}
+		if r.UID != c.u.uid || r.GID != c.u.gid || fmt.Sprint(r.Groups) != fmt.Sprint(sortedInts(groupsOf(c.u.name))) {
+			t.Errorf("%s runs as uid %d gid %d groups %v, want %d %d %v", c.app, r.UID, r.GID, r.Groups, c.u.uid, c.u.gid, groupsOf(c.u.name))
+		}
+		if r.NNP != "1" || r.Canary != nil {
+			t.Errorf("%s: NoNewPrivs %q, canary %v (want 1 and absent)", c.app, r.NNP, r.Canary)
+		}
+	}
+	for _, host := range []string{"alice.test", "mallory.test", "g.alice.test", "nowhere.test"} {
+		if code, _, _ := ask(host, "/"); code != 404 {
+			t.Errorf("%s/: %d, want 404", host, code)
+		}
+	}
+
+	// U6: alice's app cannot reach bob's worker sockets, log or process.
+	_, bobWorker, _ := ask("bob.test", "/")
+	bobLog := filepath.Join(base, "log", bob, "site.log")
+	req, _ := http.NewRequest("GET", fmt.Sprintf("http://%s/probe?state=%s&log=%s&pid=%d", addr, filepath.Join(base, "run"), bobLog, bobWorker.PID), nil)
+	req.Host = "blog.alice.test"
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var probe struct {
+		Sockets map[string]string
+		Log     string
+		Kill    string
+	}
+	json.Unmarshal(body, &probe)
+	for path, res := range probe.Sockets {
+		// The control socket takes anyone's connection and then checks
+		// who it is (U5); worker sockets must not be reachable at all.
+		if res == "connected" && filepath.Base(path) != "control.sock" {
+			t.Errorf("alice's app connected to %s", path)
+		}
+	}
+	if probe.Sockets[filepath.Join(base, "run", "workers")] == "" {
+		t.Errorf("the probe did not try the worker sockets' directory: %s", body)
+	}
+	if probe.Log == "read" || probe.Kill == "killed" {
+		t.Errorf("alice's app reached others: %s", body)
+	}
+	t.Logf("alice's probe: %s", body)
+	if fi, err := os.Stat(bobLog); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("bob's log %v mode %v, want 0600", err, fi)
+	}
+
+	// U7: the process that parses HTTP is not root.
+	for _, p := range descendants(run.Process.Pid) {
+		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p))
+		if !strings.Contains(string(cmdline), "__proxy") {
+			continue
+		}
+		status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", p))
+		if m := regexp.MustCompile(`(?m)^Uid:\s+(\d+)`).FindSubmatch(status); m == nil || string(m[1]) == "0" {
+			t.Errorf("the proxy runs as uid %s", m[1])
+		}
+	}
+
+	// U5: each user sees and acts on their own apps only.
+	ctl := filepath.Join(base, "run", "control.sock")
+	pyctlAs := func(who string, args ...string) (string, error) {
+		cmd := exec.Command("runuser", append([]string{"-u", who, "--", filepath.Join(binDir, "pyctl"), "--socket", ctl}, args...)...)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	out2, err := pyctlAs(alice, "status", "--json")
+	if err != nil {
+		t.Fatalf("pyctl status as alice: %v %s", err, out2)
+	}
+	var st []appStatus
+	json.Unmarshal([]byte(out2), &st)
+	names := []string{}
+	for _, s := range st {
+		names = append(names, s.Name)
+	}
+	if fmt.Sprint(names) != "[api blog]" && fmt.Sprint(names) != "[blog api]" {
+		t.Errorf("alice sees %v, want her api and blog", names)
+	}
+	if out, err := pyctlAs(alice, "reload", bob+"/site"); err == nil {
+		t.Errorf("alice reloaded bob's app: %s", out)
+	}
+	if out, err := pyctlAs(bob, "reload", "site"); err != nil {
+		t.Errorf("bob cannot reload his app: %v %s", err, out)
+	}
+	if out, err := pyctlAs(mallory, "status"); err == nil || !strings.Contains(out, "not a user the admin allows") {
+		t.Errorf("mallory: %v %s", err, out)
+	}
+}
+
+func sortedInts(xs []int) []int {
+	for i := range xs {
+		for j := i + 1; j < len(xs); j++ {
+			if xs[j] < xs[i] {
+				xs[i], xs[j] = xs[j], xs[i]
+			}
+		}
+	}
+	return xs
+}
