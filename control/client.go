@@ -110,6 +110,12 @@ func (c *Client) Act(ctx context.Context, action Action, app string, progress fu
 	return c.stream(ctx, http.MethodPost, pathAct+string(action), url.Values{"app": {app}}, string(action)+" "+app, progress)
 }
 
+// ReloadConfig asks the daemon (as root) to re-read its config and every
+// app file, calling progress with each step.
+func (c *Client) ReloadConfig(ctx context.Context, progress func(msg string)) error {
+	return c.stream(ctx, http.MethodPost, pathConfig, nil, "reload-config", progress)
+}
+
 // Logs calls out with the last n lines of app's log and, with follow,
 // every later line until ctx ends (then it returns nil).
 func (c *Client) Logs(ctx context.Context, app string, n int, follow bool, out func(line string)) error {

@@ -83,6 +83,11 @@ func (f *fakeBackend) Logs(ctx context.Context, c Caller, app string, n int, fol
 	return nil
 }
 
+func (f *fakeBackend) ReloadConfig(ctx context.Context, c Caller, progress func(string)) error {
+	progress("rescanned")
+	return nil
+}
+
 func (f *fakeBackend) Reload(ctx context.Context, c Caller, app string, progress func(string)) error {
 	f.record(c, app)
 	if f.reload != nil {

@@ -19,6 +19,7 @@ const (
 	pathStatus = "/v1/status"
 	pathReload = "/v1/reload"
 	pathLogs   = "/v1/logs"
+	pathConfig = "/v1/reload-config"
 	// pathAct + action: /v1/restart, /v1/stop, /v1/start.
 	pathAct = "/v1/"
 )
@@ -75,6 +76,7 @@ func NewServer(b Backend, log hclog.Logger) *Server {
 	mux.Handle(pathStatus, s.authenticated(s.serveStatus))
 	mux.Handle(pathReload, s.authenticated(s.serveReload))
 	mux.Handle(pathLogs, s.authenticated(s.serveLogs))
+	mux.Handle(pathConfig, s.authenticated(s.serveReloadConfig))
 	for _, a := range []Action{ActionRestart, ActionStop, ActionStart} {
 		mux.Handle(pathAct+string(a), s.authenticated(func(w http.ResponseWriter, r *http.Request, c Caller) {
 			s.serveAct(w, r, c, a)
@@ -206,6 +208,19 @@ func (s *Server) serveAct(w http.ResponseWriter, r *http.Request, c Caller, a Ac
 		s.logFailure(r, c, app, body, err)
 	}
 	st.finish(err, app)
+}
+
+func (s *Server) serveReloadConfig(w http.ResponseWriter, r *http.Request, c Caller) {
+	if !allowMethod(w, r, http.MethodPost) {
+		return
+	}
+	st := &reloadStream{w: w, rc: http.NewResponseController(w)}
+	err := s.b.ReloadConfig(r.Context(), c, st.progress)
+	if err != nil {
+		_, body := encodeError(err, "")
+		s.logFailure(r, c, "", body, err)
+	}
+	st.finish(err, "")
 }
 
 // serveLogs streams log lines as NDJSON: {"progress": line} per line

@@ -96,6 +96,10 @@ type Backend interface {
 	// until that is done, calling progress like Reload does.
 	Act(ctx context.Context, c Caller, action Action, app string, progress func(msg string)) error
 
+	// ReloadConfig re-reads the admin config and every app file (root
+	// only): new apps start, removed ones stop, changed ones roll.
+	ReloadConfig(ctx context.Context, c Caller, progress func(msg string)) error
+
 	// Logs calls out with the last n lines of app's log, oldest first,
 	// and, when follow is set, with every later line until ctx ends. An
 	// error from out (the client went away) ends it.

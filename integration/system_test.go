@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -371,7 +372,9 @@ max_processes = 2
 	json.Unmarshal([]byte(out2), &st)
 	names := []string{}
 	for _, s := range st {
-		names = append(names, s.Name)
+		if s.State != "refused" {
+			names = append(names, s.Name)
+		}
 	}
 	if fmt.Sprint(names) != "[api blog]" && fmt.Sprint(names) != "[blog api]" {
 		t.Errorf("alice sees %v, want her api and blog", names)
@@ -385,6 +388,60 @@ max_processes = 2
 	if out, err := pyctlAs(mallory, "status"); err == nil || !strings.Contains(out, "not a user the admin allows") {
 		t.Errorf("mallory: %v %s", err, out)
 	}
+
+	// Owners see why their files were refused.
+	if out, _ := pyctlAs(alice, "status"); !strings.Contains(out, "groupw") || !strings.Contains(out, "writable by group or others") {
+		t.Errorf("alice's status does not explain her refused file:\n%s", out)
+	}
+
+	// S6 in system mode: pyctl reload re-reads the file.
+	writeOwned(t, b, filepath.Join(apps(b), "site.toml"), appFile(`"bob.test"`, "processes = 2\n[env]\nAPP_NAME = \"bob-site-v2\""), 0o644)
+	if out, err := pyctlAs(bob, "reload", "site"); err != nil {
+		t.Fatalf("bob's reload: %v %s", err, out)
+	}
+	if _, r, _ := ask("bob.test", "/"); r.App != "bob-site-v2" {
+		t.Errorf("after bob's reload: %q, want bob-site-v2", r.App)
+	}
+	// A new file is started by pyctl reload NAME.
+	writeOwned(t, a, filepath.Join(apps(a), "extra.toml"), appFile(`"extra.alice.test"`, "processes = 1\n[env]\nAPP_NAME = \"alice-extra\""), 0o644)
+	if out, err := pyctlAs(alice, "reload", "extra"); err != nil {
+		t.Fatalf("alice's reload of a new file: %v %s", err, out)
+	}
+	if code, r, _ := ask("extra.alice.test", "/"); code != 200 || r.App != "alice-extra" {
+		t.Errorf("new app: %d %q", code, r.App)
+	}
+
+	// S10: SIGHUP and reload-config. A broken file keeps its running
+	// version; a removed one stops; a new one starts.
+	writeOwned(t, a, filepath.Join(apps(a), "blog.toml"), "domains = [\"blog.alice.test\"\nthis is not toml", 0o644)
+	os.Remove(filepath.Join(apps(a), "api.toml"))
+	writeOwned(t, a, filepath.Join(apps(a), "shop.toml"), appFile(`"shop.alice.test"`, "processes = 1\n[env]\nAPP_NAME = \"alice-shop\""), 0o644)
+	out3, err := exec.Command(filepath.Join(binDir, "pyctl"), "--socket", ctl, "reload-config").CombinedOutput()
+	if err != nil {
+		t.Fatalf("pyctl reload-config: %v %s", err, out3)
+	}
+	if code, r, _ := ask("blog.alice.test", "/"); code != 200 || r.App != "alice-blog" {
+		t.Errorf("broken file's app: %d %q, want the running version to keep serving", code, r.App)
+	}
+	if code, _, _ := ask("alice.test", "/api/"); code != 404 {
+		t.Errorf("removed app still answers %d", code)
+	}
+	if code, r, _ := ask("shop.alice.test", "/"); code != 200 || r.App != "alice-shop" {
+		t.Errorf("new app after reload-config: %d %q", code, r.App)
+	}
+	if out, _ := pyctlAs(alice, "status"); !strings.Contains(out, "blog.toml:2") {
+		t.Errorf("alice's status does not show why blog.toml is refused:\n%s", out)
+	}
+	if out, err := pyctlAs(alice, "reload-config"); err == nil {
+		t.Errorf("alice could reload the daemon's config: %s", out)
+	}
+	// SIGHUP does the same: the shop file goes away.
+	os.Remove(filepath.Join(apps(a), "shop.toml"))
+	run.Process.Signal(syscall.SIGHUP)
+	eventually(t, 15*time.Second, "SIGHUP stops the app whose file is gone", func() bool {
+		code, _, _ := ask("shop.alice.test", "/")
+		return code == 404
+	})
 }
 
 func sortedInts(xs []int) []int {

@@ -77,6 +77,9 @@ type Config struct {
 	// KeepFailed keeps serving the other apps when one cannot start
 	// (system mode); express mode exits instead.
 	KeepFailed bool
+	// Rescan re-reads every app file (system mode): pyctl reload APP and
+	// reload-config use it. Nil in express mode, where settings are fixed.
+	Rescan func() config.Discovery
 	// Ready is called once the listeners are bound, the proxy runs and
 	// every app has a ready worker; it may be nil.
 	Ready func(Listeners []net.Addr, controlSocket string)
@@ -100,9 +103,6 @@ type Master struct {
 	spawner  *privdrop.Spawner
 	self     string
 	lns      []*net.TCPListener
-	apps     map[string]*supervisor.App // by key; fixed after start
-	logs     map[string]*applog.Log     // by app key
-	order    []string
 	changed  chan struct{}
 	serial   atomic.Uint64
 	proxyMu  sync.Mutex
@@ -115,6 +115,8 @@ type Master struct {
 	appliedMu sync.Mutex
 	applied   uint64        // the newest table serial the proxy routes by
 	appliedC  chan struct{} // closed and replaced when applied grows
+
+	set *appSet
 }
 
 // Run runs the master until ctx is cancelled, then shuts down in order
@@ -124,7 +126,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if cfg.ProxyProcs <= 0 {
 		cfg.ProxyProcs = DefaultProxyProcs()
 	}
-	m := &Master{cfg: cfg, log: cfg.Log, apps: map[string]*supervisor.App{}, logs: map[string]*applog.Log{}, changed: make(chan struct{}, 1), ownerUID: uint32(os.Getuid()), appliedC: make(chan struct{})}
+	m := &Master{cfg: cfg, log: cfg.Log, changed: make(chan struct{}, 1), ownerUID: uint32(os.Getuid()), appliedC: make(chan struct{})}
 	// The proxy child re-executes this binary through /proc/self/exe: the
 	// kernel checks only the binary's own execute bit, not the directories
 	// above it, so an unprivileged proxy starts even when pyhostd sits
@@ -160,48 +162,30 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 	defer ctl.Close()
 
-	// Two contexts: appsCtx stops the workers, and is cancelled only after
-	// the proxy has finished its in-flight requests.
-	appsCtx, stopApps := context.WithCancel(context.Background())
-	defer stopApps()
-	var appsWG sync.WaitGroup
+	// Two contexts: the apps' stops the workers, and is cancelled only
+	// after the proxy has finished its in-flight requests.
 	sockUID, sockGID := -1, -1
 	if os.Geteuid() == 0 {
 		sockUID, sockGID = int(cfg.ProxyCred.UID), int(cfg.ProxyCred.GID)
 	}
+	m.set = newAppSet(m, supervisor.Options{
+		Spawner:      m.spawner,
+		WorkerScript: script,
+		SocketDir:    cfg.StateDir,
+		SocketUID:    sockUID,
+		SocketGID:    sockGID,
+		Log:          m.log,
+		OnChange:     m.markChanged,
+		Restart:      supervisor.DefaultRestartPolicy,
+		Served:       m.served,
+		PollInterval: cfg.CheckInterval,
+	}, cfg.Refused)
+	defer m.set.stopAll()
 	for _, a := range cfg.Apps {
-		alog, err := m.openAppLog(a)
-		if err != nil {
+		if err := m.set.add(a); err != nil {
 			return err
 		}
-		defer alog.Close()
-		m.logs[a.Key()] = alog
-		output := func(key string, pid int, line string) {
-			alog.Line(pid, line)
-			if cfg.AppOutput != nil {
-				cfg.AppOutput(key, pid, line)
-			}
-		}
-		app := supervisor.NewApp(a, supervisor.Options{
-			Spawner:      m.spawner,
-			WorkerScript: script,
-			SocketDir:    cfg.StateDir,
-			SocketUID:    sockUID,
-			SocketGID:    sockGID,
-			Log:          m.log,
-			Output:       output,
-			OnChange:     m.markChanged,
-			Restart:      supervisor.DefaultRestartPolicy,
-			Served:       m.served,
-			PollInterval: cfg.CheckInterval,
-		})
-		m.apps[app.Key()] = app
-		m.order = append(m.order, app.Key())
-		appsWG.Add(1)
-		go func() { defer appsWG.Done(); app.Run(appsCtx) }()
 	}
-	defer appsWG.Wait()
-	defer stopApps()
 
 	proxyCtx, stopProxy := context.WithCancel(context.Background())
 	proxyDone := make(chan struct{})
@@ -214,8 +198,9 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	go func() { ctlDone <- control.NewServer(m, m.log.Named("control")).Serve(ctlCtx, ctl) }()
 	defer func() { stopCtl(); <-ctlDone }()
 
-	for _, key := range m.order {
-		if err := m.apps[key].WaitStarted(ctx); err != nil {
+	for _, app := range m.set.all() {
+		key := app.Key()
+		if err := app.WaitStarted(ctx); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -232,7 +217,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		return nil
 	}
 	sd := systemd.New()
-	if err := sd.Ready(fmt.Sprintf("serving %d apps", len(m.apps))); err != nil {
+	if err := sd.Ready(fmt.Sprintf("serving %d apps", len(m.set.all()))); err != nil {
 		m.log.Warn("cannot notify systemd", "error", err)
 	}
 	go sd.Watchdog(ctx, nil)
@@ -246,11 +231,21 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	usr1 := make(chan os.Signal, 1)
 	signal.Notify(usr1, syscall.SIGUSR1)
 	defer signal.Stop(usr1)
+	hup := make(chan os.Signal, 1)
+	if cfg.Rescan != nil {
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+	}
 	for ctx.Err() == nil {
 		select {
 		case <-usr1:
 			m.log.Info("reopening app logs")
 			m.reopenLogs()
+		case <-hup:
+			m.log.Info("SIGHUP: re-reading the config and app files")
+			sd.Reloading()
+			m.reloadConfig(ctx, func(msg string) { m.log.Info("reload-config: " + msg) })
+			sd.Ready(fmt.Sprintf("serving %d apps", len(m.set.all())))
 		case <-ctx.Done():
 		}
 	}
@@ -311,8 +306,8 @@ func (m *Master) markChanged() {
 // table builds the routing table from every app's current route.
 func (m *Master) table() channel.Table {
 	t := channel.Table{Serial: m.serial.Add(1)}
-	for _, key := range m.order {
-		t.Apps = append(t.Apps, m.apps[key].Route())
+	for _, app := range m.set.all() {
+		t.Apps = append(t.Apps, app.Route())
 	}
 	return t
 }
@@ -365,7 +360,7 @@ func (m *Master) waitApplied(ctx context.Context, serial uint64) error {
 func (m *Master) onProxyEvent(ev channel.Event) {
 	switch ev.Kind {
 	case channel.EventDrained:
-		if app, ok := m.apps[ev.App]; ok {
+		if app := m.set.get(ev.App); app != nil {
 			app.Drained(ev.WorkerID)
 		}
 	case channel.EventStats:
@@ -373,7 +368,7 @@ func (m *Master) onProxyEvent(ev channel.Event) {
 		m.stats = ev.Stats
 		m.statsMu.Unlock()
 	case channel.EventTimeout:
-		if app, ok := m.apps[ev.App]; ok {
+		if app := m.set.get(ev.App); app != nil {
 			app.RecycleWorker(ev.WorkerID, supervisor.RecycleReason{Kind: supervisor.RecycleTimeout, Detail: ev.Detail}, true)
 		}
 	case channel.EventApplied:
@@ -385,7 +380,7 @@ func (m *Master) onProxyEvent(ev channel.Event) {
 		}
 		m.appliedMu.Unlock()
 	case channel.EventWake:
-		if app, ok := m.apps[ev.App]; ok {
+		if app := m.set.get(ev.App); app != nil {
 			app.Wake()
 		}
 	default:
@@ -408,7 +403,7 @@ func (m *Master) openAppLog(a config.App) (*applog.Log, error) {
 
 // ReopenLogs reopens every app log (SIGUSR1, after logrotate).
 func (m *Master) reopenLogs() {
-	for key, l := range m.logs {
+	for key, l := range m.set.logsByKey() {
 		if err := l.Reopen(); err != nil {
 			m.log.Error("cannot reopen app log", "app", key, "error", err)
 		}
@@ -436,9 +431,9 @@ func (m *Master) find(c control.Caller, name string) ([]*supervisor.App, error) 
 		return nil, fmt.Errorf("%w: uid %d is not a user the admin allows to host apps (see [users] in pyhost.toml)", control.ErrAccessDenied, c.UID)
 	}
 	var out []*supervisor.App
-	for _, key := range m.order {
-		app := m.apps[key]
-		cfg := m.appConfig(key)
+	for _, app := range m.set.all() {
+		key := app.Key()
+		cfg := m.set.config(key)
 		if !m.visible(c, app, cfg.Cred.UID) {
 			continue
 		}
@@ -450,15 +445,6 @@ func (m *Master) find(c control.Caller, name string) ([]*supervisor.App, error) 
 		return nil, fmt.Errorf("%w: %s", control.ErrNoSuchApp, name)
 	}
 	return out, nil
-}
-
-func (m *Master) appConfig(key string) config.App {
-	for _, a := range m.cfg.Apps {
-		if a.Key() == key {
-			return a
-		}
-	}
-	return config.App{}
 }
 
 // Status implements control.Backend.
@@ -497,12 +483,24 @@ func (m *Master) Status(ctx context.Context, c control.Caller, name string) ([]c
 		sort.Slice(as.Workers, func(i, j int) bool { return as.Workers[i].ID < as.Workers[j].ID })
 		out = append(out, as)
 	}
+	// Files that were refused, shown to their owners with the reason.
+	if name == "" {
+		for _, r := range m.set.refusedFor(c, m.ownerUID) {
+			out = append(out, control.AppStatus{
+				Name: strings.TrimSuffix(filepath.Base(r.Path), ".toml"), User: r.User, State: "refused",
+				LastError: r.Err.Error(),
+			})
+		}
+	}
 	return out, nil
 }
 
 // Reload implements control.Backend: the app's settings are re-read (in
 // express mode they are fixed) and its workers rolled onto fresh imports.
 func (m *Master) Reload(ctx context.Context, c control.Caller, name string, progress func(string)) error {
+	if m.cfg.Rescan != nil {
+		return m.reloadFromFile(ctx, c, name, progress)
+	}
 	apps, err := m.find(c, name)
 	if err != nil {
 		return err
@@ -511,10 +509,18 @@ func (m *Master) Reload(ctx context.Context, c control.Caller, name string, prog
 		return fmt.Errorf("%w: name one app", control.ErrNoSuchApp)
 	}
 	app := apps[0]
-	cfg := m.appConfig(app.Key())
+	cfg := m.set.config(app.Key())
+	return m.roll(ctx, app, cfg, progress)
+}
+
+// roll rolls app onto cfg and reports a refusal as a ReloadError.
+func (m *Master) roll(ctx context.Context, app *supervisor.App, cfg config.App, progress func(string)) error {
 	// The reload goes on if pyctl is interrupted: a half-done roll is
 	// worse than a finished one nobody watched.
-	err = app.Reload(context.WithoutCancel(ctx), cfg, progress)
+	err := app.Reload(context.WithoutCancel(ctx), cfg, progress)
+	if err == nil {
+		m.set.setConfig(cfg)
+	}
 	var rerr *supervisor.ReloadError
 	switch {
 	case errors.As(err, &rerr):
@@ -566,5 +572,9 @@ func (m *Master) Logs(ctx context.Context, c control.Caller, name string, n int,
 	if len(apps) != 1 {
 		return fmt.Errorf("%w: name one app", control.ErrNoSuchApp)
 	}
-	return m.logs[apps[0].Key()].Tail(ctx, n, follow, out)
+	l := m.set.logOf(apps[0].Key())
+	if l == nil {
+		return fmt.Errorf("%w: %s", control.ErrNoSuchApp, name)
+	}
+	return l.Tail(ctx, n, follow, out)
 }

@@ -65,3 +65,23 @@ APP may be left out when you can see exactly one app.`,
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new lines until interrupted")
 	return cmd
 }
+
+func (c *cli) reloadConfigCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "reload-config",
+		Short: "Re-read the admin config and every app file (root only)",
+		Long: `Re-read every app file the daemon's config allows: new apps start, apps
+whose file is gone stop, changed apps roll onto their new settings; a file
+that became invalid is reported and its app keeps running as it was.
+The same as sending SIGHUP to pyhostd, or "systemctl reload pyhost".`,
+		Args: maxArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			out := cmd.OutOrStdout()
+			if err := c.client().ReloadConfig(cmd.Context(), func(msg string) { fmt.Fprintln(out, oneLine(msg)) }); err != nil {
+				return fmt.Errorf("reload-config: %w", err)
+			}
+			fmt.Fprintln(out, "config reloaded")
+			return nil
+		},
+	}
+}

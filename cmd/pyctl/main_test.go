@@ -61,6 +61,11 @@ func (f *fakeDaemon) Logs(ctx context.Context, _ control.Caller, app string, n i
 	return nil
 }
 
+func (f *fakeDaemon) ReloadConfig(ctx context.Context, c control.Caller, progress func(string)) error {
+	progress("rescanned")
+	return nil
+}
+
 func (f *fakeDaemon) Reload(_ context.Context, _ control.Caller, app string, progress func(string)) error {
 	f.mu.Lock()
 	f.reloaded = append(f.reloaded, app)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -135,6 +136,7 @@ func runSystem(path string, stdout, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	var rescanMu sync.Mutex // one rescan at a time; it owns d
 	err = master.Run(ctx, master.Config{
 		Listen:          admin.Proxy.Listen,
 		Apps:            d.Apps,
@@ -150,6 +152,19 @@ func runSystem(path string, stdout, stderr io.Writer) error {
 		ListedUIDs:      listed,
 		Refused:         d.Refused,
 		KeepFailed:      true,
+		Rescan: func() config.Discovery {
+			rescanMu.Lock()
+			defer rescanMu.Unlock()
+			// The admin file's [users] and [apps] count too; a broken admin
+			// file keeps everything as it runs.
+			_, nd, err := discover(path)
+			if err != nil {
+				log.Error("cannot re-read the config; nothing changes", "error", err)
+				return config.Discovery{Apps: d.Apps, Refused: d.Refused}
+			}
+			d = nd
+			return nd
+		},
 		Ready: func(addrs []net.Addr, ctl string) {
 			log.Info("serving", "apps", len(d.Apps), "refused", len(d.Refused), "listen", fmt.Sprint(addrs), "control_socket", ctl)
 		},
