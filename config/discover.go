@@ -52,47 +52,12 @@ func Discover(admin Admin, lookup func(string) (privdrop.Credential, error), che
 	perUser := map[string][]App{}
 
 	add := func(path string, cred privdrop.Credential, app App, meta AppFileMeta) {
-		refuse := func(err error) { d.Refused = append(d.Refused, Refusal{Path: path, User: cred.Username, Err: err}) }
-		policy, ok := admin.Users[cred.Username]
-		if !ok {
-			refuse(fmt.Errorf("user %s is not listed under [users] in %s, so may not deploy apps", cred.Username, admin.Path))
+		if err := admitApp(admin, cred, app, meta, perUser[cred.Username], check); err != nil {
+			d.Refused = append(d.Refused, Refusal{Path: path, User: cred.Username, Err: err})
 			return
-		}
-		if len(app.Domains) == 0 {
-			refuse(meta.Errorf("domains", "an app must name the domains it serves, e.g. domains = [%q]", firstExample(policy.Domains)))
-			return
-		}
-		for i, dom := range app.Domains {
-			if !DomainAllowed(policy.Domains, dom) {
-				refuse(meta.Errorf(fmt.Sprintf("domains[%d]", i), "%s may not claim %s; allowed: %s", cred.Username, dom, strings.Join(policy.Domains, ", ")))
-				return
-			}
-		}
-		if err := CheckQuota(cred.Username, policy.Quota, append(perUser[cred.Username], app)); err != nil {
-			refuse(err)
-			return
-		}
-		if check != nil {
-			want := map[string]uint32{app.Directory: privdrop.Read | privdrop.Execute}
-			if strings.ContainsRune(app.Python, '/') {
-				want[app.Python] = privdrop.Execute
-			}
-			if app.Script != "" {
-				want[app.Script] = privdrop.Read
-			}
-			for _, p := range app.PythonPath {
-				want[p] = privdrop.Read | privdrop.Execute
-			}
-			for _, s := range app.Static {
-				want[s.Dir] = privdrop.Read | privdrop.Execute
-			}
-			if err := check(cred, want); err != nil {
-				refuse(err)
-				return
-			}
 		}
 		if err := claims.Claim(app.Key(), app.Domains, app.URLPrefix); err != nil {
-			refuse(err)
+			d.Refused = append(d.Refused, Refusal{Path: path, User: cred.Username, Err: err})
 			return
 		}
 		perUser[cred.Username] = append(perUser[cred.Username], app)
@@ -159,6 +124,74 @@ func Discover(admin Admin, lookup func(string) (privdrop.Credential, error), che
 		}
 	}
 	return d
+}
+
+// admitApp applies the admin's policy to one parsed app of cred: the user
+// is listed, the domains are theirs, the quota holds with the user's
+// other apps, and the paths it names are usable by cred.
+func admitApp(admin Admin, cred privdrop.Credential, app App, meta AppFileMeta, others []App, check PathChecker) error {
+	policy, ok := admin.Users[cred.Username]
+	if !ok {
+		return fmt.Errorf("user %s is not listed under [users] in %s, so may not deploy apps", cred.Username, admin.Path)
+	}
+	if len(app.Domains) == 0 {
+		return meta.Errorf("domains", "an app must name the domains it serves, e.g. domains = [%q]", firstExample(policy.Domains))
+	}
+	for i, dom := range app.Domains {
+		if !DomainAllowed(policy.Domains, dom) {
+			return meta.Errorf(fmt.Sprintf("domains[%d]", i), "%s may not claim %s; allowed: %s", cred.Username, dom, strings.Join(policy.Domains, ", "))
+		}
+	}
+	if err := CheckQuota(cred.Username, policy.Quota, append(append([]App(nil), others...), app)); err != nil {
+		return err
+	}
+	if check == nil {
+		return nil
+	}
+	want := map[string]uint32{app.Directory: privdrop.Read | privdrop.Execute}
+	if strings.ContainsRune(app.Python, '/') {
+		want[app.Python] = privdrop.Execute
+	}
+	if app.Script != "" {
+		want[app.Script] = privdrop.Read
+	}
+	for _, p := range app.PythonPath {
+		want[p] = privdrop.Read | privdrop.Execute
+	}
+	for _, s := range app.Static {
+		want[s.Dir] = privdrop.Read | privdrop.Execute
+	}
+	return check(cred, want)
+}
+
+// CheckAppFile validates one app file of cred as Discover would (pyctl
+// check): trust, syntax, policy against the user's running apps (except
+// one of the same name, which it would replace), and paths with cred's
+// rights. claims holds the running apps' domains.
+func CheckAppFile(admin Admin, cred privdrop.Credential, path string, running []App, check PathChecker) error {
+	data, err := readTrusted(path, cred.UID, cred.Home)
+	if err != nil {
+		return err
+	}
+	app, meta, err := ParseAppFile(path, data, cred, admin.Defaults)
+	if err != nil {
+		return err
+	}
+	var mine []App
+	var claims Claims
+	for _, a := range running {
+		if a.Key() == app.Key() {
+			continue
+		}
+		claims.Claim(a.Key(), a.Domains, a.URLPrefix)
+		if a.Cred.UID == cred.UID {
+			mine = append(mine, a)
+		}
+	}
+	if err := admitApp(admin, cred, app, meta, mine, check); err != nil {
+		return err
+	}
+	return claims.Claim(app.Key(), app.Domains, app.URLPrefix)
 }
 
 func firstExample(patterns []string) string {

@@ -110,6 +110,12 @@ func (c *Client) Act(ctx context.Context, action Action, app string, progress fu
 	return c.stream(ctx, http.MethodPost, pathAct+string(action), url.Values{"app": {app}}, string(action)+" "+app, progress)
 }
 
+// Check asks the daemon to validate the app file at path (absolute) for
+// the calling user, as it would load it.
+func (c *Client) Check(ctx context.Context, path string) error {
+	return c.stream(ctx, http.MethodPost, pathCheck, url.Values{"path": {path}}, "check "+path, nil)
+}
+
 // ReloadConfig asks the daemon (as root) to re-read its config and every
 // app file, calling progress with each step.
 func (c *Client) ReloadConfig(ctx context.Context, progress func(msg string)) error {

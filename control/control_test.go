@@ -88,6 +88,10 @@ func (f *fakeBackend) ReloadConfig(ctx context.Context, c Caller, progress func(
 	return nil
 }
 
+func (f *fakeBackend) Check(ctx context.Context, c Caller, path string) error {
+	return nil
+}
+
 func (f *fakeBackend) Reload(ctx context.Context, c Caller, app string, progress func(string)) error {
 	f.record(c, app)
 	if f.reload != nil {

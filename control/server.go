@@ -20,6 +20,7 @@ const (
 	pathReload = "/v1/reload"
 	pathLogs   = "/v1/logs"
 	pathConfig = "/v1/reload-config"
+	pathCheck  = "/v1/check"
 	// pathAct + action: /v1/restart, /v1/stop, /v1/start.
 	pathAct = "/v1/"
 )
@@ -77,6 +78,7 @@ func NewServer(b Backend, log hclog.Logger) *Server {
 	mux.Handle(pathReload, s.authenticated(s.serveReload))
 	mux.Handle(pathLogs, s.authenticated(s.serveLogs))
 	mux.Handle(pathConfig, s.authenticated(s.serveReloadConfig))
+	mux.Handle(pathCheck, s.authenticated(s.serveCheck))
 	for _, a := range []Action{ActionRestart, ActionStop, ActionStart} {
 		mux.Handle(pathAct+string(a), s.authenticated(func(w http.ResponseWriter, r *http.Request, c Caller) {
 			s.serveAct(w, r, c, a)
@@ -208,6 +210,24 @@ func (s *Server) serveAct(w http.ResponseWriter, r *http.Request, c Caller, a Ac
 		s.logFailure(r, c, app, body, err)
 	}
 	st.finish(err, app)
+}
+
+func (s *Server) serveCheck(w http.ResponseWriter, r *http.Request, c Caller) {
+	if !allowMethod(w, r, http.MethodPost) {
+		return
+	}
+	path := r.URL.Query().Get("path")
+	if path == "" {
+		writeError(w, http.StatusBadRequest, errorBody{Error: "check needs a file path", Code: codeBadRequest})
+		return
+	}
+	st := &reloadStream{w: w, rc: http.NewResponseController(w)}
+	err := s.b.Check(r.Context(), c, path)
+	if err != nil {
+		_, body := encodeError(err, "")
+		s.logFailure(r, c, "", body, err)
+	}
+	st.finish(err, "")
 }
 
 func (s *Server) serveReloadConfig(w http.ResponseWriter, r *http.Request, c Caller) {

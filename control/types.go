@@ -96,6 +96,11 @@ type Backend interface {
 	// until that is done, calling progress like Reload does.
 	Act(ctx context.Context, c Caller, action Action, app string, progress func(msg string)) error
 
+	// Check validates the app file at path (absolute) for caller c as the
+	// daemon would load it, without loading it. A refusal is a
+	// *ReloadError whose Detail says why.
+	Check(ctx context.Context, c Caller, path string) error
+
 	// ReloadConfig re-reads the admin config and every app file (root
 	// only): new apps start, removed ones stop, changed ones roll.
 	ReloadConfig(ctx context.Context, c Caller, progress func(msg string)) error

@@ -389,6 +389,16 @@ max_processes = 2
 		t.Errorf("mallory: %v %s", err, out)
 	}
 
+	// pyctl check validates a draft as the daemon would, for its owner.
+	writeOwned(t, a, filepath.Join(a.home, "drafts/ok.toml"), appFile(`"draft.alice.test"`, "processes = 1"), 0o644)
+	writeOwned(t, a, filepath.Join(a.home, "drafts/bad.toml"), appFile(`"bob.test"`, "processes = 1"), 0o644)
+	if out, err := pyctlAs(alice, "check", filepath.Join(a.home, "drafts/ok.toml")); err != nil || !strings.Contains(out, "ok") {
+		t.Errorf("pyctl check of a good file: %v %s", err, out)
+	}
+	if out, err := pyctlAs(alice, "check", filepath.Join(a.home, "drafts/bad.toml")); err == nil || !strings.Contains(out, "may not claim bob.test") {
+		t.Errorf("pyctl check of a hijacking file: %v %s", err, out)
+	}
+
 	// Owners see why their files were refused.
 	if out, _ := pyctlAs(alice, "status"); !strings.Contains(out, "groupw") || !strings.Contains(out, "writable by group or others") {
 		t.Errorf("alice's status does not explain her refused file:\n%s", out)

@@ -80,6 +80,9 @@ type Config struct {
 	// Rescan re-reads every app file (system mode): pyctl reload APP and
 	// reload-config use it. Nil in express mode, where settings are fixed.
 	Rescan func() config.Discovery
+	// CheckFile validates one app file for its would-be owner against the
+	// running apps (pyctl check); nil in express mode.
+	CheckFile func(owner privdrop.Credential, path string, running []config.App) error
 	// Ready is called once the listeners are bound, the proxy runs and
 	// every app has a ready worker; it may be nil.
 	Ready func(Listeners []net.Addr, controlSocket string)

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"path/filepath"
 	"strconv"
 
 	"github.com/spf13/cobra"
@@ -81,6 +83,35 @@ The same as sending SIGHUP to pyhostd, or "systemctl reload pyhost".`,
 				return fmt.Errorf("reload-config: %w", err)
 			}
 			fmt.Fprintln(out, "config reloaded")
+			return nil
+		},
+	}
+}
+
+func (c *cli) checkCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "check FILE",
+		Short: "Validate an app file as the daemon would for you, without loading it",
+		Long: `Ask the daemon to validate FILE as it would load it for you: ownership and
+mode, syntax and every key, your domains and quotas, and the paths it names
+checked with your own rights. Prints "ok" or every problem, with file and
+line; exits 1 when the file would be refused.`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			path, err := filepath.Abs(args[0])
+			if err != nil {
+				return err
+			}
+			err = c.client().Check(cmd.Context(), path)
+			var re *control.ReloadError
+			if errors.As(err, &re) {
+				fmt.Fprintln(cmd.ErrOrStderr(), re.Detail)
+				return fmt.Errorf("check %s: refused", args[0])
+			}
+			if err != nil {
+				return fmt.Errorf("check %s: %w", args[0], err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok\n", args[0])
 			return nil
 		},
 	}

@@ -101,7 +101,7 @@ answers 503 until "pyctl start".`),
 		c.actCmd(control.ActionStart, "Start a stopped or failing app",
 			`Start APP's workers and wait until one is ready. A failing app is retried
 at once. If the app cannot start, the reason and traceback are printed.`),
-		c.logsCmd(), c.reloadConfigCmd())
+		c.logsCmd(), c.reloadConfigCmd(), c.checkCmd())
 	return root
 }
 
@@ -174,6 +174,16 @@ func maxArgs(n int) cobra.PositionalArgs {
 		if len(args) > n {
 			return usageErrorf("%s takes at most %d APP, got %d arguments: %s",
 				cmd.Name(), n, len(args), strings.Join(args, " "))
+		}
+		return nil
+	}
+}
+
+// exactArgs wants exactly n positional arguments.
+func exactArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != n {
+			return usageErrorf("%s takes %d argument(s), got %d", cmd.Name(), n, len(args))
 		}
 		return nil
 	}

@@ -66,6 +66,10 @@ func (f *fakeDaemon) ReloadConfig(ctx context.Context, c control.Caller, progres
 	return nil
 }
 
+func (f *fakeDaemon) Check(ctx context.Context, c control.Caller, path string) error {
+	return nil
+}
+
 func (f *fakeDaemon) Reload(_ context.Context, _ control.Caller, app string, progress func(string)) error {
 	f.mu.Lock()
 	f.reloaded = append(f.reloaded, app)

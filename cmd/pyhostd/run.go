@@ -118,6 +118,10 @@ func runSystem(path string, stdout, stderr io.Writer) error {
 	for _, r := range d.Refused {
 		log.Warn("app file refused", "file", r.Path, "user", r.User, "reason", r.Err)
 	}
+	spawner, err := privdrop.NewSpawner()
+	if err != nil {
+		return err
+	}
 	proxyCred, err := privdrop.Lookup(admin.Proxy.User)
 	if err != nil {
 		return fmt.Errorf("[proxy] user: %w", err)
@@ -152,6 +156,12 @@ func runSystem(path string, stdout, stderr io.Writer) error {
 		ListedUIDs:      listed,
 		Refused:         d.Refused,
 		KeepFailed:      true,
+		CheckFile: func(owner privdrop.Credential, file string, running []config.App) error {
+			check := func(cred privdrop.Credential, want map[string]uint32) error {
+				return privdrop.CheckAsUser(spawner, "/proc/self/exe", cred, want)
+			}
+			return config.CheckAppFile(admin, owner, file, running, check)
+		},
 		Rescan: func() config.Discovery {
 			rescanMu.Lock()
 			defer rescanMu.Unlock()
