@@ -8,7 +8,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 LISTEN  ?= 127.0.0.1:8000
 
-.PHONY: all build serve test test-deps unit integration fuzz bench vet fmt help clean
+.PHONY: all build serve test test-deps unit integration fuzz bench vet fmt help clean install
 
 all: build
 
@@ -18,6 +18,7 @@ help:
 	@echo "make test    install what the tests need (Debian packages, as root), run the whole suite"
 	@echo "make fuzz    run the protocol fuzzers for a while (FUZZTIME=30s)"
 	@echo "make bench   benchmark pyhost against Apache+mod_wsgi and nginx+uWSGI (root; see bench/README.md)"
+	@echo "make install install the systemd service (root; see docs/admin-guide.md)"
 
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/pyhostd ./cmd/pyctl
@@ -49,6 +50,9 @@ fuzz:
 
 bench: build
 	bench/run.sh
+
+install: build
+	scripts/install.sh
 
 clean:
 	rm -rf $(BIN)
