@@ -425,7 +425,7 @@ func (m *Master) served(workerID string) (uint64, int) {
 
 // visible reports whether caller c may see app a: root and the daemon's
 // own user see everything, others their own apps.
-func (m *Master) visible(c control.Caller, a *supervisor.App, owner uint32) bool {
+func (m *Master) visible(c control.Caller, owner uint32) bool {
 	return c.UID == 0 || c.UID == m.ownerUID || c.UID == owner
 }
 
@@ -437,7 +437,7 @@ func (m *Master) find(c control.Caller, name string) ([]*supervisor.App, error) 
 	for _, app := range m.set.all() {
 		key := app.Key()
 		cfg := m.set.config(key)
-		if !m.visible(c, app, cfg.Cred.UID) {
+		if !m.visible(c, cfg.Cred.UID) {
 			continue
 		}
 		if name == "" || name == key || name == cfg.Name {
