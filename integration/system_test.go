@@ -12,6 +12,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -158,7 +159,7 @@ admin_dir = %q
 
 [users.%s]
 domains = ["alice.test", "*.alice.test"]
-max_apps = 4
+max_apps = 6
 
 [users.%s]
 domains = ["bob.test"]
@@ -174,6 +175,9 @@ max_processes = 2
 	writeOwned(t, a, filepath.Join(apps(a), "blog.toml"), appFile(`"blog.alice.test"`, "processes = 1\n[env]\nAPP_NAME = \"alice-blog\""), 0o644)
 	writeOwned(t, a, filepath.Join(apps(a), "api.toml"), appFile(`"alice.test"`, "url_prefix = \"/api\"\nprocesses = 1\n[env]\nAPP_NAME = \"alice-api\""), 0o644)
 	writeOwned(t, a, filepath.Join(apps(a), "dup.toml"), appFile(`"blog.alice.test"`, "processes = 1"), 0o644)
+	// An app that dies at every start: it must fail alone.
+	writeOwned(t, a, filepath.Join(a.home, "crash/wsgi.py"), "raise SystemExit('dying at import, every time')\n", 0o644)
+	writeOwned(t, a, filepath.Join(apps(a), "crash.toml"), "domains = [\"crash.alice.test\"]\nscript = \"~/crash/wsgi.py\"\ndirectory = \"~/crash\"\nprocesses = 1\n", 0o644)
 	writeOwned(t, a, filepath.Join(apps(a), "groupw.toml"), appFile(`"g.alice.test"`, ""), 0o664)
 	writeOwned(t, a, filepath.Join(apps(a), "rootdir.toml"), "domains = [\"r.alice.test\"]\nscript = \"wsgi.py\"\ndirectory = \"/root\"\n", 0o644)
 	writeOwned(t, b, filepath.Join(apps(b), "site.toml"), appFile(`"bob.test"`, "processes = 2\n[env]\nAPP_NAME = \"bob-site\""), 0o644)
@@ -304,6 +308,21 @@ max_processes = 2
 			t.Errorf("%s: NoNewPrivs %q, canary %v (want 1 and absent)", c.app, r.NNP, r.Canary)
 		}
 	}
+	// S2: the crash-looping app becomes failing (503, Retry-After) while
+	// every other app keeps serving.
+	eventually(t, 30*time.Second, "the crashing app is marked failing", func() bool {
+		req, _ := http.NewRequest("GET", "http://"+addr+"/", nil)
+		req.Host = "crash.alice.test"
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 503 && resp.Header.Get("Retry-After") != "" && strings.Contains(mustStatus(t, ctlPath(base), "crash"), "failing")
+	})
+	if code, r, _ := ask("blog.alice.test", "/"); code != 200 || r.App != "alice-blog" {
+		t.Errorf("a neighbour of the failing app: %d %q", code, r.App)
+	}
 	for _, host := range []string{"alice.test", "mallory.test", "g.alice.test", "nowhere.test"} {
 		if code, _, _ := ask(host, "/"); code != 404 {
 			t.Errorf("%s/: %d, want 404", host, code)
@@ -376,8 +395,9 @@ max_processes = 2
 			names = append(names, s.Name)
 		}
 	}
-	if fmt.Sprint(names) != "[api blog]" && fmt.Sprint(names) != "[blog api]" {
-		t.Errorf("alice sees %v, want her api and blog", names)
+	sort.Strings(names)
+	if fmt.Sprint(names) != "[api blog crash]" {
+		t.Errorf("alice sees %v, want her api, blog and crash", names)
 	}
 	if out, err := pyctlAs(alice, "reload", bob+"/site"); err == nil {
 		t.Errorf("alice reloaded bob's app: %s", out)
@@ -499,4 +519,17 @@ func TestInstallStaged(t *testing.T) {
 			t.Errorf("the example config does not pass pyhostd check: %v\n%s", err, out)
 		}
 	}
+}
+
+func ctlPath(base string) string { return filepath.Join(base, "run", "control.sock") }
+
+// mustStatus is root's pyctl status of one app, as text.
+func mustStatus(t *testing.T, ctl, app string) string {
+	out, _ := exec.Command(filepath.Join(binDir, "pyctl"), "--socket", ctl, "status").CombinedOutput()
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.Contains(l, "/"+app+" ") {
+			return l
+		}
+	}
+	return ""
 }
