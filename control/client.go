@@ -71,37 +71,7 @@ func (c *Client) Status(ctx context.Context, app string) ([]AppStatus, error) {
 // *ReloadError; other errors are as for Status. Cancelling ctx drops the
 // connection; what the daemon then does with the reload is its business.
 func (c *Client) Reload(ctx context.Context, app string, progress func(msg string)) error {
-	resp, err := c.do(ctx, http.MethodPost, pathReload, app)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return responseError(resp)
-	}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 0, 64<<10), maxStreamLine)
-	for sc.Scan() {
-		var l reloadLine
-		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
-			return fmt.Errorf("reload %s: bad line from daemon: %w", app, err)
-		}
-		switch {
-		case l.Code != "":
-			return l.errorBody().decode()
-		case l.OK:
-			return nil
-		case progress != nil:
-			progress(l.Progress)
-		}
-	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("reload %s: %w", app, err)
-	}
-	if err := sc.Err(); err != nil {
-		return fmt.Errorf("reload %s: reading progress: %w", app, err)
-	}
-	return fmt.Errorf("reload %s: the daemon closed the connection before the reload finished", app)
+	return c.stream(ctx, http.MethodPost, pathReload, url.Values{"app": {app}}, "reload "+app, progress)
 }
 
 // Act asks the daemon to restart, stop or start app and blocks until it
