@@ -18,6 +18,18 @@ import (
 // mode (U4).
 var ErrUntrusted = errors.New("untrusted file")
 
+// ErrPolicy is wrapped by refusals that come from the admin's policy (the
+// user is not listed, a domain is not theirs, a quota), as opposed to a
+// broken file. A running app refused for policy is stopped on reload; one
+// whose file broke keeps its running version.
+var ErrPolicy = errors.New("refused by policy")
+
+// policyErr marks err as a policy refusal without changing its text.
+type policyErr struct{ err error }
+
+func (e policyErr) Error() string   { return e.err.Error() }
+func (e policyErr) Unwrap() []error { return []error{e.err, ErrPolicy} }
+
 // Refusal is an app file that was not loaded, and why. It is logged, and
 // shown to the file's owner by pyctl status and pyctl check.
 type Refusal struct {
@@ -132,18 +144,20 @@ func Discover(admin Admin, lookup func(string) (privdrop.Credential, error), che
 func admitApp(admin Admin, cred privdrop.Credential, app App, meta AppFileMeta, others []App, check PathChecker) error {
 	policy, ok := admin.Users[cred.Username]
 	if !ok {
-		return fmt.Errorf("user %s is not listed under [users] in %s, so may not deploy apps", cred.Username, admin.Path)
+		return policyErr{fmt.Errorf("user %s is not listed under [users] in %s, so may not deploy apps", cred.Username, admin.Path)}
 	}
 	if len(app.Domains) == 0 {
 		return meta.Errorf("domains", "an app must name the domains it serves, e.g. domains = [%q]", firstExample(policy.Domains))
 	}
 	for i, dom := range app.Domains {
 		if !DomainAllowed(policy.Domains, dom) {
-			return meta.Errorf(fmt.Sprintf("domains[%d]", i), "%s may not claim %s; allowed: %s", cred.Username, dom, strings.Join(policy.Domains, ", "))
+			e := meta.Errorf(fmt.Sprintf("domains[%d]", i), "%s may not claim %s; allowed: %s", cred.Username, dom, strings.Join(policy.Domains, ", "))
+			e.Err = ErrPolicy
+			return e
 		}
 	}
 	if err := CheckQuota(cred.Username, policy.Quota, append(append([]App(nil), others...), app)); err != nil {
-		return err
+		return policyErr{err}
 	}
 	if check == nil {
 		return nil
@@ -245,6 +259,12 @@ func readTrusted(path string, uid uint32, stopAt string) ([]byte, error) {
 	}
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("%w: %s is not a regular file", ErrUntrusted, real)
+	}
+	// The file itself must be the owner's own: a root-owned file in a
+	// user's directory (or a link to one) would make the daemon read, and
+	// echo in its errors, what only root may read.
+	if st, ok := fi.Sys().(*syscall.Stat_t); !ok || st.Uid != uid {
+		return nil, fmt.Errorf("%w: %s is not owned by the app's owner (uid %d)", ErrUntrusted, path, uid)
 	}
 	if err := trustedMode(real, fi, uid); err != nil {
 		return nil, err

@@ -419,6 +419,23 @@ max_processes = 2
 		t.Errorf("pyctl check of a hijacking file: %v %s", err, out)
 	}
 
+	// The daemon never reads for a user what the user could not: a
+	// root-only file, directly or through a link in the app directory.
+	secret := filepath.Join(base, "secret.toml")
+	os.WriteFile(secret, []byte("threads = \"s3cr3t-value\"\n"), 0o600)
+	for _, target := range []string{secret, "/root/.bashrc", "/root/nonexistent.toml"} {
+		out, err := pyctlAs(alice, "check", target)
+		if err == nil || strings.Contains(out, "s3cr3t") || strings.Contains(out, "TOML") || strings.Contains(out, "no such file") {
+			t.Errorf("pyctl check %s as alice: %v, said:\n%s", target, err, out)
+		}
+	}
+	os.Symlink(secret, filepath.Join(apps(a), "leak.toml"))
+	os.Lchown(filepath.Join(apps(a), "leak.toml"), a.uid, a.gid)
+	if out, err := pyctlAs(alice, "reload", "leak"); err == nil || strings.Contains(out, "s3cr3t") {
+		t.Errorf("reload through a link to a root-only file: %v\n%s", err, out)
+	}
+	os.Remove(filepath.Join(apps(a), "leak.toml"))
+
 	// Owners see why their files were refused.
 	if out, _ := pyctlAs(alice, "status"); !strings.Contains(out, "groupw") || !strings.Contains(out, "writable by group or others") {
 		t.Errorf("alice's status does not explain her refused file:\n%s", out)
@@ -461,6 +478,23 @@ max_processes = 2
 	}
 	if out, _ := pyctlAs(alice, "status"); !strings.Contains(out, "blog.toml:2") {
 		t.Errorf("alice's status does not show why blog.toml is refused:\n%s", out)
+	}
+	// pyctl restart keeps the settings (only reload re-reads the file).
+	writeOwned(t, a, filepath.Join(apps(a), "extra.toml"), appFile(`"extra.alice.test"`, "processes = 1\n[env]\nAPP_NAME = \"alice-extra-v2\""), 0o644)
+	if out, err := pyctlAs(alice, "restart", "extra"); err != nil {
+		t.Fatalf("restart: %v %s", err, out)
+	}
+	if _, r, _ := ask("extra.alice.test", "/"); r.App != "alice-extra" {
+		t.Errorf("restart re-read the file: serving %q", r.App)
+	}
+	// A user listed by a config reload may use pyctl at once.
+	carol := makeUser(t, "pyh-carol")
+	os.WriteFile(adminPath, []byte(admin+"\n[users.pyh-carol]\ndomains = [\"carol.test\"]\n"), 0o644)
+	if out, err := exec.Command(filepath.Join(binDir, "pyctl"), "--socket", ctl, "reload-config").CombinedOutput(); err != nil {
+		t.Fatalf("reload-config: %v %s", err, out)
+	}
+	if out, err := pyctlAs(carol.name, "status"); err != nil {
+		t.Errorf("a newly listed user is refused: %v %s", err, out)
 	}
 	if out, err := pyctlAs(alice, "reload-config"); err == nil {
 		t.Errorf("alice could reload the daemon's config: %s", out)

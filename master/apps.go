@@ -243,7 +243,7 @@ func (m *Master) reloadFromFile(ctx context.Context, c control.Caller, name stri
 // caller owns it (or is root): "blog" is the caller's own app,
 // "alice/blog" names another user's (root only).
 func (m *Master) keyFor(c control.Caller, name string) (string, error) {
-	if m.cfg.ListedUIDs != nil && c.UID != 0 && !m.cfg.ListedUIDs[c.UID] {
+	if m.cfg.Listed != nil && c.UID != 0 && !m.cfg.Listed(c.UID) {
 		return "", fmt.Errorf("%w: uid %d is not a user the admin allows to host apps (see [users] in pyhost.toml)", control.ErrAccessDenied, c.UID)
 	}
 	user, app, found := strings.Cut(name, "/")
@@ -271,7 +271,9 @@ func (m *Master) reloadConfig(ctx context.Context, progress func(string)) error 
 	m.set.setRefused(d.Refused)
 	refused := map[string]bool{}
 	for _, r := range d.Refused {
-		refused[keyOf(r)] = true
+		// A broken file keeps its app running as it was; an app the
+		// admin's policy no longer allows stops.
+		refused[keyOf(r)] = !errors.Is(r.Err, config.ErrPolicy)
 		progress(fmt.Sprintf("refused %s: %v", r.Path, r.Err))
 		m.log.Warn("app file refused", "file", r.Path, "user", r.User, "reason", r.Err)
 	}
@@ -284,7 +286,7 @@ func (m *Master) reloadConfig(ctx context.Context, progress func(string)) error 
 		if _, ok := want[key]; ok || refused[key] {
 			continue
 		}
-		progress("stopping " + key + " (its file is gone)")
+		progress("stopping " + key + " (no longer loaded: its file is gone, or its user is no longer listed)")
 		m.set.remove(key)
 	}
 	var wg sync.WaitGroup
@@ -344,7 +346,7 @@ func (m *Master) Check(ctx context.Context, c control.Caller, path string) error
 	if m.cfg.CheckFile == nil {
 		return errors.New("this daemon runs one app in express mode; pyctl check validates against a system daemon's policy (try: pyhostd serve FILE)")
 	}
-	if m.cfg.ListedUIDs != nil && c.UID != 0 && !m.cfg.ListedUIDs[c.UID] {
+	if m.cfg.Listed != nil && c.UID != 0 && !m.cfg.Listed(c.UID) {
 		return fmt.Errorf("%w: uid %d is not a user the admin allows to host apps (see [users] in pyhost.toml)", control.ErrAccessDenied, c.UID)
 	}
 	cred, err := privdrop.Lookup(fmt.Sprint(c.UID))

@@ -67,10 +67,11 @@ type Config struct {
 	// ScriptDir holds the worker script, readable by every app user; ""
 	// means the parent of StateDir.
 	ScriptDir string
-	// ListedUIDs, in system mode, are the users the admin permits: others
-	// are refused by the control socket with a clear message (U5). Nil in
+	// Listed, in system mode, says whether the admin permits uid to host
+	// apps (asked anew each time, so a config reload applies): others are
+	// refused by the control socket with a clear message (U5). Nil in
 	// express mode.
-	ListedUIDs map[uint32]bool
+	Listed func(uid uint32) bool
 	// Refused are app files that were not loaded, shown to their owners by
 	// pyctl status.
 	Refused []config.Refusal
@@ -430,7 +431,7 @@ func (m *Master) visible(c control.Caller, owner uint32) bool {
 }
 
 func (m *Master) find(c control.Caller, name string) ([]*supervisor.App, error) {
-	if m.cfg.ListedUIDs != nil && c.UID != 0 && !m.cfg.ListedUIDs[c.UID] {
+	if m.cfg.Listed != nil && c.UID != 0 && !m.cfg.Listed(c.UID) {
 		return nil, fmt.Errorf("%w: uid %d is not a user the admin allows to host apps (see [users] in pyhost.toml)", control.ErrAccessDenied, c.UID)
 	}
 	var out []*supervisor.App
@@ -548,7 +549,8 @@ func (m *Master) Act(ctx context.Context, c control.Caller, action control.Actio
 	ctx = context.WithoutCancel(ctx)
 	switch action {
 	case control.ActionRestart:
-		return m.Reload(ctx, c, name, progress)
+		// Same settings: the file is not re-read (that is reload).
+		return m.roll(ctx, app, m.set.config(app.Key()), progress)
 	case control.ActionStop:
 		progress("stopping every worker (each finishes its requests first)")
 		return app.Halt(ctx)

@@ -118,6 +118,20 @@ func runSystem(path string, stdout, stderr io.Writer) error {
 	for _, r := range d.Refused {
 		log.Warn("app file refused", "file", r.Path, "user", r.User, "reason", r.Err)
 	}
+	// Settings the config accepts but this version does not act on yet:
+	// refuse what a sysadmin relies on for safety, warn about the rest.
+	if len(admin.Proxy.TLSListen) > 0 || len(admin.TLS) > 0 {
+		return fmt.Errorf("%s: tls_listen and [[tls]] are not implemented in this version yet; serve HTTPS with a TLS terminator in front for now", admin.Path)
+	}
+	if admin.Daemon.MetricsListen != "" {
+		log.Warn("metrics_listen is not implemented in this version yet; no metrics are served", "metrics_listen", admin.Daemon.MetricsListen)
+	}
+	if len(admin.Proxy.TrustedProxies) > 0 {
+		log.Warn("trusted_proxies is not implemented in this version yet: X-Forwarded-For is never trusted")
+	}
+	if admin.Proxy.AccessLog != "" {
+		log.Debug("access_log is not written by this version yet", "access_log", admin.Proxy.AccessLog)
+	}
 	spawner, err := privdrop.NewSpawner()
 	if err != nil {
 		return err
@@ -132,15 +146,16 @@ func runSystem(path string, stdout, stderr io.Writer) error {
 	if err := os.MkdirAll(admin.Daemon.StateDir, 0o755); err != nil {
 		return fmt.Errorf("state_dir: %w", err)
 	}
-	listed := map[uint32]bool{}
-	for name := range admin.Users {
-		if c, err := privdrop.Lookup(name); err == nil {
-			listed[c.UID] = true
-		}
-	}
+	// The admin config as last read: a reload replaces it whole, and every
+	// question (who is listed, what may be checked) reads the current one.
+	var mu sync.Mutex
+	cur := struct {
+		admin  config.Admin
+		d      config.Discovery
+		listed map[uint32]bool
+	}{admin, d, listedUIDs(admin)}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	var rescanMu sync.Mutex // one rescan at a time; it owns d
 	err = master.Run(ctx, master.Config{
 		Listen:          admin.Proxy.Listen,
 		Apps:            d.Apps,
@@ -153,26 +168,38 @@ func runSystem(path string, stdout, stderr io.Writer) error {
 		Log:             log,
 		ProxyProcs:      envInt("PYHOST_PROXY_PROCS"),
 		CheckInterval:   envDuration("PYHOST_CHECK_INTERVAL"),
-		ListedUIDs:      listed,
+		Listed: func(uid uint32) bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return cur.listed[uid]
+		},
 		Refused:         d.Refused,
 		KeepFailed:      true,
 		CheckFile: func(owner privdrop.Credential, file string, running []config.App) error {
 			check := func(cred privdrop.Credential, want map[string]uint32) error {
 				return privdrop.CheckAsUser(spawner, "/proc/self/exe", cred, want)
 			}
-			return config.CheckAppFile(admin, owner, file, running, check)
+			// The caller must be able to read the file themselves: the
+			// daemon never reads, or quotes in an error, what they could not.
+			if err := check(owner, map[string]uint32{file: privdrop.Read}); err != nil {
+				return err
+			}
+			mu.Lock()
+			adm := cur.admin
+			mu.Unlock()
+			return config.CheckAppFile(adm, owner, file, running, check)
 		},
 		Rescan: func() config.Discovery {
-			rescanMu.Lock()
-			defer rescanMu.Unlock()
+			mu.Lock()
+			defer mu.Unlock()
 			// The admin file's [users] and [apps] count too; a broken admin
 			// file keeps everything as it runs.
-			_, nd, err := discover(path)
+			na, nd, err := discover(path)
 			if err != nil {
 				log.Error("cannot re-read the config; nothing changes", "error", err)
-				return config.Discovery{Apps: d.Apps, Refused: d.Refused}
+				return cur.d
 			}
-			d = nd
+			cur.admin, cur.d, cur.listed = na, nd, listedUIDs(na)
 			return nd
 		},
 		Ready: func(addrs []net.Addr, ctl string) {
@@ -184,4 +211,15 @@ func runSystem(path string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintln(stdout, "pyhost: stopped")
 	return nil
+}
+
+// listedUIDs are the uids of the users the admin lists.
+func listedUIDs(admin config.Admin) map[uint32]bool {
+	out := map[uint32]bool{}
+	for name := range admin.Users {
+		if c, err := privdrop.Lookup(name); err == nil {
+			out[c.UID] = true
+		}
+	}
+	return out
 }
