@@ -487,9 +487,19 @@ func (m *Master) Status(ctx context.Context, c control.Caller, name string) ([]c
 		sort.Slice(as.Workers, func(i, j int) bool { return as.Workers[i].ID < as.Workers[j].ID })
 		out = append(out, as)
 	}
-	// Files that were refused, shown to their owners with the reason.
-	if name == "" {
-		for _, r := range m.set.refusedFor(c, m.ownerUID) {
+	// Files that were refused, shown to their owners with the reason: on
+	// the running app's own row when its newer file was refused, else as
+	// a row of their own.
+	for _, r := range m.set.refusedFor(c, m.ownerUID) {
+		key := keyOf(r)
+		merged := false
+		for i := range out {
+			if out[i].User+"/"+out[i].Name == key {
+				out[i].LastError = "its app file was refused; this is the previous version: " + r.Err.Error()
+				merged = true
+			}
+		}
+		if !merged && name == "" {
 			out = append(out, control.AppStatus{
 				Name: strings.TrimSuffix(filepath.Base(r.Path), ".toml"), User: r.User, State: "refused",
 				LastError: r.Err.Error(),

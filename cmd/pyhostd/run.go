@@ -173,8 +173,8 @@ func runSystem(path string, stdout, stderr io.Writer) error {
 			defer mu.Unlock()
 			return cur.listed[uid]
 		},
-		Refused:         d.Refused,
-		KeepFailed:      true,
+		Refused:    d.Refused,
+		KeepFailed: true,
 		CheckFile: func(owner privdrop.Credential, file string, running []config.App) error {
 			check := func(cred privdrop.Credential, want map[string]uint32) error {
 				return privdrop.CheckAsUser(spawner, "/proc/self/exe", cred, want)
