@@ -32,10 +32,17 @@ type ReloadError struct {
 	App    string // the app's name
 	Reason string // one line, e.g. "worker 3 failed to import the app"
 	Detail string // optional, multi-line: a Python traceback, say
+	// Op is what failed ("start", "check"); "" means reload. Not sent
+	// over the wire: the client knows what it asked for.
+	Op string
 }
 
 func (e *ReloadError) Error() string {
-	return fmt.Sprintf("reload %s failed: %s", e.App, e.Reason)
+	op := e.Op
+	if op == "" {
+		op = "reload"
+	}
+	return fmt.Sprintf("%s %s failed: %s", op, e.App, e.Reason)
 }
 
 // Error codes of the wire's error body, and the HTTP status each is sent

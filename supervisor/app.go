@@ -903,6 +903,7 @@ func (a *App) abortReload(failed *worker, reason string, importErr *daemons.Impo
 	op := a.reload
 	a.reload = nil
 	a.log.Error("reload aborted; the old workers keep serving", "reason", reason)
+	a.note("reload aborted (%s); the old workers keep serving", reason)
 	for _, w := range a.workers {
 		if w.gen == op.gen && w != failed {
 			a.stopWorker(w, time.Second)

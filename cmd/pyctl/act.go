@@ -27,6 +27,10 @@ func (c *cli) actCmd(action control.Action, short, long string) *cobra.Command {
 				return err
 			}
 			if err := cl.Act(ctx, action, app, func(msg string) { fmt.Fprintln(out, oneLine(msg)) }); err != nil {
+				var re *control.ReloadError
+				if errors.As(err, &re) {
+					return &control.ReloadError{App: app, Reason: re.Reason, Detail: re.Detail, Op: string(action)}
+				}
 				return fmt.Errorf("%s %s: %w", action, app, err)
 			}
 			fmt.Fprintf(out, "%s: %s done\n", app, action)
