@@ -35,8 +35,6 @@ type Setup struct {
 	Listeners []string `json:"listeners"`
 	// ShutdownTimeout bounds how long in-flight requests may finish.
 	ShutdownTimeout time.Duration `json:"shutdown_timeout"`
-	// Express serves every Host with the single app.
-	Express bool `json:"express"`
 	// Procs is the proxy's GOMAXPROCS; 0 leaves Go's default.
 	Procs int `json:"procs"`
 }

@@ -17,7 +17,7 @@ func TestRoundTrip(t *testing.T) {
 	defer b.Close()
 	ca, cb := NewConn(a), NewConn(b)
 	msgs := []Message{
-		{Setup: &Setup{Listeners: []string{"127.0.0.1:80"}, ShutdownTimeout: 15 * time.Second, Express: true}},
+		{Setup: &Setup{Listeners: []string{"127.0.0.1:80"}, ShutdownTimeout: 15 * time.Second}},
 		{Table: &Table{Serial: 7, Apps: []App{{Key: "alice/blog", Domains: []string{"blog.example.com"}, Prefix: "/", State: AppRunning,
 			QueueTimeout: time.Second, Workers: []Worker{{ID: "blog-1", PID: 42, Socket: "/run/w1.sock", Threads: 4}}}}}},
 		{Event: &Event{Kind: EventDrained, App: "alice/blog", WorkerID: "blog-1"}},

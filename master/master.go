@@ -42,8 +42,6 @@ type Config struct {
 	// Listen are TCP addresses for the proxy ("127.0.0.1:8000").
 	Listen []string
 	Apps   []config.App
-	// Express: one app that answers every Host; pyctl may leave out APP.
-	Express bool
 	// StateDir holds worker sockets and the worker script; it is created
 	// (mode 0700, owned by ProxyCred's user when run as root) and removed
 	// at exit.

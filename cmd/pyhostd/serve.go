@@ -166,7 +166,6 @@ func serve(f serveFlags, changed func(string) bool, target string, stdout, stder
 	err = master.Run(ctx, master.Config{
 		Listen:          []string{f.listen},
 		Apps:            []config.App{app},
-		Express:         true,
 		StateDir:        filepath.Join(runDir, "workers"),
 		LogDir:          filepath.Join(runDir, "logs"),
 		ControlSocket:   ctlPath,
