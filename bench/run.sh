@@ -37,6 +37,15 @@ readonly WRK_SCRIPT=$BENCH_DIR/lib/report.lua
 readonly STOP_TIMEOUT=15                # seconds between TERM and KILL
 readonly READY_TRIES=150                # x 0.2 s: how long a stack may take to answer
 
+# What the stacks serve and their per-test extras. Not knobs: run.sh always
+# serves apps/hello.py with the configs as they are; bench/reload.sh, which
+# sources this file, sets these before starting a stack (another app file,
+# max_requests, uWSGI's lazy-apps and master FIFO).
+APP_FILE=hello.py                       # a file in $APP_DIR
+PYHOST_ARGS=()                          # extra pyhostd serve flags
+WSGI_DAEMON_OPTIONS=""                  # extra WSGIDaemonProcess options, each with a leading space
+UWSGI_OPTIONS=""                        # extra uwsgi.ini lines
+
 # ------------------------------------------------------------------ output
 
 log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
@@ -208,11 +217,17 @@ ROOTS=()     # PID:STARTTIME of the running stack's top-level processes
 
 starttime_of() { # PID -> start time (clock ticks since boot); fails if gone or a zombie
     local line
-    local -a f
+    local -a f t
     { read -r line <"/proc/$1/stat"; } 2>/dev/null || return 1
     line=${line##*) }   # the command name may contain spaces and ')'
     read -r -a f <<<"$line"
-    [ "${f[0]}" != Z ] || return 1
+    if [ "${f[0]}" = Z ]; then
+        # A zombie main thread whose other threads still run (a uWSGI worker
+        # stuck after max-requests does that) is not gone: it holds its
+        # sockets and files until they exit.
+        t=(/proc/"$1"/task/*)
+        [ "${#t[@]}" -gt 1 ] || return 1
+    fi
     printf '%s\n' "${f[19]}"
 }
 
@@ -235,7 +250,8 @@ any_root_alive() {
 spawn() { # DIR LOGFILE COMMAND... -> SPAWNED_PID, appended to ROOTS
     local dir=$1 logf=$2 st
     shift 2
-    (cd -- "$dir" && exec setsid "$@") </dev/null >>"$logf" 2>&1 &
+    # 9>&-: a server must not inherit (and outlive us holding) the run lock.
+    (cd -- "$dir" && exec setsid "$@") </dev/null >>"$logf" 2>&1 9>&- &
     SPAWNED_PID=$!
     st=$(starttime_of "$SPAWNED_PID") || st=gone
     ROOTS+=("$SPAWNED_PID:$st")
@@ -346,7 +362,7 @@ start_pyhost() {
     local dir=$1 port=$2
     spawn "$dir" "$dir/pyhostd.log" "$PYHOSTD" serve --listen "127.0.0.1:$port" \
         --processes "$PROCESSES" --threads "$THREADS" --python "$PY" \
-        --user "$BENCH_USER" "$APP_DIR/hello.py"
+        --user "$BENCH_USER" "${PYHOST_ARGS[@]}" "$APP_DIR/$APP_FILE"
     wait_http "$port" || return 1
     grep -q "http://127.0.0.1:$port" "$dir/pyhostd.log" ||
         warn "pyhostd serves, but did not print http://127.0.0.1:$port"
@@ -355,7 +371,8 @@ start_pyhost() {
 start_apache-wsgi() {
     local dir=$1 port=$2
     render apache-wsgi.conf.in "$dir/apache2.conf" STACK_DIR="$dir" PORT="$port" \
-        APP_DIR="$APP_DIR" APP_USER="$BENCH_USER" PROCESSES="$PROCESSES" THREADS="$THREADS" || return 1
+        APP_DIR="$APP_DIR" APP_FILE="$APP_FILE" APP_USER="$BENCH_USER" PROCESSES="$PROCESSES" \
+        THREADS="$THREADS" DAEMON_OPTIONS="$WSGI_DAEMON_OPTIONS" || return 1
     /usr/sbin/apache2 -t -f "$dir/apache2.conf" >>"$dir/apache2.log" 2>&1 ||
         { STACK_ERROR="apache2 -t rejected $dir/apache2.conf"; return 1; }
     spawn "$dir" "$dir/apache2.log" /usr/sbin/apache2 -f "$dir/apache2.conf" -DFOREGROUND
@@ -364,8 +381,9 @@ start_apache-wsgi() {
 
 start_nginx-uwsgi() {
     local dir=$1 port=$2
-    render uwsgi.ini.in "$dir/uwsgi.ini" STACK_DIR="$dir" APP_DIR="$APP_DIR" \
-        APP_USER="$BENCH_USER" PROCESSES="$PROCESSES" THREADS="$THREADS" || return 1
+    render uwsgi.ini.in "$dir/uwsgi.ini" STACK_DIR="$dir" APP_DIR="$APP_DIR" APP_FILE="$APP_FILE" \
+        APP_USER="$BENCH_USER" PROCESSES="$PROCESSES" THREADS="$THREADS" \
+        EXTRA_OPTIONS="$UWSGI_OPTIONS" || return 1
     render nginx.conf.in "$dir/nginx.conf" STACK_DIR="$dir" PORT="$port" || return 1
     mkdir -p -- "$dir/tmp" || { STACK_ERROR="cannot create $dir/tmp"; return 1; }
     spawn "$dir" "$dir/uwsgi.log" "$UWSGI_BIN" --ini "$dir/uwsgi.ini"
@@ -615,4 +633,8 @@ main() {
     fi
 }
 
-main "$@"
+# bench/reload.sh sources this file for its functions; only a direct run
+# runs the throughput benchmark.
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+    main "$@"
+fi

@@ -123,6 +123,15 @@ def read_stat(pid):
     return rest[0], int(rest[1]), int(rest[3]), int(rest[19])
 
 
+def zombie_gone(pid):
+    """A zombie is gone unless other threads of it still run (then it keeps
+    its files and sockets until they exit)."""
+    try:
+        return len(os.listdir(f"/proc/{pid}/task")) <= 1
+    except OSError:
+        return True
+
+
 def all_stats():
     stats = {}
     for name in os.listdir("/proc"):
@@ -153,7 +162,7 @@ def tree(roots):
     # the session.
     if sessions:
         found.update(pid for pid, st in stats.items() if st[2] in sessions)
-    return {pid: stats[pid][3] for pid in found if stats[pid][0] != "Z"}
+    return {pid: stats[pid][3] for pid in found if stats[pid][0] != "Z" or not zombie_gone(pid)}
 
 
 def parse_pids(items):
@@ -222,10 +231,12 @@ def cmd_cpusnap(args):
         "clk_tck": os.sysconf("SC_CLK_TCK"),
         "cpus": len(os.sched_getaffinity(0)),
         "busy": busy_ticks(),
-        # The stack's servers live through the test: their own time. The
+        # The stack's processes, each with the children it has reaped: a
+        # worker that exits during the test (a reload, a recycle) moves its
+        # time into its parent's, so the difference stays whole. The
         # harness starts wrk and the samplers inside the test and reaps them
         # before the second snapshot: its children's time counts too.
-        "stack": sum(cpu_ticks(pid) for pid in tree(stack)),
+        "stack": sum(cpu_ticks(pid, children=True) for pid in tree(stack)),
         "harness": cpu_ticks(harness, children=True),
     }
     with open(args.out, "w", encoding="utf-8") as f:
@@ -455,6 +466,7 @@ def cmd_meta(args):
         "app_user": args.app_user,
         "command": args.command,
         "ports": ports,
+        "extra": dict(item.partition("=")[::2] for item in args.extra),
     }
     json.dump(info, sys.stdout, indent=1)
     print()
@@ -658,6 +670,484 @@ def cmd_report(args):
     print("\n".join(lines))
 
 
+# ---------------------------------------------------------------- reloads
+#
+# bench/reload.sh: wrk with lib/timeline.lua, while this process triggers
+# reloads on a schedule and watches the stack's Python worker processes.
+
+TIMELINE_MARK = "PYHOST_BENCH_TIMELINE "
+POLL_S = 0.02          # worker poll interval between reloads
+POLL_RELOAD_S = 0.01   # ... and while a reload runs
+WORST_WINDOW_S = 0.5   # the "worst 0.5 s" window of the report
+
+
+def list_workers(roots, uid, exe_re):
+    """{(pid, starttime)} of the live direct children of roots that run as
+    uid (real) and whose executable's name matches exe_re: the Python
+    worker processes of a stack (pyhostd's python3 children, mod_wsgi's
+    daemon processes under Apache's parent, uWSGI's workers under its
+    master). Reads only the roots' children lists, so it is cheap enough
+    to poll every 10 ms."""
+    found = set()
+    for root in roots:
+        try:
+            tasks = os.listdir(f"/proc/{root}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{root}/task/{task}/children", encoding="ascii") as f:
+                    kids = f.read().split()
+            except OSError:
+                continue
+            for kid in kids:
+                pid = int(kid)
+                st = read_stat(pid)
+                if st is None or st[0] in ("Z", "X"):
+                    continue
+                if status_kb(pid, "Uid") != uid:
+                    continue
+                try:
+                    exe = os.path.basename(os.readlink(f"/proc/{pid}/exe"))
+                except OSError:
+                    continue
+                if exe_re.search(exe):
+                    found.add((pid, st[3]))
+    return found
+
+
+def file_size(path):
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+def read_from(path, offset):
+    """(text appended to path since offset, the new offset)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            data = f.read()
+    except OSError:
+        return "", offset
+    return data.decode("utf-8", "replace"), offset + len(data)
+
+
+def cmd_events(args):
+    """Run wrk (the command after --); meanwhile trigger the reloads at the
+    scheduled offsets (one at a time: a reload starts no earlier than the
+    end of the previous one), time each, poll the workers, sample the
+    accept queue at 1/4, 1/2, 3/4; write a JSON summary to --out."""
+    uid = pwd.getpwnam(args.user).pw_uid
+    exe_re = re.compile(args.worker_exe)
+    roots = parse_pids(args.roots.split())
+    schedule = sorted(args.reload_at)
+    queue_at = [args.duration * k / 4 for k in (1, 2, 3)]
+    initial = list_workers(roots, uid, exe_re)
+    seen = set(initial)
+    done_re = re.compile(args.done_pattern) if args.done_pattern else None
+    reloads, acceptq = [], []
+    cur = proc = None
+    log_at = 0
+    trigger_log = open(args.trigger_log, "a", encoding="utf-8") if args.trigger_log else subprocess.DEVNULL
+    wrk_out = open(args.wrk_out, "w", encoding="utf-8")
+    t_start, wall_start = time.monotonic(), time.time()
+    wrk = subprocess.Popen(args.cmd, stdin=subprocess.DEVNULL, stdout=wrk_out, stderr=subprocess.STDOUT)
+    wrk_deadline = t_start + args.duration + 30
+    reload_deadline = None
+    try:
+        while True:
+            now = time.monotonic()
+            rel = now - t_start
+            wrk_done = wrk.poll() is not None
+            if not wrk_done and now > wrk_deadline:
+                wrk.kill()
+                wrk.wait()
+                wrk_done = True
+            workers = list_workers(roots, uid, exe_re)
+            seen |= workers
+            if cur is None and schedule and not wrk_done and rel >= schedule[0]:
+                cur = {"scheduled_s": schedule.pop(0), "start_s": rel, "start_wall": time.time(),
+                       "old": sorted(workers)}
+                reload_deadline = now + args.reload_timeout
+                if done_re:
+                    log_at = file_size(args.done_log)
+                if args.trigger_log:
+                    trigger_log.write(f"--- reload at +{rel:.3f} s ({cur['start_wall']:.3f})\n")
+                    trigger_log.flush()
+                proc = subprocess.Popen(["/bin/sh", "-c", args.trigger], stdin=subprocess.DEVNULL,
+                                        stdout=trigger_log, stderr=subprocess.STDOUT)
+            if cur is not None:
+                if "cmd_s" not in cur and proc.poll() is not None:
+                    cur["cmd_s"] = rel - cur["start_s"]
+                    cur["cmd_rc"] = proc.returncode
+                old = {tuple(w) for w in cur["old"]}
+                if "replaced_s" not in cur and not (old & workers) and len(workers) >= args.min:
+                    cur["replaced_s"] = rel - cur["start_s"]
+                    cur["new"] = sorted(workers)
+                if done_re and "logged_s" not in cur:
+                    text, log_at = read_from(args.done_log, log_at)
+                    cur["log"] = cur.get("log", "") + text
+                    if done_re.search(cur["log"]):
+                        cur["logged_s"] = rel - cur["start_s"]
+                        del cur["log"]
+                finished = "cmd_s" in cur and "replaced_s" in cur and (not done_re or "logged_s" in cur)
+                if wrk_done and reload_deadline > now + args.after_run_timeout:
+                    reload_deadline = now + args.after_run_timeout
+                if finished or now > reload_deadline:
+                    if not finished:
+                        cur["timed_out"] = True
+                        if proc.poll() is None:
+                            proc.kill()
+                            proc.wait()
+                    cur["ok"] = finished and cur.get("cmd_rc") == 0
+                    cur.pop("log", None)
+                    cur["done_s"] = max(cur.get("cmd_s", 0), cur.get("replaced_s", 0),
+                                        cur.get("logged_s", 0)) if finished else rel - cur["start_s"]
+                    reloads.append(cur)
+                    cur = proc = None
+            if queue_at and rel >= queue_at[0]:
+                queue_at.pop(0)
+                acceptq.append(accept_queue(args.port))
+            if wrk_done and cur is None:
+                break
+            time.sleep(POLL_RELOAD_S if cur is not None else POLL_S)
+    finally:
+        for p in (wrk, proc):
+            if p is not None and p.poll() is None:
+                p.terminate()
+                p.wait()
+        wrk_out.close()
+    result = {
+        "t_start_mono": t_start,
+        "t_start_wall": wall_start,
+        "duration": args.duration,
+        "wrk_rc": wrk.returncode,
+        "reloads": reloads,
+        "reloads_skipped": len(schedule),
+        "workers_initial": len(initial),
+        "workers_seen": len(seen),
+        "acceptq_samples": acceptq,
+    }
+    with open(args.out, "w", encoding="utf-8") as f:
+        json.dump(result, f, indent=1)
+    sys.exit(0 if wrk.returncode == 0 else 1)
+
+
+def parse_timeline(path):
+    with open(path, encoding="utf-8", errors="replace") as f:
+        lines = [l for l in f if l.startswith(TIMELINE_MARK)]
+    if not lines:
+        raise ValueError("wrk printed no timeline (see its output)")
+    raw = json.loads(lines[-1][len(TIMELINE_MARK):])
+    return (raw["bucket_ms"] / 1000, {int(k): v for k, v in raw["ok"].items()},
+            {int(k): v for k, v in raw["bad"].items()})
+
+
+def analyse_timeline(ev, bucket_s, ok, bad, duration_s):
+    """Throughput figures from the per-bucket counts: during each reload,
+    the worst WORST_WINDOW_S, and when the error answers came."""
+    start = ev["t_start_mono"]
+    first = int(start / bucket_s) + 1                      # first whole bucket
+    last = int((start + duration_s) / bucket_s) - 1        # last whole bucket
+    # Only answers below 400 count as served: a stack that answers 502 fast
+    # must not look fast.
+    counts = [ok.get(b, 0) for b in range(first, last + 1)]
+    out = {"bucket_s": bucket_s, "timeline_first_s": round(first * bucket_s - start, 3),
+           "timeline": [ok.get(b, 0) for b in range(first, last + 1)]}
+    n = max(1, round(WORST_WINDOW_S / bucket_s))
+    if len(counts) >= n:
+        worst = min(sum(counts[i:i + n]) for i in range(len(counts) - n + 1))
+        out["worst_window_rps"] = worst / (n * bucket_s)
+    total_n = total_s = 0.0
+    for r in ev["reloads"]:
+        # Responses from the trigger until done; a bucket the window only
+        # partly covers counts in proportion (its responses taken as spread
+        # evenly over its 50 ms).
+        t0 = start + r["start_s"]
+        t1 = t0 + r["done_s"]
+        got = 0.0
+        for b in range(int(t0 / bucket_s), int(t1 / bucket_s) + 1):
+            overlap = min(t1, (b + 1) * bucket_s) - max(t0, b * bucket_s)
+            if overlap > 0:
+                got += ok.get(b, 0) * overlap / bucket_s
+        if r["done_s"] > 0:
+            r["rps_during"] = got / r["done_s"]
+        total_n += got
+        total_s += r["done_s"]
+    if total_s:
+        out["during_reload_rps"] = total_n / total_s
+    out["bad_at"] = [{"at_s": round(b * bucket_s - start, 3),
+                      "wall": round(ev["t_start_wall"] + b * bucket_s - start, 3), "n": n_bad}
+                     for b, n_bad in sorted(bad.items())]
+    return out
+
+
+PYHOST_LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?)Z ")
+
+
+def pyhost_log_facts(path, rec):
+    """From pyhostd's log: how many "recycling worker" lines fall within
+    the wrk run, and the log lines within 1 s of every error answer."""
+    start = rec["t_start_wall"]
+    end = start + rec["duration_s"]
+    timed = []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            m = PYHOST_LOG_TIME.match(line)
+            if m:
+                t = datetime.datetime.fromisoformat(m.group(1)).replace(
+                    tzinfo=datetime.timezone.utc).timestamp()
+                timed.append((t, line.rstrip("\n")))
+    facts = {"log_recycles": sum(1 for t, l in timed if start <= t <= end and "recycling worker" in l)}
+    near = []
+    for b in rec.get("bad_at", []):
+        near += [l for t, l in timed if abs(t - b["wall"]) <= 1.0 and l not in near]
+    if near:
+        facts["log_near_errors"] = near
+    return facts
+
+
+def cmd_reload_record(args):
+    rec = {"round": args.round, "stack": args.stack, "app": args.app,
+           "scenario": args.scenario, "status": "ok"}
+    if args.fail:
+        rec.update(status="failed", reason=args.fail)
+    else:
+        try:
+            rec.update(parse_wrk(args.wrk))
+            with open(args.events, encoding="utf-8") as f:
+                ev = json.load(f)
+            # req/s here: answers below 400 per second (wrk's own figure
+            # counts error answers too).
+            rec["rps_all"] = rec["rps"]
+            rec["rps"] = (rec["requests"] - rec["http_errors"]) / rec["duration_s"] if rec["duration_s"] else 0.0
+            bucket_s, ok, bad = parse_timeline(args.wrk)
+            rec.update(analyse_timeline(ev, bucket_s, ok, bad, rec["duration_s"]))
+            rec["reloads"] = ev["reloads"]
+            rec["reloads_skipped"] = ev["reloads_skipped"]
+            rec["recycles"] = ev["workers_seen"] - ev["workers_initial"]
+            rec["acceptq_samples"] = ev["acceptq_samples"]
+            rec["acceptq_min"] = min(ev["acceptq_samples"], default=0)
+            rec["t_start_wall"] = ev["t_start_wall"]
+            if ev["wrk_rc"] != 0:
+                rec.update(status="failed", reason=f"wrk exited with status {ev['wrk_rc']}")
+        except (OSError, ValueError, KeyError) as e:
+            rec.update(status="failed", reason=f"no result: {e}")
+    if args.pyhost_log and rec["status"] == "ok":
+        try:
+            rec.update(pyhost_log_facts(args.pyhost_log, rec))
+        except OSError as e:
+            print(f"benchtool: reload-record: cannot read {args.pyhost_log}: {e}", file=sys.stderr)
+    if args.cpu:
+        try:
+            rec["foreign_cpu_pct"] = round(foreign_cpu(*args.cpu), 1)
+        except (OSError, ValueError, KeyError) as e:
+            print(f"benchtool: reload-record: no CPU figures: {e}", file=sys.stderr)
+    with open(args.out, "a", encoding="utf-8") as f:
+        f.write(json.dumps(rec, sort_keys=True) + "\n")
+    if rec["status"] != "ok":
+        print(f"    FAILED: {rec['reason']}", file=sys.stderr)
+        return
+    errs = "/".join(str(rec[k]) for k in ("err_connect", "err_read", "err_write", "err_timeout"))
+    line = (f"    {fmt_rps(rec['rps'])} req/s, worst {WORST_WINDOW_S} s "
+            f"{fmt_rps(rec.get('worst_window_rps', 0))} req/s, p99 {fmt_ms(rec['p99_ms'])} ms, "
+            f"non-2xx {rec['http_errors']}, socket errors {errs}")
+    if rec["reloads"]:
+        line += (f", reloads {sum(r['ok'] for r in rec['reloads'])}/{len(rec['reloads'])} "
+                 "(" + ", ".join(f"{r['done_s']:.2f}" for r in rec["reloads"]) + " s), "
+                 f"{fmt_rps(rec.get('during_reload_rps', 0))} req/s during them")
+    if rec["recycles"]:
+        line += f", {rec['recycles']} new workers"
+    if "log_recycles" in rec:
+        line += f" ({rec['log_recycles']} 'recycling worker' log lines)"
+    if "foreign_cpu_pct" in rec:
+        line += f", other CPU {rec['foreign_cpu_pct']:.0f}%"
+    print(line, file=sys.stderr)
+    if rec.get("foreign_cpu_pct", 0) >= NOISY_PCT:
+        print(f"    warning: other programs used {rec['foreign_cpu_pct']:.0f}% of the CPUs "
+              f"during this test; its figures are low by about as much", file=sys.stderr)
+    if rec["http_errors"] or rec["err_read"] or rec["err_write"] or rec["err_timeout"] or rec["err_connect"]:
+        for b in rec["bad_at"][:8]:
+            print(f"    {b['n']} error answer(s) at +{b['at_s']:.2f} s "
+                  f"({datetime.datetime.fromtimestamp(b['wall'], datetime.timezone.utc):%H:%M:%S.%f} UTC)",
+                  file=sys.stderr)
+        if len(rec["bad_at"]) > 8:
+            print(f"    ... and in {len(rec['bad_at']) - 8} more 50 ms intervals", file=sys.stderr)
+        for r in rec["reloads"]:
+            print(f"    reload at +{r['start_s']:.2f} s "
+                  f"({datetime.datetime.fromtimestamp(r['start_wall'], datetime.timezone.utc):%H:%M:%S.%f} UTC), "
+                  f"done after {r['done_s']:.2f} s", file=sys.stderr)
+        if rec.get("log_near_errors"):
+            print("    pyhostd's log within 1 s of the error answers:", file=sys.stderr)
+            for l in rec["log_near_errors"]:
+                print("      " + l, file=sys.stderr)
+
+
+RELOAD_SCENARIOS = ("steady", "reload", "max_requests")
+RELOAD_STACK_NOTES = {
+    "pyhost": "`pyctl --socket … reload` (blocks until the rolling reload is done)",
+    "apache-wsgi": "`apache2 -f <its config> -k graceful` (SIGUSR1 to the parent)",
+    "nginx-uwsgi": "`c` written to uWSGI's master FIFO (chain reload; lazy-apps = true)",
+}
+
+
+def fmt_range(vals, fmt):
+    if len(vals) == 1:
+        return fmt(vals[0])
+    return f"{fmt(statistics.mean(vals))} ({fmt(min(vals))}–{fmt(max(vals))})"
+
+
+def fmt_frac(v):
+    return "–" if v is None else f"{v:.2f}"
+
+
+def cmd_max_foreign(args):
+    """Print the largest "other CPU %" of the ok records in a records file
+    (0 when none has one): reload.sh's test for a disturbed attempt."""
+    worst = 0.0
+    with open(args.records, encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                r = json.loads(line)
+                if r.get("status") == "ok":
+                    worst = max(worst, r.get("foreign_cpu_pct", 0.0))
+    print(f"{worst:.0f}")
+
+
+def cmd_reload_report(args):
+    with open(args.meta, encoding="utf-8") as f:
+        meta = json.load(f)
+    with open(args.records, encoding="utf-8") as f:
+        records = [json.loads(l) for l in f if l.strip()]
+    extra = meta.get("extra", {})
+    stacks = meta["stacks"]
+    apps = extra.get("apps", "hello").split()
+    scenarios = ["steady"] + [s for s in extra.get("scenarios", "").split() if s != "steady"]
+    rounds = int(meta["rounds"])
+    v = meta["versions"]
+    lines = [
+        "# pyhost benchmark: reloads and recycling under load, 2 processes x 4 threads",
+        "",
+        f"- Date: {meta['date']}",
+        f"- Machine: {meta['cpus']} CPUs (nproc), {meta['cpu_model']}, "
+        f"{meta['mem_gib']} GiB RAM; {meta['kernel']}; {meta['os']}",
+        f"- Load: `wrk -t1 -c{meta['conns'][0]} -d{meta['duration']}s --timeout {meta['wrk_timeout']} "
+        f"-s lib/timeline.lua` on `GET /hello`, after a discarded {meta['warmup']} s warm-up; "
+        f"scenarios: steady, then {extra.get('reloads', '?')} reloads spread over the run "
+        f"(same server, right after), and max_requests = {extra.get('max_requests', '?')} "
+        f"(a fresh server with that setting)",
+        f"- Rounds: {rounds}",
+        f"- Command: `{meta['command']}`",
+        "- Versions: " + "; ".join(f"{val}" for val in v.values() if val),
+        "",
+        "Reload triggers: " + "; ".join(f"{s}: {RELOAD_STACK_NOTES.get(s, '?')}" for s in stacks) + ".",
+        "",
+    ]
+
+    def recs(app, stack, scen):
+        return [r for r in records if r["app"] == app and r["stack"] == stack and r["scenario"] == scen]
+
+    rows = []
+    for app in apps:
+        for stack in stacks:
+            steady = [r for r in recs(app, stack, "steady") if r["status"] == "ok"]
+            steady_rps = statistics.mean(r["rps"] for r in steady) if steady else None
+            for scen in scenarios:
+                rs = recs(app, stack, scen)
+                ok = [r for r in rs if r["status"] == "ok"]
+                if not ok:
+                    if rs:
+                        reason = "; ".join(sorted({r.get("reason", "failed") for r in rs}))
+                        rows.append([app, stack, scen, "FAILED: " + reason] + [""] * 10)
+                    continue
+                rps = statistics.mean(r["rps"] for r in ok)
+                div = (lambda x: None if x is None or not steady_rps else x / steady_rps)
+                during = [r["during_reload_rps"] for r in ok if "during_reload_rps" in r]
+                worst = [r["worst_window_rps"] for r in ok if "worst_window_rps" in r]
+                reloads = [x for r in ok for x in r.get("reloads", [])]
+                if scen == "reload":
+                    done = sum(1 for x in reloads if x["ok"])
+                    tried = len(reloads) + sum(r.get("reloads_skipped", 0) for r in ok)
+                    events = f"{done}/{tried} reloads"
+                    secs = ", ".join(f"{x['done_s']:.2f}" for x in reloads)
+                else:
+                    events = f"{sum(r.get('recycles', 0) for r in ok)} new workers"
+                    logged = [r["log_recycles"] for r in ok if "log_recycles" in r]
+                    if scen == "max_requests" and logged:
+                        events += f" ({sum(logged)} recycles logged)"
+                    secs = "–"
+                sock = "/".join(str(sum(r[k] for r in ok))
+                                for k in ("err_connect", "err_read", "err_write", "err_timeout"))
+                foreign = max((r["foreign_cpu_pct"] for r in ok if "foreign_cpu_pct" in r), default=None)
+                rows.append([
+                    app, stack, scen,
+                    fmt_range([r["rps"] for r in ok], fmt_rps),
+                    fmt_frac(div(rps)),
+                    fmt_frac(div(statistics.mean(during))) if during else "–",
+                    fmt_frac(div(min(worst))) if worst else "–",
+                    sum(r["http_errors"] for r in ok), sock,
+                    f"{fmt_ms(statistics.median(r['p99_ms'] for r in ok))} / "
+                    f"{fmt_ms(max(r['max_ms'] for r in ok))}",
+                    events, secs, fmt_pct(foreign)])
+    header = ["app", "stack", "scenario", "req/s" + (" (min–max)" if rounds > 1 else ""),
+              "÷ steady", "during reloads ÷ steady", f"worst {WORST_WINDOW_S} s ÷ steady",
+              "non-2xx/3xx", "socket errors c/r/w/t", "p99 / max ms", "reloads ok / new workers",
+              "each reload s", "other CPU %"]
+    lines += ["## Results", "", md_table(header, rows, {3, 4, 5, 6, 7, 9, 12}), ""]
+
+    if rounds > 1:
+        prow = []
+        for r in sorted(records, key=lambda r: (r["round"], apps.index(r["app"]) if r["app"] in apps else 99,
+                                               stacks.index(r["stack"]) if r["stack"] in stacks else 99,
+                                               RELOAD_SCENARIOS.index(r["scenario"]))):
+            if r["status"] != "ok":
+                prow.append([r["round"], r["app"], r["stack"], r["scenario"], "FAILED: " + r.get("reason", "")]
+                            + [""] * 5)
+                continue
+            prow.append([r["round"], r["app"], r["stack"], r["scenario"], fmt_rps(r["rps"]),
+                         fmt_rps(r["during_reload_rps"]) if "during_reload_rps" in r else "–",
+                         fmt_rps(r["worst_window_rps"]) if "worst_window_rps" in r else "–",
+                         r["http_errors"],
+                         "/".join(str(r[k]) for k in ("err_connect", "err_read", "err_write", "err_timeout")),
+                         fmt_pct(r.get("foreign_cpu_pct"))])
+        lines += ["## Per round", "",
+                  md_table(["round", "app", "stack", "scenario", "req/s", "during reloads req/s",
+                            f"worst {WORST_WINDOW_S} s req/s", "non-2xx/3xx", "socket errors c/r/w/t",
+                            "other CPU %"], prow, {0, 4, 5, 6, 7, 9}), ""]
+
+    lines += [
+        "## How to read it",
+        "",
+        "- req/s: answers with a status below 400 ÷ wrk's measured duration (the whole run, "
+        "reloads included); error answers are not throughput (they are counted under non-2xx/3xx).",
+        "- ÷ steady: that req/s divided by the same stack's and app's steady-state req/s "
+        "(mean over the rounds). For max_requests the steady state is the other server of the "
+        "same round, without max_requests.",
+        "- during reloads ÷ steady: answers below 400 received from each reload's trigger until it was "
+        "done (from wrk's timeline of 50 ms buckets; all reloads of the run pooled), per second, "
+        "÷ steady. "
+        "Done: pyhost when `pyctl reload` had returned and every old worker had exited; uWSGI "
+        "when every old worker had exited and the master logged \"chain reloading complete\" "
+        "(it checks about once a second); Apache when every old daemon process had exited and "
+        "2 new ones ran (mod_wsgi imports the app at their first request, after that: see the "
+        "worst 0.5 s).",
+        f"- worst {WORST_WINDOW_S} s ÷ steady: the lowest throughput over any {WORST_WINDOW_S} s "
+        "window of the run, ÷ steady. On the steady row, it shows the noise of a run without "
+        "reloads.",
+        "- non-2xx/3xx, socket errors: what wrk counted over the whole run. Every one is a failed "
+        "request.",
+        "- reloads ok: reloads triggered, and done within the time limit (pyhost: pyctl exited 0). "
+        "new workers: worker processes that appeared during the run (recycles).",
+        "- each reload s: from the trigger until done (see above), per reload.",
+        "- other CPU %: CPU time programs other than the stack and the harness used during the "
+        "run, in % of all CPUs; more than a few % means that row was disturbed.",
+        "",
+    ]
+    print("\n".join(lines))
+
+
 # ---------------------------------------------------------------- main
 
 def main():
@@ -715,7 +1205,52 @@ def main():
     p.add_argument("--port", action="append", default=[], help="STACK=PORT")
     p.add_argument("--pyhostd")
     p.add_argument("--uwsgi")
+    p.add_argument("--extra", action="append", default=[], help="KEY=VALUE, kept under \"extra\"")
     p.set_defaults(func=cmd_meta)
+
+    p = sub.add_parser("events")
+    p.add_argument("--out", required=True, help="JSON summary of the run")
+    p.add_argument("--wrk-out", required=True, help="where wrk's output goes")
+    p.add_argument("--duration", type=float, required=True, help="wrk's -d, in seconds")
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--user", required=True, help="the user the workers run as")
+    p.add_argument("--worker-exe", required=True, help="regex on the workers' executable's name")
+    p.add_argument("--min", type=int, required=True, help="how many workers the stack runs")
+    p.add_argument("--roots", required=True, help="the stack's top-level pids, space-separated")
+    p.add_argument("--reload-at", type=float, action="append", default=[],
+                   help="seconds after wrk's start (repeatable)")
+    p.add_argument("--trigger", default="true", help="shell command that starts a reload")
+    p.add_argument("--trigger-log", help="append the trigger's output here")
+    p.add_argument("--reload-timeout", type=float, default=30,
+                   help="seconds a reload may take before it counts as not done")
+    p.add_argument("--after-run-timeout", type=float, default=10,
+                   help="... but at most this long after wrk's end")
+    p.add_argument("--done-log", help="a log in which the stack says when a reload is done")
+    p.add_argument("--done-pattern", help="regex of that line; a reload is done only once it appears")
+    p.add_argument("cmd", nargs="+", help="wrk's command line (after --)")
+    p.set_defaults(func=cmd_events)
+
+    p = sub.add_parser("reload-record")
+    p.add_argument("--out", required=True)
+    p.add_argument("--round", type=int, required=True)
+    p.add_argument("--stack", required=True)
+    p.add_argument("--app", required=True)
+    p.add_argument("--scenario", choices=RELOAD_SCENARIOS, required=True)
+    p.add_argument("--wrk")
+    p.add_argument("--events")
+    p.add_argument("--cpu", nargs=2, metavar=("BEFORE", "AFTER"))
+    p.add_argument("--pyhost-log", help="pyhostd's log: recycles, lines near error answers")
+    p.add_argument("--fail")
+    p.set_defaults(func=cmd_reload_record)
+
+    p = sub.add_parser("max-foreign")
+    p.add_argument("records")
+    p.set_defaults(func=cmd_max_foreign)
+
+    p = sub.add_parser("reload-report")
+    p.add_argument("--meta", required=True)
+    p.add_argument("--records", required=True)
+    p.set_defaults(func=cmd_reload_report)
 
     p = sub.add_parser("report")
     p.add_argument("--meta", required=True)
