@@ -53,8 +53,6 @@ type appPool struct {
 	queueTimeout   time.Duration
 	startupTimeout time.Duration
 	queueLimit     int
-	requestTimeout time.Duration
-	maxBody        int64
 	workers        []*upstream
 	waiters        []chan grant // FIFO; each buffered(1)
 	wakeSent       bool         // EventWake sent for this idle period
@@ -269,8 +267,6 @@ func (p *appPool) update(a channel.App) {
 	if p.queueLimit <= 0 {
 		p.queueLimit = 1024
 	}
-	p.requestTimeout = a.RequestTimeout
-	p.maxBody = a.MaxBody
 	old := make(map[string]*upstream, len(p.workers))
 	for _, w := range p.workers {
 		old[w.id] = w

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -84,7 +83,7 @@ func (p *Proxy) Update(t channel.Table) {
 		}
 		pool.update(a)
 		seen[a.Key] = true
-		rt.add(a.Domains, a.Prefix, pool)
+		rt.add(a.Domains, a.Prefix, pool, a.MaxBody, a.RequestTimeout)
 	}
 	for key, pool := range p.pools {
 		if !seen[key] {
@@ -140,13 +139,13 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ri.scheme = "https"
 	}
 	ri.remoteAddr, ri.remotePort, _ = net.SplitHostPort(r.RemoteAddr)
-	if la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
-		_, ri.serverPort, _ = net.SplitHostPort(la.String())
+	if la, ok := r.Context().Value(http.LocalAddrContextKey).(*net.TCPAddr); ok {
+		ri.serverPort = strconv.Itoa(la.Port)
 	}
 	envp := p.envPool.Get().(*wsgiadapter.Environ)
 	env := buildEnviron((*envp)[:0], r, ri)
 	defer func() { *envp = env[:0]; p.envPool.Put(envp) }()
-	p.forward(w, r, rt.app, env, rid)
+	p.forward(w, r, rt, env, rid)
 }
 
 // maxAttempts bounds the fresh connections tried for one request when
@@ -154,14 +153,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // this one).
 const maxAttempts = 3
 
-func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, app *appPool, env wsgiadapter.Environ, rid string) {
+func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, rt route, env wsgiadapter.Environ, rid string) {
 	ctx := r.Context()
-	// A small body is read up front so a retry can send it again; a
-	// streamed one is never retried after its first byte was read, and
-	// only read after the REQUEST frame went out.
-	app.mu.Lock()
-	maxBody, timeout := app.maxBody, app.requestTimeout
-	app.mu.Unlock()
+	app, maxBody, timeout := rt.app, rt.maxBody, rt.requestTimeout
 	var watch *bodyWatch
 	if maxBody > 0 {
 		if r.ContentLength > maxBody {
@@ -174,6 +168,9 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, app *appPool, en
 			r.Body = watch
 		}
 	}
+	// A small body is read up front so a retry can send it again; a
+	// streamed one is never retried after its first byte was read, and
+	// only read after the REQUEST frame went out.
 	var body io.Reader
 	size := r.ContentLength
 	var small []byte
@@ -207,10 +204,12 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, app *appPool, en
 				continue
 			}
 		}
-		if small != nil {
-			body = bytes.NewReader(small)
+		if body == nil {
+			err = conn.SendBytes(env, small)
+		} else {
+			err = conn.Send(env, body, size)
 		}
-		if err := conn.Send(env, body, size); err != nil {
+		if err != nil {
 			app.dropConn(l, conn)
 			if errors.Is(err, wsgiadapter.ErrNotDelivered) {
 				// A stale pooled connection (its worker died or closed

@@ -4,6 +4,7 @@ import (
 	"net"
 	"sort"
 	"strings"
+	"time"
 )
 
 // router maps a Host and path to an app. It is immutable once built; a new
@@ -17,14 +18,18 @@ type router struct {
 type route struct {
 	prefix string // "/" or "/seg" without trailing slash
 	app    *appPool
+	// The app's per-request settings, fixed for this table, so the
+	// request path reads them without a lock.
+	maxBody        int64
+	requestTimeout time.Duration
 }
 
 func newRouter() *router {
 	return &router{exact: map[string][]route{}, wildcard: map[string][]route{}}
 }
 
-func (rt *router) add(domains []string, prefix string, app *appPool) {
-	r := route{prefix: normalizePrefix(prefix), app: app}
+func (rt *router) add(domains []string, prefix string, app *appPool, maxBody int64, requestTimeout time.Duration) {
+	r := route{prefix: normalizePrefix(prefix), app: app, maxBody: maxBody, requestTimeout: requestTimeout}
 	if len(domains) == 0 {
 		rt.any = insertRoute(rt.any, r)
 		return

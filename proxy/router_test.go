@@ -11,12 +11,12 @@ func TestRouterMatch(t *testing.T) {
 		return pools[k]
 	}
 	rt := newRouter()
-	rt.add([]string{"example.com"}, "/", app("root"))
-	rt.add([]string{"example.com"}, "/api", app("api"))
-	rt.add([]string{"example.com"}, "/api/v2/", app("v2"))
-	rt.add([]string{"*.example.com"}, "/", app("wild"))
-	rt.add([]string{"*.deep.example.com"}, "/", app("deepwild"))
-	rt.add([]string{"Blog.Example.ORG."}, "/blog", app("blog"))
+	rt.add([]string{"example.com"}, "/", app("root"), 0, 0)
+	rt.add([]string{"example.com"}, "/api", app("api"), 0, 0)
+	rt.add([]string{"example.com"}, "/api/v2/", app("v2"), 0, 0)
+	rt.add([]string{"*.example.com"}, "/", app("wild"), 0, 0)
+	rt.add([]string{"*.deep.example.com"}, "/", app("deepwild"), 0, 0)
+	rt.add([]string{"Blog.Example.ORG."}, "/blog", app("blog"), 0, 0)
 
 	cases := []struct {
 		host, path, want, prefix string
@@ -53,7 +53,7 @@ func TestRouterMatch(t *testing.T) {
 
 func TestRouterCatchAll(t *testing.T) {
 	rt := newRouter()
-	rt.add(nil, "/", &appPool{key: "express"})
+	rt.add(nil, "/", &appPool{key: "express"}, 0, 0)
 	for _, host := range []string{"", "anything", "127.0.0.1:8000"} {
 		if r, ok := rt.match(host, "/x"); !ok || r.app.key != "express" {
 			t.Errorf("host %q not served by the catch-all app", host)

@@ -27,16 +27,16 @@ var ErrAppFailed = errors.New("app failed mid-response")
 // one request at a time; it is not safe for concurrent use, except that
 // Close may be called from any goroutine to cancel the request in flight.
 type Conn struct {
-	nc        net.Conn
-	r         *bufio.Reader
-	wbuf      []byte
-	rbuf      []byte
-	pid       int
-	threads   int
-	bodyErr   chan error // result of the streamed body writer, nil when none
-	clean     bool       // last response ended with END and nothing is pending
-	closed    atomic.Bool
-	headerBuf []byte
+	nc      net.Conn
+	r       *bufio.Reader
+	wbuf    []byte
+	rbuf    []byte
+	pid     int
+	threads int
+	bodyErr chan error // result of the streamed body writer, nil when none
+	clean   bool       // last response ended with END and nothing is pending
+	closed  atomic.Bool
+	bodyBuf []byte // reused for small request bodies
 	// readTimeout bounds each wait for the worker; 0: none.
 	readTimeout time.Duration
 }
@@ -131,52 +131,69 @@ func (c *Conn) Reusable() bool { return c.clean && c.bodyErr == nil && !c.closed
 // body cannot deadlock. An error wrapping ErrNotDelivered means no byte of
 // the request reached the worker.
 func (c *Conn) Send(env Environ, body io.Reader, size int64) error {
-	if !c.clean {
-		return fmt.Errorf("%w: connection is not idle", ErrNotDelivered)
-	}
-	c.clean = false
-	var inline []byte
-	streamed := false
 	switch {
 	case body == nil || size == 0:
+		return c.SendBytes(env, nil)
 	case size > 0 && size <= InlineBodyMax:
-		if cap(c.headerBuf) < int(size) {
-			c.headerBuf = make([]byte, size)
+		if !c.clean {
+			return fmt.Errorf("%w: connection is not idle", ErrNotDelivered)
 		}
-		inline = c.headerBuf[:size]
+		if cap(c.bodyBuf) < int(size) {
+			c.bodyBuf = make([]byte, size)
+		}
+		inline := c.bodyBuf[:size]
 		if _, err := io.ReadFull(body, inline); err != nil {
-			c.clean = true // nothing was sent: the connection is still idle
 			return fmt.Errorf("%w: read request body: %w", ErrNotDelivered, err)
 		}
-	default:
-		streamed = true
+		return c.SendBytes(env, inline)
+	}
+	if err := c.sendFrame(env, true, nil); err != nil {
+		return err
+	}
+	c.bodyErr = make(chan error, 1)
+	go func(ch chan<- error) {
+		err := c.streamBody(body, size)
+		if errors.Is(err, errBadBody) {
+			// The worker would wait forever for the rest of a body that
+			// will not come; closing ends the request (502). A failed
+			// write needs nothing: the worker closed its end, and what it
+			// sent before is still read.
+			c.nc.Close()
+		}
+		ch <- err
+	}(c.bodyErr)
+	return nil
+}
+
+// SendBytes writes a request whose whole body the caller already holds
+// (at most InlineBodyMax bytes; nil for none), in one frame and one
+// write. The proxy uses it for small bodies it keeps for a retry, so they
+// are not copied again.
+func (c *Conn) SendBytes(env Environ, body []byte) error {
+	if len(body) > InlineBodyMax {
+		return fmt.Errorf("%w: inline body of %d bytes exceeds %d", ErrNotDelivered, len(body), InlineBodyMax)
+	}
+	return c.sendFrame(env, false, body)
+}
+
+// sendFrame writes the REQUEST frame. An error wrapping ErrNotDelivered
+// means no byte of it reached the worker.
+func (c *Conn) sendFrame(env Environ, streamed bool, inline []byte) error {
+	if !c.clean {
+		return fmt.Errorf("%w: connection is not idle", ErrNotDelivered)
 	}
 	var err error
 	c.wbuf, err = AppendRequest(c.wbuf[:0], env, streamed, inline)
 	if err != nil {
-		c.clean = true
 		return fmt.Errorf("%w: %w", ErrNotDelivered, err)
 	}
+	c.clean = false
 	if n, err := c.nc.Write(c.wbuf); err != nil {
 		c.nc.Close()
 		if n == 0 {
 			return fmt.Errorf("%w: %w", ErrNotDelivered, err)
 		}
 		return fmt.Errorf("send request: %w", err)
-	}
-	if streamed {
-		c.bodyErr = make(chan error, 1)
-		go func(ch chan<- error) {
-			err := c.streamBody(body, size)
-			if errors.Is(err, errBadBody) {
-				// The worker would wait forever for the rest of a body
-				// that will not come; closing ends the request (502).
-				// A failed write needs nothing: the worker closed its
-				// end, and what it sent before is still read.
-				c.nc.Close()
-			}
-			ch <- err
-		}(c.bodyErr)
 	}
 	return nil
 }
