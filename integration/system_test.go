@@ -301,7 +301,7 @@ max_processes = 2
 			t.Errorf("%s%s: %d %s, want %s", c.host, c.path, code, body, c.app)
 			continue
 		}
-		if r.UID != c.u.uid || r.GID != c.u.gid || fmt.Sprint(r.Groups) != fmt.Sprint(sortedInts(groupsOf(c.u.name))) {
+		if r.UID != c.u.uid || r.GID != c.u.gid || fmt.Sprint(r.Groups) != fmt.Sprint(sortedCopy(groupsOf(c.u.name))) {
 			t.Errorf("%s runs as uid %d gid %d groups %v, want %d %d %v", c.app, r.UID, r.GID, r.Groups, c.u.uid, c.u.gid, groupsOf(c.u.name))
 		}
 		if r.NNP != "1" || r.Canary != nil {
@@ -508,15 +508,10 @@ max_processes = 2
 	})
 }
 
-func sortedInts(xs []int) []int {
-	for i := range xs {
-		for j := i + 1; j < len(xs); j++ {
-			if xs[j] < xs[i] {
-				xs[i], xs[j] = xs[j], xs[i]
-			}
-		}
-	}
-	return xs
+func sortedCopy(xs []int) []int {
+	out := append([]int(nil), xs...)
+	sort.Ints(out)
+	return out
 }
 
 // TestInstallStaged installs into a staging root and checks that the

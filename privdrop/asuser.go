@@ -40,7 +40,8 @@ func CheckAsUser(sp *Spawner, self string, cred Credential, want map[string]uint
 		return fmt.Errorf("check paths as %s: %w", cred.Username, err)
 	}
 	if err := cmd.Wait(); err != nil {
-		msg := strings.TrimSpace(out.String())
+		// The child reports as "pyhostd: ..."; it speaks for the user here.
+		msg := strings.TrimPrefix(strings.TrimSpace(out.String()), "pyhostd: ")
 		if msg == "" {
 			msg = err.Error()
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -173,6 +174,9 @@ func (a *App) Route() channel.App { return *a.route.Load() }
 func (a *App) Run(ctx context.Context) {
 	defer close(a.done)
 	a.setState(AppStarting)
+	if len(a.cfg.Static) > 0 {
+		a.note("[[static]] mounts are not served by the proxy in this version yet; requests for them go to the app")
+	}
 	a.lastActive = time.Now()
 	a.reconcile()
 	a.updateState()
@@ -309,7 +313,7 @@ func (a *App) spawn(cfg config.App, gen int) (*worker, error) {
 		env[k] = v
 	}
 	if len(cfg.PythonPath) > 0 {
-		env["PYTHONPATH"] = joinPath(cfg.PythonPath)
+		env["PYTHONPATH"] = strings.Join(cfg.PythonPath, ":")
 	}
 	proc, err := daemons.Start(a.opts.Spawner, daemons.Spec{
 		Path:      cfg.Python,
@@ -340,17 +344,6 @@ func (a *App) spawn(cfg config.App, gen int) (*worker, error) {
 		a.send(event{kind: evExited, w: w})
 	}()
 	return w, nil
-}
-
-func joinPath(ps []string) string {
-	s := ""
-	for i, p := range ps {
-		if i > 0 {
-			s += ":"
-		}
-		s += p
-	}
-	return s
 }
 
 func (a *App) output(pid int, line string) {
