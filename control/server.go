@@ -176,71 +176,58 @@ func (s *Server) serveStatus(w http.ResponseWriter, r *http.Request, c Caller) {
 	writeJSON(w, http.StatusOK, statusResponse{Apps: withEmptySlices(apps)})
 }
 
-func (s *Server) serveReload(w http.ResponseWriter, r *http.Request, c Caller) {
+// serveStreamed answers a POST that runs one operation and streams its
+// progress (reload, restart/stop/start, check, reload-config). param
+// names the query value the operation needs ("" for none); run gets it
+// and the progress sink.
+func (s *Server) serveStreamed(w http.ResponseWriter, r *http.Request, c Caller, what, param string, run func(arg string, progress func(string)) error) {
 	if !allowMethod(w, r, http.MethodPost) {
 		return
 	}
-	app := r.URL.Query().Get("app")
-	if app == "" {
-		writeError(w, http.StatusBadRequest, errorBody{Error: "reload needs an app name", Code: codeBadRequest})
-		return
+	arg := ""
+	if param != "" {
+		arg = r.URL.Query().Get(param)
+		if arg == "" {
+			noun := map[string]string{"app": "an app name", "path": "a file path"}[param]
+			writeError(w, http.StatusBadRequest, errorBody{Error: what + " needs " + noun, Code: codeBadRequest})
+			return
+		}
+	}
+	app := ""
+	if param == "app" {
+		app = arg
 	}
 	st := &reloadStream{w: w, rc: http.NewResponseController(w)}
-	err := s.b.Reload(r.Context(), c, app, st.progress)
+	err := run(arg, st.progress)
 	if err != nil {
 		_, body := encodeError(err, app)
 		s.logFailure(r, c, app, body, err)
 	}
 	st.finish(err, app)
+}
+
+func (s *Server) serveReload(w http.ResponseWriter, r *http.Request, c Caller) {
+	s.serveStreamed(w, r, c, "reload", "app", func(app string, progress func(string)) error {
+		return s.b.Reload(r.Context(), c, app, progress)
+	})
 }
 
 func (s *Server) serveAct(w http.ResponseWriter, r *http.Request, c Caller, a Action) {
-	if !allowMethod(w, r, http.MethodPost) {
-		return
-	}
-	app := r.URL.Query().Get("app")
-	if app == "" {
-		writeError(w, http.StatusBadRequest, errorBody{Error: string(a) + " needs an app name", Code: codeBadRequest})
-		return
-	}
-	st := &reloadStream{w: w, rc: http.NewResponseController(w)}
-	err := s.b.Act(r.Context(), c, a, app, st.progress)
-	if err != nil {
-		_, body := encodeError(err, app)
-		s.logFailure(r, c, app, body, err)
-	}
-	st.finish(err, app)
+	s.serveStreamed(w, r, c, string(a), "app", func(app string, progress func(string)) error {
+		return s.b.Act(r.Context(), c, a, app, progress)
+	})
 }
 
 func (s *Server) serveCheck(w http.ResponseWriter, r *http.Request, c Caller) {
-	if !allowMethod(w, r, http.MethodPost) {
-		return
-	}
-	path := r.URL.Query().Get("path")
-	if path == "" {
-		writeError(w, http.StatusBadRequest, errorBody{Error: "check needs a file path", Code: codeBadRequest})
-		return
-	}
-	st := &reloadStream{w: w, rc: http.NewResponseController(w)}
-	err := s.b.Check(r.Context(), c, path)
-	if err != nil {
-		_, body := encodeError(err, "")
-		s.logFailure(r, c, "", body, err)
-	}
-	st.finish(err, "")
+	s.serveStreamed(w, r, c, "check", "path", func(path string, _ func(string)) error {
+		return s.b.Check(r.Context(), c, path)
+	})
 }
 
 func (s *Server) serveReloadConfig(w http.ResponseWriter, r *http.Request, c Caller) {
-	if !allowMethod(w, r, http.MethodPost) {
-		return
-	}
-	st := &reloadStream{w: w, rc: http.NewResponseController(w)}
-	err := s.b.ReloadConfig(r.Context(), c, st.progress)
-	if err != nil {
-		_, body := encodeError(err, "")
-		s.logFailure(r, c, "", body, err)
-	}
-	st.finish(err, "")
+	s.serveStreamed(w, r, c, "reload-config", "", func(_ string, progress func(string)) error {
+		return s.b.ReloadConfig(r.Context(), c, progress)
+	})
 }
 
 // serveLogs streams log lines as NDJSON: {"progress": line} per line
