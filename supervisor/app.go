@@ -155,11 +155,7 @@ func NewApp(cfg config.App, opts Options) *App {
 		done:    make(chan struct{}),
 	}
 	a.log = opts.Log.Named("supervisor").With("app", a.key)
-	// Routed as starting from the first table on: Run is about to start
-	// it, and a request meanwhile should wait for it, not get a 503.
-	a.state = AppStarting
 	a.publish()
-	a.state = AppStopped
 	return a
 }
 
@@ -990,6 +986,10 @@ func (a *App) publish() {
 		}
 	}
 	switch {
+	case a.state == AppStopped && !a.stopping && !a.halted:
+		// Not run yet: Run is about to start it, and a request meanwhile
+		// should wait for it, not get a 503.
+		r.State = channel.AppStarting
 	case a.state == AppStopped:
 		r.State = channel.AppStopped
 	case a.state == AppIdle:
