@@ -78,6 +78,14 @@ worker_exe() {
     esac
 }
 
+# Per stack: a regex on the command line of a process that forks the
+# workers without being one (pyhost's fork server), or nothing.
+worker_parent() {
+    case $1 in
+        pyhost) echo ' --fork-server( |$)' ;;
+    esac
+}
+
 # Set run.sh's APP_FILE and per-stack extras for an app and a mode (base:
 # steady and reload; max_requests), then start the stack.
 start_configured() { # STACK DIR PORT APP MODE
@@ -152,7 +160,7 @@ measure_run() { # ROUND APP STACK SCENARIO PORT DIR RAW
     "$PY" "$TOOL" cpusnap "$out.cpu0" "$$" "${mine[@]}" || warn "no CPU snapshot before the test"
     if "$PY" "$TOOL" events --out "$out.events.json" --wrk-out "$out.wrk.txt" \
         --duration "$DURATION" --port "$port" --user "$BENCH_USER" \
-        --worker-exe "$(worker_exe "$stack")" --min "$PROCESSES" --roots "${mine[*]}" \
+        --worker-exe "$(worker_exe "$stack")" --worker-parent "$(worker_parent "$stack")" --min "$PROCESSES" --roots "${mine[*]}" \
         "${at[@]}" --trigger "$TRIGGER" --trigger-log "$out.trigger.log" "${DONE_ARGS[@]}" -- \
         wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency --timeout "$WRK_TIMEOUT" \
         -s "$TIMELINE_SCRIPT" "http://127.0.0.1:$port/hello"; then rc=0; else rc=$?; fi

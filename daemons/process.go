@@ -10,6 +10,7 @@ package daemons
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -52,7 +53,16 @@ type Spec struct {
 	SocketUID, SocketGID int
 	// Output receives each line the worker writes to stdout or stderr.
 	Output func(pid int, line string)
+	// ForkServer, when set, forks the worker with ForkArgs as its argv
+	// (the worker's own arguments) instead of running Path with Args;
+	// Path, Args, Dir, Env and Cred are then the fork server's.
+	ForkServer *ForkServer
+	ForkArgs   []string
 }
+
+// forkTimeout bounds how long a spawn waits for the fork server: its
+// start (an interpreter, tens of ms) and one fork.
+const forkTimeout = 10 * time.Second
 
 // Process is one running worker. Its channels are closed exactly once;
 // everything else is read-only after Start.
@@ -93,6 +103,25 @@ func Start(sp *privdrop.Spawner, spec Spec) (*Process, error) {
 	}
 	defer outW.Close()
 
+	if fs := spec.ForkServer; fs != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), forkTimeout)
+		pid, exit, err := fs.spawn(ctx, spec.ForkArgs, sock, statusW, outW)
+		cancel()
+		if err != nil {
+			statusR.Close()
+			outR.Close()
+			os.Remove(spec.Socket)
+			return nil, err
+		}
+		p := newProcess(pid, spec.Socket)
+		return p.watch(statusR, outR, spec.Output, func() error {
+			raw := <-exit
+			if raw < 0 {
+				return errServerDied
+			}
+			return describeStatus(syscall.WaitStatus(raw), p.killSent.Load())
+		}), nil
+	}
 	cmd := exec.Command(spec.Path, spec.Args...)
 	cmd.Dir = spec.Dir
 	cmd.Env = spec.Env
@@ -107,20 +136,37 @@ func Start(sp *privdrop.Spawner, spec Spec) (*Process, error) {
 		os.Remove(spec.Socket)
 		return nil, fmt.Errorf("start %s: %w", spec.Path, err)
 	}
-	p := &Process{
-		pid:       cmd.Process.Pid,
-		pgid:      cmd.Process.Pid,
-		socket:    spec.Socket,
+	p := newProcess(cmd.Process.Pid, spec.Socket)
+	return p.watch(statusR, outR, spec.Output, func() error {
+		err := cmd.Wait()
+		if cmd.ProcessState == nil {
+			return fmt.Errorf("wait: %w", err)
+		}
+		ws, _ := cmd.ProcessState.Sys().(syscall.WaitStatus)
+		return describeStatus(ws, p.killSent.Load())
+	}), nil
+}
+
+func newProcess(pid int, socket string) *Process {
+	return &Process{
+		pid:       pid,
+		pgid:      pid, // a worker leads its own process group
+		socket:    socket,
 		startedAt: time.Now(),
 		ready:     make(chan struct{}),
 		exited:    make(chan struct{}),
 	}
+}
+
+// watch starts the goroutines that read the worker's output and status
+// pipes and wait for its end (reap says how it ended).
+func (p *Process) watch(statusR, outR *os.File, output func(int, string), reap func() error) *Process {
 	outputDone := make(chan struct{})
-	go p.readOutput(outR, spec.Output, outputDone)
+	go p.readOutput(outR, output, outputDone)
 	statusDone := make(chan struct{})
 	go p.readStatus(statusR, statusDone)
-	go p.wait(cmd, statusDone, outputDone)
-	return p, nil
+	go p.wait(reap, statusDone, outputDone)
+	return p
 }
 
 // listenUnix creates the worker's listening socket and returns it as a
@@ -198,8 +244,8 @@ func (p *Process) readStatus(r *os.File, done chan<- struct{}) {
 	}
 }
 
-func (p *Process) wait(cmd *exec.Cmd, statusDone, outputDone <-chan struct{}) {
-	err := cmd.Wait()
+func (p *Process) wait(reap func() error, statusDone, outputDone <-chan struct{}) {
+	exitErr := reap()
 	// Anything the app forked into the worker's group goes with it.
 	syscall.Kill(-p.pgid, syscall.SIGKILL)
 	// The status pipe's last words (an import error) must be read before
@@ -213,19 +259,16 @@ func (p *Process) wait(cmd *exec.Cmd, statusDone, outputDone <-chan struct{}) {
 	}
 	os.Remove(p.socket)
 	p.mu.Lock()
-	p.exitErr = describeExit(err, cmd.ProcessState, p.killSent.Load())
+	p.exitErr = exitErr
 	p.mu.Unlock()
 	close(p.exited)
 }
 
-func describeExit(err error, st *os.ProcessState, killSent bool) error {
-	if st == nil {
-		return fmt.Errorf("wait: %w", err)
-	}
-	if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+func describeStatus(ws syscall.WaitStatus, killSent bool) error {
+	if ws.Signaled() {
 		return &ExitError{Signal: ws.Signal(), External: ws.Signal() == syscall.SIGKILL && !killSent}
 	}
-	return &ExitError{Code: st.ExitCode()}
+	return &ExitError{Code: ws.ExitStatus()}
 }
 
 // ExitError says how a worker ended: an exit code, or the signal that

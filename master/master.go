@@ -56,7 +56,10 @@ type Config struct {
 	// CheckInterval is how often workers' RSS, request counts and apps'
 	// idleness are checked; 0 means one second.
 	CheckInterval time.Duration
-	Log           hclog.Logger
+	// DirectStart starts every worker with its own interpreter instead
+	// of forking it from the app's fork server.
+	DirectStart bool
+	Log         hclog.Logger
 	// AppOutput receives each line of worker output and each supervisor
 	// event of an app (pid 0), besides the app's log file; may be nil.
 	AppOutput func(app string, pid int, line string)
@@ -181,6 +184,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		Restart:      supervisor.DefaultRestartPolicy,
 		Served:       m.served,
 		PollInterval: cfg.CheckInterval,
+		ForkServer:   !cfg.DirectStart,
 	}, cfg.Refused)
 	defer m.set.stopAll()
 	for _, a := range cfg.Apps {

@@ -54,6 +54,9 @@ type Options struct {
 	// PollInterval is how often limits (RSS, max_requests) and idleness
 	// are checked; 0 means one second.
 	PollInterval time.Duration
+	// ForkServer: workers are forked from a per-app fork server instead
+	// of each starting its own interpreter (docs/design.md).
+	ForkServer bool
 }
 
 // workerSeq numbers workers across all apps, so worker ids and socket
@@ -134,6 +137,7 @@ type App struct {
 	startWaiters []chan error // Resume calls waiting for a worker
 	lastActive   time.Time
 	lastServed   uint64
+	forks        forkServers
 	stopped      chan struct{} // closed when stopping and no worker is left
 
 	done chan struct{} // closed when Run returns
@@ -295,15 +299,16 @@ func (a *App) reconcile() {
 func (a *App) spawn(cfg config.App, gen int) (*worker, error) {
 	seq := workerSeq.Add(1)
 	id := cfg.Name + "-" + strconv.FormatUint(seq, 10)
-	args := []string{"-u", a.opts.WorkerScript, "--directory", cfg.Directory, "--threads", strconv.Itoa(cfg.Threads)}
-	if cfg.Script != "" {
-		args = append(args, "--script", cfg.Script)
-	} else {
-		args = append(args, "--module", cfg.Module)
+	// What the app is comes first: a forked worker shows these as its
+	// command line, cut to the fork server's length.
+	workerArgs := []string{"--script", cfg.Script}
+	if cfg.Script == "" {
+		workerArgs = []string{"--module", cfg.Module}
 	}
 	if cfg.Callable != "" {
-		args = append(args, "--callable", cfg.Callable)
+		workerArgs = append(workerArgs, "--callable", cfg.Callable)
 	}
+	workerArgs = append(workerArgs, "--directory", cfg.Directory, "--threads", strconv.Itoa(cfg.Threads))
 	env := map[string]string{}
 	for k, v := range cfg.Env {
 		env[k] = v
@@ -311,9 +316,9 @@ func (a *App) spawn(cfg config.App, gen int) (*worker, error) {
 	if len(cfg.PythonPath) > 0 {
 		env["PYTHONPATH"] = strings.Join(cfg.PythonPath, ":")
 	}
-	proc, err := daemons.Start(a.opts.Spawner, daemons.Spec{
+	spec := daemons.Spec{
 		Path:      cfg.Python,
-		Args:      args,
+		Args:      append([]string{"-u", a.opts.WorkerScript}, workerArgs...),
 		Dir:       cfg.Directory,
 		Env:       privdrop.CleanEnv(cfg.Cred, env),
 		Cred:      cfg.Cred,
@@ -321,7 +326,17 @@ func (a *App) spawn(cfg config.App, gen int) (*worker, error) {
 		SocketUID: a.opts.SocketUID,
 		SocketGID: a.opts.SocketGID,
 		Output:    func(pid int, line string) { a.output(pid, line) },
-	})
+	}
+	if a.opts.ForkServer {
+		spec.ForkServer, spec.ForkArgs = a.forks.get(a, spec), workerArgs
+	}
+	proc, err := daemons.Start(a.opts.Spawner, spec)
+	if err != nil && spec.ForkServer != nil {
+		a.log.Warn("fork server failed; starting the worker with its own interpreter", "error", err)
+		a.forks.failed(spec.ForkServer, err)
+		spec.ForkServer = nil
+		proc, err = daemons.Start(a.opts.Spawner, spec)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -443,6 +458,9 @@ func (a *App) onExited(w *worker) {
 	exitErr := w.proc.ExitErr()
 	importErr := w.proc.ImportErr()
 	defer func() {
+		if len(a.workers) == 0 && (a.stopping || a.idle || a.halted) {
+			a.forks.close()
+		}
 		if a.stopping && len(a.workers) == 0 {
 			select {
 			case <-a.stopped:
@@ -568,6 +586,7 @@ func (a *App) stopAll() {
 		}
 	}
 	if len(a.workers) == 0 {
+		a.forks.close()
 		close(a.stopped)
 	}
 	a.updateState()

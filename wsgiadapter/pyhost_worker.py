@@ -12,7 +12,6 @@ so a request costs one latin-1 decode, one split and one dict(zip()) here,
 and a small response leaves in a single sendall().
 """
 
-import argparse
 import faulthandler
 import importlib
 import io
@@ -20,6 +19,7 @@ import json
 import os
 import re
 import runpy
+import select
 import signal
 import socket
 import struct
@@ -547,17 +547,250 @@ def _app_frames(tb):
     return tb
 
 
+# --- the fork server ------------------------------------------------------
+#
+# Starting an interpreter costs tens of milliseconds of CPU (site, .pth
+# files, this module's imports), taken from the workers serving traffic
+# while a reload or recycle runs. So the master keeps one fork server per
+# app: this module, imported once and idle, forking a worker on request.
+# The child imports the app after the fork, as a freshly started worker
+# would: reloads still load new code. docs/design.md has the measurements.
+
+def _parent_death_signal():
+    """Returns a function that makes the calling process receive SIGKILL
+    when its parent dies (prctl PR_SET_PDEATHSIG), or None without ctypes."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+    except (ImportError, OSError):
+        return None
+    prctl = libc.prctl
+
+    def arm():
+        prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+    return arm
+
+
+def _set_title(title):
+    """Rewrites this process's command line as ps shows it, so a forked
+    worker does not read as its fork server. Linux keeps argv where
+    /proc/self/stat's arg_start and arg_end say; the process may overwrite
+    its own copy (setproctitle does the same). Best effort: on failure the
+    inherited command line stays."""
+    try:
+        import ctypes
+        with open("/proc/self/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        start, end = int(fields[45]), int(fields[46])  # arg_start, arg_end
+        size = end - start
+        if size <= 1:
+            return
+        raw = title.encode("utf-8", "replace")[:size - 1]
+        ctypes.memmove(start, raw + b"\0" * (size - len(raw)), size)
+    except (ImportError, OSError, ValueError, IndexError):
+        pass
+
+
+def _fingerprint():
+    """What a fork would inherit stale: the interpreter binary, and the site
+    directories whose .pth files were read at start (installing a package
+    there changes the directory). Other directories need no watching: the
+    server imports nothing from them, and imports in a child see new files.
+    The server refuses to fork once this changed."""
+    paths = [os.path.realpath(sys.executable)]
+    try:
+        import site
+        paths += site.getsitepackages()
+        if site.ENABLE_USER_SITE:
+            paths.append(site.getusersitepackages())
+    except (ImportError, AttributeError):
+        pass  # run with -S, or a virtualenv's old site.py
+    seen = []
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError:
+            seen.append((path, None))  # appearing later counts as a change
+            continue
+        seen.append((path, st.st_ino, st.st_mtime_ns))
+    return seen
+
+
+def serve_forks(control_fd):
+    """Runs the fork server on the SOCK_SEQPACKET socket control_fd: each
+    request from the master is one JSON message {"id", "argv"} with three
+    descriptors (listening socket, status pipe, output pipe); the answer is
+    {"event": "spawned", "id", "pid"} or {"event": "refused", "id",
+    "error"}, and {"event": "exit", "pid", "status"} follows when that
+    child is reaped. Returns when the master closes the socket."""
+    control = socket.socket(fileno=control_fd)
+    arm_death_signal = _parent_death_signal()
+    # Warm what every worker needs before the app: runpy's helpers.
+    runpy.run_path(os.devnull)
+    fingerprint = _fingerprint()
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_r, False)
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        import gc
+        gc.collect()
+        gc.freeze()  # shared pages stay shared: the children's GC skips them
+    except AttributeError:
+        pass
+    server_pid = os.getpid()
+
+    def send(**fields):
+        control.send(json.dumps(fields).encode())  # OSError: the master is gone
+
+    send(event="ready", pid=server_pid)
+    fd_space = socket.CMSG_SPACE(3 * 4)
+    while True:
+        readable, _, _ = select.select([control, wake_r], [], [])
+        if wake_r in readable:
+            try:
+                while os.read(wake_r, 512):
+                    pass
+            except BlockingIOError:
+                pass
+            while True:
+                try:
+                    pid, status = os.waitpid(-1, os.WNOHANG)
+                except ChildProcessError:
+                    break
+                if pid == 0:
+                    break
+                send(event="exit", pid=pid, status=status)
+        if control not in readable:
+            continue
+        data, ancdata, _, _ = control.recvmsg(1 << 16, fd_space)
+        fds = []
+        for level, kind, payload in ancdata:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                n = len(payload) // 4
+                fds.extend(struct.unpack("%di" % n, payload[:n * 4]))
+        if not data:
+            return  # the master closed its end: nothing more to fork
+        req, stale = None, False
+        try:
+            req = json.loads(data.decode())
+            argv = req["argv"]
+            if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
+                raise ValueError("argv must be a list of strings")
+            if len(fds) != 3:
+                raise ValueError("a spawn request carries 3 descriptors, got %d" % len(fds))
+            stale = _fingerprint() != fingerprint
+            if stale:
+                raise ValueError("the interpreter or a site directory changed since the fork server started")
+            pid = os.fork()
+        except (ValueError, KeyError, TypeError, OSError) as e:
+            for fd in fds:
+                os.close(fd)
+            send(event="refused", id=req.get("id") if isinstance(req, dict) else None, error=str(e), stale=stale)
+            continue
+        if pid == 0:
+            _become_worker(argv, fds, server_pid, arm_death_signal)
+        for fd in fds:
+            os.close(fd)
+        send(event="spawned", id=req["id"], pid=pid)
+
+
+def _become_worker(argv, fds, server_pid, arm_death_signal):
+    """The child half of a fork: takes the descriptors a started worker
+    would have (output as 1 and 2, listener 3, status 4), its own process
+    group (the master stops a worker by group), and runs main()."""
+    code = 70
+    try:
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        os.setpgid(0, 0)
+        if arm_death_signal is not None:
+            arm_death_signal()
+        if os.getppid() != server_pid:
+            os._exit(code)  # the server died before the signal was armed
+        import fcntl
+        high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 10) for fd in fds]
+        listen, status, output = high
+        os.dup2(output, 1)
+        os.dup2(output, 2)
+        os.dup2(listen, 3)
+        os.dup2(status, 4)
+        os.closerange(5, max(os.sysconf("SC_OPEN_MAX"), 1024))
+        app = sys.argv[sys.argv.index("--app") + 1] if "--app" in sys.argv[:-1] else ""
+        _set_title(" ".join([os.path.basename(sys.executable), "pyhost_worker.py", "--app", app] + argv))
+        code = main(argv)
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 2
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
+USAGE = """usage: pyhost_worker.py (--script FILE | --module NAME) [--callable NAME]
+                         [--directory DIR] [--threads N] [--listen-fd FD] [--status-fd FD]
+       pyhost_worker.py --fork-server
+"""
+
+
+class Args(object):
+    """The worker's command line (pyhostd builds it; see USAGE)."""
+
+    def __init__(self):
+        self.script = ""
+        self.module = ""
+        self.callable = ""
+        self.directory = ""
+        self.threads = 4
+        self.listen_fd = 3
+        self.status_fd = 4
+
+
+def parse_args(argv):
+    """Parses "--name value" pairs into Args; raises ValueError. Not
+    argparse: building a parser costs a forked worker more (gettext lookups,
+    regex compiles: 18 ms of a 30 ms start, measured) than all the rest."""
+    args = Args()
+    ints = ("threads", "listen_fd", "status_fd")
+    i = 0
+    while i < len(argv):
+        flag = argv[i]
+        name = flag[2:].replace("-", "_") if flag.startswith("--") else ""
+        if name not in vars(args):
+            raise ValueError("unknown argument %r" % flag)
+        if i + 1 >= len(argv):
+            raise ValueError("%s needs a value" % flag)
+        value = argv[i + 1]
+        if name in ints:
+            try:
+                value = int(value)
+            except ValueError:
+                raise ValueError("%s needs a whole number, not %r" % (flag, value))
+        setattr(args, name, value)
+        i += 2
+    if bool(args.script) == bool(args.module):
+        raise ValueError("exactly one of --script and --module is required")
+    return args
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="pyhost WSGI worker (started by pyhostd)")
-    target = parser.add_mutually_exclusive_group(required=True)
-    target.add_argument("--script", help="path of the app's WSGI file")
-    target.add_argument("--module", help="dotted module that holds the callable")
-    parser.add_argument("--callable", default="", help="name of the WSGI callable")
-    parser.add_argument("--directory", default="", help="working directory, first on sys.path")
-    parser.add_argument("--threads", type=int, default=4)
-    parser.add_argument("--listen-fd", type=int, default=3)
-    parser.add_argument("--status-fd", type=int, default=4)
-    args = parser.parse_args(argv)
+    if argv is None and len(sys.argv) > 1 and sys.argv[1] == "--fork-server":
+        try:
+            serve_forks(3)
+        except OSError:
+            pass  # the master is gone; so are the children (death signal)
+        return 0
+    try:
+        args = parse_args(sys.argv[1:] if argv is None else argv)
+    except ValueError as e:
+        sys.stderr.write("pyhost_worker: %s\n%s" % (e, USAGE))
+        return 2
 
     os.umask(0o027)
     # SIGUSR1 writes every thread's stack to stderr (the app's log): the

@@ -681,38 +681,55 @@ POLL_RELOAD_S = 0.01   # ... and while a reload runs
 WORST_WINDOW_S = 0.5   # the "worst 0.5 s" window of the report
 
 
-def list_workers(roots, uid, exe_re):
+def children_of(pid):
+    """The pids of pid's live children, from /proc/PID/task/*/children."""
+    kids = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return kids
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children", encoding="ascii") as f:
+                kids.extend(int(k) for k in f.read().split())
+        except OSError:
+            continue
+    return kids
+
+
+def list_workers(roots, uid, exe_re, parent_re=None):
     """{(pid, starttime)} of the live direct children of roots that run as
     uid (real) and whose executable's name matches exe_re: the Python
     worker processes of a stack (pyhostd's python3 children, mod_wsgi's
     daemon processes under Apache's parent, uWSGI's workers under its
-    master). Reads only the roots' children lists, so it is cheap enough
-    to poll every 10 ms."""
+    master). A child whose command line matches parent_re (pyhost's fork
+    server) is no worker; its children are looked at instead. Reads only
+    children lists, so it is cheap enough to poll every 10 ms."""
     found = set()
-    for root in roots:
+    pending = [kid for root in roots for kid in children_of(root)]
+    while pending:
+        pid = pending.pop()
+        st = read_stat(pid)
+        if st is None or st[0] in ("Z", "X"):
+            continue
+        if status_kb(pid, "Uid") != uid:
+            continue
         try:
-            tasks = os.listdir(f"/proc/{root}/task")
+            exe = os.path.basename(os.readlink(f"/proc/{pid}/exe"))
         except OSError:
             continue
-        for task in tasks:
+        if not exe_re.search(exe):
+            continue
+        if parent_re is not None:
             try:
-                with open(f"/proc/{root}/task/{task}/children", encoding="ascii") as f:
-                    kids = f.read().split()
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    cmdline = f.read().replace(b"\0", b" ").decode("utf-8", "replace")
             except OSError:
                 continue
-            for kid in kids:
-                pid = int(kid)
-                st = read_stat(pid)
-                if st is None or st[0] in ("Z", "X"):
-                    continue
-                if status_kb(pid, "Uid") != uid:
-                    continue
-                try:
-                    exe = os.path.basename(os.readlink(f"/proc/{pid}/exe"))
-                except OSError:
-                    continue
-                if exe_re.search(exe):
-                    found.add((pid, st[3]))
+            if parent_re.search(cmdline):
+                pending.extend(children_of(pid))
+                continue
+        found.add((pid, st[3]))
     return found
 
 
@@ -741,10 +758,11 @@ def cmd_events(args):
     accept queue at 1/4, 1/2, 3/4; write a JSON summary to --out."""
     uid = pwd.getpwnam(args.user).pw_uid
     exe_re = re.compile(args.worker_exe)
+    parent_re = re.compile(args.worker_parent) if args.worker_parent else None
     roots = parse_pids(args.roots.split())
     schedule = sorted(args.reload_at)
     queue_at = [args.duration * k / 4 for k in (1, 2, 3)]
-    initial = list_workers(roots, uid, exe_re)
+    initial = list_workers(roots, uid, exe_re, parent_re)
     seen = set(initial)
     done_re = re.compile(args.done_pattern) if args.done_pattern else None
     reloads, acceptq = [], []
@@ -765,7 +783,7 @@ def cmd_events(args):
                 wrk.kill()
                 wrk.wait()
                 wrk_done = True
-            workers = list_workers(roots, uid, exe_re)
+            workers = list_workers(roots, uid, exe_re, parent_re)
             seen |= workers
             if cur is None and schedule and not wrk_done and rel >= schedule[0]:
                 cur = {"scheduled_s": schedule.pop(0), "start_s": rel, "start_wall": time.time(),
@@ -1215,6 +1233,8 @@ def main():
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--user", required=True, help="the user the workers run as")
     p.add_argument("--worker-exe", required=True, help="regex on the workers' executable's name")
+    p.add_argument("--worker-parent", default="",
+                   help="regex on the command line of a process that is no worker but forks them (pyhost's fork server)")
     p.add_argument("--min", type=int, required=True, help="how many workers the stack runs")
     p.add_argument("--roots", required=True, help="the stack's top-level pids, space-separated")
     p.add_argument("--reload-at", type=float, action="append", default=[],

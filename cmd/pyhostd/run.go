@@ -168,6 +168,7 @@ func runSystem(path string, stdout, stderr io.Writer) error {
 		Log:             log,
 		ProxyProcs:      envInt("PYHOST_PROXY_PROCS"),
 		CheckInterval:   envDuration("PYHOST_CHECK_INTERVAL"),
+		DirectStart:     os.Getenv("PYHOST_FORK_SERVER") == "0",
 		Listed: func(uid uint32) bool {
 			mu.Lock()
 			defer mu.Unlock()

@@ -173,6 +173,7 @@ func serve(f serveFlags, changed func(string) bool, target string, stdout, stder
 		ShutdownTimeout: app.GracefulTimeout,
 		ProxyProcs:      envInt("PYHOST_PROXY_PROCS"),
 		CheckInterval:   envDuration("PYHOST_CHECK_INTERVAL"),
+		DirectStart:     os.Getenv("PYHOST_FORK_SERVER") == "0",
 		Log:             log,
 		AppOutput: func(name string, pid int, line string) {
 			outMu.Lock()
