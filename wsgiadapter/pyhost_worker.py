@@ -692,6 +692,13 @@ def serve_forks(control_fd):
             continue
         if pid == 0:
             _become_worker(argv, fds, server_pid, arm_death_signal)
+        # The child leads its own group before the master hears of it (it
+        # does the same itself; whichever runs first wins): the master
+        # stops a worker by its group, at any time after this answer.
+        try:
+            os.setpgid(pid, pid)
+        except OSError:
+            pass  # the child got there first, or has already exited
         for fd in fds:
             os.close(fd)
         send(event="spawned", id=req["id"], pid=pid)

@@ -1,0 +1,319 @@
+package daemons
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pyhost/pyhost/privdrop"
+	"github.com/pyhost/pyhost/wsgiadapter"
+)
+
+// These tests run the real worker script under a real python3: the fork
+// server's protocol has two sides, and only both together show it works.
+
+type forkEnv struct {
+	sp     *privdrop.Spawner
+	cred   privdrop.Credential
+	python string
+	script string // pyhost_worker.py
+	dir    string // holds the apps and the sockets
+	env    []string
+	out    *lines
+}
+
+func newForkEnv(t *testing.T, extraEnv ...string) *forkEnv {
+	t.Helper()
+	python := "/usr/bin/python3"
+	if _, err := os.Stat(python); err != nil {
+		p, err := exec.LookPath("python3")
+		if err != nil {
+			t.Skip("no python3 to run the fork server with")
+		}
+		python = p
+	}
+	sp, err := privdrop.NewSpawner()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cred, err := privdrop.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	script := filepath.Join(dir, "pyhost_worker.py")
+	if err := os.WriteFile(script, wsgiadapter.WorkerScript, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env := append([]string{"PATH=/usr/bin:/bin", "HOME=" + dir}, extraEnv...)
+	return &forkEnv{sp: sp, cred: cred, python: python, script: script, dir: dir, env: env, out: &lines{}}
+}
+
+func (e *forkEnv) server(t *testing.T) *ForkServer {
+	t.Helper()
+	fs, err := StartForkServer(e.sp, ForkServerSpec{
+		Path:   e.python,
+		Args:   []string{"-u", e.script, "--fork-server", "--app", "test/app"},
+		Dir:    e.dir,
+		Env:    e.env,
+		Cred:   e.cred,
+		Output: e.out.add,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		syscall.Kill(fs.PID(), syscall.SIGKILL)
+		<-fs.Exited()
+	})
+	within(t, fs.Ready(), "fork server ready")
+	return fs
+}
+
+var seq int
+
+// spawn forks one worker serving the app source src.
+func (e *forkEnv) spawn(t *testing.T, fs *ForkServer, src string) (*Process, error) {
+	t.Helper()
+	seq++
+	app := filepath.Join(e.dir, "app"+strconv.Itoa(seq)+".py")
+	if err := os.WriteFile(app, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, err := Start(e.sp, Spec{
+		Socket:     filepath.Join(e.dir, "w"+strconv.Itoa(seq)+".sock"),
+		SocketUID:  -1,
+		SocketGID:  -1,
+		Output:     e.out.add,
+		ForkServer: fs,
+		ForkArgs:   []string{"--script", app, "--directory", e.dir, "--threads", "2"},
+	})
+	if err == nil {
+		t.Cleanup(func() {
+			p.Kill()
+			<-p.Exited()
+		})
+	}
+	return p, err
+}
+
+const helloApp = `
+def application(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"hi"]
+`
+
+// procStat returns (ppid, pgid) of pid.
+func procStat(t *testing.T, pid int) (int, int) {
+	t.Helper()
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		t.Fatalf("stat of %d: %v", pid, err)
+	}
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	ppid, _ := strconv.Atoi(f[1])
+	pgid, _ := strconv.Atoi(f[2])
+	return ppid, pgid
+}
+
+// gone reports whether pid no longer runs (absent, or a zombie left to
+// an init that does not reap).
+func gone(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return true
+	}
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	return f[0] == "Z" || f[0] == "X"
+}
+
+func TestForkServerSpawnsAndReaps(t *testing.T) {
+	e := newForkEnv(t)
+	fs := e.server(t)
+	p, err := e.spawn(t, fs, helloApp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	within(t, p.Ready(), "forked worker ready")
+	if ppid, pgid := procStat(t, p.PID()); ppid != fs.PID() || pgid != p.PID() {
+		t.Errorf("worker %d: parent %d, group %d; want parent %d (the fork server), its own group", p.PID(), ppid, pgid, fs.PID())
+	}
+	cmdline, _ := os.ReadFile("/proc/" + strconv.Itoa(p.PID()) + "/cmdline")
+	if !strings.HasPrefix(string(cmdline), "python3 pyhost_worker.py --app test/app --script ") {
+		t.Errorf("worker's command line %q does not say it is a worker of test/app", cmdline)
+	}
+	if _, err := os.Stat(p.Socket()); err != nil {
+		t.Errorf("socket: %v", err)
+	}
+	p.Stop(10 * time.Second)
+	within(t, p.Exited(), "worker exit")
+	var ee *ExitError
+	if !errors.As(p.ExitErr(), &ee) || ee.Code != 0 || ee.Signal != 0 {
+		t.Fatalf("exit %v, want status 0 as reported by the fork server", p.ExitErr())
+	}
+	if !gone(p.PID()) {
+		t.Errorf("worker %d still runs after its exit was reported", p.PID())
+	}
+}
+
+func TestForkServerReportsSignals(t *testing.T) {
+	e := newForkEnv(t)
+	fs := e.server(t)
+	ours, err := e.spawn(t, fs, helloApp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	theirs, err := e.spawn(t, fs, helloApp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	within(t, ours.Ready(), "ready")
+	within(t, theirs.Ready(), "ready")
+	ours.Kill()
+	syscall.Kill(theirs.PID(), syscall.SIGKILL) // as the OOM killer would
+	within(t, ours.Exited(), "exit")
+	within(t, theirs.Exited(), "exit")
+	var ee *ExitError
+	if !errors.As(ours.ExitErr(), &ee) || ee.Signal != syscall.SIGKILL || ee.External {
+		t.Errorf("killed by pyhost: %v", ours.ExitErr())
+	}
+	if !errors.As(theirs.ExitErr(), &ee) || ee.Signal != syscall.SIGKILL || !ee.External {
+		t.Errorf("killed by someone else: %v, want it named as not sent by pyhost", theirs.ExitErr())
+	}
+}
+
+func TestForkServerImportError(t *testing.T) {
+	e := newForkEnv(t)
+	fs := e.server(t)
+	p, err := e.spawn(t, fs, "raise RuntimeError('not today')\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	within(t, p.Exited(), "exit")
+	ie := p.ImportErr()
+	if ie == nil || ie.Message != "RuntimeError: not today" || !strings.Contains(ie.Traceback, "Traceback (most recent call last)") {
+		t.Fatalf("import error %+v", ie)
+	}
+	var ee *ExitError
+	if !errors.As(p.ExitErr(), &ee) || ee.Code != 3 {
+		t.Fatalf("exit %v, want status 3", p.ExitErr())
+	}
+	// The server is unharmed.
+	q, err := e.spawn(t, fs, helloApp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	within(t, q.Ready(), "next worker ready")
+}
+
+func TestForkServerDeathTakesItsWorkers(t *testing.T) {
+	e := newForkEnv(t)
+	fs := e.server(t)
+	var ps []*Process
+	for i := 0; i < 2; i++ {
+		p, err := e.spawn(t, fs, helloApp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		within(t, p.Ready(), "ready")
+		ps = append(ps, p)
+	}
+	syscall.Kill(fs.PID(), syscall.SIGKILL)
+	for _, p := range ps {
+		within(t, p.Exited(), "worker's exit after its fork server died")
+		if !errors.Is(p.ExitErr(), ErrForkServer) {
+			t.Errorf("exit %v, want it to name the fork server", p.ExitErr())
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for _, p := range ps {
+		for !gone(p.PID()) {
+			if time.Now().After(deadline) {
+				t.Fatalf("worker %d outlived its fork server", p.PID())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	if _, err := e.spawn(t, fs, helloApp); !errors.Is(err, ErrForkServer) {
+		t.Errorf("spawn from a dead server: %v", err)
+	}
+}
+
+func TestForkServerRetiresAfterItsLastWorker(t *testing.T) {
+	e := newForkEnv(t)
+	fs := e.server(t)
+	p, err := e.spawn(t, fs, helloApp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	within(t, p.Ready(), "ready")
+	fs.Retire()
+	if _, err := e.spawn(t, fs, helloApp); !errors.Is(err, ErrForkServer) {
+		t.Errorf("spawn from a retired server: %v", err)
+	}
+	select {
+	case <-fs.Exited():
+		t.Fatal("a retired server exited while its worker ran: the worker would die with it")
+	case <-p.Ready(): // it still runs; checked again below
+	}
+	if gone(p.PID()) {
+		t.Fatal("worker died when its server was retired")
+	}
+	p.Stop(10 * time.Second)
+	within(t, p.Exited(), "worker exit")
+	within(t, fs.Exited(), "retired server's exit after its last worker")
+}
+
+func TestForkServerStaleAfterInstall(t *testing.T) {
+	userBase := filepath.Join(t.TempDir(), "userbase")
+	e := newForkEnv(t, "PYTHONUSERBASE="+userBase)
+	fs := e.server(t)
+	p, err := e.spawn(t, fs, helloApp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	within(t, p.Ready(), "ready")
+	// A pip install --user creates the user site directory: .pth files
+	// there would be unknown to the server's forks.
+	cmd := exec.Command(e.python, "-c", "import site; print(site.getusersitepackages())")
+	cmd.Env = e.env
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	site := strings.TrimSpace(string(out))
+	if !strings.HasPrefix(site, userBase) {
+		t.Skipf("user site %q is not under PYTHONUSERBASE", site)
+	}
+	if err := os.MkdirAll(site, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.spawn(t, fs, helloApp)
+	if !errors.Is(err, ErrForkServerStale) {
+		t.Fatalf("spawn after an install into the user site: %v, want ErrForkServerStale", err)
+	}
+}
+
+func TestForkServerKillRightAfterSpawn(t *testing.T) {
+	e := newForkEnv(t)
+	fs := e.server(t)
+	// The master may stop a worker the moment it hears of it (a reload
+	// aborted, say): its process group must exist by then.
+	for i := 0; i < 5; i++ {
+		p, err := e.spawn(t, fs, helloApp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Kill()
+		within(t, p.Exited(), "exit of a worker killed at once")
+		if !gone(p.PID()) {
+			t.Fatalf("worker %d survived its kill", p.PID())
+		}
+	}
+}
