@@ -152,7 +152,13 @@ func serveArgs(extra ...string) []string {
 // serves. The server is stopped (SIGTERM, then SIGKILL) at test end.
 func startServe(t *testing.T, dir string, args ...string) *server {
 	t.Helper()
-	s := launch(t, dir, serveArgs(args...)...)
+	return startServeEnv(t, dir, nil, args...)
+}
+
+// startServeEnv is startServe with extra environment variables.
+func startServeEnv(t *testing.T, dir string, env []string, args ...string) *server {
+	t.Helper()
+	s := launchEnv(t, dir, env, serveArgs(args...)...)
 	deadline := time.After(30 * time.Second)
 	for s.URL == "" || s.Control == "" {
 		select {
@@ -176,11 +182,17 @@ func startServe(t *testing.T, dir string, args ...string) *server {
 // launch starts pyhostd with args in dir without waiting for anything.
 func launch(t *testing.T, dir string, args ...string) *server {
 	t.Helper()
+	return launchEnv(t, dir, nil, args...)
+}
+
+// launchEnv is launch with extra environment variables.
+func launchEnv(t *testing.T, dir string, env []string, args ...string) *server {
+	t.Helper()
 	cmd := exec.Command(filepath.Join(binDir, "pyhostd"), args...)
 	cmd.Dir = dir
 	// Run directories go under the suite's own scratch space, so even a
 	// daemon killed with SIGKILL leaves nothing behind in /tmp.
-	cmd.Env = append(os.Environ(), "PYHOST_LOG_LEVEL=debug", "TMPDIR="+baseDir)
+	cmd.Env = append(append(os.Environ(), "PYHOST_LOG_LEVEL=debug", "TMPDIR="+baseDir), env...)
 	stdout, _ := cmd.StdoutPipe()
 	stderr, _ := cmd.StderrPipe()
 	s := &server{t: t, cmd: cmd, out: &lockedBuffer{lines: make(chan string, 1024)}, exited: make(chan struct{})}
