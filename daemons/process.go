@@ -2,7 +2,9 @@
 // a worker's listening UNIX socket, spawning it with its credential and
 // inherited descriptors, reading its status pipe for readiness, turning
 // its stdout and stderr into log lines, stopping it (SIGTERM, grace,
-// SIGKILL to its process group) and reading its RSS and CPU.
+// SIGKILL to its process group) and reading its RSS and CPU. A worker is
+// started either directly (fork+exec of the interpreter) or forked by its
+// app's ForkServer, a preloaded Python process (forkserver.go).
 //
 // It does not decide when to start, restart or recycle a process; that is
 // the supervisor's job.
