@@ -317,3 +317,30 @@ func TestForkServerKillRightAfterSpawn(t *testing.T) {
 		}
 	}
 }
+
+func TestForkServerIgnoresStraySigterm(t *testing.T) {
+	e := newForkEnv(t)
+	fs := e.server(t)
+	p, err := e.spawn(t, fs, helloApp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	within(t, p.Ready(), "ready")
+	// Someone's `kill` of the server: its workers would die with it.
+	syscall.Kill(fs.PID(), syscall.SIGTERM)
+	q, err := e.spawn(t, fs, helloApp) // a round trip: the signal was handled by now
+	if err != nil {
+		t.Fatalf("spawn after SIGTERM: %v", err)
+	}
+	within(t, q.Ready(), "ready")
+	// The workers' own SIGTERM (reset after the fork) is still their
+	// graceful stop.
+	for _, w := range []*Process{p, q} {
+		w.Stop(10 * time.Second)
+		within(t, w.Exited(), "worker exit")
+		var ee *ExitError
+		if !errors.As(w.ExitErr(), &ee) || ee.Code != 0 || ee.Signal != 0 {
+			t.Errorf("worker %d: %v, want a graceful exit with status 0", w.PID(), w.ExitErr())
+		}
+	}
+}

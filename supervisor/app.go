@@ -652,16 +652,13 @@ func (a *App) checkLimits() {
 	if lim.MemoryLimit <= 0 && (lim.MaxRequests <= 0 || a.opts.Served == nil) {
 		return
 	}
-	// At most one recycle for max_requests per check: at high request
-	// rates every worker passes its budget between two checks, and the
-	// jitter alone would not keep them from going together.
-	byRequests := false
+	underway := false
+	var candidates []*worker
+	var facts []WorkerFacts
 	for _, w := range a.workers {
 		if w.recycle != nil && w.recycle.Kind == RecycleRequests && w.state != WorkerGone {
-			byRequests = true // one is already on its way out
+			underway = true // one is already on its way out
 		}
-	}
-	for _, w := range a.workers {
 		if w.state != WorkerReady || w.recycle != nil {
 			continue
 		}
@@ -674,15 +671,11 @@ func (a *App) checkLimits() {
 		if a.opts.Served != nil {
 			f.Served, _ = a.opts.Served(w.id)
 		}
-		if r, ok := CheckLimits(lim, f); ok {
-			if r.Kind == RecycleRequests {
-				if byRequests {
-					continue
-				}
-				byRequests = true
-			}
-			a.recycle(w, r)
-		}
+		candidates = append(candidates, w)
+		facts = append(facts, f)
+	}
+	for _, p := range PlanRecycles(lim, facts, underway) {
+		a.recycle(candidates[p.Index], p.Reason)
 	}
 }
 

@@ -51,6 +51,37 @@ func CheckLimits(lim Limits, f WorkerFacts) (RecycleReason, bool) {
 	return RecycleReason{}, false
 }
 
+// PlanRecycles decides, for one check, which of an app's workers to
+// recycle (by index into facts, in order): every worker over memory_limit, but at
+// most one over its request budget, and none of those while a
+// requests-recycle is still underway (requestsUnderway). At high request
+// rates every worker passes its budget between two checks, and the jitter
+// alone would not keep them from going together.
+func PlanRecycles(lim Limits, facts []WorkerFacts, requestsUnderway bool) []PlannedRecycle {
+	var plan []PlannedRecycle
+	byRequests := requestsUnderway
+	for i, f := range facts {
+		r, ok := CheckLimits(lim, f)
+		if !ok {
+			continue
+		}
+		if r.Kind == RecycleRequests {
+			if byRequests {
+				continue
+			}
+			byRequests = true
+		}
+		plan = append(plan, PlannedRecycle{Index: i, Reason: r})
+	}
+	return plan
+}
+
+// PlannedRecycle is one worker PlanRecycles chose, by index, and why.
+type PlannedRecycle struct {
+	Index  int
+	Reason RecycleReason
+}
+
 // RequestBudget spreads max_requests over a worker group: each worker
 // gets its own budget between 7/8 of max and max, so workers started
 // together do not all recycle at the same moment. rnd returns [0,1).

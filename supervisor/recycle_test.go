@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"fmt"
 	"testing"
 	"time"
 )
@@ -62,5 +63,36 @@ func TestIdleCheck(t *testing.T) {
 	}
 	if !IdleCheck(2*time.Second, now.Add(-2*time.Second), now) {
 		t.Error("not stopped after the idle timeout")
+	}
+}
+
+func TestPlanRecyclesOneByRequestsPerCheck(t *testing.T) {
+	lim := Limits{MemoryLimit: 100 << 20, MaxRequests: 1000}
+	over := WorkerFacts{RSS: 10 << 20, Served: 5000, RequestBudget: 900}
+	under := WorkerFacts{RSS: 10 << 20, Served: 10, RequestBudget: 900}
+	bloated := WorkerFacts{RSS: 200 << 20, Served: 5000, RequestBudget: 900}
+	cases := []struct {
+		name     string
+		facts    []WorkerFacts
+		underway bool
+		want     []int
+	}{
+		{"all past their budget: only the first goes", []WorkerFacts{over, over, over}, false, []int{0}},
+		{"one already on its way out: none more", []WorkerFacts{over, over}, true, nil},
+		{"memory is never held back", []WorkerFacts{bloated, bloated, over}, true, []int{0, 1}},
+		{"memory and one by requests", []WorkerFacts{over, bloated, over}, false, []int{0, 1}},
+		{"nobody over", []WorkerFacts{under, under}, false, nil},
+	}
+	for _, c := range cases {
+		var got []int
+		for _, p := range PlanRecycles(lim, c.facts, c.underway) {
+			got = append(got, p.Index)
+			if want, _ := CheckLimits(lim, c.facts[p.Index]); p.Reason != want {
+				t.Errorf("%s: worker %d reason %v, want %v", c.name, p.Index, p.Reason, want)
+			}
+		}
+		if fmt.Sprint(got) != fmt.Sprint(c.want) {
+			t.Errorf("%s: recycles %v, want %v", c.name, got, c.want)
+		}
 	}
 }

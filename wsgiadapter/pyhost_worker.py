@@ -633,7 +633,10 @@ def serve_forks(control_fd):
     os.set_blocking(wake_w, False)
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda signum, frame: None)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # The master ends the server by closing the socket, once no worker is
+    # left: a stray SIGTERM must not take the workers down with it.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_IGN)
     try:
         import gc
         gc.collect()
@@ -691,6 +694,7 @@ def serve_forks(control_fd):
             send(event="refused", id=req.get("id") if isinstance(req, dict) else None, error=str(e), stale=stale)
             continue
         if pid == 0:
+            control.detach()  # fd 3 is about to become the worker's listener
             _become_worker(argv, fds, server_pid, arm_death_signal)
         # The child leads its own group before the master hears of it (it
         # does the same itself; whichever runs first wins): the master
@@ -711,7 +715,8 @@ def _become_worker(argv, fds, server_pid, arm_death_signal):
     code = 70
     try:
         signal.set_wakeup_fd(-1)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_DFL)
         os.setpgid(0, 0)
         if arm_death_signal is not None:
             arm_death_signal()
@@ -729,7 +734,7 @@ def _become_worker(argv, fds, server_pid, arm_death_signal):
         _set_title(" ".join([os.path.basename(sys.executable), "pyhost_worker.py", "--app", app] + argv))
         code = main(argv)
     except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else 2
+        code = 0 if e.code is None else e.code if isinstance(e.code, int) else 1
     except BaseException:
         traceback.print_exc()
     finally:
