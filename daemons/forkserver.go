@@ -43,6 +43,11 @@ type ForkServerSpec struct {
 	Output func(pid int, line string) // its own stdout and stderr
 }
 
+// readyTimeout bounds the wait for a new server, which starts like a worker
+// without an app (tens of ms): one stuck in a site hook must not hold up
+// its app, whose worker then starts directly.
+const readyTimeout = 3 * time.Second
+
 // ForkServer is one app's preloaded Python process that forks workers on
 // request (pyhost_worker.py, serve_forks). A forked worker costs the CPU of
 // a fork and of importing the app, not of starting an interpreter, which
@@ -261,10 +266,14 @@ func (fs *ForkServer) Err() error {
 // returns the child's pid and where its wait status will arrive (-1: the
 // server died and took the child with it).
 func (fs *ForkServer) spawn(ctx context.Context, argv []string, listen, status, output *os.File) (int, <-chan int, error) {
+	ready := time.NewTimer(readyTimeout)
+	defer ready.Stop()
 	select {
 	case <-fs.ready:
 	case <-fs.exited:
 		return 0, nil, fmt.Errorf("%w exited before it was ready", ErrForkServer)
+	case <-ready.C:
+		return 0, nil, fmt.Errorf("%w not ready within %v", ErrForkServer, readyTimeout)
 	case <-ctx.Done():
 		return 0, nil, fmt.Errorf("%w not ready: %w", ErrForkServer, ctx.Err())
 	}
@@ -296,9 +305,17 @@ func (fs *ForkServer) spawn(ctx context.Context, argv []string, listen, status, 
 	case r := <-reply:
 		return r.pid, r.exit, r.err
 	case <-ctx.Done():
-		// Too late for this request; the server still answers it, and a
-		// child it forks anyway finds a closed status pipe and is reaped.
+		// Too late for this request. A child forked for it has nobody to
+		// supervise it: killed here if its answer came just now, else by
+		// handle when it comes.
 		fs.forget(id)
+		select {
+		case r := <-reply:
+			if r.err == nil {
+				syscall.Kill(-r.pid, syscall.SIGKILL)
+			}
+		default:
+		}
 		return 0, nil, fmt.Errorf("%w did not answer: %w", ErrForkServer, ctx.Err())
 	}
 }
@@ -318,6 +335,25 @@ func (fs *ForkServer) Retire() {
 	fs.retired = true
 	if len(fs.exits) == 0 && fs.gone == nil {
 		fs.conn.CloseWrite()
+	}
+}
+
+// Kill kills the server at once (its children die with it).
+func (fs *ForkServer) Kill() {
+	select {
+	case <-fs.exited:
+	default:
+		syscall.Kill(fs.pid, syscall.SIGKILL)
+	}
+}
+
+// IsReady reports whether the server ever became ready.
+func (fs *ForkServer) IsReady() bool {
+	select {
+	case <-fs.ready:
+		return true
+	default:
+		return false
 	}
 }
 

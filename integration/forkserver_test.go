@@ -41,7 +41,7 @@ func forkServers(s *server) []int {
 
 func TestWorkersAreForkedFromTheForkServer(t *testing.T) {
 	dir := writeApp(t, map[string]string{"wsgi.py": validated(basicApp)})
-	s := startServe(t, dir, "--processes", "2", "wsgi.py")
+	s := startServe(t, dir, "--processes", "3", "wsgi.py")
 	servers := forkServers(s)
 	if len(servers) != 1 {
 		t.Fatalf("%d fork servers under the daemon, want 1", len(servers))
@@ -62,14 +62,25 @@ func TestWorkersAreForkedFromTheForkServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.waitLine(regexp.MustCompile(`worker died.*fork server died`), 10*time.Second)
-	eventually(t, 10*time.Second, "two new workers serve", func() bool {
+	eventually(t, 10*time.Second, "three new workers serve", func() bool {
 		pids := s.workerPIDs()
-		if len(pids) != 2 || pids[0] == old[0] || pids[0] == old[1] || pids[1] == old[0] || pids[1] == old[1] {
+		if len(pids) != 3 {
 			return false
+		}
+		for _, p := range pids {
+			for _, o := range old {
+				if p == o {
+					return false
+				}
+			}
 		}
 		c, _ := get(t, s.URL+"/pid")
 		return c == 200
 	})
+	// One crash for the restart policy, not one per worker it took.
+	if st := s.status(); len(st) != 1 || st[0].Restarts != 1 || st[0].State != "running" {
+		t.Errorf("after the fork server's death: %+v, want running with 1 restart", st)
+	}
 	if now := forkServers(s); len(now) != 1 || now[0] == servers[0] {
 		t.Errorf("fork servers after the kill: %v (the killed one was %d)", now, servers[0])
 	}

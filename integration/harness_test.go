@@ -286,8 +286,9 @@ func (s *server) status() []appStatus {
 }
 
 type appStatus struct {
-	Name    string `json:"name"`
-	State   string `json:"state"`
+	Name     string `json:"name"`
+	State    string `json:"state"`
+	Restarts int    `json:"restarts"`
 	Workers []struct {
 		PID   int    `json:"pid"`
 		State string `json:"state"`

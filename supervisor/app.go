@@ -68,6 +68,7 @@ type worker struct {
 	seq     int
 	gen     int
 	proc    *daemons.Process
+	fs      *daemons.ForkServer // its parent, when forked
 	state   WorkerState
 	readyC  bool // became ready at least once
 	slow    bool // killed for missing startup_timeout
@@ -340,7 +341,7 @@ func (a *App) spawn(cfg config.App, gen int) (*worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &worker{id: id, seq: int(seq), gen: gen, proc: proc, state: WorkerStarting, budget: RequestBudget(cfg.MaxRequests, nil)}
+	w := &worker{id: id, seq: int(seq), gen: gen, proc: proc, fs: spec.ForkServer, state: WorkerStarting, budget: RequestBudget(cfg.MaxRequests, nil)}
 	a.workers = append(a.workers, w)
 	a.log.Info("worker starting", "worker", id, "pid", proc.PID(), "generation", gen)
 	a.note("worker %d starting", proc.PID())
@@ -506,6 +507,16 @@ func (a *App) onExited(w *worker) {
 		// Its replacement is already on its way; a worker that dies while
 		// being recycled (over its memory, say) is no crash loop.
 		a.log.Warn("worker died while being recycled", "worker", w.id, "pid", w.proc.PID(), "reason", reason, "recycle", w.recycle.String())
+		return
+	}
+	if w.fs != nil && errors.Is(exitErr, daemons.ErrForkServer) && !a.forks.firstLoss(w.fs) {
+		// Its server's death was counted once, with the first worker it
+		// took along; this one only needs replacing.
+		a.log.Warn("worker died with its fork server", "worker", w.id, "pid", w.proc.PID())
+		a.note("worker %d died with its fork server; replacing it", w.proc.PID())
+		if w.gen == a.gen {
+			a.scheduleRestart(RestartDecision{})
+		}
 		return
 	}
 	uptime := time.Since(w.proc.StartedAt())

@@ -21,6 +21,7 @@ type forkServers struct {
 	key     string // what cur's workers inherit: interpreter, user, directory, environment
 	retryAt time.Time
 	retired []*daemons.ForkServer
+	lost    map[*daemons.ForkServer]bool // servers that died with workers, see firstLoss
 }
 
 // forkKey is what a forked worker inherits from its server and so must
@@ -32,6 +33,7 @@ func forkKey(spec daemons.Spec) string {
 	b.WriteString(spec.Dir)
 	b.WriteByte(0)
 	b.WriteString(spec.Cred.String())
+	b.WriteString(":" + strconv.FormatUint(uint64(spec.Cred.GID), 10))
 	for _, g := range spec.Cred.Groups {
 		b.WriteString("," + strconv.FormatUint(uint64(g), 10))
 	}
@@ -81,10 +83,27 @@ func (f *forkServers) failed(fs *daemons.ForkServer, err error) {
 	if fs != f.cur {
 		return
 	}
+	if !fs.IsReady() {
+		fs.Kill() // stuck before it could fork: it has no child to outlive
+	}
 	f.retire()
 	if !errors.Is(err, daemons.ErrForkServerStale) {
 		f.retryAt = time.Now().Add(forkRetry)
 	}
+}
+
+// firstLoss reports whether a worker that died with fs is the first of
+// that server's workers to be reported: the server's death is one crash
+// for the restart policy, not one per worker it took along.
+func (f *forkServers) firstLoss(fs *daemons.ForkServer) bool {
+	if f.lost == nil {
+		f.lost = map[*daemons.ForkServer]bool{}
+	}
+	if f.lost[fs] {
+		return false
+	}
+	f.lost[fs] = true
+	return true
 }
 
 // retire lets the current server go once its workers have exited.
@@ -116,4 +135,5 @@ func (f *forkServers) close() {
 		fs.Close(2 * time.Second)
 	}
 	f.retired = nil
+	f.lost = nil
 }

@@ -591,20 +591,51 @@ def _set_title(title):
         pass
 
 
+def _close_fds_from(low):
+    """Closes every descriptor from low up. Listed from /proc/self/fd: a
+    closerange to the limit is one close() per number where close_range(2)
+    is missing (Python < 3.10, old glibc), 65,536 of them under pyhost's
+    unit."""
+    try:
+        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:
+        os.closerange(low, max(os.sysconf("SC_OPEN_MAX"), 1024))
+        return
+    for fd in fds:
+        if fd >= low:
+            try:
+                os.close(fd)
+            except OSError:
+                pass  # the directory's own descriptor, already closed
+
+
 def _fingerprint():
-    """What a fork would inherit stale: the interpreter binary, and the site
-    directories whose .pth files were read at start (installing a package
-    there changes the directory). Other directories need no watching: the
-    server imports nothing from them, and imports in a child see new files.
-    The server refuses to fork once this changed."""
+    """What a fork would inherit stale: the interpreter binary, the site
+    directories and the .pth files read at start (installing a package
+    changes its directory), and sitecustomize/usercustomize. Nothing else
+    needs watching: the server imports no other code that is not the
+    standard library's, and imports in a child see new files. The server
+    refuses to fork once this changed."""
     paths = [os.path.realpath(sys.executable)]
     try:
         import site
-        paths += site.getsitepackages()
+        sites = list(site.getsitepackages())
         if site.ENABLE_USER_SITE:
-            paths.append(site.getusersitepackages())
+            sites.append(site.getusersitepackages())
     except (ImportError, AttributeError):
-        pass  # run with -S, or a virtualenv's old site.py
+        sites = []  # run with -S, or a virtualenv's old site.py
+    for d in sites:
+        paths.append(d)
+        try:
+            # A .pth file edited in place leaves its directory's mtime.
+            paths += sorted(os.path.join(d, n) for n in os.listdir(d) if n.endswith(".pth"))
+        except OSError:
+            pass
+    # Code site ran at start from anywhere on sys.path.
+    for name in ("sitecustomize", "usercustomize"):
+        mod = sys.modules.get(name)
+        if getattr(mod, "__file__", None):
+            paths.append(mod.__file__)
     seen = []
     for path in paths:
         try:
@@ -729,7 +760,7 @@ def _become_worker(argv, fds, server_pid, arm_death_signal):
         os.dup2(output, 2)
         os.dup2(listen, 3)
         os.dup2(status, 4)
-        os.closerange(5, max(os.sysconf("SC_OPEN_MAX"), 1024))
+        _close_fds_from(5)
         app = sys.argv[sys.argv.index("--app") + 1] if "--app" in sys.argv[:-1] else ""
         _set_title(" ".join([os.path.basename(sys.executable), "pyhost_worker.py", "--app", app] + argv))
         code = main(argv)
@@ -745,7 +776,7 @@ def _become_worker(argv, fds, server_pid, arm_death_signal):
             os._exit(code)
 
 
-USAGE = """usage: pyhost_worker.py (--script FILE | --module NAME) [--callable NAME]
+USAGE = """usage: pyhost_worker.py [--app USER/APP] (--script FILE | --module NAME) [--callable NAME]
                          [--directory DIR] [--threads N] [--listen-fd FD] [--status-fd FD]
        pyhost_worker.py --fork-server
 """
@@ -755,6 +786,7 @@ class Args(object):
     """The worker's command line (pyhostd builds it; see USAGE)."""
 
     def __init__(self):
+        self.app = ""  # USER/APP, for ps only
         self.script = ""
         self.module = ""
         self.callable = ""

@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -1028,5 +1029,58 @@ func TestWorkerGarbage(t *testing.T) {
 	mustHello(t, dialFake(t, w.sock))
 	if out := w.out.String(); strings.Contains(out, "internal error") {
 		t.Errorf("the worker hit an internal error on garbage input:\n%s", out)
+	}
+}
+
+// TestWorkerArgs runs the worker's own argument parser: what pyhostd
+// passes, what ps shows a forked worker as (with --app), and mistakes.
+func TestWorkerArgs(t *testing.T) {
+	python := findPython(t)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "pyhost_worker.py"), WorkerScript, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	const probe = `
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import pyhost_worker as w
+for argv in json.loads(sys.argv[2]):
+    try:
+        a = w.parse_args(argv)
+        print(json.dumps([a.app, a.script, a.module, a.callable, a.directory, a.threads, a.listen_fd, a.status_fd]))
+    except ValueError as e:
+        print(json.dumps("error: %s" % e))
+`
+	cases := []struct {
+		argv []string
+		want string
+	}{
+		{[]string{"--script", "/srv/a.py", "--directory", "/srv", "--threads", "8"}, `["", "/srv/a.py", "", "", "/srv", 8, 3, 4]`},
+		{[]string{"--app", "alice/blog", "--module", "blog.wsgi", "--callable", "app"}, `["alice/blog", "", "blog.wsgi", "app", "", 4, 3, 4]`},
+		{[]string{"--listen-fd", "5", "--status-fd", "6", "--script", "x.py"}, `["", "x.py", "", "", "", 4, 5, 6]`},
+		{[]string{"--directory", "/srv"}, `"error: exactly one of --script and --module is required"`},
+		{[]string{"--script", "a.py", "--module", "m"}, `"error: exactly one of --script and --module is required"`},
+		{[]string{"--script", "a.py", "--threads", "many"}, `"error: --threads needs a whole number, not 'many'"`},
+		{[]string{"--script"}, `"error: --script needs a value"`},
+		{[]string{"--script", "a.py", "--__init__", "x"}, `"error: unknown argument '--__init__'"`},
+		{[]string{"script.py"}, `"error: unknown argument 'script.py'"`},
+	}
+	var argvs [][]string
+	for _, c := range cases {
+		argvs = append(argvs, c.argv)
+	}
+	in, _ := json.Marshal(argvs)
+	out, err := exec.Command(python, "-c", probe, dir, string(in)).CombinedOutput()
+	if err != nil {
+		t.Fatalf("probe: %v\n%s", err, out)
+	}
+	got := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(got) != len(cases) {
+		t.Fatalf("%d answers for %d cases:\n%s", len(got), len(cases), out)
+	}
+	for i, c := range cases {
+		if got[i] != c.want {
+			t.Errorf("%q: got %s, want %s", c.argv, got[i], c.want)
+		}
 	}
 }
