@@ -289,7 +289,7 @@ type appStatus struct {
 	Name     string `json:"name"`
 	State    string `json:"state"`
 	Restarts int    `json:"restarts"`
-	Workers []struct {
+	Workers  []struct {
 		PID   int    `json:"pid"`
 		State string `json:"state"`
 	} `json:"workers"`
