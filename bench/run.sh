@@ -11,7 +11,7 @@
 # that switch to that user. It stops only the processes it started, by pid.
 #
 # Knobs (environment): DURATION WARMUP STACKS ROUNDS CONNS PYHOSTD
-# WRK_TIMEOUT PORT_BASE KEEP_WORKDIR; defaults below.
+# WRK_TIMEOUT PORT_BASE KEEP_WORKDIR ACCESS_LOG; defaults below.
 
 set -euo pipefail
 
@@ -43,6 +43,7 @@ readonly READY_TRIES=150                # x 0.2 s: how long a stack may take to 
 # max_requests, uWSGI's lazy-apps and master FIFO).
 APP_FILE=hello.py                       # a file in $APP_DIR
 PYHOST_ARGS=()                          # extra pyhostd serve flags
+ACCESS_LOG=${ACCESS_LOG:-0}             # 1: pyhost writes its access log (the peers' configs write none)
 WSGI_DAEMON_OPTIONS=""                  # extra WSGIDaemonProcess options, each with a leading space
 UWSGI_OPTIONS=""                        # extra uwsgi.ini lines
 
@@ -63,6 +64,7 @@ check_knobs() {
     uint_between "$ROUNDS" 1 100 || die "ROUNDS must be a whole number, 1 to 100 (got '$ROUNDS')"
     uint_between "$PORT_BASE" 1024 65000 || die "PORT_BASE must be a port number, 1024 to 65000 (got '$PORT_BASE')"
     [[ $WRK_TIMEOUT =~ ^[0-9]+(ms|s|m)?$ ]] || die "WRK_TIMEOUT must look like 5s or 500ms (got '$WRK_TIMEOUT')"
+    [[ $ACCESS_LOG =~ ^[01]$ ]] || die "ACCESS_LOG must be 0 or 1 (got '$ACCESS_LOG')"
     local c s
     [ -n "${CONNS// /}" ] || die "CONNS is empty"
     for c in $CONNS; do
@@ -360,9 +362,11 @@ render() { # TEMPLATE OUT KEY=VALUE...
 
 start_pyhost() {
     local dir=$1 port=$2
+    local -a access=()
+    [ "$ACCESS_LOG" = 1 ] && access=(--access-log "$dir/access.log")
     spawn "$dir" "$dir/pyhostd.log" "$PYHOSTD" serve --listen "127.0.0.1:$port" \
         --processes "$PROCESSES" --threads "$THREADS" --python "$PY" \
-        --user "$BENCH_USER" "${PYHOST_ARGS[@]}" "$APP_DIR/$APP_FILE"
+        --user "$BENCH_USER" "${PYHOST_ARGS[@]}" "${access[@]}" "$APP_DIR/$APP_FILE"
     wait_http "$port" || return 1
     grep -q "http://127.0.0.1:$port" "$dir/pyhostd.log" ||
         warn "pyhostd serves, but did not print http://127.0.0.1:$port"
@@ -598,7 +602,7 @@ main() {
     local -a portargs=()
     local s
     for s in $STACKS; do portargs+=(--port "$s=$(stack_port "$s")"); done
-    local command="DURATION=$DURATION WARMUP=$WARMUP ROUNDS=$ROUNDS CONNS=\"$CONNS\" STACKS=\"$STACKS\""
+    local command="DURATION=$DURATION WARMUP=$WARMUP ROUNDS=$ROUNDS CONNS=\"$CONNS\" STACKS=\"$STACKS\" ACCESS_LOG=$ACCESS_LOG"
     [ "$WRK_TIMEOUT" = 5s ] || command+=" WRK_TIMEOUT=$WRK_TIMEOUT"
     [ "$PORT_BASE" = 18180 ] || command+=" PORT_BASE=$PORT_BASE"
     command+=" bench/run.sh"

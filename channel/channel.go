@@ -4,7 +4,8 @@
 // neither imports the other.
 //
 // Down (master → proxy): Setup once, then Table whenever routing or a
-// worker's state changes. Up (proxy → master): Event.
+// worker's state changes, and Reopen after log rotation. Up (proxy →
+// master): Event.
 package channel
 
 import (
@@ -23,10 +24,15 @@ const maxMessage = 64 << 20
 
 // Message is one envelope on the channel; exactly one field is set.
 type Message struct {
-	Setup *Setup `json:"setup,omitempty"`
-	Table *Table `json:"table,omitempty"`
-	Event *Event `json:"event,omitempty"`
+	Setup  *Setup  `json:"setup,omitempty"`
+	Table  *Table  `json:"table,omitempty"`
+	Event  *Event  `json:"event,omitempty"`
+	Reopen *Reopen `json:"reopen,omitempty"`
 }
+
+// Reopen asks the proxy to reopen its access log (the master got SIGUSR1,
+// after logrotate moved the file and the master created the new one).
+type Reopen struct{}
 
 // Setup tells a freshly started proxy how to run.
 type Setup struct {
@@ -37,6 +43,9 @@ type Setup struct {
 	ShutdownTimeout time.Duration `json:"shutdown_timeout"`
 	// Procs is the proxy's GOMAXPROCS; 0 leaves Go's default.
 	Procs int `json:"procs"`
+	// AccessLog is the file the proxy appends a line per request to (the
+	// master creates it, owned by the proxy's user); "" for none.
+	AccessLog string `json:"access_log,omitempty"`
 }
 
 // Table is the whole routing state. It is always sent whole and replaces

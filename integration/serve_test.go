@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -293,6 +294,12 @@ func TestBadInvocations(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer busy.Close()
+	// A directory the proxy's user cannot write in (as root: cannot even
+	// enter, so the master's check speaks; otherwise creating it fails).
+	locked := filepath.Join(t.TempDir(), "locked")
+	if err := os.Mkdir(locked, 0o500); err != nil {
+		t.Fatal(err)
+	}
 	cases := []struct {
 		name string
 		args []string
@@ -304,6 +311,7 @@ func TestBadInvocations(t *testing.T) {
 		{"unknown flag", serveArgs("--frobnicate", "wsgi.py"), "unknown flag: --frobnicate", 2},
 		{"port in use", append(serveArgs("wsgi.py"), "--listen", busy.Addr().String()), "address already in use", 1},
 		{"no target", serveArgs(), "serve takes one TARGET", 2},
+		{"unwritable access log", serveArgs("--access-log", filepath.Join(locked, "access.log"), "wsgi.py"), "access log", 1},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

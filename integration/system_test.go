@@ -308,6 +308,10 @@ max_processes = 2
 			t.Errorf("%s: NoNewPrivs %q, canary %v (want 1 and absent)", c.app, r.NNP, r.Canary)
 		}
 	}
+	// R11: the proxy logged them, to log_dir/access.log, a file its
+	// user owns and others cannot read.
+	checkAccessLog(t, filepath.Join(base, "log", "access.log"), testUser,
+		regexp.MustCompile(`"GET /api/v1 HTTP/1.1" 200 \d+ "-" "Go-http-client/1.1" \d+\.\d{6} `+regexp.QuoteMeta(alice)+`/api [0-9a-f]+-[0-9a-f]+\n`))
 	// S2: the crash-looping app becomes failing (503, Retry-After) while
 	// every other app keeps serving.
 	eventually(t, 30*time.Second, "the crashing app is marked failing", func() bool {

@@ -56,6 +56,9 @@ type Config struct {
 	// CheckInterval is how often workers' RSS, request counts and apps'
 	// idleness are checked; 0 means one second.
 	CheckInterval time.Duration
+	// AccessLog is the file the proxy logs every request to; "" for
+	// none. The master creates it, owned by ProxyCred's user.
+	AccessLog string
 	// DirectStart starts every worker with its own interpreter instead
 	// of forking it from the app's fork server.
 	DirectStart bool
@@ -153,6 +156,9 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		return err
 	}
 	defer os.RemoveAll(cfg.StateDir)
+	if err := m.prepareAccessLog(); err != nil {
+		return err
+	}
 	scriptDir := cfg.ScriptDir
 	if scriptDir == "" {
 		scriptDir = filepath.Dir(cfg.StateDir)
@@ -245,8 +251,9 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	for ctx.Err() == nil {
 		select {
 		case <-usr1:
-			m.log.Info("reopening app logs")
+			m.log.Info("reopening app logs and the access log")
 			m.reopenLogs()
+			m.reopenAccessLog()
 		case <-hup:
 			m.log.Info("SIGHUP: re-reading the config and app files")
 			sd.Reloading()
@@ -405,6 +412,55 @@ func (m *Master) openAppLog(a config.App) (*applog.Log, error) {
 		uid, gid = int(a.Cred.UID), int(a.Cred.GID)
 	}
 	return applog.Open(applog.FilePath(m.cfg.LogDir, a.Cred.Username, a.Name), uid, gid)
+}
+
+// prepareAccessLog creates the access log if it is missing, for the
+// proxy's user to append to: the proxy cannot create files in a log
+// directory that root owns, and must not be able to.
+func (m *Master) prepareAccessLog() error {
+	path := m.cfg.AccessLog
+	if path == "" {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("access log: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW, 0o640)
+	if err != nil {
+		return fmt.Errorf("access log: %w", err)
+	}
+	defer f.Close()
+	if os.Geteuid() == 0 {
+		if err := f.Chown(int(m.cfg.ProxyCred.UID), int(m.cfg.ProxyCred.GID)); err != nil {
+			return fmt.Errorf("access log: %w", err)
+		}
+	}
+	// The proxy opens it by path (again after every rotation): say now,
+	// plainly, if its user cannot.
+	if err := privdrop.CheckAccess(m.cfg.ProxyCred, path, privdrop.Write); err != nil {
+		return fmt.Errorf("access log %s: the proxy's user %s cannot write it: %w", path, m.cfg.ProxyCred.Username, err)
+	}
+	return nil
+}
+
+// reopenAccessLog creates the access log anew (logrotate moved it away)
+// and tells the proxy to reopen it.
+func (m *Master) reopenAccessLog() {
+	if m.cfg.AccessLog == "" {
+		return
+	}
+	if err := m.prepareAccessLog(); err != nil {
+		m.log.Error("cannot create the access log", "error", err)
+		return
+	}
+	m.proxyMu.Lock()
+	defer m.proxyMu.Unlock()
+	if m.proxyCh == nil {
+		return // a proxy that starts opens the new file anyway
+	}
+	if err := m.proxyCh.Send(channel.Message{Reopen: &channel.Reopen{}}); err != nil {
+		m.log.Warn("cannot tell the proxy to reopen the access log", "error", err)
+	}
 }
 
 // ReopenLogs reopens every app log (SIGUSR1, after logrotate).

@@ -92,7 +92,7 @@ func (m *Master) runProxyOnce(ctx context.Context) error {
 
 	ch := channel.NewConn(mine)
 	grace := m.cfg.ShutdownTimeout
-	if err := ch.Send(channel.Message{Setup: &channel.Setup{Listeners: addrs, ShutdownTimeout: grace, Procs: m.cfg.ProxyProcs}}); err != nil {
+	if err := ch.Send(channel.Message{Setup: &channel.Setup{Listeners: addrs, ShutdownTimeout: grace, Procs: m.cfg.ProxyProcs, AccessLog: m.cfg.AccessLog}}); err != nil {
 		cmd.Process.Kill()
 		<-exited
 		return err

@@ -17,6 +17,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/pyhost/pyhost/accesslog"
 	"github.com/pyhost/pyhost/channel"
 	"github.com/pyhost/pyhost/wsgiadapter"
 )
@@ -45,7 +46,14 @@ type Proxy struct {
 	idPrefix string
 	idSeq    atomic.Uint64
 	envPool  sync.Pool
+
+	// access, when set, gets a line per request (R11).
+	access *accesslog.Writer
 }
+
+// SetAccessLog makes the proxy log every request to w; call it before
+// serving.
+func (p *Proxy) SetAccessLog(w *accesslog.Writer) { p.access = w }
 
 // New returns a Proxy with an empty table: every request gets 404 until
 // the first Update. events receives what the master must hear (a worker
@@ -124,6 +132,12 @@ func (p *Proxy) newRequestID() string {
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rid := p.newRequestID()
 	w.Header().Set("X-Request-Id", rid)
+	if p.access != nil {
+		rec := &recorder{ResponseWriter: w}
+		start := time.Now()
+		defer func() { p.logAccess(r, rec, start, rid) }()
+		w = rec
+	}
 	select {
 	case <-p.routed:
 	case <-r.Context().Done():
@@ -133,6 +147,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		writeError(w, http.StatusNotFound, 0)
 		return
+	}
+	if rec, ok := w.(*recorder); ok {
+		rec.app = rt.app.key
 	}
 	ri := reqInfo{prefix: rt.prefix, scheme: "http", requestID: rid}
 	if r.TLS != nil {
@@ -146,6 +163,67 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	env := buildEnviron((*envp)[:0], r, ri)
 	defer func() { *envp = env[:0]; p.envPool.Put(envp) }()
 	p.forward(w, r, rt, env, rid)
+}
+
+// recorder notes what the access log needs of a response.
+type recorder struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+	app    string
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if r.status == 0 {
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	n, err := r.ResponseWriter.Write(b)
+	r.bytes += int64(n)
+	return n, err
+}
+
+// Flush keeps streaming working through the recorder (relay flushes).
+func (r *recorder) Flush() {
+	if f, ok := r.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+func (p *Proxy) logAccess(r *http.Request, rec *recorder, start time.Time, rid string) {
+	status := rec.status
+	if status == 0 {
+		// Nothing was written: the client left first, or the request was
+		// aborted mid-way; 499 as nginx logs a client that went away.
+		status = 499
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	p.access.Log(accesslog.Entry{
+		RemoteAddr: host,
+		Time:       start,
+		Method:     r.Method,
+		URI:        r.RequestURI,
+		Proto:      r.Proto,
+		Status:     status,
+		Bytes:      rec.bytes,
+		Referer:    r.Header.Get("Referer"),
+		UserAgent:  r.Header.Get("User-Agent"),
+		Duration:   time.Since(start),
+		App:        rec.app,
+		RequestID:  rid,
+	})
 }
 
 // maxAttempts bounds the fresh connections tried for one request when

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/pyhost/pyhost/accesslog"
 	"io"
 	"maps"
 	"net"
@@ -51,6 +52,15 @@ func Run(ctx context.Context, ch *channel.Conn, listeners []net.Listener, log hc
 		}
 	})
 
+	if setup.AccessLog != "" {
+		al, err := accesslog.Open(setup.AccessLog, func(err error) { log.Error("writing the access log", "error", err) })
+		if err != nil {
+			return err
+		}
+		defer al.Close()
+		p.SetAccessLog(al)
+	}
+
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	masterGone := make(chan error, 1)
@@ -66,6 +76,11 @@ func Run(ctx context.Context, ch *channel.Conn, listeners []net.Listener, log hc
 			}
 			if m.Table != nil {
 				p.Update(*m.Table)
+			}
+			if m.Reopen != nil && p.access != nil {
+				if err := p.access.Reopen(); err != nil {
+					log.Error("cannot reopen the access log", "error", err)
+				}
 			}
 		}
 	}()

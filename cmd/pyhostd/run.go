@@ -129,9 +129,6 @@ func runSystem(path string, stdout, stderr io.Writer) error {
 	if len(admin.Proxy.TrustedProxies) > 0 {
 		log.Warn("trusted_proxies is not implemented in this version yet: X-Forwarded-For is never trusted")
 	}
-	if admin.Proxy.AccessLog != "" {
-		log.Debug("access_log is not written by this version yet", "access_log", admin.Proxy.AccessLog)
-	}
 	spawner, err := privdrop.NewSpawner()
 	if err != nil {
 		return err
@@ -169,6 +166,7 @@ func runSystem(path string, stdout, stderr io.Writer) error {
 		ProxyProcs:      envInt("PYHOST_PROXY_PROCS"),
 		CheckInterval:   envDuration("PYHOST_CHECK_INTERVAL"),
 		DirectStart:     os.Getenv("PYHOST_FORK_SERVER") == "0",
+		AccessLog:       admin.Proxy.AccessLog,
 		Listed: func(uid uint32) bool {
 			mu.Lock()
 			defer mu.Unlock()

@@ -30,6 +30,7 @@ type serveFlags struct {
 	python        string
 	user          string
 	controlSocket string
+	accessLog     string
 
 	memoryLimit     string
 	maxRequests     int
@@ -74,6 +75,7 @@ never as root.`,
 	fl.StringVar(&f.python, "python", "python3", "Python interpreter (a path, or a name looked up on PATH)")
 	fl.StringVar(&f.user, "user", "", "run the proxy and the app as this user (root only, and then required)")
 	fl.StringVar(&f.controlSocket, "control-socket", "", "control socket path for pyctl (default: in the run directory)")
+	fl.StringVar(&f.accessLog, "access-log", "", "append a line per request to this file (combined format plus duration, app, request id)")
 	fl.StringVar(&f.memoryLimit, "memory-limit", "", `recycle a worker whose RSS passes this size ("300MiB"; default: no limit)`)
 	fl.IntVar(&f.maxRequests, "max-requests", 0, "recycle a worker after about this many requests (0: never)")
 	fl.StringVar(&f.maxBody, "max-body", config.FormatSize(config.DefaultMaxBody), "largest request body (413 above)")
@@ -154,6 +156,12 @@ func serve(f serveFlags, changed func(string) bool, target string, stdout, stder
 		return err
 	}
 	defer os.RemoveAll(runDir)
+	accessLog := f.accessLog
+	if accessLog != "" {
+		if accessLog, err = filepath.Abs(accessLog); err != nil {
+			return err
+		}
+	}
 	ctlPath := f.controlSocket
 	if ctlPath == "" {
 		ctlPath = filepath.Join(runDir, "control.sock")
@@ -174,6 +182,7 @@ func serve(f serveFlags, changed func(string) bool, target string, stdout, stder
 		ProxyProcs:      envInt("PYHOST_PROXY_PROCS"),
 		CheckInterval:   envDuration("PYHOST_CHECK_INTERVAL"),
 		DirectStart:     os.Getenv("PYHOST_FORK_SERVER") == "0",
+		AccessLog:       accessLog,
 		Log:             log,
 		AppOutput: func(name string, pid int, line string) {
 			outMu.Lock()

@@ -1,0 +1,205 @@
+// Package accesslog writes the proxy's access log (R11): one line per
+// request in Apache's combined format, followed by the duration, the app
+// and the request id. Lines are buffered and written at most every
+// flushInterval, so logging costs a request a format and a copy, not a
+// write(2). Reopen follows a rotated file (SIGUSR1 after logrotate).
+package accesslog
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// flushInterval bounds how long a line waits in the buffer.
+const flushInterval = 200 * time.Millisecond
+
+// Entry is one request as the log records it.
+type Entry struct {
+	RemoteAddr string // client address, without the port
+	Time       time.Time
+	Method     string
+	URI        string // as the client sent it (path and query)
+	Proto      string
+	Status     int
+	Bytes      int64 // response body bytes sent
+	Referer    string
+	UserAgent  string
+	Duration   time.Duration
+	App        string // "user/app", or "" when no app took the request
+	RequestID  string
+}
+
+// Append formats e as one line, newline included, onto b:
+//
+//	127.0.0.1 - - [22/Nov/2026:07:40:00 +0000] "GET /hello HTTP/1.1" 200 6 "-" "curl/8.0" 0.001234 alice/blog 9f86d081-1a
+//
+// The first nine fields are Apache's combined format (a body of 0 bytes
+// is "-", as there); then the duration in seconds, the app ("-": none)
+// and the X-Request-Id the client was given. Quotes, backslashes and
+// control bytes in client-supplied fields are escaped as \" \\ \xHH, so a
+// request cannot forge a line.
+func Append(b []byte, e Entry) []byte {
+	b = appendField(b, e.RemoteAddr)
+	b = append(b, " - - ["...)
+	b = e.Time.AppendFormat(b, "02/Jan/2006:15:04:05 -0700")
+	b = append(b, `] "`...)
+	b = appendEscaped(b, e.Method)
+	b = append(b, ' ')
+	b = appendEscaped(b, e.URI)
+	b = append(b, ' ')
+	b = appendEscaped(b, e.Proto)
+	b = append(b, `" `...)
+	b = strconv.AppendInt(b, int64(e.Status), 10)
+	b = append(b, ' ')
+	if e.Bytes > 0 {
+		b = strconv.AppendInt(b, e.Bytes, 10)
+	} else {
+		b = append(b, '-')
+	}
+	b = append(b, ` "`...)
+	b = appendField(b, e.Referer)
+	b = append(b, `" "`...)
+	b = appendField(b, e.UserAgent)
+	b = append(b, `" `...)
+	b = strconv.AppendFloat(b, e.Duration.Seconds(), 'f', 6, 64)
+	b = append(b, ' ')
+	b = appendField(b, e.App)
+	b = append(b, ' ')
+	b = appendField(b, e.RequestID)
+	return append(b, '\n')
+}
+
+// appendField writes s, or "-" when empty, escaped.
+func appendField(b []byte, s string) []byte {
+	if s == "" {
+		return append(b, '-')
+	}
+	return appendEscaped(b, s)
+}
+
+func appendEscaped(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+		case c < 0x20 || c == 0x7f:
+			b = append(b, '\\', 'x', hex[c>>4], hex[c&0xf])
+		default:
+			b = append(b, c)
+		}
+	}
+	return b
+}
+
+// Writer appends lines to one file. Safe for concurrent use.
+type Writer struct {
+	path    string
+	onError func(error) // told of a failed flush, from the flusher
+
+	mu   sync.Mutex
+	f    *os.File
+	w    *bufio.Writer
+	line []byte
+	err  error // the last write error, reported once by Flush
+
+	stop chan struct{}
+	done chan struct{}
+}
+
+// Open opens path for appending (creating it 0640 if needed; a symlink is
+// refused) and starts the flusher, which reports a failed write to
+// onError (may be nil).
+func Open(path string, onError func(error)) (*Writer, error) {
+	f, err := openFile(path)
+	if err != nil {
+		return nil, err
+	}
+	w := &Writer{path: path, onError: onError, f: f, w: bufio.NewWriterSize(f, 64<<10), stop: make(chan struct{}), done: make(chan struct{})}
+	go w.flusher()
+	return w, nil
+}
+
+func openFile(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("access log: %w", err)
+	}
+	return f, nil
+}
+
+// Log appends one line.
+func (w *Writer) Log(e Entry) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.line = Append(w.line[:0], e)
+	if _, err := w.w.Write(w.line); err != nil && w.err == nil {
+		w.err = err
+	}
+}
+
+// Flush writes buffered lines to the file.
+func (w *Writer) Flush() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.flushLocked()
+}
+
+func (w *Writer) flushLocked() error {
+	err := w.w.Flush()
+	if err == nil {
+		err, w.err = w.err, nil
+	}
+	return err
+}
+
+// Reopen flushes and opens the path anew: after logrotate moved the file
+// away, new lines go to the new file.
+func (w *Writer) Reopen() error {
+	f, err := openFile(w.path)
+	if err != nil {
+		return err
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	ferr := w.flushLocked()
+	w.f.Close()
+	w.f = f
+	w.w.Reset(f)
+	return ferr
+}
+
+// Close flushes and closes the file.
+func (w *Writer) Close() error {
+	close(w.stop)
+	<-w.done
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	err := w.flushLocked()
+	if cerr := w.f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func (w *Writer) flusher() {
+	defer close(w.done)
+	t := time.NewTicker(flushInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			if err := w.Flush(); err != nil && w.onError != nil {
+				w.onError(err)
+			}
+		case <-w.stop:
+			return
+		}
+	}
+}

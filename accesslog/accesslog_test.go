@@ -1,0 +1,96 @@
+package accesslog
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+var when = time.Date(2026, 11, 22, 7, 40, 0, 0, time.FixedZone("", 0))
+
+func TestAppendCombinedPlus(t *testing.T) {
+	cases := []struct {
+		name string
+		e    Entry
+		want string
+	}{
+		{"routed", Entry{RemoteAddr: "127.0.0.1", Time: when, Method: "GET", URI: "/hello?x=1", Proto: "HTTP/1.1",
+			Status: 200, Bytes: 6, Referer: "http://a/", UserAgent: "curl/8.0", Duration: 1234 * time.Microsecond,
+			App: "alice/blog", RequestID: "9f86-1a"},
+			`127.0.0.1 - - [22/Nov/2026:07:40:00 +0000] "GET /hello?x=1 HTTP/1.1" 200 6 "http://a/" "curl/8.0" 0.001234 alice/blog 9f86-1a` + "\n"},
+		{"no app, no body, no headers", Entry{RemoteAddr: "::1", Time: when, Method: "GET", URI: "/nope", Proto: "HTTP/1.1",
+			Status: 404, RequestID: "9f86-1b"},
+			`::1 - - [22/Nov/2026:07:40:00 +0000] "GET /nope HTTP/1.1" 404 - "-" "-" 0.000000 - 9f86-1b` + "\n"},
+		{"hostile fields cannot forge a line", Entry{RemoteAddr: "10.0.0.1", Time: when, Method: "GET", URI: "/a\"b\\c", Proto: "HTTP/1.1",
+			Status: 200, Bytes: 1, UserAgent: "evil\"\n10.0.0.2 - - [x] \"GET / HTTP/1.1\" 200", Duration: time.Second, App: "a/b", RequestID: "r"},
+			`10.0.0.1 - - [22/Nov/2026:07:40:00 +0000] "GET /a\"b\\c HTTP/1.1" 200 1 "-" "evil\"\x0a10.0.0.2 - - [x] \"GET / HTTP/1.1\" 200" 1.000000 a/b r` + "\n"},
+	}
+	for _, c := range cases {
+		if got := string(Append(nil, c.e)); got != c.want {
+			t.Errorf("%s:\n got %s\nwant %s", c.name, got, c.want)
+		}
+		if n := strings.Count(string(Append(nil, c.e)), "\n"); n != 1 {
+			t.Errorf("%s: %d newlines", c.name, n)
+		}
+	}
+}
+
+func TestWriterFlushReopenClose(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "access.log")
+	w, err := Open(path, func(err error) { t.Errorf("flush: %v", err) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Log(Entry{RemoteAddr: "1.2.3.4", Time: when, Method: "GET", URI: "/one", Proto: "HTTP/1.1", Status: 200, RequestID: "1"})
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// logrotate: the file is moved away, the daemon told to reopen.
+	rotated := path + ".1"
+	if err := os.Rename(path, rotated); err != nil {
+		t.Fatal(err)
+	}
+	w.Log(Entry{RemoteAddr: "1.2.3.4", Time: when, Method: "GET", URI: "/two", Proto: "HTTP/1.1", Status: 200, RequestID: "2"})
+	if err := w.Reopen(); err != nil {
+		t.Fatal(err)
+	}
+	w.Log(Entry{RemoteAddr: "1.2.3.4", Time: when, Method: "GET", URI: "/three", Proto: "HTTP/1.1", Status: 200, RequestID: "3"})
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	old, _ := os.ReadFile(rotated)
+	cur, _ := os.ReadFile(path)
+	if !strings.Contains(string(old), "/one") || !strings.Contains(string(old), "/two") || strings.Contains(string(old), "/three") {
+		t.Errorf("rotated file has %q; want /one and /two (buffered before the reopen)", old)
+	}
+	if !strings.Contains(string(cur), "/three") || strings.Count(string(cur), "\n") != 1 {
+		t.Errorf("new file has %q; want only /three", cur)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o640 {
+		t.Errorf("new file %v, %v; want mode 0640", fi, err)
+	}
+}
+
+func TestOpenRefusesSymlink(t *testing.T) {
+	dir := t.TempDir()
+	target := filepath.Join(dir, "elsewhere")
+	os.WriteFile(target, nil, 0o600)
+	link := filepath.Join(dir, "access.log")
+	os.Symlink(target, link)
+	if _, err := Open(link, nil); err == nil {
+		t.Fatal("opened an access log through a symlink")
+	}
+}
+
+func BenchmarkAppend(b *testing.B) {
+	e := Entry{RemoteAddr: "127.0.0.1", Time: when, Method: "GET", URI: "/hello", Proto: "HTTP/1.1", Status: 200, Bytes: 6,
+		UserAgent: "wrk", Duration: time.Millisecond, App: "alice/blog", RequestID: "9f86d081-1a"}
+	var buf []byte
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		buf = Append(buf[:0], e)
+	}
+}
