@@ -665,8 +665,9 @@ def serve_forks(control_fd):
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda signum, frame: None)
     # The master ends the server by closing the socket, once no worker is
-    # left: a stray SIGTERM must not take the workers down with it.
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    # left: a stray SIGTERM (or a SIGUSR1 meant for the workers' stack
+    # dumps) must not take the workers down with it.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1):
         signal.signal(signum, signal.SIG_IGN)
     try:
         import gc
