@@ -72,6 +72,7 @@ func (m *Master) runProxyOnce(ctx context.Context) error {
 		addrs = append(addrs, ln.Addr().String())
 	}
 	cmd := exec.Command(m.self, ProxyCommand, "--listeners", strconv.Itoa(len(m.lns)))
+	cmd.Args[0] = "pyhostd" // ps shows "pyhostd __proxy", not "/proc/self/exe __proxy"
 	cmd.Env = privdrop.CleanEnv(m.cfg.ProxyCred, map[string]string{
 		"PYHOST_LOG_LEVEL":        os.Getenv("PYHOST_LOG_LEVEL"),
 		"PYHOST_PROXY_CPUPROFILE": os.Getenv("PYHOST_PROXY_CPUPROFILE"),

@@ -585,7 +585,12 @@ def _set_title(title):
         size = end - start
         if size <= 1:
             return
-        raw = title.encode("utf-8", "replace")[:size - 1]
+        raw = title.encode("utf-8", "replace")
+        if len(raw) > size - 1:
+            # Whole arguments only, and say so: half a path would read as
+            # a different, plausible one.
+            raw = raw[:max(0, size - 5)].rsplit(b" ", 1)[0] + b" ..."
+            raw = raw[:size - 1]
         ctypes.memmove(start, raw + b"\0" * (size - len(raw)), size)
     except (ImportError, OSError, ValueError, IndexError):
         pass

@@ -30,6 +30,13 @@ func proxyCommand(stderr io.Writer) *cobra.Command {
 			// Ctrl-C in a terminal reaches the whole foreground group; the
 			// master decides when the proxy stops.
 			signal.Ignore(syscall.SIGINT)
+			// A SIGUSR1 or SIGHUP sent to the whole service (systemctl
+			// kill's default) is the master's business, not a reason to
+			// drop every connection.
+			signal.Ignore(syscall.SIGUSR1, syscall.SIGHUP)
+			// Started as /proc/self/exe, ps would name it "exe": name it
+			// as the daemon it is (ps -C pyhostd, pgrep pyhostd).
+			os.WriteFile("/proc/self/comm", []byte("pyhostd"), 0)
 			lns := make([]net.Listener, 0, listeners)
 			for i := 0; i < listeners; i++ {
 				f := os.NewFile(uintptr(master.ProxyFirstListenerFD+i), "listener")

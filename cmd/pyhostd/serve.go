@@ -51,13 +51,16 @@ func serveCommand(stdout, stderr io.Writer) *cobra.Command {
 		Long: `Serve one WSGI app through the pyhost proxy and supervised Python workers.
 
 TARGET is a file (wsgi.py, app.wsgi; its callable "application", or "app"
-where "application" is absent; "file.py:name" picks another) or
-module:callable, imported with the current directory first on sys.path.
+where "application" is absent; "file.py:name" picks another),
+module:callable, imported with the current directory first on sys.path,
+or an app file (app.toml: every key of docs/config.md applies but
+domains, since express mode serves any Host).
 
 Run by root, serve needs --user: the proxy and the app run as that user,
 never as root.`,
 		Example: `  pyhostd serve wsgi.py
-  pyhostd serve --listen 127.0.0.1:8080 --processes 2 --threads 8 myproject.wsgi:application`,
+  pyhostd serve --listen 127.0.0.1:8080 --processes 2 --threads 8 myproject.wsgi:application
+  pyhostd serve blog.toml`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 1 {
 				return usageError{fmt.Errorf("serve takes one TARGET (a wsgi file or module:callable), got %d arguments", len(args))}
@@ -361,12 +364,10 @@ func plural(n int, one, many string) string {
 	return strconv.Itoa(n) + " " + many
 }
 
-// pyctlPath is how to call pyctl: by name when it is on PATH, else by the
-// path beside this pyhostd (bin/pyctl after `make build`).
+// pyctlPath is how to call pyctl: by the path beside this pyhostd
+// (bin/pyctl after `make build`), else by name when it is on PATH.
 func pyctlPath() string {
-	if p, err := exec.LookPath("pyctl"); err == nil {
-		return filepath.Base(p)
-	}
+	// The pyctl built with this pyhostd first: one on PATH may be older.
 	if self, err := os.Executable(); err == nil {
 		p := filepath.Join(filepath.Dir(self), "pyctl")
 		if _, err := os.Stat(p); err == nil {
@@ -377,6 +378,9 @@ func pyctlPath() string {
 			}
 			return p
 		}
+	}
+	if p, err := exec.LookPath("pyctl"); err == nil {
+		return filepath.Base(p)
 	}
 	return "pyctl"
 }
