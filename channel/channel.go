@@ -46,6 +46,9 @@ type Setup struct {
 	// AccessLog is the file the proxy appends a line per request to (the
 	// master creates it, owned by the proxy's user); "" for none.
 	AccessLog string `json:"access_log,omitempty"`
+	// TrustedProxies are the CIDR prefixes whose X-Forwarded-* and
+	// X-Request-Id the proxy believes.
+	TrustedProxies []string `json:"trusted_proxies,omitempty"`
 }
 
 // Table is the whole routing state. It is always sent whole and replaces

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -352,6 +353,16 @@ func (c *checker) proxy(prim toml.Primitive) Proxy {
 		}
 	}
 	return px
+}
+
+// ParseTrustedProxy reads one trusted_proxies entry (also the
+// --trusted-proxy flag of pyhostd serve): see parsePrefix.
+func ParseTrustedProxy(s string) (netip.Prefix, error) {
+	pfx, problem := parsePrefix(s)
+	if problem != "" {
+		return netip.Prefix{}, errors.New(problem)
+	}
+	return pfx, nil
 }
 
 // parsePrefix reads a CIDR prefix, or a single address as its /32 or

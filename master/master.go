@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -56,6 +57,8 @@ type Config struct {
 	// CheckInterval is how often workers' RSS, request counts and apps'
 	// idleness are checked; 0 means one second.
 	CheckInterval time.Duration
+	// TrustedProxies may tell the proxy who the client is (R8).
+	TrustedProxies []netip.Prefix
 	// AccessLog is the file the proxy logs every request to; "" for
 	// none. The master creates it, owned by ProxyCred's user.
 	AccessLog string

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"os/exec"
 	"strconv"
@@ -93,7 +94,7 @@ func (m *Master) runProxyOnce(ctx context.Context) error {
 
 	ch := channel.NewConn(mine)
 	grace := m.cfg.ShutdownTimeout
-	if err := ch.Send(channel.Message{Setup: &channel.Setup{Listeners: addrs, ShutdownTimeout: grace, Procs: m.cfg.ProxyProcs, AccessLog: m.cfg.AccessLog}}); err != nil {
+	if err := ch.Send(channel.Message{Setup: &channel.Setup{Listeners: addrs, ShutdownTimeout: grace, Procs: m.cfg.ProxyProcs, AccessLog: m.cfg.AccessLog, TrustedProxies: prefixStrings(m.cfg.TrustedProxies)}}); err != nil {
 		cmd.Process.Kill()
 		<-exited
 		return err
@@ -146,4 +147,12 @@ func closeAll(fs []*os.File) {
 	for _, f := range fs {
 		f.Close()
 	}
+}
+
+func prefixStrings(ps []netip.Prefix) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.String()
+	}
+	return out
 }

@@ -24,6 +24,11 @@ type reqInfo struct {
 	remoteAddr string // the client, after trusted-proxy handling
 	remotePort string
 	serverPort string
+	// forwardedFor and forwardedHost are set for the app as
+	// X-Forwarded-For and X-Forwarded-Host (with X-Forwarded-Proto from
+	// scheme), replacing whatever the client sent (R8).
+	forwardedFor  string
+	forwardedHost string
 }
 
 // buildEnviron fills env with the CGI part of the WSGI environ (PEP 3333).
@@ -58,6 +63,13 @@ func buildEnviron(env wsgiadapter.Environ, r *http.Request, ri reqInfo) wsgiadap
 		"HTTP_HOST", host,
 		"HTTP_X_REQUEST_ID", ri.requestID,
 	)
+	if ri.forwardedFor != "" {
+		env = append(env,
+			"HTTP_X_FORWARDED_FOR", ri.forwardedFor,
+			"HTTP_X_FORWARDED_PROTO", ri.scheme,
+			"HTTP_X_FORWARDED_HOST", ri.forwardedHost,
+		)
+	}
 	if r.ContentLength > 0 || (r.ContentLength == 0 && r.Header.Get("Content-Length") != "") {
 		env = append(env, "CONTENT_LENGTH", strconv.FormatInt(r.ContentLength, 10))
 	}
@@ -68,6 +80,8 @@ func buildEnviron(env wsgiadapter.Environ, r *http.Request, ri reqInfo) wsgiadap
 			continue
 		case name == "Content-Length", name == "X-Request-Id", name == "Host", hopByHop[name]:
 			continue
+		case ri.forwardedFor != "" && (name == "X-Forwarded-For" || name == "X-Forwarded-Proto" || name == "X-Forwarded-Host"):
+			continue // ours replace them
 		case strings.IndexByte(name, '_') >= 0:
 			// "X_Forwarded_For" would become HTTP_X_FORWARDED_FOR and
 			// spoof the real header (R8).

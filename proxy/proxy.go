@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"strconv"
 	"sync"
@@ -49,7 +50,13 @@ type Proxy struct {
 
 	// access, when set, gets a line per request (R11).
 	access *accesslog.Writer
+	// trusted are the proxies whose X-Forwarded-* and X-Request-Id are
+	// believed (R8); set before serving.
+	trusted []netip.Prefix
 }
+
+// SetTrustedProxies sets trusted_proxies; call it before serving.
+func (p *Proxy) SetTrustedProxies(trusted []netip.Prefix) { p.trusted = trusted }
 
 // SetAccessLog makes the proxy log every request to w; call it before
 // serving.
@@ -130,12 +137,19 @@ func (p *Proxy) newRequestID() string {
 
 // ServeHTTP routes and forwards one request.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	rid := p.newRequestID()
+	peer, peerPort, _ := net.SplitHostPort(r.RemoteAddr)
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	fwd := resolveForwarded(peer, p.trusted, r.Header.Values("X-Forwarded-For"), r.Header.Get("X-Forwarded-Proto"),
+		r.Header.Get("X-Forwarded-Host"), r.Header.Get("X-Request-Id"), r.Host, scheme, p.newRequestID())
+	rid := fwd.requestID
 	w.Header().Set("X-Request-Id", rid)
 	if p.access != nil {
 		rec := &recorder{ResponseWriter: w}
 		start := time.Now()
-		defer func() { p.logAccess(r, rec, start, rid) }()
+		defer func() { p.logAccess(r, rec, start, rid, fwd.client) }()
 		w = rec
 	}
 	select {
@@ -151,11 +165,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if rec, ok := w.(*recorder); ok {
 		rec.app = rt.app.key
 	}
-	ri := reqInfo{prefix: rt.prefix, scheme: "http", requestID: rid}
-	if r.TLS != nil {
-		ri.scheme = "https"
+	ri := reqInfo{prefix: rt.prefix, scheme: fwd.scheme, requestID: rid, remoteAddr: fwd.client, remotePort: peerPort,
+		forwardedFor: fwd.chain, forwardedHost: fwd.host}
+	if fwd.client != peer {
+		ri.remotePort = "" // the port is the last proxy's, not the client's
 	}
-	ri.remoteAddr, ri.remotePort, _ = net.SplitHostPort(r.RemoteAddr)
 	if la, ok := r.Context().Value(http.LocalAddrContextKey).(*net.TCPAddr); ok {
 		ri.serverPort = strconv.Itoa(la.Port)
 	}
@@ -199,19 +213,15 @@ func (r *recorder) Flush() {
 // Unwrap lets http.ResponseController reach the connection.
 func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
-func (p *Proxy) logAccess(r *http.Request, rec *recorder, start time.Time, rid string) {
+func (p *Proxy) logAccess(r *http.Request, rec *recorder, start time.Time, rid, client string) {
 	status := rec.status
 	if status == 0 {
 		// Nothing was written: the client left first, or the request was
 		// aborted mid-way; 499 as nginx logs a client that went away.
 		status = 499
 	}
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		host = r.RemoteAddr
-	}
 	p.access.Log(accesslog.Entry{
-		RemoteAddr: host,
+		RemoteAddr: client,
 		Time:       start,
 		Method:     r.Method,
 		URI:        r.RequestURI,

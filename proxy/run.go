@@ -9,6 +9,7 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"net/netip"
 	"runtime"
 	"sync"
 	"time"
@@ -52,6 +53,15 @@ func Run(ctx context.Context, ch *channel.Conn, listeners []net.Listener, log hc
 		}
 	})
 
+	var trusted []netip.Prefix
+	for _, t := range setup.TrustedProxies {
+		pfx, err := netip.ParsePrefix(t)
+		if err != nil {
+			return fmt.Errorf("trusted proxy %q: %w", t, err)
+		}
+		trusted = append(trusted, pfx)
+	}
+	p.SetTrustedProxies(trusted)
 	if setup.AccessLog != "" {
 		al, err := accesslog.Open(setup.AccessLog, func(err error) { log.Error("writing the access log", "error", err) })
 		if err != nil {

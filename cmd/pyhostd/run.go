@@ -126,9 +126,6 @@ func runSystem(path string, stdout, stderr io.Writer) error {
 	if admin.Daemon.MetricsListen != "" {
 		log.Warn("metrics_listen is not implemented in this version yet; no metrics are served", "metrics_listen", admin.Daemon.MetricsListen)
 	}
-	if len(admin.Proxy.TrustedProxies) > 0 {
-		log.Warn("trusted_proxies is not implemented in this version yet: X-Forwarded-For is never trusted")
-	}
 	spawner, err := privdrop.NewSpawner()
 	if err != nil {
 		return err
@@ -167,6 +164,7 @@ func runSystem(path string, stdout, stderr io.Writer) error {
 		CheckInterval:   envDuration("PYHOST_CHECK_INTERVAL"),
 		DirectStart:     os.Getenv("PYHOST_FORK_SERVER") == "0",
 		AccessLog:       admin.Proxy.AccessLog,
+		TrustedProxies:  admin.Proxy.TrustedProxies,
 		Listed: func(uid uint32) bool {
 			mu.Lock()
 			defer mu.Unlock()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -31,6 +32,7 @@ type serveFlags struct {
 	user          string
 	controlSocket string
 	accessLog     string
+	trusted       []string
 
 	memoryLimit     string
 	maxRequests     int
@@ -79,6 +81,7 @@ never as root.`,
 	fl.StringVar(&f.user, "user", "", "run the proxy and the app as this user (root only, and then required)")
 	fl.StringVar(&f.controlSocket, "control-socket", "", "control socket path for pyctl (default: in the run directory)")
 	fl.StringVar(&f.accessLog, "access-log", "", "append a line per request to this file (combined format plus duration, app, request id)")
+	fl.StringArrayVar(&f.trusted, "trusted-proxy", nil, "an address or CIDR prefix (repeatable) whose X-Forwarded-For, -Proto, -Host and X-Request-Id are believed")
 	fl.StringVar(&f.memoryLimit, "memory-limit", "", `recycle a worker whose RSS passes this size ("300MiB"; default: no limit)`)
 	fl.IntVar(&f.maxRequests, "max-requests", 0, "recycle a worker after about this many requests (0: never)")
 	fl.StringVar(&f.maxBody, "max-body", config.FormatSize(config.DefaultMaxBody), "largest request body (413 above)")
@@ -159,6 +162,14 @@ func serve(f serveFlags, changed func(string) bool, target string, stdout, stder
 		return err
 	}
 	defer os.RemoveAll(runDir)
+	var trusted []netip.Prefix
+	for _, t := range f.trusted {
+		pfx, err := config.ParseTrustedProxy(t)
+		if err != nil {
+			return usageError{fmt.Errorf("--trusted-proxy: %w", err)}
+		}
+		trusted = append(trusted, pfx)
+	}
 	accessLog := f.accessLog
 	if accessLog != "" {
 		if accessLog, err = filepath.Abs(accessLog); err != nil {
@@ -186,6 +197,7 @@ func serve(f serveFlags, changed func(string) bool, target string, stdout, stder
 		CheckInterval:   envDuration("PYHOST_CHECK_INTERVAL"),
 		DirectStart:     os.Getenv("PYHOST_FORK_SERVER") == "0",
 		AccessLog:       accessLog,
+		TrustedProxies:  trusted,
 		Log:             log,
 		AppOutput: func(name string, pid int, line string) {
 			outMu.Lock()
