@@ -92,6 +92,14 @@ type App struct {
 	// MaxBody is the largest request body (413 above); 0: unlimited.
 	MaxBody int64    `json:"max_body"`
 	Workers []Worker `json:"workers"`
+	// Static are URL paths the proxy serves from a directory itself.
+	Static []StaticMount `json:"static,omitempty"`
+}
+
+// StaticMount is one [[static]] of an app.
+type StaticMount struct {
+	URL string `json:"url"` // full path with a trailing slash: "/static/"
+	Dir string `json:"dir"` // absolute
 }
 
 // Worker is one worker process the proxy may send requests to.

@@ -57,6 +57,13 @@ func (s *appSet) add(a config.App) error {
 			out(key, pid, line)
 		}
 	}
+	// The proxy serves [[static]] as its own user, not as the app's
+	// owner: say so in the owner's log if that user cannot get in.
+	for _, m := range a.Static {
+		if err := privdrop.CheckAccess(s.m.cfg.ProxyCred, m.Dir, privdrop.Execute); err != nil {
+			opts.Output(a.Key(), 0, fmt.Sprintf("[[static]] %s: the proxy's user %s cannot read %s (%v); its files will answer 403 or 404", m.URL, s.m.cfg.ProxyCred.Username, m.Dir, err))
+		}
+	}
 	app := supervisor.NewApp(a, opts)
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &appEntry{app: app, cfg: a, log: alog, stop: cancel, done: make(chan struct{})}

@@ -17,15 +17,21 @@ var errorText = map[int]string{
 
 // writeError writes an error page. retryAfter > 0 adds Retry-After (seconds).
 func writeError(w http.ResponseWriter, code int, retryAfter int) {
-	h := w.Header()
-	for k := range h {
-		if k != "X-Request-Id" {
-			delete(h, k)
-		}
-	}
 	text, ok := errorText[code]
 	if !ok {
 		text = strconv.Itoa(code) + " " + http.StatusText(code) + "\n"
+	}
+	writeErrorText(w, code, text, retryAfter)
+}
+
+// writeErrorText is writeError with a page of one's own. Headers set so
+// far go, but X-Request-Id and Allow (which a 405 needs).
+func writeErrorText(w http.ResponseWriter, code int, text string, retryAfter int) {
+	h := w.Header()
+	for k := range h {
+		if k != "X-Request-Id" && k != "Allow" {
+			delete(h, k)
+		}
 	}
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	h.Set("Content-Length", strconv.Itoa(len(text)))

@@ -98,7 +98,7 @@ func (p *Proxy) Update(t channel.Table) {
 		}
 		pool.update(a)
 		seen[a.Key] = true
-		rt.add(a.Domains, a.Prefix, pool, a.MaxBody, a.RequestTimeout)
+		rt.add(a.Domains, a.Prefix, pool, a.MaxBody, a.RequestTimeout, a.Static...)
 	}
 	for key, pool := range p.pools {
 		if !seen[key] {
@@ -164,6 +164,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if rec, ok := w.(*recorder); ok {
 		rec.app = rt.app.key
+	}
+	if m, rest, ok := rt.staticFor(r.URL.Path); ok {
+		serveStatic(w, r, m, rest)
+		return
 	}
 	ri := reqInfo{prefix: rt.prefix, scheme: fwd.scheme, requestID: rid, remoteAddr: fwd.client, remotePort: peerPort,
 		forwardedFor: fwd.chain, forwardedHost: fwd.host}

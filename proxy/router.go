@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"net"
+
+	"github.com/pyhost/pyhost/channel"
 	"sort"
 	"strings"
 	"time"
@@ -22,14 +24,17 @@ type route struct {
 	// request path reads them without a lock.
 	maxBody        int64
 	requestTimeout time.Duration
+	static         []channel.StaticMount // longest URL first
 }
 
 func newRouter() *router {
 	return &router{exact: map[string][]route{}, wildcard: map[string][]route{}}
 }
 
-func (rt *router) add(domains []string, prefix string, app *appPool, maxBody int64, requestTimeout time.Duration) {
+func (rt *router) add(domains []string, prefix string, app *appPool, maxBody int64, requestTimeout time.Duration, static ...channel.StaticMount) {
 	r := route{prefix: normalizePrefix(prefix), app: app, maxBody: maxBody, requestTimeout: requestTimeout}
+	r.static = append(r.static, static...)
+	sort.SliceStable(r.static, func(i, j int) bool { return len(r.static[i].URL) > len(r.static[j].URL) })
 	if len(domains) == 0 {
 		rt.any = insertRoute(rt.any, r)
 		return

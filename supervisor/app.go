@@ -175,9 +175,6 @@ func (a *App) Route() channel.App { return *a.route.Load() }
 func (a *App) Run(ctx context.Context) {
 	defer close(a.done)
 	a.setState(AppStarting)
-	if len(a.cfg.Static) > 0 {
-		a.note("[[static]] mounts are not served by the proxy in this version yet; requests for them go to the app")
-	}
 	a.lastActive = time.Now()
 	a.reconcile()
 	a.updateState()
@@ -995,6 +992,9 @@ func (a *App) publish() {
 		QueueLimit:     a.cfg.QueueLimit,
 		RequestTimeout: a.cfg.RequestTimeout,
 		MaxBody:        a.cfg.MaxBody,
+	}
+	for _, m := range a.cfg.Static {
+		r.Static = append(r.Static, channel.StaticMount{URL: m.URL, Dir: m.Dir})
 	}
 	starting := 0
 	for _, w := range a.workers {

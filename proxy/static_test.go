@@ -1,0 +1,117 @@
+package proxy
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/pyhost/pyhost/channel"
+)
+
+// staticProxy routes any host to a stopped app (so anything that reaches
+// the app answers 503) with "/static/" served from a fresh directory:
+// site.css, sub/app.js, a subdirectory, a symlink inside and one out.
+func staticProxy(t *testing.T) (*Proxy, string) {
+	t.Helper()
+	base := t.TempDir()
+	dir := filepath.Join(base, "static")
+	os.MkdirAll(filepath.Join(dir, "sub"), 0o755)
+	os.WriteFile(filepath.Join(dir, "site.css"), []byte("body{color:red}\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "sub", "app.js"), []byte("let x = 1;\n"), 0o644)
+	os.WriteFile(filepath.Join(base, "secret.txt"), []byte("password\n"), 0o644)
+	os.Symlink("site.css", filepath.Join(dir, "alias.css"))
+	os.Symlink(filepath.Join(base, "secret.txt"), filepath.Join(dir, "out.txt"))
+	os.Symlink("..", filepath.Join(dir, "up"))
+	p := New(hclog.NewNullLogger(), nil)
+	p.Update(channel.Table{Serial: 1, Apps: []channel.App{{
+		Key: "alice/blog", Prefix: "/", State: channel.AppStopped,
+		Static: []channel.StaticMount{{URL: "/static/", Dir: dir}},
+	}}})
+	return p, dir
+}
+
+func do(t *testing.T, p *Proxy, method, target string, hdr map[string]string) *httptest.ResponseRecorder {
+	t.Helper()
+	r := httptest.NewRequest(method, target, nil)
+	for k, v := range hdr {
+		r.Header.Set(k, v)
+	}
+	w := httptest.NewRecorder()
+	p.ServeHTTP(w, r)
+	return w
+}
+
+func TestStaticServesFiles(t *testing.T) {
+	p, _ := staticProxy(t)
+	w := do(t, p, "GET", "/static/site.css", nil)
+	if w.Code != 200 || w.Body.String() != "body{color:red}\n" || !strings.HasPrefix(w.Header().Get("Content-Type"), "text/css") {
+		t.Fatalf("GET site.css: %d %q %q", w.Code, w.Header().Get("Content-Type"), w.Body)
+	}
+	etag := w.Header().Get("ETag")
+	if etag == "" || w.Header().Get("Last-Modified") == "" || w.Header().Get("X-Request-Id") == "" {
+		t.Errorf("headers %v: want ETag, Last-Modified, X-Request-Id", w.Header())
+	}
+	if w := do(t, p, "GET", "/static/site.css", map[string]string{"If-None-Match": etag}); w.Code != 304 {
+		t.Errorf("If-None-Match: %d, want 304", w.Code)
+	}
+	if w := do(t, p, "GET", "/static/site.css", map[string]string{"If-Modified-Since": "Tue, 01 Jan 2999 00:00:00 GMT"}); w.Code != 304 {
+		t.Errorf("If-Modified-Since in the future: %d, want 304", w.Code)
+	}
+	if w := do(t, p, "GET", "/static/site.css", map[string]string{"Range": "bytes=5-9"}); w.Code != 206 || w.Body.String() != "color" {
+		t.Errorf("Range: %d %q, want 206 \"color\"", w.Code, w.Body)
+	}
+	if w := do(t, p, "HEAD", "/static/sub/app.js", nil); w.Code != 200 || w.Body.Len() != 0 || w.Header().Get("Content-Length") != "11" {
+		t.Errorf("HEAD: %d, body %d bytes, length %q", w.Code, w.Body.Len(), w.Header().Get("Content-Length"))
+	}
+	if w := do(t, p, "GET", "/static/alias.css", nil); w.Code != 200 {
+		t.Errorf("a symlink inside the directory: %d, want 200", w.Code)
+	}
+}
+
+func TestStaticRefuses(t *testing.T) {
+	p, _ := staticProxy(t)
+	cases := []struct {
+		method, target string
+		code           int
+	}{
+		{"GET", "/static/", 404},                  // no listing
+		{"GET", "/static", 404},                   // the mount itself
+		{"GET", "/static/sub", 404},               // a directory
+		{"GET", "/static/sub/", 404},              //
+		{"GET", "/static/missing.css", 404},       //
+		{"GET", "/static/../secret.txt", 404},     // climbing
+		{"GET", "/static/%2e%2e/secret.txt", 404}, // encoded
+		{"GET", "/static/sub/%2E%2E/../secret.txt", 404},
+		{"GET", "/static/out.txt", 404},       // a symlink out
+		{"GET", "/static/up/secret.txt", 404}, // a symlink to the parent
+		{"POST", "/static/site.css", 405},     //
+	}
+	for _, c := range cases {
+		w := do(t, p, c.method, c.target, nil)
+		if w.Code != c.code {
+			t.Errorf("%s %s: %d, want %d", c.method, c.target, w.Code, c.code)
+		}
+		if body, _ := io.ReadAll(w.Body); strings.Contains(string(body), "password") {
+			t.Errorf("%s %s leaked the secret", c.method, c.target)
+		}
+	}
+	if w := do(t, p, "POST", "/static/site.css", nil); w.Header().Get("Allow") != "GET, HEAD" {
+		t.Errorf("405 without Allow: %v", w.Header())
+	}
+}
+
+func TestStaticLeavesTheRestToTheApp(t *testing.T) {
+	p, _ := staticProxy(t)
+	// The app is stopped: reaching it answers 503.
+	for _, target := range []string{"/", "/staticfiles/site.css", "/static.css", "/blog/static/site.css"} {
+		if w := do(t, p, "GET", target, nil); w.Code != http.StatusServiceUnavailable {
+			t.Errorf("GET %s: %d, want the app's 503", target, w.Code)
+		}
+	}
+}
