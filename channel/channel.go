@@ -56,6 +56,9 @@ type Setup struct {
 type Table struct {
 	Serial uint64 `json:"serial"`
 	Apps   []App  `json:"apps"`
+	// Default is the key of the app that answers a Host no app claims;
+	// "" for none (404).
+	Default string `json:"default,omitempty"`
 }
 
 // AppState is what the proxy needs to know of an app's life.

@@ -50,6 +50,9 @@ type Proxy struct {
 	TrustedProxies []netip.Prefix
 	// AccessLog is an absolute path, or "" for no access log.
 	AccessLog string
+	// DefaultApp ("user/app") answers requests whose Host no app claims;
+	// "" leaves them 404 (R1).
+	DefaultApp string
 }
 
 // TLSCert is one [[tls]] table: a certificate chain and its key, absolute
@@ -125,6 +128,7 @@ type rawProxy struct {
 	User           value `toml:"user"`
 	TrustedProxies value `toml:"trusted_proxies"`
 	AccessLog      value `toml:"access_log"`
+	DefaultApp     value `toml:"default_app"`
 }
 
 type rawTLS struct {
@@ -350,6 +354,14 @@ func (c *checker) proxy(prim toml.Primitive) Proxy {
 			c.add(p.key("access_log").String(), "must be an absolute path, like %q, or \"\" for none, got %q", "/var/log/pyhost/access.log", s)
 		default:
 			px.AccessLog = filepath.Clean(s)
+		}
+	}
+	if s, ok := c.str(r.DefaultApp, p.key("default_app"), `"USER/APP", or "" for none`); ok && s != "" {
+		user, app, found := strings.Cut(s, "/")
+		if !found || !validUserName(user) || !validAppName(app) {
+			c.add(p.key("default_app").String(), "must name an app as USER/APP, like %q (the app of alice's blog.toml), got %q", "alice/blog", s)
+		} else {
+			px.DefaultApp = s
 		}
 	}
 	return px

@@ -43,6 +43,7 @@ func TestParseAdminValid(t *testing.T) {
 			}
 		}},
 		{"[proxy]\naccess_log = \"\"", func(a *Admin) { a.Proxy.AccessLog = "" }},
+		{"[proxy]\ndefault_app = \"alice/blog\"", func(a *Admin) { a.Proxy.DefaultApp = "alice/blog" }},
 		{"[proxy]\naccess_log = \"/srv/log//access.log\"", func(a *Admin) { a.Proxy.AccessLog = "/srv/log/access.log" }},
 		{"[daemon]\nlog_dir = \"/srv/log\"", func(a *Admin) { a.Daemon.LogDir, a.Proxy.AccessLog = "/srv/log", "/srv/log/access.log" }},
 		{"[daemon]\nstate_dir = \"/run/p2\"", func(a *Admin) { a.Daemon.StateDir, a.Daemon.ControlSocket = "/run/p2", "/run/p2/control.sock" }},

@@ -510,6 +510,19 @@ max_processes = 2
 		code, _, _ := ask("shop.alice.test", "/")
 		return code == 404
 	})
+	// R1: the admin's default app answers a Host nobody claims.
+	withDefault := strings.Replace(admin, "[proxy]\n", "[proxy]\ndefault_app = \""+alice+"/blog\"\n", 1)
+	os.WriteFile(adminPath, []byte(withDefault+"\n[users.pyh-carol]\ndomains = [\"carol.test\"]\n"), 0o644)
+	if out, err := exec.Command(filepath.Join(binDir, "pyctl"), "--socket", ctl, "reload-config").CombinedOutput(); err != nil {
+		t.Fatalf("reload-config: %v %s", err, out)
+	}
+	eventually(t, 10*time.Second, "the default app answers an unclaimed Host", func() bool {
+		code, r, _ := ask("nowhere.test", "/")
+		return code == 200 && r.App == "alice-blog"
+	})
+	if code, r, _ := ask("bob.test", "/"); code != 200 || !strings.HasPrefix(r.App, "bob-site") {
+		t.Errorf("a claimed Host with a default app set: %d %q, want bob's site", code, r.App)
+	}
 }
 
 func sortedCopy(xs []int) []int {

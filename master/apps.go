@@ -276,6 +276,7 @@ func (m *Master) reloadConfig(ctx context.Context, progress func(string)) error 
 	}
 	d := m.cfg.Rescan()
 	m.set.setRefused(d.Refused)
+	m.markChanged() // the admin's default_app may have changed alone
 	refused := map[string]bool{}
 	for _, r := range d.Refused {
 		// A broken file keeps its app running as it was; an app the

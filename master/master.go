@@ -57,6 +57,10 @@ type Config struct {
 	// CheckInterval is how often workers' RSS, request counts and apps'
 	// idleness are checked; 0 means one second.
 	CheckInterval time.Duration
+	// DefaultApp, when set, names the app ("user/app") that answers a
+	// Host no app claims, asked anew for every table (a config reload
+	// may change it).
+	DefaultApp func() string
 	// TrustedProxies may tell the proxy who the client is (R8).
 	TrustedProxies []netip.Prefix
 	// AccessLog is the file the proxy logs every request to; "" for
@@ -324,6 +328,9 @@ func (m *Master) table() channel.Table {
 	t := channel.Table{Serial: m.serial.Add(1)}
 	for _, app := range m.set.all() {
 		t.Apps = append(t.Apps, app.Route())
+	}
+	if m.cfg.DefaultApp != nil {
+		t.Default = m.cfg.DefaultApp()
 	}
 	return t
 }

@@ -98,7 +98,11 @@ func (p *Proxy) Update(t channel.Table) {
 		}
 		pool.update(a)
 		seen[a.Key] = true
-		rt.add(a.Domains, a.Prefix, pool, a.MaxBody, a.RequestTimeout, a.Static...)
+		r := newRoute(a.Prefix, pool, a.MaxBody, a.RequestTimeout, a.Static...)
+		rt.addRoute(a.Domains, r)
+		if a.Key == t.Default {
+			rt.setDefault(r)
+		}
 	}
 	for key, pool := range p.pools {
 		if !seen[key] {

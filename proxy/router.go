@@ -15,6 +15,7 @@ type router struct {
 	exact    map[string][]route // host → routes, longest prefix first
 	wildcard map[string][]route // "example.com" for "*.example.com"
 	any      []route            // apps without domains (express mode)
+	fallback []route            // the default app's, for a Host nobody claims
 }
 
 type route struct {
@@ -32,9 +33,17 @@ func newRouter() *router {
 }
 
 func (rt *router) add(domains []string, prefix string, app *appPool, maxBody int64, requestTimeout time.Duration, static ...channel.StaticMount) {
+	rt.addRoute(domains, newRoute(prefix, app, maxBody, requestTimeout, static...))
+}
+
+func newRoute(prefix string, app *appPool, maxBody int64, requestTimeout time.Duration, static ...channel.StaticMount) route {
 	r := route{prefix: normalizePrefix(prefix), app: app, maxBody: maxBody, requestTimeout: requestTimeout}
 	r.static = append(r.static, static...)
 	sort.SliceStable(r.static, func(i, j int) bool { return len(r.static[i].URL) > len(r.static[j].URL) })
+	return r
+}
+
+func (rt *router) addRoute(domains []string, r route) {
 	if len(domains) == 0 {
 		rt.any = insertRoute(rt.any, r)
 		return
@@ -89,7 +98,16 @@ func (rt *router) match(host, path string) (route, bool) {
 	if len(rt.any) > 0 {
 		return matchPrefix(rt.any, path)
 	}
+	if len(rt.fallback) > 0 {
+		return matchPrefix(rt.fallback, path)
+	}
 	return route{}, false
+}
+
+// setDefault makes app's routes (one per url_prefix it has) answer hosts
+// that no app claims.
+func (rt *router) setDefault(r route) {
+	rt.fallback = insertRoute(rt.fallback, r)
 }
 
 func matchPrefix(rs []route, path string) (route, bool) {

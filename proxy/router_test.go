@@ -68,3 +68,29 @@ func TestNormalizePrefix(t *testing.T) {
 		}
 	}
 }
+
+func TestRouterDefaultApp(t *testing.T) {
+	rt := newRouter()
+	blog := &appPool{key: "alice/blog"}
+	api := &appPool{key: "alice/api"}
+	rt.add([]string{"blog.test"}, "/", blog, 0, 0)
+	rt.add([]string{"other.test"}, "/", &appPool{key: "bob/site"}, 0, 0)
+	rt.setDefault(newRoute("/", blog, 0, 0))
+	rt.setDefault(newRoute("/api", api, 0, 0))
+	cases := []struct{ host, path, want string }{
+		{"unknown.test", "/", "alice/blog"},
+		{"203.0.113.9:8080", "/x", "alice/blog"},
+		{"unknown.test", "/api/v1", "alice/api"},
+		{"other.test", "/", "bob/site"}, // a claimed host keeps its app
+	}
+	for _, c := range cases {
+		r, ok := rt.match(c.host, c.path)
+		if !ok || r.app.key != c.want {
+			t.Errorf("%s%s: %v %v, want %s", c.host, c.path, ok, r.app, c.want)
+		}
+	}
+	// Without a default, an unclaimed host is still 404.
+	if _, ok := newRouter().match("unknown.test", "/"); ok {
+		t.Errorf("unclaimed host matched without a default app")
+	}
+}

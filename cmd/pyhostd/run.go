@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 
@@ -126,6 +127,9 @@ func runSystem(path string, stdout, stderr io.Writer) error {
 	if admin.Daemon.MetricsListen != "" {
 		log.Warn("metrics_listen is not implemented in this version yet; no metrics are served", "metrics_listen", admin.Daemon.MetricsListen)
 	}
+	if def := admin.Proxy.DefaultApp; def != "" && !slices.ContainsFunc(d.Apps, func(a config.App) bool { return a.Key() == def }) {
+		log.Warn("default_app names no app that runs; unclaimed hosts get 404 until it does", "default_app", def)
+	}
 	spawner, err := privdrop.NewSpawner()
 	if err != nil {
 		return err
@@ -165,6 +169,11 @@ func runSystem(path string, stdout, stderr io.Writer) error {
 		DirectStart:     os.Getenv("PYHOST_FORK_SERVER") == "0",
 		AccessLog:       admin.Proxy.AccessLog,
 		TrustedProxies:  admin.Proxy.TrustedProxies,
+		DefaultApp: func() string {
+			mu.Lock()
+			defer mu.Unlock()
+			return cur.admin.Proxy.DefaultApp
+		},
 		Listed: func(uid uint32) bool {
 			mu.Lock()
 			defer mu.Unlock()
