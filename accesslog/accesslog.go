@@ -156,6 +156,12 @@ func (w *Writer) flushLocked() error {
 	if err == nil {
 		err, w.err = w.err, nil
 	}
+	if err != nil {
+		// bufio keeps a write error for good: drop what is buffered (it
+		// could not be written) and try afresh with the next lines, so a
+		// disk that was full for a minute does not end logging.
+		w.w.Reset(w.f)
+	}
 	return err
 }
 
@@ -192,12 +198,16 @@ func (w *Writer) flusher() {
 	defer close(w.done)
 	t := time.NewTicker(flushInterval)
 	defer t.Stop()
+	failing := false
 	for {
 		select {
 		case <-t.C:
-			if err := w.Flush(); err != nil && w.onError != nil {
+			// Told once per failing stretch, not five times a second.
+			err := w.Flush()
+			if err != nil && !failing && w.onError != nil {
 				w.onError(err)
 			}
+			failing = err != nil
 		case <-w.stop:
 			return
 		}

@@ -103,6 +103,10 @@ type App struct {
 type StaticMount struct {
 	URL string `json:"url"` // full path with a trailing slash: "/static/"
 	Dir string `json:"dir"` // absolute
+	// Owner is the app owner's uid. A proxy running as someone else
+	// serves only world-readable files from a directory Owner owns, so a
+	// mount cannot lend the proxy's own rights to a tenant.
+	Owner uint32 `json:"owner"`
 }
 
 // Worker is one worker process the proxy may send requests to.

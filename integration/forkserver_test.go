@@ -28,20 +28,52 @@ func parentOf(t *testing.T, pid int) int {
 	return ppid
 }
 
-// forkServers lists the fork servers under the daemon.
+// forkServers lists the fork servers: the daemon's children that run the
+// worker script with --fork-server. (A worker just forked shows its
+// server's command line until it sets its own, but is a grandchild.)
 func forkServers(s *server) []int {
 	var found []int
 	for _, p := range descendants(s.cmd.Process.Pid) {
-		if strings.Contains(cmdlineOf(p), "pyhost_worker.py --fork-server") {
+		if strings.Contains(cmdlineOf(p), "pyhost_worker.py --fork-server") && ppid(p) == s.cmd.Process.Pid {
 			found = append(found, p)
 		}
 	}
 	return found
 }
 
+// ppid is pid's parent, or 0 when it is gone.
+func ppid(pid int) int {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	p, _ := strconv.Atoi(f[1])
+	return p
+}
+
+// allReady waits until the app has n workers, all ready: by then each
+// has set its own command line (before it imports the app).
+func allReady(t *testing.T, s *server, n int) {
+	t.Helper()
+	eventually(t, 10*time.Second, "every worker ready", func() bool {
+		st := s.status()
+		if len(st) != 1 || len(st[0].Workers) != n {
+			return false
+		}
+		for _, w := range st[0].Workers {
+			if w.State != "ready" {
+				return false
+			}
+		}
+		return true
+	})
+}
+
 func TestWorkersAreForkedFromTheForkServer(t *testing.T) {
 	dir := writeApp(t, map[string]string{"wsgi.py": validated(basicApp)})
 	s := startServe(t, dir, "--processes", "3", "wsgi.py")
+	allReady(t, s, 3)
 	servers := forkServers(s)
 	if len(servers) != 1 {
 		t.Fatalf("%d fork servers under the daemon, want 1", len(servers))

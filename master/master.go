@@ -441,6 +441,18 @@ func (m *Master) prepareAccessLog() error {
 	}
 	defer f.Close()
 	if os.Geteuid() == 0 {
+		// Root hands this file to the proxy's user: only a plain file
+		// that is root's or already the proxy's, with no other name (a
+		// mistaken path such as /etc/passwd, or a hard link to it, must
+		// not change hands).
+		fi, err := f.Stat()
+		if err != nil {
+			return fmt.Errorf("access log: %w", err)
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		if !fi.Mode().IsRegular() || st.Nlink != 1 || (st.Uid != 0 && st.Uid != m.cfg.ProxyCred.UID) {
+			return fmt.Errorf("access log %s: not a plain file of root's or the proxy's user (%s) with one name; pick another path", path, m.cfg.ProxyCred.Username)
+		}
 		if err := f.Chown(int(m.cfg.ProxyCred.UID), int(m.cfg.ProxyCred.GID)); err != nil {
 			return fmt.Errorf("access log: %w", err)
 		}

@@ -39,18 +39,22 @@ func resolveForwarded(peer string, trusted []netip.Prefix, xff []string, proto, 
 			}
 		}
 	}
+	from := len(hops) // the client's index in hops
 	for i := len(hops) - 1; i >= 0; i-- {
 		a, err := netip.ParseAddr(hops[i])
 		if err != nil {
 			break // garbage: believe nothing further left
 		}
-		f.client = a.Unmap().String()
+		f.client, from = a.Unmap().String(), i
 		if !isTrusted(a.Unmap(), trusted) {
 			break
 		}
 	}
-	if len(hops) > 0 {
-		f.chain = strings.Join(hops, ", ") + ", " + peer
+	// The app gets the chain from the client on: hops left of it are the
+	// client's own claims (an app taking the leftmost entry would believe
+	// them).
+	if from < len(hops) {
+		f.chain = strings.Join(hops[from:], ", ") + ", " + peer
 	}
 	switch strings.ToLower(strings.TrimSpace(proto)) {
 	case "https":

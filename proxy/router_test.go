@@ -90,7 +90,9 @@ func TestRouterDefaultApp(t *testing.T) {
 		}
 	}
 	// Without a default, an unclaimed host is still 404.
-	if _, ok := newRouter().match("unknown.test", "/"); ok {
-		t.Errorf("unclaimed host matched without a default app")
+	plain := newRouter()
+	plain.add([]string{"blog.test"}, "/", blog, 0, 0)
+	if r, ok := plain.match("unknown.test", "/"); ok {
+		t.Errorf("unclaimed host matched %s without a default app", r.app.key)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/pyhost/pyhost/channel"
 )
@@ -31,9 +32,12 @@ func (r route) staticFor(urlPath string) (channel.StaticMount, string, bool) {
 // (R3): GET and HEAD only; Range, If-Modified-Since and ETag/If-None-Match
 // through http.ServeContent; never a directory listing; never a file
 // outside the directory. The file is opened through an os.Root on the
-// directory, so ".." (however encoded: the path is already decoded here)
-// and symlinks that lead out are refused by the kernel (openat2's
-// RESOLVE_BENEATH), not by string checks alone.
+// directory, which opens each component relative to the one already open
+// (openat, O_NOFOLLOW) and follows symlinks itself, refusing any that lead
+// out: no path string is checked and then reopened. When the proxy runs
+// as another user than the app's owner (system mode), it serves only
+// world-readable files from a directory the owner owns: its own rights
+// are not the tenant's.
 func serveStatic(w http.ResponseWriter, r *http.Request, m channel.StaticMount, rest string) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
@@ -51,7 +55,17 @@ func serveStatic(w http.ResponseWriter, r *http.Request, m channel.StaticMount, 
 		return
 	}
 	defer root.Close()
-	f, err := root.Open(name)
+	foreign := uint32(os.Geteuid()) != m.Owner
+	if foreign && !ownedBy(root, m.Owner) {
+		// The directory is not the tenant's (a mount on /var/log/pyhost,
+		// or one turned into a symlink to it): nothing in it is served
+		// with the proxy's rights.
+		writeError(w, http.StatusForbidden, 0)
+		return
+	}
+	// O_NONBLOCK: opening a FIFO would otherwise wait for a writer, and
+	// a tenant could pile up blocked threads in the proxy.
+	f, err := root.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		staticError(w, err)
 		return
@@ -60,6 +74,10 @@ func serveStatic(w http.ResponseWriter, r *http.Request, m channel.StaticMount, 
 	fi, err := f.Stat()
 	if err != nil || !fi.Mode().IsRegular() {
 		writeErrorText(w, http.StatusNotFound, notFound, 0) // a directory is never listed
+		return
+	}
+	if foreign && fi.Mode().Perm()&0o004 == 0 {
+		writeError(w, http.StatusForbidden, 0) // readable by the proxy's user, not by everyone
 		return
 	}
 	// A strong validator from what changes when the file does.
@@ -89,4 +107,14 @@ func staticError(w http.ResponseWriter, err error) {
 		return
 	}
 	writeErrorText(w, http.StatusNotFound, notFound, 0)
+}
+
+// ownedBy reports whether the opened directory belongs to uid.
+func ownedBy(root *os.Root, uid uint32) bool {
+	fi, err := root.Stat(".")
+	if err != nil {
+		return false
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && st.Uid == uid
 }

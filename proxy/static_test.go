@@ -7,7 +7,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -112,6 +114,63 @@ func TestStaticLeavesTheRestToTheApp(t *testing.T) {
 	for _, target := range []string{"/", "/staticfiles/site.css", "/static.css", "/blog/static/site.css"} {
 		if w := do(t, p, "GET", target, nil); w.Code != http.StatusServiceUnavailable {
 			t.Errorf("GET %s: %d, want the app's 503", target, w.Code)
+		}
+	}
+}
+
+func TestStaticFIFODoesNotBlock(t *testing.T) {
+	p, dir := staticProxy(t)
+	if err := syscall.Mkfifo(filepath.Join(dir, "pipe"), 0o644); err != nil {
+		t.Skipf("mkfifo: %v", err)
+	}
+	done := make(chan int, 1)
+	go func() { done <- do(t, p, "GET", "/static/pipe", nil).Code }()
+	select {
+	case code := <-done:
+		if code != 404 {
+			t.Errorf("GET a FIFO: %d, want 404", code)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("GET a FIFO blocked the proxy (a tenant could pile up threads)")
+	}
+}
+
+// A proxy running as another user than the app's owner serves nothing
+// with its own rights: not from a directory the owner does not own, not a
+// file that is not world-readable.
+func TestStaticForeignOwner(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give files to another uid")
+	}
+	const tenant = 4242 // not us: the proxy is "foreign" to this owner
+	base := t.TempDir()
+	own := filepath.Join(base, "own")
+	os.Mkdir(own, 0o755)
+	os.WriteFile(filepath.Join(own, "public.css"), []byte("ok\n"), 0o644)
+	os.WriteFile(filepath.Join(own, "private.key"), []byte("secret\n"), 0o640)
+	os.Chown(own, tenant, tenant)
+	notOwn := filepath.Join(base, "logs") // like /var/log/pyhost, root's
+	os.Mkdir(notOwn, 0o755)
+	os.WriteFile(filepath.Join(notOwn, "access.log"), []byte("everyone's requests\n"), 0o644)
+	p := New(hclog.NewNullLogger(), nil)
+	p.Update(channel.Table{Serial: 1, Apps: []channel.App{{
+		Key: "alice/blog", Prefix: "/", State: channel.AppStopped,
+		Static: []channel.StaticMount{
+			{URL: "/static/", Dir: own, Owner: tenant},
+			{URL: "/logs/", Dir: notOwn, Owner: tenant},
+		},
+	}}})
+	cases := []struct {
+		target string
+		code   int
+	}{
+		{"/static/public.css", 200},
+		{"/static/private.key", 403},
+		{"/logs/access.log", 403},
+	}
+	for _, c := range cases {
+		if w := do(t, p, "GET", c.target, nil); w.Code != c.code {
+			t.Errorf("GET %s: %d, want %d", c.target, w.Code, c.code)
 		}
 	}
 }

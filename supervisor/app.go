@@ -994,7 +994,7 @@ func (a *App) publish() {
 		MaxBody:        a.cfg.MaxBody,
 	}
 	for _, m := range a.cfg.Static {
-		r.Static = append(r.Static, channel.StaticMount{URL: m.URL, Dir: m.Dir})
+		r.Static = append(r.Static, channel.StaticMount{URL: m.URL, Dir: m.Dir, Owner: a.cfg.Cred.UID})
 	}
 	starting := 0
 	for _, w := range a.workers {
