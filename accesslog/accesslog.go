@@ -8,6 +8,7 @@ package accesslog
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"sync"
@@ -104,7 +105,7 @@ type Writer struct {
 	onError func(error) // told of a failed flush, from the flusher
 
 	mu   sync.Mutex
-	f    *os.File
+	f    io.WriteCloser // the open file
 	w    *bufio.Writer
 	line []byte
 	err  error // the last write error, reported once by Flush
@@ -121,9 +122,13 @@ func Open(path string, onError func(error)) (*Writer, error) {
 	if err != nil {
 		return nil, err
 	}
+	return newWriter(path, f, onError), nil
+}
+
+func newWriter(path string, f io.WriteCloser, onError func(error)) *Writer {
 	w := &Writer{path: path, onError: onError, f: f, w: bufio.NewWriterSize(f, 64<<10), stop: make(chan struct{}), done: make(chan struct{})}
 	go w.flusher()
-	return w, nil
+	return w
 }
 
 func openFile(path string) (*os.File, error) {

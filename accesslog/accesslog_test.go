@@ -1,9 +1,11 @@
 package accesslog
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -92,5 +94,38 @@ func BenchmarkAppend(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
 		buf = Append(buf[:0], e)
+	}
+}
+
+// flaky fails its first write (a full disk, say), then works.
+type flaky struct {
+	failed bool
+	got    strings.Builder
+}
+
+func (f *flaky) Write(b []byte) (int, error) {
+	if !f.failed {
+		f.failed = true
+		return 0, syscall.ENOSPC
+	}
+	return f.got.Write(b)
+}
+
+func (f *flaky) Close() error { return nil }
+
+func TestWriterGoesOnAfterAWriteError(t *testing.T) {
+	f := &flaky{}
+	w := newWriter("unused", f, nil)
+	defer w.Close()
+	w.Log(Entry{RemoteAddr: "1.2.3.4", Time: when, Method: "GET", URI: "/lost", Proto: "HTTP/1.1", Status: 200, RequestID: "1"})
+	if err := w.Flush(); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("first flush: %v, want ENOSPC", err)
+	}
+	w.Log(Entry{RemoteAddr: "1.2.3.4", Time: when, Method: "GET", URI: "/kept", Proto: "HTTP/1.1", Status: 200, RequestID: "2"})
+	if err := w.Flush(); err != nil {
+		t.Fatalf("flush after the disk has room again: %v", err)
+	}
+	if got := f.got.String(); !strings.Contains(got, "/kept") || strings.Contains(got, "/lost") {
+		t.Errorf("written %q: want the later line only", got)
 	}
 }
