@@ -211,6 +211,17 @@ func (r *recorder) Write(b []byte) (int, error) {
 	return n, err
 }
 
+// ReadFrom keeps sendfile for static files through the recorder
+// (http.ServeContent copies into the ResponseWriter's ReadFrom).
+func (r *recorder) ReadFrom(src io.Reader) (int64, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	n, err := io.Copy(r.ResponseWriter, src)
+	r.bytes += n
+	return n, err
+}
+
 // Flush keeps streaming working through the recorder (relay flushes).
 func (r *recorder) Flush() {
 	if f, ok := r.ResponseWriter.(http.Flusher); ok {

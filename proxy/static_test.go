@@ -13,6 +13,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/pyhost/pyhost/accesslog"
 	"github.com/pyhost/pyhost/channel"
 )
 
@@ -173,4 +174,27 @@ func TestStaticForeignOwner(t *testing.T) {
 			t.Errorf("GET %s: %d, want %d", c.target, w.Code, c.code)
 		}
 	}
+}
+
+// With the access log on, static files still go out through the
+// ResponseWriter's ReadFrom (sendfile), and the log counts their bytes.
+func TestStaticThroughTheAccessLog(t *testing.T) {
+	p, _ := staticProxy(t)
+	logPath := filepath.Join(t.TempDir(), "access.log")
+	al, err := accesslog.Open(logPath, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.SetAccessLog(al)
+	if w := do(t, p, "GET", "/static/site.css", nil); w.Code != 200 || w.Body.String() != "body{color:red}\n" {
+		t.Fatalf("GET: %d %q", w.Code, w.Body)
+	}
+	if err := al.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(logPath)
+	if !strings.Contains(string(b), `"GET /static/site.css HTTP/1.1" 200 16 `) {
+		t.Errorf("access log %q: want the file's 16 bytes counted", b)
+	}
+	var _ io.ReaderFrom = &recorder{}
 }
