@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"net/http"
 	"net/netip"
 	"strings"
 )
@@ -22,7 +23,10 @@ type forwarded struct {
 // not itself a trusted proxy, so a client cannot forge its way in by
 // sending its own X-Forwarded-For through a trusted proxy. From anyone
 // else, those headers are replaced, never passed on.
-func resolveForwarded(peer string, trusted []netip.Prefix, xff []string, proto, fwdHost, rid, host, scheme, ourID string) forwarded {
+//
+// The headers are read only for a trusted peer: with no trusted_proxies,
+// a request pays for none of this.
+func resolveForwarded(peer string, trusted []netip.Prefix, h http.Header, host, scheme, ourID string) forwarded {
 	f := forwarded{client: peer, chain: peer, scheme: scheme, host: host, requestID: ourID}
 	if len(trusted) == 0 {
 		return f
@@ -32,7 +36,7 @@ func resolveForwarded(peer string, trusted []netip.Prefix, xff []string, proto, 
 		return f
 	}
 	var hops []string
-	for _, v := range xff {
+	for _, v := range h.Values("X-Forwarded-For") {
 		for _, h := range strings.Split(v, ",") {
 			if h = strings.TrimSpace(h); h != "" {
 				hops = append(hops, h)
@@ -56,16 +60,16 @@ func resolveForwarded(peer string, trusted []netip.Prefix, xff []string, proto, 
 	if from < len(hops) {
 		f.chain = strings.Join(hops[from:], ", ") + ", " + peer
 	}
-	switch strings.ToLower(strings.TrimSpace(proto)) {
+	switch strings.ToLower(strings.TrimSpace(h.Get("X-Forwarded-Proto"))) {
 	case "https":
 		f.scheme = "https"
 	case "http":
 		f.scheme = "http"
 	}
-	if fwdHost = strings.TrimSpace(fwdHost); fwdHost != "" && validToken(fwdHost, 255) {
+	if fwdHost := strings.TrimSpace(h.Get("X-Forwarded-Host")); validToken(fwdHost, 255) {
 		f.host = fwdHost
 	}
-	if validToken(rid, 128) {
+	if rid := h.Get("X-Request-Id"); validToken(rid, 128) {
 		f.requestID = rid
 	}
 	return f

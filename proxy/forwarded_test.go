@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"net/http"
 	"net/netip"
 	"testing"
 )
@@ -34,7 +35,16 @@ func TestResolveForwarded(t *testing.T) {
 			"198.51.100.7", "::ffff:198.51.100.7, ::ffff:10.0.0.2", "https", "site.test", "ours"},
 	}
 	for _, c := range cases {
-		f := resolveForwarded(c.peer, c.trusted, c.xff, c.proto, c.fhost, c.rid, "site.test", "http", "ours")
+		h := http.Header{}
+		for _, v := range c.xff {
+			h.Add("X-Forwarded-For", v)
+		}
+		for k, v := range map[string]string{"X-Forwarded-Proto": c.proto, "X-Forwarded-Host": c.fhost, "X-Request-Id": c.rid} {
+			if v != "" {
+				h.Set(k, v)
+			}
+		}
+		f := resolveForwarded(c.peer, c.trusted, h, "site.test", "http", "ours")
 		want := forwarded{client: c.client, chain: c.chain, scheme: c.scheme, host: c.host, requestID: c.reqID}
 		if f != want {
 			t.Errorf("%s:\n got %+v\nwant %+v", c.name, f, want)

@@ -146,8 +146,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.TLS != nil {
 		scheme = "https"
 	}
-	fwd := resolveForwarded(peer, p.trusted, r.Header.Values("X-Forwarded-For"), r.Header.Get("X-Forwarded-Proto"),
-		r.Header.Get("X-Forwarded-Host"), r.Header.Get("X-Request-Id"), r.Host, scheme, p.newRequestID())
+	fwd := resolveForwarded(peer, p.trusted, r.Header, r.Host, scheme, p.newRequestID())
 	rid := fwd.requestID
 	w.Header().Set("X-Request-Id", rid)
 	if p.access != nil {
