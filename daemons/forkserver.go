@@ -1,7 +1,6 @@
 package daemons
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -127,19 +126,7 @@ func StartForkServer(sp *privdrop.Spawner, spec ForkServerSpec) (*ForkServer, er
 		replies: map[uint64]chan spawnReply{},
 		exits:   map[int]chan int{},
 	}
-	go func() {
-		br := bufio.NewReader(outR)
-		for {
-			line, err := br.ReadString('\n')
-			if len(line) > 0 && spec.Output != nil {
-				spec.Output(fs.pid, trimNewline(line))
-			}
-			if err != nil {
-				outR.Close()
-				return
-			}
-		}
-	}()
+	go readLines(outR, fs.pid, spec.Output, make(chan struct{}))
 	go fs.read()
 	go func() {
 		cmd.Wait()
@@ -147,13 +134,6 @@ func StartForkServer(sp *privdrop.Spawner, spec ForkServerSpec) (*ForkServer, er
 		close(fs.exited)
 	}()
 	return fs, nil
-}
-
-func trimNewline(s string) string {
-	if len(s) > 0 && s[len(s)-1] == '\n' {
-		return s[:len(s)-1]
-	}
-	return s
 }
 
 // read dispatches the server's messages until its socket closes, then

@@ -164,7 +164,7 @@ func newProcess(pid int, socket string) *Process {
 // pipes and wait for its end (reap says how it ended).
 func (p *Process) watch(statusR, outR *os.File, output func(int, string), reap func() error) *Process {
 	outputDone := make(chan struct{})
-	go p.readOutput(outR, output, outputDone)
+	go readLines(outR, p.pid, output, outputDone)
 	statusDone := make(chan struct{})
 	go p.readStatus(statusR, statusDone)
 	go p.wait(reap, statusDone, outputDone)
@@ -198,7 +198,9 @@ func listenUnix(path string, uid, gid int) (*os.File, error) {
 	return f, nil
 }
 
-func (p *Process) readOutput(r *os.File, out func(int, string), done chan<- struct{}) {
+// readLines passes each line read from r to out, tagged with pid (a line
+// longer than 64 KiB comes in pieces), until EOF; then closes r and done.
+func readLines(r *os.File, pid int, out func(int, string), done chan<- struct{}) {
 	defer close(done)
 	defer r.Close()
 	br := bufio.NewReaderSize(r, 64<<10)
@@ -208,7 +210,7 @@ func (p *Process) readOutput(r *os.File, out func(int, string), done chan<- stru
 			if line[len(line)-1] == '\n' {
 				line = line[:len(line)-1]
 			}
-			out(p.pid, string(line))
+			out(pid, string(line))
 		}
 		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
 			return
