@@ -109,6 +109,27 @@ def application(environ, start_response):
     return [b"hi"]
 `
 
+// ready forks one worker serving src and waits until it is ready.
+func (e *forkEnv) ready(t *testing.T, fs *ForkServer, src string) *Process {
+	t.Helper()
+	p, err := e.spawn(t, fs, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	within(t, p.Ready(), "forked worker ready")
+	return p
+}
+
+// wantCleanExit fails unless p exited on its own with status 0 (a worker
+// that died with its server would not).
+func wantCleanExit(t *testing.T, p *Process, what string) {
+	t.Helper()
+	var ee *ExitError
+	if !errors.As(p.ExitErr(), &ee) || ee.Code != 0 || ee.Signal != 0 {
+		t.Errorf("%s %d: %v, want a graceful exit with status 0", what, p.PID(), p.ExitErr())
+	}
+}
+
 // procStat returns (ppid, pgid) of pid.
 func procStat(t *testing.T, pid int) (int, int) {
 	t.Helper()
@@ -152,11 +173,7 @@ func waitGone(t *testing.T, pid int) {
 func TestForkServerSpawnsAndReaps(t *testing.T) {
 	e := newForkEnv(t)
 	fs := e.server(t)
-	p, err := e.spawn(t, fs, helloApp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	within(t, p.Ready(), "forked worker ready")
+	p := e.ready(t, fs, helloApp)
 	if ppid, pgid := procStat(t, p.PID()); ppid != fs.PID() || pgid != p.PID() {
 		t.Errorf("worker %d: parent %d, group %d; want parent %d (the fork server), its own group", p.PID(), ppid, pgid, fs.PID())
 	}
@@ -169,10 +186,7 @@ func TestForkServerSpawnsAndReaps(t *testing.T) {
 	}
 	p.Stop(10 * time.Second)
 	within(t, p.Exited(), "worker exit")
-	var ee *ExitError
-	if !errors.As(p.ExitErr(), &ee) || ee.Code != 0 || ee.Signal != 0 {
-		t.Fatalf("exit %v, want status 0 as reported by the fork server", p.ExitErr())
-	}
+	wantCleanExit(t, p, "worker")
 	if !gone(p.PID()) {
 		t.Errorf("worker %d still runs after its exit was reported", p.PID())
 	}
@@ -221,11 +235,7 @@ func TestForkServerImportError(t *testing.T) {
 		t.Fatalf("exit %v, want status 3", p.ExitErr())
 	}
 	// The server is unharmed.
-	q, err := e.spawn(t, fs, helloApp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	within(t, q.Ready(), "next worker ready")
+	e.ready(t, fs, helloApp)
 }
 
 func TestForkServerDeathTakesItsWorkers(t *testing.T) {
@@ -233,11 +243,7 @@ func TestForkServerDeathTakesItsWorkers(t *testing.T) {
 	fs := e.server(t)
 	var ps []*Process
 	for i := 0; i < 2; i++ {
-		p, err := e.spawn(t, fs, helloApp)
-		if err != nil {
-			t.Fatal(err)
-		}
-		within(t, p.Ready(), "ready")
+		p := e.ready(t, fs, helloApp)
 		ps = append(ps, p)
 	}
 	syscall.Kill(fs.PID(), syscall.SIGKILL)
@@ -258,11 +264,7 @@ func TestForkServerDeathTakesItsWorkers(t *testing.T) {
 func TestForkServerRetiresAfterItsLastWorker(t *testing.T) {
 	e := newForkEnv(t)
 	fs := e.server(t)
-	p, err := e.spawn(t, fs, helloApp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	within(t, p.Ready(), "ready")
+	p := e.ready(t, fs, helloApp)
 	fs.Retire()
 	if _, err := e.spawn(t, fs, helloApp); !errors.Is(err, ErrForkServer) {
 		t.Errorf("spawn from a retired server: %v", err)
@@ -271,10 +273,7 @@ func TestForkServerRetiresAfterItsLastWorker(t *testing.T) {
 	// 0, which it would not had its server gone (parent-death signal).
 	p.Stop(10 * time.Second)
 	within(t, p.Exited(), "worker exit")
-	var ee *ExitError
-	if !errors.As(p.ExitErr(), &ee) || ee.Code != 0 || ee.Signal != 0 {
-		t.Fatalf("worker of a retired server: %v, want a graceful exit with status 0", p.ExitErr())
-	}
+	wantCleanExit(t, p, "worker of a retired server")
 	within(t, fs.Exited(), "retired server's exit after its last worker")
 }
 
@@ -282,11 +281,7 @@ func TestForkServerStaleAfterInstall(t *testing.T) {
 	userBase := filepath.Join(t.TempDir(), "userbase")
 	e := newForkEnv(t, "PYTHONUSERBASE="+userBase)
 	fs := e.server(t)
-	p, err := e.spawn(t, fs, helloApp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	within(t, p.Ready(), "ready")
+	e.ready(t, fs, helloApp)
 	// A pip install --user creates the user site directory: .pth files
 	// there would be unknown to the server's forks.
 	cmd := exec.Command(e.python, "-c", "import site; print(site.getusersitepackages())")
@@ -327,11 +322,7 @@ func TestForkServerKillRightAfterSpawn(t *testing.T) {
 func TestForkServerIgnoresStraySigterm(t *testing.T) {
 	e := newForkEnv(t)
 	fs := e.server(t)
-	p, err := e.spawn(t, fs, helloApp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	within(t, p.Ready(), "ready")
+	p := e.ready(t, fs, helloApp)
 	// Someone's `kill` of the server: its workers would die with it.
 	syscall.Kill(fs.PID(), syscall.SIGTERM)
 	q, err := e.spawn(t, fs, helloApp) // a round trip: the signal was handled by now
@@ -344,9 +335,6 @@ func TestForkServerIgnoresStraySigterm(t *testing.T) {
 	for _, w := range []*Process{p, q} {
 		w.Stop(10 * time.Second)
 		within(t, w.Exited(), "worker exit")
-		var ee *ExitError
-		if !errors.As(w.ExitErr(), &ee) || ee.Code != 0 || ee.Signal != 0 {
-			t.Errorf("worker %d: %v, want a graceful exit with status 0", w.PID(), w.ExitErr())
-		}
+		wantCleanExit(t, w, "worker")
 	}
 }

@@ -17,17 +17,6 @@ func cmdlineOf(pid int) string {
 	return strings.ReplaceAll(string(b), "\x00", " ")
 }
 
-func parentOf(t *testing.T, pid int) int {
-	t.Helper()
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		t.Fatalf("parent of %d: %v", pid, err)
-	}
-	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
-	ppid, _ := strconv.Atoi(f[1])
-	return ppid
-}
-
 // forkServers lists the fork servers: the daemon's children that run the
 // worker script with --fork-server. (A worker just forked shows its
 // server's command line until it sets its own, but is a grandchild.)
@@ -79,7 +68,7 @@ func TestWorkersAreForkedFromTheForkServer(t *testing.T) {
 		t.Fatalf("%d fork servers under the daemon, want 1", len(servers))
 	}
 	for _, w := range s.workerPIDs() {
-		if p := parentOf(t, w); p != servers[0] {
+		if p := ppid(w); p != servers[0] {
 			t.Errorf("worker %d's parent is %d, not the fork server %d", w, p, servers[0])
 		}
 		if c := cmdlineOf(w); !strings.Contains(c, "pyhost_worker.py --app ") || strings.Contains(c, "--fork-server") {
@@ -136,7 +125,7 @@ func TestDirectStartWithoutForkServer(t *testing.T) {
 		t.Errorf("fork servers %v with PYHOST_FORK_SERVER=0", n)
 	}
 	for _, w := range s.workerPIDs() {
-		if p := parentOf(t, w); p != s.cmd.Process.Pid {
+		if p := ppid(w); p != s.cmd.Process.Pid {
 			t.Errorf("worker %d's parent is %d, not the daemon %d", w, p, s.cmd.Process.Pid)
 		}
 	}
