@@ -531,6 +531,18 @@ func (m *Master) find(c control.Caller, name string) ([]*supervisor.App, error) 
 	return out, nil
 }
 
+// findOne is find for operations on exactly one app.
+func (m *Master) findOne(c control.Caller, name string) (*supervisor.App, error) {
+	apps, err := m.find(c, name)
+	if err != nil {
+		return nil, err
+	}
+	if len(apps) != 1 {
+		return nil, fmt.Errorf("%w: name one app", control.ErrNoSuchApp)
+	}
+	return apps[0], nil
+}
+
 // Status implements control.Backend.
 func (m *Master) Status(ctx context.Context, c control.Caller, name string) ([]control.AppStatus, error) {
 	apps, err := m.find(c, name)
@@ -595,14 +607,10 @@ func (m *Master) Reload(ctx context.Context, c control.Caller, name string, prog
 	if m.cfg.Rescan != nil {
 		return m.reloadFromFile(ctx, c, name, progress)
 	}
-	apps, err := m.find(c, name)
+	app, err := m.findOne(c, name)
 	if err != nil {
 		return err
 	}
-	if len(apps) != 1 {
-		return fmt.Errorf("%w: name one app", control.ErrNoSuchApp)
-	}
-	app := apps[0]
 	cfg := m.set.config(app.Key())
 	return m.roll(ctx, app, cfg, progress)
 }
@@ -628,14 +636,10 @@ func (m *Master) roll(ctx context.Context, app *supervisor.App, cfg config.App, 
 // Act implements control.Backend: restart (a rolling replacement of
 // every worker with the same settings), stop and start.
 func (m *Master) Act(ctx context.Context, c control.Caller, action control.Action, name string, progress func(string)) error {
-	apps, err := m.find(c, name)
+	app, err := m.findOne(c, name)
 	if err != nil {
 		return err
 	}
-	if len(apps) != 1 {
-		return fmt.Errorf("%w: name one app", control.ErrNoSuchApp)
-	}
-	app := apps[0]
 	ctx = context.WithoutCancel(ctx)
 	switch action {
 	case control.ActionRestart:
@@ -660,14 +664,11 @@ func (m *Master) Act(ctx context.Context, c control.Caller, action control.Actio
 
 // Logs implements control.Backend from the app's log file.
 func (m *Master) Logs(ctx context.Context, c control.Caller, name string, n int, follow bool, out func(string) error) error {
-	apps, err := m.find(c, name)
+	app, err := m.findOne(c, name)
 	if err != nil {
 		return err
 	}
-	if len(apps) != 1 {
-		return fmt.Errorf("%w: name one app", control.ErrNoSuchApp)
-	}
-	l := m.set.logOf(apps[0].Key())
+	l := m.set.logOf(app.Key())
 	if l == nil {
 		return fmt.Errorf("%w: %s", control.ErrNoSuchApp, name)
 	}
