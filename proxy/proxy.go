@@ -149,8 +149,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	fwd := resolveForwarded(peer, p.trusted, r.Header, r.Host, scheme, p.newRequestID())
 	rid := fwd.requestID
 	w.Header().Set("X-Request-Id", rid)
+	var rec *recorder // set when the access log is on
 	if p.access != nil {
-		rec := &recorder{ResponseWriter: w}
+		rec = &recorder{ResponseWriter: w}
 		start := time.Now()
 		defer func() { p.logAccess(r, rec, start, rid, fwd.client) }()
 		w = rec
@@ -165,7 +166,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, 0)
 		return
 	}
-	if rec, ok := w.(*recorder); ok {
+	if rec != nil {
 		rec.app = rt.app.key
 	}
 	if m, rest, ok := rt.staticFor(r.URL.Path); ok {
