@@ -72,7 +72,7 @@ var (
 	requestTimeoutRange  = durRange{lo: time.Second, hi: 24 * time.Hour, zero: "no limit"}
 	gracefulTimeoutRange = durRange{lo: time.Second, hi: time.Hour}
 	startupTimeoutRange  = durRange{lo: time.Second, hi: time.Hour}
-	idleTimeoutRange     = durRange{lo: 10 * time.Second, hi: 30 * 24 * time.Hour, zero: "never"}
+	idleTimeoutRange     = durRange{lo: time.Second, hi: 30 * 24 * time.Hour, zero: "never"}
 	queueTimeoutRange    = durRange{lo: time.Millisecond, hi: time.Hour}
 )
 
