@@ -193,3 +193,11 @@ func deployNamed(t *testing.T, u sysUser, name, label, domains, extra string) {
 	writeOwned(t, u, filepath.Join(userApps(u), name+".toml"),
 		fmt.Sprintf("domains = [%s]\nscript = \"wsgi.py\"\ndirectory = \"~/%s\"\nprocesses = 1\nthreads = 2\n%s\n", domains, name, extra), 0o644)
 }
+
+// writeFile writes a root-owned file, failing the test on error.
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -32,6 +32,7 @@ import (
 	"github.com/pyhost/pyhost/config"
 	"github.com/pyhost/pyhost/control"
 	"github.com/pyhost/pyhost/daemons"
+	"github.com/pyhost/pyhost/instance"
 	"github.com/pyhost/pyhost/privdrop"
 	"github.com/pyhost/pyhost/supervisor"
 	"github.com/pyhost/pyhost/systemd"
@@ -75,8 +76,9 @@ type Config struct {
 	AppOutput func(app string, pid int, line string)
 	// LogDir holds the per-app logs, LogDir/USER/APP.log.
 	LogDir string
-	// ScriptDir holds the worker script, readable by every app user; ""
-	// means the parent of StateDir.
+	// ScriptDir is the run directory: it holds the instance lock (one
+	// daemon per directory) and the worker script, readable by every app
+	// user; "" means the parent of StateDir.
 	ScriptDir string
 	// Listed, in system mode, says whether the admin permits uid to host
 	// apps (asked anew each time, so a config reload applies): others are
@@ -147,6 +149,18 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	// above it, so an unprivileged proxy starts even when pyhostd sits
 	// under a private home such as /root.
 	m.self = "/proc/self/exe"
+	scriptDir := cfg.ScriptDir
+	if scriptDir == "" {
+		scriptDir = filepath.Dir(cfg.StateDir)
+	}
+	// One daemon per run directory (O6): a second one must change
+	// nothing, not the worker script, not the sockets, not the
+	// listeners; so the lock comes before all of them.
+	lock, err := instance.Acquire(scriptDir)
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
 	if m.spawner, err = privdrop.NewSpawner(); err != nil {
 		return err
 	}
@@ -165,10 +179,6 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	defer os.RemoveAll(cfg.StateDir)
 	if err := m.prepareAccessLog(); err != nil {
 		return err
-	}
-	scriptDir := cfg.ScriptDir
-	if scriptDir == "" {
-		scriptDir = filepath.Dir(cfg.StateDir)
 	}
 	script := filepath.Join(scriptDir, "pyhost_worker.py")
 	if err := writeScript(script); err != nil {

@@ -1,0 +1,55 @@
+package integration
+
+import (
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// O6 and issue 9 item 5: a second pyhostd run on the same state
+// directory exits with one clear line and changes nothing; the first
+// keeps starting and replacing workers.
+func TestSecondInstanceChangesNothing(t *testing.T) {
+	d := newSysd(t, "")
+	u := makeUser(t, "pyh-in-ann")
+	d.writeAdmin("[users.pyh-in-ann]\ndomains = [\"ann.test\"]\n")
+	deployNamed(t, u, "site", "ann-v1", `"ann.test"`, "")
+	d.start()
+	if code, body := d.get("ann.test", "/"); code != 200 || !strings.HasPrefix(body, "ann-v1") {
+		t.Fatalf("before: %d %q", code, body)
+	}
+
+	// The same config, another free port: only the state directory is
+	// shared.
+	second := filepath.Join(d.base, "second.toml")
+	cfg := strings.Replace(d.adminConfig("[users.pyh-in-ann]\ndomains = [\"ann.test\"]\n"), d.addr, freePort(t), 1)
+	writeFile(t, second, cfg)
+	cmd := exec.Command(filepath.Join(binDir, "pyhostd"), "run", "--config", second)
+	done := make(chan struct{})
+	var out []byte
+	var err error
+	go func() { out, err = cmd.CombinedOutput(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("the second pyhostd run did not exit:\n%s", out)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if err == nil || len(lines) != 1 || !strings.Contains(lines[0], "another pyhostd is running") || !strings.Contains(lines[0], "pid ") {
+		t.Errorf("second instance: %v, said:\n%s\nwant one line naming the running daemon", err, out)
+	}
+
+	// The first daemon can still replace workers and roll new code: its
+	// worker sockets and script are untouched.
+	deployNamed(t, u, "site", "ann-v2", `"ann.test"`, "")
+	if out, err := d.pyctl("", "reload", "pyh-in-ann/site"); err != nil {
+		t.Fatalf("reload after the second instance: %v\n%s", err, out)
+	}
+	if code, body := d.get("ann.test", "/"); code != 200 || !strings.HasPrefix(body, "ann-v2") {
+		t.Errorf("after: %d %q", code, body)
+	}
+}
