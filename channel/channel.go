@@ -5,7 +5,8 @@
 //
 // Down (master → proxy): Setup once, then Table whenever routing or a
 // worker's state changes, and Reopen after log rotation. Up (proxy →
-// master): Event.
+// master): Event. Listening sockets that change while the proxy runs
+// travel on a second socketpair (files.go).
 package channel
 
 import (
@@ -39,6 +40,10 @@ type Setup struct {
 	// Listeners are the inherited listening sockets, in the order of the
 	// proxy's descriptors starting at 4, by address for logs.
 	Listeners []string `json:"listeners"`
+	// FilesFD is the proxy's descriptor for its end of the files socket,
+	// on which later ListenerSets arrive (files.go); 0: none, the
+	// inherited listeners are all it serves.
+	FilesFD int `json:"files_fd,omitempty"`
 	// ShutdownTimeout bounds how long in-flight requests may finish.
 	ShutdownTimeout time.Duration `json:"shutdown_timeout"`
 	// Procs is the proxy's GOMAXPROCS; 0 leaves Go's default.

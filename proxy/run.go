@@ -4,18 +4,21 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/pyhost/pyhost/accesslog"
 	"io"
 	"maps"
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"runtime"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sys/unix"
 
+	"github.com/pyhost/pyhost/accesslog"
 	"github.com/pyhost/pyhost/channel"
 )
 
@@ -28,9 +31,11 @@ const (
 )
 
 // Run is the proxy process: it takes its Setup from the master, serves
-// the inherited listeners, applies every Table it receives and reports
-// events up. It returns nil after a graceful stop (ctx cancelled), and an
-// error when the master went away or a listener failed.
+// the inherited listeners (and, when Setup names a files socket, every
+// ListenerSet the master sends on it from then on), applies every Table
+// it receives and reports events up. It returns nil after a graceful stop
+// (ctx cancelled), and an error when the master went away or a listener
+// failed.
 func Run(ctx context.Context, ch *channel.Conn, listeners []net.Listener, log hclog.Logger) error {
 	first, err := ch.Receive()
 	if err != nil {
@@ -119,45 +124,326 @@ func Run(ctx context.Context, ch *channel.Conn, listeners []net.Listener, log hc
 		}
 	}()
 
-	srv := &http.Server{
-		Handler:           p,
-		ReadHeaderTimeout: readHeaderTimeout,
-		IdleTimeout:       idleTimeout,
-		MaxHeaderBytes:    maxHeaderBytes,
-		ErrorLog:          log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
+	grace := setup.ShutdownTimeout
+	if grace <= 0 {
+		grace = 15 * time.Second
 	}
-	serveErr := make(chan error, len(listeners))
-	var wg sync.WaitGroup
-	for _, ln := range listeners {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				serveErr <- fmt.Errorf("serve %s: %w", ln.Addr(), err)
-			}
-		}()
+	lns := newListenerSet(log, grace, func() *http.Server {
+		return &http.Server{
+			Handler:           p,
+			ReadHeaderTimeout: readHeaderTimeout,
+			IdleTimeout:       idleTimeout,
+			MaxHeaderBytes:    maxHeaderBytes,
+			ErrorLog:          log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
+		}
+	})
+	for i, ln := range listeners {
+		addr := ln.Addr().String()
+		if i < len(setup.Listeners) {
+			addr = setup.Listeners[i]
+		}
+		lns.add(ln, addr)
 	}
 	log.Info("proxy serving", "listeners", setup.Listeners)
+	if setup.FilesFD > 0 {
+		f := os.NewFile(uintptr(setup.FilesFD), "files")
+		fc, err := channel.NewFilesConn(f)
+		f.Close()
+		if err != nil {
+			sctx, scancel := context.WithTimeout(context.Background(), grace)
+			defer scancel()
+			lns.shutdown(sctx)
+			return err
+		}
+		defer fc.Close()
+		go applyListenerSets(fc, lns, log)
+	}
 
 	var result error
 	select {
 	case <-ctx.Done():
 	case err := <-masterGone:
 		result = err
-	case err := <-serveErr:
+	case err := <-lns.failed:
 		result = err
-	}
-	grace := setup.ShutdownTimeout
-	if grace <= 0 {
-		grace = 15 * time.Second
 	}
 	sctx, scancel := context.WithTimeout(context.Background(), grace)
 	defer scancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		log.Warn("requests still in flight at the end of the grace period", "error", err)
-		srv.Close()
-	}
+	lns.shutdown(sctx)
 	p.CloseIdle()
-	wg.Wait()
 	return result
+}
+
+// listenerSet is what the proxy listens on. Each listener has an
+// http.Server of its own, so one can be taken away alone: its Shutdown
+// stops accepting, closes its idle keep-alive connections at once and
+// each busy one after its response (sent with "Connection: close"),
+// while the others go on untouched. They share the handler, so routing
+// and pools are the same whichever listener a request came in on.
+type listenerSet struct {
+	log       hclog.Logger
+	grace     time.Duration // how long a removed listener's requests may finish
+	newServer func() *http.Server
+	// failed gets the first error of a Serve that was not told to stop.
+	failed chan error
+
+	mu       sync.Mutex
+	stopping bool              // guarded by mu: shutdown began; no more changes
+	cur      []*servedListener // guarded by mu
+	wg       sync.WaitGroup    // every Serve, and every drain of a removed listener
+}
+
+// fresh is a listener received but not served yet.
+type fresh struct {
+	ln   net.Listener
+	addr string
+	id   socketID
+}
+
+func closeFresh(fs []fresh) {
+	for _, f := range fs {
+		f.ln.Close()
+	}
+}
+
+// servedListener is one listening socket and its server.
+type servedListener struct {
+	addr   string
+	id     socketID
+	srv    *http.Server
+	closed chan struct{} // closed once the socket no longer accepts
+}
+
+// socketID tells sockets apart however they are named: the inode of an
+// open socket is unique while it is open, and both a listener the proxy
+// serves and a descriptor just received for it are open.
+type socketID struct{ dev, ino uint64 }
+
+func newListenerSet(log hclog.Logger, grace time.Duration, newServer func() *http.Server) *listenerSet {
+	return &listenerSet{log: log, grace: grace, newServer: newServer, failed: make(chan error, 1)}
+}
+
+// add serves ln from now on. Only during set-up: apply is for changes.
+func (s *listenerSet) add(ln net.Listener, addr string) {
+	id, err := listenerID(ln)
+	if err != nil {
+		// It is then never taken for a descriptor the master sends, so
+		// a set without it removes it: nothing worse than a reconnect.
+		s.log.Warn("cannot identify listener", "listener", addr, "error", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cur = append(s.cur, s.serveLocked(ln, addr, id))
+}
+
+func (s *listenerSet) serveLocked(ln net.Listener, addr string, id socketID) *servedListener {
+	l := &servedListener{addr: addr, id: id, srv: s.newServer(), closed: make(chan struct{})}
+	nl := &notifyListener{Listener: ln, closed: l.closed}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := l.srv.Serve(nl); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			select {
+			case s.failed <- fmt.Errorf("serve %s: %w", addr, err):
+			default:
+			}
+		}
+	}()
+	return l
+}
+
+// apply makes the proxy serve exactly set's sockets, and takes set's
+// files (it closes them). A socket it already serves is kept as it is;
+// a new one is served; one not in set stops accepting before apply
+// returns, and its connections finish within the grace period. Nothing
+// changes if any new socket cannot be used.
+func (s *listenerSet) apply(set channel.ListenerSet) error {
+	defer closeFiles(set.Files)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopping {
+		return errors.New("the proxy is stopping")
+	}
+	have := make(map[socketID]*servedListener, len(s.cur))
+	for _, l := range s.cur {
+		if l.id != (socketID{}) {
+			have[l.id] = l
+		}
+	}
+	var (
+		next  []*servedListener
+		added []fresh
+		keep  = map[*servedListener]bool{}
+	)
+	for i, f := range set.Files {
+		id, err := fileID(f)
+		if err != nil {
+			closeFresh(added)
+			return fmt.Errorf("listener %s: %w", set.Addrs[i], err)
+		}
+		if l := have[id]; l != nil {
+			keep[l] = true
+			next = append(next, l)
+			continue
+		}
+		ln, err := net.FileListener(f)
+		if err != nil {
+			closeFresh(added)
+			return fmt.Errorf("listener %s: %w", set.Addrs[i], err)
+		}
+		added = append(added, fresh{ln, set.Addrs[i], id})
+		next = append(next, nil) // filled in below, once nothing can fail
+	}
+	i := 0
+	for j := range next {
+		if next[j] == nil {
+			a := added[i]
+			i++
+			next[j] = s.serveLocked(a.ln, a.addr, a.id)
+			s.log.Info("listening", "listener", a.addr)
+		}
+	}
+	var removed []*servedListener
+	for _, l := range s.cur {
+		if !keep[l] {
+			removed = append(removed, l)
+		}
+	}
+	s.cur = next
+	for _, l := range removed {
+		s.log.Info("no longer listening; finishing its connections", "listener", l.addr)
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), s.grace)
+			defer cancel()
+			s.stop(ctx, l)
+			s.log.Info("closed listener's connections finished", "listener", l.addr)
+		}()
+	}
+	for _, l := range removed {
+		<-l.closed
+	}
+	return nil
+}
+
+// stop shuts l's server down: at once for its listener and idle
+// connections, and for busy ones as their requests finish or ctx ends.
+func (s *listenerSet) stop(ctx context.Context, l *servedListener) {
+	if err := l.srv.Shutdown(ctx); err != nil && ctx.Err() != nil {
+		s.log.Warn("requests still in flight at the end of the grace period", "listener", l.addr, "error", err)
+		l.srv.Close()
+	}
+}
+
+// shutdown stops every listener, lets requests in flight finish until
+// ctx ends, and returns once every connection is closed.
+func (s *listenerSet) shutdown(ctx context.Context) {
+	s.mu.Lock()
+	s.stopping = true
+	cur := s.cur
+	s.cur = nil
+	s.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, l := range cur {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.stop(ctx, l) }()
+	}
+	wg.Wait()
+	s.wg.Wait()
+}
+
+// addrs are the addresses listened on now, in the master's order.
+func (s *listenerSet) addrs() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, len(s.cur))
+	for i, l := range s.cur {
+		out[i] = l.addr
+	}
+	return out
+}
+
+// applyListenerSets applies each set the master sends on the files
+// socket and answers it, until the master closes its end.
+func applyListenerSets(fc *channel.FilesConn, lns *listenerSet, log hclog.Logger) {
+	for {
+		set, err := fc.ReceiveListeners()
+		if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+			return
+		}
+		if err != nil {
+			// The master waits for an ack it will not get, and says so.
+			log.Error("bad listener set from master", "error", err)
+			continue
+		}
+		ack := channel.ListenerAck{Serial: set.Serial}
+		if err := lns.apply(set); err != nil {
+			log.Error("cannot change listeners; serving the ones before", "listeners", set.Addrs, "error", err)
+			ack.Error = err.Error()
+		} else {
+			log.Info("listening on", "listeners", lns.addrs())
+		}
+		if err := fc.SendAck(ack); err != nil {
+			log.Error("answer listener set", "error", err)
+		}
+	}
+}
+
+// notifyListener closes closed when the listener is closed, which
+// http.Server does as the first step of Shutdown, and Serve on its way out.
+type notifyListener struct {
+	net.Listener
+	once   sync.Once
+	closed chan struct{}
+}
+
+func (l *notifyListener) Close() error {
+	err := l.Listener.Close()
+	l.once.Do(func() { close(l.closed) })
+	return err
+}
+
+func listenerID(ln net.Listener) (socketID, error) {
+	sc, ok := ln.(syscall.Conn)
+	if !ok {
+		return socketID{}, fmt.Errorf("%T has no descriptor", ln)
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return socketID{}, err
+	}
+	var id socketID
+	var serr error
+	if err := rc.Control(func(fd uintptr) { id, serr = fdID(int(fd)) }); err != nil {
+		return socketID{}, err
+	}
+	return id, serr
+}
+
+func fileID(f *os.File) (socketID, error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return socketID{}, err
+	}
+	var id socketID
+	var serr error
+	if err := rc.Control(func(fd uintptr) { id, serr = fdID(int(fd)) }); err != nil {
+		return socketID{}, err
+	}
+	return id, serr
+}
+
+func fdID(fd int) (socketID, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return socketID{}, fmt.Errorf("fstat: %w", err)
+	}
+	return socketID{dev: st.Dev, ino: st.Ino}, nil
+}
+
+func closeFiles(fs []*os.File) {
+	for _, f := range fs {
+		f.Close()
+	}
 }
