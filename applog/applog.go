@@ -47,10 +47,23 @@ func Open(path string, uid, gid int) (*Log, error) {
 	return l, nil
 }
 
-// MakeDir creates log_dir/USER: root-owned, mode 0755, so that the owner
-// can reach their file but cannot replace it.
-func MakeDir(dir string) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+// MakeDir creates log_dir/USER for a user whose primary group is gid:
+// owned by root, so the owner can reach their files but not replace
+// them, and closed to every other tenant, who must not even learn the
+// names of the user's apps. When the group is the user's own (private)
+// the mode is 0750 and the owner can list it; when the group is shared
+// with others it is 0710, and the owner opens their logs by name (pyctl
+// logs does it for them). Run by a non-root user (express mode), it is
+// theirs with mode 0700. gid < 0 means "not root": nothing is chowned.
+func MakeDir(dir string, gid int, privateGroup bool) error {
+	mode := os.FileMode(0o700)
+	if gid >= 0 {
+		mode = 0o710
+		if privateGroup {
+			mode = 0o750
+		}
+	}
+	if err := os.MkdirAll(dir, mode); err != nil {
 		return fmt.Errorf("create log directory: %w", err)
 	}
 	fi, err := os.Lstat(dir)
@@ -60,14 +73,14 @@ func MakeDir(dir string) error {
 	if !fi.IsDir() {
 		return fmt.Errorf("log directory %s is not a directory", dir)
 	}
-	if os.Geteuid() == 0 {
-		if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid != 0 {
-			if err := os.Chown(dir, 0, 0); err != nil {
+	if gid >= 0 {
+		if st, ok := fi.Sys().(*syscall.Stat_t); !ok || st.Uid != 0 || int(st.Gid) != gid {
+			if err := os.Lchown(dir, 0, gid); err != nil {
 				return fmt.Errorf("log directory: %w", err)
 			}
 		}
 	}
-	return os.Chmod(dir, 0o755)
+	return os.Chmod(dir, mode)
 }
 
 func (l *Log) open() error {

@@ -6,12 +6,15 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/user"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/pyhost/pyhost/privdrop"
 )
 
 // DefaultAdminFile is where system mode reads its admin file.
@@ -35,6 +38,59 @@ type Admin struct {
 	// Users are the users who may deploy apps, by name. Nil when none
 	// are listed: then nobody may.
 	Users map[string]UserPolicy
+
+	lines *keyLines // where the file spells each key, for Errorf
+}
+
+// Errorf is a problem with key ("proxy.user", "daemon.metrics_listen",
+// `users."j.doe"`) of this admin file, found after parsing (a user that
+// does not exist, a setting this version does not act on), located as
+// the parser locates its own: on the line of key, or of its nearest
+// enclosing key the file spells out; Line 0 when the file spells out
+// none (the zero Admin knows no lines).
+func (a Admin) Errorf(key, format string, args ...any) *Error {
+	return &Error{File: a.Path, Line: a.lines.line(key), Key: key, Msg: fmt.Sprintf(format, args...)}
+}
+
+// UserError is err, from resolving the user of [users.NAME] (no such
+// user, or root), as a problem of that table: see LookupError.
+func (a Admin) UserError(name string, err error) *Error {
+	e := a.LookupError(keyPath{}.key("users").key(name).String(), name, err)
+	if unknownUser(err) {
+		e.Msg += "; list users by their login name, or remove the table"
+	}
+	return e
+}
+
+// LookupError is err, from resolving the user name that key names
+// ("proxy.user", "users.alice"), as a problem of key: "no such user" when
+// the system does not know the name, err's own text for any other
+// failure (NSS down), and err kept for errors.Is (privdrop.ErrRoot).
+func (a Admin) LookupError(key, name string, err error) *Error {
+	e := a.Errorf(key, "%s", lookupProblem(name, err))
+	e.Err = err
+	return e
+}
+
+// lookupProblem says why the user name could not be used: a name the
+// system does not know is said plainly; any other failure (NSS down) is
+// err as it is.
+func lookupProblem(name string, err error) string {
+	switch {
+	case unknownUser(err):
+		return fmt.Sprintf("no such user %q on this system", name)
+	case errors.Is(err, privdrop.ErrRoot):
+		return fmt.Sprintf("%q is root (uid 0); apps never run as root", name)
+	}
+	return err.Error()
+}
+
+// unknownUser reports whether err says the user database has no such
+// name or uid (as opposed to a lookup that failed).
+func unknownUser(err error) bool {
+	var name user.UnknownUserError
+	var id user.UnknownUserIdError
+	return errors.As(err, &name) || errors.As(err, &id)
 }
 
 // Proxy is [proxy]: the front proxy that receives HTTP(S).
@@ -64,8 +120,11 @@ type TLSCert struct {
 
 // Daemon is [daemon].
 type Daemon struct {
-	StateDir      string // absolute
-	LogDir        string // absolute; per-app logs are LogDir/USER/APP.log
+	StateDir string // absolute
+	LogDir   string // absolute; per-app logs are LogDir/USER/APP.log
+	// DataDir keeps what must outlive a restart or a reboot: which app
+	// holds each domain (claims.json). Absolute.
+	DataDir       string
 	ControlSocket string // absolute
 	// MetricsListen is the host:port of the Prometheus endpoint; "": off.
 	MetricsListen string
@@ -99,6 +158,7 @@ const (
 	DefaultProxyUser     = "pyhost"
 	DefaultStateDir      = "/run/pyhost"
 	DefaultLogDir        = "/var/log/pyhost"
+	DefaultDataDir       = "/var/lib/pyhost"
 	DefaultControlSocket = "/run/pyhost/control.sock"
 	DefaultUserDir       = "~/.config/pyhost/apps"
 	DefaultAdminDir      = "/etc/pyhost/apps.d"
@@ -139,6 +199,7 @@ type rawTLS struct {
 type rawDaemon struct {
 	StateDir      value `toml:"state_dir"`
 	LogDir        value `toml:"log_dir"`
+	DataDir       value `toml:"data_dir"`
 	ControlSocket value `toml:"control_socket"`
 	MetricsListen value `toml:"metrics_listen"`
 }
@@ -223,6 +284,7 @@ func ParseAdmin(path string, data []byte) (Admin, error) {
 	a.Defaults = c.defaults(raw.Defaults)
 	a.Users = c.users(raw.Users)
 	c.undecodedKeys()
+	a.lines = c.lines
 
 	if len(a.Proxy.TLSListen) > 0 && !c.md.IsDefined("tls") {
 		c.add("proxy.tls_listen", "needs a certificate: add a [[tls]] table with cert and key")
@@ -292,7 +354,7 @@ func (c *checker) addrList(v value, p keyPath, def []string) (addrs []string, ba
 
 func (c *checker) daemon(prim toml.Primitive) Daemon {
 	p := keyPath{}.key("daemon")
-	d := Daemon{StateDir: DefaultStateDir, LogDir: DefaultLogDir}
+	d := Daemon{StateDir: DefaultStateDir, LogDir: DefaultLogDir, DataDir: DefaultDataDir}
 	var r rawDaemon
 	if !c.table(prim, p, &r, "a table: [daemon]") {
 		d.ControlSocket = DefaultControlSocket
@@ -300,6 +362,7 @@ func (c *checker) daemon(prim toml.Primitive) Daemon {
 	}
 	d.StateDir = c.absPath(r.StateDir, p.key("state_dir"), DefaultStateDir, DefaultStateDir)
 	d.LogDir = c.absPath(r.LogDir, p.key("log_dir"), DefaultLogDir, DefaultLogDir)
+	d.DataDir = c.absPath(r.DataDir, p.key("data_dir"), DefaultDataDir, DefaultDataDir)
 	d.ControlSocket = c.absPath(r.ControlSocket, p.key("control_socket"), filepath.Join(d.StateDir, "control.sock"), DefaultControlSocket)
 	if s, ok := c.str(r.MetricsListen, p.key("metrics_listen"), `host:port, like "127.0.0.1:9181", or "" for none`); ok && s != "" {
 		if problem := listenAddr(s); problem != "" {

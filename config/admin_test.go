@@ -2,11 +2,16 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
+	"os/user"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pyhost/pyhost/privdrop"
 )
 
 // builtinAdmin is what an empty admin file gives.
@@ -16,7 +21,7 @@ func builtinAdmin() Admin {
 		Proxy: Proxy{
 			Listen: []string{":80"}, TLSListen: []string{}, User: "pyhost", AccessLog: "/var/log/pyhost/access.log",
 		},
-		Daemon:   Daemon{StateDir: "/run/pyhost", LogDir: "/var/log/pyhost", ControlSocket: "/run/pyhost/control.sock"},
+		Daemon:   Daemon{StateDir: "/run/pyhost", LogDir: "/var/log/pyhost", DataDir: "/var/lib/pyhost", ControlSocket: "/run/pyhost/control.sock"},
 		Apps:     AppDirs{UserDir: ".config/pyhost/apps", AdminDir: "/etc/pyhost/apps.d"},
 		Defaults: BuiltinDefaults(),
 	}
@@ -52,6 +57,7 @@ func TestParseAdminValid(t *testing.T) {
 		}},
 		{"[daemon]\nmetrics_listen = \"127.0.0.1:9181\"", func(a *Admin) { a.Daemon.MetricsListen = "127.0.0.1:9181" }},
 		{"[daemon]\nmetrics_listen = \"\"", func(a *Admin) {}},
+		{"[daemon]\ndata_dir = \"/srv/pyhost/\"", func(a *Admin) { a.Daemon.DataDir = "/srv/pyhost" }},
 		{"[apps]\nuser_dir = \"~/apps/\"\nadmin_dir = \"/srv/pyhost/apps\"", func(a *Admin) {
 			a.Apps = AppDirs{UserDir: "apps", AdminDir: "/srv/pyhost/apps"}
 		}},
@@ -76,6 +82,7 @@ func TestParseAdminValid(t *testing.T) {
 		}
 		want := builtinAdmin()
 		c.want(&want)
+		want.lines = got.lines // where keys are written is TestAdminErrorf's
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("%s:\n got %+v\nwant %+v", c.src, got, want)
 		}
@@ -171,5 +178,89 @@ func TestParseAdminSyntaxError(t *testing.T) {
 	_, err := ParseAdmin(DefaultAdminFile, []byte("[proxy]\nlisten = [\":80\"\n\n[daemon]\n"))
 	if err == nil || err.Error() != DefaultAdminFile+`:4: not valid TOML: expected a comma (',') or array terminator (']'), but got '['` {
 		t.Errorf("got %v", err)
+	}
+}
+
+// Problems found after parsing (by the daemon, with lookups) are located
+// in the admin file as the parser's own are.
+func TestAdminErrorf(t *testing.T) {
+	src := `[proxy]
+user = "pyhsot"
+
+[daemon]
+metrics_listen = "127.0.0.1:9181"
+
+[[tls]]
+cert = "/c.pem"
+key = "/k.pem"
+
+[users]
+carol = {}
+
+[users.alice]
+domains = ["alice.example.com"]
+
+[users."j.doe"]
+`
+	a, err := ParseAdmin(DefaultAdminFile, []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		key  string
+		line int
+	}{
+		{"proxy.user", 2},
+		{"proxy.listen", 1}, // not written: its table's line
+		{"daemon.metrics_listen", 5},
+		{"tls", 7},
+		{"tls[0]", 7},
+		{"users.carol", 12},
+		{"users.alice", 14},
+		{`users."j.doe"`, 17},
+		{"apps.admin_dir", 0}, // nothing of it written
+	}
+	for _, c := range cases {
+		e := a.Errorf(c.key, "bad %s", "thing")
+		want := DefaultAdminFile
+		if c.line > 0 {
+			want += ":" + strconv.Itoa(c.line)
+		}
+		want += ": " + c.key + ": bad thing"
+		if e.Error() != want {
+			t.Errorf("Errorf(%q) = %q, want %q", c.key, e, want)
+		}
+	}
+	if e := (Admin{}).Errorf("proxy.user", "x"); e.Line != 0 || e.Error() != "proxy.user: x" {
+		t.Errorf("the zero Admin: %#v", e)
+	}
+}
+
+func TestAdminUserError(t *testing.T) {
+	a, err := ParseAdmin(DefaultAdminFile, []byte("[users.alice]\n\n[users.\"j.doe\"]\ndomains = []\n[users.toor]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nss := errors.New("look up user \"alice\": nss: connection refused")
+	cases := []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"alice", fmt.Errorf("look up user %q: %w", "alice", user.UnknownUserError("alice")),
+			DefaultAdminFile + `:1: users.alice: no such user "alice" on this system; list users by their login name, or remove the table`},
+		{"j.doe", user.UnknownUserIdError(1234),
+			DefaultAdminFile + `:3: users."j.doe": no such user "j.doe" on this system; list users by their login name, or remove the table`},
+		{"toor", privdrop.ErrRoot, DefaultAdminFile + `:5: users.toor: "toor" is root (uid 0); apps never run as root`},
+		{"alice", nss, DefaultAdminFile + `:1: users.alice: ` + nss.Error()},
+	}
+	for _, c := range cases {
+		e := a.UserError(c.name, c.err)
+		if e.Error() != c.want {
+			t.Errorf("UserError(%q, %v) =\n%s\nwant\n%s", c.name, c.err, e, c.want)
+		}
+		if !errors.Is(e, c.err) {
+			t.Errorf("UserError(%q) does not wrap %v", c.name, c.err)
+		}
 	}
 }

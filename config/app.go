@@ -78,6 +78,11 @@ type App struct {
 	MaxBody int64
 
 	Static []StaticMount
+
+	// AdminDeployed: the app's file is in the admin's admin_dir, not in
+	// its user's own directory. Its user sees it, its logs and its
+	// status, but only root acts on it.
+	AdminDeployed bool
 }
 
 // Key names the app uniquely in the daemon: "user/app".

@@ -46,41 +46,52 @@ func (r Refusal) Error() string { return r.Path + ": " + r.Err.Error() }
 type PathChecker func(cred privdrop.Credential, want map[string]uint32) error
 
 // Discovery is the outcome of a scan: the apps to run, in a stable order,
-// and the files refused.
+// the files refused, and the claims ledger that results.
 type Discovery struct {
 	Apps    []App
 	Refused []Refusal
+	// Held is every claim the scan gave or kept: the admitted apps'
+	// claims, and those of a prior holder whose file is broken (it keeps
+	// its domains until its file is fixed or removed). See NextLedger for
+	// what the daemon keeps of it.
+	Held Ledger
+}
+
+// candidate is an app file that parsed, before the policy is applied.
+type candidate struct {
+	path string
+	app  App
+	meta AppFileMeta
 }
 
 // Discover finds every app file the admin config allows (U1–U4, U8): the
 // user_dir of each listed user and the admin_dir. Files of unlisted users
-// are refused with the reason; domain claims go to the first app in
-// order (admin_dir files first, then users by name, files by name).
-// lookup resolves user names; check verifies the paths an app names with
-// its owner's rights.
-func Discover(admin Admin, lookup func(string) (privdrop.Credential, error), check PathChecker) Discovery {
+// are refused with the reason. lookup resolves user names; check
+// verifies the paths an app names with its owner's rights.
+//
+// held is the claims ledger as it stands (the running apps' claims, or
+// the one saved before a restart). Its holders are admitted first, so
+// they keep their domains and their places in the user's quota (max_apps,
+// max_processes, max_memory); a claim stays reserved for its holder while
+// the holder's file still claims it or is broken, and a new file asking
+// for it is refused naming the holder (U3). Everything else goes in file
+// order: admin_dir files first, then users by name, files by name. An
+// admin_dir file owns its app's name: a user's file of the same name is
+// refused.
+func Discover(admin Admin, lookup func(string) (privdrop.Credential, error), check PathChecker, held Ledger) Discovery {
 	var d Discovery
-	var claims Claims
-	perUser := map[string][]App{}
-
-	add := func(path string, cred privdrop.Credential, app App, meta AppFileMeta) {
-		if err := admitApp(admin, cred, app, meta, perUser[cred.Username], check); err != nil {
-			d.Refused = append(d.Refused, Refusal{Path: path, User: cred.Username, Err: err})
-			return
-		}
-		if err := claims.Claim(app.Key(), app.Domains, app.URLPrefix); err != nil {
-			d.Refused = append(d.Refused, Refusal{Path: path, User: cred.Username, Err: err})
-			return
-		}
-		perUser[cred.Username] = append(perUser[cred.Username], app)
-		d.Apps = append(d.Apps, app)
+	refuse := func(path, user string, err error) {
+		d.Refused = append(d.Refused, Refusal{Path: path, User: user, Err: err})
 	}
+	var cands []candidate
+	broken := map[string]bool{} // app keys whose file exists but does not parse or is untrusted
+	adminFiles := map[string]string{}
 
 	// admin_dir: root-owned files that name their user.
 	for _, path := range tomlFiles(admin.Apps.AdminDir) {
 		data, err := readTrusted(path, 0, filepath.Dir(path))
 		if err != nil {
-			d.Refused = append(d.Refused, Refusal{Path: path, Err: err})
+			refuse(path, "", err)
 			continue
 		}
 		name, err := AppFileUser(path, data)
@@ -88,20 +99,23 @@ func Discover(admin Admin, lookup func(string) (privdrop.Credential, error), che
 			err = fmt.Errorf("a file in %s must name its user (user = \"NAME\")", admin.Apps.AdminDir)
 		}
 		if err != nil {
-			d.Refused = append(d.Refused, Refusal{Path: path, Err: err})
+			refuse(path, "", err)
 			continue
 		}
+		adminFiles[fileKey(name, path)] = path
 		cred, err := lookup(name)
 		if err != nil {
-			d.Refused = append(d.Refused, Refusal{Path: path, User: name, Err: err})
+			refuse(path, name, err)
 			continue
 		}
 		app, meta, err := ParseAppFile(path, data, cred, admin.Defaults)
 		if err != nil {
-			d.Refused = append(d.Refused, Refusal{Path: path, User: name, Err: err})
+			broken[fileKey(name, path)] = true
+			refuse(path, name, err)
 			continue
 		}
-		add(path, cred, app, meta)
+		app.AdminDeployed = true
+		cands = append(cands, candidate{path, app, meta})
 	}
 
 	// Each listed user's own directory.
@@ -113,29 +127,82 @@ func Discover(admin Admin, lookup func(string) (privdrop.Credential, error), che
 	for _, name := range users {
 		cred, err := lookup(name)
 		if err != nil {
-			d.Refused = append(d.Refused, Refusal{Path: admin.Path, User: name, Err: fmt.Errorf("[users.%s]: %w", name, err)})
+			refuse(admin.Path, name, fmt.Errorf("[users.%s]: %w", name, err))
 			continue
 		}
 		if cred.IsRoot() {
-			d.Refused = append(d.Refused, Refusal{Path: admin.Path, User: name, Err: fmt.Errorf("[users.%s]: %w", name, privdrop.ErrRoot)})
+			refuse(admin.Path, name, fmt.Errorf("[users.%s]: %w", name, privdrop.ErrRoot))
 			continue
 		}
 		dir := admin.Apps.UserDirOf(cred.Home)
 		for _, path := range tomlFiles(dir) {
+			if by, ok := adminFiles[fileKey(name, path)]; ok {
+				refuse(path, name, policyErr{fmt.Errorf("the app %s is deployed by the admin (%s), which takes precedence; rename this file to deploy another app", fileKey(name, path), by)})
+				continue
+			}
 			data, err := readTrusted(path, cred.UID, cred.Home)
 			if err != nil {
-				d.Refused = append(d.Refused, Refusal{Path: path, User: name, Err: err})
+				broken[fileKey(name, path)] = true
+				refuse(path, name, err)
 				continue
 			}
 			app, meta, err := ParseAppFile(path, data, cred, admin.Defaults)
 			if err != nil {
-				d.Refused = append(d.Refused, Refusal{Path: path, User: name, Err: err})
+				broken[fileKey(name, path)] = true
+				refuse(path, name, err)
 				continue
 			}
-			add(path, cred, app, meta)
+			cands = append(cands, candidate{path, app, meta})
 		}
 	}
+
+	// A held claim stays its holder's while the holder's file still
+	// claims it, or is broken (its running version, if any, serves it).
+	claims := Claims{}
+	for _, c := range cands {
+		for _, dom := range c.app.Domains {
+			k := claimKey(dom, c.app.URLPrefix)
+			if held[k] == c.app.Key() {
+				claims.reserve(k, c.app.Key())
+			}
+		}
+	}
+	for k, holder := range held {
+		if broken[holder] {
+			claims.reserve(k, holder)
+		}
+	}
+
+	// Holders first, then the rest, each group in file order.
+	sort.SliceStable(cands, func(i, j int) bool {
+		return held.Holds(cands[i].app.Key()) && !held.Holds(cands[j].app.Key())
+	})
+	perUser := map[string][]App{}
+	for _, c := range cands {
+		cred := c.app.Cred
+		if err := admitApp(admin, cred, c.app, c.meta, perUser[cred.Username], check); err != nil {
+			// Refused by policy, the app stops and gives its domains up
+			// at once; otherwise its running version keeps them.
+			if errors.Is(err, ErrPolicy) {
+				claims.Release(c.app.Key())
+			}
+			refuse(c.path, cred.Username, err)
+			continue
+		}
+		if err := claims.Claim(c.app.Key(), c.app.Domains, c.app.URLPrefix); err != nil {
+			refuse(c.path, cred.Username, err)
+			continue
+		}
+		perUser[cred.Username] = append(perUser[cred.Username], c.app)
+		d.Apps = append(d.Apps, c.app)
+	}
+	d.Held = claims.ledger()
 	return d
+}
+
+// fileKey is the key of the app an app file of user would define.
+func fileKey(user, path string) string {
+	return user + "/" + strings.TrimSuffix(filepath.Base(path), ".toml")
 }
 
 // admitApp applies the admin's policy to one parsed app of cred: the user
@@ -162,50 +229,25 @@ func admitApp(admin Admin, cred privdrop.Credential, app App, meta AppFileMeta, 
 	if check == nil {
 		return nil
 	}
-	want := map[string]uint32{app.Directory: privdrop.Read | privdrop.Execute}
+	// What decides the code the app runs must be Trusted (U4): owned by
+	// cred or root and not writable by others, nor any directory above
+	// it up to root's, or another user could plant code that runs as
+	// cred. Static dirs are only read by the proxy. Bits are or-ed: one
+	// path may be named twice.
+	want := map[string]uint32{app.Directory: privdrop.Read | privdrop.Execute | privdrop.Trusted}
 	if strings.ContainsRune(app.Python, '/') {
-		want[app.Python] = privdrop.Execute
+		want[app.Python] |= privdrop.Execute | privdrop.Interpreter
 	}
 	if app.Script != "" {
-		want[app.Script] = privdrop.Read
+		want[app.Script] |= privdrop.Read | privdrop.Trusted
 	}
 	for _, p := range app.PythonPath {
-		want[p] = privdrop.Read | privdrop.Execute
+		want[p] |= privdrop.Read | privdrop.Execute | privdrop.Trusted
 	}
 	for _, s := range app.Static {
-		want[s.Dir] = privdrop.Read | privdrop.Execute
+		want[s.Dir] |= privdrop.Read | privdrop.Execute
 	}
 	return check(cred, want)
-}
-
-// CheckAppFile validates one app file of cred as Discover would (pyctl
-// check): trust, syntax, policy against the user's running apps (except
-// one of the same name, which it would replace), and paths with cred's
-// rights. claims holds the running apps' domains.
-func CheckAppFile(admin Admin, cred privdrop.Credential, path string, running []App, check PathChecker) error {
-	data, err := readTrusted(path, cred.UID, cred.Home)
-	if err != nil {
-		return err
-	}
-	app, meta, err := ParseAppFile(path, data, cred, admin.Defaults)
-	if err != nil {
-		return err
-	}
-	var mine []App
-	var claims Claims
-	for _, a := range running {
-		if a.Key() == app.Key() {
-			continue
-		}
-		claims.Claim(a.Key(), a.Domains, a.URLPrefix)
-		if a.Cred.UID == cred.UID {
-			mine = append(mine, a)
-		}
-	}
-	if err := admitApp(admin, cred, app, meta, mine, check); err != nil {
-		return err
-	}
-	return claims.Claim(app.Key(), app.Domains, app.URLPrefix)
 }
 
 func firstExample(patterns []string) string {

@@ -57,7 +57,7 @@ func (c *Claims) Claim(app string, domains []string, prefix string) error {
 	}
 	keys := make([]string, 0, len(domains))
 	for _, d := range domains {
-		k := normDomain(d) + " " + prefix
+		k := claimKey(d, prefix)
 		if holder, ok := c.held[k]; ok && holder != app {
 			return &ConflictError{Domain: normDomain(d), Prefix: prefix, Holder: holder}
 		}
@@ -67,6 +67,23 @@ func (c *Claims) Claim(app string, domains []string, prefix string) error {
 		c.held[k] = app
 	}
 	return nil
+}
+
+// reserve gives key to app before any Claim: held by an incumbent.
+func (c *Claims) reserve(key, app string) {
+	if c.held == nil {
+		c.held = map[string]string{}
+	}
+	c.held[key] = app
+}
+
+// ledger is a copy of what c holds.
+func (c *Claims) ledger() Ledger {
+	l := Ledger{}
+	for k, app := range c.held {
+		l[k] = app
+	}
+	return l
 }
 
 // Release gives up every claim of app (it was removed).

@@ -65,6 +65,9 @@ type AppStatus struct {
 	Restarts  int            `json:"restarts"`
 	LastError string         `json:"last_error"`
 	LastLog   []string       `json:"last_log"` // last lines of the app's log, oldest first
+	// AdminDeployed: the app's file is in the admin's admin_dir; its
+	// user may see it but only root may act on it.
+	AdminDeployed bool `json:"admin_deployed,omitempty"`
 }
 
 // Backend is what the control server asks; the daemon implements it.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -29,6 +30,15 @@ type appSet struct {
 	order   []string
 	apps    map[string]*appEntry
 	refused []config.Refusal
+	// held is the claims ledger: who holds each domain and prefix. It
+	// changes only through commitClaims, after the apps changed.
+	held       config.Ledger
+	claimsFile string // "": not kept on disk (express mode)
+
+	// reloading serializes the operations that re-read files and apply
+	// what they say (pyctl reload, reload-config, SIGHUP), so that each
+	// decides its claims against what the one before it applied.
+	reloading sync.Mutex
 }
 
 type appEntry struct {
@@ -39,8 +49,8 @@ type appEntry struct {
 	done chan struct{}
 }
 
-func newAppSet(m *Master, opts supervisor.Options, refused []config.Refusal) *appSet {
-	return &appSet{m: m, opts: opts, apps: map[string]*appEntry{}, refused: refused}
+func newAppSet(m *Master, opts supervisor.Options, refused []config.Refusal, held config.Ledger, claimsFile string) *appSet {
+	return &appSet{m: m, opts: opts, apps: map[string]*appEntry{}, refused: refused, held: held, claimsFile: claimsFile}
 }
 
 // add starts an app.
@@ -57,12 +67,8 @@ func (s *appSet) add(a config.App) error {
 			out(key, pid, line)
 		}
 	}
-	// The proxy serves [[static]] as its own user, not as the app's
-	// owner: say so in the owner's log if that user cannot get in.
-	for _, m := range a.Static {
-		if err := privdrop.CheckAccess(s.m.cfg.ProxyCred, m.Dir, privdrop.Execute); err != nil {
-			opts.Output(a.Key(), 0, fmt.Sprintf("[[static]] %s: the proxy's user %s cannot read %s (%v); its files will answer 403 or 404", m.URL, s.m.cfg.ProxyCred.Username, m.Dir, err))
-		}
+	for _, w := range s.m.staticWarnings(a) {
+		opts.Output(a.Key(), 0, w)
 	}
 	app := supervisor.NewApp(a, opts)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -169,6 +175,33 @@ func (s *appSet) logsByKey() map[string]*applog.Log {
 	return out
 }
 
+// claims is the ledger as it stands.
+func (s *appSet) claims() config.Ledger {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.held)
+}
+
+// commitClaims recomputes the ledger from the apps as they run now and
+// the claims kept by a scan (config.NextLedger), and writes it to the
+// claims file, so a restart decides nothing anew.
+func (s *appSet) commitClaims(kept config.Ledger) {
+	s.mu.Lock()
+	running := make([]config.App, 0, len(s.apps))
+	for _, k := range s.order {
+		running = append(running, s.apps[k].cfg)
+	}
+	s.held = config.NextLedger(s.held, running, kept)
+	held := maps.Clone(s.held)
+	s.mu.Unlock()
+	if s.claimsFile == "" {
+		return
+	}
+	if err := held.Save(s.claimsFile); err != nil {
+		s.m.log.Error("cannot save the claims ledger; a restart would decide claims by file order", "file", s.claimsFile, "error", err)
+	}
+}
+
 func (s *appSet) setRefused(r []config.Refusal) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -199,27 +232,39 @@ func keyOf(r config.Refusal) string {
 // reloadFromFile is pyctl reload APP in system mode: re-read the app's
 // file and act on what it says now. A new file starts its app, a deleted
 // one stops it, a broken one is refused and the running version keeps
-// serving (S6, S10).
+// serving (S6, S10). Claims are decided exactly as pyctl check and a
+// restart decide them: against the ledger, so a new file never takes a
+// domain another app holds (U3).
 func (m *Master) reloadFromFile(ctx context.Context, c control.Caller, name string, progress func(string)) error {
 	key, err := m.keyFor(c, name)
 	if err != nil {
 		return err
 	}
+	if err := m.mayAct(c, key); err != nil {
+		return err
+	}
+	m.set.reloading.Lock()
+	defer m.set.reloading.Unlock()
 	progress("re-reading the app file")
-	d := m.cfg.Rescan()
+	d, err := m.cfg.Rescan(m.set.claims())
+	if err != nil {
+		return &control.ReloadError{App: name, Reason: "the daemon's config cannot be read; nothing changed", Detail: err.Error()}
+	}
+	m.set.setRefused(d.Refused)
 	var next *config.App
 	for i := range d.Apps {
 		if d.Apps[i].Key() == key {
 			next = &d.Apps[i]
 		}
 	}
+	if next != nil && next.AdminDeployed && c.UID != 0 {
+		return fmt.Errorf("%w: %s is deployed by the admin; only root may reload it", control.ErrAccessDenied, key)
+	}
 	for _, r := range d.Refused {
 		if keyOf(r) == key {
-			m.set.setRefused(d.Refused)
 			return &control.ReloadError{App: name, Reason: "the app file was refused; the running version (if any) keeps serving", Detail: r.Err.Error()}
 		}
 	}
-	m.set.setRefused(d.Refused)
 	app := m.set.get(key)
 	switch {
 	case next == nil && app == nil:
@@ -227,12 +272,17 @@ func (m *Master) reloadFromFile(ctx context.Context, c control.Caller, name stri
 	case next == nil:
 		progress("the app file is gone; stopping the app")
 		m.set.remove(key)
+		m.set.commitClaims(d.Held)
 		return nil
 	case app == nil:
 		progress("new app file; starting the app")
+		for _, w := range m.staticWarnings(*next) {
+			progress(w)
+		}
 		if err := m.set.add(*next); err != nil {
 			return &control.ReloadError{App: name, Reason: err.Error()}
 		}
+		m.set.commitClaims(d.Held)
 		if err := m.set.get(key).WaitStarted(ctx); err != nil {
 			rerr := &control.ReloadError{App: name, Reason: "started, but no worker became ready: " + err.Error()}
 			var ie *daemons.ImportError
@@ -243,7 +293,22 @@ func (m *Master) reloadFromFile(ctx context.Context, c control.Caller, name stri
 		}
 		return nil
 	}
-	return m.roll(ctx, app, *next, progress)
+	err = m.roll(ctx, app, *next, progress)
+	m.set.commitClaims(d.Held)
+	return err
+}
+
+// mayAct refuses a user's action on an app the admin deployed for them
+// (admin_dir): they see it, its status and its logs, but its life is the
+// admin's to decide.
+func (m *Master) mayAct(c control.Caller, key string) error {
+	if c.UID == 0 {
+		return nil
+	}
+	if cfg := m.set.config(key); cfg.AdminDeployed {
+		return fmt.Errorf("%w: %s is deployed by the admin (admin_dir); only root may reload, restart, stop or start it", control.ErrAccessDenied, key)
+	}
+	return nil
 }
 
 // keyFor turns what the caller typed into an app key, checking that the
@@ -267,21 +332,31 @@ func (m *Master) keyFor(c control.Caller, name string) (string, error) {
 	return user + "/" + app, nil
 }
 
-// ReloadConfig re-reads every app file (SIGHUP, pyctl reload-config):
-// new apps start, removed ones stop, changed ones roll; a file that became
-// invalid is reported and its running version keeps serving (S10).
+// reloadConfig re-reads the admin config and every app file (SIGHUP,
+// pyctl reload-config): new apps start, removed ones stop, changed ones
+// roll; a file that became invalid is reported and its running version
+// keeps serving (S10). progress hears what it does to each app, then a
+// summary; the error, if any, says what did not happen (the admin config
+// is broken: nothing changed; files refused; rolls or starts failed).
 func (m *Master) reloadConfig(ctx context.Context, progress func(string)) error {
 	if m.cfg.Rescan == nil {
 		return errors.New("express mode has no config to reload")
 	}
-	d := m.cfg.Rescan()
+	m.set.reloading.Lock()
+	defer m.set.reloading.Unlock()
+	d, err := m.cfg.Rescan(m.set.claims())
+	if err != nil {
+		return fmt.Errorf("%w; nothing changed, every app keeps running as it was", err)
+	}
 	m.set.setRefused(d.Refused)
 	m.markChanged() // the admin's default_app may have changed alone
-	refused := map[string]bool{}
+	keep := map[string]bool{}
+	var sum reloadSummary
 	for _, r := range d.Refused {
 		// A broken file keeps its app running as it was; an app the
 		// admin's policy no longer allows stops.
-		refused[keyOf(r)] = !errors.Is(r.Err, config.ErrPolicy)
+		keep[keyOf(r)] = !errors.Is(r.Err, config.ErrPolicy)
+		sum.refused++
 		progress(fmt.Sprintf("refused %s: %v", r.Path, r.Err))
 		m.log.Warn("app file refused", "file", r.Path, "user", r.User, "reason", r.Err)
 	}
@@ -291,35 +366,86 @@ func (m *Master) reloadConfig(ctx context.Context, progress func(string)) error 
 	}
 	for _, app := range m.set.all() {
 		key := app.Key()
-		if _, ok := want[key]; ok || refused[key] {
+		if _, ok := want[key]; ok || keep[key] {
 			continue
 		}
-		progress("stopping " + key + " (no longer loaded: its file is gone, or its user is no longer listed)")
+		if keepRunning, refused := keep[key]; refused && !keepRunning {
+			progress("stopping " + key + ": its file is refused by the admin's policy (above)")
+		} else {
+			progress("stopping " + key + ": " + m.goneReason(key))
+		}
 		m.set.remove(key)
+		sum.stopped++
 	}
 	var wg sync.WaitGroup
+	var mu sync.Mutex
 	for _, a := range d.Apps {
 		key := a.Key()
 		app := m.set.get(key)
 		switch {
 		case app == nil:
 			progress("starting " + key)
+			for _, w := range m.staticWarnings(a) {
+				progress(w)
+			}
 			if err := m.set.add(a); err != nil {
 				progress(fmt.Sprintf("cannot start %s: %v", key, err))
+				sum.failed++
+				continue
 			}
+			sum.started++
 		case !reflect.DeepEqual(m.set.config(key), a):
 			progress("rolling " + key + " onto its changed settings")
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if err := m.roll(ctx, app, a, nil); err != nil {
-					progress(fmt.Sprintf("reload of %s failed: %v", key, err))
+				err := m.roll(ctx, app, a, nil)
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					progress(fmt.Sprintf("reload of %s failed, its running version keeps serving: %v", key, err))
+					sum.failed++
+					return
 				}
+				progress("rolled " + key)
+				sum.rolled++
 			}()
+		default:
+			sum.unchanged++
 		}
 	}
 	wg.Wait()
-	return nil
+	m.set.commitClaims(d.Held)
+	progress(sum.String())
+	return sum.err()
+}
+
+// goneReason says why a running app is no longer in a scan, for the
+// progress line that stops it.
+func (m *Master) goneReason(key string) string {
+	cfg := m.set.config(key)
+	if m.cfg.Listed != nil && !m.cfg.Listed(cfg.Cred.UID) {
+		return "its user is no longer listed under [users]"
+	}
+	return "its app file is gone"
+}
+
+// reloadSummary counts what a reload-config did.
+type reloadSummary struct {
+	started, rolled, stopped, unchanged, refused, failed int
+}
+
+func (s reloadSummary) String() string {
+	return fmt.Sprintf("%d started, %d rolled, %d stopped, %d unchanged; %d app files refused, %d failed to start or roll",
+		s.started, s.rolled, s.stopped, s.unchanged, s.refused, s.failed)
+}
+
+// err is nil when everything the files ask for was applied.
+func (s reloadSummary) err() error {
+	if s.refused == 0 && s.failed == 0 {
+		return nil
+	}
+	return fmt.Errorf("not everything was applied: %d app files refused, %d apps failed to start or roll (see above)", s.refused, s.failed)
 }
 
 // ReloadConfig implements control.Backend (root only).
@@ -328,6 +454,20 @@ func (m *Master) ReloadConfig(ctx context.Context, c control.Caller, progress fu
 		return fmt.Errorf("%w: only root may reload the daemon's config", control.ErrAccessDenied)
 	}
 	return m.reloadConfig(context.WithoutCancel(ctx), progress)
+}
+
+// staticWarnings are the [[static]] mounts of a that the proxy's user
+// cannot enter: the proxy serves them as itself, not as the app's owner,
+// so a home closed with chmod 700 turns them into 403s. Checked at every
+// start and reload, and said in the app log and pyctl's output.
+func (m *Master) staticWarnings(a config.App) []string {
+	var out []string
+	for _, st := range a.Static {
+		if err := privdrop.CheckAccess(m.cfg.ProxyCred, st.Dir, privdrop.Execute); err != nil {
+			out = append(out, fmt.Sprintf("warning: [[static]] %s: the proxy's user %s cannot enter %s (%v); its files will answer 403 or 404", st.URL, m.cfg.ProxyCred.Username, st.Dir, err))
+		}
+	}
+	return out
 }
 
 // uidOf is the uid of a user name, or an impossible uid when unknown.

@@ -91,9 +91,17 @@ type Config struct {
 	// KeepFailed keeps serving the other apps when one cannot start
 	// (system mode); express mode exits instead.
 	KeepFailed bool
-	// Rescan re-reads every app file (system mode): pyctl reload APP and
-	// reload-config use it. Nil in express mode, where settings are fixed.
-	Rescan func() config.Discovery
+	// Rescan re-reads the admin config and every app file (system mode),
+	// deciding claims against held (the claims ledger as it stands): pyctl
+	// reload APP and reload-config use it. An error means the admin
+	// config could not be read, and nothing changes. Nil in express mode,
+	// where settings are fixed.
+	Rescan func(held config.Ledger) (config.Discovery, error)
+	// Claims is the claims ledger once Apps run (config.NextLedger of the
+	// saved one and the start-up scan); ClaimsFile is where it is kept
+	// after every change, "" for nowhere (express mode).
+	Claims     config.Ledger
+	ClaimsFile string
 	// CheckFile validates one app file for its would-be owner against the
 	// running apps (pyctl check); nil in express mode.
 	CheckFile func(owner privdrop.Credential, path string, running []config.App) error
@@ -119,7 +127,7 @@ type Master struct {
 	log      hclog.Logger
 	spawner  *privdrop.Spawner
 	self     string
-	lns      []*net.TCPListener
+	lns      listenerSet
 	changed  chan struct{}
 	serial   atomic.Uint64
 	proxyMu  sync.Mutex
@@ -164,13 +172,8 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if m.spawner, err = privdrop.NewSpawner(); err != nil {
 		return err
 	}
-	for _, addr := range cfg.Listen {
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			m.closeListeners()
-			return fmt.Errorf("listen on %s: %w", addr, err)
-		}
-		m.lns = append(m.lns, ln.(*net.TCPListener))
+	if _, _, err := m.lns.set(cfg.Listen, m.log); err != nil {
+		return err
 	}
 	defer m.closeListeners()
 	if err := m.prepareStateDir(); err != nil {
@@ -208,13 +211,14 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		Served:       m.served,
 		PollInterval: cfg.CheckInterval,
 		ForkServer:   !cfg.DirectStart,
-	}, cfg.Refused)
+	}, cfg.Refused, cfg.Claims, cfg.ClaimsFile)
 	defer m.set.stopAll()
 	for _, a := range cfg.Apps {
 		if err := m.set.add(a); err != nil {
 			return err
 		}
 	}
+	m.set.commitClaims(cfg.Claims)
 
 	proxyCtx, stopProxy := context.WithCancel(context.Background())
 	proxyDone := make(chan struct{})
@@ -251,11 +255,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 	go sd.Watchdog(ctx, nil)
 	if cfg.Ready != nil {
-		addrs := make([]net.Addr, len(m.lns))
-		for i, ln := range m.lns {
-			addrs[i] = ln.Addr()
-		}
-		cfg.Ready(addrs, cfg.ControlSocket)
+		cfg.Ready(m.lns.addrs(), cfg.ControlSocket)
 	}
 	usr1 := make(chan os.Signal, 1)
 	signal.Notify(usr1, syscall.SIGUSR1)
@@ -274,7 +274,9 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		case <-hup:
 			m.log.Info("SIGHUP: re-reading the config and app files")
 			sd.Reloading()
-			m.reloadConfig(ctx, func(msg string) { m.log.Info("reload-config: " + msg) })
+			if err := m.reloadConfig(ctx, func(msg string) { m.log.Info("reload-config: " + msg) }); err != nil {
+				m.log.Error("reload-config", "error", err)
+			}
 			sd.Ready(fmt.Sprintf("serving %d apps", len(m.set.all())))
 		case <-ctx.Done():
 		}
@@ -284,11 +286,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	return nil
 }
 
-func (m *Master) closeListeners() {
-	for _, ln := range m.lns {
-		ln.Close()
-	}
-}
+func (m *Master) closeListeners() { m.lns.closeAll() }
 
 // writeScript writes the worker script where every app user can read it
 // and none can change it: replaced atomically, so a worker starting now
@@ -416,6 +414,10 @@ func (m *Master) onProxyEvent(ev channel.Event) {
 		if app := m.set.get(ev.App); app != nil {
 			app.Wake()
 		}
+	case channel.EventBudget:
+		if app := m.set.get(ev.App); app != nil {
+			app.BudgetSpent(ev.WorkerID)
+		}
 	default:
 		m.log.Debug("unknown proxy event", "kind", ev.Kind)
 	}
@@ -424,12 +426,12 @@ func (m *Master) onProxyEvent(ev channel.Event) {
 // openAppLog opens LogDir/USER/APP.log for a, owned by a's user.
 func (m *Master) openAppLog(a config.App) (*applog.Log, error) {
 	dir := filepath.Join(m.cfg.LogDir, a.Cred.Username)
-	if err := applog.MakeDir(dir); err != nil {
-		return nil, err
-	}
 	uid, gid := -1, -1
 	if os.Geteuid() == 0 {
 		uid, gid = int(a.Cred.UID), int(a.Cred.GID)
+	}
+	if err := applog.MakeDir(dir, gid, privdrop.PrivateGroup(a.Cred)); err != nil {
+		return nil, err
 	}
 	return applog.Open(applog.FilePath(m.cfg.LogDir, a.Cred.Username, a.Name), uid, gid)
 }
@@ -556,6 +558,10 @@ func (m *Master) findOne(c control.Caller, name string) (*supervisor.App, error)
 // Status implements control.Backend.
 func (m *Master) Status(ctx context.Context, c control.Caller, name string) ([]control.AppStatus, error) {
 	apps, err := m.find(c, name)
+	if errors.Is(err, control.ErrNoSuchApp) && m.refusedNamed(c, name) {
+		// Not running, but its file was refused: the row below says why.
+		apps, err = nil, nil
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -571,6 +577,7 @@ func (m *Master) Status(ctx context.Context, c control.Caller, name string) ([]c
 			Domains: st.Config.Domains, URLPrefix: st.Config.URLPrefix,
 			Processes: st.Config.Processes, Threads: st.Config.Threads,
 			Restarts: st.Restarts, LastError: st.LastError, LastLog: st.LastLog,
+			AdminDeployed: st.Config.AdminDeployed,
 		}
 		for _, w := range st.Workers {
 			ws := control.WorkerStatus{
@@ -601,7 +608,7 @@ func (m *Master) Status(ctx context.Context, c control.Caller, name string) ([]c
 				merged = true
 			}
 		}
-		if !merged && name == "" {
+		if !merged && (name == "" || name == key || name == strings.TrimSuffix(filepath.Base(r.Path), ".toml")) {
 			out = append(out, control.AppStatus{
 				Name: strings.TrimSuffix(filepath.Base(r.Path), ".toml"), User: r.User, State: "refused",
 				LastError: r.Err.Error(),
@@ -609,6 +616,17 @@ func (m *Master) Status(ctx context.Context, c control.Caller, name string) ([]c
 		}
 	}
 	return out, nil
+}
+
+// refusedNamed reports whether c may see a refused file of an app called
+// name ("blog" or "alice/blog").
+func (m *Master) refusedNamed(c control.Caller, name string) bool {
+	for _, r := range m.set.refusedFor(c, m.ownerUID) {
+		if name == keyOf(r) || name == strings.TrimSuffix(filepath.Base(r.Path), ".toml") {
+			return true
+		}
+	}
+	return false
 }
 
 // Reload implements control.Backend: the app's settings are re-read (in
@@ -627,6 +645,16 @@ func (m *Master) Reload(ctx context.Context, c control.Caller, name string, prog
 
 // roll rolls app onto cfg and reports a refusal as a ReloadError.
 func (m *Master) roll(ctx context.Context, app *supervisor.App, cfg config.App, progress func(string)) error {
+	// Said at every reload, not only the first start: a home closed
+	// since then turns static files into 403s with no other word.
+	for _, w := range m.staticWarnings(cfg) {
+		if progress != nil {
+			progress(w)
+		}
+		if l := m.set.logOf(app.Key()); l != nil {
+			l.Line(0, w)
+		}
+	}
 	// The reload goes on if pyctl is interrupted: a half-done roll is
 	// worse than a finished one nobody watched.
 	err := app.Reload(context.WithoutCancel(ctx), cfg, progress)
@@ -648,6 +676,9 @@ func (m *Master) roll(ctx context.Context, app *supervisor.App, cfg config.App, 
 func (m *Master) Act(ctx context.Context, c control.Caller, action control.Action, name string, progress func(string)) error {
 	app, err := m.findOne(c, name)
 	if err != nil {
+		return err
+	}
+	if err := m.mayAct(c, app.Key()); err != nil {
 		return err
 	}
 	ctx = context.WithoutCancel(ctx)

@@ -14,6 +14,7 @@ import (
 	"os/user"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 )
@@ -161,4 +162,34 @@ func CleanEnv(c Credential, extra map[string]string) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// PrivateGroup reports whether c's primary group is c's alone, as with
+// Debian's user private groups: named after the user, with no members
+// listed in /etc/group. Anything else (a shared "users" group, a group
+// only NSS knows) is treated as shared, so callers err on the closed side.
+func PrivateGroup(c Credential) bool {
+	lookupMu.Lock()
+	g, err := user.LookupGroupId(strconv.Itoa(int(c.GID)))
+	lookupMu.Unlock()
+	if err != nil || g.Name != c.Username {
+		return false
+	}
+	b, err := os.ReadFile("/etc/group")
+	if err != nil {
+		return false
+	}
+	return groupHasNoMembers(string(b), g.Name)
+}
+
+// groupHasNoMembers reports whether /etc/group content lists name with an
+// empty member list.
+func groupHasNoMembers(etcGroup, name string) bool {
+	for _, line := range strings.Split(etcGroup, "\n") {
+		f := strings.Split(line, ":")
+		if len(f) == 4 && f[0] == name {
+			return strings.TrimSpace(f[3]) == ""
+		}
+	}
+	return false
 }

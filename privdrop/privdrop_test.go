@@ -167,3 +167,12 @@ func TestSpawnedChildCredentials(t *testing.T) {
 		}
 	}
 }
+
+func TestGroupHasNoMembers(t *testing.T) {
+	etc := "root:x:0:\nusers:x:100:alice,bob\nalice:x:1001:\nbob:x:1002:carol\n"
+	for name, want := range map[string]bool{"alice": true, "bob": false, "users": false, "nobody": false, "root": true} {
+		if got := groupHasNoMembers(etc, name); got != want {
+			t.Errorf("groupHasNoMembers(%q) = %v, want %v", name, got, want)
+		}
+	}
+}

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"slices"
 	"sync"
 	"syscall"
 
@@ -38,51 +37,21 @@ the unprivileged proxy. Logs go to stderr; per-app logs to log_dir.`,
 	return cmd
 }
 
-func checkCommand(stdout, stderr io.Writer) *cobra.Command {
-	var path string
-	cmd := &cobra.Command{
-		Use:   "check [--config PATH]",
-		Short: "Validate the admin config and every app file it would load",
-		Long: `Validate the admin config and every app file "pyhostd run" would load,
-as it would (ownership and modes, domains, quotas, paths checked with each
-owner's rights). Print each problem with its file and line; exit 1 if
-there is any, 0 when all is well (like nginx -t).`,
-		Args: cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error {
-			admin, d, err := discover(path)
-			if err != nil {
-				return err
-			}
-			for _, r := range d.Refused {
-				fmt.Fprintln(stdout, r.Error())
-			}
-			for _, a := range d.Apps {
-				fmt.Fprintf(stdout, "ok: %s (%s, %d x %d)\n", a.Key(), joinDomains(a), a.Processes, a.Threads)
-			}
-			if len(d.Refused) > 0 {
-				return fmt.Errorf("%d problem(s) in %s or its app files", len(d.Refused), admin.Path)
-			}
-			return nil
-		},
-	}
-	cmd.Flags().StringVar(&path, "config", config.DefaultAdminFile, "the admin config file")
-	return cmd
-}
-
-func joinDomains(a config.App) string {
-	s := ""
-	for i, d := range a.Domains {
-		if i > 0 {
-			s += " "
-		}
-		s += d
-	}
-	return s + a.URLPrefix
-}
-
 // discover loads the admin file and scans for apps, checking each app's
-// paths as its owner.
+// paths as its owner and deciding claims against the ledger saved in
+// data_dir (what a restart would do; pyhostd check says the same).
 func discover(path string) (config.Admin, config.Discovery, error) {
+	return discoverWith(path, nil)
+}
+
+// claimsFile is where the daemon keeps its claims ledger.
+func claimsFile(admin config.Admin) string {
+	return filepath.Join(admin.Daemon.DataDir, config.LedgerFile)
+}
+
+// discoverWith is discover deciding claims against held, or against the
+// saved ledger when held is nil.
+func discoverWith(path string, held config.Ledger) (config.Admin, config.Discovery, error) {
 	if os.Geteuid() != 0 {
 		return config.Admin{}, config.Discovery{}, errors.New("system mode needs root (to run each app as its owner); for one app as yourself, use: pyhostd serve")
 	}
@@ -97,7 +66,12 @@ func discover(path string) (config.Admin, config.Discovery, error) {
 	check := func(cred privdrop.Credential, want map[string]uint32) error {
 		return privdrop.CheckAsUser(sp, "/proc/self/exe", cred, want)
 	}
-	d := config.Discover(admin, privdrop.Lookup, check)
+	if held == nil {
+		if held, err = config.LoadLedger(claimsFile(admin)); err != nil {
+			return admin, config.Discovery{}, err
+		}
+	}
+	d := config.Discover(admin, privdrop.Lookup, check, held)
 	for i := range d.Apps {
 		a := &d.Apps[i]
 		p, err := findPython(a.Python, a.Cred)
@@ -112,34 +86,36 @@ func discover(path string) (config.Admin, config.Discovery, error) {
 
 func runSystem(path string, stdout, stderr io.Writer) error {
 	log := newLogger("pyhostd", stderr)
-	admin, d, err := discover(path)
+	admin, err := config.LoadAdmin(path)
+	if err != nil {
+		return err
+	}
+	// The ledger before this start: the claims the apps held when the
+	// daemon last ran, so a restart hands no domain to someone else.
+	saved, err := config.LoadLedger(claimsFile(admin))
+	if err != nil {
+		return err
+	}
+	admin, d, err := discoverWith(path, saved)
 	if err != nil {
 		return err
 	}
 	for _, r := range d.Refused {
 		log.Warn("app file refused", "file", r.Path, "user", r.User, "reason", r.Err)
 	}
-	// Settings the config accepts but this version does not act on yet:
-	// refuse what a sysadmin relies on for safety, warn about the rest.
-	if len(admin.Proxy.TLSListen) > 0 || len(admin.TLS) > 0 {
-		return fmt.Errorf("%s: tls_listen and [[tls]] are not implemented in this version yet; serve HTTPS with a TLS terminator in front for now", admin.Path)
+	// What the admin file asks that this system or version cannot do:
+	// the same judgement pyhostd check prints.
+	sys := checkSystem(admin, d.Apps, privdrop.Lookup)
+	for _, w := range sys.Warnings {
+		log.Warn(w.Error())
 	}
-	if admin.Daemon.MetricsListen != "" {
-		log.Warn("metrics_listen is not implemented in this version yet; no metrics are served", "metrics_listen", admin.Daemon.MetricsListen)
+	if sys.Problems != nil {
+		return sys.Problems
 	}
-	if def := admin.Proxy.DefaultApp; def != "" && !slices.ContainsFunc(d.Apps, func(a config.App) bool { return a.Key() == def }) {
-		log.Warn("default_app names no app that runs; unclaimed hosts get 404 until it does", "default_app", def)
-	}
+	proxyCred := sys.Proxy
 	spawner, err := privdrop.NewSpawner()
 	if err != nil {
 		return err
-	}
-	proxyCred, err := privdrop.Lookup(admin.Proxy.User)
-	if err != nil {
-		return fmt.Errorf("[proxy] user: %w", err)
-	}
-	if proxyCred.IsRoot() {
-		return fmt.Errorf("[proxy] user %s: the proxy must not run as root", admin.Proxy.User)
 	}
 	if err := os.MkdirAll(admin.Daemon.StateDir, 0o755); err != nil {
 		return fmt.Errorf("state_dir: %w", err)
@@ -181,32 +157,34 @@ func runSystem(path string, stdout, stderr io.Writer) error {
 		},
 		Refused:    d.Refused,
 		KeepFailed: true,
-		CheckFile: func(owner privdrop.Credential, file string, running []config.App) error {
+		Claims:     config.NextLedger(saved, d.Apps, d.Held),
+		ClaimsFile: claimsFile(admin),
+		CheckFile: func(caller privdrop.Credential, file string, running []config.App) error {
 			check := func(cred privdrop.Credential, want map[string]uint32) error {
 				return privdrop.CheckAsUser(spawner, "/proc/self/exe", cred, want)
 			}
 			// The caller must be able to read the file themselves: the
 			// daemon never reads, or quotes in an error, what they could not.
-			if err := check(owner, map[string]uint32{file: privdrop.Read}); err != nil {
+			if err := check(caller, map[string]uint32{file: privdrop.Read}); err != nil {
 				return err
 			}
 			mu.Lock()
 			adm := cur.admin
 			mu.Unlock()
-			return config.CheckAppFile(adm, owner, file, running, check)
+			// Root's check is for whoever the file would run as.
+			return config.CheckAppFile(adm, caller, file, running, privdrop.Lookup, check)
 		},
-		Rescan: func() config.Discovery {
+		Rescan: func(held config.Ledger) (config.Discovery, error) {
 			mu.Lock()
 			defer mu.Unlock()
 			// The admin file's [users] and [apps] count too; a broken admin
 			// file keeps everything as it runs.
-			na, nd, err := discover(path)
+			na, nd, err := discoverWith(path, held)
 			if err != nil {
-				log.Error("cannot re-read the config; nothing changes", "error", err)
-				return cur.d
+				return config.Discovery{}, err
 			}
 			cur.admin, cur.d, cur.listed = na, nd, listedUIDs(na)
-			return nd
+			return nd, nil
 		},
 		Ready: func(addrs []net.Addr, ctl string) {
 			log.Info("serving", "apps", len(d.Apps), "refused", len(d.Refused), "listen", fmt.Sprint(addrs), "control_socket", ctl)
