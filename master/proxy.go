@@ -23,7 +23,8 @@ import (
 const ProxyCommand = "__proxy"
 
 // ProxyChannelFD and ProxyFirstListenerFD are the descriptors the proxy
-// child inherits: the channel, then the listeners in order.
+// child inherits: the channel, then the listeners in order, then the
+// files socket for later listener changes (Setup.FilesFD names it).
 const (
 	ProxyChannelFD       = 3
 	ProxyFirstListenerFD = 4
@@ -60,41 +61,50 @@ func (m *Master) runProxyOnce(ctx context.Context) error {
 	theirs := os.NewFile(uintptr(fds[1]), "channel-proxy")
 	defer mine.Close()
 
-	files := []*os.File{theirs}
-	addrs := make([]string, 0, len(m.lns))
-	for _, ln := range m.lns {
-		f, err := ln.File()
-		if err != nil {
-			theirs.Close()
-			closeAll(files[1:])
-			return fmt.Errorf("listener descriptor: %w", err)
-		}
-		files = append(files, f)
-		addrs = append(addrs, ln.Addr().String())
+	// The listeners travel on a socket of their own, so they can change
+	// while this proxy runs (listeners.go).
+	filesCh, theirFiles, err := channel.NewFilesPair()
+	if err != nil {
+		theirs.Close()
+		return err
 	}
-	cmd := exec.Command(m.self, ProxyCommand, "--listeners", strconv.Itoa(len(m.lns)))
-	cmd.Args[0] = "pyhostd" // ps shows "pyhostd __proxy", not "/proc/self/exe __proxy"
-	cmd.Env = privdrop.CleanEnv(m.cfg.ProxyCred, map[string]string{
-		"PYHOST_LOG_LEVEL":        os.Getenv("PYHOST_LOG_LEVEL"),
-		"PYHOST_PROXY_CPUPROFILE": os.Getenv("PYHOST_PROXY_CPUPROFILE"),
+	defer filesCh.Close()
+	var (
+		cmd     *exec.Cmd
+		addrs   []string
+		filesFD int
+	)
+	detach, err := m.lns.startProxy(filesCh, func(lns []*os.File, lnAddrs []string) error {
+		addrs = lnAddrs
+		files := append([]*os.File{theirs}, lns...)
+		files = append(files, theirFiles)
+		filesFD = ProxyChannelFD + len(files) - 1
+		cmd = exec.Command(m.self, ProxyCommand, "--listeners", strconv.Itoa(len(lns)))
+		cmd.Args[0] = "pyhostd" // ps shows "pyhostd __proxy", not "/proc/self/exe __proxy"
+		cmd.Env = privdrop.CleanEnv(m.cfg.ProxyCred, map[string]string{
+			"PYHOST_LOG_LEVEL":        os.Getenv("PYHOST_LOG_LEVEL"),
+			"PYHOST_PROXY_CPUPROFILE": os.Getenv("PYHOST_PROXY_CPUPROFILE"),
+		})
+		cmd.Stdout = os.Stderr
+		cmd.Stderr = os.Stderr
+		cmd.ExtraFiles = files
+		cmd.Dir = "/"
+		cmd.SysProcAttr = privdrop.SysProcAttr(m.cfg.ProxyCred)
+		return m.spawner.Start(cmd)
 	})
-	cmd.Stdout = os.Stderr
-	cmd.Stderr = os.Stderr
-	cmd.ExtraFiles = files
-	cmd.Dir = "/"
-	cmd.SysProcAttr = privdrop.SysProcAttr(m.cfg.ProxyCred)
-	err = m.spawner.Start(cmd)
-	closeAll(files)
+	theirs.Close()
+	theirFiles.Close()
 	if err != nil {
 		return fmt.Errorf("start proxy: %w", err)
 	}
+	defer detach()
 	m.log.Debug("proxy started", "pid", cmd.Process.Pid, "user", m.cfg.ProxyCred.Username)
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 
 	ch := channel.NewConn(mine)
 	grace := m.cfg.ShutdownTimeout
-	if err := ch.Send(channel.Message{Setup: &channel.Setup{Listeners: addrs, ShutdownTimeout: grace, Procs: m.cfg.ProxyProcs, AccessLog: m.cfg.AccessLog, TrustedProxies: prefixStrings(m.cfg.TrustedProxies)}}); err != nil {
+	if err := ch.Send(channel.Message{Setup: &channel.Setup{Listeners: addrs, FilesFD: filesFD, ShutdownTimeout: grace, Procs: m.cfg.ProxyProcs, AccessLog: m.cfg.AccessLog, TrustedProxies: prefixStrings(m.cfg.TrustedProxies)}}); err != nil {
 		cmd.Process.Kill()
 		<-exited
 		return err

@@ -318,7 +318,7 @@ func (s *listenerSet) apply(set channel.ListenerSet) error {
 			ctx, cancel := context.WithTimeout(context.Background(), s.grace)
 			defer cancel()
 			s.stop(ctx, l)
-			s.log.Info("closed listener's connections finished", "listener", l.addr)
+			s.log.Info("a removed listener's connections are finished", "listener", l.addr)
 		}()
 	}
 	for _, l := range removed {
@@ -381,8 +381,6 @@ func applyListenerSets(fc *channel.FilesConn, lns *listenerSet, log hclog.Logger
 		if err := lns.apply(set); err != nil {
 			log.Error("cannot change listeners; serving the ones before", "listeners", set.Addrs, "error", err)
 			ack.Error = err.Error()
-		} else {
-			log.Info("listening on", "listeners", lns.addrs())
 		}
 		if err := fc.SendAck(ack); err != nil {
 			log.Error("answer listener set", "error", err)
