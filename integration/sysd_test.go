@@ -14,8 +14,8 @@ import (
 )
 
 // sysd is one `pyhostd run` (system mode) in a scratch directory of its
-// own: base holds pyhost.toml, run/ (state_dir), log/ (log_dir) and
-// apps.d/ (admin_dir). Tests that need several users build one with
+// own: base holds pyhost.toml, run/ (state_dir), log/ (log_dir), lib/
+// (data_dir) and apps.d/ (admin_dir). Tests that need several users build one with
 // newSysd, write app files with writeOwned, then start it.
 type sysd struct {
 	t     *testing.T
@@ -58,12 +58,13 @@ user = %q
 [daemon]
 state_dir = "%s/run"
 log_dir = "%s/log"
+data_dir = "%s/lib"
 
 [apps]
 admin_dir = %q
 
 %s
-`, d.addr, testUser, d.base, d.base, d.adminDir(), extra)
+`, d.addr, testUser, d.base, d.base, d.base, d.adminDir(), extra)
 }
 
 // writeAdmin replaces pyhost.toml (the next start or reload-config reads it).

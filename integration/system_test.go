@@ -153,6 +153,7 @@ user = %q
 [daemon]
 state_dir = "%s/run"
 log_dir = "%s/log"
+data_dir = "%s/lib"
 
 [apps]
 admin_dir = %q
@@ -164,7 +165,7 @@ max_apps = 6
 [users.%s]
 domains = ["bob.test"]
 max_processes = 2
-`, addr, testUser, base, base, adminDir, alice, bob)
+`, addr, testUser, base, base, base, adminDir, alice, bob)
 	adminPath := filepath.Join(base, "pyhost.toml")
 	os.WriteFile(adminPath, []byte(admin), 0o644)
 
