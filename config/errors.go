@@ -159,3 +159,31 @@ func editDistance(a, b string) int {
 	}
 	return prev[len(b)]
 }
+
+// fileProblem is err as a problem of the file at path, in the form every
+// problem is printed (FILE:LINE: KEY: MSG): err's own text when err is
+// located in that file already (the parsers' and admitApp's errors
+// are), else "path: " and err's text, so that no problem names its file
+// twice. Refusal.Error is this.
+func fileProblem(path string, err error) string {
+	if locatedIn(path, err) {
+		return err.Error()
+	}
+	return path + ": " + err.Error()
+}
+
+// locatedIn reports whether err's text starts with path, as an *Error or
+// Errors of that file, perhaps marked as a policy refusal (whose text is
+// the same).
+func locatedIn(path string, err error) bool {
+	switch e := err.(type) {
+	case *Error:
+		return e.File == path
+	case Errors:
+		// One file's Errors: every line names the same file.
+		return len(e) > 0 && e[0].File == path
+	case policyErr:
+		return locatedIn(path, e.err)
+	}
+	return false
+}

@@ -1,0 +1,149 @@
+package config
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+
+	"github.com/pyhost/pyhost/privdrop"
+)
+
+// CheckAppFile validates the app file at path as the daemon would load
+// it, for caller (pyctl check), and returns every problem located in the
+// file (FILE:LINE: KEY: MSG), or nil when the daemon would run it.
+//
+// A user's file is checked as Discover checks the files of their
+// user_dir: trust (their own file, in directories only they or root may
+// write), syntax, the admin's policy against their running apps (except
+// one of the same name, which the file would replace), domain claims
+// against every running app, and the paths it names with their rights.
+//
+// Root has no apps, so root checks a file for whoever it would run as: a
+// file in admin_dir as Discover reads admin_dir (root's own file, which
+// names its user; the app is that user's), any other file as its owner
+// (the owner of the path itself, a symlink included, as a link in a
+// user_dir is that user's). A root-owned file outside admin_dir is
+// refused: it would never run. lookup resolves user names and numeric
+// uids; check verifies paths with the app's owner's rights.
+func CheckAppFile(admin Admin, caller privdrop.Credential, path string, running []App, lookup func(string) (privdrop.Credential, error), check PathChecker) error {
+	if err := checkAppFile(admin, caller, path, running, lookup, check); err != nil {
+		return inFile(path, err)
+	}
+	return nil
+}
+
+func checkAppFile(admin Admin, caller privdrop.Credential, path string, running []App, lookup func(string) (privdrop.Credential, error), check PathChecker) error {
+	if !caller.IsRoot() {
+		return checkUserFile(admin, caller, path, running, check)
+	}
+	if filepath.Dir(path) == admin.Apps.AdminDir {
+		f, err := readAdminDirFile(admin, path, lookup)
+		if err != nil {
+			return err
+		}
+		return admitAmong(admin, f.Cred, f.App, f.Meta, running, check)
+	}
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return fmt.Errorf("%w: cannot read the owner of %s", ErrUntrusted, path)
+	}
+	if st.Uid == 0 {
+		return &Error{File: path, Err: privdrop.ErrRoot, Msg: fmt.Sprintf(
+			"a file of root's is an app file only in admin_dir (%s), where it names the user its app runs as; elsewhere an app runs as the owner of its file, and never as root", admin.Apps.AdminDir)}
+	}
+	owner, err := lookup(strconv.FormatUint(uint64(st.Uid), 10))
+	if err != nil {
+		return fmt.Errorf("the file's owner, uid %d: %w", st.Uid, err)
+	}
+	return checkUserFile(admin, owner, path, running, check)
+}
+
+// checkUserFile checks path as an app file of cred's own.
+func checkUserFile(admin Admin, cred privdrop.Credential, path string, running []App, check PathChecker) error {
+	data, err := readTrusted(path, cred.UID, cred.Home)
+	if err != nil {
+		return err
+	}
+	app, meta, err := ParseAppFile(path, data, cred, admin.Defaults)
+	if err != nil {
+		return err
+	}
+	return admitAmong(admin, cred, app, meta, running, check)
+}
+
+// admitAmong applies the admin's policy to app, of cred, as if it joined
+// the running apps in place of the one of its name, if any (unless that
+// one is the admin's and app is not): cred's quota counts cred's other
+// apps, and its domains must be free.
+func admitAmong(admin Admin, cred privdrop.Credential, app App, meta AppFileMeta, running []App, check PathChecker) error {
+	var mine []App
+	var claims Claims
+	for _, a := range running {
+		if a.Key() == app.Key() {
+			// An admin_dir file owns its app's name (as in Discover).
+			if a.AdminDeployed && !app.AdminDeployed {
+				return policyErr{fmt.Errorf("the app %s is deployed by the admin (in %s), which takes precedence; rename this file to deploy another app", app.Key(), admin.Apps.AdminDir)}
+			}
+			continue
+		}
+		claims.Claim(a.Key(), a.Domains, a.URLPrefix)
+		if a.Cred.UID == cred.UID {
+			mine = append(mine, a)
+		}
+	}
+	if err := admitApp(admin, cred, app, meta, mine, check); err != nil {
+		return err
+	}
+	return claims.Claim(app.Key(), app.Domains, app.URLPrefix)
+}
+
+// adminDirFile is an app file of admin_dir, read as Discover reads them.
+type adminDirFile struct {
+	// User is the user the file names, as written; "" until known.
+	User string
+	Cred privdrop.Credential // User, resolved
+	App  App
+	Meta AppFileMeta
+}
+
+// readAdminDirFile reads the app file at path, in admin_dir, as Discover
+// reads that directory (U2, U4): it must be root's and not writable by
+// group or others, nor may its directory be, and it must name the user
+// its app runs as; the app is parsed as that user's. The error is why
+// the file is refused; User is set as soon as it is known, for the
+// refusal. Policy (admitApp) is the caller's.
+func readAdminDirFile(admin Admin, path string, lookup func(string) (privdrop.Credential, error)) (adminDirFile, error) {
+	var f adminDirFile
+	data, err := readTrusted(path, 0, filepath.Dir(path))
+	if err != nil {
+		return f, err
+	}
+	if f.User, err = AppFileUser(path, data); err != nil {
+		return f, err
+	}
+	if f.User == "" {
+		return f, &Error{File: path, Msg: fmt.Sprintf("a file in admin_dir (%s) must name the user its app runs as: user = \"NAME\"", admin.Apps.AdminDir)}
+	}
+	if f.Cred, err = lookup(f.User); err != nil {
+		return f, &Error{File: path, Line: scanKeyLines(string(data)).line("user"), Key: "user", Msg: lookupProblem(f.User, err), Err: err}
+	}
+	f.App, f.Meta, err = ParseAppFile(path, data, f.Cred, admin.Defaults)
+	f.App.AdminDeployed = err == nil
+	return f, err
+}
+
+// inFile is err as a problem of the file at path: err itself when it is
+// located in that file already, else an Error of the file as a whole
+// that keeps err for errors.Is.
+func inFile(path string, err error) error {
+	if locatedIn(path, err) {
+		return err
+	}
+	return &Error{File: path, Msg: err.Error(), Err: err}
+}

@@ -1,0 +1,209 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/pyhost/pyhost/privdrop"
+)
+
+// checkFixture is a scratch system for CheckAppFile: two users' homes
+// (files owned by uids that need no passwd entry, since lookup is
+// faked), an admin_dir, and the admin file that lists both users.
+type checkFixture struct {
+	t          *testing.T
+	admin      Admin
+	adminDir   string
+	alice, bob privdrop.Credential
+	checked    []string // the users paths were checked as, in order
+}
+
+func newCheckFixture(t *testing.T) *checkFixture {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("app files of other users are made with chown: needs root")
+	}
+	base := t.TempDir()
+	os.Chmod(base, 0o755)
+	f := &checkFixture{t: t, adminDir: filepath.Join(base, "apps.d"),
+		alice: privdrop.Credential{UID: 51001, GID: 51001, Groups: []uint32{51001}, Username: "ck-alice", Home: filepath.Join(base, "alice")},
+		bob:   privdrop.Credential{UID: 51002, GID: 51002, Groups: []uint32{51002}, Username: "ck-bob", Home: filepath.Join(base, "bob")},
+	}
+	for _, c := range []privdrop.Credential{f.alice, f.bob} {
+		os.MkdirAll(c.Home, 0o755)
+		os.Chown(c.Home, int(c.UID), int(c.GID))
+	}
+	os.MkdirAll(f.adminDir, 0o755)
+	src := fmt.Sprintf("[apps]\nadmin_dir = %q\n\n[users.ck-alice]\ndomains = [\"alice.test\"]\n\n[users.ck-bob]\ndomains = [\"bob.test\"]\n", f.adminDir)
+	a, err := ParseAdmin(filepath.Join(base, "pyhost.toml"), []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.admin = a
+	return f
+}
+
+// lookup knows the two users by name and uid, and nobody else.
+func (f *checkFixture) lookup(name string) (privdrop.Credential, error) {
+	for _, c := range []privdrop.Credential{f.alice, f.bob} {
+		if name == c.Username || name == fmt.Sprint(c.UID) {
+			return c, nil
+		}
+	}
+	return privdrop.Credential{}, fmt.Errorf("look up user %q: %w", name, user.UnknownUserError(name))
+}
+
+func (f *checkFixture) check(cred privdrop.Credential, _ map[string]uint32) error {
+	f.checked = append(f.checked, cred.Username)
+	return nil
+}
+
+// write makes an app file owned by uid (0: root's) with mode 0644.
+func (f *checkFixture) write(path string, uid uint32, src string) string {
+	f.t.Helper()
+	os.MkdirAll(filepath.Dir(path), 0o755)
+	if uid != 0 {
+		for d := filepath.Dir(path); strings.HasPrefix(d, f.alice.Home) || strings.HasPrefix(d, f.bob.Home); d = filepath.Dir(d) {
+			os.Chown(d, int(uid), int(uid))
+		}
+	}
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		f.t.Fatal(err)
+	}
+	os.Chown(path, int(uid), int(uid))
+	return path
+}
+
+func (f *checkFixture) run(caller privdrop.Credential, path string, running ...App) error {
+	f.checked = nil
+	return CheckAppFile(f.admin, caller, path, running, f.lookup, f.check)
+}
+
+const goodApp = "domains = [%q]\napp = \"site.wsgi:application\"\n"
+
+func TestCheckAppFileAsUser(t *testing.T) {
+	f := newCheckFixture(t)
+	good := f.write(filepath.Join(f.alice.Home, "apps/blog.toml"), f.alice.UID, fmt.Sprintf(goodApp, "alice.test"))
+	if err := f.run(f.alice, good); err != nil {
+		t.Errorf("alice's good file: %v", err)
+	}
+	if len(f.checked) != 1 || f.checked[0] != f.alice.Username {
+		t.Errorf("paths checked as %v, want alice", f.checked)
+	}
+	// Another user's file is not alice's to deploy.
+	if err := f.run(f.bob, good); !errors.Is(err, ErrUntrusted) {
+		t.Errorf("bob checking alice's file: %v", err)
+	}
+}
+
+// Root has no apps: root's check is for whoever the file would run as.
+func TestCheckAppFileAsRoot(t *testing.T) {
+	f := newCheckFixture(t)
+	root := privdrop.Credential{Username: "root", Home: "/root"}
+	aliceGood := f.write(filepath.Join(f.alice.Home, "apps/blog.toml"), f.alice.UID, fmt.Sprintf(goodApp, "alice.test"))
+	aliceBad := f.write(filepath.Join(f.alice.Home, "apps/steal.toml"), f.alice.UID, fmt.Sprintf(goodApp, "bob.test"))
+	adminGood := f.write(filepath.Join(f.adminDir, "site.toml"), 0, "user = \"ck-bob\"\n"+fmt.Sprintf(goodApp, "bob.test"))
+	adminBad := f.write(filepath.Join(f.adminDir, "grab.toml"), 0, "user = \"ck-bob\"\n"+fmt.Sprintf(goodApp, "alice.test"))
+	adminNoUser := f.write(filepath.Join(f.adminDir, "nouser.toml"), 0, fmt.Sprintf(goodApp, "bob.test"))
+	adminNobody := f.write(filepath.Join(f.adminDir, "nobody.toml"), 0, "\nuser = \"ck-nobody\"\n"+fmt.Sprintf(goodApp, "bob.test"))
+	adminUsers := f.write(filepath.Join(f.adminDir, "users.toml"), f.alice.UID, "user = \"ck-alice\"\n"+fmt.Sprintf(goodApp, "alice.test"))
+	rootDraft := f.write(filepath.Join(filepath.Dir(f.adminDir), "draft.toml"), 0, "user = \"ck-bob\"\n"+fmt.Sprintf(goodApp, "bob.test"))
+
+	cases := []struct {
+		name, path string
+		as         string // the user paths are checked as; "" for none
+		want       string // the whole error, "" for none
+		is         error
+	}{
+		{"alice's good file, as alice", aliceGood, "ck-alice", "", nil},
+		{"alice's file, judged by alice's policy", aliceBad, "",
+			aliceBad + ":1: domains[0]: ck-alice may not claim bob.test; allowed: alice.test", ErrPolicy},
+		{"admin_dir file, as the user it names", adminGood, "ck-bob", "", nil},
+		{"admin_dir file, judged by its user's policy", adminBad, "",
+			adminBad + ":2: domains[0]: ck-bob may not claim alice.test; allowed: bob.test", ErrPolicy},
+		{"admin_dir file naming no user", adminNoUser, "",
+			adminNoUser + ": a file in admin_dir (" + f.adminDir + ") must name the user its app runs as: user = \"NAME\"", nil},
+		{"admin_dir file naming an unknown user", adminNobody, "",
+			adminNobody + ":2: user: no such user \"ck-nobody\" on this system", nil},
+		{"admin_dir file of a user's", adminUsers, "",
+			adminUsers + ": untrusted file: " + adminUsers + " is not owned by the app's owner (uid 0)", ErrUntrusted},
+		{"root's file outside admin_dir", rootDraft, "",
+			rootDraft + ": a file of root's is an app file only in admin_dir (" + f.adminDir + "), where it names the user its app runs as; elsewhere an app runs as the owner of its file, and never as root", privdrop.ErrRoot},
+	}
+	for _, c := range cases {
+		err := f.run(root, c.path)
+		got := ""
+		if err != nil {
+			got = err.Error()
+		}
+		if got != c.want {
+			t.Errorf("%s:\n got %q\nwant %q", c.name, got, c.want)
+		}
+		if c.is != nil && !errors.Is(err, c.is) {
+			t.Errorf("%s: %v is not %v", c.name, err, c.is)
+		}
+		if c.as != "" && (len(f.checked) == 0 || f.checked[0] != c.as) {
+			t.Errorf("%s: paths checked as %v, want %s", c.name, f.checked, c.as)
+		}
+	}
+}
+
+// The running apps count as Discover's earlier files do: their domains
+// are taken, and the user's quota counts them, except the app the file
+// would replace.
+func TestCheckAppFileAgainstRunning(t *testing.T) {
+	f := newCheckFixture(t)
+	root := privdrop.Credential{Username: "root", Home: "/root"}
+	path := f.write(filepath.Join(f.alice.Home, "apps/blog.toml"), f.alice.UID, fmt.Sprintf(goodApp, "alice.test"))
+	other := App{Name: "other", Cred: f.alice, Domains: []string{"alice.test"}, URLPrefix: "/"}
+	itself := App{Name: "blog", Cred: f.alice, Domains: []string{"alice.test"}, URLPrefix: "/"}
+	for _, caller := range []privdrop.Credential{f.alice, root} {
+		err := f.run(caller, path, other)
+		var ce *ConflictError
+		if !errors.As(err, &ce) || ce.Holder != "ck-alice/other" || !strings.HasPrefix(err.Error(), path+": ") {
+			t.Errorf("as %s, a domain a running app holds: %v", caller.Username, err)
+		}
+		if err := f.run(caller, path, itself); err != nil {
+			t.Errorf("as %s, the running version of the same app: %v", caller.Username, err)
+		}
+		// An app of admin_dir owns its name: the user's file may not
+		// replace it.
+		admins := itself
+		admins.AdminDeployed = true
+		if err := f.run(caller, path, admins); !errors.Is(err, ErrPolicy) || !strings.Contains(err.Error(), "deployed by the admin") {
+			t.Errorf("as %s, a file named as an admin_dir app: %v", caller.Username, err)
+		}
+	}
+	// The admin_dir file itself replaces its running version.
+	adminFile := f.write(filepath.Join(f.adminDir, "site.toml"), 0, "user = \"ck-bob\"\n"+fmt.Sprintf(goodApp, "bob.test"))
+	running := App{Name: "site", Cred: f.bob, Domains: []string{"bob.test"}, URLPrefix: "/", AdminDeployed: true}
+	if err := f.run(root, adminFile, running); err != nil {
+		t.Errorf("an admin_dir file beside its running version: %v", err)
+	}
+}
+
+func TestFileProblem(t *testing.T) {
+	const path = "/home/alice/.config/pyhost/apps/my app.toml"
+	located := &Error{File: path, Line: 3, Key: "threads", Msg: "must be an integer"}
+	cases := []struct {
+		err  error
+		want string
+	}{
+		{located, path + ":3: threads: must be an integer"},
+		{Errors{located, {File: path, Line: 4, Key: "x", Msg: "unknown key"}}, path + ":3: threads: must be an integer\n" + path + ":4: x: unknown key"},
+		{policyErr{located}, path + ":3: threads: must be an integer"},
+		{&Error{File: "/other.toml", Msg: "m"}, path + ": /other.toml: m"},
+		{errors.New("untrusted"), path + ": untrusted"},
+		{&Error{Msg: "no file"}, path + ": no file"},
+	}
+	for _, c := range cases {
+		if got := fileProblem(path, c.err); got != c.want {
+			t.Errorf("fileProblem(%v):\n got %q\nwant %q", c.err, got, c.want)
+		}
+	}
+}
