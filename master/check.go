@@ -12,7 +12,9 @@ import (
 )
 
 // Check implements control.Backend: the file at path, validated for the
-// caller as the daemon would load it (pyctl check).
+// caller as the daemon would load it (pyctl check). Root, who has no
+// apps, gets the answer for whoever the file would run as: the user an
+// admin_dir file names, else the file's owner (config.CheckAppFile).
 func (m *Master) Check(ctx context.Context, c control.Caller, path string) error {
 	if m.cfg.CheckFile == nil {
 		return errors.New("this daemon runs one app in express mode; pyctl check validates against a system daemon's policy (try: pyhostd serve FILE)")

@@ -1,0 +1,149 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/user"
+	"path/filepath"
+	"testing"
+
+	"github.com/pyhost/pyhost/config"
+	"github.com/pyhost/pyhost/privdrop"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata")
+
+// fakeLookup knows www-data (the proxy), alice and bob, and toor, a
+// second name for root; not pyhost, the default proxy user.
+func fakeLookup(name string) (privdrop.Credential, error) {
+	switch name {
+	case "www-data":
+		return privdrop.Credential{UID: 990, GID: 990, Username: name}, nil
+	case "alice":
+		return privdrop.Credential{UID: 1000, GID: 1000, Username: name, Home: "/home/alice"}, nil
+	case "bob":
+		return privdrop.Credential{UID: 1001, GID: 1001, Username: name, Home: "/home/bob"}, nil
+	case "toor":
+		return privdrop.Credential{Username: name, Home: "/root"}, nil
+	}
+	return privdrop.Credential{}, fmt.Errorf("look up user %q: %w", name, user.UnknownUserError(name))
+}
+
+func app(user, name, domain, prefix string) config.App {
+	return config.App{Name: name, Cred: privdrop.Credential{Username: user}, Domains: []string{domain}, URLPrefix: prefix, Processes: 2, Threads: 4}
+}
+
+const users = `
+[users.alice]
+domains = ["alice.example.com", "*.alice.example.com"]
+
+[users.bob]
+domains = ["bob.example.com"]
+`
+
+// TestCheckReport: what pyhostd check prints (testdata/check/NAME.golden:
+// stdout, then the error pyhostd prints last on stderr). `go test
+// ./cmd/pyhostd -run CheckReport -update` rewrites them; review the diff.
+func TestCheckReport(t *testing.T) {
+	twoApps := []config.App{
+		app("alice", "blog", "blog.alice.example.com", "/"),
+		app("alice", "api", "alice.example.com", "/api"),
+		app("bob", "site", "bob.example.com", "/"),
+	}
+	cases := []struct {
+		name  string
+		admin string
+		d     config.Discovery
+	}{
+		{"ok", "[proxy]\nuser = \"www-data\"\n" + users, config.Discovery{Apps: twoApps}},
+		{"ok-none", "[proxy]\nuser = \"www-data\"\n", config.Discovery{}},
+		{"unimplemented", `[proxy]
+listen = [":80"]
+tls_listen = [":443"]
+user = "www-data"
+
+[[tls]]
+cert = "/etc/pyhost/tls/example.pem"
+key = "/etc/pyhost/tls/example.key"
+
+[daemon]
+metrics_listen = "127.0.0.1:9181"
+` + users, config.Discovery{Apps: twoApps}},
+		{"proxy-user", "[proxy]\nlisten = [\":80\"]\nuser = \"pyhsot\"\n" + users, config.Discovery{Apps: twoApps[:1]}},
+		{"proxy-default-user", "[daemon]\nlog_dir = \"/srv/log\"\n", config.Discovery{}},
+		{"proxy-root", "[proxy]\nuser = \"toor\"\n", config.Discovery{}},
+		{"refused", "[proxy]\nuser = \"www-data\"\ndefault_app = \"bob/site\"\n" + users, config.Discovery{
+			Apps: twoApps[:1],
+			Refused: []config.Refusal{
+				{Path: "/home/alice/.config/pyhost/apps/dup.toml", User: "alice", Err: &config.ConflictError{Domain: "blog.alice.example.com", Prefix: "/", Holder: "alice/blog"}},
+				{Path: "/home/bob/.config/pyhost/apps/site.toml", User: "bob", Err: errors.New("untrusted file: /home/bob/.config/pyhost/apps/site.toml is writable by group or others (mode 0664); run chmod go-w /home/bob/.config/pyhost/apps/site.toml")},
+			},
+		}},
+	}
+	for _, c := range cases {
+		admin, err := config.ParseAdmin(config.DefaultAdminFile, []byte(c.admin))
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		var out bytes.Buffer
+		if err := report(&out, admin, c.d, checkSystem(admin, c.d.Apps, fakeLookup)); err != nil {
+			fmt.Fprintf(&out, "error: %v\n", err)
+		}
+		file := filepath.Join("testdata", "check", c.name+".golden")
+		if *update {
+			os.MkdirAll(filepath.Dir(file), 0o755)
+			if err := os.WriteFile(file, out.Bytes(), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		want, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatalf("%s (run with -update to create it)", err)
+		}
+		if out.String() != string(want) {
+			t.Errorf("%s: output differs from %s (run with -update and review the diff)\ngot:\n%s\nwant:\n%s", c.name, file, out.String(), want)
+		}
+	}
+}
+
+// run refuses to start on exactly what check reports as the admin
+// file's problems; the proxy's user is resolved for it.
+func TestCheckSystem(t *testing.T) {
+	admin, err := config.ParseAdmin(config.DefaultAdminFile, []byte("[proxy]\nuser = \"www-data\"\ndefault_app = \"alice/blog\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := checkSystem(admin, []config.App{app("alice", "blog", "alice.example.com", "/")}, fakeLookup)
+	if s.Problems != nil || s.Warnings != nil || s.Proxy.UID != 990 {
+		t.Errorf("a good config: %+v", s)
+	}
+	s = checkSystem(admin, nil, fakeLookup)
+	if s.Problems != nil || len(s.Warnings) != 1 || s.Warnings[0].Line != 3 {
+		t.Errorf("default_app naming no app: %+v", s)
+	}
+
+	admin, err = config.ParseAdmin(config.DefaultAdminFile, []byte("[daemon]\nmetrics_listen = \"127.0.0.1:9181\"\n[proxy]\nuser = \"nobody-here\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s = checkSystem(admin, nil, fakeLookup)
+	if len(s.Problems) != 2 || s.Problems[0].Key != "daemon.metrics_listen" || s.Problems[0].Line != 2 ||
+		s.Problems[1].Key != "proxy.user" || s.Problems[1].Line != 4 || s.Proxy.Username != "" {
+		t.Errorf("two problems: %+v", s)
+	}
+	var unknown user.UnknownUserError
+	if !errors.As(s.Problems[1], &unknown) {
+		t.Errorf("the lookup's error is not kept: %#v", s.Problems[1])
+	}
+	// As run returns them: one problem a line.
+	var e error = s.Problems
+	want := config.DefaultAdminFile + `:2: daemon.metrics_listen: the metrics endpoint is not implemented in this version yet; remove metrics_listen (or set it to "")` + "\n" +
+		config.DefaultAdminFile + `:4: proxy.user: no such user "nobody-here" on this system; name an existing user for the proxy, or create this one: useradd --system --no-create-home --shell /usr/sbin/nologin nobody-here`
+	if e.Error() != want {
+		t.Errorf("run's error:\n%s\nwant\n%s", e, want)
+	}
+}

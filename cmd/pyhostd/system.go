@@ -1,0 +1,67 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os/user"
+	"slices"
+
+	"github.com/pyhost/pyhost/config"
+	"github.com/pyhost/pyhost/privdrop"
+)
+
+// systemConfig is what the admin file asks of system mode that only the
+// system (does the proxy's user exist?) or this version (is the feature
+// built?) can judge; config.ParseAdmin has judged the rest. `pyhostd run`
+// refuses to start on any of Problems and logs Warnings; `pyhostd check`
+// prints both. Both ask checkSystem, so check refuses exactly what run
+// refuses.
+type systemConfig struct {
+	// Proxy is the proxy's user, resolved; zero when Problems says why
+	// it cannot be.
+	Proxy privdrop.Credential
+	// Problems, each located in the admin file, stop run from starting.
+	// Nil when there are none.
+	Problems config.Errors
+	// Warnings, located the same way, stop nothing.
+	Warnings config.Errors
+}
+
+// checkSystem judges admin, whose apps (as discovered) are apps; lookup
+// resolves user names (privdrop.Lookup).
+func checkSystem(admin config.Admin, apps []config.App, lookup func(string) (privdrop.Credential, error)) systemConfig {
+	var s systemConfig
+	// Settings the config accepts but this version does not act on yet:
+	// refused, so nobody believes them in force (an HTTPS listener, a
+	// metrics endpoint a monitor scrapes).
+	const later = "not implemented in this version yet"
+	if len(admin.Proxy.TLSListen) > 0 {
+		s.Problems = append(s.Problems, admin.Errorf("proxy.tls_listen", "HTTPS is %s; remove tls_listen and [[tls]], and put a TLS terminator in front of pyhost for now", later))
+	}
+	if len(admin.TLS) > 0 {
+		s.Problems = append(s.Problems, admin.Errorf("tls", "[[tls]] certificates are %s; remove them, and put a TLS terminator in front of pyhost for now", later))
+	}
+	if admin.Daemon.MetricsListen != "" {
+		s.Problems = append(s.Problems, admin.Errorf("daemon.metrics_listen", "the metrics endpoint is %s; remove metrics_listen (or set it to \"\")", later))
+	}
+
+	name := admin.Proxy.User
+	switch cred, err := lookup(name); {
+	case err != nil:
+		e := admin.LookupError("proxy.user", name, err)
+		var unknown user.UnknownUserError
+		if errors.As(err, &unknown) {
+			e.Msg += fmt.Sprintf("; name an existing user for the proxy, or create this one: useradd --system --no-create-home --shell /usr/sbin/nologin %s", name)
+		}
+		s.Problems = append(s.Problems, e)
+	case cred.IsRoot():
+		s.Problems = append(s.Problems, admin.Errorf("proxy.user", "%q is root (uid 0); the proxy parses HTTP from the network and must run as an unprivileged user", name))
+	default:
+		s.Proxy = cred
+	}
+
+	if def := admin.Proxy.DefaultApp; def != "" && !slices.ContainsFunc(apps, func(a config.App) bool { return a.Key() == def }) {
+		s.Warnings = append(s.Warnings, admin.Errorf("proxy.default_app", "%q names no app that runs; hosts no app claims get 404 until it does", def))
+	}
+	return s
+}
