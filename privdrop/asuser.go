@@ -15,7 +15,11 @@ const AccessCommand = "__access"
 // CheckAsUser verifies that cred can use each path with the wanted bits
 // (Read, Execute…), by running `self __access` as cred and letting the
 // kernel decide with that user's own rights: ACLs, mounts and all, never
-// root's (U4). self is the pyhostd binary ("/proc/self/exe").
+// root's (U4). With Trusted (or Interpreter) it also verifies, with the
+// same rights, that no one but cred and root could change the path
+// (CheckTrusted, CheckInterpreter): the checks then never reveal to cred
+// whether a path cred cannot see exists. self is the pyhostd binary
+// ("/proc/self/exe").
 func CheckAsUser(sp *Spawner, self string, cred Credential, want map[string]uint32) error {
 	if len(want) == 0 {
 		return nil

@@ -1,8 +1,11 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -13,7 +16,9 @@ import (
 )
 
 // accessCommand runs as an app's user (privdrop.CheckAsUser) and asks the
-// kernel, with that user's rights, whether each BITS:PATH is usable.
+// kernel, with that user's rights, whether each BITS:PATH is usable; with
+// privdrop.Trusted or Interpreter in BITS, it also checks, with the same
+// rights, that no other user could change it.
 func accessCommand(stderr io.Writer) *cobra.Command {
 	return &cobra.Command{
 		Use:    privdrop.AccessCommand + " BITS:PATH...",
@@ -21,14 +26,30 @@ func accessCommand(stderr io.Writer) *cobra.Command {
 		Args:   cobra.MinimumNArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
 			var failed []string
+			reported := map[string]bool{} // what others could change, said once
 			for _, a := range args {
 				bits, path, ok := strings.Cut(a, ":")
 				mode, err := strconv.Atoi(bits)
-				if !ok || err != nil {
+				if !ok || err != nil || mode < 0 {
 					return fmt.Errorf("bad argument %q", a)
 				}
-				if err := unix.Access(path, uint32(mode)); err != nil {
-					failed = append(failed, fmt.Sprintf("cannot %s %s: %v", verb(uint32(mode)), path, err))
+				want := uint32(mode)
+				if err := unix.Access(path, want&(privdrop.Read|privdrop.Write|privdrop.Execute)); err != nil {
+					failed = append(failed, fmt.Sprintf("cannot %s %s: %v", verb(want), path, err))
+					continue
+				}
+				err = checkTrust(want, path)
+				// A directory above several paths (the app's directory,
+				// above its script) is reported for the first only.
+				var ue *privdrop.UntrustedError
+				if errors.As(err, &ue) {
+					if reported[ue.Bad] {
+						continue
+					}
+					reported[ue.Bad] = true
+				}
+				if err != nil {
+					failed = append(failed, err.Error())
 				}
 			}
 			if len(failed) > 0 {
@@ -37,6 +58,19 @@ func accessCommand(stderr io.Writer) *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// checkTrust checks path as the trust bits of want ask (none: nothing),
+// with this process's rights: the app's owner's.
+func checkTrust(want uint32, path string) error {
+	uid := uint32(os.Getuid())
+	switch {
+	case want&privdrop.Interpreter != 0:
+		return privdrop.CheckInterpreter(privdrop.Lstat, filepath.Glob, uid, path)
+	case want&privdrop.Trusted != 0:
+		return privdrop.CheckTrusted(privdrop.Lstat, uid, path)
+	}
+	return nil
 }
 
 func verb(mode uint32) string {
