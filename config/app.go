@@ -79,6 +79,9 @@ type App struct {
 
 	Static []StaticMount
 
+	// File is the app file it was read from; "" in express mode without
+	// one.
+	File string
 	// AdminDeployed: the app's file is in the admin's admin_dir, not in
 	// its user's own directory. Its user sees it, its logs and its
 	// status, but only root acts on it.

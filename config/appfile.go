@@ -219,6 +219,7 @@ func ParseAppFile(path string, data []byte, owner privdrop.Credential, d Default
 	b := appBuilder{checker: c, owner: owner, fileDir: filepath.Dir(path)}
 	app := b.build(&raw, d)
 	app.Name = name
+	app.File = path
 	if user, ok := c.str(raw.User, keyPath{}.key("user"), "a user name"); ok {
 		switch {
 		case !validUserName(user):

@@ -23,6 +23,7 @@ const (
 func baseApp() App {
 	return App{
 		Name:            "blog",
+		File:            appPath,
 		Cred:            alice,
 		Module:          "blog.wsgi",
 		Callable:        "application",

@@ -38,7 +38,7 @@ type Refusal struct {
 	Err  error
 }
 
-func (r Refusal) Error() string { return r.Path + ": " + r.Err.Error() }
+func (r Refusal) Error() string { return fileProblem(r.Path, r.Err) }
 
 // PathChecker checks that cred can use paths, with cred's own rights (a
 // child process running as that user), never root's (U4). want maps a
@@ -89,33 +89,18 @@ func Discover(admin Admin, lookup func(string) (privdrop.Credential, error), che
 
 	// admin_dir: root-owned files that name their user.
 	for _, path := range tomlFiles(admin.Apps.AdminDir) {
-		data, err := readTrusted(path, 0, filepath.Dir(path))
-		if err != nil {
-			refuse(path, "", err)
-			continue
-		}
-		name, err := AppFileUser(path, data)
-		if err == nil && name == "" {
-			err = fmt.Errorf("a file in %s must name its user (user = \"NAME\")", admin.Apps.AdminDir)
+		f, err := readAdminDirFile(admin, path, lookup)
+		if f.User != "" {
+			adminFiles[fileKey(f.User, path)] = path
 		}
 		if err != nil {
-			refuse(path, "", err)
+			if f.Cred.Username != "" { // its user is known: the file does not parse
+				broken[fileKey(f.User, path)] = true
+			}
+			refuse(path, f.User, err)
 			continue
 		}
-		adminFiles[fileKey(name, path)] = path
-		cred, err := lookup(name)
-		if err != nil {
-			refuse(path, name, err)
-			continue
-		}
-		app, meta, err := ParseAppFile(path, data, cred, admin.Defaults)
-		if err != nil {
-			broken[fileKey(name, path)] = true
-			refuse(path, name, err)
-			continue
-		}
-		app.AdminDeployed = true
-		cands = append(cands, candidate{path, app, meta})
+		cands = append(cands, candidate{path, f.App, f.Meta})
 	}
 
 	// Each listed user's own directory.
@@ -127,11 +112,11 @@ func Discover(admin Admin, lookup func(string) (privdrop.Credential, error), che
 	for _, name := range users {
 		cred, err := lookup(name)
 		if err != nil {
-			refuse(admin.Path, name, fmt.Errorf("[users.%s]: %w", name, err))
+			refuse(admin.Path, name, admin.UserError(name, err))
 			continue
 		}
 		if cred.IsRoot() {
-			refuse(admin.Path, name, fmt.Errorf("[users.%s]: %w", name, privdrop.ErrRoot))
+			refuse(admin.Path, name, admin.UserError(name, privdrop.ErrRoot))
 			continue
 		}
 		dir := admin.Apps.UserDirOf(cred.Home)

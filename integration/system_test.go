@@ -561,6 +561,11 @@ func TestInstallStaged(t *testing.T) {
 	}
 	if os.Geteuid() == 0 {
 		// The example parses (there are no apps in it, so check passes).
+		// It names the proxy user install.sh creates; check refuses a
+		// proxy user that does not exist, as run would.
+		if err := ensureUser("pyhost"); err != nil {
+			t.Fatal(err)
+		}
 		out, err := exec.Command(filepath.Join(binDir, "pyhostd"), "check", "--config", filepath.Join(dest, "etc/pyhost/pyhost.toml")).CombinedOutput()
 		if err != nil {
 			t.Errorf("the example config does not pass pyhostd check: %v\n%s", err, out)

@@ -93,10 +93,11 @@ type Config struct {
 	KeepFailed bool
 	// Rescan re-reads the admin config and every app file (system mode),
 	// deciding claims against held (the claims ledger as it stands): pyctl
-	// reload APP and reload-config use it. An error means the admin
+	// reload APP and reload-config use it (the latter also applies the
+	// admin config's [proxy] listen). An error means the admin
 	// config could not be read, and nothing changes. Nil in express mode,
 	// where settings are fixed.
-	Rescan func(held config.Ledger) (config.Discovery, error)
+	Rescan func(held config.Ledger) (config.Admin, config.Discovery, error)
 	// Claims is the claims ledger once Apps run (config.NextLedger of the
 	// saved one and the start-up scan); ClaimsFile is where it is kept
 	// after every change, "" for nowhere (express mode).

@@ -72,15 +72,17 @@ func discoverWith(path string, held config.Ledger) (config.Admin, config.Discove
 		}
 	}
 	d := config.Discover(admin, privdrop.Lookup, check, held)
-	for i := range d.Apps {
-		a := &d.Apps[i]
+	apps := d.Apps[:0]
+	for _, a := range d.Apps {
 		p, err := findPython(a.Python, a.Cred)
 		if err != nil {
-			d.Refused = append(d.Refused, config.Refusal{Path: a.Name, User: a.Cred.Username, Err: err})
+			d.Refused = append(d.Refused, config.Refusal{Path: a.File, User: a.Cred.Username, Err: fmt.Errorf("python: %w", err)})
 			continue
 		}
 		a.Python = p
+		apps = append(apps, a)
 	}
+	d.Apps = apps
 	return admin, d, nil
 }
 
@@ -174,17 +176,21 @@ func runSystem(path string, stdout, stderr io.Writer) error {
 			// Root's check is for whoever the file would run as.
 			return config.CheckAppFile(adm, caller, file, running, privdrop.Lookup, check)
 		},
-		Rescan: func(held config.Ledger) (config.Discovery, error) {
+		Rescan: func(held config.Ledger) (config.Admin, config.Discovery, error) {
 			mu.Lock()
 			defer mu.Unlock()
 			// The admin file's [users] and [apps] count too; a broken admin
 			// file keeps everything as it runs.
 			na, nd, err := discoverWith(path, held)
 			if err != nil {
-				return config.Discovery{}, err
+				return config.Admin{}, config.Discovery{}, err
+			}
+			// What run would refuse to start with, a reload refuses too.
+			if sys := checkSystem(na, nd.Apps, privdrop.Lookup); sys.Problems != nil {
+				return config.Admin{}, config.Discovery{}, sys.Problems
 			}
 			cur.admin, cur.d, cur.listed = na, nd, listedUIDs(na)
-			return nd, nil
+			return na, nd, nil
 		},
 		Ready: func(addrs []net.Addr, ctl string) {
 			log.Info("serving", "apps", len(d.Apps), "refused", len(d.Refused), "listen", fmt.Sprint(addrs), "control_socket", ctl)
