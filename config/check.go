@@ -18,7 +18,9 @@ import (
 // user_dir: trust (their own file, in directories only they or root may
 // write), syntax, the admin's policy against their running apps (except
 // one of the same name, which the file would replace), domain claims
-// against every running app, and the paths it names with their rights.
+// against the claims ledger held (every running app's, and those a
+// broken file keeps; see Discover), and the paths it names with their
+// rights.
 //
 // Root has no apps, so root checks a file for whoever it would run as: a
 // file in admin_dir as Discover reads admin_dir (root's own file, which
@@ -27,23 +29,23 @@ import (
 // user_dir is that user's). A root-owned file outside admin_dir is
 // refused: it would never run. lookup resolves user names and numeric
 // uids; check verifies paths with the app's owner's rights.
-func CheckAppFile(admin Admin, caller privdrop.Credential, path string, running []App, lookup func(string) (privdrop.Credential, error), check PathChecker) error {
-	if err := checkAppFile(admin, caller, path, running, lookup, check); err != nil {
+func CheckAppFile(admin Admin, caller privdrop.Credential, path string, running []App, held Ledger, lookup func(string) (privdrop.Credential, error), check PathChecker) error {
+	if err := checkAppFile(admin, caller, path, running, held, lookup, check); err != nil {
 		return inFile(path, err)
 	}
 	return nil
 }
 
-func checkAppFile(admin Admin, caller privdrop.Credential, path string, running []App, lookup func(string) (privdrop.Credential, error), check PathChecker) error {
+func checkAppFile(admin Admin, caller privdrop.Credential, path string, running []App, held Ledger, lookup func(string) (privdrop.Credential, error), check PathChecker) error {
 	if !caller.IsRoot() {
-		return checkUserFile(admin, caller, path, running, check)
+		return checkUserFile(admin, caller, path, running, held, check)
 	}
 	if filepath.Dir(path) == admin.Apps.AdminDir {
 		f, err := readAdminDirFile(admin, path, lookup)
 		if err != nil {
 			return err
 		}
-		return admitAmong(admin, f.Cred, f.App, f.Meta, running, check)
+		return admitAmong(admin, f.Cred, f.App, f.Meta, running, held, check)
 	}
 	fi, err := os.Lstat(path)
 	if err != nil {
@@ -61,11 +63,11 @@ func checkAppFile(admin Admin, caller privdrop.Credential, path string, running 
 	if err != nil {
 		return fmt.Errorf("the file's owner, uid %d: %w", st.Uid, err)
 	}
-	return checkUserFile(admin, owner, path, running, check)
+	return checkUserFile(admin, owner, path, running, held, check)
 }
 
 // checkUserFile checks path as an app file of cred's own.
-func checkUserFile(admin Admin, cred privdrop.Credential, path string, running []App, check PathChecker) error {
+func checkUserFile(admin Admin, cred privdrop.Credential, path string, running []App, held Ledger, check PathChecker) error {
 	data, err := readTrusted(path, cred.UID, cred.Home)
 	if err != nil {
 		return err
@@ -74,16 +76,23 @@ func checkUserFile(admin Admin, cred privdrop.Credential, path string, running [
 	if err != nil {
 		return err
 	}
-	return admitAmong(admin, cred, app, meta, running, check)
+	return admitAmong(admin, cred, app, meta, running, held, check)
 }
 
 // admitAmong applies the admin's policy to app, of cred, as if it joined
 // the running apps in place of the one of its name, if any (unless that
 // one is the admin's and app is not): cred's quota counts cred's other
 // apps, and its domains must be free.
-func admitAmong(admin Admin, cred privdrop.Credential, app App, meta AppFileMeta, running []App, check PathChecker) error {
+func admitAmong(admin Admin, cred privdrop.Credential, app App, meta AppFileMeta, running []App, held Ledger, check PathChecker) error {
 	var mine []App
+	// The ledger as the daemon keeps it: every claim a running app holds,
+	// and those a broken file keeps, exactly what a reload decides by.
 	var claims Claims
+	for k, holder := range held {
+		if holder != app.Key() {
+			claims.reserve(k, holder)
+		}
+	}
 	for _, a := range running {
 		if a.Key() == app.Key() {
 			// An admin_dir file owns its app's name (as in Discover).

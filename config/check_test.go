@@ -81,7 +81,7 @@ func (f *checkFixture) write(path string, uid uint32, src string) string {
 
 func (f *checkFixture) run(caller privdrop.Credential, path string, running ...App) error {
 	f.checked = nil
-	return CheckAppFile(f.admin, caller, path, running, f.lookup, f.check)
+	return CheckAppFile(f.admin, caller, path, running, LedgerOf(running), f.lookup, f.check)
 }
 
 const goodApp = "domains = [%q]\napp = \"site.wsgi:application\"\n"

@@ -141,19 +141,19 @@ func Discover(admin Admin, lookup func(string) (privdrop.Credential, error), che
 		}
 	}
 
-	// A held claim stays its holder's while the holder's file still
-	// claims it, or is broken (its running version, if any, serves it).
+	// A held claim stays its holder's while the holder's file is there
+	// (if the file no longer claims it, the holder's running version
+	// still may: the claim is free once the holder runs without it, see
+	// NextLedger) or is broken (its running version serves it). It is
+	// free when the file is gone, and when the holder is refused by
+	// policy (below).
 	claims := Claims{}
+	present := map[string]bool{}
 	for _, c := range cands {
-		for _, dom := range c.app.Domains {
-			k := claimKey(dom, c.app.URLPrefix)
-			if held[k] == c.app.Key() {
-				claims.reserve(k, c.app.Key())
-			}
-		}
+		present[c.app.Key()] = true
 	}
 	for k, holder := range held {
-		if broken[holder] {
+		if present[holder] || broken[holder] {
 			claims.reserve(k, holder)
 		}
 	}

@@ -268,3 +268,37 @@ func TestNextLedger(t *testing.T) {
 		t.Errorf("NextLedger = %v, want %v (running a; b kept as prior holder; c gone; a new app's claim not applied)", got, want)
 	}
 }
+
+// A holder whose file stops claiming a domain still serves it until it
+// is reloaded: the domain is free for another app only once the holder
+// runs without it, so two apps never route the same domain at once.
+func TestDiscoverDroppedClaimIsFreeOnceApplied(t *testing.T) {
+	ts := newTenants(t, "[users.alice]\ndomains = [\"*.alice.test\"]\n")
+	ts.file("alice", "blog", claimFile("old.alice.test"))
+	d := ts.discover(nil)
+	held := NextLedger(nil, d.Apps, d.Held)
+	running := d.Apps
+
+	ts.file("alice", "blog", claimFile("new.alice.test"))
+	ts.file("alice", "aaa", claimFile("old.alice.test"))
+	d = ts.discover(held)
+	var ce *ConflictError
+	if err := refusedFor(d, "alice/aaa"); !errors.As(err, &ce) || ce.Holder != "alice/blog" {
+		t.Fatalf("aaa took a domain blog still serves: %v", err)
+	}
+	// Only aaa is applied (pyctl reload aaa was refused; blog not reloaded).
+	held = NextLedger(held, running, d.Held)
+	if err := refusedFor(ts.discover(held), "alice/aaa"); err == nil {
+		t.Fatalf("aaa admitted while blog runs with old.alice.test")
+	}
+	// blog is reloaded onto its new file: old.alice.test is free.
+	for _, a := range d.Apps {
+		if a.Key() == "alice/blog" {
+			running = []App{a}
+		}
+	}
+	held = NextLedger(held, running, d.Held)
+	if got := keysOf(ts.discover(held)); !reflect.DeepEqual(got, []string{"alice/aaa", "alice/blog"}) {
+		t.Errorf("after blog runs without the domain: %v", got)
+	}
+}

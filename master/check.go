@@ -30,7 +30,7 @@ func (m *Master) Check(ctx context.Context, c control.Caller, path string) error
 	for _, app := range m.set.all() {
 		running = append(running, m.set.config(app.Key()))
 	}
-	if err := m.cfg.CheckFile(cred, path, running); err != nil {
+	if err := m.cfg.CheckFile(cred, path, running, m.set.claims()); err != nil {
 		return &control.ReloadError{App: filepath.Base(path), Reason: "the daemon would refuse this file", Detail: err.Error()}
 	}
 	return nil

@@ -105,7 +105,7 @@ type Config struct {
 	ClaimsFile string
 	// CheckFile validates one app file for its would-be owner against the
 	// running apps (pyctl check); nil in express mode.
-	CheckFile func(owner privdrop.Credential, path string, running []config.App) error
+	CheckFile func(owner privdrop.Credential, path string, running []config.App, held config.Ledger) error
 	// Ready is called once the listeners are bound, the proxy runs and
 	// every app has a ready worker; it may be nil.
 	Ready func(Listeners []net.Addr, controlSocket string)

@@ -161,7 +161,7 @@ func runSystem(path string, stdout, stderr io.Writer) error {
 		KeepFailed: true,
 		Claims:     config.NextLedger(saved, d.Apps, d.Held),
 		ClaimsFile: claimsFile(admin),
-		CheckFile: func(caller privdrop.Credential, file string, running []config.App) error {
+		CheckFile: func(caller privdrop.Credential, file string, running []config.App, held config.Ledger) error {
 			check := func(cred privdrop.Credential, want map[string]uint32) error {
 				return privdrop.CheckAsUser(spawner, "/proc/self/exe", cred, want)
 			}
@@ -174,7 +174,7 @@ func runSystem(path string, stdout, stderr io.Writer) error {
 			adm := cur.admin
 			mu.Unlock()
 			// Root's check is for whoever the file would run as.
-			return config.CheckAppFile(adm, caller, file, running, privdrop.Lookup, check)
+			return config.CheckAppFile(adm, caller, file, running, held, privdrop.Lookup, check)
 		},
 		Rescan: func(held config.Ledger) (config.Admin, config.Discovery, error) {
 			mu.Lock()
