@@ -122,6 +122,10 @@ type Worker struct {
 	Socket   string `json:"socket"`
 	Threads  int    `json:"threads"`
 	Draining bool   `json:"draining"` // send nothing new; report Drained when idle
+	// RequestBudget is how many requests this worker serves before it is
+	// recycled (its max_requests after jitter); the proxy sends
+	// EventBudget when the last of them completes. 0: no budget.
+	RequestBudget int `json:"request_budget,omitempty"`
 }
 
 // EventKind names what the proxy reports.
@@ -142,6 +146,9 @@ const (
 	EventWake EventKind = "wake"
 	// EventApplied: the proxy routes by the table with Serial now.
 	EventApplied EventKind = "applied"
+	// EventBudget: WorkerID completed its RequestBudget requests and
+	// should be recycled. Sent once per worker, the moment it happens.
+	EventBudget EventKind = "budget"
 )
 
 // WorkerStats are the proxy's counters for one worker.

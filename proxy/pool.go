@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -35,6 +36,13 @@ type upstream struct {
 	gone     bool
 	drained  bool // the drained event was sent
 	idle     []*wsgiadapter.Conn
+
+	// budget is how many requests the worker serves before it is
+	// recycled; 0: no limit. spent is set, and the budget event sent,
+	// when served reaches it: from then on the worker only takes what no
+	// other worker has a free thread for, until the supervisor drains it.
+	budget int
+	spent  bool
 }
 
 // appPool holds one app's workers, their idle connections and the queue of
@@ -59,6 +67,9 @@ type appPool struct {
 
 	onDrained func(app, worker string)
 	onWake    func(app string)
+	// onBudget is called once per worker, outside the lock, when it
+	// completes its request budget; nil: not reported.
+	onBudget func(app, worker string)
 }
 
 // lease is one request's hold on a worker thread.
@@ -83,7 +94,7 @@ func (p *appPool) acquire(ctx context.Context) (lease, error) {
 		return lease{}, err
 	}
 	if len(p.waiters) == 0 {
-		if i := pickWorker(p.workers); i >= 0 {
+		if i := p.pickLocked(); i >= 0 {
 			l := p.reserveLocked(p.workers[i])
 			p.mu.Unlock()
 			return l, nil
@@ -157,6 +168,39 @@ func (p *appPool) reserveLocked(w *upstream) lease {
 	return lease{w: w, conn: c}
 }
 
+// pickLocked is pickWorker, sparing workers that spent their request
+// budget: one takes a request only when no other worker has a free
+// thread. Its replacement is starting meanwhile (S4), and capacity is
+// kept without adding to its overshoot. The filtered copy is made only in
+// that short window.
+func (p *appPool) pickLocked() int {
+	i := pickWorker(p.workers)
+	if i < 0 || !p.workers[i].spent {
+		return i
+	}
+	fresh := make([]*upstream, 0, len(p.workers))
+	for _, w := range p.workers {
+		if !w.spent {
+			fresh = append(fresh, w)
+		}
+	}
+	if j := pickWorker(fresh); j >= 0 {
+		return slices.Index(p.workers, fresh[j])
+	}
+	return i
+}
+
+// spendLocked marks w spent when it has served its budget, and reports
+// whether the budget event must be sent now (once per worker). A worker
+// already draining or gone is on its way out and is not reported.
+func (p *appPool) spendLocked(w *upstream) bool {
+	if w.spent || w.budget <= 0 || w.served < uint64(w.budget) || w.draining || w.gone {
+		return false
+	}
+	w.spent = true
+	return true
+}
+
 func (p *appPool) hasServingWorker() bool {
 	for _, w := range p.workers {
 		if !w.draining {
@@ -191,7 +235,7 @@ func (p *appPool) dispatchLocked() {
 		return
 	}
 	for len(p.waiters) > 0 {
-		i := pickWorker(p.workers)
+		i := p.pickLocked()
 		if i < 0 {
 			return
 		}
@@ -210,8 +254,10 @@ func (p *appPool) giveBack(l lease, conn *wsgiadapter.Conn, served bool) {
 	p.mu.Lock()
 	w := l.w
 	w.inflight--
+	spent := false
 	if served {
 		w.served++
+		spent = p.spendLocked(w)
 	}
 	if conn != nil {
 		if conn.Reusable() && !w.draining && !w.gone {
@@ -223,6 +269,9 @@ func (p *appPool) giveBack(l lease, conn *wsgiadapter.Conn, served bool) {
 	drained := p.checkDrainedLocked(w)
 	p.dispatchLocked()
 	p.mu.Unlock()
+	if spent && p.onBudget != nil {
+		p.onBudget(p.key, w.id)
+	}
 	if drained && p.onDrained != nil {
 		p.onDrained(p.key, w.id)
 	}
@@ -272,7 +321,7 @@ func (p *appPool) update(a channel.App) {
 		old[w.id] = w
 	}
 	next := make([]*upstream, 0, len(a.Workers))
-	var drained []string
+	var drained, spent []string
 	for _, cw := range a.Workers {
 		w, ok := old[cw.ID]
 		if ok {
@@ -283,6 +332,7 @@ func (p *appPool) update(a channel.App) {
 		if w.threads <= 0 {
 			w.threads = 1
 		}
+		w.budget = cw.RequestBudget
 		if cw.Draining && !w.draining {
 			w.draining = true
 			for _, c := range w.idle {
@@ -292,6 +342,9 @@ func (p *appPool) update(a channel.App) {
 		}
 		if p.checkDrainedLocked(w) {
 			drained = append(drained, w.id)
+		}
+		if p.spendLocked(w) { // a budget lowered below what it served
+			spent = append(spent, w.id)
 		}
 		next = append(next, w)
 	}
@@ -305,6 +358,11 @@ func (p *appPool) update(a channel.App) {
 	p.workers = next
 	p.dispatchLocked()
 	p.mu.Unlock()
+	if p.onBudget != nil {
+		for _, id := range spent {
+			p.onBudget(p.key, id)
+		}
+	}
 	if p.onDrained != nil {
 		for _, id := range drained {
 			p.onDrained(p.key, id)

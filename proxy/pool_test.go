@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -194,5 +195,128 @@ func TestFailingAppFailsWaiters(t *testing.T) {
 	p.update(channel.App{Key: "u/app", State: channel.AppFailing, QueueTimeout: time.Hour, Workers: []channel.Worker{{ID: "a", Threads: 1}}})
 	if err := <-got; !errors.Is(err, errFailing) {
 		t.Fatalf("waiter of a failing app: %v, want errFailing", err)
+	}
+}
+
+// newBudgetPool is newTestPool that also records budget events.
+func newBudgetPool(workers ...channel.Worker) (*appPool, chan string) {
+	spent := make(chan string, 16)
+	p := &appPool{key: "u/app", onBudget: func(app, id string) {
+		if app == "u/app" {
+			spent <- id
+		}
+	}}
+	p.update(channel.App{Key: "u/app", State: channel.AppRunning, QueueTimeout: time.Hour, Workers: workers})
+	return p, spent
+}
+
+// budgetEvents is what was reported so far, without waiting: the event
+// is sent by the call that completes the request, before it returns.
+func budgetEvents(c chan string) []string {
+	var got []string
+	for {
+		select {
+		case id := <-c:
+			got = append(got, id)
+		default:
+			return got
+		}
+	}
+}
+
+func TestBudgetReportedOnceWhenSpent(t *testing.T) {
+	ws := []channel.Worker{{ID: "a", Threads: 2, RequestBudget: 3}}
+	p, spent := newBudgetPool(ws...)
+	serve := func() {
+		l, err := p.acquire(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.release(l, nil)
+	}
+	serve()
+	// A request that never reached the worker is not served.
+	l, _ := p.acquire(context.Background())
+	p.dropConn(l, nil)
+	serve()
+	if got := budgetEvents(spent); len(got) != 0 {
+		t.Fatalf("budget reported after 2 of 3 requests: %v", got)
+	}
+	// Two in flight as the budget runs out: the first to complete spends
+	// it, the second is the overshoot and is not reported again.
+	l1, _ := p.acquire(context.Background())
+	l2, _ := p.acquire(context.Background())
+	p.release(l1, nil)
+	if got := budgetEvents(spent); len(got) != 1 || got[0] != "a" {
+		t.Fatalf("at the budget: events %v, want [a]", got)
+	}
+	p.release(l2, nil)
+	serve()
+	// A new table with the same worker neither forgets nor repeats it.
+	p.update(channel.App{Key: "u/app", State: channel.AppRunning, QueueTimeout: time.Hour, Workers: ws})
+	serve()
+	if got := budgetEvents(spent); len(got) != 0 {
+		t.Fatalf("past the budget: events %v, want none", got)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if w := p.workers[0]; w.served != 6 || !w.spent {
+		t.Fatalf("served %d spent %v, want 6 true", w.served, w.spent)
+	}
+}
+
+func TestBudgetNotReported(t *testing.T) {
+	// No budget: never.
+	p, spent := newBudgetPool(channel.Worker{ID: "a", Threads: 1})
+	for i := 0; i < 100; i++ {
+		l, _ := p.acquire(context.Background())
+		p.release(l, nil)
+	}
+	// Draining: on its way out already.
+	ws := []channel.Worker{{ID: "b", Threads: 1, RequestBudget: 1}, {ID: "c", Threads: 1}}
+	p2, spent2 := newBudgetPool(ws...)
+	l, _ := p2.acquire(context.Background()) // on b
+	ws[0].Draining = true
+	p2.update(channel.App{Key: "u/app", State: channel.AppRunning, QueueTimeout: time.Hour, Workers: ws})
+	p2.release(l, nil)
+	if got := append(budgetEvents(spent), budgetEvents(spent2)...); len(got) != 0 {
+		t.Fatalf("events %v, want none", got)
+	}
+}
+
+func TestBudgetLoweredBelowServedIsReported(t *testing.T) {
+	ws := []channel.Worker{{ID: "a", Threads: 1}}
+	p, spent := newBudgetPool(ws...)
+	for i := 0; i < 5; i++ {
+		l, _ := p.acquire(context.Background())
+		p.release(l, nil)
+	}
+	ws[0].RequestBudget = 4
+	p.update(channel.App{Key: "u/app", State: channel.AppRunning, QueueTimeout: time.Hour, Workers: ws})
+	if got := budgetEvents(spent); len(got) != 1 || got[0] != "a" {
+		t.Fatalf("events %v, want [a]", got)
+	}
+}
+
+func TestSpentWorkerTakesOnlyOverflow(t *testing.T) {
+	p, spent := newBudgetPool(channel.Worker{ID: "a", Threads: 2, RequestBudget: 1}, channel.Worker{ID: "b", Threads: 1})
+	l, _ := p.acquire(context.Background())
+	if l.w.id != "a" {
+		t.Fatalf("first request on %s, want a (ties go to the first)", l.w.id)
+	}
+	p.release(l, nil)
+	<-spent
+	// a is idle and first, but spent: b takes the next request, and a
+	// only what b has no thread for. Capacity stays whole.
+	var got []string
+	for i := 0; i < 3; i++ {
+		l, err := p.acquire(context.Background())
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		got = append(got, l.w.id)
+	}
+	if fmt.Sprint(got) != "[b a a]" {
+		t.Fatalf("requests went to %v, want [b a a]", got)
 	}
 }

@@ -64,8 +64,9 @@ func (p *Proxy) SetAccessLog(w *accesslog.Writer) { p.access = w }
 
 // New returns a Proxy with an empty table: every request gets 404 until
 // the first Update. events receives what the master must hear (a worker
-// drained, a request timed out, an idle app woken); it is called from any
-// goroutine, must not block, and may be nil.
+// drained, a request timed out, an idle app woken, a worker's request
+// budget spent); it is called from any goroutine, must not block, and may
+// be nil.
 func New(log hclog.Logger, events func(channel.Event)) *Proxy {
 	var b [4]byte
 	rand.Read(b[:])
@@ -93,6 +94,9 @@ func (p *Proxy) Update(t channel.Table) {
 					p.events(channel.Event{Kind: channel.EventDrained, App: app, WorkerID: worker})
 				},
 				onWake: func(app string) { p.events(channel.Event{Kind: channel.EventWake, App: app}) },
+				onBudget: func(app, worker string) {
+					p.events(channel.Event{Kind: channel.EventBudget, App: app, WorkerID: worker})
+				},
 			}
 			p.pools[a.Key] = pool
 		}

@@ -49,10 +49,12 @@ type Options struct {
 	OnChange func()
 	Restart  RestartPolicy
 	// Served reports the proxy's counters for a worker: requests served
-	// and in flight. Nil: no request-based policies (max_requests, idle).
+	// and in flight. Nil: no idle_timeout, and max_requests only from the
+	// proxy's reports (BudgetSpent).
 	Served func(workerID string) (served uint64, busy int)
-	// PollInterval is how often limits (RSS, max_requests) and idleness
-	// are checked; 0 means one second.
+	// PollInterval is how often RSS and idleness are checked, and the
+	// polled request counters as a backstop for max_requests; 0 means one
+	// second.
 	PollInterval time.Duration
 	// ForkServer: workers are forked from a per-app fork server instead
 	// of each starting its own interpreter (docs/design.md).
@@ -74,6 +76,7 @@ type worker struct {
 	slow    bool // killed for missing startup_timeout
 	timer   *time.Timer
 	budget  int            // this worker's max_requests after jitter
+	spent   bool           // the proxy reported its budget completed
 	recycle *RecycleReason // set once it is to be replaced
 	dumped  bool           // its stacks were dumped to the log
 }
@@ -402,7 +405,6 @@ func (a *App) handle(ev event) {
 			a.stopWorker(ev.w, time.Second)
 		}
 	case evTick:
-		a.checkLimits()
 		a.checkIdle(time.Now())
 	case evStartupTimeout:
 		if ev.w.state == WorkerStarting {
@@ -411,6 +413,9 @@ func (a *App) handle(ev event) {
 			ev.w.proc.Kill() // handled as a death when it is reaped
 		}
 	}
+	// After any event, not only the tick: a budget held back during a
+	// reload is acted on as soon as the reload has ended.
+	a.checkLimits(ev.kind == evTick)
 	a.updateState()
 	a.publish()
 }
@@ -655,36 +660,50 @@ func (a *App) RecycleWorker(id string, r RecycleReason, dump bool) {
 	})
 }
 
-func (a *App) checkLimits() {
+// checkLimits recycles the ready workers that are over a limit. A
+// worker's request budget is known the moment the proxy reports it
+// (BudgetSpent). poll, on the tick, also reads RSS for memory_limit and
+// the proxy's polled counters: the backstop that still recycles a worker
+// whose budget report was lost.
+func (a *App) checkLimits(poll bool) {
 	lim := Limits{MemoryLimit: a.cfg.MemoryLimit, MaxRequests: a.cfg.MaxRequests}
-	if lim.MemoryLimit <= 0 && (lim.MaxRequests <= 0 || a.opts.Served == nil) {
-		return
-	}
-	underway := false
 	var candidates []*worker
 	var facts []WorkerFacts
 	for _, w := range a.workers {
-		if w.recycle != nil && w.recycle.Kind == RecycleRequests && w.state != WorkerGone {
-			underway = true // one is already on its way out
-		}
 		if w.state != WorkerReady || w.recycle != nil {
 			continue
 		}
-		f := WorkerFacts{RequestBudget: w.budget}
-		if lim.MemoryLimit > 0 {
+		f := WorkerFacts{RequestBudget: w.budget, BudgetSpent: w.spent}
+		if poll && lim.MemoryLimit > 0 {
 			if st, err := w.proc.Stats(); err == nil {
 				f.RSS = int64(st.RSS)
 			}
 		}
-		if a.opts.Served != nil {
+		if poll && w.budget > 0 && a.opts.Served != nil {
 			f.Served, _ = a.opts.Served(w.id)
 		}
 		candidates = append(candidates, w)
 		facts = append(facts, f)
 	}
-	for _, p := range PlanRecycles(lim, facts, underway) {
+	for _, p := range PlanRecycles(lim, facts, a.reload != nil) {
 		a.recycle(candidates[p.Index], p.Reason)
 	}
+}
+
+// BudgetSpent tells the app that the proxy saw the worker with id
+// complete its request budget (S4, max_requests): its replacement starts
+// now, or, during a reload, once the reload has ended.
+func (a *App) BudgetSpent(id string) {
+	go a.do(context.Background(), func() {
+		for _, w := range a.workers {
+			if w.id == id {
+				w.spent = true
+			}
+		}
+		a.checkLimits(false)
+		a.updateState()
+		a.publish()
+	})
 }
 
 // checkIdle stops every worker of an app that saw no request for
@@ -1003,6 +1022,7 @@ func (a *App) publish() {
 			r.Workers = append(r.Workers, channel.Worker{
 				ID: w.id, PID: w.proc.PID(), Socket: w.proc.Socket(),
 				Threads: a.threadsOf(w), Draining: w.state == WorkerDraining,
+				RequestBudget: w.budget,
 			})
 		case WorkerStarting:
 			starting++

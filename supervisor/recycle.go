@@ -34,10 +34,13 @@ type Limits struct {
 // WorkerFacts are what is known about one worker at a check.
 type WorkerFacts struct {
 	RSS    int64  // bytes; 0 when unknown
-	Served uint64 // requests completed, from the proxy
+	Served uint64 // requests completed, from the proxy's polled counters
 	// RequestBudget is this worker's own max_requests after jitter
 	// (see RequestBudget); 0: none.
 	RequestBudget int
+	// BudgetSpent: the proxy reported the request that completed the
+	// budget, which Served (polled) may not show yet.
+	BudgetSpent bool
 }
 
 // CheckLimits is the pure decision "is this worker over its limits?".
@@ -45,31 +48,33 @@ func CheckLimits(lim Limits, f WorkerFacts) (RecycleReason, bool) {
 	if lim.MemoryLimit > 0 && f.RSS > lim.MemoryLimit {
 		return RecycleReason{RecycleMemory, fmt.Sprintf("rss %s > limit %s", FormatBytes(f.RSS), FormatBytes(lim.MemoryLimit))}, true
 	}
-	if f.RequestBudget > 0 && f.Served >= uint64(f.RequestBudget) {
-		return RecycleReason{RecycleRequests, fmt.Sprintf("served %d requests (max_requests %d)", f.Served, lim.MaxRequests)}, true
+	if f.RequestBudget > 0 && (f.BudgetSpent || f.Served >= uint64(f.RequestBudget)) {
+		served := max(f.Served, uint64(f.RequestBudget))
+		return RecycleReason{RecycleRequests, fmt.Sprintf("served %d requests (max_requests %d)", served, lim.MaxRequests)}, true
 	}
 	return RecycleReason{}, false
 }
 
 // PlanRecycles decides, for one check, which of an app's workers to
-// recycle (by index into facts, in order): every worker over memory_limit, but at
-// most one over its request budget, and none of those while a
-// requests-recycle is still underway (requestsUnderway). At high request
-// rates every worker passes its budget between two checks, and the jitter
-// alone would not keep them from going together.
-func PlanRecycles(lim Limits, facts []WorkerFacts, requestsUnderway bool) []PlannedRecycle {
+// recycle (by index into facts, in order): every worker over a limit.
+//
+// A worker over its request budget goes at once, even when another is
+// already being replaced: it never serves more than its budget plus what
+// reaches it while its replacement starts (S4), and a recycle keeps
+// capacity anyway (the old worker serves until the new one is ready).
+// What keeps a group from recycling together is the jitter of
+// RequestBudget, now that the proxy reports each budget the moment it is
+// spent; the rule of one requests-recycle at a time was for a check that
+// polled once a second, when every worker passed its budget between two
+// checks. During a reload (reloading) no worker is recycled for its
+// requests: the reload replaces them all, and a replacement started now
+// would be of the generation on its way out. Memory is never held back.
+func PlanRecycles(lim Limits, facts []WorkerFacts, reloading bool) []PlannedRecycle {
 	var plan []PlannedRecycle
-	byRequests := requestsUnderway
 	for i, f := range facts {
 		r, ok := CheckLimits(lim, f)
-		if !ok {
+		if !ok || (r.Kind == RecycleRequests && reloading) {
 			continue
-		}
-		if r.Kind == RecycleRequests {
-			if byRequests {
-				continue
-			}
-			byRequests = true
 		}
 		plan = append(plan, PlannedRecycle{Index: i, Reason: r})
 	}

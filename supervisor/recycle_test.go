@@ -19,6 +19,10 @@ func TestCheckLimits(t *testing.T) {
 		{"memory", lim, WorkerFacts{RSS: 812 << 20, Served: 10, RequestBudget: 950}, RecycleMemory, "rss 812MiB > limit 768MiB"},
 		{"exactly at memory limit", lim, WorkerFacts{RSS: 768 << 20, RequestBudget: 950}, "", ""},
 		{"requests", lim, WorkerFacts{RSS: 1 << 20, Served: 950, RequestBudget: 950}, RecycleRequests, "served 950 requests (max_requests 1000)"},
+		{"one short of the budget", lim, WorkerFacts{Served: 949, RequestBudget: 950}, "", ""},
+		{"reported by the proxy, counters not polled yet", lim, WorkerFacts{Served: 0, RequestBudget: 950, BudgetSpent: true}, RecycleRequests, "served 950 requests (max_requests 1000)"},
+		{"polled counters ahead of the report", lim, WorkerFacts{Served: 990, RequestBudget: 950, BudgetSpent: true}, RecycleRequests, "served 990 requests (max_requests 1000)"},
+		{"reported, but no budget", lim, WorkerFacts{Served: 5000, BudgetSpent: true}, "", ""},
 		{"memory wins", lim, WorkerFacts{RSS: 1 << 30, Served: 5000, RequestBudget: 950}, RecycleMemory, "rss 1.0GiB > limit 768MiB"},
 		{"no limits", Limits{}, WorkerFacts{RSS: 1 << 40, Served: 1 << 40}, "", ""},
 		{"unknown rss", lim, WorkerFacts{RSS: 0, Served: 1, RequestBudget: 950}, "", ""},
@@ -66,26 +70,29 @@ func TestIdleCheck(t *testing.T) {
 	}
 }
 
-func TestPlanRecyclesOneByRequestsPerCheck(t *testing.T) {
+func TestPlanRecycles(t *testing.T) {
 	lim := Limits{MemoryLimit: 100 << 20, MaxRequests: 1000}
 	over := WorkerFacts{RSS: 10 << 20, Served: 5000, RequestBudget: 900}
+	reported := WorkerFacts{RSS: 10 << 20, RequestBudget: 900, BudgetSpent: true}
 	under := WorkerFacts{RSS: 10 << 20, Served: 10, RequestBudget: 900}
 	bloated := WorkerFacts{RSS: 200 << 20, Served: 5000, RequestBudget: 900}
 	cases := []struct {
-		name     string
-		facts    []WorkerFacts
-		underway bool
-		want     []int
+		name      string
+		facts     []WorkerFacts
+		reloading bool
+		want      []int
 	}{
-		{"all past their budget: only the first goes", []WorkerFacts{over, over, over}, false, []int{0}},
-		{"one already on its way out: none more", []WorkerFacts{over, over}, true, nil},
+		// The budgets' jitter spreads a group; a worker at its budget
+		// is never kept waiting for another's recycle (S4).
+		{"every worker at its budget goes", []WorkerFacts{over, reported, under, over}, false, []int{0, 1, 3}},
+		{"requests wait for a reload to end", []WorkerFacts{over, reported}, true, nil},
 		{"memory is never held back", []WorkerFacts{bloated, bloated, over}, true, []int{0, 1}},
-		{"memory and one by requests", []WorkerFacts{over, bloated, over}, false, []int{0, 1}},
+		{"memory and requests", []WorkerFacts{over, bloated, over}, false, []int{0, 1, 2}},
 		{"nobody over", []WorkerFacts{under, under}, false, nil},
 	}
 	for _, c := range cases {
 		var got []int
-		for _, p := range PlanRecycles(lim, c.facts, c.underway) {
+		for _, p := range PlanRecycles(lim, c.facts, c.reloading) {
 			got = append(got, p.Index)
 			if want, _ := CheckLimits(lim, c.facts[p.Index]); p.Reason != want {
 				t.Errorf("%s: worker %d reason %v, want %v", c.name, p.Index, p.Reason, want)
