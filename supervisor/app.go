@@ -106,6 +106,10 @@ type reloadOp struct {
 	progress chan string
 	done     chan error
 	draining bool
+	// The app was stopped by its owner (halted) or idle when the reload
+	// began: the reload starts it on the fresh code, and an abort leaves
+	// it as it was.
+	halted, idle bool
 }
 
 // App supervises one app's workers. Create it with NewApp and run it with
@@ -799,6 +803,11 @@ func (a *App) Halt(ctx context.Context) error {
 func (a *App) Resume(ctx context.Context) error {
 	ready := make(chan error, 1)
 	if err := a.do(ctx, func() {
+		if a.reload != nil && a.halted {
+			// A reload is starting this stopped app; it reports itself.
+			ready <- ErrReloadRunning
+			return
+		}
 		if !a.halted && !a.failing && !a.idle {
 			ready <- nil
 			return
@@ -878,9 +887,17 @@ func (a *App) startReload(op *reloadOp) error {
 	case a.reload != nil:
 		return ErrReloadRunning
 	}
-	a.idle = false // a reload of an idle app starts it
-	a.halted = false
+	// A reload of an idle or stopped app starts it on the fresh code
+	// (docs/cli.md). A stopped one stays halted until the swap, so
+	// nothing starts a worker of the old generation meanwhile, and it
+	// simply stays stopped if the new code fails.
 	op.note = a.note
+	op.idle, op.halted = a.idle, a.halted
+	a.idle = false
+	if a.halted {
+		a.failing = false
+		op.say("the app is stopped; starting it on the fresh code")
+	}
 	op.gen = a.gen + 1
 	a.reload = op
 	a.setState(AppReloading)
@@ -889,6 +906,7 @@ func (a *App) startReload(op *reloadOp) error {
 	op.say("starting new worker 1 of %d", op.cfg.Processes)
 	if _, err := a.spawn(op.cfg, op.gen); err != nil {
 		a.reload = nil
+		a.idle = op.idle
 		a.updateState()
 		return &ReloadError{Reason: err.Error()}
 	}
@@ -920,11 +938,16 @@ func (a *App) reloadProgress() {
 		if ready < op.cfg.Processes {
 			return
 		}
-		op.say("all %d new workers are ready; draining the old ones", ready)
 		old := a.gen
 		a.cfg, a.gen = op.cfg, op.gen
 		a.tracker.Reset()
 		op.draining = true
+		if op.halted {
+			a.halted = false
+			op.say("all %d new workers are ready; the app runs again", ready)
+		} else {
+			op.say("all %d new workers are ready; draining the old ones", ready)
+		}
 		for _, w := range a.workers {
 			if w.gen == old && (w.state == WorkerReady || w.state == WorkerStarting) {
 				a.drainWorker(w)
@@ -936,7 +959,9 @@ func (a *App) reloadProgress() {
 			return // an old worker is still on its way out
 		}
 	}
-	op.say("old workers stopped")
+	if !op.halted {
+		op.say("old workers stopped")
+	}
 	a.reload = nil
 	a.lastErr = "" // the code that failed is gone
 	op.done <- nil
@@ -945,8 +970,16 @@ func (a *App) reloadProgress() {
 func (a *App) abortReload(failed *worker, reason string, importErr *daemons.ImportError) {
 	op := a.reload
 	a.reload = nil
-	a.log.Error("reload aborted; the old workers keep serving", "reason", reason)
-	a.note("reload aborted (%s); the old workers keep serving", reason)
+	after := "the old workers keep serving"
+	switch {
+	case op.halted:
+		after = "the app stays stopped" // still halted: nothing was swapped
+	case op.idle:
+		a.idle = true // as before: the next request starts it
+		after = "the app stays idle"
+	}
+	a.log.Error("reload aborted; "+after, "reason", reason)
+	a.note("reload aborted (%s); %s", reason, after)
 	for _, w := range a.workers {
 		if w.gen == op.gen && w != failed {
 			a.stopWorker(w, time.Second)
@@ -982,7 +1015,9 @@ func (a *App) updateState() {
 		}
 	}
 	switch {
-	case a.stopping, a.halted:
+	case a.stopping, a.halted && a.reload == nil:
+		// A halted app with a reload under way is being started on fresh
+		// code: reloading, until the swap or the abort.
 		to = AppStopped
 	case a.idle:
 		to = AppIdle
@@ -995,8 +1030,8 @@ func (a *App) updateState() {
 	default:
 		to = AppStarting
 	}
-	if a.state == AppStopped && to != AppStarting && to != AppStopped {
-		a.setState(AppStarting)
+	if a.state == AppStopped && to != AppStopped && !canMove(appMoves, a.state, to) {
+		a.setState(AppStarting) // a stopped app that runs again is starting first
 	}
 	a.setState(to)
 }

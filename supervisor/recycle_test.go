@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -100,6 +101,25 @@ func TestPlanRecycles(t *testing.T) {
 		}
 		if fmt.Sprint(got) != fmt.Sprint(c.want) {
 			t.Errorf("%s: recycles %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+func TestAppMoves(t *testing.T) {
+	// A reload may start a stopped or idle app, and leaves it so when the
+	// new code fails (issue 9 item 10: no ERROR for a normal action).
+	for _, m := range [][2]AppState{
+		{AppStopped, AppReloading}, {AppReloading, AppStopped},
+		{AppIdle, AppReloading}, {AppReloading, AppIdle},
+		{AppReloading, AppRunning}, {AppStopped, AppStarting},
+	} {
+		if err := checkAppMove(m[0], m[1]); err != nil {
+			t.Errorf("%s → %s: %v", m[0], m[1], err)
+		}
+	}
+	for _, m := range [][2]AppState{{AppStopped, AppRunning}, {AppStarting, AppReloading}, {AppStopped, AppIdle}} {
+		if err := checkAppMove(m[0], m[1]); !errors.Is(err, ErrIllegalMove) {
+			t.Errorf("%s → %s allowed", m[0], m[1])
 		}
 	}
 }

@@ -36,11 +36,14 @@ const (
 	AppIdle AppState = "idle"
 )
 
+// A reload may begin on a stopped app (it starts it on the fresh code,
+// and it is stopped again if the new code fails) and on an idle one (which
+// is idle again if it fails).
 var appMoves = map[AppState][]AppState{
-	AppStopped:   {AppStarting},
+	AppStopped:   {AppStarting, AppReloading},
 	AppStarting:  {AppRunning, AppFailing, AppStopped},
 	AppRunning:   {AppReloading, AppFailing, AppStopped, AppStarting, AppIdle},
-	AppReloading: {AppRunning, AppFailing, AppStopped},
+	AppReloading: {AppRunning, AppFailing, AppStopped, AppIdle},
 	AppFailing:   {AppStarting, AppRunning, AppStopped, AppReloading},
 	AppIdle:      {AppStarting, AppReloading, AppStopped},
 }
