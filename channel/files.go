@@ -109,13 +109,34 @@ func (c *FilesConn) SendListeners(s ListenerSet) error {
 	if len(s.Files) > 0 {
 		fds := make([]int, len(s.Files))
 		for i, f := range s.Files {
-			fds[i] = int(f.Fd())
+			fd, err := rawFD(f)
+			if err != nil {
+				return fmt.Errorf("listener set: %s: %w", s.Addrs[i], err)
+			}
+			fds[i] = fd
 		}
 		oob = unix.UnixRights(fds...)
 	}
 	err := c.send(s, oob)
-	runtime.KeepAlive(s.Files)
+	runtime.KeepAlive(s.Files) // the numbers in oob are theirs until sent
 	return err
+}
+
+// rawFD is f's descriptor number. Not f.Fd(): for a listener's File that
+// clears O_NONBLOCK, which belongs to the socket's open file description,
+// shared with every duplicate, the proxy's served listeners among them;
+// a served listener left blocking ties its accept to a thread, and then
+// closing it waits for the next connection.
+func rawFD(f *os.File) (int, error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd := -1
+	if err := rc.Control(func(u uintptr) { fd = int(u) }); err != nil {
+		return -1, err
+	}
+	return fd, nil
 }
 
 // ReceiveListeners reads the next ListenerSet. io.EOF means the master

@@ -113,6 +113,27 @@ func TestListenerSetReceivedDescriptorsCloseOnExec(t *testing.T) {
 	}
 }
 
+func TestSendListenersLeavesSocketsNonBlocking(t *testing.T) {
+	// The flag is the socket's, shared with the proxy's served copy.
+	m, p := filesPair(t)
+	ln, f := listenerFile(t)
+	defer f.Close()
+	if err := m.SendListeners(ListenerSet{Serial: 1, Addrs: []string{"a"}, Files: []*os.File{f}}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := p.ReceiveListeners()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got.Files[0].Close()
+	rc, _ := ln.SyscallConn()
+	var fl int
+	rc.Control(func(fd uintptr) { fl, err = unix.FcntlInt(fd, unix.F_GETFL, 0) })
+	if err != nil || fl&unix.O_NONBLOCK == 0 {
+		t.Errorf("after sending, the listener's flags are %#x, %v: blocking", fl, err)
+	}
+}
+
 func TestListenerSetEmpty(t *testing.T) {
 	m, p := filesPair(t)
 	if err := m.SendListeners(ListenerSet{Serial: 3}); err != nil {

@@ -181,6 +181,22 @@ func TestListenReload(t *testing.T) {
 		t.Errorf("B's keep-alive connection was dropped by a reload that left B alone (%s, then %s)", first, again)
 	}
 
+	// [A, B] -> [A] -> [A, B]: B, sent along unchanged just now, closes
+	// as promptly as one that was new, and comes back.
+	keep.CloseIdleConnections()
+	d.writeListen(users, a)
+	if out, err := reload(); err != nil {
+		t.Fatalf("reload-config [A, B] -> [A]: %v\n%s", err, out)
+	}
+	answers(a)
+	refuses(b, "after it was removed")
+	d.writeListen(users, a, b)
+	if out, err := reload(); err != nil {
+		t.Fatalf("reload-config [A] -> [A, B]: %v\n%s", err, out)
+	}
+	answers(a)
+	answers(b)
+
 	// A bind failure: nothing changes.
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

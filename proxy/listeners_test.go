@@ -277,17 +277,35 @@ func TestRunAppliesListenerSets(t *testing.T) {
 	}
 
 	addrB, dupB, lnB := testListener(t)
-	f := dupB()
-	if err := files.SendListeners(channel.ListenerSet{Serial: 5, Addrs: []string{addrB}, Files: []*os.File{f}}); err != nil {
+	send := func(serial uint64, addrs []string, fs ...*os.File) {
+		t.Helper()
+		if err := files.SendListeners(channel.ListenerSet{Serial: serial, Addrs: addrs, Files: fs}); err != nil {
+			t.Fatal(err)
+		}
+		closeFiles(fs)
+		files.SetReadDeadline(time.Now().Add(5 * time.Second))
+		ack, err := files.ReceiveAck()
+		if err != nil || ack.Serial != serial || ack.Error != "" {
+			t.Fatalf("ack %+v, %v", ack, err)
+		}
+	}
+	// A stays, B comes: A's socket is sent along and must keep working
+	// as before (sending it must not change it for the proxy, say by
+	// putting it into blocking mode, or the proxy's accept would hold
+	// it open when it is removed).
+	f, err := lnA.(*net.TCPListener).File()
+	if err != nil {
 		t.Fatal(err)
 	}
-	f.Close()
+	fB := dupB() // for the last set
+	send(4, []string{addrA, addrB}, f, dupB())
 	lnB.Close()
-	files.SetReadDeadline(time.Now().Add(10 * time.Second))
-	ack, err := files.ReceiveAck()
-	if err != nil || ack.Serial != 5 || ack.Error != "" {
-		t.Fatalf("ack %+v, %v", ack, err)
+	for range 3 {
+		if resp, _, err := dialKeepAlive(t, addrA).get("/"); err != nil || resp.StatusCode != http.StatusNotFound {
+			t.Fatalf("A after an unchanged set: %v %v", resp, err)
+		}
 	}
+	send(5, []string{addrB}, fB)
 	if !refuses(addrA) {
 		t.Error("A still accepts after the set without it was acknowledged")
 	}

@@ -419,6 +419,11 @@ func listenerID(ln net.Listener) (socketID, error) {
 	return id, serr
 }
 
+// fileID is the identity of a received socket. It also puts the socket
+// back into non-blocking mode: that flag is shared by every duplicate, a
+// listener this proxy serves among them, whose accept must not block a
+// thread (and hold the listener open when it is closed) because a sender
+// cleared it.
 func fileID(f *os.File) (socketID, error) {
 	rc, err := f.SyscallConn()
 	if err != nil {
@@ -426,7 +431,11 @@ func fileID(f *os.File) (socketID, error) {
 	}
 	var id socketID
 	var serr error
-	if err := rc.Control(func(fd uintptr) { id, serr = fdID(int(fd)) }); err != nil {
+	if err := rc.Control(func(fd uintptr) {
+		if id, serr = fdID(int(fd)); serr == nil {
+			serr = unix.SetNonblock(int(fd), true)
+		}
+	}); err != nil {
 		return socketID{}, err
 	}
 	return id, serr
