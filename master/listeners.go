@@ -16,8 +16,9 @@ import (
 )
 
 // ackTimeout bounds how long the master waits for the proxy to say it
-// serves a new listener set: it only has to open and close sockets.
-const ackTimeout = 10 * time.Second
+// serves a new listener set: it only has to open and close sockets. A
+// variable for tests.
+var ackTimeout = 10 * time.Second
 
 // listenerSet is the master's listening sockets, which it binds (as
 // root, so ports under 1024 work) and the proxy serves. It is the truth a
@@ -44,13 +45,14 @@ type boundListener struct {
 // connections finish in the proxy. added and removed name what changed,
 // as configured.
 //
-// It is all or nothing: every new address is bound before anything
-// changes, so one that cannot be (in use, not a local address) returns
-// its error and the proxy goes on as before; so does a proxy that
-// refuses the new set. If the proxy cannot be reached (it is dead or
-// restarting), the change holds: the next proxy starts with it. If it
-// does not answer within ackTimeout, the change holds too (a proxy
-// restarted later gets it) and the error says so.
+// It is all or nothing, and an error means nothing changed: every new
+// address is bound before anything changes, so one that cannot be (in
+// use, not a local address) returns its error and the proxy goes on as
+// before; so does a proxy that refuses the new set. If the proxy cannot
+// be reached (it is dead or restarting), the change holds: the next
+// proxy starts with it. If it does not answer within ackTimeout, the
+// change holds too (it may yet apply it; a restarted one does), and the
+// daemon's log says so.
 func (m *Master) setListen(addrs []string) (added, removed []string, err error) {
 	return m.lns.set(addrs, m.log)
 }
@@ -97,10 +99,12 @@ func (s *listenerSet) set(addrs []string, log hclog.Logger) (added, removed []st
 			closeTCP(fresh)
 			return nil, nil, err
 		} else if err != nil {
-			closeTCP(gone)
-			return added, removed, err
+			// The proxy is alive but did not say; it may yet apply the
+			// set, and a restarted one does. The change holds.
+			log.Error("listeners changed, but the proxy did not confirm it serves them", "added", added, "removed", removed, "error", err)
+		} else {
+			log.Info("listeners changed", "added", added, "removed", removed)
 		}
-		log.Info("listeners changed", "added", added, "removed", removed)
 	}
 	// The proxy holds its own duplicates of the removed sockets and
 	// closes them itself; the master's copies would keep them accepting.
@@ -110,9 +114,9 @@ func (s *listenerSet) set(addrs []string, log hclog.Logger) (added, removed []st
 
 // handOverLocked sends the current set to the running proxy and waits
 // for its answer. undo says the proxy certainly serves the set before
-// (it refused this one, or never got it), so the change must be undone.
-// A proxy that went away is no error: its successor starts with the
-// current set.
+// (it refused this one, or never got it), so the change must be undone;
+// an error without undo, that its answer is missing. A proxy that went
+// away is no error: its successor starts with the current set.
 func (s *listenerSet) handOverLocked(log hclog.Logger) (undo bool, err error) {
 	files, addrs, err := s.dupLocked()
 	if err != nil {
@@ -137,9 +141,9 @@ func (s *listenerSet) handOverLocked(log hclog.Logger) (undo bool, err error) {
 			log.Warn("the proxy went away before taking the new listeners; the next one starts with them")
 			return false, nil
 		case errors.Is(err, os.ErrDeadlineExceeded):
-			return false, fmt.Errorf("the proxy did not confirm the new listeners within %s; they are kept, and a restarted proxy serves them", ackTimeout)
+			return false, fmt.Errorf("no answer within %s", ackTimeout)
 		case err != nil:
-			return false, fmt.Errorf("the proxy's answer on the new listeners: %w; they are kept, and a restarted proxy serves them", err)
+			return false, fmt.Errorf("its answer: %w", err)
 		case ack.Serial != serial:
 			continue // the late answer to a set that timed out
 		case ack.Error != "":

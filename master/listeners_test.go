@@ -5,8 +5,10 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -155,6 +157,7 @@ func fakeProxy(t *testing.T, s *listenerSet, answer func(channel.ListenerSet) st
 		t.Fatal(err)
 	}
 	sets = make(chan channel.ListenerSet, 10)
+	lateBy := 3 * ackTimeout
 	go func() {
 		defer proxy.Close()
 		for {
@@ -167,8 +170,12 @@ func fakeProxy(t *testing.T, s *listenerSet, answer func(channel.ListenerSet) st
 			}
 			sets <- set
 			reason := answer(set)
-			if reason == "hang up" {
+			switch reason {
+			case "hang up":
 				return
+			case "late":
+				time.Sleep(lateBy)
+				reason = ""
 			}
 			proxy.SendAck(channel.ListenerAck{Serial: set.Serial, Error: reason})
 		}
@@ -241,5 +248,35 @@ func TestSetListenProxyGoneKeepsTheChange(t *testing.T) {
 	s.startProxy(nil, func(_ []*os.File, addrs []string) error { got = addrs; return nil })
 	if len(got) != 1 || got[0] != b {
 		t.Errorf("a new proxy starts with %v, want [%s]", got, b)
+	}
+}
+
+func TestSetListenLateProxyKeepsTheChange(t *testing.T) {
+	defer func(d time.Duration) { ackTimeout = d }(ackTimeout)
+	ackTimeout = 50 * time.Millisecond
+	s := newTestListeners(t)
+	log := hclog.NewNullLogger()
+	a, b := freeAddr(t), freeAddr(t)
+	if _, _, err := s.set([]string{a}, log); err != nil {
+		t.Fatal(err)
+	}
+	answer := "late"
+	var mu sync.Mutex
+	_, detach := fakeProxy(t, s, func(channel.ListenerSet) string { mu.Lock(); defer mu.Unlock(); return answer })
+	defer detach()
+	// An error means nothing changed; this change holds, so no error.
+	added, removed, err := s.set([]string{b}, log)
+	if err != nil || len(added) != 1 || len(removed) != 1 {
+		t.Fatalf("with a proxy that answers late: %v %v %v", added, removed, err)
+	}
+	// Its late answer is not taken for the next set's.
+	mu.Lock()
+	answer = ""
+	mu.Unlock()
+	if _, _, err := s.set([]string{a, b}, log); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.addrs(); len(got) != 2 {
+		t.Errorf("addrs %v", got)
 	}
 }
