@@ -1,16 +1,13 @@
 package proxy
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -53,7 +50,14 @@ type Proxy struct {
 	// trusted are the proxies whose X-Forwarded-* and X-Request-Id are
 	// believed (R8); set before serving.
 	trusted []netip.Prefix
+	// limits are set before serving (SetLimits); New starts with the
+	// defaults.
+	limits Limits
 }
+
+// SetLimits sets the client limits (zero fields take their defaults);
+// call it before serving.
+func (p *Proxy) SetLimits(l Limits) { p.limits = l.WithDefaults() }
 
 // SetTrustedProxies sets trusted_proxies; call it before serving.
 func (p *Proxy) SetTrustedProxies(trusted []netip.Prefix) { p.trusted = trusted }
@@ -73,7 +77,7 @@ func New(log hclog.Logger, events func(channel.Event)) *Proxy {
 	if events == nil {
 		events = func(channel.Event) {}
 	}
-	p := &Proxy{log: log, pools: map[string]*appPool{}, events: events, routed: make(chan struct{}), idPrefix: hex.EncodeToString(b[:])}
+	p := &Proxy{log: log, pools: map[string]*appPool{}, events: events, routed: make(chan struct{}), idPrefix: hex.EncodeToString(b[:]), limits: DefaultLimits}
 	p.routes.Store(newRouter())
 	p.envPool.New = func() any { e := make(wsgiadapter.Environ, 0, 64); return &e }
 	return p
@@ -259,163 +263,6 @@ func (p *Proxy) logAccess(r *http.Request, rec *recorder, start time.Time, rid, 
 	})
 }
 
-// maxAttempts bounds the fresh connections tried for one request when
-// workers cannot be reached (a worker died between its last request and
-// this one).
-const maxAttempts = 3
-
-func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, rt route, env wsgiadapter.Environ, rid string) {
-	ctx := r.Context()
-	app, maxBody, timeout := rt.app, rt.maxBody, rt.requestTimeout
-	var watch *bodyWatch
-	if maxBody > 0 {
-		if r.ContentLength > maxBody {
-			writeError(w, http.StatusRequestEntityTooLarge, 0)
-			return
-		}
-		if r.ContentLength < 0 {
-			// A chunked upload is cut off where it passes the limit.
-			watch = &bodyWatch{r: http.MaxBytesReader(w, r.Body, maxBody)}
-			r.Body = watch
-		}
-	}
-	// A small body is read up front so a retry can send it again; a
-	// streamed one is never retried after its first byte was read, and
-	// only read after the REQUEST frame went out.
-	var body io.Reader
-	size := r.ContentLength
-	var small []byte
-	if size > 0 && size <= wsgiadapter.InlineBodyMax {
-		small = make([]byte, size)
-		if _, err := io.ReadFull(r.Body, small); err != nil {
-			p.log.Debug("client body incomplete", "request_id", rid, "error", err)
-			return
-		}
-	} else if size != 0 {
-		body = r.Body
-	}
-	var lastErr error
-	for attempt := 0; attempt < maxAttempts; {
-		l, err := app.acquire(ctx)
-		if err != nil {
-			p.unavailable(w, r, app, rid, err)
-			return
-		}
-		conn := l.conn
-		pooled := conn != nil
-		if !pooled {
-			attempt++
-			conn, err = wsgiadapter.Dial(ctx, l.w.socket)
-			if err != nil {
-				app.dropConn(l, nil)
-				lastErr = err
-				if ctx.Err() != nil {
-					return // the client left while we dialled
-				}
-				continue
-			}
-		}
-		if body == nil {
-			err = conn.SendBytes(env, small)
-		} else {
-			err = conn.Send(env, body, size)
-		}
-		if err != nil {
-			app.dropConn(l, conn)
-			if errors.Is(err, wsgiadapter.ErrNotDelivered) {
-				// A stale pooled connection (its worker died or closed
-				// it) costs no attempt: the pool holds at most threads
-				// of them, so this ends, with a fresh dial at the latest.
-				lastErr = err
-				continue
-			}
-			p.log.Warn("sending request to worker failed", "app", app.key, "worker", l.w.id, "request_id", rid, "error", err)
-			writeError(w, http.StatusBadGateway, 0)
-			return
-		}
-		p.relay(w, r, app, l, conn, rid, timeout, watch)
-		return
-	}
-	p.log.Warn("no worker could take the request", "app", app.key, "request_id", rid, "error", lastErr)
-	writeError(w, http.StatusBadGateway, 0)
-}
-
-// relay copies the worker's response to the client. A client that goes
-// away closes the worker connection, which is how the worker learns to
-// stop (docs/protocol.md, Cancelling).
-func (p *Proxy) relay(w http.ResponseWriter, r *http.Request, app *appPool, l lease, conn *wsgiadapter.Conn, rid string, timeout time.Duration, watch *bodyWatch) {
-	start := time.Now()
-	stop := context.AfterFunc(r.Context(), func() { conn.Close() })
-	defer func() {
-		// The cancel hook must be gone before the connection is pooled:
-		// a client leaving right after its response would otherwise
-		// close a connection that is already serving someone else. If
-		// it ran, Close marked the connection not reusable.
-		stop()
-		app.release(l, conn)
-	}()
-
-	timedOut := func(err error) bool {
-		if !errors.Is(err, os.ErrDeadlineExceeded) {
-			return false
-		}
-		conn.Close()
-		detail := fmt.Sprintf("request %s %s %s exceeded request_timeout %v", rid, r.Method, r.URL.Path, timeout)
-		p.log.Warn("request timed out; the worker will be recycled", "app", app.key, "worker", l.w.id, "pid", l.w.pid, "request_id", rid, "after", time.Since(start).Round(time.Millisecond))
-		p.events(channel.Event{Kind: channel.EventTimeout, App: app.key, WorkerID: l.w.id, Detail: detail})
-		return true
-	}
-	conn.SetReadTimeout(timeout)
-	head, err := conn.ReadHead()
-	if err != nil {
-		switch {
-		case timedOut(err):
-			writeError(w, http.StatusGatewayTimeout, 0)
-		case watch.tooLarge():
-			writeError(w, http.StatusRequestEntityTooLarge, 0)
-		case r.Context().Err() != nil:
-			// The client left; logged as 499 by the access log later.
-		default:
-			p.log.Warn("worker failed before answering", "app", app.key, "worker", l.w.id, "pid", l.w.pid, "request_id", rid, "error", err)
-			writeError(w, http.StatusBadGateway, 0)
-		}
-		return
-	}
-	h := w.Header()
-	for _, hv := range head.Headers {
-		h.Add(hv.Name, hv.Value)
-	}
-	if _, ok := h["Content-Type"]; !ok {
-		// Do not let net/http sniff and invent a type the app did not send.
-		h["Content-Type"] = nil
-	}
-	w.WriteHeader(head.Status)
-	flusher, _ := w.(http.Flusher)
-	for {
-		chunk, err := conn.Next()
-		if err == io.EOF {
-			return
-		}
-		if err != nil {
-			if timedOut(err) {
-				panic(http.ErrAbortHandler)
-			}
-			if !errors.Is(err, wsgiadapter.ErrAppFailed) && r.Context().Err() == nil {
-				p.log.Warn("worker failed mid-response", "app", app.key, "worker", l.w.id, "pid", l.w.pid, "request_id", rid, "error", err)
-			}
-			// Abort the client's response: it must not look complete.
-			panic(http.ErrAbortHandler)
-		}
-		if _, err := w.Write(chunk); err != nil {
-			conn.Close()
-			panic(http.ErrAbortHandler)
-		}
-		if flusher != nil && !conn.Buffered() {
-			flusher.Flush()
-		}
-	}
-}
-
 func (p *Proxy) unavailable(w http.ResponseWriter, r *http.Request, app *appPool, rid string, err error) {
 	switch {
 	case r.Context().Err() != nil:
@@ -432,24 +279,3 @@ func (p *Proxy) unavailable(w http.ResponseWriter, r *http.Request, app *appPool
 		writeError(w, http.StatusServiceUnavailable, 5)
 	}
 }
-
-// bodyWatch remembers whether a chunked upload was cut off at max_body,
-// so the failure can be answered 413 instead of 502.
-type bodyWatch struct {
-	r      io.ReadCloser
-	tooBig atomic.Bool
-}
-
-func (b *bodyWatch) Read(p []byte) (int, error) {
-	n, err := b.r.Read(p)
-	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
-		b.tooBig.Store(true)
-	}
-	return n, err
-}
-
-func (b *bodyWatch) Close() error { return b.r.Close() }
-
-// tooLarge reports whether the body passed max_body; nil means no watch.
-func (b *bodyWatch) tooLarge() bool { return b != nil && b.tooBig.Load() }
