@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/BurntSushi/toml"
 
@@ -109,6 +110,112 @@ type Proxy struct {
 	// DefaultApp ("user/app") answers requests whose Host no app claims;
 	// "" leaves them 404 (R1).
 	DefaultApp string
+	// Limits protect the workers and the proxy from slow or hostile
+	// clients; complete, as DefaultProxyLimits under the file's keys.
+	Limits ProxyLimits
+}
+
+// ProxyLimits are the [proxy] keys that bound what a client may hold:
+// connections, and the time a request body may take. Each field holds
+// its value or its default; where a key allows 0, 0 means off.
+type ProxyLimits struct {
+	// BufferRequestBody: a request body up to this size is read whole,
+	// in memory, before a worker thread is taken, so a slow client never
+	// holds one. 0: bodies are not read ahead in memory.
+	BufferRequestBody int64
+	// RequestSpoolLimit: a larger body is read whole into an unnamed
+	// temporary file first, while the proxy's spooled bodies together
+	// stay under this many bytes; a body that would pass it streams to
+	// the worker as it arrives. 0: bodies are never spooled.
+	RequestSpoolLimit int64
+	// ClientBodyTimeout bounds each wait for the next bytes of a request
+	// body (nginx's client_body_timeout).
+	ClientBodyTimeout time.Duration
+	// ClientBodyMinRate, in bytes per second, is the least a body must
+	// average once ClientBodyTimeout has passed (mod_reqtimeout's
+	// MinRate). 0: no minimum.
+	ClientBodyMinRate int64
+	// SendTimeout bounds each wait for the client to take more of a
+	// response (nginx's send_timeout).
+	SendTimeout time.Duration
+	// KeepaliveTimeout closes a keep-alive connection idle this long.
+	KeepaliveTimeout time.Duration
+	// MaxConnections caps the open client connections; more are
+	// refused as they arrive.
+	MaxConnections int
+	// MaxConnectionsPerIP caps them per client address (an IPv6 /64);
+	// trusted_proxies are exempt. 0: no per-address cap.
+	MaxConnectionsPerIP int
+}
+
+// Built-in values of the [proxy] limits: they hold against the slow and
+// hostile clients of docs/admin-guide.md ("Limits against slow
+// clients").
+const (
+	DefaultBufferRequestBody   = 1 * MiB
+	DefaultRequestSpoolLimit   = 1 * GiB
+	DefaultClientBodyTimeout   = 60 * time.Second
+	DefaultClientBodyMinRate   = 500 // bytes per second, Apache's mod_reqtimeout's
+	DefaultSendTimeout         = 60 * time.Second
+	DefaultKeepaliveTimeout    = 75 * time.Second
+	DefaultMaxConnections      = 10_000
+	DefaultMaxConnectionsPerIP = 512
+)
+
+// DefaultProxyLimits is every limit at its default.
+var DefaultProxyLimits = ProxyLimits{
+	BufferRequestBody:   DefaultBufferRequestBody,
+	RequestSpoolLimit:   DefaultRequestSpoolLimit,
+	ClientBodyTimeout:   DefaultClientBodyTimeout,
+	ClientBodyMinRate:   DefaultClientBodyMinRate,
+	SendTimeout:         DefaultSendTimeout,
+	KeepaliveTimeout:    DefaultKeepaliveTimeout,
+	MaxConnections:      DefaultMaxConnections,
+	MaxConnectionsPerIP: DefaultMaxConnectionsPerIP,
+}
+
+var (
+	bufferRequestBodyRange   = sizeRange{lo: 1, hi: 256 * MiB, zero: "off"}
+	requestSpoolLimitRange   = sizeRange{lo: 1, hi: PiB, zero: "off"}
+	clientBodyTimeoutRange   = durRange{lo: time.Second, hi: time.Hour}
+	clientBodyMinRateRange   = sizeRange{lo: 1, hi: GiB, zero: "no minimum"}
+	sendTimeoutRange         = durRange{lo: time.Second, hi: time.Hour}
+	keepaliveTimeoutRange    = durRange{lo: time.Second, hi: time.Hour}
+	maxConnectionsRange      = intRange{lo: 1, hi: 1_000_000}
+	maxConnectionsPerIPRange = intRange{lo: 0, hi: 1_000_000, zero: "no limit"}
+)
+
+// Validate checks limits set other than from a file (pyhostd serve's
+// flags); flag spells each key as the caller names it ("--send-timeout").
+func (l ProxyLimits) Validate(flag func(key string) string) error {
+	size := func(key string, n int64, r sizeRange) error {
+		if (n == 0 && r.zero != "") || (n >= r.lo && n <= r.hi) {
+			return nil
+		}
+		return fmt.Errorf("%s: must be %s, got %s", flag(key), r, FormatSize(n))
+	}
+	dur := func(key string, d time.Duration, r durRange) error {
+		if (d == 0 && r.zero != "") || (d >= r.lo && d <= r.hi) {
+			return nil
+		}
+		return fmt.Errorf("%s: must be %s, got %s", flag(key), r, d)
+	}
+	integer := func(key string, n int, r intRange) error {
+		if int64(n) >= r.lo && int64(n) <= r.hi {
+			return nil
+		}
+		return fmt.Errorf("%s: must be %s, got %d", flag(key), r, n)
+	}
+	return errors.Join(
+		size("buffer_request_body", l.BufferRequestBody, bufferRequestBodyRange),
+		size("request_spool_limit", l.RequestSpoolLimit, requestSpoolLimitRange),
+		dur("client_body_timeout", l.ClientBodyTimeout, clientBodyTimeoutRange),
+		size("client_body_min_rate", l.ClientBodyMinRate, clientBodyMinRateRange),
+		dur("send_timeout", l.SendTimeout, sendTimeoutRange),
+		dur("keepalive_timeout", l.KeepaliveTimeout, keepaliveTimeoutRange),
+		integer("max_connections", l.MaxConnections, maxConnectionsRange),
+		integer("max_connections_per_ip", l.MaxConnectionsPerIP, maxConnectionsPerIPRange),
+	)
 }
 
 // TLSCert is one [[tls]] table: a certificate chain and its key, absolute
@@ -189,6 +296,15 @@ type rawProxy struct {
 	TrustedProxies value `toml:"trusted_proxies"`
 	AccessLog      value `toml:"access_log"`
 	DefaultApp     value `toml:"default_app"`
+
+	BufferRequestBody   value `toml:"buffer_request_body"`
+	RequestSpoolLimit   value `toml:"request_spool_limit"`
+	ClientBodyTimeout   value `toml:"client_body_timeout"`
+	ClientBodyMinRate   value `toml:"client_body_min_rate"`
+	SendTimeout         value `toml:"send_timeout"`
+	KeepaliveTimeout    value `toml:"keepalive_timeout"`
+	MaxConnections      value `toml:"max_connections"`
+	MaxConnectionsPerIP value `toml:"max_connections_per_ip"`
 }
 
 type rawTLS struct {
@@ -380,7 +496,7 @@ const defaultAccessLog = "\x00default"
 
 func (c *checker) proxy(prim toml.Primitive) Proxy {
 	p := keyPath{}.key("proxy")
-	px := Proxy{Listen: DefaultListen, TLSListen: []string{}, User: DefaultProxyUser, AccessLog: defaultAccessLog}
+	px := Proxy{Listen: DefaultListen, TLSListen: []string{}, User: DefaultProxyUser, AccessLog: defaultAccessLog, Limits: DefaultProxyLimits}
 	var r rawProxy
 	if !c.table(prim, p, &r, "a table: [proxy]") {
 		return px
@@ -427,7 +543,37 @@ func (c *checker) proxy(prim toml.Primitive) Proxy {
 			px.DefaultApp = s
 		}
 	}
+	px.Limits = c.proxyLimits(&r, p)
 	return px
+}
+
+func (c *checker) proxyLimits(r *rawProxy, p keyPath) ProxyLimits {
+	l := DefaultProxyLimits
+	if n, ok := c.size(r.BufferRequestBody, p.key("buffer_request_body"), bufferRequestBodyRange); ok {
+		l.BufferRequestBody = n
+	}
+	if n, ok := c.size(r.RequestSpoolLimit, p.key("request_spool_limit"), requestSpoolLimitRange); ok {
+		l.RequestSpoolLimit = n
+	}
+	if d, ok := c.duration(r.ClientBodyTimeout, p.key("client_body_timeout"), clientBodyTimeoutRange); ok {
+		l.ClientBodyTimeout = d
+	}
+	if n, ok := c.size(r.ClientBodyMinRate, p.key("client_body_min_rate"), clientBodyMinRateRange); ok {
+		l.ClientBodyMinRate = n
+	}
+	if d, ok := c.duration(r.SendTimeout, p.key("send_timeout"), sendTimeoutRange); ok {
+		l.SendTimeout = d
+	}
+	if d, ok := c.duration(r.KeepaliveTimeout, p.key("keepalive_timeout"), keepaliveTimeoutRange); ok {
+		l.KeepaliveTimeout = d
+	}
+	if n, ok := c.integer(r.MaxConnections, p.key("max_connections"), maxConnectionsRange); ok {
+		l.MaxConnections = int(n)
+	}
+	if n, ok := c.integer(r.MaxConnectionsPerIP, p.key("max_connections_per_ip"), maxConnectionsPerIPRange); ok {
+		l.MaxConnectionsPerIP = int(n)
+	}
+	return l
 }
 
 // ParseTrustedProxy reads one trusted_proxies entry (also the

@@ -20,6 +20,7 @@ func builtinAdmin() Admin {
 		Path: DefaultAdminFile,
 		Proxy: Proxy{
 			Listen: []string{":80"}, TLSListen: []string{}, User: "pyhost", AccessLog: "/var/log/pyhost/access.log",
+			Limits: DefaultProxyLimits,
 		},
 		Daemon:   Daemon{StateDir: "/run/pyhost", LogDir: "/var/log/pyhost", DataDir: "/var/lib/pyhost", ControlSocket: "/run/pyhost/control.sock"},
 		Apps:     AppDirs{UserDir: ".config/pyhost/apps", AdminDir: "/etc/pyhost/apps.d"},
@@ -50,6 +51,15 @@ func TestParseAdminValid(t *testing.T) {
 		{"[proxy]\naccess_log = \"\"", func(a *Admin) { a.Proxy.AccessLog = "" }},
 		{"[proxy]\ndefault_app = \"alice/blog\"", func(a *Admin) { a.Proxy.DefaultApp = "alice/blog" }},
 		{"[proxy]\naccess_log = \"/srv/log//access.log\"", func(a *Admin) { a.Proxy.AccessLog = "/srv/log/access.log" }},
+		{"[proxy]\nbuffer_request_body = \"64KiB\"\nrequest_spool_limit = \"10GiB\"\nclient_body_timeout = \"10s\"\nclient_body_min_rate = \"1KiB\"\n" +
+			"send_timeout = \"2m\"\nkeepalive_timeout = \"5s\"\nmax_connections = 2000\nmax_connections_per_ip = 64",
+			func(a *Admin) {
+				a.Proxy.Limits = ProxyLimits{BufferRequestBody: 64 << 10, RequestSpoolLimit: 10 << 30, ClientBodyTimeout: 10 * time.Second,
+					ClientBodyMinRate: 1024, SendTimeout: 2 * time.Minute, KeepaliveTimeout: 5 * time.Second, MaxConnections: 2000, MaxConnectionsPerIP: 64}
+			}},
+		{"[proxy]\nbuffer_request_body = 0\nrequest_spool_limit = \"0\"\nclient_body_min_rate = 0\nmax_connections_per_ip = 0", func(a *Admin) {
+			a.Proxy.Limits.BufferRequestBody, a.Proxy.Limits.RequestSpoolLimit, a.Proxy.Limits.ClientBodyMinRate, a.Proxy.Limits.MaxConnectionsPerIP = 0, 0, 0, 0
+		}},
 		{"[daemon]\nlog_dir = \"/srv/log\"", func(a *Admin) { a.Daemon.LogDir, a.Proxy.AccessLog = "/srv/log", "/srv/log/access.log" }},
 		{"[daemon]\nstate_dir = \"/run/p2\"", func(a *Admin) { a.Daemon.StateDir, a.Daemon.ControlSocket = "/run/p2", "/run/p2/control.sock" }},
 		{"[daemon]\nstate_dir = \"/run/p2\"\ncontrol_socket = \"/run/c.sock\"", func(a *Admin) {
@@ -114,6 +124,17 @@ func TestParseAdminInvalid(t *testing.T) {
 		{"[proxy]\ntrusted_proxies = [\"lb.example.com\"]", "proxy.trusted_proxies[0]", `…is not an IP address`, 2},
 		{"[proxy]\naccess_log = \"x.log\"", "proxy.access_log", `must be an absolute path, like "/var/log/pyhost/access.log", or "" for none, got "x.log"`, 2},
 		{"[proxy]\naccess_log = false", "proxy.access_log", `must be an absolute path, or "" for none, got false`, 2},
+		{"[proxy]\nbuffer_request_body = \"1GiB\"", "proxy.buffer_request_body", `must be 0 (off) or a size from 1B to 256MiB, like "512MiB", got "1GiB"`, 2},
+		{"[proxy]\nbuffer_request_body = \"1MB\"", "proxy.buffer_request_body", `…(MB is ambiguous)`, 2},
+		{"[proxy]\nrequest_spool_limit = -1", "proxy.request_spool_limit", `must be 0 (off) or a size from 1B to 1PiB, like "512MiB", got -1`, 2},
+		{"[proxy]\nclient_body_timeout = \"0s\"", "proxy.client_body_timeout", `must be a duration from 1s to 1h, like "30s", got "0s"`, 2},
+		{"[proxy]\nclient_body_timeout = 60", "proxy.client_body_timeout", `…got 60 (a number without a unit; write "60s")`, 2},
+		{"[proxy]\nclient_body_min_rate = \"fast\"", "proxy.client_body_min_rate", `…is not a size`, 2},
+		{"[proxy]\nsend_timeout = \"2h\"", "proxy.send_timeout", `must be a duration from 1s to 1h, like "30s", got "2h"`, 2},
+		{"[proxy]\nkeepalive_timeout = \"0\"", "proxy.keepalive_timeout", `must be a duration from 1s to 1h, like "30s", got "0"`, 2},
+		{"[proxy]\nmax_connections = 0", "proxy.max_connections", `must be an integer from 1 to 1000000, got 0`, 2},
+		{"[proxy]\nmax_connections_per_ip = \"64\"", "proxy.max_connections_per_ip", `must be an integer from 0 (no limit) to 1000000, got "64"`, 2},
+		{"[proxy]\nmax_connection = 10", "proxy.max_connection", `unknown key (did you mean max_connections?)`, 2},
 		{"[[tls]]\ncert = \"/c\"", "tls[0]", `needs key, the private key file, like key = "/etc/pyhost/tls/example.key"`, 1},
 		{"[[tls]]\nkey = \"/k\"", "tls[0]", `needs cert, the certificate chain file, like cert = "/etc/pyhost/tls/example.pem"`, 1},
 		{"[[tls]]\ncert = \"c.pem\"\nkey = \"/k\"", "tls[0].cert", `must be an absolute path, like "/etc/pyhost/tls/example.pem", got "c.pem"`, 2},
@@ -164,6 +185,27 @@ func TestParseAdminInvalid(t *testing.T) {
 		if e.Key != c.key || !msgOK || e.Line != c.line || e.File != DefaultAdminFile {
 			t.Errorf("%s:\n got %d: [%s] %s\nwant %d: [%s] %s", c.src, e.Line, e.Key, e.Msg, c.line, c.key, c.msg)
 		}
+	}
+}
+
+// pyhostd serve's flags are checked against the file's ranges.
+func TestProxyLimitsValidate(t *testing.T) {
+	flag := func(key string) string { return "--" + strings.ReplaceAll(key, "_", "-") }
+	if err := DefaultProxyLimits.Validate(flag); err != nil {
+		t.Errorf("defaults: %v", err)
+	}
+	off := DefaultProxyLimits
+	off.BufferRequestBody, off.RequestSpoolLimit, off.ClientBodyMinRate, off.MaxConnectionsPerIP = 0, 0, 0, 0
+	if err := off.Validate(flag); err != nil {
+		t.Errorf("what may be off, off: %v", err)
+	}
+	bad := DefaultProxyLimits
+	bad.ClientBodyTimeout, bad.MaxConnections, bad.BufferRequestBody = 0, -1, 1<<30
+	want := "--buffer-request-body: must be 0 (off) or a size from 1B to 256MiB, like \"512MiB\", got 1GiB\n" +
+		"--client-body-timeout: must be a duration from 1s to 1h, like \"30s\", got 0s\n" +
+		"--max-connections: must be an integer from 1 to 1000000, got -1"
+	if err := bad.Validate(flag); err == nil || err.Error() != want {
+		t.Errorf("got\n%v\nwant\n%s", err, want)
 	}
 }
 
