@@ -1,68 +1,143 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net/http"
+	"syscall"
+	"time"
 
 	"github.com/pyhost/pyhost/wsgiadapter"
 )
 
-// maxAttempts bounds the fresh connections tried for one request when
-// workers cannot be reached (a worker died between its last request and
-// this one).
-const maxAttempts = 3
+// maxAttempts bounds the tries of one request that fail without telling
+// anything about their worker (a connection that could not be set up for
+// another reason than a refusal): each may pick the same worker again.
+// Tries that cost no attempt end by themselves: a stale pooled connection
+// is closed, and the pool holds at most threads of them; a worker that
+// refused a connection is out of rotation. maxTries is the backstop for
+// both.
+const (
+	maxAttempts = 3
+	maxTries    = 64
+)
+
+// outcome is what one delivery attempt came to.
+type outcome int
+
+const (
+	delivered  outcome = iota
+	staleConn          // a pooled connection was closed: try again, free
+	workerDown         // the worker's socket refused: it is out of rotation; try again, free
+	dialFailed         // no connection for another reason: one attempt spent
+	badRequest         // the request cannot be put on the wire: 400, the connection is kept
+	sendFailed         // part of the request went out: 502, no retry
+	clientLeft         // the client went away meanwhile
+)
 
 // deliver sends the request to one of app's workers: the small body
 // (read already, so it can be sent again) or the streamed body of size
-// bytes. It retries only while nothing was delivered (docs/design.md).
-// ok is false when the client has been answered (or has left) already;
-// otherwise the lease and connection now carry the request and the
-// caller relays the response.
+// bytes. It retries only while nothing was delivered (docs/design.md):
+// on another worker when the first turned out dead, else after waiting
+// in the queue for what is left of queue_timeout. A 502 is for a request
+// that no worker could take although one seemed ready; never for one
+// that could wait for a worker instead. ok is false when the client has
+// been answered (or has left) already; otherwise the lease and connection
+// now carry the request and the caller relays the response.
 func (p *Proxy) deliver(w http.ResponseWriter, r *http.Request, app *appPool, env wsgiadapter.Environ, rid string, small []byte, body io.Reader, size int64) (l lease, conn *wsgiadapter.Conn, ok bool) {
 	ctx := r.Context()
+	asked := time.Now()
+	attempts := 0
 	var lastErr error
-	for attempt := 0; attempt < maxAttempts; {
-		l, err := app.acquire(ctx)
+	for tries := 0; tries < maxTries && attempts < maxAttempts; tries++ {
+		l, err := app.acquireAsked(ctx, asked)
 		if err != nil {
 			p.unavailable(w, r, app, rid, err)
 			return lease{}, nil, false
 		}
-		conn := l.conn
-		pooled := conn != nil
-		if !pooled {
-			attempt++
-			conn, err = wsgiadapter.Dial(ctx, l.w.socket)
-			if err != nil {
-				app.dropConn(l, nil)
-				lastErr = err
-				if ctx.Err() != nil {
-					return lease{}, nil, false // the client left while we dialled
-				}
-				continue
-			}
-		}
-		if body == nil {
-			err = conn.SendBytes(env, small)
-		} else {
-			err = conn.Send(env, body, size)
-		}
-		if err != nil {
-			app.dropConn(l, conn)
-			if errors.Is(err, wsgiadapter.ErrNotDelivered) {
-				// A stale pooled connection (its worker died or closed
-				// it) costs no attempt: the pool holds at most threads
-				// of them, so this ends, with a fresh dial at the latest.
-				lastErr = err
-				continue
-			}
-			p.log.Warn("sending request to worker failed", "app", app.key, "worker", l.w.id, "request_id", rid, "error", err)
+		conn, res, err := p.try(ctx, app, l, env, small, body, size)
+		switch res {
+		case delivered:
+			return l, conn, true
+		case staleConn:
+		case workerDown:
+			p.log.Warn("worker refused a connection; out of rotation until the master replaces it", "app", app.key, "worker", l.w.id, "pid", l.w.pid, "error", err)
+		case dialFailed:
+			attempts++
+		case badRequest:
+			p.log.Debug("request cannot be sent to a worker", "app", app.key, "request_id", rid, "error", err)
+			writeError(w, http.StatusBadRequest, 0)
+			return lease{}, nil, false
+		case sendFailed:
+			app.logs.warn(p.log, "send-failed", "sending request to worker failed", "app", app.key, "worker", l.w.id, "request_id", rid, "error", err)
 			writeError(w, http.StatusBadGateway, 0)
 			return lease{}, nil, false
+		case clientLeft:
+			return lease{}, nil, false
 		}
-		return l, conn, true
+		lastErr = err
 	}
-	p.log.Warn("no worker could take the request", "app", app.key, "request_id", rid, "error", lastErr)
+	app.logs.warn(p.log, "no-worker", "no worker could take the request", "app", app.key, "request_id", rid, "error", lastErr)
 	writeError(w, http.StatusBadGateway, 0)
 	return lease{}, nil, false
+}
+
+// try is one delivery attempt on the thread l holds: over its pooled
+// connection, or a new one. Whatever the outcome but delivered, l has
+// been given back.
+func (p *Proxy) try(ctx context.Context, app *appPool, l lease, env wsgiadapter.Environ, small []byte, body io.Reader, size int64) (*wsgiadapter.Conn, outcome, error) {
+	conn := l.conn
+	if conn == nil {
+		var err error
+		conn, err = wsgiadapter.Dial(ctx, l.w.socket)
+		switch {
+		case err == nil:
+		case ctx.Err() != nil:
+			app.dropConn(l, nil)
+			return nil, clientLeft, err
+		case refused(err):
+			if app.workerGone(l) {
+				return nil, workerDown, err
+			}
+			return nil, staleConn, err // taken out by another request already
+		default:
+			app.dropConn(l, nil)
+			return nil, dialFailed, err
+		}
+	}
+	var err error
+	if body == nil {
+		err = conn.SendBytes(env, small)
+	} else {
+		err = conn.Send(env, body, size)
+	}
+	switch {
+	case err == nil:
+		return conn, delivered, nil
+	case errors.Is(err, wsgiadapter.ErrNotDelivered) && conn.Reusable():
+		// Nothing was written and the connection is still clean: the
+		// request itself cannot be encoded (a NUL in the environ). Any
+		// other connection would refuse it too, so trying them all would
+		// only close a healthy pool one connection at a time.
+		app.unused(l, conn)
+		return nil, badRequest, err
+	case errors.Is(err, wsgiadapter.ErrNotDelivered):
+		app.dropConn(l, conn)
+		if l.conn == nil {
+			return nil, dialFailed, err // a fresh connection, closed at once
+		}
+		return nil, staleConn, err
+	default:
+		app.dropConn(l, conn)
+		return nil, sendFailed, err
+	}
+}
+
+// refused reports a dial error that means nobody listens on the worker's
+// socket any more: its process exited (the kernel closed the socket) or
+// was reaped (the master removed the file). A busy worker does not refuse:
+// a connection it cannot accept yet waits in its backlog.
+func refused(err error) bool {
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT)
 }

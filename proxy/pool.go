@@ -43,7 +43,18 @@ type upstream struct {
 	// other worker has a free thread for, until the supervisor drains it.
 	budget int
 	spent  bool
+
+	// down: the proxy saw this worker die (its socket refused a
+	// connection) or hang (a request on it passed request_timeout). It
+	// takes no new request from that moment, whatever the table says:
+	// the master learns of it a moment later and its table drops or
+	// drains the worker. Worker ids are never reused, so the mark cannot
+	// fall on a successor.
+	down bool
 }
+
+// routable reports whether w may be given a new request at all.
+func (w *upstream) routable() bool { return !w.draining && !w.down }
 
 // appPool holds one app's workers, their idle connections and the queue of
 // requests waiting for a free thread. One mutex guards it all: the
@@ -70,6 +81,10 @@ type appPool struct {
 	// onBudget is called once per worker, outside the lock, when it
 	// completes its request budget; nil: not reported.
 	onBudget func(app, worker string)
+
+	// logs keeps lines that come once per request (a full queue under a
+	// flood) to one per second, with a count.
+	logs rateLog
 }
 
 // lease is one request's hold on a worker thread.
@@ -88,6 +103,13 @@ type grant struct {
 // acquire reserves a thread on the least busy worker, waiting in arrival
 // order up to the queue timeout when all are busy.
 func (p *appPool) acquire(ctx context.Context) (lease, error) {
+	return p.acquireAsked(ctx, time.Now())
+}
+
+// acquireAsked is acquire for a request that first asked at asked: a
+// request retried after its worker turned out dead waits only what is
+// left of its queue timeout, not a new one.
+func (p *appPool) acquireAsked(ctx context.Context, asked time.Time) (lease, error) {
 	p.mu.Lock()
 	if err := p.refuseLocked(); err != nil {
 		p.mu.Unlock()
@@ -120,7 +142,7 @@ func (p *appPool) acquire(ctx context.Context) (lease, error) {
 		p.onWake(p.key)
 	}
 
-	timer := time.NewTimer(timeout)
+	timer := time.NewTimer(time.Until(asked.Add(timeout)))
 	defer timer.Stop()
 	var err error
 	select {
@@ -151,7 +173,10 @@ func (p *appPool) refuseLocked() error {
 	case channel.AppStarting, channel.AppIdle:
 		return nil
 	}
-	if !p.hasServingWorker() {
+	if !p.hasServingWorker() && !p.hasDownWorker() {
+		// A worker the proxy found dead or stuck is not in this count,
+		// but the master is about to replace it: its requests wait for
+		// that, as they would while the app starts.
 		return errUnavailable
 	}
 	return nil
@@ -203,7 +228,18 @@ func (p *appPool) spendLocked(w *upstream) bool {
 
 func (p *appPool) hasServingWorker() bool {
 	for _, w := range p.workers {
-		if !w.draining {
+		if w.routable() {
+			return true
+		}
+	}
+	return false
+}
+
+// hasDownWorker reports a worker the proxy took out of rotation on its
+// own evidence and the master has not drained or dropped yet.
+func (p *appPool) hasDownWorker() bool {
+	for _, w := range p.workers {
+		if w.down && !w.draining {
 			return true
 		}
 	}
@@ -260,7 +296,7 @@ func (p *appPool) giveBack(l lease, conn *wsgiadapter.Conn, served bool) {
 		spent = p.spendLocked(w)
 	}
 	if conn != nil {
-		if conn.Reusable() && !w.draining && !w.gone {
+		if conn.Reusable() && w.routable() && !w.gone {
 			w.idle = append(w.idle, conn)
 		} else {
 			conn.Close()
@@ -291,13 +327,60 @@ func (p *appPool) checkDrainedLocked(w *upstream) bool {
 	return true
 }
 
-// dropConn is release for a lease whose worker could not be reached: the
-// worker is probably dead, so its idle connections go too.
+// dropConn is release for a lease whose request was not delivered on
+// conn (nil: none was made): conn is closed, and nothing else of the
+// worker's. A stale pooled connection says little about the others (the
+// worker closed that one, or died; a refused dial tells which, see
+// workerGone).
 func (p *appPool) dropConn(l lease, conn *wsgiadapter.Conn) {
 	if conn != nil {
 		conn.Close()
 	}
 	p.giveBack(l, nil, false)
+}
+
+// unused is release for a lease whose request never went out for a
+// reason of its own (it cannot be encoded): conn is as good as before and
+// goes back to the pool.
+func (p *appPool) unused(l lease, conn *wsgiadapter.Conn) { p.giveBack(l, conn, false) }
+
+// workerGone is dropConn for a lease whose worker refused a connection:
+// nobody listens on its socket any more, so it died (or is on its way
+// out). It is out of rotation at once, with every idle connection it
+// had; the request is retried elsewhere. first is true for the call
+// that took it out (the one to log it).
+func (p *appPool) workerGone(l lease) (first bool) {
+	p.mu.Lock()
+	w := l.w
+	first = !w.down
+	p.setDownLocked(w)
+	w.inflight--
+	drained := p.checkDrainedLocked(w)
+	p.dispatchLocked()
+	p.mu.Unlock()
+	if drained && p.onDrained != nil {
+		p.onDrained(p.key, w.id)
+	}
+	return first
+}
+
+// timedOut takes the worker of a request that passed request_timeout out
+// of rotation at once (S5): one of its threads is stuck, and a new
+// connection would wait in its backlog behind it. The master, told by
+// EventTimeout, drains and replaces it. The lease itself is released as
+// usual afterwards.
+func (p *appPool) timedOut(l lease) {
+	p.mu.Lock()
+	p.setDownLocked(l.w)
+	p.mu.Unlock()
+}
+
+func (p *appPool) setDownLocked(w *upstream) {
+	w.down = true
+	for _, c := range w.idle {
+		c.Close()
+	}
+	w.idle = nil
 }
 
 // update applies the app's part of a new table.

@@ -320,3 +320,115 @@ func TestSpentWorkerTakesOnlyOverflow(t *testing.T) {
 		t.Fatalf("requests went to %v, want [b a a]", got)
 	}
 }
+
+func TestWorkerGoneIsOutOfRotationAtOnce(t *testing.T) {
+	p, drained := newTestPool(channel.AppRunning, time.Hour,
+		channel.Worker{ID: "a", Threads: 2}, channel.Worker{ID: "b", Threads: 2})
+	l, _ := p.acquire(context.Background())
+	if l.w.id != "a" {
+		t.Fatalf("first lease on %s, want a", l.w.id)
+	}
+	if !p.workerGone(l) {
+		t.Fatal("workerGone did not report the first call")
+	}
+	// a is idle and first in the list, the least busy by count: without
+	// the mark it would take every request and fail each one.
+	for i := 0; i < 2; i++ {
+		l, err := p.acquire(context.Background())
+		if err != nil || l.w.id != "b" {
+			t.Fatalf("request %d after a died: %v on %v, want b", i, err, l.w)
+		}
+	}
+	// A second request that dialled a before the mark: not first.
+	p.mu.Lock()
+	p.workers[0].inflight++
+	p.mu.Unlock()
+	if p.workerGone(lease{w: p.workers[0]}) {
+		t.Fatal("workerGone reported twice for one worker")
+	}
+	// The next table still lists a (the master has not heard yet): it
+	// stays out. Once drained in the table, it reports drained as usual.
+	p.update(channel.App{Key: "u/app", State: channel.AppRunning, QueueTimeout: time.Hour,
+		Workers: []channel.Worker{{ID: "a", Threads: 2}, {ID: "b", Threads: 2}}})
+	p.mu.Lock()
+	down := p.workers[0].down
+	p.mu.Unlock()
+	if !down {
+		t.Fatal("a new table with the same worker forgot it is down")
+	}
+	p.update(channel.App{Key: "u/app", State: channel.AppRunning, QueueTimeout: time.Hour,
+		Workers: []channel.Worker{{ID: "a", Threads: 2, Draining: true}, {ID: "b", Threads: 2}}})
+	if id := <-drained; id != "a" {
+		t.Fatalf("drained %s, want a", id)
+	}
+}
+
+func TestAllWorkersDownQueuesUntilReplaced(t *testing.T) {
+	p, _ := newTestPool(channel.AppRunning, time.Hour, channel.Worker{ID: "a", Threads: 1})
+	l, _ := p.acquire(context.Background())
+	p.workerGone(l)
+	// Not 503: the master is about to replace a (S2), so the request
+	// waits as it would while the app starts.
+	got := make(chan lease, 1)
+	errc := make(chan error, 1)
+	go func() {
+		l, err := p.acquire(context.Background())
+		if err != nil {
+			errc <- err
+			return
+		}
+		got <- l
+	}()
+	waitFor(t, func() bool { p.mu.Lock(); defer p.mu.Unlock(); return len(p.waiters) == 1 })
+	// The master's table: a gone, its replacement starting, then ready.
+	p.update(channel.App{Key: "u/app", State: channel.AppStarting, QueueTimeout: time.Hour})
+	p.update(channel.App{Key: "u/app", State: channel.AppRunning, QueueTimeout: time.Hour, Workers: []channel.Worker{{ID: "a2", Threads: 1}}})
+	select {
+	case l := <-got:
+		if l.w.id != "a2" {
+			t.Fatalf("queued request went to %s, want a2", l.w.id)
+		}
+	case err := <-errc:
+		t.Fatalf("queued request: %v", err)
+	}
+}
+
+func TestTimedOutWorkerTakesNoNewRequest(t *testing.T) {
+	p, _ := newTestPool(channel.AppRunning, time.Hour,
+		channel.Worker{ID: "a", Threads: 2}, channel.Worker{ID: "b", Threads: 2})
+	la, _ := p.acquire(context.Background()) // a
+	lb, _ := p.acquire(context.Background()) // b
+	p.timedOut(la)
+	p.release(la, nil) // the relay gives the lease back after its 504
+	// a has no request in flight and is first: still b's.
+	l, err := p.acquire(context.Background())
+	if err != nil || l.w.id != "b" {
+		t.Fatalf("after a's timeout: %v on %v, want b", err, l.w)
+	}
+	// b is full; a stays out: the request waits (and here gives up).
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { _, err := p.acquire(ctx); errc <- err }()
+	waitFor(t, func() bool { p.mu.Lock(); defer p.mu.Unlock(); return len(p.waiters) == 1 })
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Fatalf("waiter: %v", err)
+	}
+	p.release(lb, nil)
+	p.release(l, nil)
+}
+
+func TestRetryWaitsOnlyWhatIsLeftOfTheQueueTimeout(t *testing.T) {
+	p, _ := newTestPool(channel.AppRunning, time.Minute, channel.Worker{ID: "a", Threads: 1})
+	// A free thread is taken however long the request waited before.
+	l, err := p.acquireAsked(context.Background(), time.Now().Add(-time.Hour))
+	if err != nil {
+		t.Fatalf("free thread refused to a request asked an hour ago: %v", err)
+	}
+	// A request whose queue_timeout has passed (in an earlier try) does
+	// not wait a new one.
+	if _, err := p.acquireAsked(context.Background(), time.Now().Add(-time.Hour)); !errors.Is(err, errQueueTimeout) {
+		t.Fatalf("busy app, queue_timeout spent: %v, want errQueueTimeout", err)
+	}
+	p.release(l, nil)
+}

@@ -1,0 +1,215 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/pyhost/pyhost/channel"
+	"github.com/pyhost/pyhost/wsgiadapter"
+)
+
+// fakeWorker speaks the worker's side of the wire protocol on a UNIX
+// socket: the handshake, then "200 ok" to every request. closeAfter
+// closes each connection after its first response, as a worker that
+// closed a pooled connection.
+type fakeWorker struct {
+	path       string
+	ln         *net.UnixListener
+	closeAfter bool
+	conns      atomic.Int32 // connections accepted
+	requests   atomic.Int32 // requests answered
+	closed     atomic.Int32 // connections closed by the worker
+}
+
+func newFakeWorker(t *testing.T, closeAfter bool) *fakeWorker {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "w.sock")
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fakeWorker{path: path, ln: ln, closeAfter: closeAfter}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			f.conns.Add(1)
+			go f.serve(c)
+		}
+	}()
+	return f
+}
+
+func (f *fakeWorker) serve(c net.Conn) {
+	defer f.closed.Add(1)
+	defer c.Close()
+	r := bufio.NewReader(c)
+	if typ, _, err := wsgiadapter.ReadFrame(r, nil); err != nil || typ != wsgiadapter.FrameHello {
+		return
+	}
+	c.Write(wsgiadapter.AppendFrame(nil, wsgiadapter.FrameHello, []byte("version=1 pid=42 threads=4")))
+	for {
+		typ, _, err := wsgiadapter.ReadFrame(r, nil)
+		if err != nil || typ != wsgiadapter.FrameRequest {
+			return
+		}
+		f.requests.Add(1)
+		out := wsgiadapter.AppendFrame(nil, wsgiadapter.FrameHeaders, wsgiadapter.AppendHead(nil, "200 OK", []wsgiadapter.Header{{Name: "Content-Length", Value: "2"}}))
+		out = wsgiadapter.AppendFrame(out, wsgiadapter.FrameBody, []byte("ok"))
+		out = wsgiadapter.AppendFrame(out, wsgiadapter.FrameEnd, []byte{0})
+		c.Write(out)
+		if f.closeAfter {
+			return
+		}
+	}
+}
+
+// deadSocket is the path of a UNIX socket nobody listens on any more, as
+// a killed worker leaves it until the master removes it: a dial gets
+// ECONNREFUSED (and ENOENT once the file is gone).
+func deadSocket(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "dead.sock")
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.SetUnlinkOnClose(false)
+	ln.Close()
+	return path
+}
+
+// roundTrip delivers one request through p to app and reads the answer
+// as the relay would, giving the connection back to the pool; it returns
+// the status the client got.
+func roundTrip(t *testing.T, p *Proxy, app *appPool, env wsgiadapter.Environ) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	rec := httptest.NewRecorder()
+	r := httptest.NewRequest("GET", "/", nil).WithContext(ctx)
+	l, conn, ok := p.deliver(rec, r, app, env, "rid", nil, nil, 0)
+	if !ok {
+		return rec.Code
+	}
+	head, err := conn.ReadHead()
+	if err != nil {
+		app.release(l, conn)
+		t.Fatalf("read head: %v", err)
+	}
+	for {
+		if _, err := conn.Next(); err != nil {
+			break
+		}
+	}
+	app.release(l, conn)
+	return head.Status
+}
+
+func testProxyPool(workers ...channel.Worker) (*Proxy, *appPool) {
+	p := New(hclog.NewNullLogger(), nil)
+	app := &appPool{key: "u/app"}
+	app.update(channel.App{Key: "u/app", State: channel.AppRunning, QueueTimeout: time.Minute, StartupTimeout: time.Minute, Workers: workers})
+	return p, app
+}
+
+var okEnv = wsgiadapter.Environ{"REQUEST_METHOD", "GET", "PATH_INFO", "/"}
+
+func TestDeliverSkipsADeadWorker(t *testing.T) {
+	live := newFakeWorker(t, false)
+	p, app := testProxyPool(
+		channel.Worker{ID: "dead", Socket: deadSocket(t), Threads: 4},
+		channel.Worker{ID: "gone", Socket: filepath.Join(t.TempDir(), "removed.sock"), Threads: 4},
+		channel.Worker{ID: "live", Socket: live.path, Threads: 4},
+	)
+	for i := 0; i < 20; i++ {
+		if code := roundTrip(t, p, app, okEnv); code != http.StatusOK {
+			t.Fatalf("request %d: %d, want 200 from the live worker", i, code)
+		}
+	}
+	if n := live.requests.Load(); n != 20 {
+		t.Fatalf("live worker answered %d of 20", n)
+	}
+	app.mu.Lock()
+	defer app.mu.Unlock()
+	for _, w := range app.workers[:2] {
+		if !w.down || w.inflight != 0 {
+			t.Errorf("worker %s: down %v, inflight %d; want down, 0", w.id, w.down, w.inflight)
+		}
+	}
+}
+
+func TestDeliverQueuesWhileEveryWorkerIsDead(t *testing.T) {
+	p, app := testProxyPool(channel.Worker{ID: "dead", Socket: deadSocket(t), Threads: 4})
+	code := make(chan int, 1)
+	go func() { code <- roundTrip(t, p, app, okEnv) }()
+	// The request found the only worker dead and waits for the master's
+	// replacement instead of getting 502.
+	waitFor(t, func() bool { app.mu.Lock(); defer app.mu.Unlock(); return len(app.waiters) == 1 })
+	live := newFakeWorker(t, false)
+	app.update(channel.App{Key: "u/app", State: channel.AppRunning, QueueTimeout: time.Minute,
+		Workers: []channel.Worker{{ID: "new", Socket: live.path, Threads: 4}}})
+	if c := <-code; c != http.StatusOK {
+		t.Fatalf("queued request: %d, want 200", c)
+	}
+}
+
+func TestDeliverStalePooledConnectionCostsNothing(t *testing.T) {
+	closing := newFakeWorker(t, true)
+	p, app := testProxyPool(channel.Worker{ID: "w", Socket: closing.path, Threads: 4})
+	// Every connection is closed by the worker after one response, so
+	// each later request finds its pooled connection stale first.
+	for i := 0; i < 5; i++ {
+		if code := roundTrip(t, p, app, okEnv); code != http.StatusOK {
+			t.Fatalf("request %d: %d, want 200", i, code)
+		}
+		// The next request must find the pooled connection closed, not
+		// race the worker to it.
+		waitFor(t, func() bool { return closing.closed.Load() == int32(i+1) })
+	}
+	app.mu.Lock()
+	down := app.workers[0].down
+	app.mu.Unlock()
+	if down {
+		t.Fatal("a worker that closed a connection was taken for dead")
+	}
+}
+
+// Issue 17 item 1: a request no worker can take (a NUL in the environ)
+// once made the loop close every pooled connection of a healthy worker,
+// one per try, then dial fresh ones to fail again.
+func TestDeliverUnencodableRequestKeepsThePool(t *testing.T) {
+	live := newFakeWorker(t, false)
+	p, app := testProxyPool(channel.Worker{ID: "w", Socket: live.path, Threads: 4})
+	if code := roundTrip(t, p, app, okEnv); code != http.StatusOK {
+		t.Fatalf("first request: %d", code)
+	}
+	bad := wsgiadapter.Environ{"REQUEST_METHOD", "GET", "PATH_INFO", "/a\x00b"}
+	if code := roundTrip(t, p, app, bad); code != http.StatusBadRequest {
+		t.Fatalf("request with a NUL: %d, want 400", code)
+	}
+	app.mu.Lock()
+	idle, down := len(app.workers[0].idle), app.workers[0].down
+	app.mu.Unlock()
+	if idle != 1 || down {
+		t.Fatalf("after the refused request: %d idle connections, down %v; want 1, false", idle, down)
+	}
+	if code := roundTrip(t, p, app, okEnv); code != http.StatusOK {
+		t.Fatalf("request after: %d", code)
+	}
+	if n := live.conns.Load(); n != 1 {
+		t.Fatalf("the worker saw %d connections, want the 1 pooled one throughout", n)
+	}
+}
