@@ -30,6 +30,11 @@ var ErrForkServerStale = fmt.Errorf("%w is stale", ErrForkServer)
 // left to report its status.
 var errServerDied = fmt.Errorf("%w died, and its workers were killed with it", ErrForkServer)
 
+// ErrNoReport is the exit status of a child that is gone (seen through a
+// pidfd) but whose fork server did not report how within reportTimeout:
+// the server is stuck (stopped, say). The master does not wait for it.
+var ErrNoReport = fmt.Errorf("%w did not report how the worker ended: it is not responding", ErrForkServer)
+
 // ForkServerSpec starts a fork server: the worker script with
 // --fork-server, under the app's interpreter, credential, directory and
 // environment. Every worker it forks inherits all four.
@@ -46,6 +51,20 @@ type ForkServerSpec struct {
 // without an app (tens of ms): one stuck in a site hook must not hold up
 // its app, whose worker then starts directly.
 const readyTimeout = 3 * time.Second
+
+// replyTimeout bounds the wait for a ready server's answer to a spawn: a
+// fork and a message, milliseconds even on a loaded host. A server that
+// misses it is stuck (stopped, or wedged) and forks no more (Err); the
+// worker is started directly instead, and the app's next spawns go to a
+// new server.
+const replyTimeout = 2 * time.Second
+
+// reportTimeout bounds the wait for a server's report of a child's exit
+// once the kernel says (pidfd) the child is gone. A server reaps on
+// SIGCHLD at once; one that does not is stuck, and the master goes on
+// without the wait status rather than wait for it: reloads, recycles and
+// graceful_timeout never depend on the fork server's health.
+const reportTimeout = time.Second
 
 // ForkServer is one app's preloaded Python process that forks workers on
 // request (pyhost_worker.py, serve_forks). A forked worker costs the CPU of
@@ -67,6 +86,7 @@ type ForkServer struct {
 	exits   map[int]chan int // child pid → its raw wait status, or -1
 	retired bool             // no more spawns; close once no child is left
 	gone    error            // set when the connection ended
+	stuck   error            // set when it missed replyTimeout or reportTimeout
 }
 
 type spawnReply struct {
@@ -213,10 +233,45 @@ func (fs *ForkServer) handle(m forkMsg) {
 		}
 		delete(fs.exits, m.PID)
 		c <- m.Status
-		if fs.retired && len(fs.exits) == 0 {
-			fs.conn.CloseWrite()
-		}
+		fs.closeIfDoneLocked()
 	}
+}
+
+// closeIfDoneLocked ends a retired server once no child of it is left: it
+// exits when the master closes its end. A stuck one would not see that;
+// it has no child to take along any more, so it is killed.
+func (fs *ForkServer) closeIfDoneLocked() {
+	if !fs.retired || len(fs.exits) > 0 || fs.gone != nil {
+		return
+	}
+	fs.conn.CloseWrite()
+	if fs.stuck != nil {
+		syscall.Kill(fs.pid, syscall.SIGKILL)
+	}
+}
+
+// markStuck records that the server stopped answering; it forks no more.
+func (fs *ForkServer) markStuck(err error) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if fs.stuck == nil {
+		fs.stuck = err
+	}
+}
+
+// noReport is the end of child pid when the kernel says it is gone and
+// the server did not say how within reportTimeout: the server is marked
+// stuck, forgets the child (a late report is ignored), and is killed if
+// retired with no child left.
+func (fs *ForkServer) noReport(pid int) error {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if fs.stuck == nil {
+		fs.stuck = fmt.Errorf("%w (pid %d) did not report worker %d's exit within %v", ErrForkServer, fs.pid, pid, reportTimeout)
+	}
+	delete(fs.exits, pid)
+	fs.closeIfDoneLocked()
+	return ErrNoReport
 }
 
 // PID is the fork server's process id.
@@ -234,6 +289,9 @@ func (fs *ForkServer) Err() error {
 	defer fs.mu.Unlock()
 	if fs.gone != nil {
 		return fs.gone
+	}
+	if fs.stuck != nil {
+		return fs.stuck
 	}
 	if fs.retired {
 		return fmt.Errorf("%w retired", ErrForkServer)
@@ -262,6 +320,10 @@ func (fs *ForkServer) spawn(ctx context.Context, argv []string, listen, status, 
 		fs.mu.Unlock()
 		return 0, nil, err
 	}
+	if err := fs.stuck; err != nil {
+		fs.mu.Unlock()
+		return 0, nil, err
+	}
 	if fs.retired {
 		fs.mu.Unlock()
 		return 0, nil, fmt.Errorf("%w retired", ErrForkServer)
@@ -277,27 +339,42 @@ func (fs *ForkServer) spawn(ctx context.Context, argv []string, listen, status, 
 		Argv []string `json:"argv"`
 	}{id, argv})
 	rights := syscall.UnixRights(int(listen.Fd()), int(status.Fd()), int(output.Fd()))
-	if _, _, err := fs.conn.WriteMsgUnix(msg, rights, nil); err != nil {
+	answer := time.NewTimer(replyTimeout)
+	defer answer.Stop()
+	// A stuck server stops reading too: a full socket buffer must not
+	// hold the write beyond the answer's deadline.
+	fs.conn.SetWriteDeadline(time.Now().Add(replyTimeout))
+	_, _, err := fs.conn.WriteMsgUnix(msg, rights, nil)
+	fs.conn.SetWriteDeadline(time.Time{})
+	if err != nil {
 		fs.forget(id)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			fs.markStuck(fmt.Errorf("%w (pid %d) did not take a spawn request within %v", ErrForkServer, fs.pid, replyTimeout))
+		}
 		return 0, nil, fmt.Errorf("%w: send spawn request: %w", ErrForkServer, err)
 	}
+	var late error
 	select {
 	case r := <-reply:
 		return r.pid, r.exit, r.err
+	case <-answer.C:
+		late = fmt.Errorf("%w (pid %d) did not answer a spawn request within %v", ErrForkServer, fs.pid, replyTimeout)
+		fs.markStuck(late)
 	case <-ctx.Done():
-		// Too late for this request. A child forked for it has nobody to
-		// supervise it: killed here if its answer came just now, else by
-		// handle when it comes.
-		fs.forget(id)
-		select {
-		case r := <-reply:
-			if r.err == nil {
-				syscall.Kill(-r.pid, syscall.SIGKILL)
-			}
-		default:
-		}
-		return 0, nil, fmt.Errorf("%w did not answer: %w", ErrForkServer, ctx.Err())
+		late = fmt.Errorf("%w did not answer: %w", ErrForkServer, ctx.Err())
 	}
+	// Too late for this request. A child forked for it has nobody to
+	// supervise it: killed here if its answer came just now, else by
+	// handle when it comes.
+	fs.forget(id)
+	select {
+	case r := <-reply:
+		if r.err == nil {
+			syscall.Kill(-r.pid, syscall.SIGKILL)
+		}
+	default:
+	}
+	return 0, nil, late
 }
 
 func (fs *ForkServer) forget(id uint64) {
@@ -313,9 +390,7 @@ func (fs *ForkServer) Retire() {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
 	fs.retired = true
-	if len(fs.exits) == 0 && fs.gone == nil {
-		fs.conn.CloseWrite()
-	}
+	fs.closeIfDoneLocked()
 }
 
 // Kill kills the server at once (its children die with it).

@@ -338,3 +338,77 @@ func TestForkServerIgnoresStraySigterm(t *testing.T) {
 		wantCleanExit(t, w, "worker")
 	}
 }
+
+// stopServer SIGSTOPs fs for the rest of the test (SIGKILL at cleanup
+// ends it either way).
+func stopServer(t *testing.T, fs *ForkServer) {
+	t.Helper()
+	if err := syscall.Kill(fs.PID(), syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Kill(fs.PID(), syscall.SIGCONT) })
+}
+
+// Issue 11 item 7: a stopped fork server reaps nothing and reports
+// nothing; its workers' exits are seen anyway (pidfd), and it forks no
+// more.
+func TestStoppedForkServerDoesNotHoldExits(t *testing.T) {
+	e := newForkEnv(t)
+	fs := e.server(t)
+	killed := e.ready(t, fs, helloApp)
+	stopped := e.ready(t, fs, helloApp)
+	stopServer(t, fs)
+
+	syscall.Kill(killed.PID(), syscall.SIGKILL) // someone's kill -9
+	within(t, killed.Exited(), "exit of a killed worker under a stopped server")
+	if !errors.Is(killed.ExitErr(), ErrNoReport) {
+		t.Errorf("killed worker: %v, want ErrNoReport", killed.ExitErr())
+	}
+	if err := fs.Err(); err == nil {
+		t.Error("a server that did not report an exit still counts as healthy")
+	}
+
+	// The master's own stop of the other worker (a reload, a recycle):
+	// graceful_timeout holds without the server.
+	stopped.Stop(10 * time.Second)
+	within(t, stopped.Exited(), "exit of a worker stopped under a stopped server")
+	if !errors.Is(stopped.ExitErr(), ErrNoReport) {
+		t.Errorf("stopped worker: %v, want ErrNoReport", stopped.ExitErr())
+	}
+	// Retired with no child left, the stuck server is killed and reaped.
+	fs.Retire()
+	within(t, fs.Exited(), "exit of a stuck server with no child left")
+}
+
+func TestStoppedForkServerRefusesSpawnsInTime(t *testing.T) {
+	e := newForkEnv(t)
+	fs := e.server(t)
+	worker := e.ready(t, fs, helloApp)
+	stopServer(t, fs)
+	start := time.Now()
+	_, err := e.spawn(t, fs, helloApp)
+	if !errors.Is(err, ErrForkServer) {
+		t.Fatalf("spawn from a stopped server: %v, want ErrForkServer", err)
+	}
+	t.Logf("refused after %v: %v", time.Since(start).Round(time.Millisecond), err)
+	if fs.Err() == nil {
+		t.Error("a server that missed a spawn still counts as healthy")
+	}
+	if _, err := e.spawn(t, fs, helloApp); !errors.Is(err, ErrForkServer) {
+		t.Errorf("second spawn from a stuck server: %v", err)
+	}
+	// Its worker serves on; retired, the server waits for it, as a
+	// healthy one would: killing it would take the worker along.
+	fs.Retire()
+	select {
+	case <-fs.Exited():
+		t.Fatal("a stuck server was killed while its worker still ran")
+	default:
+	}
+	if gone(worker.PID()) {
+		t.Fatal("the stuck server's worker died")
+	}
+	worker.Kill()
+	within(t, worker.Exited(), "worker exit")
+	within(t, fs.Exited(), "exit of the stuck server after its last worker")
+}

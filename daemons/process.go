@@ -116,8 +116,22 @@ func Start(sp *privdrop.Spawner, spec Spec) (*Process, error) {
 			return nil, err
 		}
 		p := newProcess(pid, spec.Socket)
+		gone := pidExit(pid)
 		return p.watch(statusR, outR, spec.Output, func() error {
-			raw := <-exit
+			var raw int
+			select {
+			case raw = <-exit:
+			case <-gone:
+				// The kernel says the worker is gone; its server reaps
+				// it and reports at once, unless the server is stuck.
+				t := time.NewTimer(reportTimeout)
+				defer t.Stop()
+				select {
+				case raw = <-exit:
+				case <-t.C:
+					return fs.noReport(pid)
+				}
+			}
 			if raw < 0 {
 				return errServerDied
 			}
@@ -312,6 +326,16 @@ func signalName(s syscall.Signal) string {
 		return "SIGINT"
 	}
 	return s.String()
+}
+
+// RSS is the worker's resident set size now, in bytes.
+func (p *Process) RSS() (int64, error) {
+	select {
+	case <-p.exited:
+		return 0, fmt.Errorf("process %d has exited", p.pid)
+	default:
+	}
+	return rss(p.pid)
 }
 
 // PID is the worker's process id.

@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -182,4 +184,65 @@ func TestCrashBeforeReady(t *testing.T) {
 	if got := p.ExitErr().Error(); got != "exited with status 7" {
 		t.Errorf("exit %q", got)
 	}
+}
+
+// Issue 11 item 6 (the Go side): what a directly started child inherits
+// of signals. Go's fork resets the handlers it installed and restores
+// the mask pyhostd started with; a disposition pyhostd inherited as
+// ignored (nohup's SIGHUP) stays ignored across exec. So the worker
+// resets both itself before the app runs (pyhost_worker.py).
+func TestDirectChildSignalState(t *testing.T) {
+	own := sigLines(t, "/proc/self/status")
+	sp, err := privdrop.NewSpawner()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cred, err := privdrop.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out lines
+	p, err := Start(sp, Spec{
+		Path: "/bin/cat", Args: []string{"/proc/self/status"}, Dir: "/", Cred: cred,
+		Socket: filepath.Join(t.TempDir(), "w.sock"), SocketUID: -1, SocketGID: -1,
+		Output: out.add,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	within(t, p.Exited(), "cat exit")
+	child := map[string]string{}
+	out.mu.Lock()
+	for _, l := range out.got {
+		if _, rest, ok := strings.Cut(l, " "); ok {
+			if k, v, ok := strings.Cut(rest, ":"); ok {
+				child[k] = strings.TrimSpace(v)
+			}
+		}
+	}
+	out.mu.Unlock()
+	if own["SigBlk"] == "0000000000000000" && child["SigBlk"] != own["SigBlk"] {
+		t.Errorf("child's blocked signals %s, want none", child["SigBlk"])
+	}
+	ownIgn, _ := strconv.ParseUint(own["SigIgn"], 16, 64)
+	childIgn, _ := strconv.ParseUint(child["SigIgn"], 16, 64)
+	if childIgn&^ownIgn != 0 {
+		t.Errorf("child ignores %x, more than the test process (%x)", childIgn, ownIgn)
+	}
+	t.Logf("test process SigBlk %s SigIgn %s; child SigBlk %s SigIgn %s", own["SigBlk"], own["SigIgn"], child["SigBlk"], child["SigIgn"])
+}
+
+func sigLines(t *testing.T, path string) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]string{}
+	for _, l := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(l, ":"); ok {
+			m[k] = strings.TrimSpace(v)
+		}
+	}
+	return m
 }
