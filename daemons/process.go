@@ -398,9 +398,9 @@ func (p *Process) Kill() {
 }
 
 // DumpStacks asks the worker to write every Python thread's stack to its
-// stderr, which is the app's log (the worker registers faulthandler on
-// SIGUSR1). Used before a stuck worker is killed, so its owner can see
-// where it hung.
+// stderr, which is the app's log (SIGUSR1; a thread of the worker's own
+// formats them, see dump_stacks in pyhost_worker.py). Used before a stuck
+// worker is killed, so its owner can see where it hung.
 func (p *Process) DumpStacks() {
 	select {
 	case <-p.exited:

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -79,6 +80,12 @@ type worker struct {
 	spent   bool           // the proxy reported its budget completed
 	recycle *RecycleReason // set once it is to be replaced
 	dumped  bool           // its stacks were dumped to the log
+	// drainedAt is when it left the proxy's rotation: its graceful_timeout
+	// runs from then, not again from its SIGTERM.
+	drainedAt time.Time
+	// killedFor says why pyhost killed it outright ("" for no such
+	// kill): what its exit is reported as.
+	killedFor string
 }
 
 type event struct {
@@ -97,6 +104,7 @@ const (
 	evDrainTimeout
 	evStartupTimeout
 	evTick
+	evMemory // time to read the workers' RSS (checkMemory)
 )
 
 type reloadOp struct {
@@ -145,6 +153,7 @@ type App struct {
 	startWaiters []chan error // Resume calls waiting for a worker
 	lastActive   time.Time
 	lastServed   uint64
+	memTimer     *time.Timer // the next evMemory; reset by checkMemory
 	forks        forkServers
 	stopped      chan struct{} // closed when stopping and no worker is left
 
@@ -192,6 +201,9 @@ func (a *App) Run(ctx context.Context) {
 	}
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
+	memTimer := time.AfterFunc(interval, func() { a.send(event{kind: evMemory}) })
+	defer memTimer.Stop()
+	a.memTimer = memTimer
 	for {
 		select {
 		case f := <-a.cmds:
@@ -400,16 +412,21 @@ func (a *App) handle(ev event) {
 	case evDrained:
 		for _, w := range a.workers {
 			if w.id == ev.worker && w.state == WorkerDraining {
-				a.stopWorker(w, a.cfg.GracefulTimeout)
+				a.stopWorker(w, a.stopGrace(w))
 			}
 		}
 	case evDrainTimeout:
 		if ev.w.state == WorkerDraining {
-			a.log.Warn("worker still busy at the end of graceful_timeout; stopping it", "worker", ev.w.id, "pid", ev.w.proc.PID(), "graceful_timeout", a.cfg.GracefulTimeout)
-			a.stopWorker(ev.w, time.Second)
+			// Its requests had their graceful_timeout; the worker's own
+			// SIGTERM handling would wait for them still, so it is killed.
+			a.log.Warn("worker still busy at the end of graceful_timeout; killing it", "worker", ev.w.id, "pid", ev.w.proc.PID(), "graceful_timeout", a.cfg.GracefulTimeout)
+			a.note("worker %d still busy at the end of graceful_timeout %v; killed", ev.w.proc.PID(), a.cfg.GracefulTimeout)
+			a.stopWorker(ev.w, 0)
 		}
 	case evTick:
 		a.checkIdle(time.Now())
+	case evMemory:
+		a.memTimer.Reset(a.checkMemory())
 	case evStartupTimeout:
 		if ev.w.state == WorkerStarting {
 			a.log.Error("worker did not become ready within startup_timeout", "worker", ev.w.id, "pid", ev.w.proc.PID(), "startup_timeout", a.cfg.StartupTimeout)
@@ -491,7 +508,10 @@ func (a *App) onExited(w *worker) {
 		return
 	}
 	reason := exitErr.Error()
-	if w.slow {
+	if w.killedFor != "" {
+		reason = w.killedFor
+		a.lastErr = "worker " + reason
+	} else if w.slow {
 		reason = "did not become ready within startup_timeout " + a.cfg.StartupTimeout.String()
 		a.lastErr = "worker " + reason
 	} else if importErr != nil {
@@ -575,7 +595,17 @@ func (a *App) drainWorker(w *worker) {
 	}
 	a.log.Info("worker draining", "worker", w.id, "pid", w.proc.PID())
 	a.note("worker %d draining", w.proc.PID())
+	w.drainedAt = time.Now()
 	w.timer = time.AfterFunc(a.cfg.GracefulTimeout, func() { a.send(event{kind: evDrainTimeout, w: w}) })
+}
+
+// stopGrace is how long a drained worker gets between SIGTERM and
+// SIGKILL: what is left of its graceful_timeout, counted from when it
+// left the rotation (a stuck thread holds its SIGTERM exit up), but at
+// least a second to exit cleanly once idle.
+func (a *App) stopGrace(w *worker) time.Duration {
+	left := a.cfg.GracefulTimeout - time.Since(w.drainedAt)
+	return max(left, min(time.Second, a.cfg.GracefulTimeout))
 }
 
 func (a *App) stopWorker(w *worker, grace time.Duration) {
@@ -623,7 +653,23 @@ func (a *App) recycle(w *worker, r RecycleReason) {
 	a.log.Info("recycling worker", "worker", w.id, "pid", w.proc.PID(), "reason", string(r.Kind), "detail", r.Detail)
 	a.note("recycling worker %d: %s", w.proc.PID(), r.Detail)
 	a.reconcile()
+	if outAtOnce(r.Kind) {
+		a.drainWorker(w)
+	}
 	a.retireRecycled()
+}
+
+// outAtOnce reports whether a worker recycled for kind leaves the
+// proxy's rotation the moment it is decided, before its replacement is
+// ready (issue 11 item 2): a worker with a stuck thread (timeout) would
+// hold new connections in its backlog behind that thread, and one over
+// its memory limit grows with every request it takes. Other workers and
+// the queue (S8) serve until the replacement is ready. A worker that
+// spent its request budget is healthy: it serves on until then, taking
+// only what no other worker has a free thread for (the proxy's rule for
+// a spent worker), so capacity holds; so does one restarted by pyctl.
+func outAtOnce(kind RecycleKind) bool {
+	return kind == RecycleTimeout || kind == RecycleMemory
 }
 
 // retireRecycled drains recycled workers while the app has enough ready
@@ -664,13 +710,14 @@ func (a *App) RecycleWorker(id string, r RecycleReason, dump bool) {
 	})
 }
 
-// checkLimits recycles the ready workers that are over a limit. A
-// worker's request budget is known the moment the proxy reports it
-// (BudgetSpent). poll, on the tick, also reads RSS for memory_limit and
-// the proxy's polled counters: the backstop that still recycles a worker
-// whose budget report was lost.
+// checkLimits recycles the ready workers that are over their request
+// budget. A worker's budget is known the moment the proxy reports it
+// (BudgetSpent). poll, on the tick, also reads the proxy's polled
+// counters: the backstop that still recycles a worker whose budget report
+// was lost. Memory has a check of its own, on its own clock
+// (checkMemory).
 func (a *App) checkLimits(poll bool) {
-	lim := Limits{MemoryLimit: a.cfg.MemoryLimit, MaxRequests: a.cfg.MaxRequests}
+	lim := Limits{MaxRequests: a.cfg.MaxRequests}
 	var candidates []*worker
 	var facts []WorkerFacts
 	for _, w := range a.workers {
@@ -678,11 +725,6 @@ func (a *App) checkLimits(poll bool) {
 			continue
 		}
 		f := WorkerFacts{RequestBudget: w.budget, BudgetSpent: w.spent}
-		if poll && lim.MemoryLimit > 0 {
-			if st, err := w.proc.Stats(); err == nil {
-				f.RSS = int64(st.RSS)
-			}
-		}
 		if poll && w.budget > 0 && a.opts.Served != nil {
 			f.Served, _ = a.opts.Served(w.id)
 		}
@@ -708,6 +750,68 @@ func (a *App) BudgetSpent(id string) {
 		a.updateState()
 		a.publish()
 	})
+}
+
+// checkMemory reads the RSS of every live worker under a memory_limit
+// (S3): one over the limit is recycled, and leaves the rotation at once;
+// one over the hard ceiling (MemoryCeiling) is killed at once, whatever
+// its state, without waiting for graceful_timeout. It returns when to
+// look again: sooner for a worker nearer its ceiling (NextMemoryCheck).
+func (a *App) checkMemory() time.Duration {
+	next := a.opts.PollInterval
+	if next <= 0 {
+		next = time.Second
+	}
+	// A copy: a recycle starts a replacement, which appends a worker.
+	for _, w := range slices.Clone(a.workers) {
+		limit := a.cfgOf(w).MemoryLimit
+		if limit <= 0 || w.state == WorkerGone || w.killedFor != "" {
+			continue
+		}
+		rss, err := w.proc.RSS()
+		if err != nil {
+			continue // exited; its exit event is on its way
+		}
+		switch CheckMemory(limit, rss) {
+		case MemoryKill:
+			a.killOverCeiling(w, rss, limit)
+			continue
+		case MemoryRecycle:
+			if w.state == WorkerReady && w.recycle == nil {
+				a.recycle(w, RecycleReason{RecycleMemory, fmt.Sprintf("rss %s > limit %s", FormatBytes(rss), FormatBytes(limit))})
+				a.updateState()
+				a.publish()
+			}
+		}
+		next = min(next, NextMemoryCheck(limit, rss, next))
+	}
+	return next
+}
+
+// killOverCeiling kills w, whose RSS passed its hard ceiling. A ready
+// worker is counted as recycled, not crashed: its replacement starts now
+// and the restart backoff does not apply.
+func (a *App) killOverCeiling(w *worker, rss, limit int64) {
+	ceiling := MemoryCeiling(limit)
+	w.killedFor = fmt.Sprintf("killed: rss %s passed the hard memory ceiling %s (1.5 x memory_limit %s)", FormatBytes(rss), FormatBytes(ceiling), FormatBytes(limit))
+	a.log.Warn("worker over its hard memory ceiling; killing it without waiting for graceful_timeout", "worker", w.id, "pid", w.proc.PID(), "rss", FormatBytes(rss), "ceiling", FormatBytes(ceiling), "memory_limit", FormatBytes(limit))
+	a.note("worker %d %s; not waited for", w.proc.PID(), w.killedFor)
+	if w.state == WorkerReady && w.recycle == nil {
+		w.recycle = &RecycleReason{RecycleMemory, w.killedFor}
+		a.reconcile()
+	}
+	w.proc.Kill()
+	a.updateState()
+	a.publish()
+}
+
+// cfgOf is the configuration w was started with: the reload's for a
+// worker of the generation being rolled out.
+func (a *App) cfgOf(w *worker) config.App {
+	if op := a.reload; op != nil && w.gen == op.gen {
+		return op.cfg
+	}
+	return a.cfg
 }
 
 // checkIdle stops every worker of an app that saw no request for
@@ -1050,8 +1154,11 @@ func (a *App) publish() {
 	for _, m := range a.cfg.Static {
 		r.Static = append(r.Static, channel.StaticMount{URL: m.URL, Dir: m.Dir, Owner: a.cfg.Cred.UID})
 	}
-	starting := 0
+	starting, serving := 0, 0
 	for _, w := range a.workers {
+		if w.state == WorkerReady {
+			serving++
+		}
 		switch w.state {
 		case WorkerReady, WorkerDraining:
 			r.Workers = append(r.Workers, channel.Worker{
@@ -1074,9 +1181,12 @@ func (a *App) publish() {
 		r.State = channel.AppIdle
 	case a.state == AppFailing:
 		r.State = channel.AppFailing
-	case len(r.Workers) == 0 && starting > 0:
+	case serving == 0 && starting > 0:
+		// Draining workers finish what they have; new requests wait for
+		// the one starting (a worker recycled for a timeout or memory
+		// leaves the rotation before its replacement is ready).
 		r.State = channel.AppStarting
-	case len(r.Workers) == 0 && a.restartTimer != nil:
+	case serving == 0 && a.restartTimer != nil:
 		r.State = channel.AppStarting
 	default:
 		r.State = channel.AppRunning

@@ -121,3 +121,66 @@ func FormatBytes(n int64) string {
 	}
 	return fmt.Sprintf("%dB", n)
 }
+
+// The hard memory ceiling (S3, issue 11 item 4). memory_limit recycles a
+// worker gracefully; one that keeps growing while it drains would
+// otherwise grow until graceful_timeout (a runaway request reached 2 GB
+// in 8 s under a 200 MiB limit), enough to wake the host's OOM killer.
+// So a worker whose RSS passes CeilingFactor × memory_limit is killed at
+// once, whatever it is doing, as mod_wsgi's memory-limit and uWSGI's
+// evil-reload-on-rss stop one. (A per-app cgroup's memory.max will do it
+// in the kernel once containment exists; this is the polled fallback.)
+const (
+	// ceilingNum/ceilingDen is the factor: 1.5.
+	ceilingNum, ceilingDen = 3, 2
+	// assumedGrowth is the growth rate the polling keeps up with: a
+	// worker's RSS is read again before a worker growing this fast could
+	// pass its ceiling. Faster growth overshoots by the difference times
+	// the interval.
+	assumedGrowth = 512 << 20 // bytes per second
+	// minMemoryCheck bounds how often one worker is read: three system
+	// calls each, against one RSS read a second when memory is far off.
+	minMemoryCheck = 20 * time.Millisecond
+)
+
+// MemoryCeiling is the RSS above which a worker with memory_limit limit is
+// killed without waiting for graceful_timeout.
+func MemoryCeiling(limit int64) int64 { return limit / ceilingDen * ceilingNum }
+
+// MemoryAction is what CheckMemory decides for one worker.
+type MemoryAction int
+
+// What to do about a worker's memory.
+const (
+	MemoryOK      MemoryAction = iota
+	MemoryRecycle              // over memory_limit: replace it gracefully (S3)
+	MemoryKill                 // over the ceiling: kill it now
+)
+
+// CheckMemory is the pure decision on a worker's RSS against its limit
+// (0: none).
+func CheckMemory(limit, rss int64) MemoryAction {
+	switch {
+	case limit <= 0:
+		return MemoryOK
+	case rss > MemoryCeiling(limit):
+		return MemoryKill
+	case rss > limit:
+		return MemoryRecycle
+	}
+	return MemoryOK
+}
+
+// NextMemoryCheck is how long a worker's RSS may go unread: the time a
+// worker growing at assumedGrowth would need to pass its ceiling, within
+// [minMemoryCheck, most]. A worker far below its limit is read every
+// most (the poll interval, a second: S3); one near or over it, many
+// times a second, so its ceiling holds. With no limit: most.
+func NextMemoryCheck(limit, rss int64, most time.Duration) time.Duration {
+	if limit <= 0 {
+		return most
+	}
+	left := MemoryCeiling(limit) - rss
+	d := time.Duration(float64(left) / assumedGrowth * float64(time.Second))
+	return min(most, max(d, minMemoryCheck))
+}

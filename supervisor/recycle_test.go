@@ -123,3 +123,69 @@ func TestAppMoves(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckMemory(t *testing.T) {
+	const mib = 1 << 20
+	cases := []struct {
+		limit, rss int64
+		want       MemoryAction
+	}{
+		{0, 1 << 40, MemoryOK},
+		{100 * mib, 99 * mib, MemoryOK},
+		{100 * mib, 100 * mib, MemoryOK},
+		{100 * mib, 101 * mib, MemoryRecycle},
+		{100 * mib, 150 * mib, MemoryRecycle}, // at the ceiling: not past it
+		{100 * mib, 151 * mib, MemoryKill},
+		{512 * mib, 2 << 30, MemoryKill},
+	}
+	for _, c := range cases {
+		if got := CheckMemory(c.limit, c.rss); got != c.want {
+			t.Errorf("limit %s rss %s: %v, want %v", FormatBytes(c.limit), FormatBytes(c.rss), got, c.want)
+		}
+	}
+	if got := MemoryCeiling(100 * mib); got != 150*mib {
+		t.Errorf("ceiling of 100MiB: %s, want 150MiB", FormatBytes(got))
+	}
+}
+
+func TestNextMemoryCheck(t *testing.T) {
+	const mib = 1 << 20
+	cases := []struct {
+		name       string
+		limit, rss int64
+		want       time.Duration
+	}{
+		{"no limit", 0, 10 * mib, time.Second},
+		{"far below", 512 * mib, 60 * mib, time.Second},
+		// 130 MiB to the ceiling at 512 MiB/s.
+		{"small limit", 100 * mib, 20 * mib, 253906250 * time.Nanosecond},
+		{"over the limit", 100 * mib, 140 * mib, minMemoryCheck},
+		{"over the ceiling", 100 * mib, 400 * mib, minMemoryCheck},
+	}
+	for _, c := range cases {
+		if got := NextMemoryCheck(c.limit, c.rss, time.Second); got != c.want {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+	}
+	// The bound that matters: a worker growing at assumedGrowth from
+	// anywhere below its ceiling is read again before it passes it.
+	for rss := int64(0); rss < 150*mib; rss += 7 * mib {
+		d := NextMemoryCheck(100*mib, rss, time.Second)
+		if grown := rss + int64(d.Seconds()*assumedGrowth); d > minMemoryCheck && grown > MemoryCeiling(100*mib)+mib {
+			t.Errorf("rss %s: read again after %v, when it could be %s", FormatBytes(rss), d, FormatBytes(grown))
+		}
+	}
+}
+
+func TestOutOfRotationAtOnce(t *testing.T) {
+	for kind, want := range map[RecycleKind]bool{
+		RecycleTimeout:  true,  // a stuck thread: new connections would wait behind it
+		RecycleMemory:   true,  // grows with every request it takes
+		RecycleRequests: false, // healthy: overflow only until its replacement is ready
+		RecycleManual:   false,
+	} {
+		if got := outAtOnce(kind); got != want {
+			t.Errorf("%s: %v, want %v", kind, got, want)
+		}
+	}
+}
