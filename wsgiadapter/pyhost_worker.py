@@ -12,7 +12,6 @@ so a request costs one latin-1 decode, one split and one dict(zip()) here,
 and a small response leaves in a single sendall().
 """
 
-import faulthandler
 import importlib
 import io
 import json
@@ -782,6 +781,100 @@ def _become_worker(argv, fds, server_pid, arm_death_signal):
             os._exit(code)
 
 
+# --- signals ----------------------------------------------------------------
+#
+# An app's own children (subprocess, os.system) inherit the signal mask of
+# the thread that started them and every ignored disposition, across exec.
+# So the worker blocks nothing and ignores nothing: SIGTERM, SIGINT and
+# SIGUSR1 get Python handlers (exec resets those to the default), and the
+# one thread that acts on them reads the interpreter's wakeup pipe, which
+# the C-level handler writes from whichever thread the kernel picked.
+
+def _ignore(signum, frame):
+    pass
+
+
+def _reset_signals():
+    """Undoes what the worker may inherit (pyhostd's own start, nohup, the
+    fork server): an empty mask, and every ignored or Python-handled signal
+    back to its default, but SIGPIPE and SIGXFSZ, which Python ignores
+    itself (subprocess restores them in the children it starts)."""
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    keep = {signal.SIGPIPE, signal.SIGXFSZ, signal.SIGKILL, signal.SIGSTOP}
+    for signum in signal.valid_signals():
+        if signum in keep:
+            continue
+        try:
+            handler = signal.getsignal(signum)
+            if handler == signal.SIG_IGN or callable(handler):
+                signal.signal(signum, signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass  # not settable from Python (a signal libc keeps)
+
+
+def dump_stacks():
+    """Writes every other thread's Python stack to stderr (the app's log):
+    the master sends SIGUSR1 to a worker stuck past request_timeout before
+    it recycles it, so the owner sees where it hung. Run by the signals
+    thread with the GIL, from sys._current_frames(): faulthandler's
+    all-thread dump walks other threads' frames from a signal handler,
+    without the GIL, and crashed a 16-thread worker (SIGSEGV) twice in 20
+    recycles."""
+    names = dict((t.ident, t.name) for t in threading.enumerate())
+    me = threading.get_ident()
+    parts = ["pyhost-worker: Python stacks of pid %d, most recent call last\n" % os.getpid()]
+    for ident, frame in sys._current_frames().items():
+        if ident == me:
+            continue
+        parts.append("Thread %s (%#x):\n" % (names.get(ident, "?"), ident))
+        parts.extend(traceback.format_stack(frame))
+    del frame
+    sys.stderr.write("".join(parts))
+    sys.stderr.flush()
+
+
+class Signals(object):
+    """The worker's signals, taken by one daemon thread ("pyhost-signals")
+    that reads the wakeup pipe: SIGUSR1 dumps the stacks, SIGTERM sets
+    stop (once take_sigterm was called), SIGINT does nothing. Created in
+    the main thread, before the app is imported, so a hang at import can be
+    dumped too."""
+
+    def __init__(self):
+        self.stop = threading.Event()
+        self._r, self._w = os.pipe()
+        os.set_blocking(self._w, False)
+        self._arm()
+        for signum in (signal.SIGUSR1, signal.SIGINT):
+            signal.signal(signum, _ignore)
+        threading.Thread(target=self._run, name="pyhost-signals", daemon=True).start()
+
+    def _arm(self):
+        signal.set_wakeup_fd(self._w, warn_on_full_buffer=False)
+
+    def take_sigterm(self):
+        """Makes SIGTERM the graceful stop. Before, while the app imports,
+        it has its default action: a worker stopped then just ends. Also
+        re-arms the pipe, in case the app's import set a wakeup fd of its
+        own."""
+        self._arm()
+        signal.signal(signal.SIGTERM, _ignore)
+
+    def _run(self):
+        while True:
+            data = os.read(self._r, 64)
+            if not data:
+                return
+            got = bytearray(data)
+            if signal.SIGTERM in got:
+                self.stop.set()
+            if signal.SIGUSR1 in got:  # one dump for a burst of them
+                try:
+                    dump_stacks()
+                except Exception:
+                    log("stack dump failed:\n" + traceback.format_exc())
+
+
 USAGE = """usage: pyhost_worker.py [--app USER/APP] (--script FILE | --module NAME) [--callable NAME]
                          [--directory DIR] [--threads N] [--listen-fd FD] [--status-fd FD]
        pyhost_worker.py --fork-server
@@ -843,14 +936,12 @@ def main(argv=None):
         return 2
 
     os.umask(0o027)
-    # SIGUSR1 writes every thread's stack to stderr (the app's log): the
-    # master sends it to a worker stuck past request_timeout before it is
-    # recycled, so the owner sees where it hung. Registered before the
-    # import, so a hang at import shows too.
-    faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
+    # Before the app's code runs, so neither it nor its children inherit
+    # a mask or an ignored signal (issue 11 item 6).
+    _reset_signals()
+    signals = Signals()
     status = os.fdopen(args.status_fd, "w", buffering=1)
     listener = socket.socket(fileno=args.listen_fd)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def report(event, **fields):
         fields["event"] = event
@@ -873,13 +964,11 @@ def main(argv=None):
         return 3
 
     worker = Worker(app, max(1, args.threads), listener)
-    # SIGTERM is blocked before the threads start (they inherit the mask) and
-    # taken synchronously by the main thread: the graceful stop.
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    signals.take_sigterm()
     worker.start()
     report("ready")
     status.close()
-    signal.sigwait({signal.SIGTERM})
+    signals.stop.wait()
     worker.stop()
     return 0
 
