@@ -54,6 +54,18 @@ type Setup struct {
 	// TrustedProxies are the CIDR prefixes whose X-Forwarded-* and
 	// X-Request-Id the proxy believes.
 	TrustedProxies []string `json:"trusted_proxies,omitempty"`
+
+	// The client limits, the [proxy] keys of docs/config.md. 0 leaves a
+	// limit at the proxy's default; a negative size, rate or count turns
+	// it off (a config value of 0 where the key allows it).
+	BufferRequestBody   int64         `json:"buffer_request_body,omitempty"`
+	RequestSpoolLimit   int64         `json:"request_spool_limit,omitempty"`
+	ClientBodyTimeout   time.Duration `json:"client_body_timeout,omitempty"`
+	ClientBodyMinRate   int64         `json:"client_body_min_rate,omitempty"`
+	SendTimeout         time.Duration `json:"send_timeout,omitempty"`
+	KeepaliveTimeout    time.Duration `json:"keepalive_timeout,omitempty"`
+	MaxConnections      int           `json:"max_connections,omitempty"`
+	MaxConnectionsPerIP int           `json:"max_connections_per_ip,omitempty"`
 }
 
 // Table is the whole routing state. It is always sent whole and replaces

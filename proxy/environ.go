@@ -3,6 +3,7 @@ package proxy
 import (
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 
@@ -14,6 +15,10 @@ import (
 var hopByHop = map[string]bool{
 	"Connection": true, "Keep-Alive": true, "Proxy-Connection": true,
 	"Te": true, "Transfer-Encoding": true, "Upgrade": true, "Proxy-Authorization": true,
+	// Not hop-by-hop, but never the client's to set: HTTP_PROXY is
+	// where CGI-era libraries look for an outgoing proxy ("httpoxy",
+	// CVE-2016-5385), and X-Real-Ip is set by the proxy (buildEnviron).
+	"Proxy": true, "X-Real-Ip": true,
 }
 
 // reqInfo is what the handler knows about a request beyond *http.Request.
@@ -24,6 +29,9 @@ type reqInfo struct {
 	remoteAddr string // the client, after trusted-proxy handling
 	remotePort string
 	serverPort string
+	// serverAddr is the address the client connected to, SERVER_NAME
+	// when the request names no host (HTTP/1.0 without Host).
+	serverAddr netip.Addr
 	// forwardedFor and forwardedHost are set for the app as
 	// X-Forwarded-For and X-Forwarded-Host (with X-Forwarded-Proto from
 	// scheme), replacing whatever the client sent (R8).
@@ -45,8 +53,17 @@ func buildEnviron(env wsgiadapter.Environ, r *http.Request, ri reqInfo) wsgiadap
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		serverName = h
 	}
-	if serverName == "" {
+	if host == "" {
+		// HTTP/1.0 without Host: PEP 3333 rebuilds the URL from
+		// SERVER_NAME and SERVER_PORT, so they are the address the client
+		// reached, as gunicorn has them (an IPv6 one bracketed, as in a
+		// URL).
 		serverName = "localhost"
+		if a := ri.serverAddr.Unmap(); a.Is4() {
+			serverName = a.String()
+		} else if a.IsValid() {
+			serverName = "[" + a.String() + "]"
+		}
 	}
 	env = append(env,
 		"REQUEST_METHOD", r.Method,
@@ -60,9 +77,16 @@ func buildEnviron(env wsgiadapter.Environ, r *http.Request, ri reqInfo) wsgiadap
 		"REMOTE_ADDR", ri.remoteAddr,
 		"REMOTE_PORT", ri.remotePort,
 		"wsgi.url_scheme", ri.scheme,
-		"HTTP_HOST", host,
 		"HTTP_X_REQUEST_ID", ri.requestID,
+		// X-Real-Ip is the resolved client, as nginx's
+		// "proxy_set_header X-Real-IP $remote_addr" sets it: apps that
+		// trust it, as many behind nginx do, get the truth.
+		"HTTP_X_REAL_IP", ri.remoteAddr,
 	)
+	if host != "" {
+		// None sent, none made up (CGI: HTTP_* are the client's headers).
+		env = append(env, "HTTP_HOST", host)
+	}
 	if ri.forwardedFor != "" {
 		env = append(env,
 			"HTTP_X_FORWARDED_FOR", ri.forwardedFor,
@@ -73,6 +97,7 @@ func buildEnviron(env wsgiadapter.Environ, r *http.Request, ri reqInfo) wsgiadap
 	if r.ContentLength > 0 || (r.ContentLength == 0 && r.Header.Get("Content-Length") != "") {
 		env = append(env, "CONTENT_LENGTH", strconv.FormatInt(r.ContentLength, 10))
 	}
+	conn := r.Header["Connection"]
 	for name, values := range r.Header {
 		switch {
 		case name == "Content-Type":
@@ -82,6 +107,8 @@ func buildEnviron(env wsgiadapter.Environ, r *http.Request, ri reqInfo) wsgiadap
 			continue
 		case ri.forwardedFor != "" && (name == "X-Forwarded-For" || name == "X-Forwarded-Proto" || name == "X-Forwarded-Host"):
 			continue // ours replace them
+		case conn != nil && connectionListed(conn, name):
+			continue // hop-by-hop by the client's own say
 		case strings.IndexByte(name, '_') >= 0:
 			// "X_Forwarded_For" would become HTTP_X_FORWARDED_FOR and
 			// spoof the real header (R8).

@@ -1,42 +1,68 @@
 package proxy
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"strconv"
+	"sync"
 	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/pyhost/pyhost/wsgiadapter"
 )
 
+// forward reads the request body as far as the limits let it before a
+// worker thread is taken (docs/design.md, "Request bodies"), then
+// delivers the request and relays the answer. A body the client did not
+// deliver whole is answered here (413, 408, 400); no worker saw it.
 func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, rt route, env wsgiadapter.Environ, rid string) {
 	app, maxBody, timeout := rt.app, rt.maxBody, rt.requestTimeout
-	var watch *bodyWatch
-	if maxBody > 0 {
-		if r.ContentLength > maxBody {
-			writeError(w, http.StatusRequestEntityTooLarge, 0)
-			return
-		}
-		if r.ContentLength < 0 {
-			// A chunked upload is cut off where it passes the limit.
-			watch = &bodyWatch{r: http.MaxBytesReader(w, r.Body, maxBody)}
-			r.Body = watch
-		}
+	if maxBody > 0 && r.ContentLength > maxBody {
+		writeError(w, http.StatusRequestEntityTooLarge, 0)
+		return
 	}
-	// A small body is read up front so a retry can send it again; a
-	// streamed one is never retried after its first byte was read, and
-	// only read after the REQUEST frame went out.
-	var body io.Reader
-	size := r.ContentLength
-	var small []byte
-	if size > 0 && size <= wsgiadapter.InlineBodyMax {
-		small = make([]byte, size)
-		if _, err := io.ReadFull(r.Body, small); err != nil {
-			p.log.Debug("client body incomplete", "request_id", rid, "error", err)
+	var (
+		watch *bodyWatch
+		small []byte    // the whole body, sent inline (and again on a retry)
+		body  io.Reader // or this, streamed, size bytes (-1: unknown)
+		size  = r.ContentLength
+	)
+	if size != 0 {
+		in := r.Body
+		if maxBody > 0 && size < 0 {
+			// A chunked upload is cut off where it passes the limit.
+			in = http.MaxBytesReader(w, in, maxBody)
+		}
+		watch = newBodyWatch(w, in, p.limits)
+		rb, err := p.readAhead(watch, size)
+		defer rb.release()
+		if err != nil {
+			p.bodyFailed(w, rid, watch, err)
 			return
 		}
-	} else if size != 0 {
-		body = r.Body
+		switch {
+		case rb.complete() && rb.spooled == 0 && len(rb.mem) <= wsgiadapter.InlineBodyMax:
+			small = rb.mem
+			if small == nil {
+				small = []byte{}
+			}
+			size = int64(len(small))
+		case rb.complete():
+			body, size = rb.reader(), rb.size()
+		default:
+			body = rb.reader()
+		}
+		if r.ContentLength < 0 && size >= 0 {
+			// The chunked body is whole now: the app gets its length, as
+			// behind nginx, and needs no chunked support of its own.
+			env = append(env, "CONTENT_LENGTH", strconv.FormatInt(size, 10))
+		}
 	}
 	l, conn, ok := p.deliver(w, r, app, env, rid, small, body, size)
 	if !ok {
@@ -45,23 +71,331 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, rt route, env ws
 	p.relay(w, r, app, l, conn, rid, timeout, watch)
 }
 
-// bodyWatch remembers whether a chunked upload was cut off at max_body,
-// so the failure can be answered 413 instead of 502.
+// bodyFailed answers a request whose body the client did not deliver
+// whole before a worker was taken. net/http closes the connection after
+// it: what is left on the wire must not be read as another request.
+func (p *Proxy) bodyFailed(w http.ResponseWriter, rid string, watch *bodyWatch, err error) {
+	code := watch.failure()
+	if code == 0 {
+		code = http.StatusBadRequest // not the client's read: a spool write, say
+	}
+	p.log.Debug("request body not received", "request_id", rid, "status", code, "received", watch.received(), "error", err)
+	writeError(w, code, 0)
+}
+
+// bodyWatch is a request body as the proxy reads it from the client.
+// Every read waits at most client_body_timeout, less once the body falls
+// behind client_body_min_rate, and the first failure is kept, so the
+// answer can say what went wrong: 413 past max_body, 408 too slow, 400
+// broken (a bad chunk, a body cut short). Reads come from one goroutine
+// at a time (readAhead, then the worker connection's body writer);
+// tooLarge and failure from any.
 type bodyWatch struct {
-	r      io.ReadCloser
+	r       io.Reader
+	rc      *http.ResponseController
+	timeout time.Duration
+	minRate int64 // bytes per second; <= 0: none
+
+	n      int64         // bytes read
+	waited time.Duration // time spent waiting in Read, what the rate is held to
+	ended  bool          // EOF or an error: the deadline is cleared
+
+	total  atomic.Int64
 	tooBig atomic.Bool
+	failed atomic.Int32 // the status the failure calls for; 0: none
+}
+
+func newBodyWatch(w http.ResponseWriter, r io.Reader, l Limits) *bodyWatch {
+	return &bodyWatch{r: r, rc: http.NewResponseController(w), timeout: l.ClientBodyTimeout, minRate: l.ClientBodyMinRate}
 }
 
 func (b *bodyWatch) Read(p []byte) (int, error) {
+	start := time.Now()
+	if b.timeout > 0 && !b.ended {
+		// net/http's body reads the connection itself, so its deadline
+		// bounds this read; between reads (the worker taking what was
+		// read) no clock runs against the client.
+		b.rc.SetReadDeadline(bodyDeadline(start, b.timeout, b.minRate, b.n, b.waited))
+	}
 	n, err := b.r.Read(p)
-	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
-		b.tooBig.Store(true)
+	b.waited += time.Since(start)
+	b.n += int64(n)
+	b.total.Store(b.n)
+	if err != nil && !b.ended {
+		b.ended = true
+		if err == io.EOF {
+			// A deadline left behind would fire in net/http's own read
+			// that watches for the client going away, and cancel the
+			// request.
+			b.rc.SetReadDeadline(time.Time{})
+		} else {
+			// net/http reads on to discard the rest of the body before it
+			// answers; what is left of a failed one must fail at once.
+			b.rc.SetReadDeadline(time.Unix(1, 0))
+			b.fail(err)
+		}
 	}
 	return n, err
 }
 
-func (b *bodyWatch) Close() error { return b.r.Close() }
+func (b *bodyWatch) fail(err error) {
+	var mbe *http.MaxBytesError
+	code := http.StatusBadRequest
+	switch {
+	case errors.As(err, &mbe):
+		b.tooBig.Store(true)
+		code = http.StatusRequestEntityTooLarge
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		code = http.StatusRequestTimeout
+	}
+	b.failed.CompareAndSwap(0, int32(code))
+}
+
+// bodyDeadline is when a read that starts at now must have returned: at
+// most timeout from now, and, with a minimum rate, no later than the
+// time the bytes received so far have bought: timeout plus one second
+// per rate bytes, less the time already spent waiting for them.
+func bodyDeadline(now time.Time, timeout time.Duration, rate, received int64, waited time.Duration) time.Time {
+	d := now.Add(timeout)
+	if rate <= 0 {
+		return d
+	}
+	bought := time.Duration(received/rate)*time.Second + time.Duration(received%rate)*time.Second/time.Duration(rate)
+	if bought < 0 || bought > 1000*time.Hour {
+		return d // no overflow, and far past any timeout anyway
+	}
+	if left := timeout + bought - waited; left < timeout {
+		return now.Add(max(left, 0))
+	}
+	return d
+}
 
 // tooLarge reports whether the body passed max_body; nil means no watch.
 func (b *bodyWatch) tooLarge() bool { return b != nil && b.tooBig.Load() }
+
+// failure is the status a failed body calls for (413, 408, 400), 0 while
+// it has not failed; nil means no watch.
+func (b *bodyWatch) failure() int {
+	if b == nil {
+		return 0
+	}
+	return int(b.failed.Load())
+}
+
+// received is how much of the body has been read.
+func (b *bodyWatch) received() int64 { return b.total.Load() }
+
+// requestBody is what of a body the proxy read before taking a worker
+// thread: the first bytes in memory, the next in a spool file, and, when
+// the limits stopped it before the end, the rest still to be read from
+// the client while the worker takes it.
+type requestBody struct {
+	mem     []byte
+	spool   *os.File
+	spooled int64     // bytes in spool, reserved against request_spool_limit
+	tail    []byte    // bytes read after the spool could take no more
+	rest    io.Reader // nil when the body is complete
+	counter *atomic.Int64
+}
+
+func (b *requestBody) complete() bool { return b.rest == nil }
+
+// size is the length of a complete body.
+func (b *requestBody) size() int64 { return int64(len(b.mem)) + b.spooled + int64(len(b.tail)) }
+
+// reader reads the body from its first byte.
+func (b *requestBody) reader() io.Reader {
+	var parts []io.Reader
+	if len(b.mem) > 0 {
+		parts = append(parts, bytes.NewReader(b.mem))
+	}
+	if b.spooled > 0 {
+		parts = append(parts, io.NewSectionReader(b.spool, 0, b.spooled))
+	}
+	if len(b.tail) > 0 {
+		parts = append(parts, bytes.NewReader(b.tail))
+	}
+	if b.rest != nil {
+		parts = append(parts, b.rest)
+	}
+	if len(parts) == 1 {
+		return parts[0]
+	}
+	return io.MultiReader(parts...)
+}
+
+// release gives back the spool file and its share of the spool limit.
+func (b *requestBody) release() {
+	if b.spool != nil {
+		b.spool.Close()
+		b.counter.Add(-b.spooled)
+	}
+}
+
+// uploadChunk is how much of a body is read from the client at a time
+// on its way to the spool file.
+const uploadChunk = 64 << 10
+
+var uploadBufs = sync.Pool{New: func() any { b := make([]byte, uploadChunk); return &b }}
+
+// readAhead reads in (a body of declared bytes, -1 for chunked) before a
+// worker thread is taken: into memory when it fits buffer_request_body,
+// else into a spool file while request_spool_limit allows. What the
+// limits leave unread is the result's rest. An error is the client's
+// (in has recorded it); the result holds what must be released even
+// then.
+func (p *Proxy) readAhead(in io.Reader, declared int64) (*requestBody, error) {
+	lim := p.limits
+	rb := &requestBody{counter: &p.uploadSpooled}
+	memMax := max(lim.BufferRequestBody, 0)
+	if memMax > 0 && declared <= memMax {
+		want := memMax
+		if declared >= 0 {
+			want = declared
+		}
+		var eof bool
+		var err error
+		rb.mem, eof, err = readUpTo(in, want)
+		if err != nil || eof {
+			return rb, err
+		}
+		if declared >= 0 {
+			// The declared length is read; net/http says EOF on the
+			// next read without touching the connection.
+			var one [1]byte
+			n, err := in.Read(one[:])
+			if n == 0 && err == io.EOF {
+				return rb, nil
+			}
+			if err == nil {
+				err = fmt.Errorf("body longer than its Content-Length")
+			}
+			return rb, err
+		}
+	}
+	if lim.RequestSpoolLimit <= 0 || p.uploadSpoolDir() == "" {
+		rb.rest = in
+		return rb, nil
+	}
+	bp := uploadBufs.Get().(*[]byte)
+	defer uploadBufs.Put(bp)
+	buf := *bp
+	if len(rb.mem) > 0 && !p.toSpool(rb, rb.mem) {
+		rb.rest = in
+		return rb, nil
+	}
+	rb.mem = nil // in the file now; memory held per upload stays small
+	for {
+		n, err := in.Read(buf)
+		if n > 0 && !p.toSpool(rb, buf[:n]) {
+			rb.tail = bytes.Clone(buf[:n])
+			rb.rest = in
+			return rb, nil
+		}
+		if err == io.EOF {
+			return rb, nil
+		}
+		if err != nil {
+			return rb, err
+		}
+	}
+}
+
+// readUpTo reads in until EOF or max bytes, growing the buffer only as
+// bytes arrive: a client that announces a megabyte and sends a byte
+// costs a few kilobytes, not a megabyte.
+func readUpTo(in io.Reader, max int64) (buf []byte, eof bool, err error) {
+	const first = 4 << 10
+	buf = make([]byte, 0, min(max, first))
+	for int64(len(buf)) < max {
+		if len(buf) == cap(buf) {
+			grown := make([]byte, len(buf), min(max, int64(2*cap(buf))))
+			copy(grown, buf)
+			buf = grown
+		}
+		n, err := in.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, true, nil
+		}
+		if err != nil {
+			return buf, false, err
+		}
+	}
+	return buf, false, nil
+}
+
+// toSpool appends b to rb's spool file, opening it first if need be. It
+// reports false, having written nothing, when the spool limit or the
+// file system will not take b: the body then streams from there.
+func (p *Proxy) toSpool(rb *requestBody, b []byte) bool {
+	n := int64(len(b))
+	if !reserve(&p.uploadSpooled, n, p.limits.RequestSpoolLimit) {
+		return false
+	}
+	if rb.spool == nil {
+		f, err := openUploadSpool(p.uploadSpoolDir())
+		if err != nil {
+			p.uploadSpooled.Add(-n)
+			p.log.Warn("cannot spool a request body; it streams to the worker", "error", err)
+			return false
+		}
+		rb.spool = f
+	}
+	if _, err := rb.spool.WriteAt(b, rb.spooled); err != nil {
+		p.uploadSpooled.Add(-n)
+		p.log.Warn("cannot spool a request body; it streams to the worker", "error", err)
+		return false
+	}
+	rb.spooled += n
+	return true
+}
+
+// reserve adds n to *total unless that passes limit.
+func reserve(total *atomic.Int64, n, limit int64) bool {
+	for {
+		cur := total.Load()
+		if cur+n > limit {
+			return false
+		}
+		if total.CompareAndSwap(cur, cur+n) {
+			return true
+		}
+	}
+}
+
+// uploadSpoolDir is the directory spool files are made in, found on first use:
+// the first of Limits.SpoolDir (or /var/tmp, then the temp directory)
+// where an unnamed file can be made; "" when none can, and bodies over
+// buffer_request_body then stream.
+func (p *Proxy) uploadSpoolDir() string {
+	p.uploadSpoolOnce.Do(func() {
+		dirs := []string{p.limits.SpoolDir}
+		if p.limits.SpoolDir == "" {
+			dirs = []string{"/var/tmp", os.TempDir()}
+		}
+		var errs []error
+		for _, d := range dirs {
+			f, err := openUploadSpool(d)
+			if err == nil {
+				f.Close()
+				p.uploadSpoolAt = d
+				return
+			}
+			errs = append(errs, err)
+		}
+		p.log.Warn("request bodies over buffer_request_body cannot be spooled; they stream to the worker", "error", errors.Join(errs...))
+	})
+	return p.uploadSpoolAt
+}
+
+// openUploadSpool makes an unnamed file in dir (O_TMPFILE): nobody can open it
+// by name, nothing is left behind when the proxy dies, and no name can
+// be planted for it in a shared directory.
+func openUploadSpool(dir string) (*os.File, error) {
+	fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("spool file in %s: %w", dir, err)
+	}
+	return os.NewFile(uintptr(fd), dir+"/(spooled request body)"), nil
+}

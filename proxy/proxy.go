@@ -52,6 +52,11 @@ type Proxy struct {
 	// limits are set before serving (SetLimits); New starts with the
 	// defaults.
 	limits Limits
+	// uploadSpooled is the bytes of request bodies in spool files now,
+	// held under limits.RequestSpoolLimit (forward.go).
+	uploadSpooled   atomic.Int64
+	uploadSpoolOnce sync.Once
+	uploadSpoolAt   string // set by uploadSpoolOnce: the spool directory, "" for none
 }
 
 // SetLimits sets the client limits (zero fields take their defaults);
@@ -156,12 +161,21 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	fwd := resolveForwarded(peer, p.trusted, r.Header, r.Host, scheme, p.newRequestID())
 	rid := fwd.requestID
 	w.Header().Set("X-Request-Id", rid)
-	var rec *recorder // set when the access log is on
-	if p.access != nil {
-		rec = &recorder{ResponseWriter: w}
-		start := time.Now()
-		defer func() { p.logAccess(r, rec, start, rid, fwd.client) }()
+	var rec *recorder // set when the access log is on, or the connection must close
+	closing := mustClose(r)
+	if p.access != nil || closing {
+		rec = &recorder{ResponseWriter: w, close: closing}
+		if p.access != nil {
+			start := time.Now()
+			defer func() { p.logAccess(r, rec, start, rid, fwd.client) }()
+		}
 		w = rec
+	}
+	if code := refuse(r); code != 0 {
+		// Before routing: no app, no worker, sees what the proxy will
+		// not forward.
+		writeError(w, code, 0)
+		return
 	}
 	select {
 	case <-p.routed:
@@ -187,32 +201,52 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if la, ok := r.Context().Value(http.LocalAddrContextKey).(*net.TCPAddr); ok {
 		ri.serverPort = strconv.Itoa(la.Port)
+		ri.serverAddr = la.AddrPort().Addr()
 	}
 	envp := p.envPool.Get().(*wsgiadapter.Environ)
 	env := buildEnviron((*envp)[:0], r, ri)
 	defer func() { *envp = env[:0]; p.envPool.Put(envp) }()
+	if hasNUL(env) {
+		// The worker protocol cannot carry it (the environ is
+		// NUL-separated): refused here, before a worker is taken.
+		writeError(w, http.StatusBadRequest, 0)
+		return
+	}
 	p.forward(w, r, rt, env, rid)
 }
 
-// recorder notes what the access log needs of a response.
+// recorder notes what the access log needs of a response, and closes
+// the connection after it when the request calls for that (mustClose).
 type recorder struct {
 	http.ResponseWriter
 	status int
 	bytes  int64
 	app    string
+	// close adds "Connection: close" to the response head, whoever
+	// writes it (writeError clears the headers set before it).
+	close bool
 }
 
 func (r *recorder) WriteHeader(code int) {
-	if r.status == 0 {
-		r.status = code
+	if r.status == 0 && code >= 200 {
+		r.status = code // not an informational 1xx: the response follows
+	}
+	if r.close && code >= 200 {
+		r.Header().Set("Connection", "close")
 	}
 	r.ResponseWriter.WriteHeader(code)
 }
 
-func (r *recorder) Write(b []byte) (int, error) {
+// implicitHeader is net/http's WriteHeader(200) before the first byte
+// of a body, done here so the recorder sees it.
+func (r *recorder) implicitHeader() {
 	if r.status == 0 {
-		r.status = http.StatusOK
+		r.WriteHeader(http.StatusOK)
 	}
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	r.implicitHeader()
 	n, err := r.ResponseWriter.Write(b)
 	r.bytes += int64(n)
 	return n, err
@@ -221,9 +255,7 @@ func (r *recorder) Write(b []byte) (int, error) {
 // ReadFrom keeps sendfile for static files through the recorder
 // (http.ServeContent copies into the ResponseWriter's ReadFrom).
 func (r *recorder) ReadFrom(src io.Reader) (int64, error) {
-	if r.status == 0 {
-		r.status = http.StatusOK
-	}
+	r.implicitHeader()
 	n, err := io.Copy(r.ResponseWriter, src)
 	r.bytes += n
 	return n, err
@@ -231,6 +263,7 @@ func (r *recorder) ReadFrom(src io.Reader) (int64, error) {
 
 // Flush keeps streaming working through the recorder (relay flushes).
 func (r *recorder) Flush() {
+	r.implicitHeader()
 	if f, ok := r.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
 	}

@@ -22,13 +22,51 @@ import (
 	"github.com/pyhost/pyhost/channel"
 )
 
-// Server limits that protect the front from slow or hostile clients.
+// Server limits that protect the front from slow or hostile clients,
+// besides the configured ones (Limits).
 const (
 	readHeaderTimeout = 10 * time.Second
-	idleTimeout       = 75 * time.Second
 	maxHeaderBytes    = 64 << 10
 	statsInterval     = time.Second
 )
+
+// newServer is the http.Server of one listener: every timeout set, so
+// that a client that stops half-way is cut (the body's deadlines are
+// forward's, per read).
+func newServer(h http.Handler, l Limits, log hclog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       l.KeepAliveTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
+	}
+}
+
+// setupLimits are the limits Setup carries, the defaults where it is
+// silent.
+func setupLimits(s channel.Setup) Limits {
+	return Limits{
+		BufferRequestBody: s.BufferRequestBody,
+		RequestSpoolLimit: s.RequestSpoolLimit,
+		ClientBodyTimeout: s.ClientBodyTimeout,
+		ClientBodyMinRate: s.ClientBodyMinRate,
+		SendTimeout:       s.SendTimeout,
+		KeepAliveTimeout:  s.KeepaliveTimeout,
+		MaxConns:          s.MaxConnections,
+		MaxConnsPerIP:     s.MaxConnectionsPerIP,
+	}.WithDefaults()
+}
+
+// openFileLimit is the proxy's RLIMIT_NOFILE (Go raised the soft limit
+// to the hard one at start); 0 when unknown.
+func openFileLimit() uint64 {
+	var rl unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
+		return 0
+	}
+	return rl.Cur
+}
 
 // Run is the proxy process: it takes its Setup from the master, serves
 // the inherited listeners (and, when Setup names a files socket, every
@@ -67,6 +105,14 @@ func Run(ctx context.Context, ch *channel.Conn, listeners []net.Listener, log hc
 		trusted = append(trusted, pfx)
 	}
 	p.SetTrustedProxies(trusted)
+	limits := setupLimits(setup)
+	p.SetLimits(limits)
+	maxConns := connCap(limits.MaxConns, openFileLimit())
+	if maxConns < limits.MaxConns {
+		log.Warn("max_connections lowered to what the open-file limit backs", "max_connections", limits.MaxConns, "now", maxConns, "nofile", openFileLimit())
+	}
+	var refusals rateLog
+	conns := newConnLimiter(maxConns, limits.MaxConnsPerIP, trusted)
 	if setup.AccessLog != "" {
 		al, err := accesslog.Open(setup.AccessLog, func(err error) { log.Error("writing the access log", "error", err) })
 		if err != nil {
@@ -128,15 +174,17 @@ func Run(ctx context.Context, ch *channel.Conn, listeners []net.Listener, log hc
 	if grace <= 0 {
 		grace = 15 * time.Second
 	}
-	lns := newListenerSet(log, grace, func() *http.Server {
-		return &http.Server{
-			Handler:           p,
-			ReadHeaderTimeout: readHeaderTimeout,
-			IdleTimeout:       idleTimeout,
-			MaxHeaderBytes:    maxHeaderBytes,
-			ErrorLog:          log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
-		}
-	})
+	lns := newListenerSet(log, grace, func() *http.Server { return newServer(p, limits, log) })
+	lns.limit = func(ln net.Listener) net.Listener {
+		return &limitListener{Listener: ln, lim: conns, refused: func(why refusal, addr netip.Addr) {
+			total, from := conns.count(netip.Prefix{})
+			if why == refusedPerIP {
+				key, _ := clientKey(addr, trusted)
+				_, from = conns.count(key)
+			}
+			refusals.warn(log, string(why), "connection refused at "+string(why), "client", addr, "open", total, "open_from_client", from)
+		}}
+	}
 	for i, ln := range listeners {
 		addr := ln.Addr().String()
 		if i < len(setup.Listeners) {
@@ -186,6 +234,10 @@ type listenerSet struct {
 	newServer func() *http.Server
 	// failed gets the first error of a Serve that was not told to stop.
 	failed chan error
+
+	// limit, when set, wraps each listener before it is served: the
+	// connection caps (limitListener), shared by every listener.
+	limit func(net.Listener) net.Listener
 
 	mu       sync.Mutex
 	stopping bool              // guarded by mu: shutdown began; no more changes
@@ -238,6 +290,9 @@ func (s *listenerSet) add(ln net.Listener, addr string) {
 
 func (s *listenerSet) serveLocked(ln net.Listener, addr string, id socketID) *servedListener {
 	l := &servedListener{addr: addr, id: id, srv: s.newServer(), closed: make(chan struct{})}
+	if s.limit != nil {
+		ln = s.limit(ln)
+	}
 	nl := &notifyListener{Listener: ln, closed: l.closed}
 	s.wg.Add(1)
 	go func() {
