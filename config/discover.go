@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -48,10 +49,29 @@ type Discovery struct {
 	Apps    []App
 	Refused []Refusal
 	// Held is every claim the scan gave or kept: the admitted apps'
-	// claims, and those of a prior holder whose file is broken (it keeps
-	// its domains until its file is fixed or removed). See NextLedger for
-	// what the daemon keeps of it.
+	// claims, and those kept for a holder that runs, or whose file is
+	// broken or out of reach. See NextLedger for what the daemon keeps of
+	// it.
 	Held Ledger
+	// Skipped are the app keys Scan.Only left out: files that hold
+	// nothing and were not asked about.
+	Skipped []string
+}
+
+// Scan is the daemon's state a Discover decides against.
+type Scan struct {
+	// Held is the claims ledger as it stands (the running apps' claims
+	// and the reservations kept; or the one saved before a restart).
+	Held Ledger
+	// Running are the apps the daemon runs, in the settings each runs
+	// with (not what their files say now).
+	Running []App
+	// Only, when set, is the one app (a key) a newcomer may be admitted
+	// for: pyctl reload NAME. Other files that hold no claim and do not
+	// run are left out (Discovery.Skipped), so a file nobody loaded
+	// cannot stand in the way of the one being reloaded, as it could not
+	// in pyctl check.
+	Only string
 }
 
 // candidate is an app file that parsed, before the policy is applied.
@@ -66,35 +86,65 @@ type candidate struct {
 // are refused with the reason. lookup resolves user names; check
 // verifies the paths an app names with its owner's rights.
 //
-// held is the claims ledger as it stands (the running apps' claims, or
-// the one saved before a restart). Its holders are admitted first, so
-// they keep their domains and their places in the user's quota (max_apps,
-// max_processes, max_memory); a claim stays reserved for its holder while
-// the holder's file still claims it or is broken, and a new file asking
-// for it is refused naming the holder (U3). Everything else goes in file
-// order: admin_dir files first, then users by name, files by name. An
-// admin_dir file owns its app's name: a user's file of the same name is
-// refused.
-func Discover(admin Admin, lookup func(string) (privdrop.Credential, error), check PathChecker, held Ledger) Discovery {
+// Holders (apps that run, or hold a claim in s.Held) are admitted first,
+// so they keep their domains and their places in the user's quota
+// (max_apps, max_processes, max_memory). A held claim stays reserved for
+// its holder while the holder runs (until it is stopped, whatever its
+// file says now), or while its file is there (broken, out of reach or
+// valid); a new file asking for it is refused naming the holder (U3).
+// Everything else goes in file order: admin_dir files first, then users
+// by name, files by name. An admin_dir file owns its app's name: a
+// user's file of the same name is refused.
+func Discover(admin Admin, lookup func(string) (privdrop.Credential, error), check PathChecker, s Scan) Discovery {
 	var d Discovery
 	refuse := func(path, user string, err error) {
 		d.Refused = append(d.Refused, Refusal{Path: path, User: user, Err: err})
 	}
+	running := map[string]App{}
+	for _, a := range s.Running {
+		running[a.Key()] = a
+	}
+	held := s.Held
 	var cands []candidate
-	broken := map[string]bool{} // app keys whose file exists but does not parse or is untrusted
+	// broken are app keys whose file exists but does not parse, is not
+	// trusted, or cannot be reached (a home not mounted): their running
+	// version, if any, serves on, and their claims stay theirs.
+	broken := map[string]bool{}
 	adminFiles := map[string]string{}
 
 	// admin_dir: root-owned files that name their user.
-	for _, path := range tomlFiles(admin.Apps.AdminDir) {
+	adminList, err := tomlFiles(admin.Apps.AdminDir)
+	if err != nil {
+		refuse(admin.Apps.AdminDir, "", fmt.Errorf("cannot read admin_dir: %w; the apps from it keep running as they are", err))
+		for k, a := range running {
+			if a.AdminDeployed {
+				broken[k] = true
+				adminFiles[k] = a.File
+			}
+		}
+	}
+	for _, path := range adminList {
 		f, err := readAdminDirFile(admin, path, lookup)
-		if f.User != "" {
-			adminFiles[fileKey(f.User, path)] = path
+		user := f.User
+		if f.Cred.Username != "" {
+			user = f.Cred.Username // "1014" names the same app as "bob"
+		}
+		if user != "" {
+			adminFiles[fileKey(user, path)] = path
 		}
 		if err != nil {
-			if f.Cred.Username != "" { // its user is known: the file does not parse
-				broken[fileKey(f.User, path)] = true
+			if user != "" {
+				broken[fileKey(user, path)] = true
 			}
-			refuse(path, f.User, err)
+			// A file so broken its user is unknown still is the file a
+			// running admin app came from.
+			for k, a := range running {
+				if a.AdminDeployed && a.File == path {
+					broken[k] = true
+					adminFiles[k] = path
+				}
+			}
+			refuse(path, user, err)
 			continue
 		}
 		cands = append(cands, candidate{path, f.App, f.Meta})
@@ -106,10 +156,29 @@ func Discover(admin Admin, lookup func(string) (privdrop.Credential, error), che
 		users = append(users, name)
 	}
 	sort.Strings(users)
+	// unreachable keeps a user's running apps when their files cannot be
+	// read at all: a failed lookup or a home that is not there (not
+	// mounted yet) says nothing about what the user wants.
+	unreachable := func(name string, why error) {
+		// After a restart nothing runs yet: the ledger's holders of the
+		// user keep their claims all the same.
+		for _, holder := range held {
+			if strings.HasPrefix(holder, name+"/") {
+				broken[holder] = true
+			}
+		}
+		for _, a := range s.Running {
+			if a.Cred.Username == name && !a.AdminDeployed {
+				broken[a.Key()] = true
+				refuse(a.File, name, fmt.Errorf("cannot read this file now (%w); the running version keeps serving", why))
+			}
+		}
+	}
 	for _, name := range users {
 		cred, err := lookup(name)
 		if err != nil {
 			refuse(admin.Path, name, admin.UserError(name, err))
+			unreachable(name, err)
 			continue
 		}
 		if cred.IsRoot() {
@@ -117,20 +186,35 @@ func Discover(admin Admin, lookup func(string) (privdrop.Credential, error), che
 			continue
 		}
 		dir := admin.Apps.UserDirOf(cred.Home)
-		for _, path := range tomlFiles(dir) {
-			if by, ok := adminFiles[fileKey(name, path)]; ok {
-				refuse(path, name, policyErr{fmt.Errorf("the app %s is deployed by the admin (%s), which takes precedence; rename this file to deploy another app", fileKey(name, path), by)})
+		files, err := tomlFiles(dir)
+		if err == nil && len(files) == 0 {
+			if _, herr := os.Stat(cred.Home); herr != nil {
+				err = herr
+			}
+		}
+		if err != nil {
+			unreachable(name, err)
+			continue
+		}
+		for _, path := range files {
+			key := fileKey(name, path)
+			by, ok := adminFiles[key]
+			if !ok && running[key].AdminDeployed {
+				ok, by = true, running[key].File
+			}
+			if ok {
+				refuse(path, name, policyErr{fmt.Errorf("the app %s is deployed by the admin (%s), which takes precedence; rename this file to deploy another app", key, by)})
 				continue
 			}
 			data, err := readTrusted(path, cred.UID, cred.Home)
 			if err != nil {
-				broken[fileKey(name, path)] = true
+				broken[key] = true
 				refuse(path, name, err)
 				continue
 			}
 			app, meta, err := ParseAppFile(path, data, cred, admin.Defaults)
 			if err != nil {
-				broken[fileKey(name, path)] = true
+				broken[key] = true
 				refuse(path, name, err)
 				continue
 			}
@@ -138,40 +222,71 @@ func Discover(admin Admin, lookup func(string) (privdrop.Credential, error), che
 		}
 	}
 
-	// A held claim stays its holder's while the holder's file is there
-	// (if the file no longer claims it, the holder's running version
-	// still may: the claim is free once the holder runs without it, see
-	// NextLedger) or is broken (its running version serves it). It is
-	// free when the file is gone, and when the holder is refused by
-	// policy (below).
-	claims := Claims{}
 	present := map[string]bool{}
 	for _, c := range cands {
 		present[c.app.Key()] = true
 	}
+	holds := func(key string) bool {
+		_, runs := running[key]
+		return runs || held.Holds(key)
+	}
+	// A claim is only kept for what the admin's policy still allows its
+	// holder: a listed user, a domain matching their patterns. What the
+	// holder's own file says now (a typo, a quota its edit breaks) does
+	// not take it away.
+	allowed := func(k, holder string) bool {
+		user, _, _ := strings.Cut(holder, "/")
+		policy, ok := admin.Users[user]
+		domain, _, _ := strings.Cut(k, " ")
+		return ok && DomainAllowed(policy.Domains, domain)
+	}
+	claims := Claims{}
 	for k, holder := range held {
-		if present[holder] || broken[holder] {
+		if _, runs := running[holder]; (runs || present[holder] || broken[holder]) && allowed(k, holder) {
 			claims.reserve(k, holder)
+		}
+	}
+	// A running app's claims are its own until it stops, even when no
+	// ledger has them yet.
+	for k, a := range running {
+		for _, dom := range a.Domains {
+			if ck := claimKey(dom, a.URLPrefix); allowed(ck, k) {
+				claims.reserve(ck, k)
+			}
 		}
 	}
 
 	// Holders first, then the rest, each group in file order.
 	sort.SliceStable(cands, func(i, j int) bool {
-		return held.Holds(cands[i].app.Key()) && !held.Holds(cands[j].app.Key())
+		return holds(cands[i].app.Key()) && !holds(cands[j].app.Key())
 	})
+	// Quotas count what keeps running: apps whose file is broken, and
+	// those refused below, in their running settings.
 	perUser := map[string][]App{}
+	for k, a := range running {
+		if broken[k] && !present[k] {
+			perUser[a.Cred.Username] = append(perUser[a.Cred.Username], a)
+		}
+	}
 	for _, c := range cands {
+		key := c.app.Key()
+		if s.Only != "" && key != s.Only && !holds(key) {
+			d.Skipped = append(d.Skipped, key)
+			continue
+		}
 		cred := c.app.Cred
-		if err := admitApp(admin, cred, c.app, c.meta, perUser[cred.Username], check); err != nil {
-			// Refused by policy, the app stops and gives its domains up
-			// at once; otherwise its running version keeps them.
-			if errors.Is(err, ErrPolicy) {
-				claims.Release(c.app.Key())
+		keepRunning := func() {
+			if a, ok := running[key]; ok {
+				perUser[cred.Username] = append(perUser[cred.Username], a)
 			}
+		}
+		if err := admitApp(admin, cred, c.app, c.meta, perUser[cred.Username], check); err != nil {
+			keepRunning()
 			refuse(c.path, cred.Username, err)
 			continue
 		}
-		if err := claims.Claim(c.app.Key(), c.app.Domains, c.app.URLPrefix); err != nil {
+		if err := claims.Claim(key, c.app.Domains, c.app.URLPrefix); err != nil {
+			keepRunning()
 			refuse(c.path, cred.Username, err)
 			continue
 		}
@@ -180,6 +295,24 @@ func Discover(admin Admin, lookup func(string) (privdrop.Credential, error), che
 	}
 	d.Held = claims.ledger()
 	return d
+}
+
+// RunningAllowed is the pure decision "may this running app go on
+// running under admin's policy?": its user is still listed and every
+// domain it serves now is still theirs. A refusal of its new file (a
+// typo, a quota its own edit would pass) is no reason to stop it; only
+// the admin's changed policy is.
+func RunningAllowed(admin Admin, a App) error {
+	policy, ok := admin.Users[a.Cred.Username]
+	if !ok {
+		return policyErr{fmt.Errorf("user %s is no longer listed under [users] in %s", a.Cred.Username, admin.Path)}
+	}
+	for _, dom := range a.Domains {
+		if !DomainAllowed(policy.Domains, dom) {
+			return policyErr{fmt.Errorf("%s may no longer claim %s", a.Cred.Username, dom)}
+		}
+	}
+	return nil
 }
 
 // fileKey is the key of the app an app file of user would define.
@@ -239,14 +372,19 @@ func firstExample(patterns []string) string {
 	return "app.example.com"
 }
 
-// tomlFiles lists dir's *.toml entries by name; a missing dir has none.
-func tomlFiles(dir string) []string {
+// tomlFiles lists dir's *.toml entries by name. A missing dir has none;
+// any other error (permission, I/O) is returned, so the caller can tell
+// "no apps" from "cannot tell".
+func tomlFiles(dir string) ([]string, error) {
 	if dir == "" {
-		return nil
+		return nil, nil
 	}
 	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
 	if err != nil {
-		return nil
+		return nil, err
 	}
 	var out []string
 	for _, e := range entries {
@@ -254,5 +392,5 @@ func tomlFiles(dir string) []string {
 			out = append(out, filepath.Join(dir, e.Name()))
 		}
 	}
-	return out
+	return out, nil
 }

@@ -79,7 +79,11 @@ func (ts *tenants) adminFile(name, body string) {
 }
 
 func (ts *tenants) discover(held Ledger) Discovery {
-	return Discover(ts.admin, ts.lookup, nil, held)
+	return Discover(ts.admin, ts.lookup, nil, Scan{Held: held})
+}
+
+func (ts *tenants) discoverRunning(held Ledger, running []App, only string) Discovery {
+	return Discover(ts.admin, ts.lookup, nil, Scan{Held: held, Running: running, Only: only})
 }
 
 func keysOf(d Discovery) []string {
@@ -300,5 +304,95 @@ func TestDiscoverDroppedClaimIsFreeOnceApplied(t *testing.T) {
 	held = NextLedger(held, running, d.Held)
 	if got := keysOf(ts.discover(held)); !reflect.DeepEqual(got, []string{"alice/aaa", "alice/blog"}) {
 		t.Errorf("after blog runs without the domain: %v", got)
+	}
+}
+
+// Review of issue 9, finding 2: a holder that runs keeps its claims
+// while its file is away (renamed, or the home not mounted), until the
+// daemon stops it; a rival's reload meanwhile is refused.
+func TestDiscoverRunningHolderKeepsClaimsWithoutItsFile(t *testing.T) {
+	ts := newTenants(t, "[users.alice]\ndomains = [\"shared.test\"]\n[users.bob]\ndomains = [\"shared.test\"]\n")
+	ts.file("alice", "blog", claimFile("shared.test"))
+	d := ts.discover(nil)
+	running := d.Apps
+	held := NextLedger(nil, running, d.Held)
+	os.Rename(filepath.Join(ts.root, "home/alice/.config/pyhost/apps/blog.toml"), filepath.Join(ts.root, "home/alice/.config/pyhost/apps/blog.toml.off"))
+	ts.file("bob", "evil", claimFile("shared.test"))
+	d = ts.discoverRunning(held, running, "bob/evil")
+	var ce *ConflictError
+	if err := refusedFor(d, "bob/evil"); !errors.As(err, &ce) || ce.Holder != "alice/blog" {
+		t.Errorf("bob's reload while blog runs without its file: %v (apps %v)", err, keysOf(d))
+	}
+}
+
+// Finding 3: a tenant's own file error (a domain not theirs, a quota
+// their edit breaks) is not the admin's policy changing: the running
+// settings are still allowed, so the app is not stopped.
+func TestRunningAllowed(t *testing.T) {
+	ts := newTenants(t, "[users.alice]\ndomains = [\"alice.test\"]\n")
+	app := App{Name: "blog", Cred: privdrop.Credential{Username: "alice"}, Domains: []string{"alice.test"}, URLPrefix: "/"}
+	if err := RunningAllowed(ts.admin, app); err != nil {
+		t.Errorf("allowed settings: %v", err)
+	}
+	app.Domains = []string{"other.test"}
+	if err := RunningAllowed(ts.admin, app); !errors.Is(err, ErrPolicy) {
+		t.Errorf("a domain no longer hers: %v", err)
+	}
+	app.Cred.Username = "zed"
+	if err := RunningAllowed(ts.admin, app); !errors.Is(err, ErrPolicy) {
+		t.Errorf("an unlisted user: %v", err)
+	}
+}
+
+// Finding 6: apps that keep running with a broken file count towards
+// the quota, so breaking files cannot multiply apps.
+func TestDiscoverQuotaCountsBrokenRunningApps(t *testing.T) {
+	ts := newTenants(t, "[users.carol]\ndomains = [\"*.carol.test\"]\nmax_apps = 1\n")
+	ts.file("carol", "a1", claimFile("a1.carol.test"))
+	d := ts.discover(nil)
+	running := d.Apps
+	held := NextLedger(nil, running, d.Held)
+	ts.file("carol", "a1", "this is not toml")
+	ts.file("carol", "a2", claimFile("a2.carol.test"))
+	d = ts.discoverRunning(held, running, "carol/a2")
+	var qe *QuotaError
+	if err := refusedFor(d, "carol/a2"); !errors.As(err, &qe) {
+		t.Errorf("a2 while a1 runs with a broken file: %v (apps %v)", err, keysOf(d))
+	}
+}
+
+// Finding 7: a home that is not there (not mounted yet) is not "every
+// file gone": the user's running apps keep running and their claims.
+func TestDiscoverUnreachableHomeKeepsRunningApps(t *testing.T) {
+	ts := newTenants(t, "[users.alice]\ndomains = [\"shared.test\"]\n[users.bob]\ndomains = [\"shared.test\"]\n")
+	ts.file("alice", "blog", claimFile("shared.test"))
+	d := ts.discover(nil)
+	running := d.Apps
+	held := NextLedger(nil, running, d.Held)
+	home := filepath.Join(ts.root, "home/alice")
+	os.Rename(home, home+".away")
+	ts.file("bob", "evil", claimFile("shared.test"))
+	d = ts.discoverRunning(held, nil, "")
+	if err := refusedFor(d, "bob/evil"); err == nil {
+		t.Errorf("bob took shared.test while alice's home was away: %v", keysOf(d))
+	}
+	d = ts.discoverRunning(held, running, "")
+	if err := refusedFor(d, "alice/blog"); err == nil || !strings.Contains(err.Error(), "keeps serving") {
+		t.Errorf("alice's running blog with her home away: %v", err)
+	}
+	if NextLedger(held, running, d.Held)[claimKey("shared.test", "/")] != "alice/blog" {
+		t.Errorf("the ledger gave shared.test away")
+	}
+}
+
+// Finding 11: a file nobody loaded does not stand in the way of the one
+// being reloaded; it is skipped, not admitted.
+func TestDiscoverOnlySkipsNewcomers(t *testing.T) {
+	ts := newTenants(t, "[users.alice]\ndomains = [\"shared.test\"]\n[users.bob]\ndomains = [\"shared.test\"]\n")
+	ts.file("alice", "squat", claimFile("shared.test"))
+	ts.file("bob", "site", claimFile("shared.test"))
+	d := ts.discoverRunning(Ledger{}, nil, "bob/site")
+	if got := keysOf(d); !reflect.DeepEqual(got, []string{"bob/site"}) || !reflect.DeepEqual(d.Skipped, []string{"alice/squat"}) {
+		t.Errorf("pyctl reload site: apps %v, skipped %v", got, d.Skipped)
 	}
 }

@@ -162,7 +162,7 @@ domains = ["ben.test", "*.ben.test", "shared.test"]
 	writeOwned(t, a, filepath.Join(a.home, "aaa/wsgi.py"), "raise ImportError('broken on purpose')\n", 0o644)
 	writeOwned(t, a, filepath.Join(userApps(a), "aaa.toml"), "domains = [\"ann.test\"]\nscript = \"wsgi.py\"\ndirectory = \"~/aaa\"\nprocesses = 1\nthreads = 3\n", 0o644)
 	out, err = d.pyctl("", "reload-config")
-	if err == nil || !strings.Contains(out, "reload of "+ann+"/aaa failed") || !strings.Contains(out, "1 failed") {
+	if err == nil || !strings.Contains(out, ann+"/aaa: reload failed") || !strings.Contains(out, "1 failed") {
 		t.Errorf("reload-config with a failing roll: %v\n%s", err, out)
 	}
 	serves("ann.test", "ann-aaa")
@@ -184,4 +184,92 @@ domains = ["ben.test", "*.ben.test", "shared.test"]
 	if out, _ := d.pyctl(ann, "logs", "aaa", "-n", "50"); !strings.Contains(out, "cannot enter") {
 		t.Errorf("the app log does not say the static mount is unreachable:\n%s", out)
 	}
+}
+
+// What a review of the issue 9 fixes found: a holder's domain survives
+// its file being away, a tenant's own mistake, a broken admin file and a
+// rival's files nobody loaded; reload-config says when a new app does
+// not start.
+func TestTenantClaimsUnderAttack(t *testing.T) {
+	const (
+		ann = "pyh-ta-ann"
+		ben = "pyh-ta-ben"
+	)
+	d := newSysd(t, fmt.Sprintf(`
+[users.%s]
+domains = ["shared.test", "*.shared.test"]
+
+[users.%s]
+domains = ["shared.test", "*.shared.test"]
+`, ann, ben))
+	a, b := makeUser(t, ann), makeUser(t, ben)
+	deployNamed(t, a, "blog", "ann-blog", `"shared.test"`, "")
+	writeFile(t, filepath.Join(d.adminDir(), "status.toml"), fmt.Sprintf("user = %q\ndomains = [\"status.shared.test\"]\nscript = \"wsgi.py\"\ndirectory = \"~/admin-status\"\nprocesses = 1\n", ben))
+	writeOwned(t, b, filepath.Join(b.home, "admin-status/wsgi.py"), nameApp("admin-status"), 0o644)
+	d.start()
+	serves := func(host, want string) {
+		t.Helper()
+		if code, body := d.get(host, "/"); code != 200 || !strings.HasPrefix(body, want+" ") {
+			t.Errorf("%s: %d %q, want %s", host, code, body, want)
+		}
+	}
+	serves("shared.test", "ann-blog")
+	serves("status.shared.test", "admin-status")
+
+	// ben's file nobody loaded does not block ann's own reload (check
+	// and reload agree), and ben cannot take shared.test while ann's blog
+	// runs with its file moved away.
+	deployNamed(t, b, "evil", "ben-evil", `"shared.test"`, "")
+	blog := filepath.Join(userApps(a), "blog.toml")
+	os.Rename(blog, blog+".off")
+	if out, err := d.pyctl(ben, "reload", "evil"); err == nil || !strings.Contains(out, "already claimed by "+ann+"/blog") {
+		t.Errorf("ben's reload while ann's blog runs without its file: %v\n%s", err, out)
+	}
+	os.Rename(blog+".off", blog)
+	serves("shared.test", "ann-blog")
+	deployNamed(t, a, "other", "ann-other", `"x.shared.test"`, "")
+	if out, err := d.pyctl(ann, "reload", "other"); err != nil {
+		t.Errorf("ann's reload of another app, with ben's unloaded evil.toml about: %v\n%s", err, out)
+	}
+
+	// ann's typo is hers to fix: reload-config keeps her blog running, and
+	// ben's evil.toml does not get shared.test.
+	deployNamed(t, a, "blog", "ann-blog-v2", `"shraed.test"`, "")
+	out, err := d.pyctl("", "reload-config")
+	if err != nil || strings.Contains(out, "stopping "+ann+"/blog") || !strings.Contains(out, "may not claim shraed.test") {
+		t.Errorf("reload-config with ann's typo: %v\n%s", err, out)
+	}
+	serves("shared.test", "ann-blog")
+
+	// A syntax error in the admin's file keeps the admin's app running.
+	writeFile(t, filepath.Join(d.adminDir(), "status.toml"), "oops = = 1\n")
+	out, err = d.pyctl("", "reload-config")
+	if err != nil || strings.Contains(out, "stopping "+ben+"/status") {
+		t.Errorf("reload-config with a broken admin file: %v\n%s", err, out)
+	}
+	serves("status.shared.test", "admin-status")
+
+	// A new app that does not import fails reload-config.
+	writeOwned(t, a, filepath.Join(a.home, "bad/wsgi.py"), "raise ImportError('no')\n", 0o644)
+	writeOwned(t, a, filepath.Join(userApps(a), "bad.toml"), "domains = [\"bad.shared.test\"]\nscript = \"wsgi.py\"\ndirectory = \"~/bad\"\nprocesses = 1\nstartup_timeout = \"5s\"\n", 0o644)
+	out, err = d.pyctl("", "reload-config")
+	if err == nil || !strings.Contains(out, "no worker became ready") {
+		t.Errorf("reload-config starting an app that cannot import: %v\n%s", err, out)
+	}
+
+	// After a restart ann's blog cannot run (its file still has the
+	// typo), but shared.test stays hers: ben's evil.toml does not get it,
+	// and her fixed file does.
+	d.restart()
+	if code, body := d.get("shared.test", "/"); strings.HasPrefix(body, "ben-evil") {
+		t.Errorf("after a restart with ann's typo, shared.test serves ben's app: %d %q", code, body)
+	}
+	if code, _ := d.get("x.shared.test", "/"); code != 200 {
+		t.Errorf("ann's other app after the restart: %d", code)
+	}
+	deployNamed(t, a, "blog", "ann-blog-v3", `"shared.test"`, "")
+	if out, err := d.pyctl(ann, "reload", "blog"); err != nil {
+		t.Errorf("ann's fixed file: %v\n%s", err, out)
+	}
+	serves("shared.test", "ann-blog-v3")
 }

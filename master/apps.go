@@ -7,6 +7,7 @@ import (
 	"maps"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 
@@ -35,9 +36,18 @@ type appSet struct {
 	held       config.Ledger
 	claimsFile string // "": not kept on disk (express mode)
 
-	// reloading serializes the operations that re-read files and apply
-	// what they say (pyctl reload, reload-config, SIGHUP), so that each
-	// decides its claims against what the one before it applied.
+	// pending are the settings apps are being rolled onto, by key
+	// (guarded by mu): their claims count as held from the decision on,
+	// so a reload decided meanwhile cannot take them.
+	pending map[string]config.App
+	closed  bool // guarded by mu; set by stopAll
+
+	// reloading serializes the decisions of the operations that re-read
+	// files (pyctl reload, reload-config, SIGHUP), so that each decides
+	// its claims against what the one before it applied or is applying.
+	// pyctl reload lets go of it while its app rolls (one tenant's slow
+	// import must not hold up another's reload); reload-config holds it
+	// to the end.
 	reloading sync.Mutex
 }
 
@@ -50,8 +60,12 @@ type appEntry struct {
 }
 
 func newAppSet(m *Master, opts supervisor.Options, refused []config.Refusal, held config.Ledger, claimsFile string) *appSet {
-	return &appSet{m: m, opts: opts, apps: map[string]*appEntry{}, refused: refused, held: held, claimsFile: claimsFile}
+	return &appSet{m: m, opts: opts, apps: map[string]*appEntry{}, refused: refused, held: held, claimsFile: claimsFile, pending: map[string]config.App{}}
 }
+
+// errClosed refuses an app added after stopAll began (a reload still
+// running when the daemon stops).
+var errClosed = errors.New("the daemon is stopping")
 
 // add starts an app.
 func (s *appSet) add(a config.App) error {
@@ -74,6 +88,12 @@ func (s *appSet) add(a config.App) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &appEntry{app: app, cfg: a, log: alog, stop: cancel, done: make(chan struct{})}
 	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		cancel()
+		alog.Close()
+		return errClosed
+	}
 	s.apps[a.Key()] = e
 	s.order = append(s.order, a.Key())
 	s.mu.Unlock()
@@ -103,9 +123,11 @@ func (s *appSet) remove(key string) {
 	e.log.Close()
 }
 
-// stopAll stops every app and waits for them.
+// stopAll stops every app and waits for them; no app can be added
+// afterwards.
 func (s *appSet) stopAll() {
 	s.mu.Lock()
+	s.closed = true
 	entries := make([]*appEntry, 0, len(s.apps))
 	for _, e := range s.apps {
 		entries = append(entries, e)
@@ -175,11 +197,47 @@ func (s *appSet) logsByKey() map[string]*applog.Log {
 	return out
 }
 
-// claims is the ledger as it stands.
+// claims is the ledger as it stands, with the claims of rolls underway.
 func (s *appSet) claims() config.Ledger {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return maps.Clone(s.held)
+	l := maps.Clone(s.held)
+	for k, c := range config.LedgerOf(slices.Collect(maps.Values(s.pending))) {
+		l[k] = c
+	}
+	return l
+}
+
+// scan is the state a Discover decides against: the ledger, the apps as
+// they run, and only, the one app a pyctl reload asks about ("" for all).
+func (s *appSet) scan(only string) config.Scan {
+	held := s.claims()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	running := make([]config.App, 0, len(s.order))
+	for _, k := range s.order {
+		running = append(running, s.apps[k].cfg)
+	}
+	return config.Scan{Held: held, Running: running, Only: only}
+}
+
+// setPending marks key as rolling onto a (or, with ok false, done).
+func (s *appSet) setPending(key string, a config.App, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ok {
+		s.pending[key] = a
+	} else {
+		delete(s.pending, key)
+	}
+}
+
+// isPending reports whether a roll of key is underway.
+func (s *appSet) isPending(key string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.pending[key]
+	return ok
 }
 
 // commitClaims recomputes the ledger from the apps as they run now and
@@ -187,9 +245,13 @@ func (s *appSet) claims() config.Ledger {
 // claims file, so a restart decides nothing anew.
 func (s *appSet) commitClaims(kept config.Ledger) {
 	s.mu.Lock()
-	running := make([]config.App, 0, len(s.apps))
+	running := make([]config.App, 0, len(s.apps)+len(s.pending))
 	for _, k := range s.order {
 		running = append(running, s.apps[k].cfg)
+	}
+	// A roll underway holds its new claims besides its old ones.
+	for _, a := range s.pending {
+		running = append(running, a)
 	}
 	s.held = config.NextLedger(s.held, running, kept)
 	held := maps.Clone(s.held)
@@ -200,6 +262,25 @@ func (s *appSet) commitClaims(kept config.Ledger) {
 	if err := held.Save(s.claimsFile); err != nil {
 		s.m.log.Error("cannot save the claims ledger; a restart would decide claims by file order", "file", s.claimsFile, "error", err)
 	}
+}
+
+// mergeRefused replaces the refusals of every key a scan looked at with
+// d's, keeping those of the keys it skipped (pyctl reload of one app
+// does not judge the others' new files).
+func (s *appSet) mergeRefused(d config.Discovery) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	skipped := map[string]bool{}
+	for _, k := range d.Skipped {
+		skipped[k] = true
+	}
+	out := append([]config.Refusal(nil), d.Refused...)
+	for _, r := range s.refused {
+		if skipped[keyOf(r)] {
+			out = append(out, r)
+		}
+	}
+	s.refused = out
 }
 
 func (s *appSet) setRefused(r []config.Refusal) {
@@ -234,7 +315,9 @@ func keyOf(r config.Refusal) string {
 // one stops it, a broken one is refused and the running version keeps
 // serving (S6, S10). Claims are decided exactly as pyctl check and a
 // restart decide them: against the ledger, so a new file never takes a
-// domain another app holds (U3).
+// domain another app holds (U3). The admin config is not re-read: a
+// tenant's reload applies no pending edit of pyhost.toml (that is
+// reload-config's).
 func (m *Master) reloadFromFile(ctx context.Context, c control.Caller, name string, progress func(string)) error {
 	key, err := m.keyFor(c, name)
 	if err != nil {
@@ -244,13 +327,21 @@ func (m *Master) reloadFromFile(ctx context.Context, c control.Caller, name stri
 		return err
 	}
 	m.set.reloading.Lock()
-	defer m.set.reloading.Unlock()
+	locked := true
+	defer func() {
+		if locked {
+			m.set.reloading.Unlock()
+		}
+	}()
+	if m.set.isPending(key) {
+		return &control.ReloadError{App: name, Reason: "a reload of this app is already running"}
+	}
 	progress("re-reading the app file")
-	_, d, err := m.cfg.Rescan(m.set.claims())
+	_, d, err := m.cfg.Rescan(m.set.scan(key), false)
 	if err != nil {
 		return &control.ReloadError{App: name, Reason: "the daemon's config cannot be read; nothing changed", Detail: err.Error()}
 	}
-	m.set.setRefused(d.Refused)
+	m.set.mergeRefused(d)
 	var next *config.App
 	for i := range d.Apps {
 		if d.Apps[i].Key() == key {
@@ -260,12 +351,12 @@ func (m *Master) reloadFromFile(ctx context.Context, c control.Caller, name stri
 	if next != nil && next.AdminDeployed && c.UID != 0 {
 		return fmt.Errorf("%w: %s is deployed by the admin; only root may reload it", control.ErrAccessDenied, key)
 	}
+	app := m.set.get(key)
 	for _, r := range d.Refused {
-		if keyOf(r) == key {
+		if keyOf(r) == key || (app != nil && r.Path == m.set.config(key).File) {
 			return &control.ReloadError{App: name, Reason: "the app file was refused; the running version (if any) keeps serving", Detail: r.Err.Error()}
 		}
 	}
-	app := m.set.get(key)
 	switch {
 	case next == nil && app == nil:
 		return fmt.Errorf("%w: %s (no app file for it)", control.ErrNoSuchApp, name)
@@ -283,19 +374,35 @@ func (m *Master) reloadFromFile(ctx context.Context, c control.Caller, name stri
 			return &control.ReloadError{App: name, Reason: err.Error()}
 		}
 		m.set.commitClaims(d.Held)
-		if err := m.set.get(key).WaitStarted(ctx); err != nil {
-			rerr := &control.ReloadError{App: name, Reason: "started, but no worker became ready: " + err.Error()}
-			var ie *daemons.ImportError
-			if errors.As(err, &ie) {
-				rerr.Detail = strings.TrimRight(ie.Traceback, "\n")
-			}
-			return rerr
-		}
-		return nil
+		m.set.reloading.Unlock()
+		locked = false
+		return startedError(name, m.set.get(key).WaitStarted(ctx))
 	}
+	// The roll may take up to startup_timeout (the tenant's own): its new
+	// claims are held from now on, and the others may decide meanwhile.
+	m.set.setPending(key, *next, true)
+	m.set.commitClaims(d.Held)
+	m.set.reloading.Unlock()
+	locked = false
 	err = m.roll(ctx, app, *next, progress)
+	m.set.reloading.Lock()
+	locked = true
+	m.set.setPending(key, config.App{}, false)
 	m.set.commitClaims(d.Held)
 	return err
+}
+
+// startedError turns a new app's WaitStarted result into pyctl's error.
+func startedError(name string, err error) error {
+	if err == nil {
+		return nil
+	}
+	rerr := &control.ReloadError{App: name, Reason: "started, but no worker became ready: " + err.Error()}
+	var ie *daemons.ImportError
+	if errors.As(err, &ie) {
+		rerr.Detail = strings.TrimRight(ie.Traceback, "\n")
+	}
+	return rerr
 }
 
 // mayAct refuses a user's action on an app the admin deployed for them
@@ -337,19 +444,20 @@ func (m *Master) keyFor(c control.Caller, name string) (string, error) {
 // roll; a file that became invalid is reported and its running version
 // keeps serving (S10). progress hears what it does to each app, then a
 // summary; the error, if any, says what did not happen (the admin config
-// is broken: nothing changed; files refused; rolls or starts failed).
+// is broken or a listener cannot be bound: nothing changed; starts or
+// rolls that failed).
 func (m *Master) reloadConfig(ctx context.Context, progress func(string)) error {
 	if m.cfg.Rescan == nil {
 		return errors.New("express mode has no config to reload")
 	}
 	m.set.reloading.Lock()
 	defer m.set.reloading.Unlock()
-	admin, d, err := m.cfg.Rescan(m.set.claims())
+	admin, d, err := m.cfg.Rescan(m.set.scan(""), true)
 	if err != nil {
 		return fmt.Errorf("%w; nothing changed, every app keeps running as it was", err)
 	}
 	// Listeners first, all or nothing: a port that cannot be bound
-	// stops the reload before any app changes.
+	// stops the reload before anything changes, the admin config too.
 	added, removed, err := m.setListen(admin.Proxy.Listen)
 	if err != nil {
 		return fmt.Errorf("[proxy] listen: %w; nothing changed, the proxy listens where it did and every app keeps running as it was", err)
@@ -360,14 +468,13 @@ func (m *Master) reloadConfig(ctx context.Context, progress func(string)) error 
 	for _, a := range removed {
 		progress("no longer listening on " + a + " (its connections finish first)")
 	}
+	if m.cfg.Adopt != nil {
+		m.cfg.Adopt(admin)
+	}
 	m.set.setRefused(d.Refused)
 	m.markChanged() // the admin's default_app may have changed alone
-	keep := map[string]bool{}
 	var sum reloadSummary
 	for _, r := range d.Refused {
-		// A broken file keeps its app running as it was; an app the
-		// admin's policy no longer allows stops.
-		keep[keyOf(r)] = !errors.Is(r.Err, config.ErrPolicy)
 		sum.refused++
 		progress("refused " + r.Error())
 		m.log.Warn("app file refused", "file", r.Path, "user", r.User, "reason", r.Err)
@@ -378,23 +485,36 @@ func (m *Master) reloadConfig(ctx context.Context, progress func(string)) error 
 	}
 	for _, app := range m.set.all() {
 		key := app.Key()
-		if _, ok := want[key]; ok || keep[key] {
+		if _, ok := want[key]; ok {
 			continue
 		}
-		if keepRunning, refused := keep[key]; refused && !keepRunning {
-			progress("stopping " + key + ": its file is refused by the admin's policy (above)")
+		if why, stop := m.stopReason(admin, key, d.Refused); !stop {
+			continue
 		} else {
-			progress("stopping " + key + ": " + m.goneReason(key))
+			progress("stopping " + key + ": " + why)
 		}
 		m.set.remove(key)
 		sum.stopped++
 	}
 	var wg sync.WaitGroup
 	var mu sync.Mutex
+	result := func(key string, err error, ok string) {
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			progress(fmt.Sprintf("%s: %v", key, err))
+			sum.failed++
+			return
+		}
+		progress(ok)
+	}
 	for _, a := range d.Apps {
 		key := a.Key()
 		app := m.set.get(key)
 		switch {
+		case m.set.isPending(key):
+			progress(key + ": a pyctl reload of it is underway; left to that")
+			sum.unchanged++
 		case app == nil:
 			progress("starting " + key)
 			for _, w := range m.staticWarnings(a) {
@@ -406,21 +526,30 @@ func (m *Master) reloadConfig(ctx context.Context, progress func(string)) error 
 				continue
 			}
 			sum.started++
+			app := m.set.get(key)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				err := app.WaitStarted(ctx)
+				if err != nil {
+					err = fmt.Errorf("started, but no worker became ready (it is retried with backoff): %w", err)
+				}
+				result(key, err, "started "+key)
+			}()
 		case !reflect.DeepEqual(m.set.config(key), a):
 			progress("rolling " + key + " onto its changed settings")
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				err := m.roll(ctx, app, a, nil)
-				mu.Lock()
-				defer mu.Unlock()
 				if err != nil {
-					progress(fmt.Sprintf("reload of %s failed, its running version keeps serving: %v", key, err))
-					sum.failed++
-					return
+					err = fmt.Errorf("reload failed, its running version keeps serving: %w", err)
+				} else {
+					mu.Lock()
+					sum.rolled++
+					mu.Unlock()
 				}
-				progress("rolled " + key)
-				sum.rolled++
+				result(key, err, "rolled "+key)
 			}()
 		default:
 			sum.unchanged++
@@ -432,14 +561,23 @@ func (m *Master) reloadConfig(ctx context.Context, progress func(string)) error 
 	return sum.err()
 }
 
-// goneReason says why a running app is no longer in a scan, for the
-// progress line that stops it.
-func (m *Master) goneReason(key string) string {
+// stopReason decides whether a running app that a scan did not admit
+// stops, and why. Its file refused for what the file says (a typo, a
+// domain or quota its own edit would pass, a conflict) keeps it running
+// as it is; only the admin's policy no longer allowing what runs (its
+// user unlisted, a domain it serves no longer theirs), or its file gone,
+// stops it.
+func (m *Master) stopReason(admin config.Admin, key string, refused []config.Refusal) (string, bool) {
 	cfg := m.set.config(key)
-	if m.cfg.Listed != nil && !m.cfg.Listed(cfg.Cred.UID) {
-		return "its user is no longer listed under [users]"
+	if err := config.RunningAllowed(admin, cfg); err != nil {
+		return err.Error(), true
 	}
-	return "its app file is gone"
+	for _, r := range refused {
+		if keyOf(r) == key || (cfg.File != "" && r.Path == cfg.File) {
+			return "", false
+		}
+	}
+	return "its app file is gone", true
 }
 
 // reloadSummary counts what a reload-config did.

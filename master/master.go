@@ -64,6 +64,9 @@ type Config struct {
 	DefaultApp func() string
 	// TrustedProxies may tell the proxy who the client is (R8).
 	TrustedProxies []netip.Prefix
+	// ProxyLimits bound what clients may hold of the proxy ([proxy]
+	// limits); the zero value is config.DefaultProxyLimits.
+	ProxyLimits config.ProxyLimits
 	// AccessLog is the file the proxy logs every request to; "" for
 	// none. The master creates it, owned by ProxyCred's user.
 	AccessLog string
@@ -91,13 +94,17 @@ type Config struct {
 	// KeepFailed keeps serving the other apps when one cannot start
 	// (system mode); express mode exits instead.
 	KeepFailed bool
-	// Rescan re-reads the admin config and every app file (system mode),
-	// deciding claims against held (the claims ledger as it stands): pyctl
-	// reload APP and reload-config use it (the latter also applies the
-	// admin config's [proxy] listen). An error means the admin
-	// config could not be read, and nothing changes. Nil in express mode,
-	// where settings are fixed.
-	Rescan func(held config.Ledger) (config.Admin, config.Discovery, error)
+	// Rescan re-reads every app file (system mode) and decides against s
+	// (the ledger, the apps as they run, the one app asked about): pyctl
+	// reload APP and reload-config use it. With reread it re-reads the
+	// admin config first (reload-config), else it judges by the one
+	// adopted last. An error means the admin config could not be read or
+	// asks what run would refuse, and nothing changes. Nil in express
+	// mode, where settings are fixed.
+	Rescan func(s config.Scan, reread bool) (config.Admin, config.Discovery, error)
+	// Adopt makes admin the config in force (who is listed, what pyctl
+	// check judges by), once reload-config has applied its listeners.
+	Adopt func(admin config.Admin)
 	// Claims is the claims ledger once Apps run (config.NextLedger of the
 	// saved one and the start-up scan); ClaimsFile is where it is kept
 	// after every change, "" for nowhere (express mode).
@@ -266,6 +273,8 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		signal.Notify(hup, syscall.SIGHUP)
 		defer signal.Stop(hup)
 	}
+	hupBusy := make(chan struct{}, 1)
+	var hupAgain atomic.Bool
 	for ctx.Err() == nil {
 		select {
 		case <-usr1:
@@ -273,12 +282,26 @@ func Run(ctx context.Context, cfg Config) (err error) {
 			m.reopenLogs()
 			m.reopenAccessLog()
 		case <-hup:
-			m.log.Info("SIGHUP: re-reading the config and app files")
-			sd.Reloading()
-			if err := m.reloadConfig(ctx, func(msg string) { m.log.Info("reload-config: " + msg) }); err != nil {
-				m.log.Error("reload-config", "error", err)
+			// In the background: a roll can take an app's startup_timeout,
+			// and SIGTERM or SIGUSR1 meanwhile must not wait for it.
+			// Signals that arrive during a reload make one more after it.
+			select {
+			case hupBusy <- struct{}{}:
+			default:
+				hupAgain.Store(true)
+				continue
 			}
-			sd.Ready(fmt.Sprintf("serving %d apps", len(m.set.all())))
+			go func() {
+				defer func() { <-hupBusy }()
+				for again := true; again && ctx.Err() == nil; again = hupAgain.Swap(false) {
+					m.log.Info("SIGHUP: re-reading the config and app files")
+					sd.Reloading()
+					if err := m.reloadConfig(ctx, func(msg string) { m.log.Info("reload-config: " + msg) }); err != nil {
+						m.log.Error("reload-config", "error", err)
+					}
+					sd.Ready(fmt.Sprintf("serving %d apps", len(m.set.all())))
+				}
+			}()
 		case <-ctx.Done():
 		}
 	}

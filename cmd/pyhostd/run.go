@@ -41,7 +41,16 @@ the unprivileged proxy. Logs go to stderr; per-app logs to log_dir.`,
 // paths as its owner and deciding claims against the ledger saved in
 // data_dir (what a restart would do; pyhostd check says the same).
 func discover(path string) (config.Admin, config.Discovery, error) {
-	return discoverWith(path, nil)
+	admin, err := loadAdmin(path)
+	if err != nil {
+		return config.Admin{}, config.Discovery{}, err
+	}
+	held, err := config.LoadLedger(claimsFile(admin))
+	if err != nil {
+		return admin, config.Discovery{}, err
+	}
+	d, err := scanApps(admin, config.Scan{Held: held})
+	return admin, d, err
 }
 
 // claimsFile is where the daemon keeps its claims ledger.
@@ -49,29 +58,25 @@ func claimsFile(admin config.Admin) string {
 	return filepath.Join(admin.Daemon.DataDir, config.LedgerFile)
 }
 
-// discoverWith is discover deciding claims against held, or against the
-// saved ledger when held is nil.
-func discoverWith(path string, held config.Ledger) (config.Admin, config.Discovery, error) {
+// loadAdmin reads the admin config; system mode is root's.
+func loadAdmin(path string) (config.Admin, error) {
 	if os.Geteuid() != 0 {
-		return config.Admin{}, config.Discovery{}, errors.New("system mode needs root (to run each app as its owner); for one app as yourself, use: pyhostd serve")
+		return config.Admin{}, errors.New("system mode needs root (to run each app as its owner); for one app as yourself, use: pyhostd serve")
 	}
-	admin, err := config.LoadAdmin(path)
-	if err != nil {
-		return config.Admin{}, config.Discovery{}, err
-	}
+	return config.LoadAdmin(path)
+}
+
+// scanApps finds the apps admin allows, deciding against s, with each
+// app's paths checked as its owner and its python found.
+func scanApps(admin config.Admin, s config.Scan) (config.Discovery, error) {
 	sp, err := privdrop.NewSpawner()
 	if err != nil {
-		return admin, config.Discovery{}, err
+		return config.Discovery{}, err
 	}
 	check := func(cred privdrop.Credential, want map[string]uint32) error {
 		return privdrop.CheckAsUser(sp, "/proc/self/exe", cred, want)
 	}
-	if held == nil {
-		if held, err = config.LoadLedger(claimsFile(admin)); err != nil {
-			return admin, config.Discovery{}, err
-		}
-	}
-	d := config.Discover(admin, privdrop.Lookup, check, held)
+	d := config.Discover(admin, privdrop.Lookup, check, s)
 	apps := d.Apps[:0]
 	for _, a := range d.Apps {
 		p, err := findPython(a.Python, a.Cred)
@@ -83,12 +88,12 @@ func discoverWith(path string, held config.Ledger) (config.Admin, config.Discove
 		apps = append(apps, a)
 	}
 	d.Apps = apps
-	return admin, d, nil
+	return d, nil
 }
 
 func runSystem(path string, stdout, stderr io.Writer) error {
 	log := newLogger("pyhostd", stderr)
-	admin, err := config.LoadAdmin(path)
+	admin, err := loadAdmin(path)
 	if err != nil {
 		return err
 	}
@@ -98,7 +103,7 @@ func runSystem(path string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	admin, d, err := discoverWith(path, saved)
+	d, err := scanApps(admin, config.Scan{Held: saved})
 	if err != nil {
 		return err
 	}
@@ -127,9 +132,8 @@ func runSystem(path string, stdout, stderr io.Writer) error {
 	var mu sync.Mutex
 	cur := struct {
 		admin  config.Admin
-		d      config.Discovery
 		listed map[uint32]bool
-	}{admin, d, listedUIDs(admin)}
+	}{admin, listedUIDs(admin)}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	err = master.Run(ctx, master.Config{
@@ -147,6 +151,7 @@ func runSystem(path string, stdout, stderr io.Writer) error {
 		DirectStart:     os.Getenv("PYHOST_FORK_SERVER") == "0",
 		AccessLog:       admin.Proxy.AccessLog,
 		TrustedProxies:  admin.Proxy.TrustedProxies,
+		ProxyLimits:     admin.Proxy.Limits,
 		DefaultApp: func() string {
 			mu.Lock()
 			defer mu.Unlock()
@@ -176,21 +181,33 @@ func runSystem(path string, stdout, stderr io.Writer) error {
 			// Root's check is for whoever the file would run as.
 			return config.CheckAppFile(adm, caller, file, running, held, privdrop.Lookup, check)
 		},
-		Rescan: func(held config.Ledger) (config.Admin, config.Discovery, error) {
+		Rescan: func(scan config.Scan, reread bool) (config.Admin, config.Discovery, error) {
 			mu.Lock()
-			defer mu.Unlock()
-			// The admin file's [users] and [apps] count too; a broken admin
-			// file keeps everything as it runs.
-			na, nd, err := discoverWith(path, held)
+			adm := cur.admin
+			mu.Unlock()
+			// Only reload-config re-reads pyhost.toml; a tenant's reload
+			// judges by the config in force. A broken admin file keeps
+			// everything as it runs.
+			if reread {
+				var err error
+				if adm, err = loadAdmin(path); err != nil {
+					return config.Admin{}, config.Discovery{}, err
+				}
+			}
+			nd, err := scanApps(adm, scan)
 			if err != nil {
 				return config.Admin{}, config.Discovery{}, err
 			}
 			// What run would refuse to start with, a reload refuses too.
-			if sys := checkSystem(na, nd.Apps, privdrop.Lookup); sys.Problems != nil {
+			if sys := checkSystem(adm, nd.Apps, privdrop.Lookup); reread && sys.Problems != nil {
 				return config.Admin{}, config.Discovery{}, sys.Problems
 			}
-			cur.admin, cur.d, cur.listed = na, nd, listedUIDs(na)
-			return na, nd, nil
+			return adm, nd, nil
+		},
+		Adopt: func(a config.Admin) {
+			mu.Lock()
+			defer mu.Unlock()
+			cur.admin, cur.listed = a, listedUIDs(a)
 		},
 		Ready: func(addrs []net.Addr, ctl string) {
 			log.Info("serving", "apps", len(d.Apps), "refused", len(d.Refused), "listen", fmt.Sprint(addrs), "control_socket", ctl)
