@@ -23,24 +23,59 @@ import (
 // rights.
 //
 // Root has no apps, so root checks a file for whoever it would run as: a
-// file in admin_dir as Discover reads admin_dir (root's own file, which
-// names its user; the app is that user's), any other file as its owner
+// file in admin_dir (however path reaches it: see adminDirPath) as
+// Discover reads admin_dir (root's own file, which names its user; the
+// app is that user's, and errors name the file in admin_dir), any other
+// file as its owner
 // (the owner of the path itself, a symlink included, as a link in a
 // user_dir is that user's). A root-owned file outside admin_dir is
 // refused: it would never run. lookup resolves user names and numeric
 // uids; check verifies paths with the app's owner's rights.
 func CheckAppFile(admin Admin, caller privdrop.Credential, path string, running []App, held Ledger, lookup func(string) (privdrop.Credential, error), check PathChecker) error {
-	if err := checkAppFile(admin, caller, path, running, held, lookup, check); err != nil {
+	inAdminDir := false
+	if caller.IsRoot() {
+		path, inAdminDir = adminDirPath(admin, path)
+	}
+	if err := checkAppFile(admin, caller, path, inAdminDir, running, held, lookup, check); err != nil {
 		return inFile(path, err)
 	}
 	return nil
 }
 
-func checkAppFile(admin Admin, caller privdrop.Credential, path string, running []App, held Ledger, lookup func(string) (privdrop.Credential, error), check PathChecker) error {
+// adminDirPath says whether path is an app file of admin_dir, where
+// Discover finds it: a name in that directory, reached by any path (a
+// symlinked directory, /etc itself a link), or a symlink to a file
+// there (which Discover reads under its name in admin_dir). Symlinks
+// are resolved before deciding, so root's check of a file the daemon
+// reads from admin_dir answers as the daemon would. The path returned
+// names the file as Discover does, in admin_dir as the admin file
+// spells it, or is path unchanged when it is no file of admin_dir.
+func adminDirPath(admin Admin, path string) (string, bool) {
+	dir := admin.Apps.AdminDir
+	if dir == "" {
+		return path, false
+	}
+	if filepath.Dir(path) == filepath.Clean(dir) {
+		return path, true
+	}
+	real, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return path, false // no admin_dir: no file is in it
+	}
+	if d, err := filepath.EvalSymlinks(filepath.Dir(path)); err == nil && d == real {
+		return filepath.Join(dir, filepath.Base(path)), true
+	}
+	if p, err := filepath.EvalSymlinks(path); err == nil && filepath.Dir(p) == real {
+		return filepath.Join(dir, filepath.Base(p)), true
+	}
+	return path, false
+}
+
+func checkAppFile(admin Admin, caller privdrop.Credential, path string, inAdminDir bool, running []App, held Ledger, lookup func(string) (privdrop.Credential, error), check PathChecker) error {
 	if !caller.IsRoot() {
 		return checkUserFile(admin, caller, path, running, held, check)
 	}
-	if filepath.Dir(path) == admin.Apps.AdminDir {
+	if inAdminDir {
 		f, err := readAdminDirFile(admin, path, lookup)
 		if err != nil {
 			return err

@@ -153,6 +153,47 @@ func TestCheckAppFileAsRoot(t *testing.T) {
 	}
 }
 
+// Root's check of an admin_dir file reached through a symlink (a linked
+// directory, a link to the file, admin_dir itself a link) is the check of
+// that admin_dir file, not a refusal as "a file of root's outside
+// admin_dir". Issue 9 review, item 5.
+func TestCheckAppFileThroughSymlinks(t *testing.T) {
+	f := newCheckFixture(t)
+	root := privdrop.Credential{Username: "root", Home: "/root"}
+	base := filepath.Dir(f.adminDir)
+	site := f.write(filepath.Join(f.adminDir, "site.toml"), 0, "user = \"ck-bob\"\n"+fmt.Sprintf(goodApp, "bob.test"))
+	grab := f.write(filepath.Join(f.adminDir, "grab.toml"), 0, "user = \"ck-bob\"\n"+fmt.Sprintf(goodApp, "alice.test"))
+	os.Symlink(f.adminDir, filepath.Join(base, "linked.d"))
+	os.Symlink(site, filepath.Join(base, "site-link.toml"))
+	for _, p := range []string{
+		filepath.Join(base, "linked.d", "site.toml"),
+		filepath.Join(base, "site-link.toml"),
+		filepath.Join(base, "linked.d", "..", "apps.d", "site.toml"),
+	} {
+		if err := f.run(root, p); err != nil {
+			t.Errorf("%s: %v", p, err)
+		} else if len(f.checked) != 1 || f.checked[0] != "ck-bob" {
+			t.Errorf("%s: checked as %v, want ck-bob", p, f.checked)
+		}
+	}
+	// Its problems are located in the file as admin_dir names it.
+	want := grab + ":2: domains[0]: ck-bob may not claim alice.test; allowed: bob.test"
+	if err := f.run(root, filepath.Join(base, "linked.d", "grab.toml")); err == nil || err.Error() != want {
+		t.Errorf("through the linked directory:\n got %v\nwant %s", err, want)
+	}
+
+	// admin_dir itself is a link, and root names the real directory.
+	f.admin.Apps.AdminDir = filepath.Join(base, "linked.d")
+	if err := f.run(root, site); err != nil || len(f.checked) != 1 || f.checked[0] != "ck-bob" {
+		t.Errorf("admin_dir a link, the real path: %v (checked as %v)", err, f.checked)
+	}
+	// A root-owned file elsewhere is still refused.
+	draft := f.write(filepath.Join(base, "draft.toml"), 0, "user = \"ck-bob\"\n"+fmt.Sprintf(goodApp, "bob.test"))
+	if err := f.run(root, draft); !errors.Is(err, privdrop.ErrRoot) {
+		t.Errorf("root's file outside admin_dir: %v", err)
+	}
+}
+
 // The running apps count as Discover's earlier files do: their domains
 // are taken, and the user's quota counts them, except the app the file
 // would replace.
