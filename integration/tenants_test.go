@@ -111,6 +111,9 @@ domains = ["ben.test", "*.ben.test", "shared.test"]
 	if out, err := d.pyctl("", "restart", ben+"/status"); err != nil {
 		t.Errorf("root restarting the admin's app: %v\n%s", err, out)
 	}
+	if out, err := d.pyctl("", "reload", ben+"/status"); err != nil {
+		t.Errorf("root reloading the admin's app beside ben's refused file of its name: %v\n%s", err, out)
+	}
 	os.Remove(filepath.Join(userApps(b), "status.toml"))
 
 	// Item 4: a tenant cannot list another's log directory.

@@ -353,6 +353,11 @@ func (m *Master) reloadFromFile(ctx context.Context, c control.Caller, name stri
 	}
 	app := m.set.get(key)
 	for _, r := range d.Refused {
+		// Once the app's file is admitted, another file of its name (a
+		// user's beside the admin's) refused is no refusal of it.
+		if next != nil {
+			break
+		}
 		if keyOf(r) == key || (app != nil && r.Path == m.set.config(key).File) {
 			return &control.ReloadError{App: name, Reason: "the app file was refused; the running version (if any) keeps serving", Detail: r.Err.Error()}
 		}

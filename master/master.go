@@ -627,7 +627,9 @@ func (m *Master) Status(ctx context.Context, c control.Caller, name string) ([]c
 		key := keyOf(r)
 		merged := false
 		for i := range out {
-			if out[i].User+"/"+out[i].Name == key {
+			// The running app's own file, not another of the same name
+			// (a user's file beside the admin's app).
+			if f := m.set.config(key).File; out[i].User+"/"+out[i].Name == key && (f == "" || f == r.Path) {
 				out[i].LastError = "its app file was refused; this is the previous version: " + r.Err.Error()
 				merged = true
 			}
