@@ -145,6 +145,43 @@ var appSchema = schema{
 // is refused rather than silently dropped.
 var systemdVars = []string{"NOTIFY_SOCKET", "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "WATCHDOG_PID", "WATCHDOG_USEC"}
 
+// steeringVars are the environment variables that decide where Python,
+// or the C library and dynamic loader under it, finds code to run before
+// the app's own paths come in. Set in [env], one would put a directory
+// on sys.path, or a library in the process, that the trust check (U4)
+// never saw, such as a /tmp directory where another user could plant
+// code that then runs as the owner. Each is refused, with what to do
+// instead; so is every LD_ variable (the dynamic loader's: LD_PRELOAD,
+// LD_LIBRARY_PATH, LD_AUDIT, …), see steering. Variables that only turn
+// something off or up (PYTHONNOUSERSITE, PYTHONSAFEPATH,
+// PYTHONDONTWRITEBYTECODE, PYTHONUNBUFFERED, PYTHONHASHSEED, PYTHONUTF8,
+// PYTHONWARNINGS, PYTHONBREAKPOINT, which import only from the checked
+// sys.path…) and PATH (what the app's own subprocesses run, not what
+// Python loads) are the app's own business.
+var steeringVars = map[string]string{
+	"PYTHONPATH":          "use python_path, whose directories are checked as the app's own",
+	"PYTHONHOME":          "set python to the interpreter you want (a virtualenv's python finds its own prefix)",
+	"PYTHONUSERBASE":      "Python's user site is ~/.local, which is checked as the app's own",
+	"PYTHONPLATLIBDIR":    "it moves where Python finds its standard library; remove it",
+	"PYTHONPYCACHEPREFIX": "Python would load compiled modules from that directory; remove it",
+	"PYTHONSTARTUP":       "it runs a file in interactive sessions only, and a worker has none; remove it",
+	"PYTHONINSPECT":       "it starts an interactive prompt after the program, and a worker has none; remove it",
+	"PYTHONEXECUTABLE":    "set python to the interpreter you want",
+	"HOME":                "Python finds the user site (~/.local) in the owner's home; point your library at a variable of its own",
+	"GCONV_PATH":          "the C library loads character-conversion modules from there; remove it",
+}
+
+// steering says why name may not be set in [env] ("" when it may).
+func steering(name string) string {
+	if why, ok := steeringVars[name]; ok {
+		return why
+	}
+	if strings.HasPrefix(name, "LD_") {
+		return "the dynamic loader loads libraries by it; ask the admin to install the library system-wide (/etc/ld.so.conf.d), or link it with an rpath"
+	}
+	return ""
+}
+
 // AppFileMeta is what an app file says that is not a runtime setting of
 // the app, and where it says things, for the checks that come after
 // parsing (trust, domain policy, user limits) to report problems in the
@@ -552,6 +589,9 @@ func (b *appBuilder) env(prim toml.Primitive) map[string]string {
 			continue
 		case !validEnvName(name):
 			b.add(k.String(), "%q is not an environment variable name; use letters, digits and _, not starting with a digit", name)
+			continue
+		case steering(name) != "":
+			b.add(k.String(), "%s would decide where code is loaded from, unchecked (another user could plant code there); %s", name, steering(name))
 			continue
 		}
 		v := raw[name]

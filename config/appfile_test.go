@@ -105,8 +105,8 @@ func TestParseAppFileValid(t *testing.T) {
 		{`queue_timeout = "250ms"`, func(a *App) { a.QueueTimeout = 250 * time.Millisecond }},
 		{`user = "alice"`, func(a *App) {}},
 		{`user = "1000"`, func(a *App) {}},
-		{"[env]\nDJANGO_SETTINGS_MODULE = \"blog.settings\"\n_x1 = \"\"\nPYTHONPATH = \"/x\"", func(a *App) {
-			a.Env = map[string]string{"DJANGO_SETTINGS_MODULE": "blog.settings", "_x1": "", "PYTHONPATH": "/x"}
+		{"[env]\nDJANGO_SETTINGS_MODULE = \"blog.settings\"\n_x1 = \"\"\nPYTHONNOUSERSITE = \"1\"\nLDAP_URI = \"ldap://x\"", func(a *App) {
+			a.Env = map[string]string{"DJANGO_SETTINGS_MODULE": "blog.settings", "_x1": "", "PYTHONNOUSERSITE": "1", "LDAP_URI": "ldap://x"}
 		}},
 		{`env = { A = "1" }`, func(a *App) { a.Env = map[string]string{"A": "1"} }},
 		{`env.A = "1"`, func(a *App) { a.Env = map[string]string{"A": "1"} }},
@@ -500,5 +500,26 @@ func TestLoadAppFile(t *testing.T) {
 	}
 	if _, err := LoadAppFile(filepath.Join(dir, "missing.toml"), alice, Defaults{}); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("missing file: %v", err)
+	}
+}
+
+// [env] may not steer where Python or the loader finds code (issue 9
+// review, item 3): those paths would escape the trust check.
+func TestEnvSteering(t *testing.T) {
+	for _, name := range []string{"PYTHONPATH", "PYTHONHOME", "PYTHONUSERBASE", "PYTHONPLATLIBDIR", "PYTHONPYCACHEPREFIX",
+		"PYTHONSTARTUP", "PYTHONINSPECT", "PYTHONEXECUTABLE", "HOME", "GCONV_PATH",
+		"LD_PRELOAD", "LD_LIBRARY_PATH", "LD_AUDIT", "LD_BIND_NOW"} {
+		if steering(name) == "" {
+			t.Errorf("%s is allowed", name)
+		}
+	}
+	for _, name := range []string{"PATH", "PYTHONNOUSERSITE", "PYTHONSAFEPATH", "PYTHONUNBUFFERED", "PYTHONHASHSEED",
+		"PYTHONDONTWRITEBYTECODE", "LDAP_URI", "LD", "pythonpath", "DJANGO_SETTINGS_MODULE"} {
+		if why := steering(name); why != "" {
+			t.Errorf("%s is refused: %s", name, why)
+		}
+	}
+	if !strings.Contains(steering("PYTHONPATH"), "python_path") {
+		t.Errorf("PYTHONPATH's refusal does not point at python_path: %s", steering("PYTHONPATH"))
 	}
 }
