@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # bench/run.sh: pyhost's own benchmark harness.
 #
-# Serves bench/apps/hello.py with a budget of 2 Python processes x 4 threads
-# through pyhost and, in the same run, through Apache + mod_wsgi (daemon mode)
-# and nginx + uWSGI; loads each with wrk on 127.0.0.1 and writes a markdown
-# table to stdout and to bench/results/<timestamp>.md. See bench/README.md.
+# Serves bench/apps/hello.py (or, with body tests, bench/apps/body.py) with a
+# budget of 2 Python processes x 4 threads through pyhost and, in the same
+# run, through Apache + mod_wsgi (daemon mode), nginx + uWSGI and, when asked,
+# gunicorn alone; loads each with wrk on 127.0.0.1 and writes a markdown
+# report to stdout and to bench/results/<timestamp>.md. See bench/README.md.
 #
 # Runs as root: it installs the peers from Debian's packages when missing,
 # creates the unprivileged user the Python code runs as, and starts servers
 # that switch to that user. It stops only the processes it started, by pid.
 #
-# Knobs (environment): DURATION WARMUP STACKS ROUNDS CONNS PYHOSTD
-# WRK_TIMEOUT PORT_BASE KEEP_WORKDIR ACCESS_LOG; defaults below.
+# Knobs (environment): DURATION WARMUP STACKS ROUNDS CONNS TESTS PYHOSTD
+# WRK_TIMEOUT PORT_BASE KEEP_WORKDIR ACCESS_LOG IDLE_SETTLE BIG_CLIENT GO;
+# defaults below.
 
 set -euo pipefail
 
@@ -22,13 +24,19 @@ DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
 STACKS=${STACKS:-"pyhost apache-wsgi nginx-uwsgi"}
 ROUNDS=${ROUNDS:-1}
-CONNS=${CONNS:-"1 64"}
+CONNS=${CONNS:-"1 64"}                   # the hello test's connection counts
+TESTS=${TESTS:-hello}
+IDLE_SETTLE=${IDLE_SETTLE:-3}           # idle seconds before the memory reading after the tests
+BIG_CLIENT=${BIG_CLIENT:-go}            # the client of get1m and file100m: go (bench/attack load) or wrk
+# sudo resets PATH, and sanitize_env sets its own: find Go before (as the Makefile does).
+GO=${GO:-$(command -v go || echo /usr/local/go/bin/go)}
 PYHOSTD=${PYHOSTD:-$REPO_DIR/bin/pyhostd}
 WRK_TIMEOUT=${WRK_TIMEOUT:-5s}
 PORT_BASE=${PORT_BASE:-18180}
 KEEP_WORKDIR=${KEEP_WORKDIR:-0}
 
-readonly KNOWN_STACKS="pyhost apache-wsgi nginx-uwsgi"
+readonly KNOWN_STACKS="pyhost apache-wsgi nginx-uwsgi gunicorn"
+readonly KNOWN_TESTS="hello post64k get1m file100m"
 readonly BENCH_USER=pyhostbench
 readonly PROCESSES=2 THREADS=4          # the worker budget of every stack
 readonly PY=/usr/bin/python3            # Debian's, for every stack and the helpers
@@ -46,6 +54,16 @@ PYHOST_ARGS=()                          # extra pyhostd serve flags
 ACCESS_LOG=${ACCESS_LOG:-0}             # 1: pyhost writes its access log (the peers' configs write none)
 WSGI_DAEMON_OPTIONS=""                  # extra WSGIDaemonProcess options, each with a leading space
 UWSGI_OPTIONS=""                        # extra uwsgi.ini lines
+NGINX_HTTP_OPTIONS=""                   # extra lines for nginx.conf's http block (body tests)
+NGINX_WORKER_CONNECTIONS=""             # replaces nginx.conf's worker_connections (attack.sh)
+
+# The test being run (set_test); the defaults are the hello test's, which
+# is all bench/reload.sh runs.
+WRK_PATH=/hello                         # the URL path wrk loads
+WRK_LUA=""                              # wrk's script (empty: lib/report.lua)
+WRK_TEST_TIMEOUT=""                     # wrk's --timeout (empty: WRK_TIMEOUT)
+WRK_CLIENT=wrk                          # wrk, or go: bench/attack load in its place
+ATTACK_BIN=""                           # bench/attack, built into the work folder when needed
 
 # ------------------------------------------------------------------ output
 
@@ -65,6 +83,7 @@ check_knobs() {
     uint_between "$PORT_BASE" 1024 65000 || die "PORT_BASE must be a port number, 1024 to 65000 (got '$PORT_BASE')"
     [[ $WRK_TIMEOUT =~ ^[0-9]+(ms|s|m)?$ ]] || die "WRK_TIMEOUT must look like 5s or 500ms (got '$WRK_TIMEOUT')"
     [[ $ACCESS_LOG =~ ^[01]$ ]] || die "ACCESS_LOG must be 0 or 1 (got '$ACCESS_LOG')"
+    [[ $BIG_CLIENT =~ ^(go|wrk)$ ]] || die "BIG_CLIENT must be go or wrk (got '$BIG_CLIENT')"
     local c s
     [ -n "${CONNS// /}" ] || die "CONNS is empty"
     for c in $CONNS; do
@@ -77,9 +96,21 @@ check_knobs() {
             *) die "STACKS: unknown stack '$s'; choose among: $KNOWN_STACKS" ;;
         esac
     done
+    uint_between "$IDLE_SETTLE" 0 600 || die "IDLE_SETTLE must be whole seconds, 0 to 600 (got '$IDLE_SETTLE')"
+    [ -n "${TESTS// /}" ] || die "TESTS is empty; choose among: $KNOWN_TESTS"
+    for s in $TESTS; do
+        case " $KNOWN_TESTS " in
+            *" $s "*) ;;
+            *) die "TESTS: unknown test '$s'; choose among: $KNOWN_TESTS" ;;
+        esac
+    done
 }
 
 wants() { case " $STACKS " in *" $1 "*) return 0 ;; esac; return 1; }
+
+# True when TESTS has a test besides hello: then the stacks serve body.py.
+body_tests() { local t; for t in $TESTS; do [ "$t" = hello ] || return 0; done; return 1; }
+wants_test() { case " $TESTS " in *" $1 "*) return 0 ;; esac; return 1; }
 
 # A clean environment for every server: no pyenv, virtualenv or PYTHON*
 # setting of the calling shell may reach them (Debian's python3 for all).
@@ -133,6 +164,7 @@ install_packages() {
     local p
     if wants apache-wsgi; then want+=(apache2 libapache2-mod-wsgi-py3); fi
     if wants nginx-uwsgi; then want+=(nginx uwsgi-core uwsgi-plugin-python3); fi
+    if wants gunicorn; then want+=(gunicorn); fi
     for p in "${want[@]}"; do
         pkg_installed "$p" || missing+=("$p")
     done
@@ -189,6 +221,9 @@ find_tools() {
             if [ -x "$u" ]; then UWSGI_BIN=$u; break; fi
         done
         [ -n "$UWSGI_BIN" ] || die "uwsgi not found; install with apt-get install uwsgi-core uwsgi-plugin-python3"
+    fi
+    if wants gunicorn; then
+        [ -x /usr/bin/gunicorn ] || die "/usr/bin/gunicorn not found; install with apt-get install gunicorn"
     fi
     if wants pyhost; then
         [ -x "$PYHOSTD" ] ||
@@ -389,12 +424,47 @@ start_nginx-uwsgi() {
         APP_USER="$BENCH_USER" PROCESSES="$PROCESSES" THREADS="$THREADS" \
         EXTRA_OPTIONS="$UWSGI_OPTIONS" || return 1
     render nginx.conf.in "$dir/nginx.conf" STACK_DIR="$dir" PORT="$port" || return 1
+    nginx_extras "$dir/nginx.conf" || return 1
     mkdir -p -- "$dir/tmp" || { STACK_ERROR="cannot create $dir/tmp"; return 1; }
     spawn "$dir" "$dir/uwsgi.log" "$UWSGI_BIN" --ini "$dir/uwsgi.ini"
     wait_socket "$dir/uwsgi.sock" || return 1
     /usr/sbin/nginx -t -q -p "$dir/" -e "$dir/nginx-error.log" -c "$dir/nginx.conf" >>"$dir/nginx.log" 2>&1 ||
         { STACK_ERROR="nginx -t rejected $dir/nginx.conf"; return 1; }
     spawn "$dir" "$dir/nginx.log" /usr/sbin/nginx -p "$dir/" -e "$dir/nginx-error.log" -c "$dir/nginx.conf"
+    wait_http "$port"
+}
+
+# NGINX_HTTP_OPTIONS and NGINX_WORKER_CONNECTIONS into the rendered
+# nginx.conf. (They belong in conf/nginx.conf.in as placeholders; put here
+# so that the template, which reload.sh shares, stays as it is.)
+nginx_extras() { # CONF
+    local conf=$1
+    if [ -n "$NGINX_WORKER_CONNECTIONS" ]; then
+        grep -q '^    worker_connections [0-9]*;$' "$conf" ||
+            { STACK_ERROR="no worker_connections line in $conf to replace"; return 1; }
+        sed -i "s/^    worker_connections [0-9]*;\$/    worker_connections $NGINX_WORKER_CONNECTIONS;/" "$conf" ||
+            { STACK_ERROR="cannot edit $conf"; return 1; }
+    fi
+    if [ -n "$NGINX_HTTP_OPTIONS" ]; then
+        grep -q '^http {$' "$conf" || { STACK_ERROR="no 'http {' line in $conf"; return 1; }
+        if ! { printf '%s\n' "$NGINX_HTTP_OPTIONS" | sed 's/^/    /' >"$conf.extra" &&
+            sed -i "/^http {\$/r $conf.extra" "$conf" && rm -f -- "$conf.extra"; }; then
+            STACK_ERROR="cannot edit $conf"
+            return 1
+        fi
+    fi
+}
+
+# gunicorn alone (gthread), HTTP straight from the client: the peer with
+# one hop less. Run as root with --user, as the team's peer harness
+# (/work/shared/bench/peers) runs it: the arbiter stays root, the workers
+# run as BENCH_USER.
+start_gunicorn() {
+    local dir=$1 port=$2
+    spawn "$dir" "$dir/gunicorn.log" /usr/bin/gunicorn --worker-class gthread \
+        --workers "$PROCESSES" --threads "$THREADS" --bind "127.0.0.1:$port" \
+        --user "$BENCH_USER" --group "$BENCH_USER" --chdir "$APP_DIR" \
+        --graceful-timeout 10 --log-level warning "${APP_FILE%.py}:application"
     wait_http "$port"
 }
 
@@ -423,10 +493,106 @@ record() { # ROUND STACK CONNS [record options...]
 
 # wrk's command line into WRK_CMD. -d bounds the load; timeout(1) only guards
 # against a wedged wrk (--foreground: a Ctrl-C on the terminal reaches wrk).
+# For the test set by set_test: its path, script, timeout and client
+# (bench/attack load prints wrk's report.lua line, so both record alike).
 wrk_cmd() { # PORT CONNS SECONDS
+    local timeout=${WRK_TEST_TIMEOUT:-$WRK_TIMEOUT}
+    if [ "$WRK_CLIENT" = go ]; then
+        [[ $timeout =~ [0-9]$ ]] && timeout+=s   # wrk takes bare seconds, Go wants a unit
+        WRK_CMD=(timeout --foreground --kill-after=5 $(($3 + 30))
+            "$ATTACK_BIN" load -c "$2" -d "$3s" -timeout "$timeout" "-url=http://127.0.0.1:$1$WRK_PATH")
+        return 0
+    fi
     WRK_CMD=(timeout --foreground --kill-after=5 $(($3 + 30))
-        wrk -t1 -c"$2" -d"$3s" --latency --timeout "$WRK_TIMEOUT"
-        -s "$WRK_SCRIPT" "http://127.0.0.1:$1/hello")
+        wrk -t1 -c"$2" -d"$3s" --latency --timeout "$timeout"
+        -s "${WRK_LUA:-$WRK_SCRIPT}" "http://127.0.0.1:$1$WRK_PATH")
+}
+
+# ------------------------------------------------------------------ tests
+#
+# hello     GET /hello, at each of CONNS
+# post64k   POST /echo with a 65536-byte body, c=16
+# get1m     GET /big (one 1 MiB bytes object), c=16
+# file100m  GET /file (100 MiB through wsgi.file_wrapper), c=4; figures in MB/s
+#
+# The body tests are the team's peer-harness tests (post64k, big1m) plus the
+# file download of issue 10.
+
+readonly FILE_SIZE=$((100 * 1024 * 1024))   # body.py's file100m.bin
+readonly FILE_WRK_TIMEOUT=60s                 # a 100 MiB answer slower than this is a timeout
+
+test_conns() { # TEST -> its connection counts
+    case $1 in
+        hello) echo "$CONNS" ;;
+        post64k | get1m) echo 16 ;;
+        file100m) echo 4 ;;
+    esac
+}
+
+set_test() { # TEST: WRK_PATH, WRK_LUA, WRK_TEST_TIMEOUT and WRK_CLIENT for it
+    WRK_LUA=""
+    WRK_TEST_TIMEOUT=""
+    WRK_CLIENT=wrk
+    case $1 in
+        hello) WRK_PATH=/hello ;;
+        post64k) WRK_PATH=/echo WRK_LUA=$WORK/post64k.lua ;;
+        get1m) WRK_PATH=/big WRK_CLIENT=$BIG_CLIENT ;;
+        file100m) WRK_PATH=/file WRK_TEST_TIMEOUT=$FILE_WRK_TIMEOUT WRK_CLIENT=$BIG_CLIENT ;;
+    esac
+}
+
+# bench/attack into the work folder (the load client of get1m and
+# file100m, and attack.sh's attacker).
+build_attack() {
+    [ -x "$GO" ] || die "go not found (at $GO): it builds bench/attack; set GO=/path/to/go, or BIG_CLIENT=wrk"
+    log "building bench/attack"
+    (cd -- "$REPO_DIR" && "$GO" build -o "$WORK/attack" ./bench/attack) >&2 ||
+        die "could not build bench/attack"
+    ATTACK_BIN=$WORK/attack
+}
+
+# What body tests need in the work folder: the app (next to hello.py, which
+# it serves / and /hello from), its 100 MiB file, and wrk's POST script
+# (lib/report.lua's done() after the body).
+prepare_body_tests() {
+    install -m 0644 -- "$BENCH_DIR/apps/body.py" "$APP_DIR/body.py"
+    if wants_test file100m; then
+        { head -c "$FILE_SIZE" /dev/zero >"$APP_DIR/file100m.bin" && chmod 0644 -- "$APP_DIR/file100m.bin"; } ||
+            die "cannot write $APP_DIR/file100m.bin"
+    fi
+    {
+        printf '%s\n' '-- POST a 64 KiB body (65536 bytes) on every request (bench/run.sh post64k).' \
+            'wrk.method = "POST"' 'wrk.body = string.rep("a", 65536)' \
+            'wrk.headers["Content-Type"] = "application/octet-stream"'
+        cat -- "$WRK_SCRIPT"
+    } >"$WORK/post64k.lua" || die "cannot write $WORK/post64k.lua"
+}
+
+# body.py's answers, checked once per stack before the load: a stack that
+# truncates or mangles a body must not be timed.
+body_smoke_test() { # PORT DIR
+    local port=$1 dir=$2 t out want
+    for t in $TESTS; do
+        case $t in
+            post64k)
+                out=$(head -c 65536 /dev/zero | tr '\0' a | curl -sS --max-time 10 -X POST \
+                    -H 'Content-Type: application/octet-stream' --data-binary @- \
+                    -w ' %{http_code}' "http://127.0.0.1:$port/echo" 2>"$dir/smoke.err") ||
+                    { STACK_ERROR="POST /echo failed: $(head -c 200 "$dir/smoke.err")"; return 1; }
+                want="65536 200"
+                ;;
+            get1m | file100m)
+                local path=/big size=1048576
+                [ "$t" = file100m ] && path=/file size=$FILE_SIZE
+                out=$(curl -sS --max-time 60 -o /dev/null -w '%{size_download} %{http_code}' \
+                    "http://127.0.0.1:$port$path" 2>"$dir/smoke.err") ||
+                    { STACK_ERROR="GET $path failed: $(head -c 200 "$dir/smoke.err")"; return 1; }
+                want="$size 200"
+                ;;
+            *) continue ;;
+        esac
+        [ "$out" = "$want" ] || { STACK_ERROR="$t: answered '$out' (body, status), not '$want'"; return 1; }
+    done
 }
 
 warm_up() { # PORT CONNS OUTFILE
@@ -460,9 +626,32 @@ measure() { # PORT CONNS OUTFILE
     return "$rc"
 }
 
-# One stack in one round: start, smoke test, warm-up + measure per CONNS, stop.
+# A record for TEST into RECORDS: benchtool.py record's, with the test's
+# name and the stack's memory just before it (MEMBEFORE, a memsnap file).
+record_test() { # ROUND STACK TEST CONNS MEMBEFORE [record options...]
+    local one=$WORK/record.jsonl
+    : >"$one"
+    "$PY" "$TOOL" record --out "$one" --round "$1" --stack "$2" --conns "$4" "${@:6}" ||
+        die "could not write a record to $one"
+    bodytool tag "$one" "$RECORDS" "$3" "$5" "$BENCH_USER" || die "could not write a record to $RECORDS"
+}
+
+# The memory of the running stack, by role, into a file; with a WHEN, also
+# a line of MEMORY (the start and idle readings of the report).
+memsnap() { # ROUND STACK OUTFILE [WHEN]
+    local -a rootpids
+    mapfile -t rootpids < <(root_pids)
+    bodytool memsnap "$3" "$BENCH_USER" "${rootpids[@]}" || warn "no memory reading ($3)"
+    if [ -n "${4:-}" ]; then
+        bodytool memline "$3" "$MEMORY" "$1" "$2" "$4" || warn "could not write to $MEMORY"
+    fi
+}
+
+# One stack in one round: start, smoke test, then per test and connection
+# count a warm-up and a measured run, the memory after IDLE_SETTLE idle
+# seconds, stop.
 bench_stack() { # ROUND STACK
-    local round=$1 stack=$2 port dir conns rc raw
+    local round=$1 stack=$2 port dir test conns rc raw out
     local -a rootpids
     port=$(stack_port "$stack")
     dir=$WORK/r$round-$stack
@@ -476,6 +665,8 @@ bench_stack() { # ROUND STACK
         : # STACK_ERROR says why
     elif ! smoke_test "$port" "$dir"; then
         :
+    elif ! body_smoke_test "$port" "$dir"; then
+        :
     else
         mapfile -t rootpids < <(root_pids)
         if ! "$PY" "$TOOL" check-user "$BENCH_USER" "$PROCESSES" "${rootpids[@]}" 2>"$dir/check-user.err"; then
@@ -485,40 +676,322 @@ bench_stack() { # ROUND STACK
     if [ -n "$STACK_ERROR" ]; then
         warn "$stack failed: $STACK_ERROR"
         show_logs "$dir"
-        for conns in $CONNS; do record "$round" "$stack" "$conns" --fail "$STACK_ERROR"; done
+        for test in $TESTS; do
+            for conns in $(test_conns "$test"); do
+                record_test "$round" "$stack" "$test" "$conns" "" --fail "$STACK_ERROR"
+            done
+        done
         FAILED=1
         stop_roots
         [ -z "$STOP_STATUS" ] || log "  stopped ($STOP_STATUS)"
         return 0
     fi
-    for conns in $CONNS; do
-        if ! any_root_alive; then
-            warn "$stack is no longer running; skipping c=$conns"
-            show_logs "$dir"
-            record "$round" "$stack" "$conns" --fail "the stack exited during the run"
-            FAILED=1
-            continue
-        fi
-        if [ "$WARMUP" -gt 0 ]; then
-            log "  c=$conns: ${WARMUP}s warm-up (discarded)"
-            warm_up "$port" "$conns" "$raw/warmup-c$conns.txt" ||
-                warn "warm-up wrk exited with status $? (see $raw/warmup-c$conns.txt)"
-        fi
-        log "  c=$conns: ${DURATION}s measured"
-        if measure "$port" "$conns" "$raw/wrk-c$conns.txt"; then rc=0; else rc=$?; fi
-        [ "$rc" -eq 0 ] || { warn "wrk exited with status $rc (see $raw/wrk-c$conns.txt)"; FAILED=1; }
-        mapfile -t rootpids < <(root_pids)
-        record "$round" "$stack" "$conns" --wrk "$raw/wrk-c$conns.txt" --wrk-rc "$rc" \
-            --acceptq "$ACCEPTQ" --cpu "$raw/wrk-c$conns.txt.cpu0" "$raw/wrk-c$conns.txt.cpu1" \
-            "${rootpids[@]}"
-        case " $ACCEPTQ " in
-            *" 0 "*) ;;
-            *) warn "$stack left clients unaccepted during the whole test (accept queue samples: $ACCEPTQ)" ;;
-        esac
+    memsnap "$round" "$stack" "$raw/mem-start.json" start
+    for test in $TESTS; do
+        set_test "$test"
+        for conns in $(test_conns "$test"); do
+            if ! any_root_alive; then
+                warn "$stack is no longer running; skipping $test c=$conns"
+                show_logs "$dir"
+                record_test "$round" "$stack" "$test" "$conns" "" --fail "the stack exited during the run"
+                FAILED=1
+                continue
+            fi
+            out=$raw/$test-c$conns
+            memsnap "$round" "$stack" "$out.mem0.json"
+            if [ "$WARMUP" -gt 0 ]; then
+                log "  $test c=$conns: ${WARMUP}s warm-up (discarded)"
+                warm_up "$port" "$conns" "$out.warmup.txt" ||
+                    warn "warm-up wrk exited with status $? (see $out.warmup.txt)"
+            fi
+            log "  $test c=$conns: ${DURATION}s measured"
+            if measure "$port" "$conns" "$out.txt"; then rc=0; else rc=$?; fi
+            [ "$rc" -eq 0 ] || { warn "wrk exited with status $rc (see $out.txt)"; FAILED=1; }
+            mapfile -t rootpids < <(root_pids)
+            record_test "$round" "$stack" "$test" "$conns" "$out.mem0.json" --wrk "$out.txt" --wrk-rc "$rc" \
+                --acceptq "$ACCEPTQ" --cpu "$out.txt.cpu0" "$out.txt.cpu1" "${rootpids[@]}"
+            case " $ACCEPTQ " in
+                *" 0 "*) ;;
+                *) warn "$stack left clients unaccepted during the whole test (accept queue samples: $ACCEPTQ)" ;;
+            esac
+        done
     done
+    set_test hello
+    if any_root_alive; then
+        [ "$IDLE_SETTLE" -eq 0 ] || sleep "$IDLE_SETTLE"
+        memsnap "$round" "$stack" "$raw/mem-idle.json" idle
+    fi
     log "  stopping $stack"
     stop_roots
     log "  stopped ($STOP_STATUS)"
+}
+
+# ------------------------------------------------------------------ body tests' helper
+#
+# bodytool SUBCOMMAND ARGS: the records, memory readings and report of the
+# tests beyond hello, in Python (Debian's, standard library), on top of
+# lib/benchtool.py's functions:
+#   memsnap OUT USER ROOT_PID...     memory of the trees, by role, as JSON
+#   memline SNAP MEMORY ROUND STACK WHEN   append a reading to MEMORY
+#   tag IN OUT TEST MEMBEFORE USER   copy benchtool records from IN to OUT,
+#                                    with the test, the memory before, roles
+#   only IN TEST                     print the records of one test
+#   report META RECORDS MEMORY       the markdown of the body tests, ratios
+#                                    and idle memory
+# Roles: "Python" is every process running as the bench user except
+# pyhost's proxy (pyhostd __proxy); "front" is the rest: the HTTP fronts
+# (pyhost's proxy, nginx, Apache's own processes) and supervisors that run
+# no app code (pyhostd's master, gunicorn's arbiter).
+bodytool() {
+    "$PY" - "$TOOL" "$@" <<'PYTHON'
+import json, os, statistics, sys
+sys.path.insert(0, os.path.dirname(sys.argv[1]))
+import benchtool as bt  # noqa: E402
+
+TESTS = {  # name: (what wrk asks, the unit of the ratio)
+    "hello": ("`GET /hello`, at each of CONNS", "req/s"),
+    "post64k": ("`POST /echo` with a 65536-byte body, c=16", "req/s"),
+    "get1m": ("`GET /big`, one 1 MiB bytes object with Content-Length, c=16", "req/s"),
+    "file100m": ("`GET /file`, 100 MiB through `wsgi.file_wrapper` with Content-Length, c=4 "
+                 "(a request times out after 60 s)", "MB/s"),
+}
+
+
+def argv_of(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().decode("utf-8", "replace").split("\0")
+    except OSError:
+        return []
+
+
+def add_roles(mem, user):
+    sums = {"front": 0, "python": 0}
+    for p in mem.get("procs", []):
+        if "role" not in p:
+            proxy = argv_of(p["pid"])[1:2] == ["__proxy"]
+            p["role"] = "python" if p["user"] == user and not proxy else "front"
+        sums[p["role"]] += p["rss_kb"]
+    mem["front_rss_kb"], mem["python_rss_kb"] = sums["front"], sums["python"]
+    return mem
+
+
+def load(path):
+    if not path or not os.path.exists(path):
+        return []
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(l) for l in f if l.strip()]
+
+
+def append(path, rec):
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(rec, sort_keys=True) + "\n")
+
+
+def mem_cell(m):
+    return f"{bt.mib(m['front']):.1f} / {bt.mib(m['python']):.1f} / {bt.mib(m['total']):.1f} ({m['nprocs']})"
+
+
+def mean_mem(mems):
+    return {"front": statistics.mean(m["front_rss_kb"] for m in mems),
+            "python": statistics.mean(m["python_rss_kb"] for m in mems),
+            "total": statistics.mean(m["rss_kb"] for m in mems),
+            "pss": statistics.mean(m["pss_kb"] for m in mems),
+            "nprocs": max(m["nprocs"] for m in mems)}
+
+
+def signed(kb):
+    return f"{bt.mib(kb):+.1f}"
+
+
+def report(meta_path, records_path, memory_path):
+    with open(meta_path, encoding="utf-8") as f:
+        meta = json.load(f)
+    records, memory = load(records_path), load(memory_path)
+    stacks, rounds = meta["stacks"], int(meta["rounds"])
+    tests = meta["extra"].get("tests", "hello").split()
+    conns = {t: ([int(c) for c in meta["conns"]] if t == "hello" else
+                 [int(meta["extra"][f"conns_{t}"])]) for t in tests}
+    body = [t for t in tests if t != "hello"]
+    lines = []
+    if "hello" not in tests:
+        v = meta["versions"]
+        lines += ["# pyhost benchmark: the body path, 2 processes x 4 threads", "",
+                  f"- Date: {meta['date']}",
+                  f"- Machine: {meta['cpus']} CPUs (nproc), {meta['cpu_model']}, "
+                  f"{meta['mem_gib']} GiB RAM; {meta['kernel']}; {meta['os']}",
+                  f"- Command: `{meta['command']}`",
+                  "- Versions: " + "; ".join(f"{val}" for val in v.values() if val), ""]
+    elif body:
+        lines += ["# The body path, ratios and memory", ""]
+    if meta["extra"].get("gunicorn"):
+        lines += [f"- gunicorn: {meta['extra']['gunicorn']}, Debian's package: `gunicorn --worker-class gthread "
+                  f"--workers 2 --threads 4`, HTTP straight from the client, no front"]
+    if body:
+        go = meta["extra"].get("big_client") == "go"
+        lines += [f"- Load: `wrk -t1 -c<conns> -d{meta['duration']}s --latency` after a discarded "
+                  f"{meta['warmup']} s warm-up; every stack serves `bench/apps/body.py`:"]
+        lines += [f"  - {t}: {TESTS[t][0]}" + (", loaded by `bench/attack load`"
+                                               if go and t in ("get1m", "file100m") else "")
+                  for t in body]
+        if go and ("get1m" in body or "file100m" in body):
+            lines += ["- `bench/attack load` (BIG_CLIENT=go) works as `wrk -t1` does (one client thread, "
+                      "keep-alive, each connection sends its next request when the last is answered, the "
+                      "same counts and percentiles) but reads bodies 256 KiB at a time: wrk's 8 KiB reads "
+                      "keep a CPU busy near 1 GB/s, below what gunicorn's sendfile serves here, and would "
+                      "measure wrk. BIG_CLIENT=wrk uses wrk for every test."]
+        if meta["extra"].get("nginx_http"):
+            lines += [f"- nginx, for these tests, as in the team's peer harness: "
+                      f"`{meta['extra']['nginx_http']}`"]
+    if lines and lines[-1] != "":
+        lines.append("")
+
+    def recs(s, t, c):
+        return [r for r in records if r["stack"] == s and r.get("test") == t and r["conns"] == c]
+
+    summary = {}
+    for s in stacks:
+        for t in tests:
+            for c in conns[t]:
+                rs = recs(s, t, c)
+                m = bt.summarize(rs)
+                if m["ok"]:
+                    ok = [r for r in rs if r["status"] == "ok"]
+                    m["mbps"] = statistics.mean(r["bytes"] / r["duration_s"] / 1e6 for r in ok)
+                    pairs = [(r["mem_before"], r["memory"]) for r in ok
+                             if r.get("mem_before") and r.get("memory")]
+                    m["mem_after"] = mean_mem([a for _, a in pairs]) if pairs else None
+                    m["mem_delta"] = {k: statistics.mean(a[k + "_rss_kb"] - b[k + "_rss_kb"] for b, a in pairs)
+                                      for k in ("front", "python")} if pairs else None
+                summary[s, t, c] = m
+
+    def value(m, t):
+        return m["mbps"] if TESTS[t][1] == "MB/s" else m["rps"]
+
+    def ratio(t, c, s):
+        ref, m = summary.get((bt.REFERENCE, t, c)), summary[s, t, c]
+        if not ref or not ref["ok"] or not m["ok"]:
+            return "–"
+        star = " *" if ref["acceptq"] or m["acceptq"] else ""
+        return bt.fmt_ratio(value(ref, t), value(m, t)) + star
+
+    have_ref = bt.REFERENCE in stacks
+    if body:
+        rows = []
+        for t in body:
+            for c in conns[t]:
+                for s in stacks:
+                    m = summary[s, t, c]
+                    if not m["ok"]:
+                        rows.append([t, s, c, "FAILED: " + m["reason"]] + [""] * (9 if have_ref else 8))
+                        continue
+                    rps = bt.fmt_rps(m["rps"])
+                    if rounds > 1:
+                        rps += f" ({bt.fmt_rps(m['rps_min'])}–{bt.fmt_rps(m['rps_max'])})"
+                    memc = "–"
+                    if m["mem_after"]:
+                        a, d = m["mem_after"], m["mem_delta"]
+                        memc = (f"{bt.mib(a['front']):.1f} ({signed(d['front'])}) / "
+                                f"{bt.mib(a['python']):.1f} ({signed(d['python'])})")
+                    mbps = f"{m['mbps']:.0f}" if t in ("get1m", "file100m") else "–"
+                    row = [t, s, c, rps, mbps, bt.fmt_ms(m["p50_ms"]), bt.fmt_ms(m["p99_ms"]),
+                           m["http_errors"], m["socket"], m["acceptq"], memc, bt.fmt_pct(m["foreign"])]
+                    if have_ref:
+                        row.append(ratio(t, c, s))
+                    rows.append(row)
+        header = ["test", "stack", "conns", "req/s" + (" (min–max)" if rounds > 1 else ""), "MB/s",
+                  "p50 ms", "p99 ms", "non-2xx/3xx", "socket errors c/r/w/t", "unaccepted",
+                  "RSS MiB after: front (Δ) / Python (Δ)", "other CPU %"]
+        if have_ref:
+            header.append("pyhost ÷ stack")
+        lines += ["## Body tests" + (f" (mean of {rounds} rounds; p50/p99: median)" if rounds > 1 else ""), "",
+                  bt.md_table(header, rows, {2, 3, 4, 5, 6, 7, 9, 11, 12}), ""]
+
+    peers = [s for s in stacks if s != bt.REFERENCE]
+    if body and have_ref and peers:
+        rrows = []
+        for t in tests:
+            for c in conns[t]:
+                ref = summary[bt.REFERENCE, t, c]
+                unit = TESTS[t][1]
+                val = (f"{value(ref, t):.0f} {unit}" if unit == "MB/s" else f"{bt.fmt_rps(ref['rps'])} req/s") \
+                    if ref["ok"] else "failed"
+                rrows.append([f"{t} c={c}", val] + [ratio(t, c, p) for p in peers])
+        lines += ["## pyhost's ratio to each peer, every test", "",
+                  bt.md_table(["test", "pyhost"] + [f"÷ {p}" for p in peers], rrows,
+                              set(range(1, len(peers) + 2))), "",
+                  "pyhost's req/s (file100m: MB/s) ÷ the peer's, in this run; above 1, pyhost did more. "
+                  "`*`: some connections of that test were never accepted (see unaccepted).", ""]
+
+    mrows = []
+    for s in stacks:
+        start = [m for m in memory if m["stack"] == s and m["when"] == "start"]
+        idle = [m for m in memory if m["stack"] == s and m["when"] == "idle"]
+        if not start:
+            mrows.append([s, "–", "–", "–", "–"])
+            continue
+        a = mean_mem(start)
+        if not idle:
+            mrows.append([s, mem_cell(a), "–", "–", f"{bt.mib(a['pss']):.1f} → –"])
+            continue
+        b = mean_mem(idle)
+        mrows.append([s, mem_cell(a), mem_cell(b),
+                      f"{signed(b['front'] - a['front'])} / {signed(b['python'] - a['python'])} / "
+                      f"{signed(b['total'] - a['total'])}",
+                      f"{bt.mib(a['pss']):.1f} → {bt.mib(b['pss']):.1f}"])
+    lines += ["## Idle memory of each stack, before and after the tests", "",
+              bt.md_table(["stack", "RSS MiB at start: front / Python / total (procs)",
+                           f"after the tests, {meta['extra'].get('idle_settle', '?')} s idle",
+                           "change front / Python / total", "PSS MiB start → after"],
+                          mrows, {1, 2, 3, 4}), "",
+              "- Python: the processes running as the bench user (workers, fork servers, uWSGI's master, "
+              "mod_wsgi's daemons), except pyhost's proxy; front: the rest of the stack's process trees "
+              "(pyhost's master and proxy, nginx, Apache's own processes, gunicorn's arbiter). At start: "
+              "right after the smoke test, before any load." + (" Mean of the rounds." if rounds > 1 else "")]
+    if body:
+        lines += ["- RSS MiB after (Δ), per test: right after the measured run, and its change from right "
+                  "before that test's warm-up.",
+                  "- MB/s (get1m, file100m): bytes received ÷ the test's duration, in 10^6 bytes, bodies whole "
+                  "or not (wrk counts headers too, `bench/attack load` only bodies)."]
+    lines.append("")
+    print("\n".join(lines))
+
+
+cmd, args = sys.argv[2], sys.argv[3:]
+if cmd == "memsnap":
+    out, user, pids = args[0], args[1], args[2:]
+    mem = add_roles(bt.memory(bt.parse_pids(pids)), user) if pids else None
+    with open(out, "w", encoding="utf-8") as f:
+        json.dump(mem, f)
+elif cmd == "memline":
+    snap, memory, rnd, stack, when = args
+    with open(snap, encoding="utf-8") as f:
+        mem = json.load(f)
+    if mem:
+        mem.update(round=int(rnd), stack=stack, when=when)
+        append(memory, mem)
+elif cmd == "tag":
+    src, dst, test, before, user = args
+    mem_before = None
+    if before and os.path.exists(before):
+        with open(before, encoding="utf-8") as f:
+            mem_before = json.load(f)
+    for rec in load(src):
+        rec["test"] = test
+        if mem_before:
+            rec["mem_before"] = mem_before
+        if rec.get("memory"):
+            add_roles(rec["memory"], user)
+        append(dst, rec)
+elif cmd == "only":
+    for rec in load(args[0]):
+        if rec.get("test") == args[1]:
+            print(json.dumps(rec, sort_keys=True))
+elif cmd == "report":
+    report(*args)
+else:
+    bt.die(f"bodytool: unknown subcommand {cmd}")
+PYTHON
 }
 
 # ------------------------------------------------------------------ cleanup
@@ -589,8 +1062,10 @@ main() {
     mkdir -p -- "$results_dir" || die "cannot create $results_dir"
     RAW_DIR=$results_dir/$stamp
     RECORDS=$results_dir/$stamp.jsonl
+    MEMORY=$RAW_DIR/memory.jsonl
     mkdir -p -- "$RAW_DIR"
     : >"$RECORDS"
+    : >"$MEMORY"
 
     # The apps and configs live where the unprivileged user can read them.
     WORK=$(mktemp -d /tmp/pyhost-bench.XXXXXX) || die "mktemp failed"
@@ -598,25 +1073,48 @@ main() {
     APP_DIR=$WORK/apps
     mkdir -p -- "$APP_DIR"
     install -m 0644 -- "$BENCH_DIR/apps/hello.py" "$APP_DIR/hello.py"
+    local -a extra=(--extra "tests=$TESTS" --extra "idle_settle=$IDLE_SETTLE")
+    if body_tests; then
+        # body.py answers / and /hello as hello.py does, so hello runs on it too.
+        APP_FILE=body.py
+        prepare_body_tests
+        # The team's peer harness's nginx settings for bodies: the 64 KiB POST
+        # body stays in memory, large responses are never spooled to disk.
+        NGINX_HTTP_OPTIONS="client_body_buffer_size 128k;
+client_max_body_size 2m;
+uwsgi_max_temp_file_size 0;"
+        extra+=(--extra "nginx_http=${NGINX_HTTP_OPTIONS//$'\n'/ }")
+        for s in $TESTS; do
+            [ "$s" = hello ] || extra+=(--extra "conns_$s=$(test_conns "$s")")
+        done
+        extra+=(--extra "big_client=$BIG_CLIENT")
+        if [ "$BIG_CLIENT" = go ] && { wants_test get1m || wants_test file100m; }; then build_attack; fi
+    fi
+    if wants gunicorn; then
+        extra+=(--extra "gunicorn=$(/usr/bin/gunicorn --version 2>&1 | head -n 1)")
+    fi
 
     local -a portargs=()
     local s
     for s in $STACKS; do portargs+=(--port "$s=$(stack_port "$s")"); done
     local command="DURATION=$DURATION WARMUP=$WARMUP ROUNDS=$ROUNDS CONNS=\"$CONNS\" STACKS=\"$STACKS\" ACCESS_LOG=$ACCESS_LOG"
+    [ "$TESTS" = hello ] || command+=" TESTS=\"$TESTS\""
+    [ "$IDLE_SETTLE" = 3 ] || command+=" IDLE_SETTLE=$IDLE_SETTLE"
+    [ "$BIG_CLIENT" = go ] || command+=" BIG_CLIENT=$BIG_CLIENT"
     [ "$WRK_TIMEOUT" = 5s ] || command+=" WRK_TIMEOUT=$WRK_TIMEOUT"
     [ "$PORT_BASE" = 18180 ] || command+=" PORT_BASE=$PORT_BASE"
     command+=" bench/run.sh"
     "$PY" "$TOOL" meta --stacks "$STACKS" --conns "$CONNS" --rounds "$ROUNDS" \
         --duration "$DURATION" --warmup "$WARMUP" --wrk-timeout "$WRK_TIMEOUT" \
         --app-user "$BENCH_USER" --command "$command" "${portargs[@]}" \
-        --pyhostd "$PYHOSTD" --uwsgi "${UWSGI_BIN:-/usr/bin/uwsgi}" >"$RAW_DIR/meta.json" ||
+        --pyhostd "$PYHOSTD" --uwsgi "${UWSGI_BIN:-/usr/bin/uwsgi}" "${extra[@]}" >"$RAW_DIR/meta.json" ||
         die "could not describe the machine (benchtool.py meta)"
 
-    local n_stacks n_conns
+    local n_stacks n_tests=0 t
     n_stacks=$(wc -w <<<"$STACKS")
-    n_conns=$(wc -w <<<"$CONNS")
-    log "$ROUNDS round(s) x $n_stacks stack(s) x $n_conns test(s) of ${DURATION}s (+${WARMUP}s warm-up):" \
-        "about $((ROUNDS * n_stacks * (n_conns * (DURATION + WARMUP) + 5))) s"
+    for t in $TESTS; do n_tests=$((n_tests + $(wc -w <<<"$(test_conns "$t")"))); done
+    log "$ROUNDS round(s) x $n_stacks stack(s) x $n_tests test(s) of ${DURATION}s (+${WARMUP}s warm-up):" \
+        "about $((ROUNDS * n_stacks * (n_tests * (DURATION + WARMUP) + 5 + IDLE_SETTLE))) s"
 
     FAILED=0
     local round
@@ -626,9 +1124,18 @@ main() {
         done
     done
 
+    # The hello tests in benchtool.py's report, as ever; then the body
+    # tests, every test's ratios and the idle memory.
     local report=$results_dir/$stamp.md
-    "$PY" "$TOOL" report --meta "$RAW_DIR/meta.json" --records "$RECORDS" >"$report" ||
-        die "could not render the report from $RECORDS"
+    : >"$report"
+    if wants_test hello; then
+        bodytool only "$RECORDS" hello >"$RAW_DIR/hello.jsonl" ||
+            die "could not read the hello records from $RECORDS"
+        "$PY" "$TOOL" report --meta "$RAW_DIR/meta.json" --records "$RAW_DIR/hello.jsonl" >>"$report" ||
+            die "could not render the report from $RECORDS"
+    fi
+    bodytool report "$RAW_DIR/meta.json" "$RECORDS" "$MEMORY" >>"$report" ||
+        die "could not render the body tests' report from $RECORDS"
     cat -- "$report"
     log "results: $report (records: $RECORDS; wrk outputs and logs: $RAW_DIR/)"
     if [ "$FAILED" -ne 0 ]; then
