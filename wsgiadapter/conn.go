@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -37,6 +38,12 @@ type Conn struct {
 	clean   bool       // last response ended with END and nothing is pending
 	closed  atomic.Bool
 	bodyBuf []byte // reused for small request bodies
+	// frameLeft is how much of the current response BODY frame is still
+	// to be read; the response reads it straight into the caller's buffer.
+	frameLeft int
+	// ended is what Read returns once END was read (io.EOF or
+	// ErrAppFailed); nil while the response runs.
+	ended error
 	// readTimeout bounds each wait for the worker; 0: none.
 	readTimeout time.Duration
 }
@@ -202,7 +209,9 @@ func (c *Conn) sendFrame(env Environ, streamed bool, inline []byte) error {
 // empty one. A known size that the reader does not meet is an error: the
 // worker would otherwise see a shorter body as complete.
 func (c *Conn) streamBody(body io.Reader, size int64) error {
-	buf := make([]byte, headerLen+64<<10)
+	bp := uploadBufs.Get().(*[]byte)
+	defer uploadBufs.Put(bp)
+	buf := *bp
 	var sent int64
 	for {
 		n, rerr := body.Read(buf[headerLen:])
@@ -228,6 +237,10 @@ func (c *Conn) streamBody(body io.Reader, size int64) error {
 	}
 	return nil
 }
+
+// uploadBufs hold a BODY frame header and up to 64 KiB of a streamed
+// request body: an upload costs no allocation of its own, whatever its size.
+var uploadBufs = sync.Pool{New: func() any { b := make([]byte, headerLen+64<<10); return &b }}
 
 // SetReadTimeout makes every later ReadHead or Next fail with an error
 // wrapping os.ErrDeadlineExceeded when the worker stays silent for d; 0
@@ -260,46 +273,106 @@ func (c *Conn) ReadHead() (Head, error) {
 	if typ != FrameHeaders {
 		return Head{}, protoErr("expected HEADERS, got frame type %d", typ)
 	}
+	c.frameLeft, c.ended = 0, nil
 	return ParseHead(p)
 }
 
-// Next returns the next chunk of the response body, valid until the next
-// call. At a complete END it returns io.EOF; when the app failed mid-body,
-// ErrAppFailed.
-func (c *Conn) Next() ([]byte, error) {
+// Read reads the response body (after ReadHead) into p: the bytes of the
+// BODY frames, never their headers. A frame's payload is read straight
+// into p, through the connection's read buffer only when p is smaller
+// than it, so a body costs no allocation and no copy beyond the one out
+// of the socket, however large its frames. Read returns what is at hand
+// and does not wait to fill p, so each chunk an app yields reaches the
+// caller at once. At a complete END it returns io.EOF; when the app failed
+// mid-body, ErrAppFailed; both again on every later call.
+func (c *Conn) Read(p []byte) (int, error) {
+	for c.frameLeft == 0 {
+		if c.ended != nil {
+			return 0, c.ended
+		}
+		if err := c.nextFrame(); err != nil {
+			return 0, err
+		}
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if len(p) > c.frameLeft {
+		p = p[:c.frameLeft]
+	}
 	if c.r.Buffered() == 0 {
 		c.armReadDeadline()
 	}
-	typ, p, err := ReadFrame(c.r, c.rbuf)
+	n, err := c.r.Read(p)
+	c.frameLeft -= n
 	if err != nil {
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF
 		}
-		return nil, fmt.Errorf("read response body: %w", err)
+		return n, fmt.Errorf("read response body: %w", err)
+	}
+	return n, nil
+}
+
+// nextFrame reads the header of the next response frame: a BODY sets
+// frameLeft, an END sets ended.
+func (c *Conn) nextFrame() error {
+	if c.r.Buffered() == 0 {
+		c.armReadDeadline()
+	}
+	typ, n, err := readFrameHeader(c.r)
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return fmt.Errorf("read response body: %w", err)
 	}
 	switch typ {
 	case FrameBody:
-		if len(p) == 0 {
-			return nil, protoErr("empty BODY frame in a response")
+		if n == 0 {
+			return protoErr("empty BODY frame in a response")
 		}
-		return p, nil
+		c.frameLeft = n
+		return nil
 	case FrameEnd:
-		if len(p) != 1 || p[0] > 1 {
-			return nil, protoErr("malformed END frame")
+		if n != 1 {
+			return protoErr("malformed END frame")
+		}
+		end, err := c.r.ReadByte()
+		if err != nil {
+			return fmt.Errorf("read response end: %w", io.ErrUnexpectedEOF)
+		}
+		if end > 1 {
+			return protoErr("malformed END frame")
 		}
 		c.clean = c.finishBody() == nil
-		if p[0] == 1 {
-			return nil, ErrAppFailed
+		c.ended = io.EOF
+		if end == 1 {
+			c.ended = ErrAppFailed
 		}
-		return nil, io.EOF
+		return nil
 	default:
-		return nil, protoErr("unexpected frame type %d in a response", typ)
+		return protoErr("unexpected frame type %d in a response", typ)
 	}
 }
 
-// Buffered reports whether response bytes are already waiting, so the
-// proxy can skip a flush to the client when more data is at hand.
-func (c *Conn) Buffered() bool { return c.r.Buffered() > 0 }
+// Next returns the next chunk of the response body, at most 64 KiB and
+// valid until the next call; chunks need not match the worker's frames.
+// At a complete END it returns io.EOF; when the app failed mid-body,
+// ErrAppFailed. It is Read into a buffer the Conn keeps.
+func (c *Conn) Next() ([]byte, error) {
+	n, err := c.Read(c.rbuf[:cap(c.rbuf)])
+	if err != nil {
+		return nil, err
+	}
+	return c.rbuf[:n], nil
+}
+
+// Buffered reports whether more of the response is already at hand or
+// on its way: bytes in the read buffer, or the rest of a BODY frame the
+// worker is sending (it writes a frame's header and payload together).
+// The proxy skips a flush to the client while it is true.
+func (c *Conn) Buffered() bool { return c.frameLeft > 0 || c.r.Buffered() > 0 }
 
 // bodyGrace bounds how long a finished response waits for its request
 // body writer. The worker has answered already; a writer still blocked on

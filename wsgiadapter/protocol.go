@@ -57,20 +57,16 @@ func AppendFrame(dst []byte, typ byte, payload []byte) []byte {
 // ReadFrame reads one frame. The payload is read into buf when it fits and
 // freshly allocated otherwise, so callers may pass a reusable buffer and
 // must not keep the payload across calls. io.EOF is returned only for a
-// clean end before the first byte of a frame.
+// clean end before the first byte of a frame. Response bodies do not come
+// through here: Conn.Read streams BODY frames into the caller's buffer
+// whatever their size; only HELLO and HEADERS frames over the buffer
+// (64 KiB on a Conn) are allocated.
 func ReadFrame(r *bufio.Reader, buf []byte) (typ byte, payload []byte, err error) {
-	var head [headerLen]byte
-	if _, err := io.ReadFull(r, head[:]); err != nil {
-		if errors.Is(err, io.ErrUnexpectedEOF) {
-			return 0, nil, fmt.Errorf("read frame header: %w", err)
-		}
+	typ, n, err := readFrameHeader(r)
+	if err != nil {
 		return 0, nil, err
 	}
-	n := binary.BigEndian.Uint32(head[1:])
-	if n > MaxPayload {
-		return 0, nil, protoErr("frame length %d exceeds the %d byte limit", n, MaxPayload)
-	}
-	if int(n) <= cap(buf) {
+	if n <= cap(buf) {
 		payload = buf[:n]
 	} else {
 		payload = make([]byte, n)
@@ -81,7 +77,28 @@ func ReadFrame(r *bufio.Reader, buf []byte) (typ byte, payload []byte, err error
 		}
 		return 0, nil, fmt.Errorf("read frame payload: %w", err)
 	}
-	return head[0], payload, nil
+	return typ, payload, nil
+}
+
+// readFrameHeader reads a frame's type and payload length, refusing a
+// length over MaxPayload. io.EOF is returned only for a clean end before
+// the first byte.
+func readFrameHeader(r *bufio.Reader) (typ byte, n int, err error) {
+	// Peek, not io.ReadFull into an array: that would escape to the heap,
+	// an allocation per frame.
+	head, err := r.Peek(headerLen)
+	if err != nil {
+		if len(head) > 0 && errors.Is(err, io.EOF) {
+			return 0, 0, fmt.Errorf("read frame header: %w", io.ErrUnexpectedEOF)
+		}
+		return 0, 0, err
+	}
+	typ, length := head[0], binary.BigEndian.Uint32(head[1:])
+	r.Discard(headerLen)
+	if length > MaxPayload {
+		return 0, 0, protoErr("frame length %d exceeds the %d byte limit", length, MaxPayload)
+	}
+	return typ, int(length), nil
 }
 
 // Environ is the CGI part of a WSGI environ as alternating keys and
