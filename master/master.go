@@ -462,7 +462,12 @@ func (m *Master) openAppLog(a config.App) (*applog.Log, error) {
 
 // prepareAccessLog creates the access log if it is missing, for the
 // proxy's user to append to: the proxy cannot create files in a log
-// directory that root owns, and must not be able to.
+// directory that root owns, and must not be able to. Root changes the
+// owner of no file but one it has just created (O_CREAT|O_EXCL): an
+// existing file must be the proxy's user's already (a previous run's, or
+// logrotate's `create`), or a mistaken path such as /etc/shadow, a
+// root-owned log or a hard link to one would become the proxy's. The
+// judgement is privdrop.CheckHandover, the one pyhostd check prints.
 func (m *Master) prepareAccessLog() error {
 	path := m.cfg.AccessLog
 	if path == "" {
@@ -471,27 +476,38 @@ func (m *Master) prepareAccessLog() error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("access log: %w", err)
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW, 0o640)
-	if err != nil {
-		return fmt.Errorf("access log: %w", err)
-	}
-	defer f.Close()
-	if os.Geteuid() == 0 {
-		// Root hands this file to the proxy's user: only a plain file
-		// that is root's or already the proxy's, with no other name (a
-		// mistaken path such as /etc/passwd, or a hard link to it, must
-		// not change hands).
-		fi, err := f.Stat()
+	// Twice at most: logrotate may move an existing file away between the
+	// create that found it and the lstat that judges it.
+	for try := 0; ; try++ {
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o640)
+		if err == nil {
+			// Ours: the descriptor is the file just made, whatever the
+			// name leads to by now.
+			if os.Geteuid() == 0 {
+				err = f.Chown(int(m.cfg.ProxyCred.UID), int(m.cfg.ProxyCred.GID))
+			}
+			f.Close()
+			if err != nil {
+				return fmt.Errorf("access log: %w", err)
+			}
+			break
+		}
+		if !errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("access log: %w", err)
+		}
+		// There already (a symlink too: O_EXCL does not follow one).
+		// Looked at, never opened, by root.
+		n, err := privdrop.Lstat(path)
+		if errors.Is(err, os.ErrNotExist) && try == 0 {
+			continue
+		}
 		if err != nil {
 			return fmt.Errorf("access log: %w", err)
 		}
-		st := fi.Sys().(*syscall.Stat_t)
-		if !fi.Mode().IsRegular() || st.Nlink != 1 || (st.Uid != 0 && st.Uid != m.cfg.ProxyCred.UID) {
-			return fmt.Errorf("access log %s: not a plain file of root's or the proxy's user (%s) with one name; pick another path", path, m.cfg.ProxyCred.Username)
-		}
-		if err := f.Chown(int(m.cfg.ProxyCred.UID), int(m.cfg.ProxyCred.GID)); err != nil {
+		if err := privdrop.CheckHandover(path, n, m.cfg.ProxyCred); err != nil {
 			return fmt.Errorf("access log: %w", err)
 		}
+		break
 	}
 	// The proxy opens it by path (again after every rotation): say now,
 	// plainly, if its user cannot.

@@ -279,3 +279,45 @@ func escapeGlob(s string) string {
 	}
 	return b.String()
 }
+
+// CheckHandover says whether an existing file, at path and as lstat(2)
+// describes it (n), may be handed to user to write: root gives the
+// proxy's user its access log this way. Only a regular file that user
+// owns already may (a previous run's, or one logrotate's `create` made):
+// root never changes the owner of a file it did not just create itself
+// (O_CREAT|O_EXCL), so a mistaken path (/etc/shadow, a root-owned log, a
+// hard link to one) never becomes an unprivileged user's. A symlink is
+// refused, not followed, and so is anything not a regular file (a FIFO
+// would block the writer's open). Nil when the file may be handed over.
+func CheckHandover(path string, n FileNode, user Credential) error {
+	switch {
+	case n.Mode&fs.ModeSymlink != 0:
+		return fmt.Errorf("%s is a symlink, which is not followed; name the file itself, or a path that does not exist yet", path)
+	case !n.Mode.IsRegular():
+		return fmt.Errorf("%s is not a regular file (%s); name a path that does not exist yet", path, fileType(n.Mode))
+	case n.UID != user.UID:
+		owner := fmt.Sprintf("uid %d", n.UID)
+		if n.UID == 0 {
+			owner += " (root)"
+		}
+		return fmt.Errorf("%s exists and is owned by %s, not by %s (uid %d), who would write it; pyhost hands over only a file it creates itself or one that user owns already: name a path that does not exist yet (pyhost creates it for %s), and chown a file to %s yourself only if it is an access log", path, owner, user.Username, user.UID, user.Username, user.Username)
+	}
+	return nil
+}
+
+// fileType names the type of a file that is not a regular one.
+func fileType(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "a FIFO"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeCharDevice != 0:
+		return "a character device"
+	case m&fs.ModeDevice != 0:
+		return "a block device"
+	}
+	return "mode " + m.String()
+}

@@ -287,3 +287,31 @@ func TestCheckTrustedRealFiles(t *testing.T) {
 		t.Errorf("a virtualenv with a 0777 site-packages: %v", err)
 	}
 }
+
+// Root hands over an existing file only if its new writer owns it
+// already: a root-owned one (a mistaken access_log = "/etc/shadow") is
+// refused, so are links, FIFOs and directories (issue 9 review, item 1).
+func TestCheckHandover(t *testing.T) {
+	proxy := Credential{UID: 990, GID: 990, Username: "pyhost"}
+	for _, c := range []struct {
+		n    FileNode
+		want string // in the error; "" for none
+	}{
+		{FileNode{UID: 990, Mode: 0o640}, ""},
+		{FileNode{UID: 990, Mode: 0o600}, ""},
+		{FileNode{UID: 0, Mode: 0o640}, "owned by uid 0 (root), not by pyhost (uid 990)"},
+		{FileNode{UID: alice, Mode: 0o666}, "owned by uid 1000, not by pyhost"},
+		{FileNode{UID: 990, Mode: fs.ModeSymlink | 0o777, Link: "/etc/shadow"}, "is a symlink"},
+		{FileNode{UID: 990, Mode: fs.ModeNamedPipe | 0o600}, "not a regular file (a FIFO)"},
+		{FileNode{UID: 990, Mode: fs.ModeDir | 0o755}, "not a regular file (a directory)"},
+		{FileNode{UID: 990, Mode: fs.ModeDevice | fs.ModeCharDevice | 0o666}, "not a regular file (a character device)"},
+	} {
+		err := CheckHandover("/var/log/pyhost/access.log", c.n, proxy)
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("%+v: %v", c.n, err)
+		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("%+v: %v, want %q", c.n, err, c.want)
+		}
+	}
+}

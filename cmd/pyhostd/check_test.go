@@ -5,9 +5,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/user"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/pyhost/pyhost/config"
@@ -30,6 +32,26 @@ func fakeLookup(name string) (privdrop.Credential, error) {
 		return privdrop.Credential{Username: name, Home: "/root"}, nil
 	}
 	return privdrop.Credential{}, fmt.Errorf("look up user %q: %w", name, user.UnknownUserError(name))
+}
+
+// fakeFiles is a file system for checkSystemWith's lstat: only the
+// paths listed exist.
+type fakeFiles map[string]privdrop.FileNode
+
+func (f fakeFiles) lstat(path string) (privdrop.FileNode, error) {
+	if n, ok := f[path]; ok {
+		return n, nil
+	}
+	return privdrop.FileNode{}, &fs.PathError{Op: "lstat", Path: path, Err: fs.ErrNotExist}
+}
+
+// files: the default access log does not exist yet, /var/log/syslog is
+// root's (a mistaken path), /srv/log/access.log the proxy's from a
+// previous run.
+var files = fakeFiles{
+	"/var/log/syslog":     {UID: 0, Mode: 0o640},
+	"/srv/log/access.log": {UID: 990, Mode: 0o640},
+	"/srv/log/link.log":   {UID: 990, Mode: fs.ModeSymlink | 0o777, Link: "/etc/shadow"},
 }
 
 func app(user, name, domain, prefix string) config.App {
@@ -58,8 +80,10 @@ func TestCheckReport(t *testing.T) {
 		admin string
 		d     config.Discovery
 	}{
-		{"ok", "[proxy]\nuser = \"www-data\"\n" + users, config.Discovery{Apps: twoApps}},
-		{"ok-none", "[proxy]\nuser = \"www-data\"\n", config.Discovery{}},
+		{"ok", "[proxy]\nuser = \"www-data\"\naccess_log = \"/srv/log/access.log\"\n" + users, config.Discovery{Apps: twoApps}},
+		{"ok-none", "[proxy]\nuser = \"www-data\"\naccess_log = \"/srv/log/new.log\"\n", config.Discovery{}},
+		{"access-log-root", "[proxy]\nuser = \"www-data\"\naccess_log = \"/var/log/syslog\"\n" + users, config.Discovery{Apps: twoApps}},
+		{"access-log-link", "[proxy]\nuser = \"www-data\"\naccess_log = \"/srv/log/link.log\"\n", config.Discovery{}},
 		{"unimplemented", `[proxy]
 listen = [":80"]
 tls_listen = [":443"]
@@ -89,7 +113,7 @@ metrics_listen = "127.0.0.1:9181"
 			t.Fatalf("%s: %v", c.name, err)
 		}
 		var out bytes.Buffer
-		if err := report(&out, admin, c.d, checkSystem(admin, c.d.Apps, fakeLookup)); err != nil {
+		if err := report(&out, admin, c.d, checkSystemWith(admin, c.d.Apps, fakeLookup, files.lstat)); err != nil {
 			fmt.Fprintf(&out, "error: %v\n", err)
 		}
 		file := filepath.Join("testdata", "check", c.name+".golden")
@@ -113,15 +137,15 @@ metrics_listen = "127.0.0.1:9181"
 // run refuses to start on exactly what check reports as the admin
 // file's problems; the proxy's user is resolved for it.
 func TestCheckSystem(t *testing.T) {
-	admin, err := config.ParseAdmin(config.DefaultAdminFile, []byte("[proxy]\nuser = \"www-data\"\ndefault_app = \"alice/blog\"\n"))
+	admin, err := config.ParseAdmin(config.DefaultAdminFile, []byte("[proxy]\nuser = \"www-data\"\ndefault_app = \"alice/blog\"\naccess_log = \"/srv/log/access.log\"\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := checkSystem(admin, []config.App{app("alice", "blog", "alice.example.com", "/")}, fakeLookup)
+	s := checkSystemWith(admin, []config.App{app("alice", "blog", "alice.example.com", "/")}, fakeLookup, files.lstat)
 	if s.Problems != nil || s.Warnings != nil || s.Proxy.UID != 990 {
 		t.Errorf("a good config: %+v", s)
 	}
-	s = checkSystem(admin, nil, fakeLookup)
+	s = checkSystemWith(admin, nil, fakeLookup, files.lstat)
 	if s.Problems != nil || len(s.Warnings) != 1 || s.Warnings[0].Line != 3 {
 		t.Errorf("default_app naming no app: %+v", s)
 	}
@@ -130,7 +154,7 @@ func TestCheckSystem(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s = checkSystem(admin, nil, fakeLookup)
+	s = checkSystemWith(admin, nil, fakeLookup, files.lstat)
 	if len(s.Problems) != 2 || s.Problems[0].Key != "daemon.metrics_listen" || s.Problems[0].Line != 2 ||
 		s.Problems[1].Key != "proxy.user" || s.Problems[1].Line != 4 || s.Proxy.Username != "" {
 		t.Errorf("two problems: %+v", s)
@@ -145,5 +169,47 @@ func TestCheckSystem(t *testing.T) {
 		config.DefaultAdminFile + `:4: proxy.user: no such user "nobody-here" on this system; name an existing user for the proxy, or create this one: useradd --system --no-create-home --shell /usr/sbin/nologin nobody-here`
 	if e.Error() != want {
 		t.Errorf("run's error:\n%s\nwant\n%s", e, want)
+	}
+}
+
+// The access log the master would refuse to hand the proxy, check
+// refuses (issue 9 review, item 1): an existing file must be the proxy's
+// user's; a missing one is created for it.
+func TestAccessLogProblem(t *testing.T) {
+	proxy := privdrop.Credential{UID: 990, GID: 990, Username: "www-data"}
+	fifo := fakeFiles{
+		"/var/log/pyhost/access.log": {UID: 0, Mode: 0o600},
+		"/var/log/pyhost/mine.log":   {UID: 990, Mode: 0o640},
+		"/var/log/pyhost/other.log":  {UID: 1000, Mode: 0o666},
+		"/var/log/pyhost/fifo":       {UID: 990, Mode: fs.ModeNamedPipe | 0o600},
+		"/var/log/pyhost/dir":        {UID: 990, Mode: fs.ModeDir | 0o755},
+		"/var/log/pyhost/link":       {UID: 990, Mode: fs.ModeSymlink | 0o777, Link: "mine.log"},
+	}
+	for _, c := range []struct {
+		path string
+		want string // in the error; "" for none
+	}{
+		{"", ""},
+		{"/var/log/pyhost/new.log", ""},
+		{"/nowhere/yet/access.log", ""},
+		{"/var/log/pyhost/mine.log", ""},
+		{"/var/log/pyhost/access.log", "owned by uid 0 (root), not by www-data (uid 990)"},
+		{"/var/log/pyhost/other.log", "owned by uid 1000, not by www-data"},
+		{"/var/log/pyhost/fifo", "not a regular file (a FIFO)"},
+		{"/var/log/pyhost/dir", "not a regular file (a directory)"},
+		{"/var/log/pyhost/link", "is a symlink"},
+	} {
+		err := accessLogProblem(c.path, proxy, fifo.lstat)
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("%q: %v", c.path, err)
+		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("%q: %v, want %q", c.path, err, c.want)
+		}
+	}
+	// A path the admin cannot look at is a problem too, not a pass.
+	broken := func(string) (privdrop.FileNode, error) { return privdrop.FileNode{}, fs.ErrPermission }
+	if err := accessLogProblem("/x/access.log", proxy, broken); err == nil {
+		t.Error("an lstat that fails: no problem")
 	}
 }

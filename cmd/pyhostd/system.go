@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os/user"
 	"slices"
 
@@ -30,6 +31,12 @@ type systemConfig struct {
 // checkSystem judges admin, whose apps (as discovered) are apps; lookup
 // resolves user names (privdrop.Lookup).
 func checkSystem(admin config.Admin, apps []config.App, lookup func(string) (privdrop.Credential, error)) systemConfig {
+	return checkSystemWith(admin, apps, lookup, privdrop.Lstat)
+}
+
+// checkSystemWith is checkSystem looking at files with lstat (tests pass
+// a fake file system).
+func checkSystemWith(admin config.Admin, apps []config.App, lookup func(string) (privdrop.Credential, error), lstat privdrop.LstatFunc) systemConfig {
 	var s systemConfig
 	// Settings the config accepts but this version does not act on yet:
 	// refused, so nobody believes them in force (an HTTPS listener, a
@@ -60,8 +67,32 @@ func checkSystem(admin config.Admin, apps []config.App, lookup func(string) (pri
 		s.Proxy = cred
 	}
 
+	if s.Proxy.Username != "" {
+		if err := accessLogProblem(admin.Proxy.AccessLog, s.Proxy, lstat); err != nil {
+			s.Problems = append(s.Problems, admin.Errorf("proxy.access_log", "%v", err))
+		}
+	}
+
 	if def := admin.Proxy.DefaultApp; def != "" && !slices.ContainsFunc(apps, func(a config.App) bool { return a.Key() == def }) {
 		s.Warnings = append(s.Warnings, admin.Errorf("proxy.default_app", "%q names no app that runs; hosts no app claims get 404 until it does", def))
 	}
 	return s
+}
+
+// accessLogProblem says why the master would refuse path as the access
+// log it hands to proxy (the same judgement as its prepareAccessLog),
+// nil when it would not: a missing file is created for the proxy, an
+// existing one must be the proxy's user's own (privdrop.CheckHandover).
+func accessLogProblem(path string, proxy privdrop.Credential, lstat privdrop.LstatFunc) error {
+	if path == "" {
+		return nil
+	}
+	n, err := lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return privdrop.CheckHandover(path, n, proxy)
 }
