@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pyhost/pyhost/channel"
+	"github.com/pyhost/pyhost/config"
 	"github.com/pyhost/pyhost/privdrop"
 	"github.com/pyhost/pyhost/supervisor"
 )
@@ -104,7 +105,9 @@ func (m *Master) runProxyOnce(ctx context.Context) error {
 
 	ch := channel.NewConn(mine)
 	grace := m.cfg.ShutdownTimeout
-	if err := ch.Send(channel.Message{Setup: &channel.Setup{Listeners: addrs, FilesFD: filesFD, ShutdownTimeout: grace, Procs: m.cfg.ProxyProcs, AccessLog: m.cfg.AccessLog, TrustedProxies: prefixStrings(m.cfg.TrustedProxies)}}); err != nil {
+	setup := channel.Setup{Listeners: addrs, FilesFD: filesFD, ShutdownTimeout: grace, Procs: m.cfg.ProxyProcs, AccessLog: m.cfg.AccessLog, TrustedProxies: prefixStrings(m.cfg.TrustedProxies)}
+	setLimits(&setup, m.cfg.ProxyLimits)
+	if err := ch.Send(channel.Message{Setup: &setup}); err != nil {
 		cmd.Process.Kill()
 		<-exited
 		return err
@@ -157,6 +160,28 @@ func closeAll(fs []*os.File) {
 	for _, f := range fs {
 		f.Close()
 	}
+}
+
+// setLimits puts the client limits into the proxy's Setup, where 0 is
+// the proxy's default and a negative value is off (a config 0).
+func setLimits(s *channel.Setup, l config.ProxyLimits) {
+	if l == (config.ProxyLimits{}) {
+		l = config.DefaultProxyLimits
+	}
+	off := func(n int64) int64 {
+		if n == 0 {
+			return -1
+		}
+		return n
+	}
+	s.BufferRequestBody = off(l.BufferRequestBody)
+	s.RequestSpoolLimit = off(l.RequestSpoolLimit)
+	s.ClientBodyMinRate = off(l.ClientBodyMinRate)
+	s.MaxConnectionsPerIP = int(off(int64(l.MaxConnectionsPerIP)))
+	s.ClientBodyTimeout = l.ClientBodyTimeout
+	s.SendTimeout = l.SendTimeout
+	s.KeepaliveTimeout = l.KeepaliveTimeout
+	s.MaxConnections = l.MaxConnections
 }
 
 func prefixStrings(ps []netip.Prefix) []string {

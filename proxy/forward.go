@@ -191,11 +191,14 @@ func (b *bodyWatch) received() int64 { return b.total.Load() }
 // the client while the worker takes it.
 type requestBody struct {
 	mem     []byte
+	memHeld int64 // cap(mem), reserved against the memory budget
 	spool   *os.File
 	spooled int64     // bytes in spool, reserved against request_spool_limit
 	tail    []byte    // bytes read after the spool could take no more
 	rest    io.Reader // nil when the body is complete
-	counter *atomic.Int64
+
+	memCounter, spoolCounter *atomic.Int64 // the proxy's totals
+	memBudget                int64
 }
 
 func (b *requestBody) complete() bool { return b.rest == nil }
@@ -224,13 +227,37 @@ func (b *requestBody) reader() io.Reader {
 	return io.MultiReader(parts...)
 }
 
-// release gives back the spool file and its share of the spool limit.
+// release gives back the memory, the spool file and their shares of
+// the budgets.
 func (b *requestBody) release() {
+	b.dropMem()
 	if b.spool != nil {
 		b.spool.Close()
-		b.counter.Add(-b.spooled)
+		b.spoolCounter.Add(-b.spooled)
 	}
 }
+
+// grow reserves n more bytes of memory for the body, if the budget has
+// them.
+func (b *requestBody) grow(n int64) bool {
+	if !reserve(b.memCounter, n, b.memBudget) {
+		return false
+	}
+	b.memHeld += n
+	return true
+}
+
+func (b *requestBody) dropMem() {
+	b.memCounter.Add(-b.memHeld)
+	b.mem, b.memHeld = nil, 0
+}
+
+// uploadMemTotal bounds the memory all request bodies held in memory
+// take together (or 4 x buffer_request_body, if more): past it, bodies
+// go to the spool file from their first byte. A crowd of clients that
+// each send most of a buffer's worth and stall costs memory up to this,
+// not max_connections x buffer_request_body.
+const uploadMemTotal = 64 << 20
 
 // uploadChunk is how much of a body is read from the client at a time
 // on its way to the spool file.
@@ -246,8 +273,8 @@ var uploadBufs = sync.Pool{New: func() any { b := make([]byte, uploadChunk); ret
 // then.
 func (p *Proxy) readAhead(in io.Reader, declared int64) (*requestBody, error) {
 	lim := p.limits
-	rb := &requestBody{counter: &p.uploadSpooled}
 	memMax := max(lim.BufferRequestBody, 0)
+	rb := &requestBody{memCounter: &p.uploadMem, spoolCounter: &p.uploadSpooled, memBudget: max(uploadMemTotal, 4*memMax)}
 	if memMax > 0 && declared <= memMax {
 		want := memMax
 		if declared >= 0 {
@@ -255,11 +282,11 @@ func (p *Proxy) readAhead(in io.Reader, declared int64) (*requestBody, error) {
 		}
 		var eof bool
 		var err error
-		rb.mem, eof, err = readUpTo(in, want)
+		rb.mem, eof, err = readUpTo(in, want, rb.grow)
 		if err != nil || eof {
 			return rb, err
 		}
-		if declared >= 0 {
+		if int64(len(rb.mem)) == declared {
 			// The declared length is read; net/http says EOF on the
 			// next read without touching the connection.
 			var one [1]byte
@@ -272,6 +299,8 @@ func (p *Proxy) readAhead(in io.Reader, declared int64) (*requestBody, error) {
 			}
 			return rb, err
 		}
+		// Past buffer_request_body (chunked), or the memory budget is
+		// spent: on to the spool.
 	}
 	if lim.RequestSpoolLimit <= 0 || p.uploadSpoolDir() == "" {
 		rb.rest = in
@@ -284,7 +313,7 @@ func (p *Proxy) readAhead(in io.Reader, declared int64) (*requestBody, error) {
 		rb.rest = in
 		return rb, nil
 	}
-	rb.mem = nil // in the file now; memory held per upload stays small
+	rb.dropMem() // in the file now; memory held per upload stays small
 	for {
 		n, err := in.Read(buf)
 		if n > 0 && !p.toSpool(rb, buf[:n]) {
@@ -301,15 +330,19 @@ func (p *Proxy) readAhead(in io.Reader, declared int64) (*requestBody, error) {
 	}
 }
 
-// readUpTo reads in until EOF or max bytes, growing the buffer only as
+// readUpTo reads in until EOF or limit bytes, growing the buffer only as
 // bytes arrive: a client that announces a megabyte and sends a byte
-// costs a few kilobytes, not a megabyte.
-func readUpTo(in io.Reader, max int64) (buf []byte, eof bool, err error) {
+// costs a few kilobytes, not a megabyte. Each growth by n bytes must be
+// granted by grow first; when it is not, readUpTo returns what it has.
+func readUpTo(in io.Reader, limit int64, grow func(n int64) bool) (buf []byte, eof bool, err error) {
 	const first = 4 << 10
-	buf = make([]byte, 0, min(max, first))
-	for int64(len(buf)) < max {
+	for int64(len(buf)) < limit {
 		if len(buf) == cap(buf) {
-			grown := make([]byte, len(buf), min(max, int64(2*cap(buf))))
+			size := min(limit, max(first, int64(2*cap(buf))))
+			if !grow(size - int64(cap(buf))) {
+				return buf, false, nil
+			}
+			grown := make([]byte, len(buf), size)
 			copy(grown, buf)
 			buf = grown
 		}

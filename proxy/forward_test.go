@@ -110,6 +110,14 @@ func (e *echoWorker) requests() int {
 // frontProxy serves a Proxy with limits l, routing everything to one app
 // whose worker is w, on a loopback HTTP server built as Run builds it.
 func frontProxy(t *testing.T, w *echoWorker, l Limits, maxBody int64) (*Proxy, string) {
+	p, addr, _ := frontProxySettled(t, w, l, maxBody)
+	return p, addr
+}
+
+// frontProxySettled is frontProxy, and a channel that gets a token each
+// time a handler has returned (its connection idle or closed), so a
+// test can look at what the handler left behind.
+func frontProxySettled(t *testing.T, w *echoWorker, l Limits, maxBody int64) (*Proxy, string, <-chan struct{}) {
 	t.Helper()
 	p := New(hclog.NewNullLogger(), nil)
 	if l.SpoolDir == "" {
@@ -121,9 +129,27 @@ func frontProxy(t *testing.T, w *echoWorker, l Limits, maxBody int64) (*Proxy, s
 		Workers: []channel.Worker{{ID: "w1", PID: 42, Socket: w.path, Threads: 4}}}}})
 	srv := httptest.NewUnstartedServer(p)
 	srv.Config = newServer(p, p.limits, hclog.NewNullLogger())
+	settled := make(chan struct{}, 100)
+	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateIdle || st == http.StateClosed {
+			select {
+			case settled <- struct{}{}:
+			default:
+			}
+		}
+	}
 	srv.Start()
 	t.Cleanup(func() { srv.Close(); p.CloseIdle() })
-	return p, srv.Listener.Addr().String()
+	return p, srv.Listener.Addr().String(), settled
+}
+
+func waitSettled(t *testing.T, settled <-chan struct{}) {
+	t.Helper()
+	select {
+	case <-settled:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the handler did not return")
+	}
 }
 
 // rawConn is a client that writes the request by hand.
@@ -292,7 +318,7 @@ func TestBodiesArriveWhole(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			w := newEchoWorker(t)
-			p, addr := frontProxy(t, w, c.l, 0)
+			p, addr, settled := frontProxySettled(t, w, c.l, 0)
 			var rd io.Reader = bytes.NewReader(c.body)
 			if c.chunked {
 				rd = io.MultiReader(rd) // no length known: net/http sends it chunked
@@ -321,8 +347,9 @@ func TestBodiesArriveWhole(t *testing.T) {
 			if c.chunked != resp.Close {
 				t.Errorf("connection closed after the response: %v; want it only after a chunked request", resp.Close)
 			}
-			if s := p.uploadSpooled.Load(); s != 0 {
-				t.Errorf("%d bytes still counted as spooled", s)
+			waitSettled(t, settled)
+			if s, m := p.uploadSpooled.Load(), p.uploadMem.Load(); s != 0 || m != 0 {
+				t.Errorf("%d bytes still counted as spooled, %d in memory", s, m)
 			}
 		})
 	}
@@ -382,12 +409,49 @@ func (r *trickle) Read(p []byte) (int, error) {
 
 // Memory grows with what arrives, not with what is announced.
 func TestReadUpToGrowsWithTheBytes(t *testing.T) {
-	buf, eof, err := readUpTo(&trickle{left: 3}, 1<<20)
-	if err != nil || !eof || string(buf) != "xxx" || cap(buf) > 4<<10 {
-		t.Errorf("3 bytes of a 1 MiB limit: %q eof %v err %v cap %d", buf, eof, err, cap(buf))
+	var granted int64
+	grow := func(n int64) bool { granted += n; return true }
+	buf, eof, err := readUpTo(&trickle{left: 3}, 1<<20, grow)
+	if err != nil || !eof || string(buf) != "xxx" || cap(buf) > 4<<10 || granted != int64(cap(buf)) {
+		t.Errorf("3 bytes of a 1 MiB limit: %q eof %v err %v cap %d granted %d", buf, eof, err, cap(buf), granted)
 	}
-	buf, eof, err = readUpTo(&trickle{left: 100 << 10}, 64<<10)
-	if err != nil || eof || len(buf) != 64<<10 || cap(buf) != 64<<10 {
-		t.Errorf("past the limit: len %d cap %d eof %v err %v", len(buf), cap(buf), eof, err)
+	granted = 0
+	buf, eof, err = readUpTo(&trickle{left: 100 << 10}, 64<<10, grow)
+	if err != nil || eof || len(buf) != 64<<10 || cap(buf) != 64<<10 || granted != 64<<10 {
+		t.Errorf("past the limit: len %d cap %d eof %v err %v granted %d", len(buf), cap(buf), eof, err, granted)
+	}
+	// The budget spent: it stops at what it was granted.
+	granted = 0
+	buf, eof, err = readUpTo(&trickle{left: 100 << 10}, 64<<10, func(n int64) bool {
+		if granted+n > 4<<10 {
+			return false
+		}
+		granted += n
+		return true
+	})
+	if err != nil || eof || len(buf) != 4<<10 {
+		t.Errorf("budget of 4 KiB: len %d eof %v err %v", len(buf), eof, err)
+	}
+}
+
+// Past the memory budget, bodies go to the spool file whole, and every
+// byte of both budgets comes back.
+func TestMemoryBudgetSpillsToTheSpool(t *testing.T) {
+	w := newEchoWorker(t)
+	p, addr, settled := frontProxySettled(t, w, Limits{}, 0)
+	p.uploadMem.Store(uploadMemTotal - 8<<10) // as if other bodies held nearly all of it
+	body := bytes.Repeat([]byte("m"), 200<<10)
+	resp, err := http.Post("http://"+addr+"/", "application/octet-stream", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if e := echoOf(t, string(b)); !bytes.Equal(e.Body, body) {
+		t.Errorf("the worker got %d bytes, want %d", len(e.Body), len(body))
+	}
+	waitSettled(t, settled)
+	if m, s := p.uploadMem.Load(), p.uploadSpooled.Load(); m != uploadMemTotal-8<<10 || s != 0 {
+		t.Errorf("after the request: memory %d (want %d), spooled %d (want 0)", m, uploadMemTotal-8<<10, s)
 	}
 }

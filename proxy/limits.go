@@ -87,23 +87,22 @@ func (l Limits) WithDefaults() Limits {
 }
 
 // fdReserve are the descriptors kept out of max_connections' reach: the
-// worker connections, static files, the channel and the listeners.
+// worker connections, static files, spooled bodies, the channel and the
+// listeners.
 const fdReserve = 1024
 
 // connCap is the connection cap the proxy can keep with nofile
-// descriptors: max, or less when the descriptor limit is lower. A client
-// connection may use two (itself and its spooled body); a cap the
+// descriptors: max, or less when the descriptor limit is lower. A cap the
 // descriptors cannot back turns an attack into EMFILE on accept, which
-// refuses nothing cheaply and everything alike.
+// refuses nothing cheaply and everything alike. (A spooled body costs a
+// descriptor more; when none is left, that body streams instead.)
 func connCap(max int, nofile uint64) int {
 	if nofile == 0 || nofile > 1<<30 {
 		return max
 	}
-	fit := 16
+	fit := int(nofile / 2)
 	if nofile > 2*fdReserve {
-		fit = int((nofile - fdReserve) / 2)
-	} else if int(nofile/4) > fit {
-		fit = int(nofile / 4)
+		fit = int(nofile - fdReserve)
 	}
 	return min(max, fit)
 }
@@ -118,14 +117,24 @@ type connLimiter struct {
 
 	mu    sync.Mutex
 	open  int                  // guarded by mu
+	peak  int                  // guarded by mu: the most open since the last drop
 	byKey map[netip.Prefix]int // guarded by mu; only counted addresses
+
+	// dropped gets a token when the open connections fell to a quarter
+	// of a peak of at least dropPeak: a crowd (an attack) has gone, and
+	// the memory it held can go back to the system (Run's tidyMemory).
+	dropped chan struct{}
 
 	// released, when set, is called after each release; tests wait on it.
 	released func()
 }
 
+// dropPeak is the least crowd whose leaving is worth giving memory back
+// for.
+const dropPeak = 64
+
 func newConnLimiter(max, perIP int, exempt []netip.Prefix) *connLimiter {
-	return &connLimiter{max: max, perIP: perIP, exempt: exempt, byKey: map[netip.Prefix]int{}}
+	return &connLimiter{max: max, perIP: perIP, exempt: exempt, byKey: map[netip.Prefix]int{}, dropped: make(chan struct{}, 1)}
 }
 
 // refusal says why a connection was refused; "" admits it.
@@ -169,6 +178,7 @@ func (c *connLimiter) admit(addr netip.Addr) (key netip.Prefix, why refusal) {
 		c.byKey[key]++
 	}
 	c.open++
+	c.peak = max(c.peak, c.open)
 	return key, ""
 }
 
@@ -181,6 +191,13 @@ func (c *connLimiter) release(key netip.Prefix) {
 			delete(c.byKey, key) // the map shrinks back after an attack
 		} else {
 			c.byKey[key] = n - 1
+		}
+	}
+	if c.peak >= dropPeak && c.open*4 <= c.peak {
+		c.peak = c.open
+		select {
+		case c.dropped <- struct{}{}:
+		default: // one pending is enough
 		}
 	}
 	c.mu.Unlock()

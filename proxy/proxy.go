@@ -52,8 +52,10 @@ type Proxy struct {
 	// limits are set before serving (SetLimits); New starts with the
 	// defaults.
 	limits Limits
-	// uploadSpooled is the bytes of request bodies in spool files now,
-	// held under limits.RequestSpoolLimit (forward.go).
+	// uploadMem and uploadSpooled are the bytes of request bodies held
+	// in memory and in spool files now, each under its budget
+	// (forward.go).
+	uploadMem       atomic.Int64
 	uploadSpooled   atomic.Int64
 	uploadSpoolOnce sync.Once
 	uploadSpoolAt   string // set by uploadSpoolOnce: the spool directory, "" for none

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"syscall"
 	"time"
@@ -56,6 +57,36 @@ func setupLimits(s channel.Setup) Limits {
 		MaxConns:          s.MaxConnections,
 		MaxConnsPerIP:     s.MaxConnectionsPerIP,
 	}.WithDefaults()
+}
+
+// tidyAfter is how long after a crowd of connections began to leave the
+// memory it held is given back: the rest of the crowd leaves meanwhile
+// (an attack's connections are cut within a client_body_timeout of each
+// other), and a churning attack costs a full collection per tidyAfter at
+// most.
+const tidyAfter = 5 * time.Second
+
+// tidyMemory gives the heap's free memory back to the system tidyAfter
+// after a crowd of connections began to leave (dropped). Without it the
+// body buffers of an attack's connections stay resident: the collector
+// would not even run again until the heap doubled, or sysmon forced it
+// two minutes later, and the scavenger returns pages slowly after that.
+func tidyMemory(ctx context.Context, dropped <-chan struct{}) {
+	for {
+		select {
+		case <-dropped:
+		case <-ctx.Done():
+			return
+		}
+		t := time.NewTimer(tidyAfter)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return
+		}
+		debug.FreeOSMemory()
+	}
 }
 
 // openFileLimit is the proxy's RLIMIT_NOFILE (Go raised the soft limit
@@ -124,6 +155,7 @@ func Run(ctx context.Context, ch *channel.Conn, listeners []net.Listener, log hc
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	go tidyMemory(ctx, conns.dropped)
 	masterGone := make(chan error, 1)
 	go func() {
 		for {

@@ -43,6 +43,16 @@ type serveFlags struct {
 	idleTimeout     time.Duration
 	queueTimeout    time.Duration
 	queueLimit      int
+
+	// The proxy's client limits ([proxy] keys of the admin file).
+	bufferRequestBody   string
+	requestSpoolLimit   string
+	clientBodyTimeout   time.Duration
+	clientBodyMinRate   string
+	sendTimeout         time.Duration
+	keepaliveTimeout    time.Duration
+	maxConnections      int
+	maxConnectionsPerIP int
 }
 
 func serveCommand(stdout, stderr io.Writer) *cobra.Command {
@@ -91,7 +101,44 @@ never as root.`,
 	fl.DurationVar(&f.idleTimeout, "idle-timeout", 0, "stop the workers after this long without a request; the next one starts them (0: never)")
 	fl.DurationVar(&f.queueTimeout, "queue-timeout", config.DefaultQueueTimeout, "how long a request may wait for a free thread (then 503)")
 	fl.IntVar(&f.queueLimit, "queue-limit", config.DefaultQueueLimit, "how many requests may wait for a free thread (more: 503)")
+	fl.StringVar(&f.bufferRequestBody, "buffer-request-body", config.FormatSize(config.DefaultBufferRequestBody), "read a request body up to this size whole, in memory, before a worker thread is taken (0: off)")
+	fl.StringVar(&f.requestSpoolLimit, "request-spool-limit", config.FormatSize(config.DefaultRequestSpoolLimit), "read larger bodies whole into temp files first while all of them together stay under this size (0: off)")
+	fl.DurationVar(&f.clientBodyTimeout, "client-body-timeout", config.DefaultClientBodyTimeout, "answer 408 and close when a request body sends nothing for this long")
+	fl.StringVar(&f.clientBodyMinRate, "client-body-min-rate", strconv.Itoa(config.DefaultClientBodyMinRate), "bytes per second a request body must average after --client-body-timeout (0: no minimum)")
+	fl.DurationVar(&f.sendTimeout, "send-timeout", config.DefaultSendTimeout, "close a connection whose client takes nothing of a response for this long")
+	fl.DurationVar(&f.keepaliveTimeout, "keepalive-timeout", config.DefaultKeepaliveTimeout, "close a keep-alive connection idle this long")
+	fl.IntVar(&f.maxConnections, "max-connections", config.DefaultMaxConnections, "open client connections at most; more are refused as they arrive")
+	fl.IntVar(&f.maxConnectionsPerIP, "max-connections-per-ip", config.DefaultMaxConnectionsPerIP, "open connections per client address (IPv6: per /64) at most (0: no limit)")
 	return cmd
+}
+
+// proxyLimits reads the client-limit flags.
+func proxyLimits(f serveFlags) (config.ProxyLimits, error) {
+	l := config.ProxyLimits{
+		ClientBodyTimeout:   f.clientBodyTimeout,
+		SendTimeout:         f.sendTimeout,
+		KeepaliveTimeout:    f.keepaliveTimeout,
+		MaxConnections:      f.maxConnections,
+		MaxConnectionsPerIP: f.maxConnectionsPerIP,
+	}
+	for _, s := range []struct {
+		flag, v string
+		dst     *int64
+	}{
+		{"buffer-request-body", f.bufferRequestBody, &l.BufferRequestBody},
+		{"request-spool-limit", f.requestSpoolLimit, &l.RequestSpoolLimit},
+		{"client-body-min-rate", f.clientBodyMinRate, &l.ClientBodyMinRate},
+	} {
+		n, err := config.ParseSize(s.v)
+		if err != nil {
+			return l, usageError{fmt.Errorf("--%s: %w", s.flag, err)}
+		}
+		*s.dst = n
+	}
+	if err := l.Validate(func(key string) string { return "--" + strings.ReplaceAll(key, "_", "-") }); err != nil {
+		return l, usageError{err}
+	}
+	return l, nil
 }
 
 // applyFlags sets the tunables given on the command line; flags override
@@ -154,6 +201,10 @@ func serve(f serveFlags, changed func(string) bool, target string, stdout, stder
 	if err := applyFlags(&app, f, changed); err != nil {
 		return err
 	}
+	limits, err := proxyLimits(f)
+	if err != nil {
+		return err
+	}
 	if err := checkReachable(cred, app); err != nil {
 		return err
 	}
@@ -198,6 +249,7 @@ func serve(f serveFlags, changed func(string) bool, target string, stdout, stder
 		DirectStart:     os.Getenv("PYHOST_FORK_SERVER") == "0",
 		AccessLog:       accessLog,
 		TrustedProxies:  trusted,
+		ProxyLimits:     limits,
 		Log:             log,
 		AppOutput: func(name string, pid int, line string) {
 			outMu.Lock()
