@@ -19,6 +19,9 @@ const (
 	// Interpreter: the path is a Python interpreter, trusted along with
 	// what it reads at startup to find its code: see CheckInterpreter.
 	Interpreter = 16
+	// UserSite: the path is the app owner's home, whose Python user site
+	// must be Trusted: see CheckUserSite. It asks nothing of access(2).
+	UserSite = 32
 )
 
 // FileNode is what the trust checks need to know of a file: what lstat(2)
@@ -262,6 +265,62 @@ func CheckInterpreter(lstat LstatFunc, glob func(string) ([]string, error), uid 
 		for _, d := range dirs {
 			if err := CheckTrusted(lstat, uid, d); err != nil {
 				return err
+			}
+		}
+	}
+	return nil
+}
+
+// CheckUserSite checks, with CheckTrusted, the Python user site of the
+// user whose home is home: Python puts HOME/.local/lib/pythonX.Y/
+// site-packages on sys.path at every start, ahead of the system's
+// site-packages, and runs the .pth files in it, so a directory there
+// that another user could write (a 0777 ~/.local, say) lets them run
+// code as the app's owner. It checks:
+//
+//   - every HOME/.local/lib/python3* directory and its site-packages,
+//     for each Python version, not only the app's: a bare python =
+//     "python3" names no version until it runs, and a stale directory
+//     of another version is one chmod or rm away;
+//   - the deepest of HOME/.local/lib, HOME/.local and HOME that exists
+//     (and, as CheckTrusted does, every directory above it up to root's):
+//     where pip install --user would make the user site, nobody else
+//     may make it first.
+//
+// It applies whatever the interpreter: a virtualenv that ignores the
+// user site is held to it too (the rule is simple and the fix is the
+// owner's own chmod). A home that does not exist has nothing to check.
+// glob lists the names matching a pattern (filepath.Glob), as uid.
+func CheckUserSite(lstat LstatFunc, glob func(string) ([]string, error), uid uint32, home string) error {
+	if !filepath.IsAbs(home) {
+		return nil
+	}
+	home = filepath.Clean(home)
+	wrap := func(err error) error {
+		return fmt.Errorf("the Python user site, loaded at every start of the app: %w", err)
+	}
+	for _, d := range []string{home + "/.local/lib", home + "/.local", home} {
+		_, err := lstat(d)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return wrap(err)
+		}
+		if err := CheckTrusted(lstat, uid, d); err != nil {
+			return wrap(err)
+		}
+		break
+	}
+	base := escapeGlob(home) + "/.local/lib"
+	for _, pattern := range []string{base + "/python3*", base + "/python3*/site-packages"} {
+		dirs, err := glob(pattern)
+		if err != nil {
+			return wrap(err)
+		}
+		for _, d := range dirs {
+			if err := CheckTrusted(lstat, uid, d); err != nil {
+				return wrap(err)
 			}
 		}
 	}

@@ -225,6 +225,79 @@ func TestCheckInterpreter(t *testing.T) {
 	}
 }
 
+// The user site (~/.local/lib/python3*/site-packages) is held to the
+// trust rule, or another user could plant a .pth there that runs as the
+// app's owner at every start (issue 9 review, item 3).
+func TestCheckUserSite(t *testing.T) {
+	site := fakeFS{
+		"/home/alice/.local":                                    dir(alice, 0o755),
+		"/home/alice/.local/lib":                                dir(alice, 0o755),
+		"/home/alice/.local/lib/python3.11":                     dir(alice, 0o755),
+		"/home/alice/.local/lib/python3.11/site-packages":       dir(alice, 0o755),
+		"/home/alice/.local/lib/python3.12":                     dir(alice, 0o755),
+		"/home/alice/.local/lib/python3.12/site-packages":       dir(alice, 0o755),
+		"/home/alice/.local/lib/python3.12/site-packages/x.pth": file(alice, 0o644),
+	}
+	cases := []struct {
+		name   string
+		home   string
+		site   bool   // with site's nodes
+		change fakeFS // then these replaced
+		msg    string // "" for trusted
+	}{
+		{"no .local", "/home/alice", false, nil, ""},
+		{"a user site", "/home/alice", true, nil, ""},
+		{"no home", "/home/nobody", false, nil, ""},
+		{"a root-owned home", "/srv/www", false, nil, ""},
+		{"not absolute", "", false, nil, ""},
+		{"site-packages writable", "/home/alice", true,
+			fakeFS{"/home/alice/.local/lib/python3.12/site-packages": dir(alice, 0o777)},
+			"the Python user site, loaded at every start of the app: /home/alice/.local/lib/python3.12/site-packages is writable by group or others (mode 0777)"},
+		{"another version's site writable", "/home/alice", true,
+			fakeFS{"/home/alice/.local/lib/python3.11/site-packages": dir(alice, 0o777)},
+			"/home/alice/.local/lib/python3.11/site-packages is writable"},
+		{"site-packages of bob", "/home/alice", true,
+			fakeFS{"/home/alice/.local/lib/python3.12/site-packages": dir(bob, 0o755)},
+			"site-packages is owned by uid 1001"},
+		{".local writable", "/home/alice", true,
+			fakeFS{"/home/alice/.local": dir(alice, 0o777)},
+			"/home/alice/.local/lib is in /home/alice/.local, which is writable by group or others (mode 0777)"},
+		{".local writable, no site yet", "/home/alice", false,
+			fakeFS{"/home/alice/.local": dir(alice, 0o777)},
+			"/home/alice/.local is writable by group or others (mode 0777)"},
+		{"python3.12 writable, no site-packages in it", "/home/alice", false,
+			fakeFS{"/home/alice/.local": dir(alice, 0o755), "/home/alice/.local/lib": dir(alice, 0o755), "/home/alice/.local/lib/python3.12": dir(alice, 0o777)},
+			"/home/alice/.local/lib/python3.12 is writable"},
+		{"a home anyone can write, no .local", "/home/alice", false,
+			fakeFS{"/home/alice": dir(alice, 0o777)},
+			"/home/alice is writable by group or others (mode 0777)"},
+		{"/tmp as home", "/tmp", false, nil, "/tmp is a shared directory"},
+		{".local a link to a shared directory", "/home/alice", false,
+			fakeFS{"/home/alice/.local": symlink("/srv/shared")},
+			"/home/alice/.local leads to /srv/shared, which is writable by group or others (mode 0777)"},
+	}
+	for _, c := range cases {
+		fsys := baseFS()
+		if c.site {
+			maps.Copy(fsys, site)
+		}
+		maps.Copy(fsys, c.change)
+		err := CheckUserSite(fsys.lstat, fsys.glob, alice, c.home)
+		var ue *UntrustedError
+		switch {
+		case c.msg == "" && err != nil:
+			t.Errorf("%s: %v; want trusted", c.name, err)
+		case c.msg == "":
+		case err == nil:
+			t.Errorf("%s: trusted; want %q", c.name, c.msg)
+		case !strings.Contains(err.Error(), c.msg):
+			t.Errorf("%s: %q; want it to contain %q", c.name, err, c.msg)
+		case !errors.As(err, &ue):
+			t.Errorf("%s: %#v is no *UntrustedError (pyhostd __access reports each once by it)", c.name, err)
+		}
+	}
+}
+
 // The same decisions on the real file system, with files of a uid that
 // is not the test's: that needs root (to chown).
 func TestCheckTrustedRealFiles(t *testing.T) {
