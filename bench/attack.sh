@@ -98,7 +98,7 @@ scenario_conns() { # SCENARIO -> its hostile connection count
 # ROOTS are in start order: pyhost's master; uWSGI's master, then nginx.
 mem_groups() { # STACK -> MEM_ARGS
     local -a r
-    mapfile -t r < <(root_pids)
+    lines_into r root_pids
     case $1 in
         pyhost) MEM_ARGS=(-mem "proxy=${r[0]}~ __proxy( |\$)" -mem "python=${r[0]}~pyhost_worker" -mem "stack=${r[0]}") ;;
         nginx-uwsgi) MEM_ARGS=(-mem "proxy=${r[1]}" -mem "python=${r[0]}" -mem "stack=${r[0]},${r[1]}") ;;
@@ -122,7 +122,7 @@ attack_stack() { # SCENARIO STACK
     elif ! smoke_test "$port" "$dir"; then
         :
     else
-        mapfile -t rootpids < <(root_pids)
+        lines_into rootpids root_pids
         if ! "$PY" "$TOOL" check-user "$BENCH_USER" "$PROCESSES" "${rootpids[@]}" 2>"$dir/check-user.err"; then
             STACK_ERROR=$(cat "$dir/check-user.err")
         fi

@@ -276,6 +276,21 @@ is_alive() { # PID STARTTIME
 
 root_pids() { local r; for r in "${ROOTS[@]}"; do printf '%s\n' "${r%%:*}"; done; }
 
+# The output lines of a command into the array NAME (no output: empty).
+# Through a command substitution, which bash waits for there and then,
+# rather than mapfile < <(...): on a busy machine whose pids wrap every few
+# minutes, a run once hung for good in bash 5.2's wait for a later curl,
+# and a process substitution is the child bash reaps at some later point.
+lines_into() { # NAME COMMAND...
+    local lines_into_out
+    lines_into_out=$("${@:2}") || return
+    if [ -z "$lines_into_out" ]; then
+        eval "$1=()"
+    else
+        mapfile -t "$1" <<<"$lines_into_out"
+    fi
+}
+
 any_root_alive() {
     local r
     for r in "${ROOTS[@]}"; do
@@ -303,10 +318,12 @@ stop_roots() {
     [ "${#ROOTS[@]}" -gt 0 ] || return 0
     local -a procs=() pids
     local i r pid st left deadline
-    mapfile -t pids < <(root_pids)
+    local -a more
+    lines_into pids root_pids
     # "PID STARTTIME" of the roots and of everything under them right now.
     for r in "${ROOTS[@]}"; do procs+=("${r%%:*} ${r#*:}"); done
-    mapfile -t -O "${#procs[@]}" procs < <("$PY" "$TOOL" tree "${pids[@]}" 2>/dev/null || true)
+    lines_into more "$PY" "$TOOL" tree "${pids[@]}" 2>/dev/null || more=()
+    procs+=("${more[@]}")
     for ((i = ${#ROOTS[@]} - 1; i >= 0; i--)); do
         r=${ROOTS[i]}
         if is_alive "${r%%:*}" "${r#*:}"; then kill -TERM "${r%%:*}" 2>/dev/null || true; fi
@@ -607,7 +624,7 @@ warm_up() { # PORT CONNS OUTFILE
 measure() { # PORT CONNS OUTFILE
     local port=$1 conns=$2 out=$3 start_us k wait_us rc
     local -a mine
-    mapfile -t mine < <(root_pids)
+    lines_into mine root_pids
     wrk_cmd "$port" "$conns" "$DURATION"
     "$PY" "$TOOL" cpusnap "$out.cpu0" "$$" "${mine[@]}" || warn "no CPU snapshot before the test"
     start_us=${EPOCHREALTIME/./}
@@ -640,7 +657,7 @@ record_test() { # ROUND STACK TEST CONNS MEMBEFORE [record options...]
 # a line of MEMORY (the start and idle readings of the report).
 memsnap() { # ROUND STACK OUTFILE [WHEN]
     local -a rootpids
-    mapfile -t rootpids < <(root_pids)
+    lines_into rootpids root_pids
     bodytool memsnap "$3" "$BENCH_USER" "${rootpids[@]}" || warn "no memory reading ($3)"
     if [ -n "${4:-}" ]; then
         bodytool memline "$3" "$MEMORY" "$1" "$2" "$4" || warn "could not write to $MEMORY"
@@ -668,7 +685,7 @@ bench_stack() { # ROUND STACK
     elif ! body_smoke_test "$port" "$dir"; then
         :
     else
-        mapfile -t rootpids < <(root_pids)
+        lines_into rootpids root_pids
         if ! "$PY" "$TOOL" check-user "$BENCH_USER" "$PROCESSES" "${rootpids[@]}" 2>"$dir/check-user.err"; then
             STACK_ERROR=$(cat "$dir/check-user.err")
         fi
@@ -707,7 +724,7 @@ bench_stack() { # ROUND STACK
             log "  $test c=$conns: ${DURATION}s measured"
             if measure "$port" "$conns" "$out.txt"; then rc=0; else rc=$?; fi
             [ "$rc" -eq 0 ] || { warn "wrk exited with status $rc (see $out.txt)"; FAILED=1; }
-            mapfile -t rootpids < <(root_pids)
+            lines_into rootpids root_pids
             record_test "$round" "$stack" "$test" "$conns" "$out.mem0.json" --wrk "$out.txt" --wrk-rc "$rc" \
                 --acceptq "$ACCEPTQ" --cpu "$out.txt.cpu0" "$out.txt.cpu1" "${rootpids[@]}"
             case " $ACCEPTQ " in
