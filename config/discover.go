@@ -362,6 +362,11 @@ func admitApp(admin Admin, cred privdrop.Credential, app App, meta AppFileMeta, 
 	for _, s := range app.Static {
 		want[s.Dir] |= privdrop.Read | privdrop.Execute
 	}
+	// Python loads the owner's user site (~/.local/lib/python3*/
+	// site-packages, its .pth files) at every start, whatever python is.
+	if filepath.IsAbs(cred.Home) {
+		want[cred.Home] |= privdrop.UserSite
+	}
 	return check(cred, want)
 }
 

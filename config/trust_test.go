@@ -45,6 +45,7 @@ static = [{ url = "/static/", dir = "~/blog/static" }, { url = "/all/", dir = "~
 		"/home/alice/lib":                rx | trusted,
 		"/usr/lib/python3/dist-packages": rx | trusted,
 		"/home/alice/blog/static":        rx,
+		"/home/alice":                    privdrop.UserSite, // whatever python is
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("paths checked:\n got %v\nwant %v", got, want)

@@ -34,9 +34,13 @@ func accessCommand(stderr io.Writer) *cobra.Command {
 					return fmt.Errorf("bad argument %q", a)
 				}
 				want := uint32(mode)
-				if err := unix.Access(path, want&(privdrop.Read|privdrop.Write|privdrop.Execute)); err != nil {
-					failed = append(failed, fmt.Sprintf("cannot %s %s: %v", verb(want), path, err))
-					continue
+				// UserSite alone asks nothing of the kernel: a home that
+				// does not exist has no user site to check.
+				if rwx := want & (privdrop.Read | privdrop.Write | privdrop.Execute); rwx != 0 || want&privdrop.UserSite == 0 {
+					if err := unix.Access(path, rwx); err != nil {
+						failed = append(failed, fmt.Sprintf("cannot %s %s: %v", verb(want), path, err))
+						continue
+					}
 				}
 				err = checkTrust(want, path)
 				// A directory above several paths (the app's directory,
@@ -64,6 +68,11 @@ func accessCommand(stderr io.Writer) *cobra.Command {
 // with this process's rights: the app's owner's.
 func checkTrust(want uint32, path string) error {
 	uid := uint32(os.Getuid())
+	if want&privdrop.UserSite != 0 {
+		if err := privdrop.CheckUserSite(privdrop.Lstat, filepath.Glob, uid, path); err != nil {
+			return err
+		}
+	}
 	switch {
 	case want&privdrop.Interpreter != 0:
 		return privdrop.CheckInterpreter(privdrop.Lstat, filepath.Glob, uid, path)

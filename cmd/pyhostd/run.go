@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pyhost/pyhost/config"
+	"github.com/pyhost/pyhost/instance"
 	"github.com/pyhost/pyhost/master"
 	"github.com/pyhost/pyhost/privdrop"
 )
@@ -97,6 +98,13 @@ func runSystem(path string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// data_dir is one daemon's too: two sharing the claims ledger would
+	// each rewrite it from their own apps (O6). Locked before it is read.
+	dataLock, err := instance.AcquireMode(admin.Daemon.DataDir, 0o700)
+	if err != nil {
+		return err
+	}
+	defer dataLock.Release()
 	// The ledger before this start: the claims the apps held when the
 	// daemon last ran, so a restart hands no domain to someone else.
 	saved, err := config.LoadLedger(claimsFile(admin))
