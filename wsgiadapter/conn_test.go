@@ -48,7 +48,7 @@ type fakeConn struct {
 func (fc *fakeConn) errorf(format string, args ...any) {
 	if !fc.w.stopping.Load() {
 		fc.t.Helper()
-		fc.errorf(""+format, args...)
+		fc.t.Errorf(format, args...)
 	}
 }
 

@@ -347,3 +347,108 @@ func TestSendPathFileTruncatedWhileSent(t *testing.T) {
 	mustHello(t, c1)
 	mustHello(t, c2)
 }
+
+// TestConnReadAcrossFrames: Conn.Read yields a body's bytes, never its
+// frame headers, in pieces as small as the caller's buffer, and reports
+// a frame in progress as more at hand.
+func TestConnReadAcrossFrames(t *testing.T) {
+	big := string(pattern(100<<10, 0))
+	w := newFakeWorker(t, func(fc *fakeConn) {
+		if !fc.hello() {
+			return
+		}
+		for {
+			if _, _, ok := fc.request(); !ok {
+				return
+			}
+			if !fc.write(response("200 OK", nil, 0, "abc", big, "de")) {
+				return
+			}
+		}
+	})
+	c := dialFake(t, w.path)
+	for _, size := range []int{1, 7, 64 << 10, 1 << 20} {
+		if err := c.Send(getEnv, nil, 0); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.ReadHead(); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, size)
+		var body []byte
+		for {
+			n, err := c.Read(buf)
+			body = append(body, buf[:n]...)
+			if len(body) > 3 && len(body) < 3+len(big) && !c.Buffered() {
+				t.Fatalf("Buffered() = false inside a frame (at %d)", len(body))
+			}
+			if err == io.EOF {
+				break
+			}
+			if err != nil || n == 0 {
+				t.Fatalf("Read with a %d-byte buffer: %d, %v", size, n, err)
+			}
+		}
+		if string(body) != "abc"+big+"de" {
+			t.Fatalf("Read with a %d-byte buffer: %d bytes, not the body sent", size, len(body))
+		}
+		if n, err := c.Read(buf); n != 0 || err != io.EOF {
+			t.Fatalf("Read after the end = %d, %v; want io.EOF again", n, err)
+		}
+		if !c.Reusable() {
+			t.Fatalf("not reusable after a complete response")
+		}
+	}
+}
+
+// TestConnReadAllocations: reading a response allocates the same whether
+// it is 64 KiB or 8 MiB (issue 10: no buffer per frame).
+func TestConnReadAllocations(t *testing.T) {
+	responses := map[string][]byte{}
+	for _, n := range []int{64 << 10, 8 << 20} {
+		b := AppendFrame(nil, FrameHeaders, []byte("200 OK"))
+		frame := make([]byte, min(n, MaxBodyFrame))
+		for sent := 0; sent < n; sent += len(frame) {
+			b = AppendFrame(b, FrameBody, frame)
+		}
+		responses[strconv.Itoa(n)] = AppendFrame(b, FrameEnd, []byte{0})
+	}
+	w := newFakeWorker(t, func(fc *fakeConn) {
+		if !fc.hello() {
+			return
+		}
+		for {
+			req, _, ok := fc.request()
+			if !ok || !fc.write(responses[req.Environ[1]]) {
+				return
+			}
+		}
+	})
+	c := dialFake(t, w.path)
+	buf := make([]byte, 128<<10)
+	allocs := map[string]float64{}
+	for key := range responses {
+		env := Environ{"SIZE", key}
+		allocs[key] = testing.AllocsPerRun(20, func() {
+			if err := c.Send(env, nil, 0); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.ReadHead(); err != nil {
+				t.Fatal(err)
+			}
+			for {
+				_, err := c.Read(buf)
+				if err == io.EOF {
+					return
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+	}
+	small, large := allocs[strconv.Itoa(64<<10)], allocs[strconv.Itoa(8<<20)]
+	if large > small+1 {
+		t.Errorf("allocations per response: %.0f for 64 KiB, %.0f for 8 MiB; want no more for the larger", small, large)
+	}
+}
