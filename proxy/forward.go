@@ -339,6 +339,11 @@ func readUpTo(in io.Reader, limit int64, grow func(n int64) bool) (buf []byte, e
 	for int64(len(buf)) < limit {
 		if len(buf) == cap(buf) {
 			size := min(limit, max(first, int64(2*cap(buf))))
+			if cap(buf) > 0 && limit <= wsgiadapter.InlineBodyMax {
+				// Its first bytes came: a small body goes to its full
+				// size at once, one copy, as before buffering.
+				size = limit
+			}
 			if !grow(size - int64(cap(buf))) {
 				return buf, false, nil
 			}

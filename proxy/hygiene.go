@@ -46,16 +46,22 @@ func refuse(r *http.Request) int {
 //     Content-Length (net/http drops it, chunked wins, so the proxy
 //     cannot tell): "the server MUST close the connection after
 //     responding";
-//   - any HTTP/1.0 request: net/http ignores Transfer-Encoding on 1.0 and
-//     drops it, framing the body by Content-Length (or as empty), so
+//   - an HTTP/1.0 request with a body: net/http ignores Transfer-Encoding
+//     on 1.0 and drops it, framing the body by Content-Length, so the
 //     chunk data of a 1.0 request sent with both would be read as a
-//     second request. The RFC: such a message is treated as faulty and
-//     the connection closed. Only 1.0 keep-alive clients notice.
+//     second request (a Content-Length is what lets that second request
+//     start where the sender wants: without one the chunk-size line comes
+//     first and is no request line a server takes). The RFC: treat such a
+//     message as faulty and close the connection. A body-less 1.0
+//     request keeps its keep-alive (ab -k).
 func mustClose(r *http.Request) bool {
 	if r.ProtoMajor != 1 {
 		return false
 	}
-	return r.ProtoMinor == 0 || len(r.TransferEncoding) > 0
+	if r.ProtoMinor == 0 {
+		return r.ContentLength > 0
+	}
+	return len(r.TransferEncoding) > 0
 }
 
 // hasNUL reports whether any key or value of env holds a NUL, which the

@@ -41,16 +41,18 @@ func TestMustClose(t *testing.T) {
 		name         string
 		major, minor int
 		te           []string
+		length       int64
 		want         bool
 	}{
-		{"HTTP/1.1", 1, 1, nil, false},
-		{"HTTP/1.1 chunked (a Content-Length beside it is gone by now)", 1, 1, []string{"chunked"}, true},
-		{"HTTP/1.0 (net/http dropped any Transfer-Encoding)", 1, 0, nil, true},
-		{"HTTP/2", 2, 0, nil, false},
+		{"HTTP/1.1", 1, 1, nil, 5, false},
+		{"HTTP/1.1 chunked (a Content-Length beside it is gone by now)", 1, 1, []string{"chunked"}, -1, true},
+		{"HTTP/1.0 with a body (net/http dropped any Transfer-Encoding)", 1, 0, nil, 5, true},
+		{"HTTP/1.0 without a body", 1, 0, nil, 0, false},
+		{"HTTP/2", 2, 0, nil, -1, false},
 	}
 	for _, c := range cases {
 		r := httptest.NewRequest("POST", "/", nil)
-		r.ProtoMajor, r.ProtoMinor, r.TransferEncoding = c.major, c.minor, c.te
+		r.ProtoMajor, r.ProtoMinor, r.TransferEncoding, r.ContentLength = c.major, c.minor, c.te, c.length
 		if got := mustClose(r); got != c.want {
 			t.Errorf("%s: %v, want %v", c.name, got, c.want)
 		}
@@ -150,6 +152,7 @@ func TestHygieneThroughTheProxy(t *testing.T) {
 		{"URI over 8 KiB", "GET /" + strings.Repeat("a", 9000) + " HTTP/1.1\r\nHost: site.test\r\n\r\n", 414, false, false},
 		{"HTTP/1.1, Content-Length and chunked: chunked wins, then close",
 			"POST / HTTP/1.1\r\nHost: site.test\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 200, true, true},
+		{"HTTP/1.0 keep-alive without a body: kept", "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", 200, false, true},
 		{"HTTP/1.0 keep-alive, Content-Length and chunked: closed after",
 			"POST / HTTP/1.0\r\nConnection: keep-alive\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 200, true, true},
 	}
