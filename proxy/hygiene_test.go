@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pyhost/pyhost/wsgiadapter"
 )
@@ -183,5 +184,20 @@ func TestHygieneThroughTheProxy(t *testing.T) {
 				t.Errorf("worker reached: %v, want %v", got, c.reached)
 			}
 		})
+	}
+}
+
+// A body nobody reads (the proxy answered first) is still drained under
+// client_body_timeout: a slow one does not hold the connection.
+func TestUnreadBodyIsDrainedUnderTheTimeout(t *testing.T) {
+	w := newEchoWorker(t)
+	_, addr := frontProxy(t, w, Limits{ClientBodyTimeout: 300 * time.Millisecond}, 0)
+	rc := dialRaw(t, addr)
+	rc.send("TRACE / HTTP/1.1\r\nHost: site.test\r\nContent-Length: 100\r\n\r\nx")
+	if resp, _ := rc.response("TRACE"); resp.StatusCode != 501 {
+		t.Errorf("status %d", resp.StatusCode)
+	}
+	if !rc.closed() {
+		t.Error("a body that stopped keeps the connection after the answer")
 	}
 }

@@ -173,6 +173,15 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		w = rec
 	}
+	if r.ContentLength != 0 {
+		// What of the body nobody read (an error page, a 404, a static
+		// file, an app that answered first), net/http reads and drops
+		// after the answer, up to 256 KiB, before the next request: that
+		// must not wait on a slow client forever either.
+		defer func() {
+			http.NewResponseController(w).SetReadDeadline(time.Now().Add(p.limits.ClientBodyTimeout))
+		}()
+	}
 	if code := refuse(r); code != 0 {
 		// Before routing: no app, no worker, sees what the proxy will
 		// not forward.
