@@ -68,13 +68,53 @@ func TestSecondInstanceAfterRmLockFile(t *testing.T) {
 	}
 }
 
+// Issue 9 review, item 2b: two daemons sharing data_dir (the claims
+// ledger) but not state_dir would overwrite each other's claims: the
+// second is refused on data_dir, changing nothing, and the first goes
+// on. Needs pyhostd run to lock data_dir (instance.AcquireMode).
+func TestSecondInstanceSharingDataDir(t *testing.T) {
+	d := newSysd(t, "")
+	u := makeUser(t, "pyh-in-cid")
+	users := "[users.pyh-in-cid]\ndomains = [\"cid.test\"]\n"
+	d.writeAdmin(users)
+	deployNamed(t, u, "site", "cid-v1", `"cid.test"`, "")
+	d.start()
+	ledger := filepath.Join(d.base, "lib", "claims.json")
+	before, err := os.ReadFile(ledger)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Its own state_dir and port; the same data_dir.
+	other := filepath.Join(d.base, "other")
+	cfg := strings.Replace(d.adminConfig(users), d.addr, freePort(t), 1)
+	cfg = strings.Replace(cfg, "state_dir = \""+d.base+"/run\"", "state_dir = \""+other+"/run\"", 1)
+	secondRunRefusedWith(t, d, cfg, "on "+filepath.Join(d.base, "lib"))
+	if after, _ := os.ReadFile(ledger); string(after) != string(before) {
+		t.Errorf("the ledger changed:\n%s\nwas\n%s", after, before)
+	}
+	if _, err := os.Stat(filepath.Join(other, "run", "control.sock")); err == nil {
+		t.Errorf("the second daemon made its control socket")
+	}
+	if code, body := d.get("cid.test", "/"); code != 200 || !strings.HasPrefix(body, "cid-v1") {
+		t.Errorf("the first daemon after: %d %q", code, body)
+	}
+}
+
 // secondRunRefused runs a second pyhostd run on d's config with only the
 // port changed (users is the admin file's [users]) and wants it to exit
 // at once with one line naming the running daemon.
 func secondRunRefused(t *testing.T, d *sysd, users string) {
 	t.Helper()
+	secondRunRefusedWith(t, d, strings.Replace(d.adminConfig(users), d.addr, freePort(t), 1), "")
+}
+
+// secondRunRefusedWith runs pyhostd run on the admin config cfg, beside
+// d, and wants it to exit at once with one line naming the running
+// daemon and containing want.
+func secondRunRefusedWith(t *testing.T, d *sysd, cfg, want string) {
+	t.Helper()
 	second := filepath.Join(d.base, "second.toml")
-	cfg := strings.Replace(d.adminConfig(users), d.addr, freePort(t), 1)
 	writeFile(t, second, cfg)
 	cmd := exec.Command(filepath.Join(binDir, "pyhostd"), "run", "--config", second)
 	done := make(chan struct{})
@@ -89,7 +129,7 @@ func secondRunRefused(t *testing.T, d *sysd, users string) {
 		t.Fatalf("the second pyhostd run did not exit:\n%s", out)
 	}
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	if err == nil || len(lines) != 1 || !strings.Contains(lines[0], "another pyhostd is running") || !strings.Contains(lines[0], "pid ") {
-		t.Errorf("second instance: %v, said:\n%s\nwant one line naming the running daemon", err, out)
+	if err == nil || len(lines) != 1 || !strings.Contains(lines[0], "another pyhostd is running") || !strings.Contains(lines[0], "pid ") || !strings.Contains(lines[0], want) {
+		t.Errorf("second instance: %v, said:\n%s\nwant one line naming the running daemon (and %q)", err, out, want)
 	}
 }
