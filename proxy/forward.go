@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -58,10 +57,10 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, rt route, env ws
 		default:
 			body = rb.reader()
 		}
-		if r.ContentLength < 0 && size >= 0 {
-			// The chunked body is whole now: the app gets its length, as
-			// behind nginx, and needs no chunked support of its own.
-			env = append(env, "CONTENT_LENGTH", strconv.FormatInt(size, 10))
+		if r.ContentLength < 0 {
+			// A chunked body stays one to the app, even read whole: no
+			// CONTENT_LENGTH, wsgi.input_terminated (R4), as it was sent.
+			size = -1
 		}
 	}
 	l, conn, ok := p.deliver(w, r, app, env, rid, small, body, size)

@@ -295,7 +295,8 @@ func TestBrokenBodyIs400(t *testing.T) {
 
 // Bodies reach the worker whole and in order, however they were held:
 // inline, from memory, from the spool, or partly streamed when the spool
-// is full or off; a chunked one that was read whole gets CONTENT_LENGTH.
+// is full or off; a chunked one stays one to the app (no CONTENT_LENGTH,
+// wsgi.input_terminated), however it was held.
 func TestBodiesArriveWhole(t *testing.T) {
 	big := bytes.Repeat([]byte("0123456789abcdef"), 300<<10/16) // 300 KiB
 	for _, c := range []struct {
@@ -307,13 +308,13 @@ func TestBodiesArriveWhole(t *testing.T) {
 		length   bool // CONTENT_LENGTH given to the app
 	}{
 		{"small inline", Limits{}, []byte("hello"), false, false, true},
-		{"small chunked, inline with a length", Limits{}, []byte("hello"), true, false, true},
+		{"small chunked, inline", Limits{}, []byte("hello"), true, false, false},
 		{"in memory, sent streamed", Limits{}, big, false, true, true},
-		{"chunked in memory", Limits{}, big, true, true, true},
+		{"chunked in memory", Limits{}, big, true, true, false},
 		{"spooled", Limits{BufferRequestBody: 64 << 10}, big, false, true, true},
-		{"chunked, memory then spool", Limits{BufferRequestBody: 64 << 10}, big, true, true, true},
+		{"chunked, memory then spool", Limits{BufferRequestBody: 64 << 10}, big, true, true, false},
 		{"spool limit reached: the rest streams", Limits{BufferRequestBody: 64 << 10, RequestSpoolLimit: 100 << 10}, big, false, true, true},
-		{"chunked past the spool limit: no length", Limits{BufferRequestBody: 64 << 10, RequestSpoolLimit: 100 << 10}, big, true, true, false},
+		{"chunked past the spool limit", Limits{BufferRequestBody: 64 << 10, RequestSpoolLimit: 100 << 10}, big, true, true, false},
 		{"buffering and spooling off", Limits{BufferRequestBody: -1, RequestSpoolLimit: -1}, big, true, true, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
