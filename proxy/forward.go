@@ -17,14 +17,16 @@ import (
 )
 
 // forward reads the request body as far as the limits let it before a
-// worker thread is taken (docs/design.md, "Request bodies"), then
-// delivers the request and relays the answer. A body the client did not
-// deliver whole is answered here (413, 408, 400); no worker saw it.
-func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, rt route, env wsgiadapter.Environ, rid string) {
+// worker thread is taken (docs/design.md, "Request bodies and client
+// limits"), then delivers the request and relays the answer. A body the
+// client did not deliver whole is answered here (413, 408, 400); no
+// worker saw it. It reports whether it took charge of the body's
+// deadline (ServeHTTP's drainDeadline otherwise).
+func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, rt route, env wsgiadapter.Environ, rid string) (bodyTaken bool) {
 	app, maxBody, timeout := rt.app, rt.maxBody, rt.requestTimeout
 	if maxBody > 0 && r.ContentLength > maxBody {
 		writeError(w, http.StatusRequestEntityTooLarge, 0)
-		return
+		return false
 	}
 	var (
 		watch *bodyWatch
@@ -39,11 +41,12 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, rt route, env ws
 			in = http.MaxBytesReader(w, in, maxBody)
 		}
 		watch = newBodyWatch(w, in, p.limits)
+		defer watch.drainDeadline()
 		rb, err := p.readAhead(watch, size)
 		defer rb.release()
 		if err != nil {
 			p.bodyFailed(w, rid, watch, err)
-			return
+			return true
 		}
 		switch {
 		case rb.complete() && rb.spooled == 0 && len(rb.mem) <= wsgiadapter.InlineBodyMax:
@@ -64,10 +67,10 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, rt route, env ws
 		}
 	}
 	l, conn, ok := p.deliver(w, r, app, env, rid, small, body, size)
-	if !ok {
-		return
+	if ok {
+		p.relay(w, r, app, l, conn, rid, timeout, watch)
 	}
-	p.relay(w, r, app, l, conn, rid, timeout, watch)
+	return watch != nil
 }
 
 // bodyFailed answers a request whose body the client did not deliver
@@ -97,7 +100,7 @@ type bodyWatch struct {
 
 	n      int64         // bytes read
 	waited time.Duration // time spent waiting in Read, what the rate is held to
-	ended  bool          // EOF or an error: the deadline is cleared
+	ended  atomic.Bool   // EOF (the deadline cleared) or an error (set past)
 
 	total  atomic.Int64
 	tooBig atomic.Bool
@@ -110,7 +113,7 @@ func newBodyWatch(w http.ResponseWriter, r io.Reader, l Limits) *bodyWatch {
 
 func (b *bodyWatch) Read(p []byte) (int, error) {
 	start := time.Now()
-	if b.timeout > 0 && !b.ended {
+	if b.timeout > 0 && !b.ended.Load() {
 		// net/http's body reads the connection itself, so its deadline
 		// bounds this read; between reads (the worker taking what was
 		// read) no clock runs against the client.
@@ -120,8 +123,8 @@ func (b *bodyWatch) Read(p []byte) (int, error) {
 	b.waited += time.Since(start)
 	b.n += int64(n)
 	b.total.Store(b.n)
-	if err != nil && !b.ended {
-		b.ended = true
+	if err != nil && !b.ended.Load() {
+		b.ended.Store(true)
 		if err == io.EOF {
 			// A deadline left behind would fire in net/http's own read
 			// that watches for the client going away, and cancel the
@@ -135,6 +138,17 @@ func (b *bodyWatch) Read(p []byte) (int, error) {
 		}
 	}
 	return n, err
+}
+
+// drainDeadline gives what is left of a body nobody read to the end (an
+// app that answered first) client_body_timeout for net/http, which reads
+// and drops it after the answer: the per-read deadline of the last read
+// could be long gone, or never set. A body that ended keeps its deadline:
+// cleared after EOF, past after a failure (so net/http closes at once).
+func (b *bodyWatch) drainDeadline() {
+	if !b.ended.Load() {
+		b.rc.SetReadDeadline(time.Now().Add(b.timeout))
+	}
 }
 
 func (b *bodyWatch) fail(err error) {

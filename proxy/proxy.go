@@ -173,13 +173,16 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		w = rec
 	}
-	if r.ContentLength != 0 {
-		// What of the body nobody read (an error page, a 404, a static
-		// file, an app that answered first), net/http reads and drops
-		// after the answer, up to 256 KiB, before the next request: that
-		// must not wait on a slow client forever either.
+	drain := r.ContentLength != 0 // until forward takes the body over
+	if drain {
+		// A body nobody read (an error page, a 404, a static file),
+		// net/http reads and drops after the answer, up to 256 KiB,
+		// before the next request: that must not wait on a slow client
+		// forever either.
 		defer func() {
-			http.NewResponseController(w).SetReadDeadline(time.Now().Add(p.limits.ClientBodyTimeout))
+			if drain {
+				http.NewResponseController(w).SetReadDeadline(time.Now().Add(p.limits.ClientBodyTimeout))
+			}
 		}()
 	}
 	if code := refuse(r); code != 0 {
@@ -223,7 +226,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, 0)
 		return
 	}
-	p.forward(w, r, rt, env, rid)
+	drain = !p.forward(w, r, rt, env, rid)
 }
 
 // recorder notes what the access log needs of a response, and closes
