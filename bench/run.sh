@@ -939,6 +939,28 @@ def report(meta_path, records_path, memory_path):
                               set(range(1, len(peers) + 2))), "",
                   "pyhost's req/s (file100m: MB/s) ÷ the peer's, in this run; above 1, pyhost did more. "
                   "`*`: some connections of that test were never accepted (see unaccepted).", ""]
+        if rounds > 1:
+            # Each round's own ratios: stacks of one round ran minutes apart,
+            # so a ratio within a round suffers less from the machine's drift
+            # than the means do.
+            prow = []
+            for rnd in range(1, rounds + 1):
+                for t in tests:
+                    for c in conns[t]:
+                        one = {s: [r for r in recs(s, t, c) if r["round"] == rnd and r["status"] == "ok"]
+                               for s in stacks}
+                        ref = one[bt.REFERENCE]
+                        val = (lambda r: r["bytes"] / r["duration_s"] / 1e6) if TESTS[t][1] == "MB/s" \
+                            else (lambda r: r["rps"])
+                        cells = [bt.fmt_ratio(val(ref[0]), val(one[p][0])) if ref and one[p] else "–"
+                                 for p in peers]
+                        foreign = max((r.get("foreign_cpu_pct", 0) for rs in one.values() for r in rs),
+                                      default=None)
+                        prow.append([rnd, f"{t} c={c}", (f"{val(ref[0]):.0f}" if ref else "failed")]
+                                    + cells + [bt.fmt_pct(foreign)])
+            lines += ["## Per round: pyhost ÷ each peer", "",
+                      bt.md_table(["round", "test", "pyhost req/s (file100m: MB/s)"] + [f"÷ {p}" for p in peers]
+                                  + ["largest other CPU %"], prow, set(range(2, len(peers) + 4)) | {0}), ""]
 
     mrows = []
     for s in stacks:

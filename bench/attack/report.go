@@ -205,8 +205,8 @@ func renderReport(meta *benchMeta, results []attackResult) string {
 	line("- Python processes started: worker processes (and fork servers) that appeared during the attack " +
 		"or the settle period: recycled or crashed workers.")
 	line("- cut by the server: hostile connections the server closed or reset before the attack ended, and how " +
-		"long after their connect (noread: seen at the end, from the socket's TCP state). answers: the status " +
-		"codes the server sent them before closing.")
+		"long after their connect (noread: whether, seen at the end by reading what the server still sends). " +
+		"answers: the status codes the server sent them before closing.")
 	line("- Latencies are those of the normal client's answered requests; failed ones are counted apart (and " +
 		"listed under Failures). One request at a time: a stalled request delays the next ones, which this " +
 		"client does not count as extra latency.")
