@@ -416,9 +416,16 @@ func (h *horde) openOne(i int) {
 	if h.c.Scenario == "noread" {
 		return // it reads nothing, ever; finish looks at the socket's state
 	}
+	limit := 0
+	switch h.c.Scenario {
+	case "slowbody":
+		limit = h.c.BodySize
+	case "slowupload":
+		limit = h.c.UploadSize
+	}
 	h.wg.Add(2)
 	go h.read(hc)
-	go h.trickle(hc)
+	go h.trickle(hc, limit)
 }
 
 func post(host string, size int) string {
@@ -467,12 +474,13 @@ func statusCode(b []byte) string {
 }
 
 // trickle sends one byte per Trickle period, the first at a random point
-// of the first period so that the horde does not write in bursts.
-func (h *horde) trickle(hc *hostileConn) {
+// of the first period so that the horde does not write in bursts; a body
+// stops at its announced length (limit; 0: headers, which never end).
+func (h *horde) trickle(hc *hostileConn, limit int) {
 	defer h.wg.Done()
 	t := time.NewTimer(rand.N(h.c.Trickle))
 	defer t.Stop()
-	for {
+	for sent := 0; limit == 0 || sent < limit; sent++ {
 		select {
 		case <-h.stop:
 			return

@@ -290,3 +290,30 @@ func TestReportGolden(t *testing.T) {
 		t.Errorf("report differs from %s (rerun with -update and review the diff):\n%s", path, got)
 	}
 }
+
+// A slow body stops at its announced length: the request is then whole,
+// and the server answers it.
+func TestHordeSlowBodyEndsAtItsLength(t *testing.T) {
+	addr := serve(t, &http.Server{Handler: testHandler()})
+	c := testConfig(addr, "slowbody", 2)
+	c.BodySize = 5
+	c.Trickle = 10 * time.Millisecond
+	h := newHorde(c, time.Now().Add(time.Minute))
+	h.open()
+	eventually(t, 10*time.Second, "both answered", func() bool {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		n := 0
+		for _, hc := range h.conns {
+			hc.mu.Lock()
+			if hc.status == "200" {
+				n++
+			}
+			hc.mu.Unlock()
+		}
+		return n == 2
+	})
+	if s := h.finish(); s.Statuses["200"] != 2 || s.Cut != 0 {
+		t.Errorf("summary %+v, want 2 answered 200, none cut", s)
+	}
+}
