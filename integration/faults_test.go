@@ -472,7 +472,15 @@ func TestFaultAppChildSignals(t *testing.T) {
 				t.Errorf("terminate() of the app's child: %s, want it ended by SIGTERM (-15)", lines[0])
 			}
 			for _, l := range lines[1:] {
-				if k, v, _ := strings.Cut(l, ":"); strings.Trim(v, " \t") != "0000000000000000" {
+				k, v, _ := strings.Cut(l, ":")
+				mask, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+				// Signals 32 and 33 are glibc's own (thread cancellation,
+				// setxid), out of Python's reach and of no use to an app;
+				// GNU make, which runs this suite, ignores them, and an
+				// ignored signal survives exec. Every other one must be
+				// clear.
+				const glibc = 1<<31 | 1<<32
+				if err != nil || mask&^glibc != 0 {
 					t.Errorf("the app's child has %s %s, want none", k, strings.TrimSpace(v))
 				}
 			}
