@@ -493,11 +493,11 @@ func (m *Master) reloadConfig(ctx context.Context, progress func(string)) error 
 		if _, ok := want[key]; ok {
 			continue
 		}
-		if why, stop := m.stopReason(admin, key, d.Refused); !stop {
+		why, stop := m.stopReason(admin, key, d.Refused)
+		if !stop {
 			continue
-		} else {
-			progress("stopping " + key + ": " + why)
 		}
+		progress("stopping " + key + ": " + why)
 		m.set.remove(key)
 		sum.stopped++
 	}
