@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os/exec"
 	"runtime"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -26,14 +27,29 @@ type spawnReq struct {
 	done chan error
 }
 
-// NewSpawner starts the spawner thread. It lives as long as the process.
+var (
+	sharedMu sync.Mutex
+	shared   *Spawner // nil until a NewSpawner succeeds; then for ever
+)
+
+// NewSpawner returns the process's spawner, starting its thread at the
+// first call; later calls return the same one, so callers may ask for it
+// as often as they like (system mode does at every rescan: each used to
+// lock a thread of its own for ever, issue 13). A failed start is not
+// remembered: the next call tries again.
 func NewSpawner() (*Spawner, error) {
+	sharedMu.Lock()
+	defer sharedMu.Unlock()
+	if shared != nil {
+		return shared, nil
+	}
 	s := &Spawner{reqs: make(chan spawnReq)}
 	ready := make(chan error)
 	go s.loop(ready)
 	if err := <-ready; err != nil {
 		return nil, err
 	}
+	shared = s
 	return s, nil
 }
 
@@ -42,6 +58,8 @@ func (s *Spawner) loop(ready chan<- error) {
 	// goroutines, or children would get SIGKILL when it is retired.
 	runtime.LockOSThread()
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		// Returning with the thread locked ends the thread: nothing
+		// was started from it, and no other goroutine gets no_new_privs.
 		ready <- fmt.Errorf("set no_new_privs on spawner thread: %w", err)
 		return
 	}
