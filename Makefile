@@ -8,7 +8,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 LISTEN  ?= 127.0.0.1:8000
 
-.PHONY: all build serve test test-deps unit integration fuzz bench vet fmt help clean install
+.PHONY: all build serve test test-deps unit integration fuzz bench vet lint vulncheck fmt help clean install
 
 all: build
 
@@ -16,7 +16,9 @@ help:
 	@echo "make build   build bin/pyhostd and bin/pyctl"
 	@echo "make serve   build, then serve examples/hello at http://$(LISTEN)/ (Ctrl-C stops)"
 	@echo "make test    install what the tests need (Debian packages, as root), run the whole suite"
-	@echo "make fuzz    run the protocol fuzzers for a while (FUZZTIME=30s)"
+	@echo "make lint    staticcheck on the Go code, pyflakes on the Python worker (make test runs it)"
+	@echo "make vulncheck  govulncheck against the Go vulnerability database (needs https://vuln.go.dev)"
+	@echo "make fuzz    run every fuzzer for a while each (FUZZTIME=30s)"
 	@echo "make bench   benchmark pyhost against Apache+mod_wsgi and nginx+uWSGI (root; see bench/README.md)"
 	@echo "make install install the systemd service (root; see docs/admin-guide.md)"
 
@@ -33,7 +35,23 @@ vet:
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 
-test: test-deps vet
+# Pinned so a new release's new checks never break a build that passed;
+# both are fetched from the Go module proxy on first use.
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+GOVULNCHECK ?= golang.org/x/vuln/cmd/govulncheck@v1.10.0
+
+# Debian's python3 (the one workers run by default), not a python3 that
+# happens to come first on PATH.
+lint:
+	$(GO) run $(STATICCHECK) ./...
+	/usr/bin/python3 -m pyflakes wsgiadapter/pyhost_worker.py
+
+# Not part of make test: the vulnerability database is fetched from
+# vuln.go.dev, which CI machines may not reach.
+vulncheck:
+	$(GO) run $(GOVULNCHECK) ./...
+
+test: test-deps vet lint
 	$(GO) test -race -count=1 -timeout 14m ./...
 
 unit:
@@ -43,10 +61,16 @@ integration: build
 	$(GO) test -race -count=1 -v ./integration/
 
 FUZZTIME ?= 30s
+# Every Fuzz function of every package, each for FUZZTIME (go test -fuzz
+# takes one target at a time).
 fuzz:
-	$(GO) test ./wsgiadapter/ -run '^$$' -fuzz FuzzReadFrame -fuzztime $(FUZZTIME)
-	$(GO) test ./wsgiadapter/ -run '^$$' -fuzz FuzzParseRequest -fuzztime $(FUZZTIME)
-	$(GO) test ./wsgiadapter/ -run '^$$' -fuzz FuzzResponse -fuzztime $(FUZZTIME)
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	    dir=$$($(GO) list -f '{{.Dir}}' $$pkg); \
+	    for f in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go 2>/dev/null | cut -d' ' -f2); do \
+	        echo "== $$pkg $$f"; \
+	        $(GO) test $$pkg -run '^$$$$' -fuzz "^$${f}\$$" -fuzztime $(FUZZTIME); \
+	    done; \
+	done
 
 bench: build
 	bench/run.sh

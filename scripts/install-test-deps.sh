@@ -6,7 +6,7 @@ set -euo pipefail
 
 # Debian packages the tests use: the interpreter the workers run, and the
 # frameworks the compatibility tests run unchanged (R5).
-packages=(python3 python3-venv python3-flask python3-django python3-pyramid python3-falcon python3-bottle)
+packages=(python3 python3-venv python3-pyflakes python3-flask python3-django python3-pyramid python3-falcon python3-bottle)
 
 missing=()
 for p in "${packages[@]}"; do
