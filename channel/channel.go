@@ -4,7 +4,8 @@
 // neither imports the other.
 //
 // Down (master → proxy): Setup once, then Table whenever routing or a
-// worker's state changes, and Reopen after log rotation. Up (proxy →
+// worker's state changes, Reopen after log rotation, and Certs when the
+// TLS certificates were re-read. Up (proxy →
 // master): Event. Listening sockets that change while the proxy runs
 // travel on a second socketpair (files.go).
 package channel
@@ -29,6 +30,15 @@ type Message struct {
 	Table  *Table  `json:"table,omitempty"`
 	Event  *Event  `json:"event,omitempty"`
 	Reopen *Reopen `json:"reopen,omitempty"`
+	Certs  *Certs  `json:"certs,omitempty"`
+}
+
+// Certs replaces the proxy's TLS certificates (config reload, SIGHUP):
+// the whole set, which the master has read and checked. The proxy serves
+// the new set from the next handshake on; connections already open keep
+// the session they have.
+type Certs struct {
+	Pairs []CertPair `json:"pairs"`
 }
 
 // Reopen asks the proxy to reopen its access log (the master got SIGUSR1,
@@ -40,6 +50,12 @@ type Setup struct {
 	// Listeners are the inherited listening sockets, in the order of the
 	// proxy's descriptors starting at 4, by address for logs.
 	Listeners []string `json:"listeners"`
+	// ListenerTLS says, for each of Listeners, whether it is a
+	// tls_listen socket; nil: all plain HTTP.
+	ListenerTLS []bool `json:"listener_tls,omitempty"`
+	// Certs are the [[tls]] certificates, as the master read them;
+	// later changes come as Message.Certs.
+	Certs []CertPair `json:"certs,omitempty"`
 	// FilesFD is the proxy's descriptor for its end of the files socket,
 	// on which later ListenerSets arrive (files.go); 0: none, the
 	// inherited listeners are all it serves.

@@ -38,10 +38,17 @@ type ListenerSet struct {
 	// Addrs are the listeners' addresses, one for each of Files, for
 	// logs.
 	Addrs []string `json:"addrs"`
+	// TLS says, for each of Files, whether it is a tls_listen socket
+	// (the proxy terminates TLS on it) or a plain HTTP one; nil: all
+	// plain.
+	TLS []bool `json:"tls,omitempty"`
 	// Files are the listening sockets, duplicates the receiver owns and
 	// must close.
 	Files []*os.File `json:"-"`
 }
+
+// IsTLS reports whether listener i is a TLS one.
+func (s ListenerSet) IsTLS(i int) bool { return i < len(s.TLS) && s.TLS[i] }
 
 // ListenerAck is the proxy's answer to a ListenerSet: it serves that set
 // now (Error empty), or refused it and serves the one before.
@@ -102,6 +109,9 @@ func (c *FilesConn) SendListeners(s ListenerSet) error {
 	if len(s.Files) != len(s.Addrs) {
 		return fmt.Errorf("listener set: %d files for %d addresses", len(s.Files), len(s.Addrs))
 	}
+	if s.TLS != nil && len(s.TLS) != len(s.Addrs) {
+		return fmt.Errorf("listener set: %d kinds for %d addresses", len(s.TLS), len(s.Addrs))
+	}
 	if len(s.Files) > MaxListeners {
 		return fmt.Errorf("%w: %d, at most %d", ErrTooManyListeners, len(s.Files), MaxListeners)
 	}
@@ -147,9 +157,9 @@ func (c *FilesConn) ReceiveListeners() (ListenerSet, error) {
 	if err != nil {
 		return ListenerSet{}, err
 	}
-	if len(fds) != len(s.Addrs) {
+	if len(fds) != len(s.Addrs) || (s.TLS != nil && len(s.TLS) != len(s.Addrs)) {
 		closeFDs(fds)
-		return ListenerSet{}, fmt.Errorf("listener set %d: %d descriptors for %d addresses", s.Serial, len(fds), len(s.Addrs))
+		return ListenerSet{}, fmt.Errorf("listener set %d: %d descriptors and %d kinds for %d addresses", s.Serial, len(fds), len(s.TLS), len(s.Addrs))
 	}
 	s.Files = make([]*os.File, len(fds))
 	for i, fd := range fds {

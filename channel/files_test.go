@@ -46,7 +46,7 @@ func TestListenerSetCarriesWorkingSockets(t *testing.T) {
 	ln1, f1 := listenerFile(t)
 	ln2, f2 := listenerFile(t)
 	addrs := []string{ln1.Addr().String(), ln2.Addr().String()}
-	if err := m.SendListeners(ListenerSet{Serial: 7, Addrs: addrs, Files: []*os.File{f1, f2}}); err != nil {
+	if err := m.SendListeners(ListenerSet{Serial: 7, Addrs: addrs, TLS: []bool{false, true}, Files: []*os.File{f1, f2}}); err != nil {
 		t.Fatal(err)
 	}
 	// The sender's files stay its own.
@@ -56,7 +56,7 @@ func TestListenerSetCarriesWorkingSockets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Serial != 7 || len(got.Files) != 2 || got.Addrs[0] != addrs[0] || got.Addrs[1] != addrs[1] {
+	if got.Serial != 7 || len(got.Files) != 2 || got.Addrs[0] != addrs[0] || got.Addrs[1] != addrs[1] || got.IsTLS(0) || !got.IsTLS(1) {
 		t.Fatalf("received %+v", got)
 	}
 	for i, f := range got.Files {
@@ -149,6 +149,9 @@ func TestListenerSetRefusesMismatch(t *testing.T) {
 	m, _ := filesPair(t)
 	_, f := listenerFile(t)
 	defer f.Close()
+	if err := m.SendListeners(ListenerSet{Addrs: []string{"a"}, TLS: []bool{true, false}, Files: []*os.File{f}}); err == nil {
+		t.Error("a set with more kinds than sockets was sent")
+	}
 	if err := m.SendListeners(ListenerSet{Addrs: []string{"a", "b"}, Files: []*os.File{f}}); err == nil {
 		t.Error("two addresses for one file were sent")
 	}

@@ -461,9 +461,18 @@ func (m *Master) reloadConfig(ctx context.Context, progress func(string)) error 
 	if err != nil {
 		return fmt.Errorf("%w; nothing changed, every app keeps running as it was", err)
 	}
+	// The certificates are read and checked first, but put in force
+	// only once the listeners changed: a reload that fails on a port
+	// changes nothing. A broken pair keeps the running set (T3) and
+	// fails the reload's exit status, but not the rest of it, unless
+	// there is no running set to keep while TLS listeners want one.
+	pairs, certErr := readCertPairs(admin.TLS)
+	if certErr != nil && len(m.servedCerts()) == 0 && len(admin.Proxy.TLSListen) > 0 {
+		return fmt.Errorf("%w; nothing changed, every app keeps running as it was", certErr)
+	}
 	// Listeners first, all or nothing: a port that cannot be bound
 	// stops the reload before anything changes, the admin config too.
-	added, removed, err := m.setListen(admin.Proxy.Listen)
+	added, removed, err := m.setListen(admin.Proxy.Listen, admin.Proxy.TLSListen)
 	if err != nil {
 		return fmt.Errorf("[proxy] listen: %w; nothing changed, the proxy listens where it did and every app keeps running as it was", err)
 	}
@@ -473,12 +482,29 @@ func (m *Master) reloadConfig(ctx context.Context, progress func(string)) error 
 	for _, a := range removed {
 		progress("no longer listening on " + a + " (its connections finish first)")
 	}
+	var sum reloadSummary
+	if certErr != nil {
+		sum.certs = certErr
+		progress(fmt.Sprintf("%v; the certificates in use stay", certErr))
+		m.log.Error("certificates not reloaded; the ones in use stay", "error", certErr)
+	} else {
+		m.setCerts(pairs)
+		// Applied by the time reload-config returns: the proxy loads
+		// them before the next table, and this waits for that table.
+		wctx, cancel := context.WithTimeout(ctx, ackTimeout)
+		werr := m.waitApplied(wctx, m.sendTable())
+		cancel()
+		if werr != nil && len(pairs) > 0 {
+			progress("the proxy did not confirm it loaded the certificates in time")
+		} else if len(pairs) > 0 {
+			progress(fmt.Sprintf("certificates loaded: %s", count(len(pairs), "[[tls]] pair")))
+		}
+	}
 	if m.cfg.Adopt != nil {
 		m.cfg.Adopt(admin)
 	}
 	m.set.setRefused(d.Refused)
 	m.markChanged() // the admin's default_app may have changed alone
-	var sum reloadSummary
 	for _, r := range d.Refused {
 		sum.refused++
 		progress("refused " + r.Error())
@@ -588,11 +614,18 @@ func (m *Master) stopReason(admin config.Admin, key string, refused []config.Ref
 // reloadSummary counts what a reload-config did.
 type reloadSummary struct {
 	started, rolled, stopped, unchanged, refused, failed int
+	// certs is why the [[tls]] certificates were not reloaded; nil when
+	// they were.
+	certs error
 }
 
 func (s reloadSummary) String() string {
-	return fmt.Sprintf("%d started, %d rolled, %d stopped, %d unchanged; %d app files refused, %d failed to start or roll",
+	out := fmt.Sprintf("%d started, %d rolled, %d stopped, %d unchanged; %d app files refused, %d failed to start or roll",
 		s.started, s.rolled, s.stopped, s.unchanged, s.refused, s.failed)
+	if s.certs != nil {
+		out += fmt.Sprintf("; certificates not reloaded, the ones in use stay: %v", s.certs)
+	}
+	return out
 }
 
 // err is nil when every app the files ask for runs as they say. A
@@ -600,11 +633,28 @@ func (s reloadSummary) String() string {
 // by pyhostd check, and it is the steady state while its owner has not
 // fixed it, so a config-management handler running reload-config does not
 // fail for a tenant's typo. An app that could not start or roll is.
+//
+// A certificate that could not be reloaded is a failure too: it is the
+// admin's own file, and a renewal hook running reload-config must see
+// that the renewed certificate is not served.
 func (s reloadSummary) err() error {
-	if s.failed == 0 {
-		return nil
+	switch {
+	case s.failed > 0 && s.certs != nil:
+		return fmt.Errorf("not everything was applied: %d apps failed to start or roll, and the certificates were not reloaded (see above)", s.failed)
+	case s.certs != nil:
+		return fmt.Errorf("not everything was applied: the certificates were not reloaded, the ones in use stay: %w", s.certs)
+	case s.failed > 0:
+		return fmt.Errorf("not everything was applied: %d apps failed to start or roll (see above); they keep running as they were, if they ran", s.failed)
 	}
-	return fmt.Errorf("not everything was applied: %d apps failed to start or roll (see above); they keep running as they were, if they ran", s.failed)
+	return nil
+}
+
+// count is "1 app", "2 apps".
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 // ReloadConfig implements control.Backend (root only).

@@ -35,6 +35,34 @@ type listenerSet struct {
 type boundListener struct {
 	addr string // as configured
 	ln   *net.TCPListener
+	tls  bool // a tls_listen socket: the proxy terminates TLS on it
+}
+
+// listenAddr is one address the proxy is to listen on, and its kind.
+type listenAddr struct {
+	addr string
+	tls  bool
+}
+
+// listenAddrs are the [proxy] listen addresses, then the tls_listen ones.
+func listenAddrs(plain, tls []string) []listenAddr {
+	out := make([]listenAddr, 0, len(plain)+len(tls))
+	for _, a := range plain {
+		out = append(out, listenAddr{a, false})
+	}
+	for _, a := range tls {
+		out = append(out, listenAddr{a, true})
+	}
+	return out
+}
+
+// String is the address as logs and reload-config name it: a TLS one
+// with "https://" before it.
+func (l listenAddr) String() string {
+	if l.tls {
+		return "https://" + l.addr
+	}
+	return l.addr
 }
 
 // setListen makes the proxy listen on exactly addrs: a socket already
@@ -53,39 +81,55 @@ type boundListener struct {
 // proxy starts with it. If it does not answer within ackTimeout, the
 // change holds too (it may yet apply it; a restarted one does), and the
 // daemon's log says so.
-func (m *Master) setListen(addrs []string) (added, removed []string, err error) {
-	return m.lns.set(addrs, m.log)
+//
+// A socket whose address moves between listen and tls_listen is kept,
+// and the proxy serves it as its new kind from then on (its open
+// connections finish as they began). TLS addresses are named with
+// "https://" in added and removed.
+func (m *Master) setListen(plain, tls []string) (added, removed []string, err error) {
+	return m.lns.setKinds(listenAddrs(plain, tls), m.log)
 }
 
+// set is setKinds for plain HTTP addresses only.
 func (s *listenerSet) set(addrs []string, log hclog.Logger) (added, removed []string, err error) {
+	return s.setKinds(listenAddrs(addrs, nil), log)
+}
+
+func (s *listenerSet) setKinds(addrs []listenAddr, log hclog.Logger) (added, removed []string, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	next := make([]boundListener, 0, len(addrs))
 	kept := make(map[*net.TCPListener]bool, len(s.lns))
 	var fresh []*net.TCPListener
-	for _, addr := range addrs {
-		if _, ok := findListener(next, addr); ok {
+	for _, a := range addrs {
+		if _, ok := findListener(next, a.addr); ok {
 			continue // named twice: one socket
 		}
-		if l, ok := findListener(s.lns, addr); ok {
+		if l, ok := findListener(s.lns, a.addr); ok {
 			kept[l.ln] = true
-			next = append(next, boundListener{addr, l.ln})
+			next = append(next, boundListener{a.addr, l.ln, a.tls})
+			if l.tls != a.tls {
+				// The same socket, served as the other kind: new to the
+				// proxy as that kind, gone as the old one.
+				added = append(added, a.String())
+				removed = append(removed, listenAddr{l.addr, l.tls}.String())
+			}
 			continue
 		}
-		ln, err := net.Listen("tcp", addr)
+		ln, err := net.Listen("tcp", a.addr)
 		if err != nil {
 			closeTCP(fresh)
-			return nil, nil, fmt.Errorf("listen on %s: %w", addr, err)
+			return nil, nil, fmt.Errorf("listen on %s: %w", a.addr, err)
 		}
 		fresh = append(fresh, ln.(*net.TCPListener))
-		next = append(next, boundListener{addr, ln.(*net.TCPListener)})
-		added = append(added, addr)
+		next = append(next, boundListener{a.addr, ln.(*net.TCPListener), a.tls})
+		added = append(added, a.String())
 	}
 	var gone []*net.TCPListener
 	for _, l := range s.lns {
 		if !kept[l.ln] {
 			gone = append(gone, l.ln)
-			removed = append(removed, l.addr)
+			removed = append(removed, listenAddr{l.addr, l.tls}.String())
 		}
 	}
 	old := s.lns
@@ -118,14 +162,14 @@ func (s *listenerSet) set(addrs []string, log hclog.Logger) (added, removed []st
 // an error without undo, that its answer is missing. A proxy that went
 // away is no error: its successor starts with the current set.
 func (s *listenerSet) handOverLocked(log hclog.Logger) (undo bool, err error) {
-	files, addrs, err := s.dupLocked()
+	files, addrs, tls, err := s.dupLocked()
 	if err != nil {
 		return true, err
 	}
 	defer closeAll(files)
 	s.serial++
 	serial := s.serial
-	if err := s.proxy.SendListeners(channel.ListenerSet{Serial: serial, Addrs: addrs, Files: files}); err != nil {
+	if err := s.proxy.SendListeners(channel.ListenerSet{Serial: serial, Addrs: addrs, TLS: tls, Files: files}); err != nil {
 		if errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, net.ErrClosed) {
 			log.Warn("the proxy went away; the next one starts with the new listeners", "error", err)
 			return false, nil
@@ -153,35 +197,38 @@ func (s *listenerSet) handOverLocked(log hclog.Logger) (undo bool, err error) {
 	}
 }
 
-// dupLocked returns duplicates of the current sockets, for a proxy, and
-// their addresses.
-func (s *listenerSet) dupLocked() ([]*os.File, []string, error) {
+// dupLocked returns duplicates of the current sockets, for a proxy,
+// their addresses and which are TLS ones.
+func (s *listenerSet) dupLocked() ([]*os.File, []string, []bool, error) {
 	files := make([]*os.File, 0, len(s.lns))
 	addrs := make([]string, 0, len(s.lns))
+	tls := make([]bool, 0, len(s.lns))
 	for _, l := range s.lns {
 		f, err := l.ln.File()
 		if err != nil {
 			closeAll(files)
-			return nil, nil, fmt.Errorf("listener descriptor: %w", err)
+			return nil, nil, nil, fmt.Errorf("listener descriptor: %w", err)
 		}
 		files = append(files, f)
 		addrs = append(addrs, l.addr)
+		tls = append(tls, l.tls)
 	}
-	return files, addrs, nil
+	return files, addrs, tls, nil
 }
 
 // startProxy calls start with duplicates of the current sockets (closed
-// after it returns) and their addresses, and if it succeeds sends every
-// later change to fc, until detach is called. No change can fall between
-// the two: a proxy starts with a set and hears of every change after it.
-func (s *listenerSet) startProxy(fc *channel.FilesConn, start func(files []*os.File, addrs []string) error) (detach func(), err error) {
+// after it returns), their addresses and kinds, and if it succeeds sends
+// every later change to fc, until detach is called. No change can fall
+// between the two: a proxy starts with a set and hears of every change
+// after it.
+func (s *listenerSet) startProxy(fc *channel.FilesConn, start func(files []*os.File, addrs []string, tls []bool) error) (detach func(), err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	files, addrs, err := s.dupLocked()
+	files, addrs, tls, err := s.dupLocked()
 	if err != nil {
 		return nil, err
 	}
-	err = start(files, addrs)
+	err = start(files, addrs, tls)
 	closeAll(files)
 	if err != nil {
 		return nil, err

@@ -147,7 +147,7 @@ func fakeProxy(t *testing.T, s *listenerSet, answer func(channel.ListenerSet) st
 	if err != nil {
 		t.Fatal(err)
 	}
-	detach, err = s.startProxy(mine, func(files []*os.File, addrs []string) error {
+	detach, err = s.startProxy(mine, func(files []*os.File, addrs []string, _ []bool) error {
 		if len(files) != len(addrs) {
 			t.Errorf("%d files for %d addresses", len(files), len(addrs))
 		}
@@ -245,7 +245,7 @@ func TestSetListenProxyGoneKeepsTheChange(t *testing.T) {
 	}
 	// The next proxy starts with the new set.
 	var got []string
-	s.startProxy(nil, func(_ []*os.File, addrs []string) error { got = addrs; return nil })
+	s.startProxy(nil, func(_ []*os.File, addrs []string, _ []bool) error { got = addrs; return nil })
 	if len(got) != 1 || got[0] != b {
 		t.Errorf("a new proxy starts with %v, want [%s]", got, b)
 	}
@@ -278,5 +278,41 @@ func TestSetListenLateProxyKeepsTheChange(t *testing.T) {
 	}
 	if got := s.addrs(); len(got) != 2 {
 		t.Errorf("addrs %v", got)
+	}
+}
+
+// tls_listen sockets go to the proxy marked as TLS; an address that
+// moves between listen and tls_listen keeps its socket and changes kind.
+func TestSetListenKinds(t *testing.T) {
+	s := newTestListeners(t)
+	log := hclog.NewNullLogger()
+	a, b := freeAddr(t), freeAddr(t)
+	if _, _, err := s.setKinds(listenAddrs([]string{a}, nil), log); err != nil {
+		t.Fatal(err)
+	}
+	sets, _ := fakeProxy(t, s, func(channel.ListenerSet) string { return "" })
+	added, removed, err := s.setKinds(listenAddrs([]string{a}, []string{b}), log)
+	if err != nil || len(added) != 1 || added[0] != "https://"+b || len(removed) != 0 {
+		t.Fatalf("adding a TLS listener: %v %v %v", added, removed, err)
+	}
+	set := <-sets
+	if len(set.Addrs) != 2 || set.IsTLS(0) || !set.IsTLS(1) {
+		t.Fatalf("the proxy got %v %v", set.Addrs, set.TLS)
+	}
+	before := s.lns[0].ln
+	added, removed, err = s.setKinds(listenAddrs(nil, []string{a, b}), log)
+	if err != nil || len(added) != 1 || added[0] != "https://"+a || len(removed) != 1 || removed[0] != a {
+		t.Fatalf("moving %s to tls_listen: %v %v %v", a, added, removed, err)
+	}
+	if s.lns[0].ln != before {
+		t.Error("the socket was bound anew; it must be kept")
+	}
+	set = <-sets
+	if !set.IsTLS(0) || !set.IsTLS(1) {
+		t.Errorf("the proxy got %v %v", set.Addrs, set.TLS)
+	}
+	// Unchanged: nothing is sent.
+	if added, removed, err := s.setKinds(listenAddrs(nil, []string{a, b}), log); err != nil || added != nil || removed != nil {
+		t.Errorf("an unchanged set: %v %v %v", added, removed, err)
 	}
 }

@@ -43,7 +43,14 @@ import (
 type Config struct {
 	// Listen are TCP addresses for the proxy ("127.0.0.1:8000").
 	Listen []string
-	Apps   []config.App
+	// TLSListen are TCP addresses on which the proxy terminates TLS
+	// with the certificates of TLS.
+	TLSListen []string
+	// TLS are the certificate and key files, read by the master (as
+	// root in system mode) and handed to the proxy as PEM. Run refuses
+	// to start when one cannot be read or is broken.
+	TLS  []config.TLSCert
+	Apps []config.App
 	// StateDir holds worker sockets and the worker script; it is created
 	// (mode 0700, owned by ProxyCred's user when run as root) and removed
 	// at exit.
@@ -140,6 +147,7 @@ type Master struct {
 	serial   atomic.Uint64
 	proxyMu  sync.Mutex
 	proxyCh  *channel.Conn
+	certs    []channel.CertPair // guarded by proxyMu: what the proxy serves
 	ownerUID uint32
 
 	statsMu sync.Mutex
@@ -180,7 +188,10 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if m.spawner, err = privdrop.NewSpawner(); err != nil {
 		return err
 	}
-	if _, _, err := m.lns.set(cfg.Listen, m.log); err != nil {
+	if m.certs, err = readCertPairs(cfg.TLS); err != nil {
+		return err
+	}
+	if _, _, err := m.setListen(cfg.Listen, cfg.TLSListen); err != nil {
 		return err
 	}
 	defer m.closeListeners()

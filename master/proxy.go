@@ -73,10 +73,11 @@ func (m *Master) runProxyOnce(ctx context.Context) error {
 	var (
 		cmd     *exec.Cmd
 		addrs   []string
+		kinds   []bool
 		filesFD int
 	)
-	detach, err := m.lns.startProxy(filesCh, func(lns []*os.File, lnAddrs []string) error {
-		addrs = lnAddrs
+	detach, err := m.lns.startProxy(filesCh, func(lns []*os.File, lnAddrs []string, lnTLS []bool) error {
+		addrs, kinds = lnAddrs, lnTLS
 		files := append([]*os.File{theirs}, lns...)
 		files = append(files, theirFiles)
 		filesFD = ProxyChannelFD + len(files) - 1
@@ -105,16 +106,22 @@ func (m *Master) runProxyOnce(ctx context.Context) error {
 
 	ch := channel.NewConn(mine)
 	grace := m.cfg.ShutdownTimeout
-	setup := channel.Setup{Listeners: addrs, FilesFD: filesFD, ShutdownTimeout: grace, Procs: m.cfg.ProxyProcs, AccessLog: m.cfg.AccessLog, TrustedProxies: prefixStrings(m.cfg.TrustedProxies)}
+	setup := channel.Setup{Listeners: addrs, ListenerTLS: kinds, FilesFD: filesFD, ShutdownTimeout: grace, Procs: m.cfg.ProxyProcs, AccessLog: m.cfg.AccessLog, TrustedProxies: prefixStrings(m.cfg.TrustedProxies)}
 	setLimits(&setup, m.cfg.ProxyLimits)
-	if err := ch.Send(channel.Message{Setup: &setup}); err != nil {
+	// The certificates as they are now, and every later set: taken and
+	// the channel registered under one lock, so no reload falls between.
+	m.proxyMu.Lock()
+	setup.Certs = m.certs
+	err = ch.Send(channel.Message{Setup: &setup})
+	if err == nil {
+		m.proxyCh = ch
+	}
+	m.proxyMu.Unlock()
+	if err != nil {
 		cmd.Process.Kill()
 		<-exited
 		return err
 	}
-	m.proxyMu.Lock()
-	m.proxyCh = ch
-	m.proxyMu.Unlock()
 	m.sendTable()
 	defer func() {
 		m.proxyMu.Lock()
@@ -154,6 +161,29 @@ func (m *Master) runProxyOnce(ctx context.Context) error {
 		<-exited
 	}
 	return nil
+}
+
+// servedCerts are the certificates the proxy serves (or its next one
+// will).
+func (m *Master) servedCerts() []channel.CertPair {
+	m.proxyMu.Lock()
+	defer m.proxyMu.Unlock()
+	return m.certs
+}
+
+// setCerts makes pairs the certificates the proxy serves, now and after
+// a restart of it. The proxy loads them before it reads its next
+// message, so a table sent after them is applied after them.
+func (m *Master) setCerts(pairs []channel.CertPair) {
+	m.proxyMu.Lock()
+	defer m.proxyMu.Unlock()
+	m.certs = pairs
+	if m.proxyCh == nil {
+		return // the next proxy's Setup carries them
+	}
+	if err := m.proxyCh.Send(channel.Message{Certs: &channel.Certs{Pairs: pairs}}); err != nil {
+		m.log.Warn("cannot send the certificates to the proxy; its successor gets them", "error", err)
+	}
 }
 
 func closeAll(fs []*os.File) {

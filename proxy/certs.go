@@ -2,15 +2,15 @@ package proxy
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
-	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/pyhost/pyhost/channel"
+	"github.com/pyhost/pyhost/config"
 )
 
 // Certs holds the certificates the TLS listeners serve, picked by SNI. The
@@ -23,7 +23,29 @@ import (
 // The zero value holds no certificate: every handshake fails.
 type Certs struct {
 	set atomic.Pointer[certSet]
+	// extra, when set, serves the names no [[tls]] pair covers (and the
+	// ACME TLS-ALPN-01 challenge); set before serving, see SetExtra.
+	extra CertSource
 }
+
+// CertSource is another source of certificates, consulted for a name no
+// [[tls]] pair covers before the fallback: the ACME client's
+// certificates (package acme, a wrapper over certmagic, has this
+// method). It returns an error, or a nil certificate, for a name it has
+// nothing for; the handshake then gets the fallback as without it.
+type CertSource interface {
+	GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error)
+}
+
+// ALPNChallenge is the ALPN protocol of the ACME TLS-ALPN-01 challenge
+// (RFC 8737): a validator offering it gets the challenge certificate
+// from the extra source, never a [[tls]] one.
+const ALPNChallenge = "acme-tls/1"
+
+// SetExtra makes src the source of certificates for names no [[tls]]
+// pair covers, and of TLS-ALPN-01 challenge answers. Call it before
+// serving (before TLSConfig); nil, the default, means none.
+func (c *Certs) SetExtra(src CertSource) { c.extra = src }
 
 // certSet is one immutable generation of certificates.
 type certSet struct {
@@ -43,44 +65,31 @@ type certSet struct {
 func (c *Certs) Load(pairs []channel.CertPair) error {
 	next := &certSet{exact: map[string]*tls.Certificate{}, wildcard: map[string]*tls.Certificate{}, expiry: map[string]time.Time{}}
 	for _, p := range pairs {
-		cert, err := tls.X509KeyPair(p.CertPEM, p.KeyPEM)
+		cert, err := config.ParseCertPair(p.CertFile, p.KeyFile, p.CertPEM, p.KeyPEM)
 		if err != nil {
-			return fmt.Errorf("[[tls]] %s with %s: %w", p.CertFile, p.KeyFile, err)
+			return err
 		}
-		leaf, err := x509.ParseCertificate(cert.Certificate[0])
-		if err != nil {
-			return fmt.Errorf("[[tls]] %s: %w", p.CertFile, err)
-		}
-		cert.Leaf = leaf
-		names := leaf.DNSNames
-		if len(names) == 0 && leaf.Subject.CommonName != "" {
-			names = []string{leaf.Subject.CommonName}
-		}
-		if len(names) == 0 && len(leaf.IPAddresses) == 0 {
-			return fmt.Errorf("[[tls]] %s: the certificate names no DNS name or IP address", p.CertFile)
-		}
-		c := &cert
-		for _, n := range names {
-			n = strings.ToLower(strings.TrimSuffix(n, "."))
+		leaf := cert.Leaf
+		for _, n := range config.CertNames(leaf) {
 			if base, ok := strings.CutPrefix(n, "*."); ok {
 				if _, dup := next.wildcard[base]; !dup {
-					next.wildcard[base] = c
+					next.wildcard[base] = cert
 				}
 				continue
 			}
 			// The first pair that names a host serves it, as the admin
 			// listed them.
 			if _, dup := next.exact[n]; !dup {
-				next.exact[n] = c
+				next.exact[n] = cert
 			}
 		}
 		for _, ip := range leaf.IPAddresses {
 			if _, dup := next.exact[ip.String()]; !dup {
-				next.exact[ip.String()] = c
+				next.exact[ip.String()] = cert
 			}
 		}
 		if next.fallback == nil {
-			next.fallback = c
+			next.fallback = cert
 		}
 		next.expiry[p.CertFile] = leaf.NotAfter
 	}
@@ -105,9 +114,14 @@ var errNoCertificate = errors.New("no TLS certificate is loaded")
 // "a.example.com", not "a.b.example.com", as RFC 6125 says), then the
 // fallback.
 func (c *Certs) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	if c.extra != nil && slices.Contains(hello.SupportedProtos, ALPNChallenge) {
+		// Only an ACME validator offers it, and wants the challenge's
+		// certificate, whatever [[tls]] holds for the name.
+		return c.extra.GetCertificate(hello)
+	}
 	s := c.set.Load()
-	if s == nil || s.fallback == nil {
-		return nil, errNoCertificate
+	if s == nil {
+		s = &certSet{}
 	}
 	name := strings.ToLower(strings.TrimSuffix(hello.ServerName, "."))
 	if name == "" {
@@ -119,7 +133,7 @@ func (c *Certs) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, er
 				}
 			}
 		}
-		return s.fallback, nil
+		return s.orFallback()
 	}
 	if cert, ok := s.exact[name]; ok {
 		return cert, nil
@@ -128,6 +142,19 @@ func (c *Certs) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, er
 		if cert, ok := s.wildcard[parent]; ok {
 			return cert, nil
 		}
+	}
+	if c.extra != nil {
+		if cert, err := c.extra.GetCertificate(hello); err == nil && cert != nil {
+			return cert, nil
+		}
+	}
+	return s.orFallback()
+}
+
+// orFallback is the certificate for a name nothing covers.
+func (s *certSet) orFallback() (*tls.Certificate, error) {
+	if s.fallback == nil {
+		return nil, errNoCertificate
 	}
 	return s.fallback, nil
 }
@@ -139,9 +166,13 @@ func (c *Certs) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, er
 // each valid a week) when SetSessionTicketKeys is never called, which is
 // the rotation the issue asks for without a key on disk.
 func (c *Certs) TLSConfig() *tls.Config {
+	protos := []string{"h2", "http/1.1"}
+	if c.extra != nil {
+		protos = append(protos, ALPNChallenge)
+	}
 	return &tls.Config{
 		MinVersion:     tls.VersionTLS12,
 		GetCertificate: c.GetCertificate,
-		NextProtos:     []string{"h2", "http/1.1"},
+		NextProtos:     protos,
 	}
 }

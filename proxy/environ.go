@@ -83,6 +83,12 @@ func buildEnviron(env wsgiadapter.Environ, r *http.Request, ri reqInfo) wsgiadap
 		// trust it, as many behind nginx do, get the truth.
 		"HTTP_X_REAL_IP", ri.remoteAddr,
 	)
+	if ri.scheme == "https" {
+		// CGI's flag, which Django's request.is_secure() and others
+		// read beside wsgi.url_scheme: on whenever the scheme is https,
+		// over this proxy's TLS or a trusted proxy's (R8).
+		env = append(env, "HTTPS", "on")
+	}
 	if host != "" {
 		// None sent, none made up (CGI: HTTP_* are the client's headers).
 		env = append(env, "HTTP_HOST", host)

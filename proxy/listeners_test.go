@@ -111,7 +111,7 @@ func TestListenerSetMovesToNewAddress(t *testing.T) {
 	started, release := make(chan struct{}), make(chan struct{})
 	s := newTestSet(t, slowHandler(started, release))
 	addrA, _, lnA := testListener(t)
-	s.add(lnA, addrA)
+	s.add(lnA, addrA, false)
 	addrB, dupB, lnB := testListener(t)
 
 	idle := dialKeepAlive(t, addrA)
@@ -166,7 +166,7 @@ func TestListenerSetMovesToNewAddress(t *testing.T) {
 func TestListenerSetKeepsUnchangedSockets(t *testing.T) {
 	s := newTestSet(t, slowHandler(nil, nil))
 	addrA, dupA, lnA := testListener(t)
-	s.add(lnA, addrA)
+	s.add(lnA, addrA, false)
 	addrB, dupB, lnB := testListener(t)
 
 	onA := dialKeepAlive(t, addrA)
@@ -201,7 +201,7 @@ func TestListenerSetKeepsUnchangedSockets(t *testing.T) {
 func TestListenerSetRefusedChangesNothing(t *testing.T) {
 	s := newTestSet(t, slowHandler(nil, nil))
 	addrA, _, lnA := testListener(t)
-	s.add(lnA, addrA)
+	s.add(lnA, addrA, false)
 	addrB, dupB, lnB := testListener(t)
 	// A pipe is no socket to listen on.
 	r, w, err := os.Pipe()

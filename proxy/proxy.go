@@ -59,6 +59,10 @@ type Proxy struct {
 	uploadSpooled   atomic.Int64
 	uploadSpoolOnce sync.Once
 	uploadSpoolAt   string // set by uploadSpoolOnce: the spool directory, "" for none
+
+	// httpsPort is the port of the first TLS listener, 0 when none (an
+	// https_only redirect then names no port); set before serving.
+	httpsPort func() int
 }
 
 // SetLimits sets the client limits (zero fields take their defaults);

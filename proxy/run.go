@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -26,21 +28,41 @@ import (
 // Server limits that protect the front from slow or hostile clients,
 // besides the configured ones (Limits).
 const (
+	// readHeaderTimeout bounds a request's head over HTTP/1 and, on a
+	// TLS listener, the TLS handshake (net/http uses it for both).
 	readHeaderTimeout = 10 * time.Second
-	maxHeaderBytes    = 64 << 10
-	statsInterval     = time.Second
+	// maxHeaderBytes bounds a request's head: over HTTP/1 the bytes of
+	// its lines, over HTTP/2 the decoded header list (advertised as
+	// SETTINGS_MAX_HEADER_LIST_SIZE); past it, 431.
+	maxHeaderBytes = 64 << 10
+	// h2MaxStreams is how many requests one HTTP/2 connection may have
+	// in flight (SETTINGS_MAX_CONCURRENT_STREAMS), nginx's
+	// http2_max_concurrent_streams: more streams are refused.
+	h2MaxStreams  = 128
+	statsInterval = time.Second
 )
 
 // newServer is the http.Server of one listener: every timeout set, so
 // that a client that stops half-way is cut (the body's deadlines are
-// forward's, per read).
+// forward's, per read). The same limits hold for HTTP/2 on a TLS
+// listener: IdleTimeout closes an HTTP/2 connection with no stream open,
+// MaxHeaderBytes bounds its header lists, the body limits are forward's
+// per request whatever the protocol, and WriteByteTimeout closes a
+// connection that takes nothing for send_timeout. Go's HTTP/2 server
+// bounds the handlers a client can start by resetting streams
+// (CVE-2023-44487, "rapid reset"): a reset stream's handler counts
+// against h2MaxStreams until it returns.
 func newServer(h http.Handler, l Limits, log hclog.Logger) *http.Server {
 	return &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: readHeaderTimeout,
 		IdleTimeout:       l.KeepAliveTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
-		ErrorLog:          log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
+		HTTP2: &http.HTTP2Config{
+			MaxConcurrentStreams: h2MaxStreams,
+			WriteByteTimeout:     l.SendTimeout,
+		},
+		ErrorLog: log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
 	}
 }
 
@@ -136,6 +158,10 @@ func Run(ctx context.Context, ch *channel.Conn, listeners []net.Listener, log hc
 		trusted = append(trusted, pfx)
 	}
 	p.SetTrustedProxies(trusted)
+	certs := &Certs{}
+	if err := certs.Load(setup.Certs); err != nil {
+		return err
+	}
 	limits := setupLimits(setup)
 	p.SetLimits(limits)
 	maxConns := connCap(limits.MaxConns, openFileLimit())
@@ -166,6 +192,15 @@ func Run(ctx context.Context, ch *channel.Conn, listeners []net.Listener, log hc
 				}
 				masterGone <- err
 				return
+			}
+			if m.Certs != nil {
+				// The master checked the set; a refusal here leaves the
+				// running one, as there.
+				if err := certs.Load(m.Certs.Pairs); err != nil {
+					log.Error("cannot load the new certificates; the ones in use stay", "error", err)
+				} else {
+					log.Info("certificates loaded", "pairs", len(m.Certs.Pairs))
+				}
 			}
 			if m.Table != nil {
 				p.Update(*m.Table)
@@ -207,6 +242,8 @@ func Run(ctx context.Context, ch *channel.Conn, listeners []net.Listener, log hc
 		grace = 15 * time.Second
 	}
 	lns := newListenerSet(log, grace, func() *http.Server { return newServer(p, limits, log) })
+	lns.tlsConfig = certs.TLSConfig()
+	p.httpsPort = lns.httpsPort
 	lns.limit = func(ln net.Listener) net.Listener {
 		return &limitListener{Listener: ln, lim: conns, refused: func(why refusal, addr netip.Addr) {
 			total, from := conns.count(netip.Prefix{})
@@ -222,7 +259,7 @@ func Run(ctx context.Context, ch *channel.Conn, listeners []net.Listener, log hc
 		if i < len(setup.Listeners) {
 			addr = setup.Listeners[i]
 		}
-		lns.add(ln, addr)
+		lns.add(ln, addr, i < len(setup.ListenerTLS) && setup.ListenerTLS[i])
 	}
 	log.Info("proxy serving", "listeners", setup.Listeners)
 	if setup.FilesFD > 0 {
@@ -270,6 +307,12 @@ type listenerSet struct {
 	// limit, when set, wraps each listener before it is served: the
 	// connection caps (limitListener), shared by every listener.
 	limit func(net.Listener) net.Listener
+	// tlsConfig serves the TLS listeners; set before the first add.
+	tlsConfig *tls.Config
+
+	// tlsPort is the port of the first TLS listener, 0 when none: where
+	// https_only redirects to.
+	tlsPort atomic.Int32
 
 	mu       sync.Mutex
 	stopping bool              // guarded by mu: shutdown began; no more changes
@@ -282,6 +325,7 @@ type fresh struct {
 	ln   net.Listener
 	addr string
 	id   socketID
+	tls  bool
 }
 
 func closeFresh(fs []fresh) {
@@ -294,6 +338,8 @@ func closeFresh(fs []fresh) {
 type servedListener struct {
 	addr   string
 	id     socketID
+	tls    bool // TLS is terminated here
+	port   int  // the bound port
 	srv    *http.Server
 	closed chan struct{} // closed once the socket no longer accepts
 }
@@ -307,8 +353,9 @@ func newListenerSet(log hclog.Logger, grace time.Duration, newServer func() *htt
 	return &listenerSet{log: log, grace: grace, newServer: newServer, failed: make(chan error, 1)}
 }
 
-// add serves ln from now on. Only during set-up: apply is for changes.
-func (s *listenerSet) add(ln net.Listener, addr string) {
+// add serves ln from now on, terminating TLS on it when tls is set.
+// Only during set-up: apply is for changes.
+func (s *listenerSet) add(ln net.Listener, addr string, tls bool) {
 	id, err := listenerID(ln)
 	if err != nil {
 		// It is then never taken for a descriptor the master sends, so
@@ -317,13 +364,36 @@ func (s *listenerSet) add(ln net.Listener, addr string) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.cur = append(s.cur, s.serveLocked(ln, addr, id))
+	s.cur = append(s.cur, s.serveLocked(ln, addr, id, tls))
+	s.portLocked()
 }
 
-func (s *listenerSet) serveLocked(ln net.Listener, addr string, id socketID) *servedListener {
-	l := &servedListener{addr: addr, id: id, srv: s.newServer(), closed: make(chan struct{})}
+// httpsPort is the port of the first TLS listener, 0 when there is none.
+func (s *listenerSet) httpsPort() int { return int(s.tlsPort.Load()) }
+
+// portLocked notes the first TLS listener's port.
+func (s *listenerSet) portLocked() {
+	port := 0
+	for _, l := range s.cur {
+		if l.tls {
+			port = l.port
+			break
+		}
+	}
+	s.tlsPort.Store(int32(port))
+}
+
+func (s *listenerSet) serveLocked(ln net.Listener, addr string, id socketID, tlsOn bool) *servedListener {
+	l := &servedListener{addr: addr, id: id, tls: tlsOn, srv: s.newServer(), closed: make(chan struct{})}
+	if ta, ok := ln.Addr().(*net.TCPAddr); ok {
+		l.port = ta.Port
+	}
 	if s.limit != nil {
+		// The caps come first: a refused connection costs no handshake.
 		ln = s.limit(ln)
+	}
+	if tlsOn {
+		ln = tls.NewListener(ln, s.tlsConfig)
 	}
 	nl := &notifyListener{Listener: ln, closed: l.closed}
 	s.wg.Add(1)
@@ -351,10 +421,17 @@ func (s *listenerSet) apply(set channel.ListenerSet) error {
 	if s.stopping {
 		return errors.New("the proxy is stopping")
 	}
-	have := make(map[socketID]*servedListener, len(s.cur))
+	// A socket is kept when it is served as the same kind; one whose
+	// kind changed is served anew, and its old server finishes its
+	// connections as a removed listener's.
+	type kind struct {
+		id  socketID
+		tls bool
+	}
+	have := make(map[kind]*servedListener, len(s.cur))
 	for _, l := range s.cur {
 		if l.id != (socketID{}) {
-			have[l.id] = l
+			have[kind{l.id, l.tls}] = l
 		}
 	}
 	var (
@@ -368,7 +445,7 @@ func (s *listenerSet) apply(set channel.ListenerSet) error {
 			closeFresh(added)
 			return fmt.Errorf("listener %s: %w", set.Addrs[i], err)
 		}
-		if l := have[id]; l != nil {
+		if l := have[kind{id, set.IsTLS(i)}]; l != nil {
 			keep[l] = true
 			next = append(next, l)
 			continue
@@ -378,7 +455,7 @@ func (s *listenerSet) apply(set channel.ListenerSet) error {
 			closeFresh(added)
 			return fmt.Errorf("listener %s: %w", set.Addrs[i], err)
 		}
-		added = append(added, fresh{ln, set.Addrs[i], id})
+		added = append(added, fresh{ln, set.Addrs[i], id, set.IsTLS(i)})
 		next = append(next, nil) // filled in below, once nothing can fail
 	}
 	i := 0
@@ -386,8 +463,8 @@ func (s *listenerSet) apply(set channel.ListenerSet) error {
 		if next[j] == nil {
 			a := added[i]
 			i++
-			next[j] = s.serveLocked(a.ln, a.addr, a.id)
-			s.log.Info("listening", "listener", a.addr)
+			next[j] = s.serveLocked(a.ln, a.addr, a.id, a.tls)
+			s.log.Info("listening", "listener", a.addr, "tls", a.tls)
 		}
 	}
 	var removed []*servedListener
@@ -397,6 +474,7 @@ func (s *listenerSet) apply(set channel.ListenerSet) error {
 		}
 	}
 	s.cur = next
+	s.portLocked()
 	for _, l := range removed {
 		s.log.Info("no longer listening; finishing its connections", "listener", l.addr)
 		s.wg.Add(1)

@@ -146,6 +146,8 @@ func runSystem(path string, stdout, stderr io.Writer) error {
 	defer stop()
 	err = master.Run(ctx, master.Config{
 		Listen:          admin.Proxy.Listen,
+		TLSListen:       admin.Proxy.TLSListen,
+		TLS:             admin.TLS,
 		Apps:            d.Apps,
 		StateDir:        filepath.Join(admin.Daemon.StateDir, "workers"),
 		ScriptDir:       admin.Daemon.StateDir,

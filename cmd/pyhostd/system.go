@@ -39,15 +39,9 @@ func checkSystem(admin config.Admin, apps []config.App, lookup func(string) (pri
 func checkSystemWith(admin config.Admin, apps []config.App, lookup func(string) (privdrop.Credential, error), lstat privdrop.LstatFunc) systemConfig {
 	var s systemConfig
 	// Settings the config accepts but this version does not act on yet:
-	// refused, so nobody believes them in force (an HTTPS listener, a
-	// metrics endpoint a monitor scrapes).
+	// refused, so nobody believes them in force (a metrics endpoint a
+	// monitor scrapes).
 	const later = "not implemented in this version yet"
-	if len(admin.Proxy.TLSListen) > 0 {
-		s.Problems = append(s.Problems, admin.Errorf("proxy.tls_listen", "HTTPS is %s; remove tls_listen and [[tls]], and put a TLS terminator in front of pyhost for now", later))
-	}
-	if len(admin.TLS) > 0 {
-		s.Problems = append(s.Problems, admin.Errorf("tls", "[[tls]] certificates are %s; remove them, and put a TLS terminator in front of pyhost for now", later))
-	}
 	if admin.Daemon.MetricsListen != "" {
 		s.Problems = append(s.Problems, admin.Errorf("daemon.metrics_listen", "the metrics endpoint is %s; remove metrics_listen (or set it to \"\")", later))
 	}
