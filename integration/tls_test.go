@@ -130,6 +130,10 @@ func tlsApp(label string) string {
 HERE = os.path.dirname(os.path.abspath(__file__))
 def application(environ, start_response):
     path = environ["PATH_INFO"]
+    if path == "/big":
+        body = b"x" * (3 << 20)
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+        return [body]
     if path == "/stream":
         start_response("200 OK", [("Content-Type", "text/plain")])
         def gen():
@@ -207,7 +211,7 @@ func TestHTTPSSystem(t *testing.T) {
 	ua, ub := makeUser(t, ann), makeUser(t, bob)
 	d := newSysd(t, users)
 	deployNamed(t, ua, "site", "ann", `"ann.tls.test"`, "")
-	writeOwned(t, ua, filepath.Join(userApps(ua), "site.toml"), "domains = [\"ann.tls.test\"]\nscript = \"wsgi.py\"\ndirectory = \"~/site\"\nthreads = 8\n", 0o644)
+	writeOwned(t, ua, filepath.Join(userApps(ua), "site.toml"), "domains = [\"ann.tls.test\"]\nscript = \"wsgi.py\"\ndirectory = \"~/site\"\nthreads = 8\nmax_body = \"4MiB\"\n", 0o644)
 	writeOwned(t, ua, filepath.Join(ua.home, "site", "wsgi.py"), tlsApp("ann"), 0o644)
 	deployNamed(t, ub, "site", "bob", `"bob.tls.test"`, "")
 	writeOwned(t, ub, filepath.Join(ub.home, "site", "wsgi.py"), tlsApp("bob"), 0o644)
@@ -260,6 +264,27 @@ func TestHTTPSSystem(t *testing.T) {
 		t.Errorf("POST 3 MiB: %s %q, want %q", resp.Proto, got, want)
 	}
 
+	// The limits hold over HTTP/2: a body over max_body is 413; a large
+	// response arrives whole.
+	resp, err = h2.Post("https://ann.tls.test/upload", "application/octet-stream", bytes.NewReader(make([]byte, 5<<20)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Errorf("POST 5 MiB over max_body 4MiB: %d", resp.StatusCode)
+	}
+	resp, err = h2.Get("https://ann.tls.test/big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if err != nil || n != 3<<20 || resp.ProtoMajor != 2 {
+		t.Errorf("GET 3 MiB over HTTP/2: %d bytes, %v, %s", n, err, resp.Proto)
+	}
+
 	// A streamed response arrives in pieces: the first before the app
 	// may send the second.
 	resp, err = h2.Get("https://ann.tls.test/stream")
@@ -275,6 +300,20 @@ func TestHTTPSSystem(t *testing.T) {
 	resp.Body.Close()
 	if string(rest) != "second" {
 		t.Errorf("the second piece: %q", rest)
+	}
+	// A client that cancels a stream mid-response costs that stream only.
+	os.Remove(filepath.Join(ua.home, "site", "release"))
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "GET", "https://ann.tls.test/stream", nil)
+	if resp, err = h2.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	io.ReadFull(resp.Body, first)
+	cancel()
+	resp.Body.Close()
+	writeOwned(t, ua, filepath.Join(ua.home, "site", "release"), "", 0o644)
+	if seen := seenBy(t, h2, "https://ann.tls.test/"); str(seen["label"]) != "ann" {
+		t.Errorf("after a cancelled stream: %v", strOf(seen))
 	}
 
 	// 100 concurrent streams on one connection.
@@ -335,7 +374,7 @@ func TestHTTPSSystem(t *testing.T) {
 		t.Error("the renewed certificate is not served after reload-config")
 	}
 	reused := false
-	req, _ := http.NewRequest("GET", "https://ann.tls.test/", nil)
+	req, _ = http.NewRequest("GET", "https://ann.tls.test/", nil)
 	req = req.WithContext(httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) { reused = i.Reused }}))
 	resp, err = h2.Do(req)
 	if err != nil {

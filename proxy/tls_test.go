@@ -66,6 +66,19 @@ func TestTLSListener(t *testing.T) {
 	if got := fetch(t, tlsClient(pair, false), "https://"+addr+"/"); got != "HTTP/1.1 tls=true" {
 		t.Errorf("HTTP/1.1 client: %q", got)
 	}
+	// R9's header limit over HTTP/2 too: the server advertises it
+	// (SETTINGS_MAX_HEADER_LIST_SIZE), so Go's client refuses to send
+	// more; a client that sends it anyway gets 431 from net/http.
+	req, _ := http.NewRequest("GET", "https://"+addr+"/", nil)
+	req.Header.Set("X-Big", strings.Repeat("x", maxHeaderBytes+1024))
+	if resp, err := tlsClient(pair, true).Do(req); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+			t.Errorf("a header list over maxHeaderBytes over HTTP/2: %d", resp.StatusCode)
+		}
+	} else if !strings.Contains(err.Error(), "larger than peer's advertised limit") {
+		t.Errorf("a header list over maxHeaderBytes over HTTP/2: %v", err)
+	}
 	if p := s.httpsPort(); p != ln.Addr().(*net.TCPAddr).Port {
 		t.Errorf("httpsPort %d, want the TLS listener's", p)
 	}
