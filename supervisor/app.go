@@ -60,6 +60,10 @@ type Options struct {
 	// ForkServer: workers are forked from a per-app fork server instead
 	// of each starting its own interpreter (docs/design.md).
 	ForkServer bool
+	// Starter starts the processes; nil: package daemons, from Spawner.
+	Starter Starter
+	// Clock is the time the app reads and waits on; nil: the real one.
+	Clock Clock
 }
 
 // workerSeq numbers workers across all apps, so worker ids and socket
@@ -70,12 +74,12 @@ type worker struct {
 	id      string
 	seq     int
 	gen     int
-	proc    *daemons.Process
-	fs      *daemons.ForkServer // its parent, when forked
+	proc    Proc
+	fs      ForkServer // its parent, when forked
 	state   WorkerState
 	readyC  bool // became ready at least once
 	slow    bool // killed for missing startup_timeout
-	timer   *time.Timer
+	timer   Timer
 	budget  int            // this worker's max_requests after jitter
 	spent   bool           // the proxy reported its budget completed
 	recycle *RecycleReason // set once it is to be replaced
@@ -123,11 +127,13 @@ type reloadOp struct {
 // App supervises one app's workers. Create it with NewApp and run it with
 // Run; every other method is safe to call from any goroutine.
 type App struct {
-	opts  Options
-	key   string
-	log   hclog.Logger
-	route atomic.Pointer[channel.App]
-	ring  *LogRing
+	opts    Options
+	starter Starter
+	clock   Clock
+	key     string
+	log     hclog.Logger
+	route   atomic.Pointer[channel.App]
+	ring    *LogRing
 
 	cmds    chan func()
 	events  chan event
@@ -144,7 +150,7 @@ type App struct {
 	tracker      *RestartTracker
 	restarts     int
 	lastErr      string
-	restartTimer *time.Timer
+	restartTimer Timer
 	reload       *reloadOp
 	stopping     bool
 	idle         bool // stopped for lack of requests; Wake starts it
@@ -153,7 +159,7 @@ type App struct {
 	startWaiters []chan error // Resume calls waiting for a worker
 	lastActive   time.Time
 	lastServed   uint64
-	memTimer     *time.Timer // the next evMemory; reset by checkMemory
+	memTimer     Timer // the next evMemory; armed again by checkMemory
 	forks        forkServers
 	stopped      chan struct{} // closed when stopping and no worker is left
 
@@ -176,6 +182,13 @@ func NewApp(cfg config.App, opts Options) *App {
 		done:    make(chan struct{}),
 	}
 	a.log = opts.Log.Named("supervisor").With("app", a.key)
+	a.starter, a.clock = opts.Starter, opts.Clock
+	if a.starter == nil {
+		a.starter = spawnerStarter{opts.Spawner}
+	}
+	if a.clock == nil {
+		a.clock = realClock{}
+	}
 	a.publish()
 	return a
 }
@@ -191,27 +204,19 @@ func (a *App) Route() channel.App { return *a.route.Load() }
 func (a *App) Run(ctx context.Context) {
 	defer close(a.done)
 	a.setState(AppStarting)
-	a.lastActive = time.Now()
+	a.lastActive = a.clock.Now()
 	a.reconcile()
 	a.updateState()
 	a.publish()
-	interval := a.opts.PollInterval
-	if interval <= 0 {
-		interval = time.Second
-	}
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	memTimer := time.AfterFunc(interval, func() { a.send(event{kind: evMemory}) })
-	defer memTimer.Stop()
-	a.memTimer = memTimer
+	a.armTick()
+	a.armMemory(a.pollInterval())
+	defer func() { a.memTimer.Stop() }()
 	for {
 		select {
 		case f := <-a.cmds:
 			f()
 		case ev := <-a.events:
 			a.handle(ev)
-		case <-tick.C:
-			a.handle(event{kind: evTick})
 		case <-ctx.Done():
 			a.stopAll()
 			for {
@@ -227,6 +232,23 @@ func (a *App) Run(ctx context.Context) {
 			}
 		}
 	}
+}
+
+func (a *App) pollInterval() time.Duration {
+	if a.opts.PollInterval > 0 {
+		return a.opts.PollInterval
+	}
+	return time.Second
+}
+
+// armTick asks for the next evTick, one poll interval from now.
+func (a *App) armTick() {
+	a.clock.AfterFunc(a.pollInterval(), func() { a.send(event{kind: evTick}) })
+}
+
+// armMemory asks for the next evMemory after d.
+func (a *App) armMemory(d time.Duration) {
+	a.memTimer = a.clock.AfterFunc(d, func() { a.send(event{kind: evMemory}) })
 }
 
 // WaitStarted blocks until the first worker is ready (nil) or the app
@@ -307,7 +329,7 @@ func (a *App) reconcile() {
 			a.log.Error("cannot start worker", "error", err)
 			a.lastErr = err.Error()
 			a.markStarted(err)
-			a.scheduleRestart(a.tracker.Died(time.Now(), 0))
+			a.scheduleRestart(a.tracker.Died(a.clock.Now(), 0))
 			return
 		}
 	}
@@ -344,24 +366,25 @@ func (a *App) spawn(cfg config.App, gen int) (*worker, error) {
 		SocketGID: a.opts.SocketGID,
 		Output:    func(pid int, line string) { a.output(pid, line) },
 	}
+	var fs ForkServer
 	if a.opts.ForkServer {
-		spec.ForkServer, spec.ForkArgs = a.forks.get(a, spec), workerArgs
+		fs, spec.ForkArgs = a.forks.get(a, spec), workerArgs
 	}
-	proc, err := daemons.Start(a.opts.Spawner, spec)
-	if err != nil && spec.ForkServer != nil {
+	proc, err := a.starter.StartWorker(spec, fs)
+	if err != nil && fs != nil {
 		a.log.Warn("fork server failed; starting the worker with its own interpreter", "error", err)
-		a.forks.failed(spec.ForkServer, err)
-		spec.ForkServer = nil
-		proc, err = daemons.Start(a.opts.Spawner, spec)
+		a.forks.failed(fs, err, a.clock.Now())
+		fs = nil
+		proc, err = a.starter.StartWorker(spec, nil)
 	}
 	if err != nil {
 		return nil, err
 	}
-	w := &worker{id: id, seq: int(seq), gen: gen, proc: proc, fs: spec.ForkServer, state: WorkerStarting, budget: RequestBudget(cfg.MaxRequests, nil)}
+	w := &worker{id: id, seq: int(seq), gen: gen, proc: proc, fs: fs, state: WorkerStarting, budget: RequestBudget(cfg.MaxRequests, nil)}
 	a.workers = append(a.workers, w)
 	a.log.Info("worker starting", "worker", id, "pid", proc.PID(), "generation", gen)
 	a.note("worker %d starting", proc.PID())
-	w.timer = time.AfterFunc(cfg.StartupTimeout, func() { a.send(event{kind: evStartupTimeout, w: w}) })
+	w.timer = a.clock.AfterFunc(cfg.StartupTimeout, func() { a.send(event{kind: evStartupTimeout, w: w}) })
 	go func() {
 		select {
 		case <-proc.Ready():
@@ -424,9 +447,10 @@ func (a *App) handle(ev event) {
 			a.stopWorker(ev.w, 0)
 		}
 	case evTick:
-		a.checkIdle(time.Now())
+		a.checkIdle(a.clock.Now())
+		a.armTick()
 	case evMemory:
-		a.memTimer.Reset(a.checkMemory())
+		a.armMemory(a.checkMemory())
 	case evStartupTimeout:
 		if ev.w.state == WorkerStarting {
 			a.log.Error("worker did not become ready within startup_timeout", "worker", ev.w.id, "pid", ev.w.proc.PID(), "startup_timeout", a.cfg.StartupTimeout)
@@ -545,9 +569,10 @@ func (a *App) onExited(w *worker) {
 		}
 		return
 	}
-	uptime := time.Since(w.proc.StartedAt())
+	now := a.clock.Now()
+	uptime := now.Sub(w.proc.StartedAt())
 	a.restarts++
-	d := a.tracker.Died(time.Now(), uptime)
+	d := a.tracker.Died(now, uptime)
 	a.log.Error("worker died", "worker", w.id, "pid", w.proc.PID(), "reason", reason, "uptime", uptime.Round(time.Millisecond), "restart_in", d.Delay.Round(time.Millisecond), "deaths_in_a_row", d.Streak)
 	a.note("worker %d died: %s; restarting in %v", w.proc.PID(), reason, d.Delay.Round(time.Millisecond))
 	if !w.readyC {
@@ -580,7 +605,7 @@ func (a *App) scheduleRestart(d RestartDecision) {
 		a.reconcile()
 		return
 	}
-	a.restartTimer = time.AfterFunc(d.Delay, func() { a.send(event{kind: evRestartDue}) })
+	a.restartTimer = a.clock.AfterFunc(d.Delay, func() { a.send(event{kind: evRestartDue}) })
 }
 
 // drainWorker takes w out of the proxy's rotation; it is stopped when the
@@ -595,8 +620,8 @@ func (a *App) drainWorker(w *worker) {
 	}
 	a.log.Info("worker draining", "worker", w.id, "pid", w.proc.PID())
 	a.note("worker %d draining", w.proc.PID())
-	w.drainedAt = time.Now()
-	w.timer = time.AfterFunc(a.cfg.GracefulTimeout, func() { a.send(event{kind: evDrainTimeout, w: w}) })
+	w.drainedAt = a.clock.Now()
+	w.timer = a.clock.AfterFunc(a.cfg.GracefulTimeout, func() { a.send(event{kind: evDrainTimeout, w: w}) })
 }
 
 // stopGrace is how long a drained worker gets between SIGTERM and
@@ -604,7 +629,7 @@ func (a *App) drainWorker(w *worker) {
 // left the rotation (a stuck thread holds its SIGTERM exit up), but at
 // least a second to exit cleanly once idle.
 func (a *App) stopGrace(w *worker) time.Duration {
-	left := a.cfg.GracefulTimeout - time.Since(w.drainedAt)
+	left := a.cfg.GracefulTimeout - a.clock.Now().Sub(w.drainedAt)
 	return max(left, min(time.Second, a.cfg.GracefulTimeout))
 }
 
@@ -758,10 +783,7 @@ func (a *App) BudgetSpent(id string) {
 // its state, without waiting for graceful_timeout. It returns when to
 // look again: sooner for a worker nearer its ceiling (NextMemoryCheck).
 func (a *App) checkMemory() time.Duration {
-	next := a.opts.PollInterval
-	if next <= 0 {
-		next = time.Second
-	}
+	next := a.pollInterval()
 	// A copy: a recycle starts a replacement, which appends a worker.
 	for _, w := range slices.Clone(a.workers) {
 		limit := a.cfgOf(w).MemoryLimit
@@ -851,7 +873,7 @@ func (a *App) Wake() {
 		a.log.Info("request for an idle app; starting it")
 		a.note("a request arrived; starting")
 		a.idle = false
-		a.lastActive, a.lastServed = time.Now(), 0
+		a.lastActive, a.lastServed = a.clock.Now(), 0
 		a.reconcile()
 		a.updateState()
 		a.publish()
@@ -1211,7 +1233,7 @@ type WorkerStatus struct {
 	ID        string
 	Seq       int
 	State     WorkerState
-	Process   *daemons.Process
+	Process   Proc
 	Threads   int
 	StartedAt time.Time
 }

@@ -17,11 +17,11 @@ const forkRetry = time.Minute
 // forkServers owns an app's fork server and the retired ones still
 // parenting old workers. Only the App's goroutine touches it.
 type forkServers struct {
-	cur     *daemons.ForkServer
+	cur     ForkServer
 	key     string // what cur's workers inherit: interpreter, user, directory, environment
 	retryAt time.Time
-	retired []*daemons.ForkServer
-	lost    map[*daemons.ForkServer]bool // servers that died with workers, see firstLoss
+	retired []ForkServer
+	lost    map[ForkServer]bool // servers that died with workers, see firstLoss
 }
 
 // forkKey is what a forked worker inherits from its server and so must
@@ -46,7 +46,7 @@ func forkKey(spec daemons.Spec) string {
 
 // get returns the fork server for spec, starting one if needed; nil means
 // start the worker directly.
-func (f *forkServers) get(a *App, spec daemons.Spec) *daemons.ForkServer {
+func (f *forkServers) get(a *App, spec daemons.Spec) ForkServer {
 	key := forkKey(spec)
 	if f.cur != nil && (f.key != key || f.cur.Err() != nil) {
 		f.retire()
@@ -55,10 +55,11 @@ func (f *forkServers) get(a *App, spec daemons.Spec) *daemons.ForkServer {
 	if f.cur != nil {
 		return f.cur
 	}
-	if time.Now().Before(f.retryAt) {
+	now := a.clock.Now()
+	if now.Before(f.retryAt) {
 		return nil
 	}
-	fs, err := daemons.StartForkServer(a.opts.Spawner, daemons.ForkServerSpec{
+	fs, err := a.starter.StartForkServer(daemons.ForkServerSpec{
 		Path:   spec.Path,
 		Args:   []string{"-u", a.opts.WorkerScript, "--fork-server", "--app", a.key},
 		Dir:    spec.Dir,
@@ -68,7 +69,7 @@ func (f *forkServers) get(a *App, spec daemons.Spec) *daemons.ForkServer {
 	})
 	if err != nil {
 		a.log.Warn("cannot start the fork server; workers start with their own interpreter", "error", err, "retry_in", forkRetry)
-		f.retryAt = time.Now().Add(forkRetry)
+		f.retryAt = now.Add(forkRetry)
 		return nil
 	}
 	a.log.Debug("fork server started", "pid", fs.PID())
@@ -79,7 +80,7 @@ func (f *forkServers) get(a *App, spec daemons.Spec) *daemons.ForkServer {
 // failed is told that a spawn through fs failed. A server that went stale
 // (a package was installed) is replaced at the next spawn; any other
 // failure sends workers to their own interpreter for a while.
-func (f *forkServers) failed(fs *daemons.ForkServer, err error) {
+func (f *forkServers) failed(fs ForkServer, err error, now time.Time) {
 	if fs != f.cur {
 		return
 	}
@@ -88,16 +89,16 @@ func (f *forkServers) failed(fs *daemons.ForkServer, err error) {
 	}
 	f.retire()
 	if !errors.Is(err, daemons.ErrForkServerStale) {
-		f.retryAt = time.Now().Add(forkRetry)
+		f.retryAt = now.Add(forkRetry)
 	}
 }
 
 // firstLoss reports whether a worker that died with fs is the first of
 // that server's workers to be reported: the server's death is one crash
 // for the restart policy, not one per worker it took along.
-func (f *forkServers) firstLoss(fs *daemons.ForkServer) bool {
+func (f *forkServers) firstLoss(fs ForkServer) bool {
 	if f.lost == nil {
-		f.lost = map[*daemons.ForkServer]bool{}
+		f.lost = map[ForkServer]bool{}
 	}
 	if f.lost[fs] {
 		return false
