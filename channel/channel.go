@@ -130,6 +130,12 @@ type App struct {
 	Workers []Worker `json:"workers"`
 	// Static are URL paths the proxy serves from a directory itself.
 	Static []StaticMount `json:"static,omitempty"`
+	// HTTPSOnly: a plain-HTTP request gets a 308 to its https URL
+	// (ACME's HTTP-01 challenges excepted).
+	HTTPSOnly bool `json:"https_only,omitempty"`
+	// HSTS is the Strict-Transport-Security value of https responses;
+	// "": none.
+	HSTS string `json:"hsts,omitempty"`
 }
 
 // StaticMount is one [[static]] of an app.

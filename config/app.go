@@ -79,6 +79,13 @@ type App struct {
 
 	Static []StaticMount
 
+	// HTTPSOnly answers a plain-HTTP request with a 308 to its https
+	// URL (ACME's HTTP-01 challenges excepted).
+	HTTPSOnly bool
+	// HSTS is sent as Strict-Transport-Security on https responses, as
+	// it is; "" sends none.
+	HSTS string
+
 	// File is the app file it was read from; "" in express mode without
 	// one.
 	File string

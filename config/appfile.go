@@ -44,6 +44,8 @@ type Defaults struct {
 	StartupTimeout  time.Duration
 	IdleTimeout     time.Duration // 0: never stop an idle app
 	QueueTimeout    time.Duration
+	HTTPSOnly       bool
+	HSTS            string // "": none
 }
 
 // BuiltinDefaults are the defaults when the admin sets none.
@@ -90,6 +92,8 @@ type rawTunables struct {
 	StartupTimeout  value `toml:"startup_timeout"`
 	IdleTimeout     value `toml:"idle_timeout"`
 	QueueTimeout    value `toml:"queue_timeout"`
+	HTTPSOnly       value `toml:"https_only"`
+	HSTS            value `toml:"hsts"`
 }
 
 // rawAppFile mirrors an app file.
@@ -393,7 +397,51 @@ func (c *checker) tunables(r *rawTunables, p keyPath, d Defaults) Defaults {
 	if t, ok := c.duration(r.QueueTimeout, p.key("queue_timeout"), queueTimeoutRange); ok {
 		d.QueueTimeout = t
 	}
+	if b, ok := c.boolean(r.HTTPSOnly, p.key("https_only"), "https_only = true"); ok {
+		d.HTTPSOnly = b
+	}
+	if s, ok := c.str(r.HSTS, p.key("hsts"), `a Strict-Transport-Security value, like "max-age=63072000; includeSubDomains", or "" for none`); ok {
+		if problem := hstsProblem(s); problem != "" {
+			c.add(p.key("hsts").String(), "%s", problem)
+		} else {
+			d.HSTS = s
+		}
+	}
 	return d
+}
+
+// maxHSTS bounds hsts: the header's longest sensible value is well under.
+const maxHSTS = 256
+
+// hstsProblem says what is wrong with a Strict-Transport-Security value
+// (RFC 6797 §6.1), "" when nothing: it is sent verbatim, so it must be
+// one header line of visible ASCII, and browsers ignore a value without
+// max-age (or one whose max-age is no number).
+func hstsProblem(s string) string {
+	like := `use a value like "max-age=63072000; includeSubDomains", or "" for none`
+	if s == "" {
+		return ""
+	}
+	if len(s) > maxHSTS {
+		return fmt.Sprintf("is %d characters, at most %d; %s", len(s), maxHSTS, like)
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < ' ' || c >= 0x7f {
+			return fmt.Sprintf("%q has a control or non-ASCII character; %s", s, like)
+		}
+	}
+	for _, d := range strings.Split(s, ";") {
+		name, val, _ := strings.Cut(strings.TrimSpace(d), "=")
+		if !strings.EqualFold(strings.TrimSpace(name), "max-age") {
+			continue
+		}
+		val = strings.Trim(strings.TrimSpace(val), `"`)
+		if _, err := strconv.ParseUint(val, 10, 63); err != nil {
+			return fmt.Sprintf("%q: max-age must be a number of seconds; %s", s, like)
+		}
+		return ""
+	}
+	return fmt.Sprintf("%q has no max-age, and browsers ignore it without one; %s", s, like)
 }
 
 type appBuilder struct {
@@ -443,6 +491,8 @@ func (b *appBuilder) build(r *rawAppFile, d Defaults) App {
 		MemoryLimit:     d.MemoryLimit,
 		MaxRequests:     d.MaxRequests,
 		MaxBody:         d.MaxBody,
+		HTTPSOnly:       d.HTTPSOnly,
+		HSTS:            d.HSTS,
 	}
 
 	if s, ok := b.str(r.Directory, root.key("directory"), "a path"); ok {

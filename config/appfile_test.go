@@ -92,6 +92,10 @@ func TestParseAppFileValid(t *testing.T) {
 		{`max_requests = 10000`, func(a *App) { a.MaxRequests = 10000 }},
 		{`max_body = "10MiB"`, func(a *App) { a.MaxBody = 10 << 20 }},
 		{`max_body = 0`, func(a *App) { a.MaxBody = 0 }},
+		{`https_only = true`, func(a *App) { a.HTTPSOnly = true }},
+		{`hsts = "max-age=63072000; includeSubDomains"`, func(a *App) { a.HSTS = "max-age=63072000; includeSubDomains" }},
+		{`hsts = "includeSubDomains; Max-Age=\"300\""`, func(a *App) { a.HSTS = `includeSubDomains; Max-Age="300"` }},
+		{`hsts = ""`, func(a *App) {}},
 		{`max_body = 1`, func(a *App) { a.MaxBody = 1 }},
 		{`queue_limit = 1`, func(a *App) { a.QueueLimit = 1 }},
 		{`request_timeout = "0"`, func(a *App) { a.RequestTimeout = 0 }},
@@ -204,6 +208,10 @@ func TestParseAppFileInvalid(t *testing.T) {
 		{`memory_limit = "2TiB"`, "memory_limit", `…got "2TiB"`, 1},
 		{`memory_limit = -1`, "memory_limit", `must be 0 (no limit) or a size from 16MiB to 1TiB, like "512MiB", got -1`, 1},
 		{`memory_limit = 1.5`, "memory_limit", `…got 1.5`, 1},
+		{`https_only = "yes"`, "https_only", `must be true or false, like https_only = true, got "yes"`, 1},
+		{`hsts = "includeSubDomains"`, "hsts", `"includeSubDomains" has no max-age, and browsers ignore it without one; use a value like "max-age=63072000; includeSubDomains", or "" for none`, 1},
+		{`hsts = "max-age=two years"`, "hsts", `"max-age=two years": max-age must be a number of seconds; use a value like "max-age=63072000; includeSubDomains", or "" for none`, 1},
+		{`hsts = "max-age=1\r\nSet-Cookie: x"`, "hsts", `"max-age=1\r\nSet-Cookie: x" has a control or non-ASCII character; use a value like "max-age=63072000; includeSubDomains", or "" for none`, 1},
 		{`max_body = "ten"`, "max_body", `"ten" is not a size; use a number with KiB, MiB or GiB, like "300MiB"`, 1},
 		{`max_body = "2TiB"`, "max_body", `must be 0 (no limit) or a size from 1B to 1TiB, like "512MiB", got "2TiB"`, 1},
 		{`request_timeout = 60`, "request_timeout", `must be 0 (no limit) or a duration from 1s to 24h, like "30s", got 60 (a number without a unit; write "60s")`, 1},
@@ -429,6 +437,7 @@ func TestParseAppFileDefaults(t *testing.T) {
 	d := BuiltinDefaults()
 	d.Processes, d.Threads, d.MemoryLimit, d.Python, d.RequestTimeout, d.MaxBody = 3, 8, 512<<20, "/usr/bin/python3.12", 0, 0
 	d.IdleTimeout, d.MaxRequests, d.QueueLimit, d.QueueTimeout = time.Hour, 500, 10, time.Second
+	d.HTTPSOnly, d.HSTS = true, "max-age=300"
 	app, _, err := ParseAppFile(appPath, []byte("threads = 2"+baseSrc), alice, d)
 	if err != nil {
 		t.Fatal(err)
@@ -436,6 +445,7 @@ func TestParseAppFileDefaults(t *testing.T) {
 	want := baseApp()
 	want.Processes, want.Threads, want.MemoryLimit, want.Python, want.RequestTimeout, want.MaxBody = 3, 2, 512<<20, "/usr/bin/python3.12", 0, 0
 	want.IdleTimeout, want.MaxRequests, want.QueueLimit, want.QueueTimeout = time.Hour, 500, 10, time.Second
+	want.HTTPSOnly, want.HSTS = true, "max-age=300"
 	if !reflect.DeepEqual(app, want) {
 		t.Errorf("\n got %+v\nwant %+v", app, want)
 	}

@@ -338,6 +338,18 @@ func (c *checker) str(v value, p keyPath, want string) (string, bool) {
 	return s, true
 }
 
+func (c *checker) boolean(v value, p keyPath, example string) (bool, bool) {
+	if !v.set {
+		return false, false
+	}
+	b, ok := v.v.(bool)
+	if !ok {
+		c.add(p.String(), "must be true or false, like %s, got %s", example, describe(v.v))
+		return false, false
+	}
+	return b, true
+}
+
 // each calls fn, in order, for each string of the array v (at p), with
 // its key p[i]; elements that are not strings are reported instead. want
 // and wantOne name what the array and an element should hold. It returns

@@ -155,3 +155,50 @@ func TestCertsHandshake(t *testing.T) {
 		t.Error("a TLS 1.1 client was accepted")
 	}
 }
+
+// extraSource serves the names it holds.
+type extraSource map[string]*tls.Certificate
+
+func (e extraSource) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	if c, ok := e[hello.ServerName]; ok {
+		return c, nil
+	}
+	return nil, errNoCertificate
+}
+
+// The ACME seam: an extra source serves names no [[tls]] pair covers,
+// and every TLS-ALPN-01 challenge; [[tls]] pairs win for their names,
+// and the fallback still answers what neither covers.
+func TestCertsExtraSource(t *testing.T) {
+	var c Certs
+	if err := c.Load([]channel.CertPair{testPair(t, "/a.pem", "alice.test")}); err != nil {
+		t.Fatal(err)
+	}
+	load := func(p channel.CertPair) *tls.Certificate {
+		cert, err := tls.X509KeyPair(p.CertPEM, p.KeyPEM)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cert.Leaf, _ = x509.ParseCertificate(cert.Certificate[0])
+		return &cert
+	}
+	acme := load(testPair(t, "/acme.pem", "auto.test"))
+	challenge := load(testPair(t, "/challenge.pem", "challenge"))
+	c.SetExtra(extraSource{"auto.test": acme, "alice.test": challenge})
+	for sni, want := range map[string]string{"alice.test": "alice.test", "auto.test": "auto.test", "nobody.test": "alice.test"} {
+		if got := servedName(t, &c, sni); got != want {
+			t.Errorf("SNI %q served %s, want %s", sni, got, want)
+		}
+	}
+	cert, err := c.GetCertificate(&tls.ClientHelloInfo{ServerName: "alice.test", SupportedProtos: []string{ALPNChallenge}})
+	if err != nil || cert != challenge {
+		t.Errorf("acme-tls/1 for alice.test: %v, want the extra source's challenge certificate", err)
+	}
+	if protos := c.TLSConfig().NextProtos; len(protos) != 3 || protos[2] != ALPNChallenge {
+		t.Errorf("NextProtos %v", protos)
+	}
+	var none Certs
+	if protos := none.TLSConfig().NextProtos; len(protos) != 2 {
+		t.Errorf("without an extra source, NextProtos %v", protos)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -63,7 +64,27 @@ type Proxy struct {
 	// httpsPort is the port of the first TLS listener, 0 when none (an
 	// https_only redirect then names no port); set before serving.
 	httpsPort func() int
+	// challenge, when set, answers ACME's HTTP-01 challenges on plain
+	// HTTP; set before serving (SetChallengeHandler).
+	challenge ChallengeHandler
 }
+
+// ChallengeHandler answers ACME HTTP-01 challenges (RFC 8555 §8.3): the
+// ACME client's solver (package acme, over certmagic, has this method).
+// It reports false for a request that is no challenge it knows, which
+// then goes to the app as any other.
+type ChallengeHandler interface {
+	HandleHTTPChallenge(w http.ResponseWriter, r *http.Request) bool
+}
+
+// acmeChallengePath is where HTTP-01 challenges are asked for: never
+// redirected by https_only, and offered to the ChallengeHandler first.
+const acmeChallengePath = "/.well-known/acme-challenge/"
+
+// SetChallengeHandler makes h answer ACME HTTP-01 challenges on plain
+// HTTP, before routing; call it before serving. Nil, the default, leaves
+// those paths to the apps (an app's own certbot --webroot works).
+func (p *Proxy) SetChallengeHandler(h ChallengeHandler) { p.challenge = h }
 
 // SetLimits sets the client limits (zero fields take their defaults);
 // call it before serving.
@@ -117,6 +138,7 @@ func (p *Proxy) Update(t channel.Table) {
 		pool.update(a)
 		seen[a.Key] = true
 		r := newRoute(a.Prefix, pool, a.MaxBody, a.RequestTimeout, a.Static...)
+		r.httpsOnly, r.hsts = a.HTTPSOnly, a.HSTS
 		rt.addRoute(a.Domains, r)
 		if a.Key == t.Default {
 			rt.setDefault(r)
@@ -195,6 +217,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, code, 0)
 		return
 	}
+	challenge := r.TLS == nil && strings.HasPrefix(r.URL.Path, acmeChallengePath)
+	if challenge && p.challenge != nil && p.challenge.HandleHTTPChallenge(w, r) {
+		return
+	}
 	select {
 	case <-p.routed:
 	case <-r.Context().Done():
@@ -207,6 +233,19 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if rec != nil {
 		rec.app = rt.app.key
+	}
+	if rt.httpsOnly && fwd.scheme != "https" && !challenge {
+		p.redirectHTTPS(w, r)
+		return
+	}
+	if rt.hsts != "" && fwd.scheme == "https" {
+		// At the head, unless the app sent its own: error pages get it
+		// too (they clear what was set before them).
+		if rec == nil {
+			rec = &recorder{ResponseWriter: w, app: rt.app.key}
+			w = rec
+		}
+		rec.hsts = rt.hsts
 	}
 	if m, rest, ok := rt.staticFor(r.URL.Path); ok {
 		serveStatic(w, r, m, rest)
@@ -233,6 +272,44 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	drain = !p.forward(w, r, rt, env, rid)
 }
 
+// redirectHTTPS answers a plain-HTTP request for an https_only app with
+// a 308 to the same URL over https (308, not 301: the method and body
+// stay, RFC 9110 §15.4.9): the same host, on the first TLS listener's
+// port unless that is 443 (or there is none: a TLS front before pyhost
+// is on 443).
+func (p *Proxy) redirectHTTPS(w http.ResponseWriter, r *http.Request) {
+	host := r.Host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	} else {
+		host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	}
+	if host == "" {
+		// HTTP/1.0 without Host: the address the client reached.
+		if la, ok := r.Context().Value(http.LocalAddrContextKey).(*net.TCPAddr); ok {
+			host = la.AddrPort().Addr().Unmap().String()
+		}
+	}
+	if strings.IndexByte(host, ':') >= 0 {
+		host = "[" + host + "]"
+	}
+	port := 0
+	if p.httpsPort != nil {
+		port = p.httpsPort()
+	}
+	if port != 0 && port != 443 {
+		host += ":" + strconv.Itoa(port)
+	}
+	h := w.Header()
+	h.Set("Location", "https://"+host+r.URL.RequestURI())
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusPermanentRedirect)
+	if r.Method != http.MethodHead {
+		io.WriteString(w, "308 Permanent Redirect: this site is served over https\n")
+	}
+}
+
 // recorder notes what the access log needs of a response, and closes
 // the connection after it when the request calls for that (mustClose).
 type recorder struct {
@@ -243,6 +320,9 @@ type recorder struct {
 	// close adds "Connection: close" to the response head, whoever
 	// writes it (writeError clears the headers set before it).
 	close bool
+	// hsts, when set, is the Strict-Transport-Security of the head,
+	// unless the app sent one of its own.
+	hsts string
 }
 
 func (r *recorder) WriteHeader(code int) {
@@ -251,6 +331,11 @@ func (r *recorder) WriteHeader(code int) {
 	}
 	if r.close && code >= 200 {
 		r.Header().Set("Connection", "close")
+	}
+	if r.hsts != "" && code >= 200 {
+		if h := r.Header(); h.Get("Strict-Transport-Security") == "" {
+			h.Set("Strict-Transport-Security", r.hsts)
+		}
 	}
 	r.ResponseWriter.WriteHeader(code)
 }

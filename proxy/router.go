@@ -26,6 +26,8 @@ type route struct {
 	maxBody        int64
 	requestTimeout time.Duration
 	static         []channel.StaticMount // longest URL first
+	httpsOnly      bool                  // plain HTTP gets a 308 to https
+	hsts           string                // Strict-Transport-Security over https; "": none
 }
 
 func newRouter() *router {
