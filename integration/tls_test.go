@@ -213,7 +213,7 @@ func TestHTTPSSystem(t *testing.T) {
 	deployNamed(t, ua, "site", "ann", `"ann.tls.test"`, "")
 	writeOwned(t, ua, filepath.Join(userApps(ua), "site.toml"), "domains = [\"ann.tls.test\"]\nscript = \"wsgi.py\"\ndirectory = \"~/site\"\nthreads = 8\nmax_body = \"4MiB\"\n", 0o644)
 	writeOwned(t, ua, filepath.Join(ua.home, "site", "wsgi.py"), tlsApp("ann"), 0o644)
-	deployNamed(t, ub, "site", "bob", `"bob.tls.test"`, "")
+	deployNamed(t, ub, "site", "bob", `"bob.tls.test"`, "https_only = true\nhsts = \"max-age=63072000; includeSubDomains\"")
 	writeOwned(t, ub, filepath.Join(ub.home, "site", "wsgi.py"), tlsApp("bob"), 0o644)
 	os.Remove(filepath.Join(ua.home, "site", "release"))
 
@@ -247,8 +247,46 @@ func TestHTTPSSystem(t *testing.T) {
 	if str(seen["label"]) != "bob" || str(seen["wsgi.url_scheme"]) != "https" || str(seen["HTTPS"]) != "on" || str(seen["SERVER_PROTOCOL"]) != "HTTP/1.1" {
 		t.Errorf("over HTTP/1.1 and TLS bob's app saw %v", strOf(seen))
 	}
-	if code, body := d.get("ann.tls.test", "/"); code != 200 || !strings.Contains(body, `"wsgi.url_scheme": "http"`) || !strings.Contains(body, `"HTTPS": null`) {
+	if code, body := d.get("ann.tls.test", "/"); code != 200 || !strings.Contains(body, `"wsgi.url_scheme": "http"`) || !strings.Contains(body, `"HTTPS": null`) || !strings.Contains(body, `"SERVER_PROTOCOL": "HTTP/1.1"`) {
 		t.Errorf("plain HTTP: %d %s", code, body)
+	}
+
+	// https_only and hsts (T5): bob's plain-HTTP requests get a 308 to
+	// the first TLS listener, but ACME's challenge path; HSTS on https
+	// responses only, and only for bob.
+	_, tlsPort, _ := net.SplitHostPort(tlsAddr)
+	noFollow := &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	plainGet := func(host, path string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest("GET", "http://"+d.addr+path, nil)
+		req.Host = host
+		resp, err := noFollow.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+	if resp := plainGet("bob.tls.test", "/x?y=1"); resp.StatusCode != http.StatusPermanentRedirect || resp.Header.Get("Location") != "https://bob.tls.test:"+tlsPort+"/x?y=1" {
+		t.Errorf("https_only over plain HTTP: %d %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if resp := plainGet("bob.tls.test", "/.well-known/acme-challenge/token"); resp.StatusCode != 200 || resp.Header.Get("Strict-Transport-Security") != "" {
+		t.Errorf("the ACME challenge path over plain HTTP: %d %v", resp.StatusCode, resp.Header)
+	}
+	if resp := plainGet("ann.tls.test", "/"); resp.StatusCode != 200 {
+		t.Errorf("ann over plain HTTP: %d", resp.StatusCode)
+	}
+	for host, want := range map[string]string{"bob.tls.test": "max-age=63072000; includeSubDomains", "ann.tls.test": ""} {
+		resp, err := h2.Get("https://" + host + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if got := resp.Header.Get("Strict-Transport-Security"); resp.StatusCode != 200 || got != want {
+			t.Errorf("%s over https: %d, HSTS %q, want %q", host, resp.StatusCode, got, want)
+		}
 	}
 
 	// A 3 MiB POST over HTTP/2.
@@ -398,6 +436,16 @@ func TestHTTPSSystem(t *testing.T) {
 	}
 	if seen := seenBy(t, ca.client(tlsAddr, true), "https://bob.tls.test/"); str(seen["label"]) != "bob" {
 		t.Errorf("bob after the refused reload: %v", strOf(seen))
+	}
+
+	// pyhostd check (T7): a missing file and a key that is not the
+	// certificate's are errors, each with its file.
+	missing := filepath.Join(tlsDir, "missing.pem")
+	d.writeTLSAdmin(tlsAddr, [][2]string{{certA, keyA}, {missing, keyA}, {certA, keyB}}, users)
+	out, err = d.check()
+	if err == nil || !strings.Contains(out, "tls[1]: [[tls]] open "+missing+": no such file or directory") ||
+		!strings.Contains(out, "tls[2]: [[tls]] "+keyB+" is not the key of "+certA) {
+		t.Errorf("pyhostd check with a missing file and a mismatched key: %v\n%s", err, out)
 	}
 }
 

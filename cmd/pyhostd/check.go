@@ -20,7 +20,9 @@ func checkCommand(stdout, stderr io.Writer) *cobra.Command {
 		Long: `Validate the admin config and every app file "pyhostd run" would load,
 as it would (ownership and modes, domains, quotas, paths checked with each
 owner's rights), and what run refuses to start with (a proxy user that does
-not exist, settings this version does not implement). Print each problem as
+not exist, a [[tls]] certificate or key that is missing, broken or not a
+pair, settings this version does not implement). Warns of certificates that
+expired or expire within 7 days, and of app domains no certificate covers. Print each problem as
 FILE:LINE: KEY: MESSAGE, then "ok: USER/APP" for each app that would run;
 exit 1 if there is any problem, else print "ok: N users, M apps" and exit 0
 (like nginx -t).`,
@@ -52,7 +54,7 @@ exit 1 if there is any problem, else print "ok: N users, M apps" and exit 0
 // there are none.
 func report(w io.Writer, admin config.Admin, d config.Discovery, sys systemConfig) error {
 	n := 0
-	for _, e := range sys.Problems {
+	for _, e := range sys.refusals() {
 		fmt.Fprintln(w, e)
 		n++
 	}

@@ -124,8 +124,8 @@ func runSystem(path string, stdout, stderr io.Writer) error {
 	for _, w := range sys.Warnings {
 		log.Warn(w.Error())
 	}
-	if sys.Problems != nil {
-		return sys.Problems
+	if errs := sys.refusals(); errs != nil {
+		return errs
 	}
 	proxyCred := sys.Proxy
 	spawner, err := privdrop.NewSpawner()

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os/user"
 	"slices"
+	"time"
 
 	"github.com/pyhost/pyhost/config"
 	"github.com/pyhost/pyhost/privdrop"
@@ -26,6 +27,20 @@ type systemConfig struct {
 	Problems config.Errors
 	// Warnings, located the same way, stop nothing.
 	Warnings config.Errors
+	// Certs are the [[tls]] pairs that cannot be loaded (a file missing
+	// or unreadable, bad PEM, a key that is not the certificate's). Run
+	// refuses to start on them, as on Problems; a reload-config keeps
+	// the certificates in use instead, and says so (the master reads
+	// the files itself then).
+	Certs config.Errors
+}
+
+// refusals are what run refuses to start with.
+func (s systemConfig) refusals() config.Errors {
+	if s.Problems == nil && s.Certs == nil {
+		return nil
+	}
+	return append(append(config.Errors{}, s.Problems...), s.Certs...)
 }
 
 // checkSystem judges admin, whose apps (as discovered) are apps; lookup
@@ -38,6 +53,7 @@ func checkSystem(admin config.Admin, apps []config.App, lookup func(string) (pri
 // a fake file system).
 func checkSystemWith(admin config.Admin, apps []config.App, lookup func(string) (privdrop.Credential, error), lstat privdrop.LstatFunc) systemConfig {
 	var s systemConfig
+	s.Certs, s.Warnings = checkTLS(admin, apps, config.ReadCertPair, time.Now())
 	// Settings the config accepts but this version does not act on yet:
 	// refused, so nobody believes them in force (a metrics endpoint a
 	// monitor scrapes).

@@ -1,0 +1,99 @@
+package main
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pyhost/pyhost/config"
+)
+
+// writePair writes a self-signed certificate for names, valid until
+// notAfter, and its key into dir as NAME.pem and NAME.key.
+func writePair(t *testing.T, dir, name string, notAfter time.Time, names ...string) (cert, key string) {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: names[0]}, DNSNames: names,
+		NotBefore: notAfter.Add(-90 * 24 * time.Hour), NotAfter: notAfter}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, _ := x509.MarshalECPrivateKey(k)
+	cert, key = filepath.Join(dir, name+".pem"), filepath.Join(dir, name+".key")
+	os.WriteFile(cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	os.WriteFile(key, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600)
+	return cert, key
+}
+
+// T7: check (and run) judge the [[tls]] pairs as they would be loaded.
+func TestCheckTLS(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Now()
+	month := 30 * 24 * time.Hour
+	goodCert, goodKey := writePair(t, dir, "good", now.Add(3*month), "alice.example.com", "*.alice.example.com")
+	soonCert, soonKey := writePair(t, dir, "soon", now.Add(48*time.Hour), "bob.example.com")
+	oldCert, oldKey := writePair(t, dir, "old", now.Add(-time.Hour), "old.example.com")
+	_, otherKey := writePair(t, dir, "other", now.Add(month), "other.example.com")
+	apps := []config.App{
+		app("alice", "blog", "blog.alice.example.com", "/"),
+		app("alice", "api", "alice.example.com", "/api"),
+		app("bob", "site", "bob.example.com", "/"),
+		app("bob", "shop", "shop.bob.example.com", "/"),
+	}
+	parse := func(tlsListen string, pairs ...[2]string) config.Admin {
+		t.Helper()
+		src := "[proxy]\nuser = \"www-data\"\n" + tlsListen + "\n"
+		for _, p := range pairs {
+			src += fmt.Sprintf("[[tls]]\ncert = %q\nkey = %q\n", p[0], p[1])
+		}
+		admin, err := config.ParseAdmin(config.DefaultAdminFile, []byte(src+users))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return admin
+	}
+	listen := `tls_listen = [":443"]`
+
+	problems, warnings := checkTLS(parse(listen, [2]string{goodCert, goodKey}, [2]string{soonCert, soonKey}), apps, config.ReadCertPair, now)
+	if problems != nil || len(warnings) != 2 ||
+		!strings.Contains(warnings[0].Error(), ":8: tls[1].cert: "+soonCert+" expires on ") || !strings.HasSuffix(warnings[0].Error(), "renew it") ||
+		!strings.Contains(warnings[1].Error(), "no [[tls]] certificate covers shop.bob.example.com (app bob/shop)") {
+		t.Errorf("good and soon: %v %v", problems, warnings)
+	}
+	// Without tls_listen nothing is served over TLS: no coverage warning.
+	if problems, warnings := checkTLS(parse("", [2]string{goodCert, goodKey}), apps, config.ReadCertPair, now); problems != nil || warnings != nil {
+		t.Errorf("no tls_listen: %v %v", problems, warnings)
+	}
+	_, warnings = checkTLS(parse(listen, [2]string{oldCert, oldKey}), apps[:0], config.ReadCertPair, now)
+	if len(warnings) != 1 || !strings.Contains(warnings[0].Error(), oldCert+" expired on ") {
+		t.Errorf("expired: %v", warnings)
+	}
+	missing := filepath.Join(dir, "missing.pem")
+	problems, _ = checkTLS(parse(listen, [2]string{goodCert, goodKey}, [2]string{missing, goodKey}, [2]string{goodCert, otherKey}), apps, config.ReadCertPair, now)
+	if len(problems) != 2 ||
+		!strings.Contains(problems[0].Error(), ":7: tls[1]: [[tls]] open "+missing+": no such file or directory") ||
+		!strings.Contains(problems[1].Error(), ":10: tls[2]: [[tls]] "+otherKey+" is not the key of "+goodCert) {
+		t.Errorf("a missing file and a mismatched key: %v", problems)
+	}
+
+	// run refuses exactly these, with the rest of the admin file's.
+	admin := parse(listen, [2]string{missing, goodKey})
+	s := checkSystemWith(admin, apps, fakeLookup, files.lstat)
+	if len(s.Certs) != 1 || len(s.refusals()) != 1 || s.Problems != nil {
+		t.Errorf("checkSystem: %+v", s)
+	}
+}
