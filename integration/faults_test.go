@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -16,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Issue 11: when a worker fails, only its own requests fail. Each test
@@ -279,6 +282,101 @@ func TestFaultKillWorkerUnderLoad(t *testing.T) {
 	if failed > faultThreads {
 		t.Errorf("%d requests failed, more than the %d the killed worker could hold", failed, faultThreads)
 	}
+}
+
+// S2, issue 11: kill -9 of a worker fails only the requests it had
+// read. The proxy writes a request to a worker connection as soon as a
+// thread is free, so a killed worker can die with requests in its
+// sockets that it never read; the kernel then resets those connections
+// (ECONNRESET, not EOF), and the proxy sends each such request to the
+// other worker. To know how many there were, the worker is stopped
+// (SIGSTOP: a stopped thread's recv consumes nothing) and the bytes
+// waiting in its sockets counted before the kill; stops that find none
+// are let go (SIGCONT) and tried again, a bounded number of times.
+func TestFaultKillWorkerFailsOnlyWhatItRead(t *testing.T) {
+	s, pids := startFaultServe(t, nil)
+	victim := pids[0]
+	load := pound(t, s.URL+"/", 32, 200000, 60*time.Second)
+	load.await(t, 300, "before the kill")
+	unread := 0
+	for try := 0; try < 50 && unread == 0; try++ {
+		if try > 0 {
+			syscall.Kill(victim, syscall.SIGCONT)
+			load.await(t, 20, "between two stops")
+		}
+		syscall.Kill(victim, syscall.SIGSTOP)
+		eventually(t, 5*time.Second, "the worker stopped", func() bool { return procState(victim) == 'T' })
+		unread = unreadSockets(t, victim)
+	}
+	// Requests the proxy writes from now on are unread too: the count
+	// can only grow, so the bound below holds.
+	syscall.Kill(victim, syscall.SIGKILL)
+	replaced(t, s, 2, victim)
+	load.await(t, 300, "after the replacement")
+	codes, served := load.stop()
+	failed, total := failedOf(codes)
+	t.Logf("kill -9 of a stopped %d-thread worker with %d requests unread in its sockets, under c=32: %d of %d requests failed %v; served by %v", faultThreads, unread, failed, total, codes, served)
+	if unread == 0 {
+		t.Logf("no stop found a request unread (50 tries): only the threads' bound is checked")
+	}
+	if failed > faultThreads-unread {
+		t.Errorf("%d requests failed; the killed worker had read at most %d (%d threads, %d requests unread)", failed, faultThreads-unread, faultThreads, unread)
+	}
+	if unread > 0 && !strings.Contains(s.out.String(), "without reading the request; sent to another worker") {
+		t.Errorf("the proxy did not say it sent an unread request elsewhere:\n%s", s.out)
+	}
+}
+
+// procState is the state letter of /proc/PID/stat ('T': stopped), or 0.
+func procState(pid int) byte {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 || i+2 >= len(b) {
+		return 0
+	}
+	return b[i+2]
+}
+
+// unreadSockets counts the sockets of process pid that hold bytes it has
+// not read, by taking a copy of each descriptor (pidfd_getfd; the suite
+// runs as root) and asking the kernel (SIOCINQ). A listening socket has
+// no such count and is skipped.
+func unreadSockets(t *testing.T, pid int) int {
+	t.Helper()
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		t.Fatalf("pidfd_open %d: %v", pid, err)
+	}
+	defer unix.Close(pidfd)
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range ents {
+		target, err := os.Readlink(filepath.Join(dir, e.Name()))
+		if err != nil || !strings.HasPrefix(target, "socket:") {
+			continue
+		}
+		num, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		fd, err := unix.PidfdGetfd(pidfd, num, 0)
+		if err != nil {
+			t.Fatalf("pidfd_getfd %d of %d: %v", num, pid, err)
+		}
+		q, err := unix.IoctlGetInt(fd, unix.SIOCINQ)
+		unix.Close(fd)
+		if err == nil && q > 0 {
+			n++
+		}
+	}
+	return n
 }
 
 // A stopped fork server must not turn a worker's death into a black

@@ -3,15 +3,18 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sys/unix"
 
 	"github.com/pyhost/pyhost/channel"
 	"github.com/pyhost/pyhost/wsgiadapter"
@@ -211,5 +214,142 @@ func TestDeliverUnencodableRequestKeepsThePool(t *testing.T) {
 	}
 	if n := live.conns.Load(); n != 1 {
 		t.Fatalf("the worker saw %d connections, want the 1 pooled one throughout", n)
+	}
+}
+
+// dyingWorker is a worker killed with a request in its socket: it takes
+// one connection, answers the handshake, waits until the request is
+// there without reading a byte of it (or, with readFirst, reads the
+// REQUEST frame: it dies in the app), and dies: its listener and the
+// connection close, the request unread. A kill -9 looks the same to the
+// proxy.
+type dyingWorker struct {
+	path      string
+	readFirst bool
+	died      chan struct{}
+}
+
+func newDyingWorker(t *testing.T, readFirst bool) *dyingWorker {
+	t.Helper()
+	d := &dyingWorker{path: filepath.Join(t.TempDir(), "dying.sock"), readFirst: readFirst, died: make(chan struct{})}
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: d.path, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.SetUnlinkOnClose(false) // the master removes it later
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		defer close(d.died)
+		defer ln.Close()
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		r := bufio.NewReader(c)
+		if typ, _, err := wsgiadapter.ReadFrame(r, nil); err != nil || typ != wsgiadapter.FrameHello {
+			return
+		}
+		c.Write(wsgiadapter.AppendFrame(nil, wsgiadapter.FrameHello, []byte("version=1 pid=43 threads=4")))
+		if d.readFirst {
+			wsgiadapter.ReadFrame(r, nil)
+			return
+		}
+		// The proxy sends the request after the handshake's answer, so
+		// r holds none of it: wait for it in the socket, unread.
+		rc, err := c.(*net.UnixConn).SyscallConn()
+		if err != nil {
+			return
+		}
+		rc.Read(func(fd uintptr) bool {
+			n, err := unix.IoctlGetInt(int(fd), unix.SIOCINQ)
+			return err != nil || n > 0
+		})
+	}()
+	return d
+}
+
+// resendProxy serves a Proxy whose one app has the dying worker first
+// (ties go to it) and a live echo worker second.
+func resendProxy(t *testing.T, dying *dyingWorker, live *echoWorker) (*Proxy, *appPool, string) {
+	t.Helper()
+	p := New(hclog.NewNullLogger(), nil)
+	p.SetLimits(Limits{SpoolDir: t.TempDir()})
+	p.Update(channel.Table{Apps: []channel.App{{Key: "u/app", Prefix: "/", State: channel.AppRunning,
+		QueueTimeout: time.Minute, StartupTimeout: time.Minute, QueueLimit: 100,
+		Workers: []channel.Worker{{ID: "dying", PID: 43, Socket: dying.path, Threads: 4}, {ID: "live", PID: 42, Socket: live.path, Threads: 4}}}}})
+	srv := httptest.NewUnstartedServer(p)
+	srv.Config = newServer(p, p.limits, hclog.NewNullLogger())
+	srv.Start()
+	t.Cleanup(func() { srv.Close(); p.CloseIdle() })
+	return p, p.pools["u/app"], srv.URL
+}
+
+// Issue 11: a request its worker never read (the worker died with it in
+// its socket) goes to another worker, whatever its method: the app never
+// saw it. Once the worker read it, or when its body was streamed (the
+// app may have read some), it is the worker's, and fails with it.
+func TestDeliverResendsARequestADeadWorkerNeverRead(t *testing.T) {
+	big := strings.Repeat("b", wsgiadapter.InlineBodyMax+1)
+	tests := []struct {
+		name      string
+		method    string
+		body      string
+		readFirst bool
+		want      int
+	}{
+		{"GET, unread", "GET", "", false, http.StatusOK},
+		{"POST, unread", "POST", "hello", false, http.StatusOK},
+		{"GET, read by the worker", "GET", "", true, http.StatusBadGateway},
+		{"POST, streamed body, unread", "POST", big, false, http.StatusBadGateway},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dying, live := newDyingWorker(t, tt.readFirst), newEchoWorker(t)
+			_, app, url := resendProxy(t, dying, live)
+			req, _ := http.NewRequest(tt.method, url+"/x", strings.NewReader(tt.body))
+			if tt.body == "" {
+				req.Body = nil
+			}
+			resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			<-dying.died
+			if resp.StatusCode != tt.want {
+				t.Fatalf("status %d, want %d: %s", resp.StatusCode, tt.want, b)
+			}
+			if tt.want != http.StatusOK {
+				if n := live.requests(); n != 0 {
+					t.Fatalf("the live worker got %d requests; a request its worker read is not sent again", n)
+				}
+				return
+			}
+			if got := echoOf(t, string(b)); string(got.Body) != tt.body || got.Env["REQUEST_METHOD"] != tt.method {
+				t.Fatalf("the live worker got %s with body %q, want %s with %q", got.Env["REQUEST_METHOD"], got.Body, tt.method, tt.body)
+			}
+			// The dead worker is out of rotation: the retry found its
+			// socket refusing, and nothing more goes there.
+			app.mu.Lock()
+			down, inflight := app.workers[0].down, app.workers[0].inflight
+			app.mu.Unlock()
+			if !down || inflight != 0 {
+				t.Fatalf("dead worker: down %v, inflight %d; want down, 0", down, inflight)
+			}
+			for i := 0; i < 3; i++ {
+				resp, err := http.Get(url + "/")
+				if err != nil {
+					t.Fatal(err)
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					t.Fatalf("request %d after: %d", i, resp.StatusCode)
+				}
+			}
+		})
 	}
 }

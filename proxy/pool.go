@@ -91,6 +91,9 @@ type appPool struct {
 type lease struct {
 	w    *upstream
 	conn *wsgiadapter.Conn // an idle pooled connection, or nil to dial
+	// again is the request, once delivered, when it may be sent again
+	// (its body is held whole); nil otherwise.
+	again *delivery
 }
 
 // grant is what a waiting request is given: a lease, or why it cannot
@@ -343,6 +346,26 @@ func (p *appPool) dropConn(l lease, conn *wsgiadapter.Conn) {
 // reason of its own (it cannot be encoded): conn is as good as before and
 // goes back to the pool.
 func (p *appPool) unused(l lease, conn *wsgiadapter.Conn) { p.giveBack(l, conn, false) }
+
+// notRead is dropConn for a lease whose worker closed the connection
+// with the request unread (wsgiadapter.ErrNotRead). A worker does that
+// when it dies, so its idle connections are closed too: the next request
+// it is picked for dials, and a dead worker's refusal takes it out of
+// rotation (workerGone). It is not marked down on this alone: a live
+// worker may close a connection too (on its way out, or at a protocol
+// error), and nothing would bring it back.
+func (p *appPool) notRead(l lease, conn *wsgiadapter.Conn) {
+	if conn != nil {
+		conn.Close()
+	}
+	p.mu.Lock()
+	for _, c := range l.w.idle {
+		c.Close()
+	}
+	l.w.idle = nil
+	p.mu.Unlock()
+	p.giveBack(l, nil, false)
+}
 
 // workerGone is dropConn for a lease whose worker refused a connection:
 // nobody listens on its socket any more, so it died (or is on its way

@@ -69,17 +69,38 @@ var (
 // stop (docs/protocol.md, Cancelling).
 func (p *Proxy) relay(w http.ResponseWriter, r *http.Request, app *appPool, l lease, conn *wsgiadapter.Conn, rid string, timeout time.Duration, watch *bodyWatch) {
 	x := &relayed{p: p, w: w, r: r, app: app, l: l, conn: conn, rid: rid, timeout: timeout, start: time.Now()}
-	x.stop = context.AfterFunc(r.Context(), func() { conn.Close() })
+	x.hook()
 	defer x.finish()
 
-	conn.SetReadTimeout(timeout)
-	head, err := conn.ReadHead()
+	head, err := x.readHead()
+	for err != nil && errors.Is(err, wsgiadapter.ErrNotRead) && x.l.again != nil && r.Context().Err() == nil {
+		// The worker closed the connection with the request unread (it
+		// died): its app never saw it, so another worker gets it.
+		x.stop()
+		x.released.Store(true) // resend gives the lease back
+		l, conn, ok := p.resend(w, r, app, rid, x.l, x.conn, err)
+		if !ok {
+			return // answered (or the client left)
+		}
+		x.l, x.conn = l, conn
+		x.released.Store(false)
+		x.hook()
+		head, err = x.readHead()
+	}
 	if err != nil {
 		switch {
 		case x.timedOut(err):
 			writeError(w, http.StatusGatewayTimeout, 0)
 		case watch.tooLarge():
 			writeError(w, http.StatusRequestEntityTooLarge, 0)
+		case watch.failure() != 0:
+			// A streamed body the client did not deliver whole (too
+			// slow, broken; past max_body above): the body writer closed
+			// the connection, and the answer is the client's failure
+			// (408, 400), as for a body that failed before a worker was
+			// taken. net/http closes the client connection after it.
+			p.log.Debug("request body not received", x.facts("status", watch.failure(), "received", watch.received(), "error", err)...)
+			writeError(w, watch.failure(), 0)
 		case r.Context().Err() != nil:
 			// The client left; logged as 499 by the access log later.
 		default:
@@ -91,7 +112,7 @@ func (p *Proxy) relay(w http.ResponseWriter, r *http.Request, app *appPool, l le
 	if head.Status < 200 {
 		// net/http sends a 1xx as an interim response and would then
 		// invent a 200 for the body: the app's answer cannot be relayed.
-		conn.Close()
+		x.conn.Close()
 		p.log.Warn("app answered with an interim status as its response; 502", x.facts("status", head.Status)...)
 		writeError(w, http.StatusBadGateway, 0)
 		return
@@ -205,7 +226,7 @@ type relayed struct {
 	start   time.Time
 	stop    func() bool // removes the hook that closes conn when the client leaves
 
-	released sync.Once
+	released atomic.Bool // l and conn are given back
 
 	// state says who reads the worker: the relay goroutine (idle or
 	// writing to the client) or, once a write stalled, the spooler.
@@ -243,14 +264,27 @@ func (x *relayed) facts(kv ...any) []any {
 // goroutine does it when it read the whole response itself, the spooler
 // when it took over.
 func (x *relayed) release() {
-	x.released.Do(func() {
+	if x.released.CompareAndSwap(false, true) {
 		// The cancel hook must be gone before the connection is pooled:
 		// a client leaving right after its response would otherwise
 		// close a connection that is already serving someone else. If
 		// it ran, Close marked the connection not reusable.
 		x.stop()
 		x.app.release(x.l, x.conn)
-	})
+	}
+}
+
+// hook makes the client's leaving close the worker connection, which is
+// how the worker learns to stop (docs/protocol.md, Cancelling).
+func (x *relayed) hook() {
+	conn := x.conn
+	x.stop = context.AfterFunc(x.r.Context(), func() { conn.Close() })
+}
+
+// readHead waits up to request_timeout for the response head.
+func (x *relayed) readHead() (wsgiadapter.Head, error) {
+	x.conn.SetReadTimeout(x.timeout)
+	return x.conn.ReadHead()
 }
 
 // finish runs when the handler returns, normally or by panic. A spool is

@@ -543,3 +543,41 @@ func TestRelaySlowClientGetsItAll(t *testing.T) {
 	}
 	waitFor(t, func() bool { return spoolMem.Load() == 0 && spoolDisk.Load() == 0 })
 }
+
+// Issue 10: a body that fails while it streams to a worker (buffering
+// and spooling off) is answered with the client's failure, as one that
+// failed before a worker was taken: 408 too slow, 400 broken. The body
+// writer closes the worker connection, and the relay used to call that
+// 502, the worker's failure.
+func TestStreamedBodyFailureIsTheClients(t *testing.T) {
+	off := Limits{BufferRequestBody: -1, RequestSpoolLimit: -1, ClientBodyTimeout: 300 * time.Millisecond}
+	for _, c := range []struct {
+		name, head, body string
+		closeWrite       bool
+		want             int
+	}{
+		{"stops sending", "Content-Length: 200000", strings.Repeat("x", 100<<10), false, http.StatusRequestTimeout},
+		{"cut short", "Content-Length: 200000", strings.Repeat("x", 100<<10), true, http.StatusBadRequest},
+		{"bad chunk size", "Transfer-Encoding: chunked", "5\r\nhello\r\nzz\r\n", false, http.StatusBadRequest},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			w := newEchoWorker(t)
+			_, addr := frontProxy(t, w, off, 0)
+			rc := dialRaw(t, addr)
+			rc.send("POST /up HTTP/1.1\r\nHost: site.test\r\n" + c.head + "\r\n\r\n" + c.body)
+			if c.closeWrite {
+				rc.c.(*net.TCPConn).CloseWrite()
+			}
+			resp, _ := rc.response("POST")
+			if resp.StatusCode != c.want {
+				t.Errorf("status %d, want %d", resp.StatusCode, c.want)
+			}
+			if !rc.closed() {
+				t.Error("the connection stays open after a failed body")
+			}
+			if n := w.requests(); n != 0 {
+				t.Errorf("the worker answered %d requests; it never got a whole body", n)
+			}
+		})
+	}
+}

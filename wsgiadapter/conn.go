@@ -10,12 +10,25 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
 // ErrNotDelivered marks a request that no byte of reached the worker, so
 // the proxy may safely try it on another worker.
 var ErrNotDelivered = errors.New("request not delivered")
+
+// ErrNotRead marks a request the worker cannot have read whole, so its
+// app never saw it: a request sent in one REQUEST frame (no streamed
+// body) whose write failed part-way, or whose connection the worker
+// closed with bytes of it still unread before answering. A byte stream
+// is read in order, so an unread byte means the frame's last byte was
+// never read, and the worker calls the app only with a whole frame. The
+// kernel tells the two ends of a close apart: a UNIX stream socket
+// closed with data in its receive queue resets its peer (ECONNRESET),
+// one closed after reading everything gives EOF. The proxy may send such
+// a request to another worker, whatever its method.
+var ErrNotRead = errors.New("request not read by the worker")
 
 // errBadBody marks a request body the client did not deliver whole.
 var errBadBody = errors.New("incomplete request body")
@@ -37,6 +50,9 @@ type Conn struct {
 	bodyErr chan error // result of the streamed body writer, nil when none
 	clean   bool       // last response ended with END and nothing is pending
 	closed  atomic.Bool
+	// inline: the request in flight went out in one REQUEST frame, no
+	// streamed body after it (see ErrNotRead).
+	inline  bool
 	bodyBuf []byte // reused for small request bodies
 	// frameLeft is how much of the current response BODY frame is still
 	// to be read; the response reads it straight into the caller's buffer.
@@ -195,10 +211,15 @@ func (c *Conn) sendFrame(env Environ, streamed bool, inline []byte) error {
 		return fmt.Errorf("%w: %w", ErrNotDelivered, err)
 	}
 	c.clean = false
+	c.inline = !streamed
 	if n, err := c.nc.Write(c.wbuf); err != nil {
 		c.nc.Close()
 		if n == 0 {
 			return fmt.Errorf("%w: %w", ErrNotDelivered, err)
+		}
+		if c.inline {
+			// The frame's end never went out: the app cannot have run.
+			return fmt.Errorf("%w: send request: %w", ErrNotRead, err)
 		}
 		return fmt.Errorf("send request: %w", err)
 	}
@@ -260,9 +281,23 @@ func (c *Conn) armReadDeadline() {
 }
 
 // ReadHead reads the response head. Any error means the connection is
-// unusable and the request failed.
+// unusable and the request failed; one wrapping ErrNotRead means the
+// worker closed it with the request unread, before any byte of an
+// answer.
 func (c *Conn) ReadHead() (Head, error) {
 	c.armReadDeadline()
+	if _, err := c.r.Peek(1); err != nil {
+		// Nothing of the answer came. The kernel reports the reset only
+		// once the bytes the worker sent before closing are read, so an
+		// answer cut short is never taken for an unread request.
+		switch {
+		case c.inline && errors.Is(err, syscall.ECONNRESET):
+			return Head{}, fmt.Errorf("%w: read response head: %w", ErrNotRead, err)
+		case errors.Is(err, io.EOF):
+			err = io.ErrUnexpectedEOF
+		}
+		return Head{}, fmt.Errorf("read response head: %w", err)
+	}
 	typ, p, err := ReadFrame(c.r, c.rbuf)
 	if err != nil {
 		if errors.Is(err, io.EOF) {

@@ -14,8 +14,11 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // testDeadline bounds every wait of these tests: a test that would hang
@@ -1016,4 +1019,73 @@ func TestCloseThenBufferedEnd(t *testing.T) {
 			t.Fatalf("Reusable() = true after Close")
 		}
 	})
+}
+
+// awaitQueued blocks until bytes wait unread in nc's receive queue,
+// without reading any: a worker about to die with a request unread.
+func awaitQueued(nc net.Conn) error {
+	rc, err := nc.(syscall.Conn).SyscallConn()
+	if err != nil {
+		return err
+	}
+	var ierr error
+	err = rc.Read(func(fd uintptr) bool {
+		var n int
+		n, ierr = unix.IoctlGetInt(int(fd), unix.SIOCINQ)
+		return ierr != nil || n > 0
+	})
+	return errors.Join(err, ierr)
+}
+
+// Issue 11: a worker that dies with the request unread resets the
+// connection; ReadHead says ErrNotRead then, and only then: the proxy
+// sends such a request to another worker. After the worker read it, a
+// streamed body (the app may be reading it) or any byte of an answer,
+// the request is the worker's.
+func TestReadHeadNotRead(t *testing.T) {
+	tests := []struct {
+		name    string
+		body    string
+		size    int64
+		worker  func(fc *fakeConn)
+		notRead bool
+	}{
+		{"closed unread", "", 0, func(fc *fakeConn) {}, true},
+		{"closed unread, inline body", "abc", 3, func(fc *fakeConn) {}, true},
+		{"read, then closed", "abc", 3, func(fc *fakeConn) {
+			fc.request()
+		}, false},
+		{"closed unread, streamed body", strings.Repeat("x", InlineBodyMax+1), InlineBodyMax + 1, func(fc *fakeConn) {}, false},
+		{"part of an answer, then closed unread", "", 0, func(fc *fakeConn) {
+			fc.write(response("200 OK", nil, 0, "hi")[:3])
+		}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := newFakeWorker(t, func(fc *fakeConn) {
+				fc.quiet = true
+				if !fc.hello() {
+					return
+				}
+				// The proxy sends the request only after the handshake,
+				// so the reader holds none of it yet.
+				if err := awaitQueued(fc.nc); err != nil {
+					t.Errorf("waiting for the request: %v", err)
+				}
+				tt.worker(fc)
+				fc.nc.Close()
+			})
+			c := dialFake(t, w.path)
+			if err := c.Send(getEnv, strings.NewReader(tt.body), tt.size); err != nil {
+				t.Fatalf("Send: %v", err)
+			}
+			_, err := c.ReadHead()
+			if err == nil {
+				t.Fatal("ReadHead succeeded on a closed connection")
+			}
+			if got := errors.Is(err, ErrNotRead); got != tt.notRead {
+				t.Fatalf("ReadHead = %v; ErrNotRead %v, want %v", err, got, tt.notRead)
+			}
+		})
+	}
 }
