@@ -182,7 +182,8 @@ attack_main() {
         die "a descriptor limit of $NOFILE leaves no room for $need hostile connections (and the rest)"
 
     exec 9>/run/lock/pyhost-bench.lock || die "cannot open /run/lock/pyhost-bench.lock"
-    flock -n 9 || die "another bench/run.sh, reload.sh or attack.sh is running (it holds /run/lock/pyhost-bench.lock)"
+    # LOCK_WAIT=N waits up to N s for another run to end (0: not at all).
+    flock -w "${LOCK_WAIT:-0}" 9 || die "another bench/run.sh, reload.sh or attack.sh is running (it holds /run/lock/pyhost-bench.lock)"
 
     install_packages
     find_tools

@@ -328,7 +328,8 @@ faults_main() {
 
     # One run at a time, shared with run.sh and reload.sh: the same ports.
     exec 9>/run/lock/pyhost-bench.lock || die "cannot open /run/lock/pyhost-bench.lock"
-    flock -n 9 || die "another bench script is running (it holds /run/lock/pyhost-bench.lock)"
+    # LOCK_WAIT=N waits up to N s for another run to end (0: not at all).
+    flock -w "${LOCK_WAIT:-0}" 9 || die "another bench script is running (it holds /run/lock/pyhost-bench.lock)"
 
     install_packages
     find_tools

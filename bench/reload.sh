@@ -300,7 +300,8 @@ reload_main() {
 
     # One run at a time, shared with run.sh: they use the same ports.
     exec 9>/run/lock/pyhost-bench.lock || die "cannot open /run/lock/pyhost-bench.lock"
-    flock -n 9 || die "another bench/run.sh or bench/reload.sh is running (it holds /run/lock/pyhost-bench.lock)"
+    # LOCK_WAIT=N waits up to N s for another run to end (0: not at all).
+    flock -w "${LOCK_WAIT:-0}" 9 || die "another bench/run.sh or bench/reload.sh is running (it holds /run/lock/pyhost-bench.lock)"
 
     install_packages
     find_tools

@@ -1084,7 +1084,8 @@ main() {
 
     # One run at a time: two would fight over the ports and the CPUs.
     exec 9>/run/lock/pyhost-bench.lock || die "cannot open /run/lock/pyhost-bench.lock"
-    flock -n 9 || die "another bench/run.sh is running (it holds /run/lock/pyhost-bench.lock)"
+    # LOCK_WAIT=N waits up to N s for another run to end (0: not at all).
+    flock -w "${LOCK_WAIT:-0}" 9 || die "another bench/run.sh is running (it holds /run/lock/pyhost-bench.lock)"
 
     install_packages
     find_tools
