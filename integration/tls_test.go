@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -455,4 +456,36 @@ func strOf(m map[string]*string) map[string]string {
 		out[k] = str(v)
 	}
 	return out
+}
+
+var servingHTTPSRE = regexp.MustCompile(`on https://([0-9.:]+)/`)
+
+// TestServeTLS: pyhostd serve --tls-cert/--tls-key makes --listen
+// HTTPS (HTTP/2 and HTTP/1.1), and one flag without the other is
+// refused.
+func TestServeTLS(t *testing.T) {
+	dir := writeApp(t, map[string]string{"wsgi.py": tlsApp("express")})
+	ca := newTestCA(t)
+	certFile, keyFile := ca.issue(t, dir, "local", "127.0.0.1", "localhost")
+	s := launch(t, dir, serveArgs("--tls-cert", certFile, "--tls-key", keyFile, "wsgi.py")...)
+	addr := servingHTTPSRE.FindStringSubmatch(s.waitLine(servingHTTPSRE, 30*time.Second))[1]
+	for _, h2 := range []bool{true, false} {
+		seen := seenBy(t, ca.client(addr, h2), "https://localhost/")
+		want := map[bool]string{true: "HTTP/2.0", false: "HTTP/1.1"}[h2]
+		if str(seen["label"]) != "express" || str(seen["wsgi.url_scheme"]) != "https" || str(seen["HTTPS"]) != "on" || str(seen["SERVER_PROTOCOL"]) != want {
+			t.Errorf("serve --tls-cert, %s: the app saw %v", want, strOf(seen))
+		}
+	}
+	if cert := ca.servedCert(t, addr, ""); cert.Subject.CommonName != "127.0.0.1" {
+		t.Errorf("no SNI: served %s", cert.Subject.CommonName)
+	}
+	// Plain HTTP on the HTTPS port is not served as a request.
+	if code, _, err := getAt(addr, "localhost", "/", nil); err == nil && code == 200 {
+		t.Error("plain HTTP was answered 200 on the HTTPS listener")
+	}
+
+	half := launch(t, dir, serveArgs("--tls-cert", certFile, "wsgi.py")...)
+	if err := half.waitExit(30 * time.Second); err == nil || !strings.Contains(half.out.String(), "--tls-cert needs --tls-key") {
+		t.Errorf("--tls-cert alone: %v\n%s", err, half.out)
+	}
 }

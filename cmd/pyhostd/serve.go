@@ -33,6 +33,8 @@ type serveFlags struct {
 	controlSocket string
 	accessLog     string
 	trusted       []string
+	tlsCert       string
+	tlsKey        string
 
 	memoryLimit     string
 	maxRequests     int
@@ -72,7 +74,8 @@ Run by root, serve needs --user: the proxy and the app run as that user,
 never as root.`,
 		Example: `  pyhostd serve wsgi.py
   pyhostd serve --listen 127.0.0.1:8080 --processes 2 --threads 8 myproject.wsgi:application
-  pyhostd serve blog.toml`,
+  pyhostd serve blog.toml
+  pyhostd serve --listen 127.0.0.1:8443 --tls-cert cert.pem --tls-key key.pem wsgi.py`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 1 {
 				return usageError{fmt.Errorf("serve takes one TARGET (a wsgi file or module:callable), got %d arguments", len(args))}
@@ -90,6 +93,8 @@ never as root.`,
 	fl.StringVar(&f.python, "python", "python3", "Python interpreter (a path, or a name looked up on PATH)")
 	fl.StringVar(&f.user, "user", "", "run the proxy and the app as this user (root only, and then required)")
 	fl.StringVar(&f.controlSocket, "control-socket", "", "control socket path for pyctl (default: in the run directory)")
+	fl.StringVar(&f.tlsCert, "tls-cert", "", "serve HTTPS on --listen with this certificate chain (PEM; needs --tls-key)")
+	fl.StringVar(&f.tlsKey, "tls-key", "", "the private key of --tls-cert (PEM)")
 	fl.StringVar(&f.accessLog, "access-log", "", "append a line per request to this file (combined format plus duration, app, request id)")
 	fl.StringArrayVar(&f.trusted, "trusted-proxy", nil, "an address or CIDR prefix (repeatable) whose X-Forwarded-For, -Proto, -Host and X-Request-Id are believed")
 	fl.StringVar(&f.memoryLimit, "memory-limit", "", `recycle a worker whose RSS passes this size ("300MiB"; default: no limit)`)
@@ -227,6 +232,14 @@ func serve(f serveFlags, changed func(string) bool, target string, stdout, stder
 			return err
 		}
 	}
+	listen, tlsListen, certs, err := serveListen(f)
+	if err != nil {
+		return err
+	}
+	scheme := "http"
+	if len(certs) > 0 {
+		scheme = "https"
+	}
 	ctlPath := f.controlSocket
 	if ctlPath == "" {
 		ctlPath = filepath.Join(runDir, "control.sock")
@@ -237,7 +250,9 @@ func serve(f serveFlags, changed func(string) bool, target string, stdout, stder
 	defer stop()
 	var outMu sync.Mutex
 	err = master.Run(ctx, master.Config{
-		Listen:          []string{f.listen},
+		Listen:          listen,
+		TLSListen:       tlsListen,
+		TLS:             certs,
 		Apps:            []config.App{app},
 		StateDir:        filepath.Join(runDir, "workers"),
 		LogDir:          filepath.Join(runDir, "logs"),
@@ -263,8 +278,8 @@ func serve(f serveFlags, changed func(string) bool, target string, stdout, stder
 		Ready: func(addrs []net.Addr, ctl string) {
 			outMu.Lock()
 			defer outMu.Unlock()
-			fmt.Fprintf(stdout, "pyhost: serving %s on http://%s/ (%s x %s, as %s)\n",
-				app.Name, addrs[0], plural(app.Processes, "process", "processes"), plural(app.Threads, "thread", "threads"), cred.Username)
+			fmt.Fprintf(stdout, "pyhost: serving %s on %s://%s/ (%s x %s, as %s)\n",
+				app.Name, scheme, addrs[0], plural(app.Processes, "process", "processes"), plural(app.Threads, "thread", "threads"), cred.Username)
 			fmt.Fprintf(stdout, "pyhost: control socket %s (try: %s --socket %s status)\n", ctl, pyctlPath(), ctl)
 			fmt.Fprintf(stdout, "pyhost: press Ctrl-C to stop\n")
 		},
@@ -274,6 +289,29 @@ func serve(f serveFlags, changed func(string) bool, target string, stdout, stder
 	}
 	fmt.Fprintln(stdout, "pyhost: stopped")
 	return nil
+}
+
+// serveListen is where serve listens: --listen, as HTTPS with
+// --tls-cert and --tls-key (both or neither), whose paths are made
+// absolute. The files are read and checked by the master as it starts.
+func serveListen(f serveFlags) (listen, tlsListen []string, certs []config.TLSCert, err error) {
+	switch {
+	case f.tlsCert == "" && f.tlsKey == "":
+		return []string{f.listen}, nil, nil, nil
+	case f.tlsCert == "":
+		return nil, nil, nil, usageError{errors.New("--tls-key needs --tls-cert, the certificate chain it is the key of")}
+	case f.tlsKey == "":
+		return nil, nil, nil, usageError{errors.New("--tls-cert needs --tls-key, its private key")}
+	}
+	cert, err := filepath.Abs(f.tlsCert)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	key, err := filepath.Abs(f.tlsKey)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return nil, []string{f.listen}, []config.TLSCert{{Cert: cert, Key: key}}, nil
 }
 
 // expressApp builds the one app: from an app file (every key applies but

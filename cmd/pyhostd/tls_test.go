@@ -97,3 +97,20 @@ func TestCheckTLS(t *testing.T) {
 		t.Errorf("checkSystem: %+v", s)
 	}
 }
+
+func TestServeListen(t *testing.T) {
+	listen, tlsListen, certs, err := serveListen(serveFlags{listen: "127.0.0.1:8000"})
+	if err != nil || len(listen) != 1 || tlsListen != nil || certs != nil {
+		t.Errorf("plain: %v %v %v %v", listen, tlsListen, certs, err)
+	}
+	listen, tlsListen, certs, err = serveListen(serveFlags{listen: "127.0.0.1:8443", tlsCert: "c.pem", tlsKey: "/k.pem"})
+	if err != nil || listen != nil || len(tlsListen) != 1 || tlsListen[0] != "127.0.0.1:8443" || len(certs) != 1 ||
+		!filepath.IsAbs(certs[0].Cert) || certs[0].Key != "/k.pem" {
+		t.Errorf("HTTPS: %v %v %v %v", listen, tlsListen, certs, err)
+	}
+	for _, f := range []serveFlags{{tlsCert: "c.pem"}, {tlsKey: "k.pem"}} {
+		if _, _, _, err := serveListen(f); err == nil || !strings.Contains(err.Error(), "needs --tls-") {
+			t.Errorf("%+v: %v", f, err)
+		}
+	}
+}
