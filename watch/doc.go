@@ -64,9 +64,10 @@
 // through a link the owner planted. Its directories are followed, as for
 // any path; in system mode pass StatAs(owner), which first checks that
 // the owner may search them, as written and as resolved. Every
-// PollInterval the triggers' directories are resolved again: one that
-// did not exist is watched once it does, and one whose path now leads
-// elsewhere (a switched `current` symlink) is watched anew. A trigger
+// PollInterval the triggers' directories are resolved again (one
+// filepath.EvalSymlinks per trigger directory): one that did not exist
+// is watched once it does, and one whose path now leads elsewhere (a
+// switched `current` symlink) is watched anew, its trigger checked. A trigger
 // may lie inside the tree too; adding a trigger never fires it. One
 // Watcher serves any number of triggers on one inotify instance (a user
 // has 128), so a daemon needs one for all its apps.

@@ -720,3 +720,56 @@ func TestCloseLeavesNoGoroutine(t *testing.T) {
 		time.Sleep(10 * time.Millisecond) // polling a count, not synchronizing
 	}
 }
+
+func TestQueueOverflowIsAChange(t *testing.T) {
+	t.Parallel()
+	raw, err := os.ReadFile("/proc/sys/fs/inotify/max_queued_events")
+	if err != nil {
+		t.Skip("no inotify queue limit to overflow here")
+	}
+	var limit int
+	fmt.Sscan(string(raw), &limit)
+	if limit <= 0 || limit > 200000 {
+		t.Skipf("max_queued_events is %d: too many events to make", limit)
+	}
+	root := t.TempDir()
+	a, b := filepath.Join(root, "a.py"), filepath.Join(root, "b.py")
+	write(t, a, "")
+	write(t, b, "")
+	h := start(t, Options{Root: root})
+	// Hold the loop (it blocks handing us its state) while the kernel
+	// queue fills: alternate files, since inotify merges an event with
+	// an identical one just before it.
+	r := make(chan loopState)
+	h.w.probe <- r
+	for i := range 2*limit + 10000 {
+		p := a
+		if i%2 == 1 {
+			p = b
+		}
+		at := time.Unix(int64(1e9+i), 0)
+		if err := os.Chtimes(p, at, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Its creation event is lost: the queue is full.
+	lost := filepath.Join(root, "lost")
+	os.Mkdir(lost, 0o755)
+	<-r
+	// The overflow is the queue's last event; until it is read, a
+	// marker's event could be dropped too.
+	h.wait("the overflow", func() bool { return strings.Contains(h.log.String(), "queue overflow") })
+	h.sync(root)
+	overflow := false
+	for _, c := range h.settle() {
+		overflow = overflow || c.Overflow
+	}
+	if !overflow {
+		t.Errorf("no Overflow change; log:\n%s", h.log)
+	}
+	// The rescan after the overflow watches the directory all the same.
+	write(t, filepath.Join(lost, "x.py"), "")
+	if c := h.next(); !slices.Equal(c.Paths, []string{filepath.Join(lost, "x.py")}) {
+		t.Errorf("edit in the lost directory: %+v", c)
+	}
+}
