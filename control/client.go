@@ -92,6 +92,12 @@ func (c *Client) ReloadConfig(ctx context.Context, progress func(msg string)) er
 	return c.stream(ctx, http.MethodPost, pathConfig, nil, "reload-config", progress)
 }
 
+// ReopenLogs asks the daemon (as root, or as the user it runs as) to
+// reopen its app logs and access log, and returns once it has.
+func (c *Client) ReopenLogs(ctx context.Context) error {
+	return c.stream(ctx, http.MethodPost, pathReopen, nil, "reopen-logs", nil)
+}
+
 // Logs calls out with the last n lines of app's log and, with follow,
 // every later line until ctx ends (then it returns nil).
 func (c *Client) Logs(ctx context.Context, app string, n int, follow bool, out func(line string)) error {

@@ -29,6 +29,7 @@ type fakeBackend struct {
 
 	progress  []string
 	reloadErr error
+	reopenErr error
 	// reload, when set, replaces the canned reload behaviour.
 	reload func(ctx context.Context, app string, progress func(string)) error
 
@@ -90,6 +91,11 @@ func (f *fakeBackend) ReloadConfig(ctx context.Context, c Caller, progress func(
 
 func (f *fakeBackend) Check(ctx context.Context, c Caller, path string) error {
 	return nil
+}
+
+func (f *fakeBackend) ReopenLogs(ctx context.Context, c Caller) error {
+	f.record(c, "")
+	return f.reopenErr
 }
 
 func (f *fakeBackend) Reload(ctx context.Context, c Caller, app string, progress func(string)) error {
@@ -444,6 +450,7 @@ func TestBadRequests(t *testing.T) {
 		{http.MethodGet, "/v1/reload?app=blog", http.StatusMethodNotAllowed},
 		{http.MethodPost, "/v1/status", http.StatusMethodNotAllowed},
 		{http.MethodPost, "/v1/reload", http.StatusBadRequest},
+		{http.MethodGet, "/v1/reopen-logs", http.StatusMethodNotAllowed},
 		{http.MethodGet, "/v9/teleport", http.StatusNotFound},
 	}
 	for _, tt := range tests {
@@ -611,5 +618,24 @@ func TestActAndLogs(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("follow ended with %v, want nil after cancel", err)
+	}
+}
+
+func TestReopenLogs(t *testing.T) {
+	b := &fakeBackend{}
+	cl := NewClient(startServer(t, b))
+	if err := cl.ReopenLogs(testContext(t)); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := b.lastCaller(t); c.UID != uint32(os.Getuid()) {
+		t.Errorf("backend saw uid %d, want %d", c.UID, os.Getuid())
+	}
+	b.reopenErr = fmt.Errorf("%w: only root may reopen the daemon's logs", ErrAccessDenied)
+	if err := cl.ReopenLogs(testContext(t)); !errors.Is(err, ErrAccessDenied) {
+		t.Errorf("refused reopen-logs: %v, want access denied", err)
+	}
+	b.reopenErr = errors.New("the proxy did not confirm")
+	if err := cl.ReopenLogs(testContext(t)); err == nil || !strings.Contains(err.Error(), "the proxy did not confirm") {
+		t.Errorf("failed reopen-logs: %v", err)
 	}
 }

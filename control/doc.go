@@ -10,6 +10,7 @@
 //	GET  /v1/status?app=NAME   200 {"apps":[AppStatus...]}
 //	POST /v1/reload?app=NAME   200 NDJSON: {"progress":"..."}... then
 //	                               {"ok":true} or an error line
+//	POST /v1/reopen-logs       200 NDJSON: {"ok":true} or an error line
 //
 // Any other answer is an error: a non-2xx status with the body
 // {"error":"...","code":"...","detail":"...","app":"..."} (detail and app

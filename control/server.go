@@ -21,6 +21,7 @@ const (
 	pathLogs   = "/v1/logs"
 	pathConfig = "/v1/reload-config"
 	pathCheck  = "/v1/check"
+	pathReopen = "/v1/reopen-logs"
 	// pathAct + action: /v1/restart, /v1/stop, /v1/start.
 	pathAct = "/v1/"
 )
@@ -79,6 +80,7 @@ func NewServer(b Backend, log hclog.Logger) *Server {
 	mux.Handle(pathLogs, s.authenticated(s.serveLogs))
 	mux.Handle(pathConfig, s.authenticated(s.serveReloadConfig))
 	mux.Handle(pathCheck, s.authenticated(s.serveCheck))
+	mux.Handle(pathReopen, s.authenticated(s.serveReopenLogs))
 	for _, a := range []Action{ActionRestart, ActionStop, ActionStart} {
 		mux.Handle(pathAct+string(a), s.authenticated(func(w http.ResponseWriter, r *http.Request, c Caller) {
 			s.serveAct(w, r, c, a)
@@ -227,6 +229,12 @@ func (s *Server) serveCheck(w http.ResponseWriter, r *http.Request, c Caller) {
 func (s *Server) serveReloadConfig(w http.ResponseWriter, r *http.Request, c Caller) {
 	s.serveStreamed(w, r, c, "reload-config", "", func(_ string, progress func(string)) error {
 		return s.b.ReloadConfig(r.Context(), c, progress)
+	})
+}
+
+func (s *Server) serveReopenLogs(w http.ResponseWriter, r *http.Request, c Caller) {
+	s.serveStreamed(w, r, c, "reopen-logs", "", func(string, func(string)) error {
+		return s.b.ReopenLogs(r.Context(), c)
 	})
 }
 

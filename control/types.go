@@ -108,6 +108,13 @@ type Backend interface {
 	// only): new apps start, removed ones stop, changed ones roll.
 	ReloadConfig(ctx context.Context, c Caller, progress func(msg string)) error
 
+	// ReopenLogs reopens every app log and the access log, as SIGUSR1
+	// does, after logrotate moved them away (root and the daemon's own
+	// user only). It returns once no line can go to the old files any
+	// more: the proxy too has reopened the access log, so a logrotate
+	// postrotate that waits for it may compress them at once.
+	ReopenLogs(ctx context.Context, c Caller) error
+
 	// Logs calls out with the last n lines of app's log, oldest first,
 	// and, when follow is set, with every later line until ctx ends. An
 	// error from out (the client went away) ends it.

@@ -23,6 +23,7 @@ type fakeDaemon struct {
 	statusErr error
 	progress  []string
 	reloadErr error
+	reopenErr error
 
 	mu       sync.Mutex
 	reloaded []string
@@ -68,6 +69,10 @@ func (f *fakeDaemon) ReloadConfig(ctx context.Context, c control.Caller, progres
 
 func (f *fakeDaemon) Check(ctx context.Context, c control.Caller, path string) error {
 	return nil
+}
+
+func (f *fakeDaemon) ReopenLogs(ctx context.Context, c control.Caller) error {
+	return f.reopenErr
 }
 
 func (f *fakeDaemon) Reload(_ context.Context, _ control.Caller, app string, progress func(string)) error {
@@ -203,6 +208,26 @@ func TestRunAgainstDaemon(t *testing.T) {
 			reloads: []string{"blog"},
 		},
 		{
+			name:   "reopen-logs",
+			daemon: &fakeDaemon{},
+			args:   []string{"reopen-logs"},
+			stdout: "logs reopened\n",
+		},
+		{
+			name:   "reopen-logs denied",
+			daemon: &fakeDaemon{reopenErr: fmt.Errorf("%w: only root may reopen the daemon's logs", control.ErrAccessDenied)},
+			args:   []string{"reopen-logs", "--if-running"},
+			code:   exitFailure,
+			stderr: "pyctl: reopen-logs: access denied: only root may reopen the daemon's logs\n",
+		},
+		{
+			name:   "reopen-logs failed",
+			daemon: &fakeDaemon{reopenErr: errors.New("alice/blog: open app log: no space left on device")},
+			args:   []string{"reopen-logs"},
+			code:   exitFailure,
+			stderr: "pyctl: reopen-logs: daemon error: alice/blog: open app log: no space left on device\n",
+		},
+		{
 			name:   "unknown command",
 			daemon: &fakeDaemon{},
 			args:   []string{"frobnicate"},
@@ -298,6 +323,20 @@ func TestRunWithoutDaemon(t *testing.T) {
 				t.Errorf("stderr %q, want %q", stderr.String(), want)
 			}
 		})
+	}
+}
+
+// The logrotate rule runs reopen-logs --if-running whether pyhost runs
+// or not: a stopped daemon is no failure there, and says nothing.
+func TestReopenLogsIfRunning(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "control.sock")
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"reopen-logs", "--if-running", "--socket", sock}, &stdout, &stderr); code != exitOK || stdout.Len()+stderr.Len() != 0 {
+		t.Errorf("--if-running without a daemon: exit %d, stdout %q, stderr %q", code, stdout.String(), stderr.String())
+	}
+	stdout.Reset()
+	if code := run([]string{"reopen-logs", "--socket", sock}, &stdout, &stderr); code != exitFailure || !strings.Contains(stderr.String(), "no pyhost daemon at "+sock) {
+		t.Errorf("without a daemon: exit %d, stderr %q", code, stderr.String())
 	}
 }
 
