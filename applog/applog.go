@@ -2,14 +2,13 @@
 // by the app's owner and root only. Worker output, wsgi.errors and the
 // supervisor's events for the app are written there one line at a time,
 // each with a timestamp and the worker's pid; the file is reopened on
-// demand (SIGUSR1, for logrotate) and can be tailed and followed for
-// `pyctl logs`.
+// demand (SIGUSR1 or `pyctl reopen-logs`, for logrotate) and can be
+// tailed and followed, across rotations, for `pyctl logs`.
 //
 // It does not decide what is logged; the supervisor and the daemon do.
 package applog
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -27,9 +26,18 @@ type Log struct {
 	path     string
 	uid, gid int
 
-	mu      sync.Mutex
-	f       *os.File
-	waiters []chan struct{} // followers waiting for the next line
+	mu        sync.Mutex
+	f         *os.File
+	waiters   []chan struct{}         // followers waiting for the next line or a reopen
+	followers map[*fileQueue]struct{} // each gets every file open swaps in
+}
+
+// fileQueue holds, for one follower, the files the log moved to since it
+// last looked, oldest first, each a descriptor of its own. Guarded by the
+// log's mu.
+type fileQueue struct {
+	files []*os.File
+	err   error // a file could not be queued; the follower gives up
 }
 
 // Open opens (creating if needed) the log at path for the app's owner.
@@ -84,7 +92,10 @@ func MakeDir(dir string, gid int, privateGroup bool) error {
 }
 
 func (l *Log) open() error {
-	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
+	// Read-write, so that Tail can read the very file lines go to through
+	// a duplicate of this descriptor; O_APPEND keeps every write at the
+	// end whatever a reader does.
+	f, err := os.OpenFile(l.path, os.O_RDWR|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return fmt.Errorf("open app log: %w", err)
 	}
@@ -105,6 +116,18 @@ func (l *Log) open() error {
 	l.mu.Lock()
 	old := l.f
 	l.f = f
+	for q := range l.followers {
+		if q.err != nil {
+			continue
+		}
+		nf, err := dupFile(f)
+		if err != nil {
+			q.err = err
+			continue
+		}
+		q.files = append(q.files, nf)
+	}
+	l.wakeLocked() // followers move to the new file
 	l.mu.Unlock()
 	if old != nil {
 		old.Close()
@@ -135,6 +158,11 @@ func (l *Log) Line(pid int, text string) {
 	if l.f != nil {
 		l.f.Write(b.Bytes())
 	}
+	l.wakeLocked()
+}
+
+// wakeLocked wakes every follower; l.mu must be held.
+func (l *Log) wakeLocked() {
 	for _, c := range l.waiters {
 		close(c)
 	}
@@ -153,7 +181,7 @@ func (l *Log) Close() error {
 	return err
 }
 
-// changed returns a channel closed at the next Line.
+// changed returns a channel closed at the next Line or reopen.
 func (l *Log) changed() <-chan struct{} {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -162,19 +190,82 @@ func (l *Log) changed() <-chan struct{} {
 	return c
 }
 
-// Tail calls out with the last n lines of the file, oldest first, and,
+// dupFile is a descriptor of its own for f's file, to read it through:
+// the log's own descriptor is closed at the next reopen.
+func dupFile(f *os.File) (*os.File, error) {
+	fd, err := syscall.Dup(int(f.Fd()))
+	if err != nil {
+		return nil, fmt.Errorf("dup app log: %w", err)
+	}
+	syscall.CloseOnExec(fd)
+	return os.NewFile(uintptr(fd), f.Name()), nil
+}
+
+// follow registers a follower: it returns a descriptor of the file lines
+// go to now and the queue that will receive every later one. It reads
+// through the log's own descriptor, not by name: between logrotate's
+// rename and the reopen that follows, the name leads nowhere (or to an
+// empty file logrotate created) while lines still go to the renamed file.
+func (l *Log) follow() (*os.File, *fileQueue, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.f == nil {
+		return nil, nil, errors.New("the log is closed")
+	}
+	f, err := dupFile(l.f)
+	if err != nil {
+		return nil, nil, err
+	}
+	q := &fileQueue{}
+	if l.followers == nil {
+		l.followers = make(map[*fileQueue]struct{})
+	}
+	l.followers[q] = struct{}{}
+	return f, q, nil
+}
+
+// unfollow forgets q and closes what it still holds.
+func (l *Log) unfollow(q *fileQueue) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.followers, q)
+	for _, f := range q.files {
+		f.Close()
+	}
+	q.files = nil
+}
+
+// moved takes the files q received since the last call.
+func (l *Log) moved(q *fileQueue) ([]*os.File, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	files := q.files
+	q.files = nil
+	return files, q.err
+}
+
+// Tail calls out with the last n lines of the log, oldest first, and,
 // when follow is set, with every line written after them until ctx ends.
+//
+// A follower follows the log across rotation, as `tail -F` does: after a
+// reopen it reads what was still written to the old file, then the new
+// file from its start; a file truncated under it (logrotate's
+// copytruncate) is read again from its start. No line the log wrote is
+// skipped by a reopen, however many come in a row.
 func (l *Log) Tail(ctx context.Context, n int, follow bool, out func(string) error) error {
-	f, err := os.Open(l.path)
+	wake := l.changed()
+	f, q, err := l.follow()
 	if err != nil {
 		return fmt.Errorf("read app log: %w", err)
 	}
-	defer f.Close()
-	wake := l.changed()
+	defer l.unfollow(q)
+	t := &follower{f: f, out: out}
+	defer func() { t.f.Close() }()
 	lines, off, err := lastLines(f, n)
 	if err != nil {
 		return err
 	}
+	t.off = off
 	for _, s := range lines {
 		if err := out(s); err != nil {
 			return err
@@ -183,44 +274,117 @@ func (l *Log) Tail(ctx context.Context, n int, follow bool, out func(string) err
 	if !follow {
 		return nil
 	}
-	r := bufio.NewReader(io.NewSectionReader(f, off, 1<<62))
-	var partial []byte
 	for {
-		for {
-			b, err := r.ReadBytes('\n')
-			if len(b) > 0 && err == nil {
-				if e := out(string(append(partial, b[:len(b)-1]...))); e != nil {
-					return e
-				}
-				partial = partial[:0]
-				continue
+		// Take the files the log moved to first: once the log has moved
+		// on from a file, nothing more goes to it, so reading it to its
+		// end loses nothing.
+		files, qerr := l.moved(q)
+		err := t.drain()
+		for i, next := range files {
+			if err == nil {
+				err = t.switchTo(next)
+			} else {
+				files[i].Close()
 			}
-			partial = append(partial, b...)
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				return fmt.Errorf("follow app log: %w", err)
-			}
+		}
+		if err == nil && len(files) == 0 {
+			err = t.truncated()
+		}
+		if err == nil && qerr != nil {
+			err = fmt.Errorf("follow app log: %w", qerr)
+		}
+		if err != nil {
+			return err
 		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-wake:
-			wake = l.changed()
 		case <-time.After(time.Second):
-			// Lines written by another process (a rotated file) are
-			// noticed within a second too.
+			// A truncation by another process wakes nobody.
+		}
+		wake = l.changed()
+	}
+}
+
+// follower reads a log file from off on, line by line.
+type follower struct {
+	f       *os.File
+	off     int64
+	partial []byte // a line not yet ended by '\n'
+	out     func(string) error
+	buf     []byte
+}
+
+// drain passes on every whole line from off to the end of the file.
+func (t *follower) drain() error {
+	if t.buf == nil {
+		t.buf = make([]byte, 64<<10)
+	}
+	for {
+		k, err := t.f.ReadAt(t.buf, t.off)
+		t.off += int64(k)
+		rest := t.buf[:k]
+		for {
+			i := bytes.IndexByte(rest, '\n')
+			if i < 0 {
+				break
+			}
+			line := rest[:i]
+			if len(t.partial) > 0 {
+				line = append(t.partial, line...)
+				t.partial = t.partial[:0]
+			}
+			if e := t.out(string(line)); e != nil {
+				return e
+			}
+			rest = rest[i+1:]
+		}
+		t.partial = append(t.partial, rest...)
+		if k == 0 || errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("follow app log: %w", err)
 		}
 	}
 }
 
+// switchTo moves to the log's new file, read from its start; a last
+// line of the old file without its newline is passed on as it is.
+func (t *follower) switchTo(next *os.File) error {
+	t.f.Close()
+	t.f, t.off = next, 0
+	if len(t.partial) > 0 {
+		line := string(t.partial)
+		t.partial = t.partial[:0]
+		if err := t.out(line); err != nil {
+			return err
+		}
+	}
+	return t.drain()
+}
+
+// truncated starts over when the file became shorter than what was read.
+func (t *follower) truncated() error {
+	fi, err := t.f.Stat()
+	if err != nil {
+		return fmt.Errorf("follow app log: %w", err)
+	}
+	if fi.Size() >= t.off {
+		return nil
+	}
+	t.off, t.partial = 0, t.partial[:0]
+	return t.drain()
+}
+
 // lastLines reads the last n lines of f and the offset after them.
 func lastLines(f *os.File, n int) ([]string, int64, error) {
-	end, err := f.Seek(0, io.SeekEnd)
+	fi, err := f.Stat()
 	if err != nil {
 		return nil, 0, fmt.Errorf("read app log: %w", err)
 	}
+	end := fi.Size()
 	if n <= 0 {
 		return nil, end, nil
 	}
