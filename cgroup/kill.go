@@ -1,0 +1,327 @@
+package cgroup
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Kill SIGKILLs every process in the group and its subgroups, those that
+// setsid() and double-forked away included, and waits until the group is
+// empty or ctx ends. With cgroup.kill (cgroup2, Linux 5.14 and later) the
+// kernel does it in one write, and no process can fork its way out. The
+// fallback freezes the group where it can (cgroup2 cgroup.freeze, the v1
+// freezer), signals every listed process, thaws, and repeats.
+func (g *Group) Kill(ctx context.Context) error {
+	if g.v2 != "" {
+		err := g.t.k.write(filepath.Join(g.v2, "cgroup.kill"), "1")
+		switch {
+		case err == nil:
+			return g.WaitEmpty(ctx)
+		case errors.Is(err, fs.ErrNotExist) && g.exists():
+			// a kernel before 5.14: no cgroup.kill
+		case errors.Is(err, fs.ErrNotExist):
+			return nil // the group is gone, and so is everything in it
+		default:
+			return fmt.Errorf("cgroup: kill %s: %w", g.rel, err)
+		}
+	}
+	return g.killEach(ctx)
+}
+
+func (g *Group) exists() bool {
+	_, err := os.Stat(g.Dir())
+	return err == nil
+}
+
+// freezer is how the fallback freezes the group, or nil.
+type freezer struct {
+	file           string // cgroup.freeze or freezer.state
+	freeze, thaw   string
+	state, stateIs string // where frozen-ness is read: file, and the value that means frozen
+	key            bool   // state is a keyed file (cgroup.events "frozen 1")
+}
+
+func (g *Group) freezer() *freezer {
+	if g.v2 != "" {
+		f := filepath.Join(g.v2, "cgroup.freeze")
+		if _, err := os.Stat(f); err == nil {
+			return &freezer{file: f, freeze: "1", thaw: "0", state: filepath.Join(g.v2, "cgroup.events"), stateIs: "frozen", key: true}
+		}
+		return nil
+	}
+	dir := g.members()
+	f := filepath.Join(dir, "freezer.state")
+	if _, err := os.Stat(f); err == nil {
+		return &freezer{file: f, freeze: "FROZEN", thaw: "THAWED", state: f, stateIs: "FROZEN"}
+	}
+	return nil
+}
+
+// frozen reports whether the freezer has finished freezing.
+func (f *freezer) frozen(k kernel) bool {
+	b, err := k.read(f.state)
+	if err != nil {
+		return false
+	}
+	if f.key {
+		return parseKeyed(b)[f.stateIs] == 1
+	}
+	return strings.TrimSpace(string(b)) == f.stateIs
+}
+
+// killEach is Kill without cgroup.kill: rounds of freeze, signal each
+// listed process, thaw, until the subtree is empty or ctx ends.
+func (g *Group) killEach(ctx context.Context) error {
+	fr := g.freezer()
+	pause := time.Millisecond
+	for {
+		pids, err := g.Procs()
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if len(pids) == 0 {
+			return nil
+		}
+		if fr != nil {
+			if err := g.t.k.write(fr.file, fr.freeze); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("cgroup: freeze %s: %w", g.rel, err)
+			}
+			// Frozen tasks cannot fork, so the list read next is
+			// complete. Freezing takes a moment; not waiting for it
+			// only costs another round.
+			fctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+			poll(fctx, func() bool { return fr.frozen(g.t.k) })
+			cancel()
+			if pids, err = g.Procs(); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+		}
+		for _, pid := range pids {
+			g.signal(pid)
+		}
+		if fr != nil {
+			// SIGKILL is pending on the frozen tasks; they die as they
+			// thaw.
+			if err := g.t.k.write(fr.file, fr.thaw); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("cgroup: thaw %s: %w", g.rel, err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("cgroup: kill %s: %d processes left: %w", g.rel, len(pids), ctx.Err())
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, 20*time.Millisecond)
+	}
+}
+
+// poll calls done with growing pauses until it is true or ctx ends, and
+// reports which.
+func poll(ctx context.Context, done func() bool) bool {
+	pause := time.Millisecond
+	for !done() {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, 20*time.Millisecond)
+	}
+	return true
+}
+
+// signal SIGKILLs pid if it is still in the group. The pid was read from
+// cgroup.procs and may have exited and been reused since: a pidfd pins
+// the process, then /proc/PID/cgroup says whether it is ours.
+func (g *Group) signal(pid int) {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		if errors.Is(err, unix.ENOSYS) {
+			// before Linux 5.3; a frozen task cannot exit, so its pid is
+			// not reused while the group is frozen.
+			_ = unix.Kill(pid, unix.SIGKILL)
+		}
+		return
+	}
+	defer unix.Close(fd)
+	if !g.holds(pid) {
+		return
+	}
+	_ = unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0)
+}
+
+// holds reports whether pid's cgroup, in the hierarchy that lists the
+// group's members, is the group or below it.
+func (g *Group) holds(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cgroup")
+	if err != nil {
+		return false
+	}
+	var want, key string
+	if g.v2 != "" {
+		want, key = g.t.v2.cgPath(g.v2), ""
+	} else {
+		dir := g.members()
+		for _, d := range g.place {
+			if d.dir == dir {
+				want, key = d.h.cgPath(dir), d.h.ctrls[0]
+			}
+		}
+	}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		parts := strings.SplitN(sc.Text(), ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		match := parts[0] == "0" && parts[1] == "" && key == ""
+		if key != "" {
+			for _, c := range strings.Split(parts[1], ",") {
+				match = match || c == key
+			}
+		}
+		if match {
+			return parts[2] == want || strings.HasPrefix(parts[2], want+"/")
+		}
+	}
+	return false
+}
+
+// WaitEmpty waits until no process is left in the group or below it, or
+// ctx ends. On cgroup2 it sleeps on cgroup.events ("populated 0"), which
+// the kernel signals through inotify; otherwise it polls the members.
+func (g *Group) WaitEmpty(ctx context.Context) error {
+	if g.v2 != "" {
+		events := filepath.Join(g.v2, "cgroup.events")
+		w, err := watchModify(events)
+		if err == nil {
+			defer w.close()
+			for {
+				b, err := g.t.k.read(events)
+				if errors.Is(err, fs.ErrNotExist) {
+					return nil
+				}
+				if err != nil {
+					return fmt.Errorf("cgroup: %w", err)
+				}
+				if parseKeyed(b)["populated"] == 0 {
+					return nil
+				}
+				if gone, err := w.wait(ctx); err != nil {
+					return fmt.Errorf("cgroup: wait for %s to empty: %w", g.rel, err)
+				} else if gone {
+					return nil
+				}
+			}
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("cgroup: %w", err)
+		}
+		return nil // the group is gone
+	}
+	pause := time.Millisecond
+	for {
+		pids, err := g.Procs()
+		if errors.Is(err, fs.ErrNotExist) || err == nil && len(pids) == 0 {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("cgroup: wait for %s to empty: %d processes left: %w", g.rel, len(pids), ctx.Err())
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, 20*time.Millisecond)
+	}
+}
+
+// Kill kills every process in every app's group (the daemon's own leaf
+// is not below base/apps), and waits until they are gone: C4's "the
+// daemon exiting", and the sweep of what a crashed daemon left behind.
+func (t *Tree) Kill(ctx context.Context) error {
+	return t.apps().Kill(ctx)
+}
+
+// Remove removes every group of the tree, and the base when Open made it
+// (not when it is the daemon's own cgroup). Kill first.
+func (t *Tree) Remove(ctx context.Context) error {
+	if err := t.apps().Remove(ctx); err != nil {
+		return err
+	}
+	if t.ownBase {
+		return nil
+	}
+	var errs []error
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.v2 != nil {
+		errs = append(errs, t.rmdir(ctx, t.v2.base))
+	}
+	for _, h := range t.v1 {
+		errs = append(errs, t.rmdir(ctx, h.base))
+	}
+	return errors.Join(errs...)
+}
+
+// fileWatch is an inotify watch for IN_MODIFY on one file.
+type fileWatch struct {
+	f *os.File
+}
+
+func watchModify(path string) (*fileWatch, error) {
+	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
+	if err != nil {
+		return nil, os.NewSyscallError("inotify_init1", err)
+	}
+	if _, err := unix.InotifyAddWatch(fd, path, unix.IN_MODIFY); err != nil {
+		unix.Close(fd)
+		return nil, &fs.PathError{Op: "inotify_add_watch", Path: path, Err: err}
+	}
+	// Non-blocking, so the runtime's poller waits on it and close
+	// wakes a blocked read.
+	return &fileWatch{f: os.NewFile(uintptr(fd), "inotify:"+path)}, nil
+}
+
+// wait blocks until the file is modified (true: it was removed, with its
+// group) or ctx ends.
+func (w *fileWatch) wait(ctx context.Context) (gone bool, err error) {
+	stop := context.AfterFunc(ctx, func() { _ = w.f.SetReadDeadline(time.Unix(1, 0)) })
+	defer stop()
+	buf := make([]byte, 4096)
+	n, err := w.f.Read(buf)
+	if err != nil {
+		if ctx.Err() != nil {
+			return false, ctx.Err()
+		}
+		return false, err
+	}
+	for off := 0; off+unix.SizeofInotifyEvent <= n; {
+		// struct inotify_event: wd int32, mask, cookie, len uint32, name.
+		mask := binary.NativeEndian.Uint32(buf[off+4:])
+		nameLen := int(binary.NativeEndian.Uint32(buf[off+12:]))
+		if mask&unix.IN_IGNORED != 0 {
+			gone = true
+		}
+		off += unix.SizeofInotifyEvent + nameLen
+	}
+	return gone, nil
+}
+
+func (w *fileWatch) close() { _ = w.f.Close() }
