@@ -31,6 +31,16 @@ type Message struct {
 	Event  *Event  `json:"event,omitempty"`
 	Reopen *Reopen `json:"reopen,omitempty"`
 	Certs  *Certs  `json:"certs,omitempty"`
+	// ProxyProtocol replaces the peers that must send a PROXY header
+	// (config reload).
+	ProxyProtocol *ProxyProtocol `json:"proxy_protocol,omitempty"`
+}
+
+// ProxyProtocol is [proxy] proxy_protocol: connections from these
+// peers (CIDR prefixes) must begin with a PROXY protocol header, whose
+// client is then the connection's; from others, none may.
+type ProxyProtocol struct {
+	Allowed []string `json:"allowed"`
 }
 
 // Certs replaces the proxy's TLS certificates (config reload, SIGHUP):
@@ -56,6 +66,9 @@ type Setup struct {
 	// Certs are the [[tls]] certificates, as the master read them;
 	// later changes come as Message.Certs.
 	Certs []CertPair `json:"certs,omitempty"`
+	// ProxyProtocol are the peers that must send a PROXY header (CIDR
+	// prefixes); later changes come as Message.ProxyProtocol.
+	ProxyProtocol []string `json:"proxy_protocol,omitempty"`
 	// FilesFD is the proxy's descriptor for its end of the files socket,
 	// on which later ListenerSets arrive (files.go); 0: none, the
 	// inherited listeners are all it serves.

@@ -105,6 +105,10 @@ type Proxy struct {
 	// TrustedProxies may set X-Forwarded-For and X-Request-Id; empty
 	// unless set.
 	TrustedProxies []netip.Prefix
+	// ProxyProtocol are the peers whose connections, on every listener,
+	// must begin with a PROXY protocol header (v1 or v2) naming the
+	// client; nobody else may send one. Empty unless set.
+	ProxyProtocol []netip.Prefix
 	// AccessLog is an absolute path, or "" for no access log.
 	AccessLog string
 	// DefaultApp ("user/app") answers requests whose Host no app claims;
@@ -294,6 +298,7 @@ type rawProxy struct {
 	TLSListen      value `toml:"tls_listen"`
 	User           value `toml:"user"`
 	TrustedProxies value `toml:"trusted_proxies"`
+	ProxyProtocol  value `toml:"proxy_protocol"`
 	AccessLog      value `toml:"access_log"`
 	DefaultApp     value `toml:"default_app"`
 
@@ -524,6 +529,14 @@ func (c *checker) proxy(prim toml.Primitive) Proxy {
 			return
 		}
 		px.TrustedProxies = append(px.TrustedProxies, pfx)
+	})
+	c.each(r.ProxyProtocol, p.key("proxy_protocol"), "IP addresses or CIDR prefixes of load balancers", "an IP address or a CIDR prefix", `["10.0.0.0/8", "127.0.0.1/32"]`, func(s string, at keyPath) {
+		pfx, problem := parsePrefix(s)
+		if problem != "" {
+			c.add(at.String(), "%s", problem)
+			return
+		}
+		px.ProxyProtocol = append(px.ProxyProtocol, pfx)
 	})
 	if s, ok := c.str(r.AccessLog, p.key("access_log"), `an absolute path, or "" for none`); ok {
 		switch {

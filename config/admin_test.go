@@ -48,6 +48,9 @@ func TestParseAdminValid(t *testing.T) {
 				netip.MustParsePrefix("::1/128"), netip.MustParsePrefix("fd00::/8"),
 			}
 		}},
+		{"[proxy]\nproxy_protocol = [\"10.0.0.0/8\", \"127.0.0.1\"]", func(a *Admin) {
+			a.Proxy.ProxyProtocol = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("127.0.0.1/32")}
+		}},
 		{"[proxy]\naccess_log = \"\"", func(a *Admin) { a.Proxy.AccessLog = "" }},
 		{"[proxy]\ndefault_app = \"alice/blog\"", func(a *Admin) { a.Proxy.DefaultApp = "alice/blog" }},
 		{"[proxy]\naccess_log = \"/srv/log//access.log\"", func(a *Admin) { a.Proxy.AccessLog = "/srv/log/access.log" }},
@@ -122,6 +125,8 @@ func TestParseAdminInvalid(t *testing.T) {
 		{"[proxy]\ntrusted_proxies = [\"10.0.0.0/33\"]", "proxy.trusted_proxies[0]", `"10.0.0.0/33" is not a CIDR prefix; use an IP address or a CIDR prefix, like "127.0.0.1", "10.0.0.0/8" or "fd00::/8"`, 2},
 		{"[proxy]\ntrusted_proxies = [\"fe80::1%eth0\"]", "proxy.trusted_proxies[0]", `…is not an IP address`, 2},
 		{"[proxy]\ntrusted_proxies = [\"lb.example.com\"]", "proxy.trusted_proxies[0]", `…is not an IP address`, 2},
+		{"[proxy]\nproxy_protocol = [\"10.0.0.1/8\"]", "proxy.proxy_protocol[0]", `"10.0.0.1/8" has bits set past the /8; did you mean "10.0.0.0/8"?`, 2},
+		{"[proxy]\nproxy_protocol = true", "proxy.proxy_protocol", `…got true`, 2},
 		{"[proxy]\naccess_log = \"x.log\"", "proxy.access_log", `must be an absolute path, like "/var/log/pyhost/access.log", or "" for none, got "x.log"`, 2},
 		{"[proxy]\naccess_log = false", "proxy.access_log", `must be an absolute path, or "" for none, got false`, 2},
 		{"[proxy]\nbuffer_request_body = \"1GiB\"", "proxy.buffer_request_body", `must be 0 (off) or a size from 1B to 256MiB, like "512MiB", got "1GiB"`, 2},

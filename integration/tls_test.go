@@ -187,10 +187,11 @@ func str(p *string) string {
 }
 
 // writeTLSAdmin replaces pyhost.toml with the harness's config plus
-// tls_listen on tlsAddr and a [[tls]] table per pair (cert, key).
-func (d *sysd) writeTLSAdmin(tlsAddr string, pairs [][2]string, extra string) {
+// tls_listen on tlsAddr, proxyKeys in [proxy], and a [[tls]] table per
+// pair (cert, key).
+func (d *sysd) writeTLSAdmin(tlsAddr string, pairs [][2]string, proxyKeys, extra string) {
 	d.t.Helper()
-	conf := strings.Replace(d.adminConfig(extra), "[proxy]\n", fmt.Sprintf("[proxy]\ntls_listen = [%q]\n", tlsAddr), 1)
+	conf := strings.Replace(d.adminConfig(extra), "[proxy]\n", fmt.Sprintf("[proxy]\ntls_listen = [%q]\n%s", tlsAddr, proxyKeys), 1)
 	for _, p := range pairs {
 		conf += fmt.Sprintf("\n[[tls]]\ncert = %q\nkey = %q\n", p[0], p[1])
 	}
@@ -224,7 +225,7 @@ func TestHTTPSSystem(t *testing.T) {
 	certA, keyA := ca.issue(t, tlsDir, "ann", "ann.tls.test")
 	certB, keyB := ca.issue(t, tlsDir, "bob", "bob.tls.test")
 	tlsAddr := freePort(t)
-	d.writeTLSAdmin(tlsAddr, [][2]string{{certA, keyA}, {certB, keyB}}, users)
+	d.writeTLSAdmin(tlsAddr, [][2]string{{certA, keyA}, {certB, keyB}}, "", users)
 	d.start()
 
 	// SNI.
@@ -442,7 +443,7 @@ func TestHTTPSSystem(t *testing.T) {
 	// pyhostd check (T7): a missing file and a key that is not the
 	// certificate's are errors, each with its file.
 	missing := filepath.Join(tlsDir, "missing.pem")
-	d.writeTLSAdmin(tlsAddr, [][2]string{{certA, keyA}, {missing, keyA}, {certA, keyB}}, users)
+	d.writeTLSAdmin(tlsAddr, [][2]string{{certA, keyA}, {missing, keyA}, {certA, keyB}}, "", users)
 	out, err = d.check()
 	if err == nil || !strings.Contains(out, "tls[1]: [[tls]] open "+missing+": no such file or directory") ||
 		!strings.Contains(out, "tls[2]: [[tls]] "+keyB+" is not the key of "+certA) {

@@ -482,6 +482,9 @@ func (m *Master) reloadConfig(ctx context.Context, progress func(string)) error 
 	for _, a := range removed {
 		progress("no longer listening on " + a + " (its connections finish first)")
 	}
+	if m.setProxyProtocol(admin.Proxy.ProxyProtocol) {
+		progress(fmt.Sprintf("proxy_protocol is now %v for new connections", prefixStrings(admin.Proxy.ProxyProtocol)))
+	}
 	var sum reloadSummary
 	if certErr != nil {
 		sum.certs = certErr

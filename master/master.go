@@ -71,6 +71,10 @@ type Config struct {
 	DefaultApp func() string
 	// TrustedProxies may tell the proxy who the client is (R8).
 	TrustedProxies []netip.Prefix
+	// ProxyProtocol are the peers whose connections must begin with a
+	// PROXY protocol header, which names the client ([proxy]
+	// proxy_protocol, T6).
+	ProxyProtocol []netip.Prefix
 	// ProxyLimits bound what clients may hold of the proxy ([proxy]
 	// limits); the zero value is config.DefaultProxyLimits.
 	ProxyLimits config.ProxyLimits
@@ -148,6 +152,7 @@ type Master struct {
 	proxyMu  sync.Mutex
 	proxyCh  *channel.Conn
 	certs    []channel.CertPair // guarded by proxyMu: what the proxy serves
+	ppPeers  []netip.Prefix     // guarded by proxyMu: proxy_protocol in force
 	ownerUID uint32
 
 	statsMu sync.Mutex
@@ -188,6 +193,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if m.spawner, err = privdrop.NewSpawner(); err != nil {
 		return err
 	}
+	m.ppPeers = cfg.ProxyProtocol
 	if m.certs, err = readCertPairs(cfg.TLS); err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"syscall"
 	"time"
@@ -112,6 +113,7 @@ func (m *Master) runProxyOnce(ctx context.Context) error {
 	// the channel registered under one lock, so no reload falls between.
 	m.proxyMu.Lock()
 	setup.Certs = m.certs
+	setup.ProxyProtocol = prefixStrings(m.ppPeers)
 	err = ch.Send(channel.Message{Setup: &setup})
 	if err == nil {
 		m.proxyCh = ch
@@ -161,6 +163,23 @@ func (m *Master) runProxyOnce(ctx context.Context) error {
 		<-exited
 	}
 	return nil
+}
+
+// setProxyProtocol makes peers the proxy_protocol peers, now and after
+// a restart of the proxy; it reports whether they changed.
+func (m *Master) setProxyProtocol(peers []netip.Prefix) bool {
+	m.proxyMu.Lock()
+	defer m.proxyMu.Unlock()
+	if slices.Equal(peers, m.ppPeers) {
+		return false
+	}
+	m.ppPeers = peers
+	if m.proxyCh != nil {
+		if err := m.proxyCh.Send(channel.Message{ProxyProtocol: &channel.ProxyProtocol{Allowed: prefixStrings(peers)}}); err != nil {
+			m.log.Warn("cannot send proxy_protocol to the proxy; its successor gets it", "error", err)
+		}
+	}
+	return true
 }
 
 // servedCerts are the certificates the proxy serves (or its next one

@@ -81,6 +81,20 @@ func setupLimits(s channel.Setup) Limits {
 	}.WithDefaults()
 }
 
+// setProxyProtocol makes allowed (CIDR prefixes) the peers of pp.
+func setProxyProtocol(pp *ProxyProtocol, allowed []string) error {
+	var pfx []netip.Prefix
+	for _, a := range allowed {
+		p, err := netip.ParsePrefix(a)
+		if err != nil {
+			return fmt.Errorf("proxy_protocol %q: %w", a, err)
+		}
+		pfx = append(pfx, p)
+	}
+	pp.Set(pfx)
+	return nil
+}
+
 // tidyAfter is how long after a crowd of connections began to leave the
 // memory it held is given back: the rest of the crowd leaves meanwhile
 // (an attack's connections are cut within a client_body_timeout of each
@@ -162,6 +176,10 @@ func Run(ctx context.Context, ch *channel.Conn, listeners []net.Listener, log hc
 	if err := certs.Load(setup.Certs); err != nil {
 		return err
 	}
+	pp := &ProxyProtocol{}
+	if err := setProxyProtocol(pp, setup.ProxyProtocol); err != nil {
+		return err
+	}
 	limits := setupLimits(setup)
 	p.SetLimits(limits)
 	maxConns := connCap(limits.MaxConns, openFileLimit())
@@ -200,6 +218,13 @@ func Run(ctx context.Context, ch *channel.Conn, listeners []net.Listener, log hc
 					log.Error("cannot load the new certificates; the ones in use stay", "error", err)
 				} else {
 					log.Info("certificates loaded", "pairs", len(m.Certs.Pairs))
+				}
+			}
+			if m.ProxyProtocol != nil {
+				if err := setProxyProtocol(pp, m.ProxyProtocol.Allowed); err != nil {
+					log.Error("cannot apply proxy_protocol; the peers before stay", "error", err)
+				} else {
+					log.Info("proxy_protocol peers changed", "allowed", m.ProxyProtocol.Allowed)
 				}
 			}
 			if m.Table != nil {
@@ -244,6 +269,13 @@ func Run(ctx context.Context, ch *channel.Conn, listeners []net.Listener, log hc
 	lns := newListenerSet(log, grace, func() *http.Server { return newServer(p, limits, log) })
 	lns.tlsConfig = certs.TLSConfig()
 	p.httpsPort = lns.httpsPort
+	// Every listener reads PROXY headers from the allowed peers, the set
+	// of which a config reload may change (even from none).
+	lns.proxyProto = func(ln net.Listener) net.Listener {
+		return newProxyListener(ln, pp, func(peer netip.Addr, err error) {
+			refusals.warn(log, "proxy_protocol", "connection refused: PROXY protocol", "peer", peer, "error", err)
+		})
+	}
 	lns.limit = func(ln net.Listener) net.Listener {
 		return &limitListener{Listener: ln, lim: conns, refused: func(why refusal, addr netip.Addr) {
 			total, from := conns.count(netip.Prefix{})
@@ -309,6 +341,10 @@ type listenerSet struct {
 	limit func(net.Listener) net.Listener
 	// tlsConfig serves the TLS listeners; set before the first add.
 	tlsConfig *tls.Config
+	// proxyProto, when set, wraps each listener first: the PROXY
+	// protocol's header comes before the caps count the client, and
+	// before a TLS handshake.
+	proxyProto func(net.Listener) net.Listener
 
 	// tlsPort is the port of the first TLS listener, 0 when none: where
 	// https_only redirects to.
@@ -388,8 +424,12 @@ func (s *listenerSet) serveLocked(ln net.Listener, addr string, id socketID, tls
 	if ta, ok := ln.Addr().(*net.TCPAddr); ok {
 		l.port = ta.Port
 	}
+	if s.proxyProto != nil {
+		ln = s.proxyProto(ln)
+	}
 	if s.limit != nil {
-		// The caps come first: a refused connection costs no handshake.
+		// The caps come before TLS: a refused connection costs no
+		// handshake.
 		ln = s.limit(ln)
 	}
 	if tlsOn {

@@ -161,6 +161,7 @@ func runSystem(path string, stdout, stderr io.Writer) error {
 		DirectStart:     os.Getenv("PYHOST_FORK_SERVER") == "0",
 		AccessLog:       admin.Proxy.AccessLog,
 		TrustedProxies:  admin.Proxy.TrustedProxies,
+		ProxyProtocol:   admin.Proxy.ProxyProtocol,
 		ProxyLimits:     admin.Proxy.Limits,
 		DefaultApp: func() string {
 			mu.Lock()
