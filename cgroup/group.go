@@ -304,14 +304,16 @@ var errMainThread = errors.New("cgroup: Start on the main thread would move the 
 
 // Start starts cmd with the child in the group from its first
 // instruction: in cgroup2 by CLONE_INTO_CGROUP (it sets
-// cmd.SysProcAttr's UseCgroupFD and CgroupFD), in v1 hierarchies by
+// cmd.SysProcAttr's UseCgroupFD and CgroupFD; before Linux 5.7, which
+// lacks it, by writing the pid to cgroup.procs as soon as cmd.Start
+// returns, when the child has just exec'd), in v1 hierarchies by
 // moving the calling OS thread into the group for the moment of the fork
 // (see the package doc). Call it where cmd.Start would be called, on the
 // spawner's locked thread; on a host with v1 hierarchies, never from the
 // process's main thread. If the thread cannot be moved back, the child
 // is killed and reaped, and the error says so.
 func (g *Group) Start(cmd *exec.Cmd) error {
-	if g.v2 != "" {
+	if g.v2 != "" && g.t.cloneInto {
 		fd, err := g.OpenFD()
 		if err != nil {
 			return err
@@ -323,7 +325,7 @@ func (g *Group) Start(cmd *exec.Cmd) error {
 		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, fd
 	}
 	if len(g.place) == 0 {
-		return cmd.Start()
+		return g.joinV2(cmd, cmd.Start())
 	}
 	// Locking nests: on the spawner thread, which is locked for ever,
 	// this changes nothing; elsewhere it keeps the goroutine on the
@@ -345,7 +347,22 @@ func (g *Group) Start(cmd *exec.Cmd) error {
 		}
 		return errors.Join(startErr, err)
 	}
-	return startErr
+	return g.joinV2(cmd, startErr)
+}
+
+// joinV2 moves a child that was started without CLONE_INTO_CGROUP (a
+// kernel before 5.7) into the group's v2 directory; if it cannot, the
+// child is killed and reaped.
+func (g *Group) joinV2(cmd *exec.Cmd, startErr error) error {
+	if startErr != nil || g.v2 == "" || g.t.cloneInto {
+		return startErr
+	}
+	if err := g.t.k.write(filepath.Join(g.v2, "cgroup.procs"), strconv.Itoa(cmd.Process.Pid)); err != nil {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return fmt.Errorf("cgroup: place %s in %s: %w", cmd.Path, g.v2, err)
+	}
+	return nil
 }
 
 // moveThread writes tid to the tasks file of each of the group's v1

@@ -253,6 +253,21 @@ func TestRealPlacement(t *testing.T) {
 	start(t, app, server)
 	in(t, server.Process.Pid, app)
 
+	// A kernel before 5.7 has no CLONE_INTO_CGROUP: the child joins its
+	// v2 group right after the start.
+	old, err := tr.App("alice", "old-kernel")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr.cloneInto = false
+	late := exec.Command("sleep", "30")
+	start(t, old, late)
+	tr.cloneInto = true
+	if late.SysProcAttr != nil && late.SysProcAttr.UseCgroupFD {
+		t.Error("CLONE_INTO_CGROUP used on a kernel taken as before 5.7")
+	}
+	in(t, late.Process.Pid, old)
+
 	if tr.v2 == nil {
 		t.Skip("no cgroup2 on this host: no worker leaves")
 	}

@@ -62,6 +62,11 @@ type Tree struct {
 	v1      []hier // one per v1 hierarchy
 	ownBase bool   // the base is the daemon's own cgroup: Remove leaves it
 
+	// cloneInto: the kernel has CLONE_INTO_CGROUP (5.7). Go's clone3
+	// has no fallback, so before 5.7 Start moves the child into its v2
+	// group right after the start instead.
+	cloneInto bool
+
 	mu      sync.Mutex // serializes creating groups, so enabling controllers on a parent never races its rmdir
 	enabled []string   // v2 controllers on at base/apps/subtree_control; sorted
 	notes   map[string]string
@@ -93,7 +98,7 @@ func open(k kernel, h Host, opts TreeOptions) (*Tree, error) {
 	if opts.PollInterval <= 0 {
 		opts.PollInterval = time.Second
 	}
-	t := &Tree{host: h, k: k, opts: opts, notes: map[string]string{}}
+	t := &Tree{host: h, k: k, opts: opts, notes: map[string]string{}, cloneInto: kernelAtLeast(5, 7)}
 	if h.V2 != nil {
 		v2, own, err := t.place(h.V2.Mount, h.V2.root, h.V2.Dir, nil)
 		if err != nil {
@@ -157,7 +162,9 @@ func (t *Tree) place(mount, root, selfDir string, ctrls []string) (*hier, bool, 
 // then switches the wanted controllers on down to base/apps.
 func (t *Tree) openV2() error {
 	base := t.v2.base
-	if t.ownBase {
+	// Only controllers to hand down oblige the daemon to move: on a
+	// hybrid host it stays where it is.
+	if t.ownBase && len(t.offered(base)) > 0 {
 		leaf := filepath.Join(base, "daemon")
 		if err := t.mkdir(leaf); err != nil {
 			return err
@@ -243,6 +250,26 @@ func (t *Tree) mkdir(dir string) error {
 	return fmt.Errorf("cgroup: %w", err)
 }
 
+// kernelAtLeast reports whether the running kernel's version is at
+// least major.minor.
+func kernelAtLeast(major, minor int) bool {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return false
+	}
+	return releaseAtLeast(unix.ByteSliceToString(u.Release[:]), major, minor)
+}
+
+// releaseAtLeast compares a kernel release ("6.1.0-18-amd64") with
+// major.minor.
+func releaseAtLeast(release string, major, minor int) bool {
+	var ma, mi int
+	if _, err := fmt.Sscanf(release, "%d.%d", &ma, &mi); err != nil {
+		return false
+	}
+	return ma > major || ma == major && mi >= minor
+}
+
 // validName checks a user, app or worker name for use as a directory.
 func validName(s string) error {
 	if s == "" || s == "." || s == ".." || len(s) > 255 || strings.ContainsAny(s, "/\x00\n") {
@@ -277,6 +304,9 @@ func (t *Tree) String() string {
 	s := fmt.Sprintf("cgroup tree %s (%s); enforced: %s", t.Base(), t.host.Mode, list(on))
 	if len(off) > 0 {
 		s += "; not enforced: " + strings.Join(off, ", ")
+	}
+	if t.v2 != nil && !t.cloneInto {
+		s += "; kernel before 5.7: children join their cgroup v2 group just after they start"
 	}
 	return s
 }
