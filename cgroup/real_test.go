@@ -29,7 +29,7 @@ import (
 var treeSeq atomic.Int64
 
 // realHost detects the host, skipping unless root on a host with cgroups.
-func realHost(t *testing.T) Host {
+func realHost(t testing.TB) Host {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: creates cgroups")
@@ -45,12 +45,12 @@ func realHost(t *testing.T) Host {
 }
 
 // realTree opens a test tree on h and removes it when the test ends.
-func realTree(t *testing.T, h Host) *Tree {
+func realTree(t testing.TB, h Host) *Tree {
 	t.Helper()
 	return realTreeWith(t, h, realKernel)
 }
 
-func realTreeWith(t *testing.T, h Host, k kernel) *Tree {
+func realTreeWith(t testing.TB, h Host, k kernel) *Tree {
 	t.Helper()
 	name := fmt.Sprintf("pyhost-test-%d-%d", os.Getpid(), treeSeq.Add(1))
 	tr, err := open(k, h, TreeOptions{Parent: "/", Name: name, PollInterval: 20 * time.Millisecond})
