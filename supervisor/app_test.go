@@ -522,3 +522,37 @@ func TestRestartBackoffOnTheInjectedClock(t *testing.T) {
 		}
 	})
 }
+
+func TestTimeoutRecycleDumpsStacks(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		var lines []string
+		h := start(t, testConfig(2), func(o *Options) {
+			o.Output = func(app string, pid int, line string) {
+				mu.Lock()
+				lines = append(lines, line)
+				mu.Unlock()
+			}
+		})
+		h.readyAll()
+		a := h.st.proc(t, 0)
+		for range 2 {
+			h.app.RecycleWorker(h.id(a), RecycleReason{RecycleTimeout, "request over request_timeout 30s"}, true)
+		}
+		synctest.Wait()
+		a.mu.Lock()
+		dumps := a.dumps
+		a.mu.Unlock()
+		if dumps != 1 {
+			t.Errorf("stacks dumped %d times, want once", dumps)
+		}
+		if !h.routed()[a.pid] || h.st.count() != 3 {
+			t.Errorf("the stuck worker is not out of rotation with a replacement on its way")
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if !slices.Contains(lines, "pyhost: request over request_timeout 30s; stacks of every thread follow") {
+			t.Errorf("app log %q lacks the dump's heading", lines)
+		}
+	})
+}

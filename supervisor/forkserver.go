@@ -21,7 +21,6 @@ type forkServers struct {
 	key     string // what cur's workers inherit: interpreter, user, directory, environment
 	retryAt time.Time
 	retired []ForkServer
-	lost    map[ForkServer]bool // servers that died with workers, see firstLoss
 }
 
 // forkKey is what a forked worker inherits from its server and so must
@@ -93,20 +92,6 @@ func (f *forkServers) failed(fs ForkServer, err error, now time.Time) {
 	}
 }
 
-// firstLoss reports whether a worker that died with fs is the first of
-// that server's workers to be reported: the server's death is one crash
-// for the restart policy, not one per worker it took along.
-func (f *forkServers) firstLoss(fs ForkServer) bool {
-	if f.lost == nil {
-		f.lost = map[ForkServer]bool{}
-	}
-	if f.lost[fs] {
-		return false
-	}
-	f.lost[fs] = true
-	return true
-}
-
 // retire lets the current server go once its workers have exited.
 func (f *forkServers) retire() {
 	f.cur.Retire()
@@ -136,5 +121,4 @@ func (f *forkServers) close() {
 		fs.Close(2 * time.Second)
 	}
 	f.retired = nil
-	f.lost = nil
 }

@@ -41,16 +41,16 @@ func TestForkKeyNamesWhatWorkersInherit(t *testing.T) {
 }
 
 func TestFirstLossCountsAServerOnce(t *testing.T) {
-	var f forkServers
+	var c core
 	a, b := &daemons.ForkServer{}, &daemons.ForkServer{}
-	if !f.firstLoss(a) || f.firstLoss(a) || f.firstLoss(a) {
+	if !c.firstLoss(a) || c.firstLoss(a) || c.firstLoss(a) {
 		t.Errorf("three workers lost with server a: want only the first counted")
 	}
-	if !f.firstLoss(b) {
+	if !c.firstLoss(b) {
 		t.Errorf("server b's first loss not counted")
 	}
-	f.close()
-	if !f.firstLoss(a) {
+	c.closeForkServers()
+	if !c.firstLoss(a) {
 		t.Errorf("after the app stopped, a new loss must count again")
 	}
 }

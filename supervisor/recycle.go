@@ -3,7 +3,10 @@ package supervisor
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 )
 
 // RecycleKind names why a worker is replaced while it still runs.
@@ -60,8 +63,9 @@ func CheckLimits(lim Limits, f WorkerFacts) (RecycleReason, bool) {
 //
 // A worker over its request budget goes at once, even when another is
 // already being replaced: it never serves more than its budget plus what
-// reaches it while its replacement starts (S4), and a recycle keeps
-// capacity anyway (the old worker serves until the new one is ready).
+// reaches it while its replacement starts (docs/config.md,
+// max_requests), and a recycle keeps capacity anyway (the old worker
+// serves until the new one is ready).
 // What keeps a group from recycling together is the jitter of
 // RequestBudget, now that the proxy reports each budget the moment it is
 // spent; the rule of one requests-recycle at a time was for a check that
@@ -101,13 +105,6 @@ func RequestBudget(max int, rnd func() float64) int {
 	return max - int(float64(spread)*rnd())
 }
 
-// IdleCheck is the pure decision "has the app been idle long enough to
-// stop its workers?". lastActive is the last time a request was in
-// flight or completed.
-func IdleCheck(idleTimeout time.Duration, lastActive, now time.Time) bool {
-	return idleTimeout > 0 && now.Sub(lastActive) >= idleTimeout
-}
-
 // FormatBytes renders a byte count the way config sizes are written.
 func FormatBytes(n int64) string {
 	const unit = 1024
@@ -122,7 +119,7 @@ func FormatBytes(n int64) string {
 	return fmt.Sprintf("%dB", n)
 }
 
-// The hard memory ceiling (S3, issue 11 item 4). memory_limit recycles a
+// The hard memory ceiling (docs/design.md, "A hard memory ceiling"). memory_limit recycles a
 // worker gracefully; one that keeps growing while it drains would
 // otherwise grow until graceful_timeout (a runaway request reached 2 GB
 // in 8 s under a 200 MiB limit), enough to wake the host's OOM killer.
@@ -153,7 +150,7 @@ type MemoryAction int
 // What to do about a worker's memory.
 const (
 	MemoryOK      MemoryAction = iota
-	MemoryRecycle              // over memory_limit: replace it gracefully (S3)
+	MemoryRecycle              // over memory_limit: replace it gracefully
 	MemoryKill                 // over the ceiling: kill it now
 )
 
@@ -174,7 +171,7 @@ func CheckMemory(limit, rss int64) MemoryAction {
 // NextMemoryCheck is how long a worker's RSS may go unread: the time a
 // worker growing at assumedGrowth would need to pass its ceiling, within
 // [minMemoryCheck, most]. A worker far below its limit is read every
-// most (the poll interval, a second: S3); one near or over it, many
+// most (the poll interval, a second); one near or over it, many
 // times a second, so its ceiling holds. With no limit: most.
 func NextMemoryCheck(limit, rss int64, most time.Duration) time.Duration {
 	if limit <= 0 {
@@ -183,4 +180,138 @@ func NextMemoryCheck(limit, rss int64, most time.Duration) time.Duration {
 	left := MemoryCeiling(limit) - rss
 	d := time.Duration(float64(left) / assumedGrowth * float64(time.Second))
 	return min(most, max(d, minMemoryCheck))
+}
+
+// --- the core's recycling ---
+
+// recycle marks w for replacement (memory_limit, max_requests,
+// request_timeout, pyctl restart): a new worker starts first, and w is
+// drained only once the app has its full count of ready workers without
+// it, so capacity never drops; or at once, for the reasons of outAtOnce.
+func (c *core) recycle(w *worker, r RecycleReason) {
+	if w.recycle != nil || w.state != WorkerReady {
+		return
+	}
+	w.recycle = &r
+	c.log(hclog.Info, "recycling worker", "worker", w.id, "pid", w.pid, "reason", string(r.Kind), "detail", r.Detail)
+	c.note("recycling worker %d: %s", w.pid, r.Detail)
+	c.reconcile()
+	if outAtOnce(r.Kind) {
+		c.drainWorker(w)
+	}
+	c.retireRecycled()
+}
+
+// outAtOnce reports whether a worker recycled for kind leaves the
+// proxy's rotation the moment it is decided, before its replacement is
+// ready (docs/design.md, "When a worker fails"): a worker with a stuck
+// thread (timeout) would hold new connections in its backlog behind that
+// thread, and one over its memory limit grows with every request it
+// takes. Other workers and the queue serve until the replacement is
+// ready. A worker that spent its request budget is healthy: it serves on
+// until then, taking only what no other worker has a free thread for
+// (the proxy's rule for a spent worker), so capacity holds; so does one
+// restarted by pyctl.
+func outAtOnce(kind RecycleKind) bool {
+	return kind == RecycleTimeout || kind == RecycleMemory
+}
+
+// retireRecycled drains recycled workers while the app has enough ready
+// workers without them.
+func (c *core) retireRecycled() {
+	ready := 0
+	for _, w := range c.workers {
+		if w.gen == c.gen && w.state == WorkerReady && w.recycle == nil {
+			ready++
+		}
+	}
+	for _, w := range c.workers {
+		if w.recycle != nil && w.state == WorkerReady && ready >= c.cfg.Processes {
+			c.drainWorker(w)
+		}
+	}
+}
+
+// onRecycle replaces a worker on request (a request on it timed out,
+// say); dump asks it for its threads' stacks first, so the log shows
+// where it hung.
+func (c *core) onRecycle(ev evRecycle) {
+	w := c.find(ev.id)
+	if w == nil {
+		return
+	}
+	if ev.dump && !w.dumped && (w.state == WorkerReady || w.state == WorkerDraining) {
+		w.dumped = true
+		c.log(hclog.Warn, "dumping the stuck worker's Python stacks to the app log", "worker", w.id, "pid", w.pid)
+		c.emit(effDump{w.id, "pyhost: " + ev.reason.Detail + "; stacks of every thread follow"})
+	}
+	c.recycle(w, ev.reason)
+}
+
+// checkLimits recycles the ready workers that are over their request
+// budget. A worker's budget is known the moment the proxy reports it
+// (evBudgetSpent); served, on the tick, is the proxy's polled counters:
+// the backstop that still recycles a worker whose budget report was
+// lost. Memory has a check of its own, on its own clock (checkMemory).
+func (c *core) checkLimits(served map[string]counters) {
+	lim := Limits{MaxRequests: c.cfg.MaxRequests}
+	var candidates []*worker
+	var facts []WorkerFacts
+	for _, w := range c.workers {
+		if w.state != WorkerReady || w.recycle != nil {
+			continue
+		}
+		f := WorkerFacts{RequestBudget: w.budget, BudgetSpent: w.spent}
+		if w.budget > 0 {
+			f.Served = served[w.id].Requests
+		}
+		candidates = append(candidates, w)
+		facts = append(facts, f)
+	}
+	for _, p := range PlanRecycles(lim, facts, c.reload != nil) {
+		c.recycle(candidates[p.Index], p.Reason)
+	}
+}
+
+// checkMemory judges the RSS of every watched worker (memoryWatched):
+// one over its memory_limit is recycled, and leaves the rotation at once;
+// one over the hard ceiling (MemoryCeiling) is killed at once, whatever
+// its state, without waiting for graceful_timeout. It returns when to
+// look again: sooner for a worker nearer its ceiling (NextMemoryCheck).
+func (c *core) checkMemory(rss map[string]int64) time.Duration {
+	next := c.poll
+	// A copy: a recycle starts a replacement, which appends a worker.
+	for _, w := range slices.Clone(c.workers) {
+		limit := c.cfgOf(w).MemoryLimit
+		r, ok := rss[w.id]
+		if limit <= 0 || !ok || w.state == WorkerGone || w.killedFor != "" {
+			continue
+		}
+		switch CheckMemory(limit, r) {
+		case MemoryKill:
+			c.killOverCeiling(w, r, limit)
+			continue
+		case MemoryRecycle:
+			if w.state == WorkerReady && w.recycle == nil {
+				c.recycle(w, RecycleReason{RecycleMemory, fmt.Sprintf("rss %s > limit %s", FormatBytes(r), FormatBytes(limit))})
+			}
+		}
+		next = min(next, NextMemoryCheck(limit, r, next))
+	}
+	return next
+}
+
+// killOverCeiling kills w, whose RSS passed its hard ceiling. A ready
+// worker is counted as recycled, not crashed: its replacement starts now
+// and the restart backoff does not apply.
+func (c *core) killOverCeiling(w *worker, rss, limit int64) {
+	ceiling := MemoryCeiling(limit)
+	w.killedFor = fmt.Sprintf("killed: rss %s passed the hard memory ceiling %s (1.5 x memory_limit %s)", FormatBytes(rss), FormatBytes(ceiling), FormatBytes(limit))
+	c.log(hclog.Warn, "worker over its hard memory ceiling; killing it without waiting for graceful_timeout", "worker", w.id, "pid", w.pid, "rss", FormatBytes(rss), "ceiling", FormatBytes(ceiling), "memory_limit", FormatBytes(limit))
+	c.note("worker %d %s; not waited for", w.pid, w.killedFor)
+	if w.state == WorkerReady && w.recycle == nil {
+		w.recycle = &RecycleReason{RecycleMemory, w.killedFor}
+		c.reconcile()
+	}
+	c.emit(effKill{w.id})
 }

@@ -84,7 +84,7 @@ func TestPlanRecycles(t *testing.T) {
 		want      []int
 	}{
 		// The budgets' jitter spreads a group; a worker at its budget
-		// is never kept waiting for another's recycle (S4).
+		// is never kept waiting for another's recycle.
 		{"every worker at its budget goes", []WorkerFacts{over, reported, under, over}, false, []int{0, 1, 3}},
 		{"requests wait for a reload to end", []WorkerFacts{over, reported}, true, nil},
 		{"memory is never held back", []WorkerFacts{bloated, bloated, over}, true, []int{0, 1}},
@@ -117,7 +117,7 @@ func TestAppMoves(t *testing.T) {
 			t.Errorf("%s → %s: %v", m[0], m[1], err)
 		}
 	}
-	for _, m := range [][2]AppState{{AppStopped, AppRunning}, {AppStarting, AppReloading}, {AppStopped, AppIdle}} {
+	for _, m := range [][2]AppState{{AppStopped, AppRunning}, {AppStarting, AppIdle}, {AppStopped, AppIdle}} {
 		if err := checkAppMove(m[0], m[1]); !errors.Is(err, ErrIllegalMove) {
 			t.Errorf("%s → %s allowed", m[0], m[1])
 		}

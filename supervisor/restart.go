@@ -21,8 +21,9 @@ type RestartPolicy struct {
 	FailWindow time.Duration
 }
 
-// DefaultRestartPolicy replaces the first death at once (S2: within a
-// second) and backs off to half a minute for a crash loop.
+// DefaultRestartPolicy replaces the first death at once (within a second,
+// docs/design.md, "Restart policy") and backs off to half a minute for a
+// crash loop.
 var DefaultRestartPolicy = RestartPolicy{
 	First:       0,
 	Max:         30 * time.Second,

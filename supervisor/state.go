@@ -36,14 +36,17 @@ const (
 	AppIdle AppState = "idle"
 )
 
-// A reload may begin on a stopped app (it starts it on the fresh code,
-// and it is stopped again if the new code fails) and on an idle one (which
-// is idle again if it fails).
+// The app's state is derived (core.state), never set; these are the
+// changes one event may make, and Handle checks each against them. A
+// reload may begin on a stopped app (it starts it on the fresh code, and
+// it is stopped again if the new code fails), on an idle one (which is
+// idle again if it fails) and on one still starting (a crash loop being
+// fixed); a reload that ends with no worker ready leaves it starting.
 var appMoves = map[AppState][]AppState{
 	AppStopped:   {AppStarting, AppReloading},
-	AppStarting:  {AppRunning, AppFailing, AppStopped},
+	AppStarting:  {AppRunning, AppFailing, AppStopped, AppReloading},
 	AppRunning:   {AppReloading, AppFailing, AppStopped, AppStarting, AppIdle},
-	AppReloading: {AppRunning, AppFailing, AppStopped, AppIdle},
+	AppReloading: {AppRunning, AppFailing, AppStopped, AppIdle, AppStarting},
 	AppFailing:   {AppStarting, AppRunning, AppStopped, AppReloading},
 	AppIdle:      {AppStarting, AppReloading, AppStopped},
 }

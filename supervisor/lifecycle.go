@@ -1,0 +1,323 @@
+package supervisor
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/pyhost/pyhost/config"
+	"github.com/pyhost/pyhost/daemons"
+)
+
+// A worker's life, as the core decides it: started to keep the serving
+// generation at its processes, replaced with backoff when it dies,
+// drained before it is stopped.
+
+// reconcile starts a worker if the serving generation has fewer than
+// processes of them, unless the app is not to run or a restart is held
+// back by the backoff. One at a time: the next follows its evSpawned.
+func (c *core) reconcile() {
+	if c.stopping || c.idle || c.halted || c.restartHeld {
+		return
+	}
+	if c.liveCount(c.gen) < c.cfg.Processes {
+		c.spawn(c.cfg, c.gen)
+	}
+}
+
+// spawn asks for a worker of gen with cfg. It counts as starting from
+// now; the App answers with evSpawned or evSpawnFailed before any other
+// event.
+func (c *core) spawn(cfg config.App, gen int) *worker {
+	seq := c.nextSeq()
+	w := &worker{
+		id:       cfg.Name + "-" + strconv.FormatUint(seq, 10),
+		seq:      int(seq),
+		gen:      gen,
+		state:    WorkerStarting,
+		spawning: true,
+		budget:   RequestBudget(cfg.MaxRequests, c.rand),
+	}
+	c.workers = append(c.workers, w)
+	c.emit(effSpawn{id: w.id, seq: seq, gen: gen, cfg: cfg})
+	return w
+}
+
+func (c *core) onSpawned(ev evSpawned) {
+	w := c.find(ev.id)
+	if w == nil || !w.spawning {
+		return
+	}
+	w.spawning = false
+	w.pid, w.socket, w.startedAt, w.via = ev.pid, ev.socket, ev.startedAt, ev.via
+	if op := c.reload; op != nil && w.gen == op.gen {
+		op.first = false
+	}
+	if w.state == WorkerStopping {
+		// Stopped while it was being started.
+		c.emit(effStop{w.id, w.stopGrace})
+		return
+	}
+	c.log(hclog.Info, "worker starting", "worker", w.id, "pid", w.pid, "generation", w.gen)
+	c.note("worker %d starting", w.pid)
+	c.emit(effTimer{c.cfgOf(w).StartupTimeout, evStartupTimeout{w.id}})
+	// The next, if the generation it belongs to is still short.
+	c.reconcile()
+	c.fillReload()
+}
+
+func (c *core) onSpawnFailed(ev evSpawnFailed) {
+	w := c.find(ev.id)
+	if w == nil || !w.spawning {
+		return
+	}
+	c.remove(w)
+	if op := c.reload; op != nil && w.gen == op.gen {
+		if op.first {
+			// The reload's first worker: nothing of it ran.
+			c.reload = nil
+			c.idle = op.idle
+			c.emit(effReply{op.done, &ReloadError{Reason: ev.err.Error()}})
+			return
+		}
+		c.abortReload(nil, ev.err.Error(), nil)
+		return
+	}
+	c.log(hclog.Error, "cannot start worker", "error", ev.err)
+	c.lastErr = ev.err.Error()
+	c.started(ev.err)
+	c.scheduleRestart(c.tracker.Died(c.now, 0))
+}
+
+func (c *core) onReady(w *worker) {
+	if w.state != WorkerStarting || w.spawning {
+		return
+	}
+	c.move(w, WorkerReady)
+	w.wasReady = true
+	c.log(hclog.Info, "worker ready", "worker", w.id, "pid", w.pid, "generation", w.gen)
+	c.note("worker %d ready", w.pid)
+	if c.failing {
+		c.log(hclog.Info, "app recovered: a worker is ready again")
+		c.lastErr = ""
+	}
+	c.failing = false
+	c.started(nil)
+	for _, r := range c.startWaiters {
+		c.emit(effReply{r, nil})
+	}
+	c.startWaiters = nil
+	if op := c.reload; op != nil && w.gen == op.gen {
+		c.reloadProgress()
+		return
+	}
+	c.retireRecycled()
+}
+
+func (c *core) onExited(w *worker, exitErr error, importErr *daemons.ImportError) {
+	prev := w.state
+	c.move(w, WorkerGone)
+	c.remove(w)
+	defer c.afterExit()
+	if exitErr == nil {
+		exitErr = errors.New("exited")
+	}
+	if prev == WorkerDraining || prev == WorkerStopping {
+		c.log(hclog.Info, "worker stopped", "worker", w.id, "pid", w.pid, "status", exitErr)
+		c.note("worker %d stopped (%v)", w.pid, exitErr)
+		if c.reload != nil {
+			c.reloadProgress()
+		}
+		return
+	}
+	reason := exitErr.Error()
+	switch {
+	case w.killedFor != "":
+		reason = w.killedFor
+		c.lastErr = "worker " + reason
+	case w.slow:
+		reason = "did not become ready within startup_timeout " + c.cfgOf(w).StartupTimeout.String()
+		c.lastErr = "worker " + reason
+	case importErr != nil:
+		reason = importErr.Error()
+		c.lastErr = importErr.Traceback
+	case !w.wasReady:
+		c.lastErr = "worker " + reason + " before it was ready"
+	default:
+		c.lastErr = "worker " + reason
+	}
+	if op := c.reload; op != nil && w.gen == op.gen && !op.draining {
+		c.abortReload(w, reason, importErr)
+		return
+	}
+	if c.stopping {
+		return
+	}
+	if w.recycle != nil {
+		// Its replacement is already on its way; a worker that dies
+		// while being recycled (over its memory, say) is no crash loop.
+		c.log(hclog.Warn, "worker died while being recycled", "worker", w.id, "pid", w.pid, "reason", reason, "recycle", w.recycle.String())
+		return
+	}
+	if w.via != nil && errors.Is(exitErr, daemons.ErrForkServer) && !c.firstLoss(w.via) {
+		// Its server's death was counted once, with the first worker it
+		// took along; this one only needs replacing.
+		c.log(hclog.Warn, "worker died with its fork server", "worker", w.id, "pid", w.pid)
+		c.note("worker %d died with its fork server; replacing it", w.pid)
+		if w.gen == c.gen {
+			c.scheduleRestart(RestartDecision{})
+		}
+		return
+	}
+	uptime := c.now.Sub(w.startedAt)
+	c.restarts++
+	d := c.tracker.Died(c.now, uptime)
+	c.log(hclog.Error, "worker died", "worker", w.id, "pid", w.pid, "reason", reason, "uptime", uptime.Round(time.Millisecond), "restart_in", d.Delay.Round(time.Millisecond), "deaths_in_a_row", d.Streak)
+	c.note("worker %d died: %s; restarting in %v", w.pid, reason, d.Delay.Round(time.Millisecond))
+	if !w.wasReady {
+		var err error = fmt.Errorf("%w: %s", daemons.ErrExitedBeforeReady, reason)
+		if importErr != nil {
+			err = importErr
+		}
+		c.started(err)
+		for _, r := range c.startWaiters {
+			c.emit(effReply{r, err})
+		}
+		c.startWaiters = nil
+	}
+	if w.gen != c.gen {
+		return // an old generation's worker; the new one is complete
+	}
+	c.scheduleRestart(d)
+}
+
+// afterExit follows every reaped worker: the last one of an app that is
+// not to run takes its fork servers along and answers Halt.
+func (c *core) afterExit() {
+	if len(c.workers) > 0 {
+		return
+	}
+	if c.stopping || c.idle || c.halted {
+		c.closeForkServers()
+	}
+	for _, r := range c.haltWaiters {
+		c.emit(effReply{r, nil})
+	}
+	c.haltWaiters = nil
+}
+
+func (c *core) closeForkServers() {
+	c.emit(effCloseForkServers{})
+	c.lost = nil
+}
+
+// scheduleRestart applies a restart decision: the app may be failing
+// now, and its replacement starts at once or after the delay.
+func (c *core) scheduleRestart(d RestartDecision) {
+	if d.Failing && !c.failing {
+		c.failing = true
+		c.log(hclog.Error, "app is failing: its workers keep dying", "deaths", d.Streak)
+		c.note("app is failing: its workers keep dying; it answers 503 and is retried more slowly")
+	}
+	if c.restartHeld {
+		return
+	}
+	if d.Delay <= 0 {
+		c.reconcile()
+		return
+	}
+	c.restartHeld = true
+	c.restartSeq++
+	c.emit(effTimer{d.Delay, evRestartDue{c.restartSeq}})
+}
+
+// cancelRestart forgets a restart held back: its evRestartDue is stale.
+func (c *core) cancelRestart() {
+	if c.restartHeld {
+		c.restartHeld = false
+		c.restartSeq++
+	}
+}
+
+// drainWorker takes w out of the proxy's rotation; it is stopped when
+// the proxy reports it idle, or after graceful_timeout. A starting one
+// is stopped at once; one already on its way out is left as it is.
+func (c *core) drainWorker(w *worker) {
+	switch w.state {
+	case WorkerStarting:
+		c.stopWorker(w, c.cfg.GracefulTimeout)
+		return
+	case WorkerReady:
+	default:
+		return
+	}
+	c.move(w, WorkerDraining)
+	c.log(hclog.Info, "worker draining", "worker", w.id, "pid", w.pid)
+	c.note("worker %d draining", w.pid)
+	w.drainedAt = c.now
+	c.emit(effTimer{c.cfg.GracefulTimeout, evDrainTimeout{w.id}})
+}
+
+// stopGrace is how long a drained worker gets between SIGTERM and
+// SIGKILL: what is left of its graceful_timeout, counted from when it
+// left the rotation (a stuck thread holds its SIGTERM exit up), but at
+// least a second to exit cleanly once idle.
+func (c *core) stopGrace(w *worker) time.Duration {
+	left := c.cfg.GracefulTimeout - c.now.Sub(w.drainedAt)
+	return max(left, min(time.Second, c.cfg.GracefulTimeout))
+}
+
+func (c *core) stopWorker(w *worker, grace time.Duration) {
+	if !c.move(w, WorkerStopping) {
+		return
+	}
+	if w.spawning {
+		w.stopGrace = grace // sent once it runs
+		return
+	}
+	c.emit(effStop{w.id, grace})
+}
+
+func (c *core) onDrainTimeout(id string) {
+	w := c.find(id)
+	if w == nil || w.state != WorkerDraining {
+		return
+	}
+	// Its requests had their graceful_timeout; the worker's own SIGTERM
+	// handling would wait for them still, so it is killed.
+	c.log(hclog.Warn, "worker still busy at the end of graceful_timeout; killing it", "worker", w.id, "pid", w.pid, "graceful_timeout", c.cfg.GracefulTimeout)
+	c.note("worker %d still busy at the end of graceful_timeout %v; killed", w.pid, c.cfg.GracefulTimeout)
+	c.stopWorker(w, 0)
+}
+
+func (c *core) onStartupTimeout(id string) {
+	w := c.find(id)
+	if w == nil || w.state != WorkerStarting {
+		return
+	}
+	c.log(hclog.Error, "worker did not become ready within startup_timeout", "worker", w.id, "pid", w.pid, "startup_timeout", c.cfgOf(w).StartupTimeout)
+	w.slow = true
+	c.emit(effKill{w.id}) // handled as a death when it is reaped
+}
+
+// shutdown stops every worker, each with its graceful timeout: the
+// daemon is stopping the app.
+func (c *core) shutdown() {
+	c.stopping = true
+	c.cancelRestart()
+	if op := c.reload; op != nil {
+		c.emit(effReply{op.done, ErrStopped})
+		c.reload = nil
+	}
+	for _, w := range c.workers {
+		if w.state != WorkerStopping {
+			c.stopWorker(w, c.cfg.GracefulTimeout)
+		}
+	}
+	if len(c.workers) == 0 {
+		c.closeForkServers()
+	}
+}

@@ -1,0 +1,164 @@
+package supervisor
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/pyhost/pyhost/config"
+	"github.com/pyhost/pyhost/daemons"
+)
+
+// The rolling reload (docs/design.md, "Rolling reload"): one new worker
+// first, so a broken import costs one process; then the rest; only when
+// all processes new workers are ready do the old ones drain, so capacity
+// never drops. If a new worker fails before that, the new ones stop and
+// the old never noticed.
+
+// reloadOp is one reload under way.
+type reloadOp struct {
+	cfg      config.App
+	progress chan<- string // human-readable steps; a full channel drops them
+	done     chan<- error  // the outcome, once; buffered
+
+	gen      int
+	first    bool // its first worker has not run yet
+	filling  bool // starting the rest, one after another
+	draining bool // all new workers were ready: the old ones drain
+	// The app was stopped by its owner (halted) or idle when the reload
+	// began: the reload starts it on the fresh code, and an abort leaves
+	// it as it was.
+	halted, idle bool
+}
+
+// ReloadError is a reload that was aborted; the old workers kept serving.
+type ReloadError struct {
+	Reason    string
+	Traceback string
+}
+
+func (e *ReloadError) Error() string { return "reload aborted: " + e.Reason }
+
+// say is a step of the reload, into the app's log and to the caller.
+func (c *core) say(op *reloadOp, format string, args ...any) {
+	line := fmt.Sprintf(format, args...)
+	c.emit(effNote{line})
+	c.emit(effProgress{op.progress, line})
+}
+
+func (c *core) startReload(op *reloadOp) {
+	switch {
+	case c.stopping:
+		c.emit(effReply{op.done, ErrStopped})
+		return
+	case c.reload != nil:
+		c.emit(effReply{op.done, ErrReloadRunning})
+		return
+	}
+	// A reload of an idle or stopped app starts it on the fresh code
+	// (docs/cli.md). A stopped one stays halted until the swap, so
+	// nothing starts a worker of the old generation meanwhile, and it
+	// simply stays stopped if the new code fails.
+	op.idle, op.halted = c.idle, c.halted
+	c.idle = false
+	if c.halted {
+		c.failing = false
+		c.say(op, "the app is stopped; starting it on the fresh code")
+	}
+	op.gen = c.gen + 1
+	op.first = true
+	c.reload = op
+	c.say(op, "starting new worker 1 of %d", op.cfg.Processes)
+	c.spawn(op.cfg, op.gen)
+}
+
+// fillReload starts the next new worker while the reload is starting
+// the rest of them.
+func (c *core) fillReload() {
+	op := c.reload
+	if op == nil || !op.filling {
+		return
+	}
+	if c.liveCount(op.gen) >= op.cfg.Processes {
+		op.filling = false
+		return
+	}
+	c.spawn(op.cfg, op.gen)
+}
+
+// reloadProgress advances the reload after a new worker got ready or an
+// old one stopped.
+func (c *core) reloadProgress() {
+	op := c.reload
+	if !op.draining {
+		ready, live := 0, c.liveCount(op.gen)
+		for _, w := range c.workers {
+			if w.gen == op.gen && w.state == WorkerReady {
+				ready++
+			}
+		}
+		if live < op.cfg.Processes {
+			c.say(op, "new worker 1 is ready; starting %d more", op.cfg.Processes-live)
+			op.filling = true
+			c.fillReload()
+			return
+		}
+		if ready < op.cfg.Processes {
+			return
+		}
+		old := c.gen
+		c.cfg, c.gen = op.cfg, op.gen
+		c.tracker.Reset()
+		op.draining = true
+		if op.halted {
+			c.halted = false
+			c.say(op, "all %d new workers are ready; the app runs again", ready)
+		} else {
+			c.say(op, "all %d new workers are ready; draining the old ones", ready)
+		}
+		for _, w := range c.workers {
+			if w.gen == old {
+				c.drainWorker(w)
+			}
+		}
+	}
+	for _, w := range c.workers {
+		if w.gen != op.gen {
+			return // an old worker is still on its way out
+		}
+	}
+	if !op.halted {
+		c.say(op, "old workers stopped")
+	}
+	c.reload = nil
+	c.lastErr = "" // the code that failed is gone
+	c.emit(effReply{op.done, nil})
+}
+
+// abortReload stops the new workers (failed, when not nil, is already
+// gone) and leaves the app as it was before the reload.
+func (c *core) abortReload(failed *worker, reason string, importErr *daemons.ImportError) {
+	op := c.reload
+	c.reload = nil
+	after := "the old workers keep serving"
+	switch {
+	case op.halted:
+		after = "the app stays stopped" // still halted: nothing was swapped
+	case op.idle:
+		c.idle = true // as before: the next request starts it
+		after = "the app stays idle"
+	}
+	c.log(hclog.Error, "reload aborted; "+after, "reason", reason)
+	c.note("reload aborted (%s); %s", reason, after)
+	for _, w := range c.workers {
+		if w.gen == op.gen && w != failed && w.state != WorkerStopping {
+			c.stopWorker(w, time.Second)
+		}
+	}
+	rerr := &ReloadError{Reason: reason}
+	if importErr != nil {
+		rerr.Traceback = importErr.Traceback
+	}
+	c.emit(effReply{op.done, rerr})
+}
