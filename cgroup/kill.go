@@ -259,25 +259,34 @@ func (t *Tree) Kill(ctx context.Context) error {
 	return t.apps().Kill(ctx)
 }
 
-// Remove removes every group of the tree, and the base when Open made it
-// (not when it is the daemon's own cgroup). Kill first.
+// Remove removes every group of the tree, and the base in each
+// hierarchy where Open made it (not where it is the daemon's own
+// cgroup). Kill first.
 func (t *Tree) Remove(ctx context.Context) error {
 	if err := t.apps().Remove(ctx); err != nil {
 		return err
 	}
-	if t.ownBase {
-		return nil
-	}
 	var errs []error
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.v2 != nil {
-		errs = append(errs, t.rmdir(ctx, t.v2.base))
-	}
-	for _, h := range t.v1 {
-		errs = append(errs, t.rmdir(ctx, h.base))
+	for _, h := range t.hiers() {
+		if !h.own {
+			errs = append(errs, t.rmdir(ctx, h.base))
+		}
 	}
 	return errors.Join(errs...)
+}
+
+// hiers are the tree's hierarchies, cgroup2's first.
+func (t *Tree) hiers() []*hier {
+	var out []*hier
+	if t.v2 != nil {
+		out = append(out, t.v2)
+	}
+	for i := range t.v1 {
+		out = append(out, &t.v1[i])
+	}
+	return out
 }
 
 // fileWatch is an inotify watch for IN_MODIFY on one file.

@@ -78,10 +78,7 @@ func realTreeWith(t testing.TB, h Host, k kernel) *Tree {
 // bases are the tree's base directories in every hierarchy.
 func (t *Tree) bases() []string {
 	var out []string
-	if t.v2 != nil {
-		out = append(out, t.v2.base)
-	}
-	for _, h := range t.v1 {
+	for _, h := range t.hiers() {
 		out = append(out, h.base)
 	}
 	return out

@@ -43,6 +43,7 @@ type hier struct {
 	root  string // the mount's root cgroup, to map directories to /proc/PID/cgroup paths
 	base  string // directory
 	home  string // the daemon's own cgroup directory
+	own   bool   // base is home: Remove leaves it
 }
 
 // cgPath maps dir, below h's mount, to the cgroup path the kernel shows
@@ -60,7 +61,6 @@ type Tree struct {
 	opts    TreeOptions
 	v2      *hier  // nil without cgroup2
 	v1      []hier // one per v1 hierarchy
-	ownBase bool   // the base is the daemon's own cgroup: Remove leaves it
 
 	// cloneInto: the kernel has CLONE_INTO_CGROUP (5.7). Go's clone3
 	// has no fallback, so before 5.7 Start moves the child into its v2
@@ -100,19 +100,18 @@ func open(k kernel, h Host, opts TreeOptions) (*Tree, error) {
 	}
 	t := &Tree{host: h, k: k, opts: opts, notes: map[string]string{}, cloneInto: kernelAtLeast(5, 7)}
 	if h.V2 != nil {
-		v2, own, err := t.place(h.V2.Mount, h.V2.root, h.V2.Dir, nil)
+		v2, err := t.place(h.V2.Mount, h.V2.root, h.V2.Dir, nil)
 		if err != nil {
 			return nil, err
 		}
-		t.v2, t.ownBase = v2, own
+		t.v2 = v2
 	}
 	for _, v := range h.V1 {
-		hv, own, err := t.place(v.Mount, v.root, v.Dir, v.Controllers)
+		hv, err := t.place(v.Mount, v.root, v.Dir, v.Controllers)
 		if err != nil {
 			return nil, err
 		}
 		t.v1 = append(t.v1, *hv)
-		t.ownBase = t.ownBase || own
 	}
 	if t.v2 != nil {
 		if err := t.openV2(); err != nil {
@@ -127,9 +126,10 @@ func open(k kernel, h Host, opts TreeOptions) (*Tree, error) {
 	return t, nil
 }
 
-// place works out a hierarchy's base directory and makes it; own reports
-// that the base is the daemon's own cgroup.
-func (t *Tree) place(mount, root, selfDir string, ctrls []string) (*hier, bool, error) {
+// place works out a hierarchy's base directory and makes it. The rule
+// is per hierarchy: on this project's machines the daemon's memory
+// cgroup is not the root while its others are.
+func (t *Tree) place(mount, root, selfDir string, ctrls []string) (*hier, error) {
 	if root == "" {
 		root = "/"
 	}
@@ -139,7 +139,7 @@ func (t *Tree) place(mount, root, selfDir string, ctrls []string) (*hier, bool, 
 		m := mountEntry{root: root, point: mount}
 		d, ok := under(m, t.opts.Parent)
 		if !ok {
-			return nil, false, fmt.Errorf("cgroup: %s is not visible in %s", t.opts.Parent, mount)
+			return nil, fmt.Errorf("cgroup: %s is not visible in %s", t.opts.Parent, mount)
 		}
 		parent = d
 	}
@@ -148,14 +148,14 @@ func (t *Tree) place(mount, root, selfDir string, ctrls []string) (*hier, bool, 
 		name = "pyhost"
 	}
 	if name == "" {
-		h.base = parent
-		return h, true, nil
+		h.base, h.own = parent, parent == selfDir
+		return h, nil
 	}
 	h.base = filepath.Join(parent, name)
 	if err := t.mkdir(h.base); err != nil {
-		return nil, false, err
+		return nil, err
 	}
-	return h, false, nil
+	return h, nil
 }
 
 // openV2 moves the daemon out of its own cgroup when that is the base,
@@ -164,7 +164,7 @@ func (t *Tree) openV2() error {
 	base := t.v2.base
 	// Only controllers to hand down oblige the daemon to move: on a
 	// hybrid host it stays where it is.
-	if t.ownBase && len(t.offered(base)) > 0 {
+	if t.v2.own && len(t.offered(base)) > 0 {
 		leaf := filepath.Join(base, "daemon")
 		if err := t.mkdir(leaf); err != nil {
 			return err

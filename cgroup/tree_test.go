@@ -50,8 +50,8 @@ func TestTreeV2Delegated(t *testing.T) {
 		svc + "/apps/cgroup.subtree_control=+memory",
 		svc + "/apps/cgroup.subtree_control=+pids",
 	})
-	if tr.Base() != f.path(svc) || !tr.ownBase {
-		t.Errorf("base %s own %v", tr.Base(), tr.ownBase)
+	if tr.Base() != f.path(svc) || !tr.v2.own {
+		t.Errorf("base %s own %v", tr.Base(), tr.v2.own)
 	}
 	if s := tr.String(); !strings.HasSuffix(s, "(v2); enforced: memory_max memory_high cpu_weight cpu_max tasks_max io_weight") {
 		t.Errorf("String: %s", s)
@@ -148,7 +148,7 @@ func TestTreeV2Root(t *testing.T) {
 		"cg/pyhost/cgroup.subtree_control=+cpu", "cg/pyhost/cgroup.subtree_control=+memory", "cg/pyhost/cgroup.subtree_control=+pids",
 		"cg/pyhost/apps/cgroup.subtree_control=+cpu", "cg/pyhost/apps/cgroup.subtree_control=+memory", "cg/pyhost/apps/cgroup.subtree_control=+pids",
 	})
-	if tr.ownBase {
+	if tr.v2.own {
 		t.Error("the root taken as the daemon's own base")
 	}
 	// Opening again (a restart) finds it all in place.
@@ -292,6 +292,45 @@ func TestTreeHybridDelegated(t *testing.T) {
 	}
 	if tr.Base() != f.path("cg/unified/system.slice/pyhost.service") {
 		t.Errorf("base %s", tr.Base())
+	}
+}
+
+// Where the daemon's cgroup is the root in one hierarchy and not in
+// another (this project's machines: memory is /process_api/…), each
+// hierarchy follows its own rule: "pyhost" below the root, the own
+// cgroup elsewhere; the daemon does not move in a hierarchy whose base is
+// not its own, and Remove takes the bases it made only.
+func TestTreeMixedOwn(t *testing.T) {
+	f := newFakeFS(t)
+	f.mountV2("cg/unified", "pids")
+	f.mountV1("cg/memory", "memory")
+	f.populateV1(f.path("cg/memory/session/7bfe"), []string{"memory"})
+	h := f.host(ModeHybrid, "/")
+	h.V1[0].Self, h.V1[0].Dir = "/session/7bfe", f.path("cg/memory/session/7bfe")
+	tr, err := open(f.kernel(), h, TreeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr.v2.base != f.path("cg/unified/pyhost") || tr.v2.own || tr.v1[0].base != f.path("cg/memory/session/7bfe") || !tr.v1[0].own {
+		t.Errorf("bases: v2 %s (own %v), memory %s (own %v)", tr.v2.base, tr.v2.own, tr.v1[0].base, tr.v1[0].own)
+	}
+	for _, w := range f.took() {
+		if strings.Contains(w, "cgroup.procs") {
+			t.Errorf("the daemon moved: %s", w)
+		}
+	}
+	if _, err := tr.App("a", "b"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := tr.Remove(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"cg/unified/pyhost/apps/a/b", "cg/unified/pyhost/apps/a", "cg/unified/pyhost/apps",
+		"cg/memory/session/7bfe/apps/a/b", "cg/memory/session/7bfe/apps/a", "cg/memory/session/7bfe/apps", "cg/unified/pyhost"}
+	if !reflect.DeepEqual(f.rmdirs, want) {
+		t.Errorf("rmdirs:\n  %s\nwant\n  %s", strings.Join(f.rmdirs, "\n  "), strings.Join(want, "\n  "))
 	}
 }
 
