@@ -56,11 +56,11 @@ func (h *hier) cgPath(dir string) string {
 // Tree is pyhost's cgroup subtree: base/apps/USER/APP in every hierarchy
 // of the host. Its methods are safe for concurrent use.
 type Tree struct {
-	host    Host
-	k       kernel
-	opts    TreeOptions
-	v2      *hier  // nil without cgroup2
-	v1      []hier // one per v1 hierarchy
+	host Host
+	k    kernel
+	opts TreeOptions
+	v2   *hier  // nil without cgroup2
+	v1   []hier // one per v1 hierarchy
 
 	// cloneInto: the kernel has CLONE_INTO_CGROUP (5.7). Go's clone3
 	// has no fallback, so before 5.7 Start moves the child into its v2
