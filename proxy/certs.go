@@ -159,12 +159,26 @@ func (s *certSet) orFallback() (*tls.Certificate, error) {
 	return s.fallback, nil
 }
 
+// tls12Suites are the TLS 1.2 cipher suites served: forward secrecy and
+// AEAD only. HTTP/2 requires TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 (RFC
+// 9113 §9.2.2), and Go's http2 checks for it.
+var tls12Suites = []uint16{
+	tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+}
+
 // TLSConfig is the server configuration of the TLS listeners: TLS 1.2 and
-// up with Go's default suites (AEAD only for 1.2 since Go 1.22: no CBC,
-// no RSA key exchange), HTTP/2 then HTTP/1.1 by ALPN. Session tickets
-// stay on: crypto/tls rotates their keys itself (a new key every day,
-// each valid a week) when SetSessionTicketKeys is never called, which is
-// the rotation the issue asks for without a key on disk.
+// up, HTTP/2 then HTTP/1.1 by ALPN. For TLS 1.2 only the ECDHE AEAD
+// suites (Mozilla's "intermediate" set without DHE): Go's defaults still
+// offer ECDHE with CBC and SHA-1 (testssl.sh flagged them); TLS 1.3's
+// suites are all AEAD and not configurable. Session tickets stay on:
+// crypto/tls rotates their keys itself (a new key every day, each valid
+// a week) when SetSessionTicketKeys is never called, which is the
+// rotation the issue asks for without a key on disk.
 func (c *Certs) TLSConfig() *tls.Config {
 	protos := []string{"h2", "http/1.1"}
 	if c.extra != nil {
@@ -172,6 +186,7 @@ func (c *Certs) TLSConfig() *tls.Config {
 	}
 	return &tls.Config{
 		MinVersion:     tls.VersionTLS12,
+		CipherSuites:   tls12Suites,
 		GetCertificate: c.GetCertificate,
 		NextProtos:     protos,
 	}

@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"math/big"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -153,6 +154,22 @@ func TestCertsHandshake(t *testing.T) {
 	if conn, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{ServerName: "alice.test", RootCAs: pool, MaxVersion: tls.VersionTLS11}); err == nil {
 		conn.Close()
 		t.Error("a TLS 1.1 client was accepted")
+	}
+	// TLS 1.2 with CBC (and SHA-1) only: refused; AEAD only is served.
+	cbc := &tls.Config{ServerName: "alice.test", RootCAs: pool, MaxVersion: tls.VersionTLS12,
+		CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA, tls.TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA, tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256}}
+	if conn, err := tls.Dial("tcp", ln.Addr().String(), cbc); err == nil {
+		conn.Close()
+		t.Error("a TLS 1.2 client offering only CBC suites was accepted")
+	}
+	aead := &tls.Config{ServerName: "alice.test", RootCAs: pool, MaxVersion: tls.VersionTLS12}
+	if conn, err := tls.Dial("tcp", ln.Addr().String(), aead); err != nil {
+		t.Errorf("TLS 1.2: %v", err)
+	} else {
+		if st := conn.ConnectionState(); st.Version != tls.VersionTLS12 || !slices.Contains(tls12Suites, st.CipherSuite) {
+			t.Errorf("TLS 1.2 negotiated %x, suite %s", st.Version, tls.CipherSuiteName(st.CipherSuite))
+		}
+		conn.Close()
 	}
 }
 
