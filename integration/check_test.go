@@ -84,8 +84,9 @@ func TestCheckProxyUser(t *testing.T) {
 	}
 }
 
-// tls_listen, [[tls]] and metrics_listen are not built yet: run refuses
-// to start with them and check says so, with the same line.
+// metrics_listen is not built yet, and a [[tls]] certificate that is
+// missing cannot be served: run refuses to start with either and check
+// says so, with the same line.
 func TestCheckUnimplemented(t *testing.T) {
 	d := newSysd(t, checkUsers)
 	makeUser(t, ckAlice)
@@ -96,8 +97,8 @@ func TestCheckUnimplemented(t *testing.T) {
 	}{
 		{"metrics_listen", strings.Replace(d.adminConfig(checkUsers), "[daemon]\n", fmt.Sprintf("[daemon]\nmetrics_listen = %q\n", port), 1),
 			"daemon.metrics_listen", "not implemented in this version yet"},
-		{"tls_listen", strings.Replace(d.adminConfig(checkUsers+"\n[[tls]]\ncert = \"/etc/ssl/ck.pem\"\nkey = \"/etc/ssl/ck.key\"\n"), "[proxy]\n", fmt.Sprintf("[proxy]\ntls_listen = [%q]\n", port), 1),
-			"proxy.tls_listen", "HTTPS is not implemented in this version yet"},
+		{"[[tls]]", strings.Replace(d.adminConfig(checkUsers+"\n[[tls]]\ncert = \"/etc/ssl/ck.pem\"\nkey = \"/etc/ssl/ck.key\"\n"), "[proxy]\n", fmt.Sprintf("[proxy]\ntls_listen = [%q]\n", port), 1),
+			"tls[0]", "[[tls]] open /etc/ssl/ck.pem: no such file or directory"},
 	} {
 		d.writeConfig(c.config)
 		want := fmt.Sprintf("%s:%d: %s: ", d.admin, d.lineOf(c.name), c.key)
