@@ -28,6 +28,7 @@ type fakeFS struct {
 	writes []string          // "path=value", path below root
 	refuse map[string]error  // path → the error a write to it gets
 	busy   map[string]int    // dir → how many rmdirs get EBUSY first
+	busyAt chan string       // told of each EBUSY, if not nil and not full
 	rmdirs []string          // removed dirs, below root, in order
 	extra  map[string]string // file name → content, for every new v2 group
 }
@@ -166,6 +167,10 @@ func (f *fakeFS) kernel() kernel {
 			}
 			if f.busy[dir] > 0 {
 				f.busy[dir]--
+				select {
+				case f.busyAt <- dir:
+				default:
+				}
 				return &fs.PathError{Op: "rmdir", Path: dir, Err: unix.EBUSY}
 			}
 			ents, _ := os.ReadDir(dir)

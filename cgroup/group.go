@@ -470,8 +470,6 @@ func (g *Group) Remove(ctx context.Context) error {
 			roots = append(roots, d.dir)
 		}
 	}
-	g.t.mu.Lock() // no group is made below while it is removed
-	defer g.t.mu.Unlock()
 	for _, r := range roots {
 		dirs, err := subdirs(r)
 		if errors.Is(err, fs.ErrNotExist) {
@@ -491,11 +489,15 @@ func (g *Group) Remove(ctx context.Context) error {
 }
 
 // rmdir removes one group directory, retrying EBUSY (tasks still
-// exiting) with a growing pause until ctx ends.
+// exiting) with a growing pause until ctx ends. Each attempt holds t.mu,
+// so that it never interleaves with making a group below it, but the
+// pauses do not: one app's slow death does not hold up the others.
 func (t *Tree) rmdir(ctx context.Context, dir string) error {
 	pause := time.Millisecond
 	for {
+		t.mu.Lock()
 		err := t.k.rmdir(dir)
+		t.mu.Unlock()
 		if err == nil || errors.Is(err, fs.ErrNotExist) {
 			return nil
 		}

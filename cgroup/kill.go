@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -267,8 +266,6 @@ func (t *Tree) Remove(ctx context.Context) error {
 		return err
 	}
 	var errs []error
-	t.mu.Lock()
-	defer t.mu.Unlock()
 	for _, h := range t.hiers() {
 		if !h.own {
 			errs = append(errs, t.rmdir(ctx, h.base))
@@ -288,49 +285,3 @@ func (t *Tree) hiers() []*hier {
 	}
 	return out
 }
-
-// fileWatch is an inotify watch for IN_MODIFY on one file.
-type fileWatch struct {
-	f *os.File
-}
-
-func watchModify(path string) (*fileWatch, error) {
-	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
-	if err != nil {
-		return nil, os.NewSyscallError("inotify_init1", err)
-	}
-	if _, err := unix.InotifyAddWatch(fd, path, unix.IN_MODIFY); err != nil {
-		unix.Close(fd)
-		return nil, &fs.PathError{Op: "inotify_add_watch", Path: path, Err: err}
-	}
-	// Non-blocking, so the runtime's poller waits on it and close
-	// wakes a blocked read.
-	return &fileWatch{f: os.NewFile(uintptr(fd), "inotify:"+path)}, nil
-}
-
-// wait blocks until the file is modified (true: it was removed, with its
-// group) or ctx ends.
-func (w *fileWatch) wait(ctx context.Context) (gone bool, err error) {
-	stop := context.AfterFunc(ctx, func() { _ = w.f.SetReadDeadline(time.Unix(1, 0)) })
-	defer stop()
-	buf := make([]byte, 4096)
-	n, err := w.f.Read(buf)
-	if err != nil {
-		if ctx.Err() != nil {
-			return false, ctx.Err()
-		}
-		return false, err
-	}
-	for off := 0; off+unix.SizeofInotifyEvent <= n; {
-		// struct inotify_event: wd int32, mask, cookie, len uint32, name.
-		mask := binary.NativeEndian.Uint32(buf[off+4:])
-		nameLen := int(binary.NativeEndian.Uint32(buf[off+12:]))
-		if mask&unix.IN_IGNORED != 0 {
-			gone = true
-		}
-		off += unix.SizeofInotifyEvent + nameLen
-	}
-	return gone, nil
-}
-
-func (w *fileWatch) close() { _ = w.f.Close() }

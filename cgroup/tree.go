@@ -212,13 +212,13 @@ func (t *Tree) offered(dir string) []string {
 // returns those that are on. Refusals are noted for the error text.
 func (t *Tree) enable(dir string, ctrls []string) []string {
 	file := filepath.Join(dir, "cgroup.subtree_control")
-	cur := ""
+	var cur []string
 	if b, err := t.k.read(file); err == nil {
-		cur = " " + string(b) + " "
+		cur = strings.Fields(string(b))
 	}
 	var on []string
 	for _, c := range ctrls {
-		if strings.Contains(cur, " "+c+" ") || strings.Contains(cur, " "+c+"\n") {
+		if slices.Contains(cur, c) {
 			on = append(on, c)
 			continue
 		}

@@ -608,6 +608,40 @@ func TestRemove(t *testing.T) {
 	}
 }
 
+// While one app's group waits for its processes to be reaped, other
+// apps' groups are made: Remove does not hold the tree through its
+// retries.
+func TestRemoveDoesNotHoldTheTree(t *testing.T) {
+	f := newFakeFS(t)
+	f.mountV2("cg", "memory")
+	tr, err := open(f.kernel(), f.host(ModeV2, "/"), TreeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow, err := tr.App("alice", "slow")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.busy[slow.Dir()] = 1 << 30
+	f.busyAt = make(chan string, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	removed := make(chan error, 1)
+	go func() { removed <- slow.Remove(ctx) }()
+	<-f.busyAt // Remove is retrying
+	if _, err := tr.App("bob", "shop"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-removed:
+		t.Fatalf("Remove ended before it was cancelled: %v", err)
+	default:
+	}
+	cancel()
+	if err := <-removed; !errors.Is(err, context.Canceled) {
+		t.Errorf("Remove: %v", err)
+	}
+}
+
 func TestNames(t *testing.T) {
 	f := newFakeFS(t)
 	f.mountV2("cg", "memory")
