@@ -320,6 +320,32 @@ func (h Host) missing() []string {
 	return out
 }
 
+// Check reports each limit of l that no controller of the host would
+// enforce, as UnsupportedErrors, without making any group: for
+// `pyhostd check`. Tree.Check is the same after Open, and also knows of
+// controllers the kernel refused to switch on.
+func (h Host) Check(l Limits) error {
+	var errs []error
+	for _, lim := range limitKeys {
+		if !l.set(lim.key) {
+			continue
+		}
+		why := ""
+		switch {
+		case lim.controller == "io" && !h.hasV2("io"):
+			why = "io_weight needs the cgroup v2 io controller (v1 blkio is not used)"
+		case !h.has(lim.controller):
+			why = "no " + lim.controller + " controller in this host's cgroups"
+		case !h.Writable:
+			why = "the daemon's own cgroup is not writable (no delegation)"
+		default:
+			continue
+		}
+		errs = append(errs, &UnsupportedError{Key: lim.key, Missing: why})
+	}
+	return errors.Join(errs...)
+}
+
 // has reports whether controller c is available in v2 or, for the
 // controllers pyhost uses through v1, in a v1 hierarchy. io is v2 only.
 func (h Host) has(c string) bool {

@@ -1,6 +1,7 @@
 package cgroup
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -274,6 +275,29 @@ func TestDetectV1(t *testing.T) {
 	}
 	if s := h.String(); !strings.Contains(s, "v1 only") || !strings.Contains(s, "no cgroup.kill") || !strings.Contains(s, "io_weight") {
 		t.Errorf("String: %s", s)
+	}
+}
+
+func TestHostCheck(t *testing.T) {
+	h, _ := detectFixture(t, hybridCgroup, hybridMountinfo, map[string]string{"sys/fs/cgroup/unified": "hugetlb"})
+	h.Writable = true
+	if err := h.Check(Limits{MemoryMax: 1 << 30, CPUWeight: 10, TasksMax: 5}); err != nil {
+		t.Errorf("hybrid: %v", err)
+	}
+	err := h.Check(Limits{MemoryMax: 1 << 30, IOWeight: 10})
+	var ue *UnsupportedError
+	if !errors.As(err, &ue) || ue.Key != "io_weight" || !strings.Contains(err.Error(), "v1 blkio is not used") || strings.Contains(err.Error(), "memory_max") {
+		t.Errorf("hybrid io_weight: %v", err)
+	}
+	if err := (Host{}).Check(Limits{CPUMax: CPUMax{Quota: time.Millisecond}}); !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "cpu_max is not enforced: no cpu controller") {
+		t.Errorf("no cgroups: %v", err)
+	}
+	h.Writable = false
+	if err := h.Check(Limits{TasksMax: 9}); err == nil || !strings.Contains(err.Error(), "tasks_max is not enforced: the daemon's own cgroup is not writable") {
+		t.Errorf("not writable: %v", err)
+	}
+	if err := h.Check(Limits{}); err != nil {
+		t.Errorf("no limits asked, not writable: %v", err)
 	}
 }
 
