@@ -413,6 +413,29 @@ func (g *Group) Attach(pid int) error {
 	return errors.Join(errs...)
 }
 
+// LetMove lets processes of uid move themselves between the app's group
+// and its worker leaves, and nowhere else: it gives uid the cgroup.procs
+// file of each (cgroup v2's delegation rule: a process may move a process
+// of its own uid when it can write the cgroup.procs of the destination
+// and of the common ancestor). Call it on the app's group and on each
+// worker leaf; a forked worker then writes "0" to its leaf's
+// cgroup.procs as the first thing it does, before any app code runs.
+// Limits stay root's: no other file changes hands, and the user cannot
+// make groups. Without cgroup2 it is ErrUnsupported.
+func (g *Group) LetMove(uid, gid int) error {
+	if g.kind != kindApp && g.kind != kindWorker {
+		return fmt.Errorf("cgroup: only an app's group and its leaves are shared with the app's user, not %s", g.rel)
+	}
+	if g.v2 == "" {
+		return fmt.Errorf("cgroup: moves need cgroup v2: %w", ErrUnsupported)
+	}
+	f := filepath.Join(g.v2, "cgroup.procs")
+	if err := os.Chown(f, uid, gid); err != nil {
+		return fmt.Errorf("cgroup: %w", err)
+	}
+	return nil
+}
+
 // members is the directory whose subtree lists the group's processes:
 // cgroup2's, else the v1 freezer's (which Kill can freeze), else the
 // first v1 hierarchy's.

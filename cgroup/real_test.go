@@ -307,6 +307,58 @@ func TestRealPlacement(t *testing.T) {
 	in(t, forked.Process.Pid, w2)
 }
 
+// selfMove is a forked worker placing itself in its leaf, as the first
+// thing it does; then it tries to leave the app's group for the tree's
+// base, which must be refused.
+const selfMove = `echo 0 > "$1/cgroup.procs" || exit 1
+cat /proc/self/cgroup | grep '^0::'
+if echo 0 > "$2/cgroup.procs" 2>/dev/null; then echo escaped; else echo refused; fi`
+
+// A worker of an unprivileged user, born in the app's group, moves
+// itself into its leaf (LetMove), and cannot move itself out of the app.
+func TestRealLetMove(t *testing.T) {
+	h := realHost(t)
+	if h.V2 == nil {
+		t.Skip("no cgroup2: no leaves")
+	}
+	tr := realTree(t, h)
+	app, err := tr.App("nobody", "site")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := app.Worker("w1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const nobody = 65534
+	for _, g := range []*Group{app, w} {
+		if err := g.LetMove(nobody, nobody); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd := exec.Command("/bin/sh", "-c", selfMove, "sh", w.v2, tr.v2.base)
+	cmd.Dir = "/"
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody, Groups: []uint32{}}}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(out)
+	start(t, app, cmd)
+	if got, want := readLine(t, r, 10*time.Second), "0::"+tr.v2.cgPath(w.v2); got != want {
+		t.Errorf("the worker is in %q, want %q", got, want)
+	}
+	if got := readLine(t, r, 10*time.Second); got != "refused" {
+		t.Errorf("the user's process moved out of its app: %q", got)
+	}
+	if err := wait(t, cmd, 10*time.Second); err != nil {
+		t.Errorf("child: %v", err)
+	}
+	if err := tr.apps().LetMove(0, 0); err == nil {
+		t.Error("LetMove on base/apps succeeded")
+	}
+}
+
 // doubleFork is a child that leaves its process group and session the
 // way a daemonizing app does (os.fork(); os.setsid(); os.fork()) and
 // prints the grandchild's pid.
