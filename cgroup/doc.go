@@ -72,7 +72,14 @@
 // privdrop's spawner thread.
 //
 // A child that the fork server forks is born in the fork server's groups,
-// the app's; Attach moves it into its worker leaf afterwards.
+// the app's. To reach its worker leaf before any app code runs, it moves
+// itself there as its first act (writing "0" to the leaf's
+// cgroup.procs), which Group.LetMove allows: the app's user gets the
+// cgroup.procs files of the app's group and its leaves, and so can move
+// its processes among them and nowhere else (v2's delegation rule wants
+// write access to the destination's and the common ancestor's
+// cgroup.procs). Attach does the same from the daemon's side, for a
+// process already running.
 //
 // # Limits
 //
