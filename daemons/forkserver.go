@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pyhost/pyhost/daemons/child"
 	"github.com/pyhost/pyhost/privdrop"
 )
 
@@ -75,6 +76,7 @@ const reportTimeout = time.Second
 // their wait status. They die with it (parent-death signal), as it dies
 // with the master.
 type ForkServer struct {
+	child  *child.Process
 	pid    int
 	conn   *net.UnixConn
 	ready  chan struct{}
@@ -133,13 +135,15 @@ func StartForkServer(sp *privdrop.Spawner, spec ForkServerSpec) (*ForkServer, er
 	cmd.Stderr = outW
 	cmd.ExtraFiles = []*os.File{theirs} // fd 3
 	cmd.SysProcAttr = privdrop.SysProcAttr(spec.Cred)
-	if err := sp.Start(cmd); err != nil {
+	c, err := child.Start(sp, cmd)
+	if err != nil {
 		conn.Close()
 		outR.Close()
 		return nil, fmt.Errorf("%w: start %s: %w", ErrForkServer, spec.Path, err)
 	}
 	fs := &ForkServer{
-		pid:     cmd.Process.Pid,
+		child:   c,
+		pid:     c.PID(),
 		conn:    conn,
 		ready:   make(chan struct{}),
 		exited:  make(chan struct{}),
@@ -149,7 +153,7 @@ func StartForkServer(sp *privdrop.Spawner, spec ForkServerSpec) (*ForkServer, er
 	go readLines(outR, fs.pid, spec.Output, make(chan struct{}))
 	go fs.read()
 	go func() {
-		cmd.Wait()
+		<-c.Exited()
 		conn.Close() // a server that died mid-message must not leave read blocked
 		close(fs.exited)
 	}()
@@ -246,7 +250,7 @@ func (fs *ForkServer) closeIfDoneLocked() {
 	}
 	fs.conn.CloseWrite()
 	if fs.stuck != nil {
-		syscall.Kill(fs.pid, syscall.SIGKILL)
+		fs.child.Kill()
 	}
 }
 
@@ -394,13 +398,7 @@ func (fs *ForkServer) Retire() {
 }
 
 // Kill kills the server at once (its children die with it).
-func (fs *ForkServer) Kill() {
-	select {
-	case <-fs.exited:
-	default:
-		syscall.Kill(fs.pid, syscall.SIGKILL)
-	}
-}
+func (fs *ForkServer) Kill() { fs.child.Kill() }
 
 // IsReady reports whether the server ever became ready.
 func (fs *ForkServer) IsReady() bool {
@@ -413,15 +411,11 @@ func (fs *ForkServer) IsReady() bool {
 }
 
 // Close retires the server and waits up to grace for it to exit, then
-// kills it. For use when it has no children left.
+// kills it. For use when it has no children left. (The server ignores
+// the SIGTERM of the stop: it exits when its socket closes, which Retire
+// does once no child is left.)
 func (fs *ForkServer) Close(grace time.Duration) {
 	fs.Retire()
-	t := time.NewTimer(grace)
-	defer t.Stop()
-	select {
-	case <-fs.exited:
-	case <-t.C:
-		syscall.Kill(fs.pid, syscall.SIGKILL)
-		<-fs.exited
-	}
+	fs.child.Stop(grace)
+	<-fs.exited
 }

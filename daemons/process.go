@@ -1,10 +1,12 @@
-// Package daemons owns one child process from start to reaping: creating
-// a worker's listening UNIX socket, spawning it with its credential and
+// Package daemons owns one worker process from start to reaping:
+// creating its listening UNIX socket, spawning it with its credential and
 // inherited descriptors, reading its status pipe for readiness, turning
-// its stdout and stderr into log lines, stopping it (SIGTERM, grace,
-// SIGKILL to its process group) and reading its RSS and CPU. A worker is
-// started either directly (fork+exec of the interpreter) or forked by its
-// app's ForkServer, a preloaded Python process (forkserver.go).
+// its stdout and stderr into log lines, and reading its RSS and CPU. A
+// worker is started either directly (fork+exec of the interpreter) or
+// forked by its app's ForkServer, a preloaded Python process
+// (forkserver.go). Both, like every child of pyhost's, live by one
+// lifecycle, package child: reaped by one goroutine, stopped with
+// SIGTERM, a grace, then SIGKILL to the process group.
 //
 // It does not decide when to start, restart or recycle a process; that is
 // the supervisor's job.
@@ -21,10 +23,10 @@ import (
 	"os"
 	"os/exec"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/pyhost/pyhost/daemons/child"
 	"github.com/pyhost/pyhost/privdrop"
 )
 
@@ -69,19 +71,16 @@ const forkTimeout = 10 * time.Second
 // Process is one running worker. Its channels are closed exactly once;
 // everything else is read-only after Start.
 type Process struct {
-	pid       int
-	pgid      int
+	child     *child.Process
 	socket    string
 	startedAt time.Time
 
 	ready  chan struct{}
-	exited chan struct{}
+	exited chan struct{} // closed after child's Exited, once its last words were read
 
 	mu        sync.Mutex
 	importErr *ImportError
 	exitErr   error // describes how it ended, set before exited closes
-	stopOnce  sync.Once
-	killSent  atomic.Bool // we sent SIGKILL; one we did not send is news
 }
 
 // Start creates the socket and starts the worker from the spawner thread.
@@ -115,9 +114,8 @@ func Start(sp *privdrop.Spawner, spec Spec) (*Process, error) {
 			os.Remove(spec.Socket)
 			return nil, err
 		}
-		p := newProcess(pid, spec.Socket)
 		gone := pidExit(pid)
-		return p.watch(statusR, outR, spec.Output, func() error {
+		c := child.Adopt(pid, func() (syscall.WaitStatus, error) {
 			var raw int
 			select {
 			case raw = <-exit:
@@ -129,14 +127,15 @@ func Start(sp *privdrop.Spawner, spec Spec) (*Process, error) {
 				select {
 				case raw = <-exit:
 				case <-t.C:
-					return fs.noReport(pid)
+					return 0, fs.noReport(pid)
 				}
 			}
 			if raw < 0 {
-				return errServerDied
+				return 0, errServerDied
 			}
-			return describeStatus(syscall.WaitStatus(raw), p.killSent.Load())
-		}), nil
+			return syscall.WaitStatus(raw), nil
+		})
+		return newProcess(c, spec.Socket).watch(statusR, outR, spec.Output), nil
 	}
 	cmd := exec.Command(spec.Path, spec.Args...)
 	cmd.Dir = spec.Dir
@@ -146,27 +145,19 @@ func Start(sp *privdrop.Spawner, spec Spec) (*Process, error) {
 	cmd.Stderr = outW
 	cmd.ExtraFiles = []*os.File{sock, statusW} // fds 3 and 4
 	cmd.SysProcAttr = privdrop.SysProcAttr(spec.Cred)
-	if err := sp.Start(cmd); err != nil {
+	c, err := child.Start(sp, cmd)
+	if err != nil {
 		statusR.Close()
 		outR.Close()
 		os.Remove(spec.Socket)
 		return nil, fmt.Errorf("start %s: %w", spec.Path, err)
 	}
-	p := newProcess(cmd.Process.Pid, spec.Socket)
-	return p.watch(statusR, outR, spec.Output, func() error {
-		err := cmd.Wait()
-		if cmd.ProcessState == nil {
-			return fmt.Errorf("wait: %w", err)
-		}
-		ws, _ := cmd.ProcessState.Sys().(syscall.WaitStatus)
-		return describeStatus(ws, p.killSent.Load())
-	}), nil
+	return newProcess(c, spec.Socket).watch(statusR, outR, spec.Output), nil
 }
 
-func newProcess(pid int, socket string) *Process {
+func newProcess(c *child.Process, socket string) *Process {
 	return &Process{
-		pid:       pid,
-		pgid:      pid, // a worker leads its own process group
+		child:     c,
 		socket:    socket,
 		startedAt: time.Now(),
 		ready:     make(chan struct{}),
@@ -175,13 +166,13 @@ func newProcess(pid int, socket string) *Process {
 }
 
 // watch starts the goroutines that read the worker's output and status
-// pipes and wait for its end (reap says how it ended).
-func (p *Process) watch(statusR, outR *os.File, output func(int, string), reap func() error) *Process {
+// pipes and wait for its end.
+func (p *Process) watch(statusR, outR *os.File, output func(int, string)) *Process {
 	outputDone := make(chan struct{})
-	go readLines(outR, p.pid, output, outputDone)
+	go readLines(outR, p.PID(), output, outputDone)
 	statusDone := make(chan struct{})
 	go p.readStatus(statusR, statusDone)
-	go p.wait(reap, statusDone, outputDone)
+	go p.wait(statusDone, outputDone)
 	return p
 }
 
@@ -262,10 +253,15 @@ func (p *Process) readStatus(r *os.File, done chan<- struct{}) {
 	}
 }
 
-func (p *Process) wait(reap func() error, statusDone, outputDone <-chan struct{}) {
-	exitErr := reap()
-	// Anything the app forked into the worker's group goes with it.
-	syscall.Kill(-p.pgid, syscall.SIGKILL)
+func (p *Process) wait(statusDone, outputDone <-chan struct{}) {
+	// Reaped, and anything the app forked into the worker's group killed.
+	<-p.child.Exited()
+	var exitErr error
+	if ws, err := p.child.Status(); err != nil {
+		exitErr = err
+	} else {
+		exitErr = child.Describe(ws, p.child.KillSent())
+	}
 	// The status pipe's last words (an import error) must be read before
 	// exited is closed; its writer is gone, so this cannot block long.
 	<-statusDone
@@ -282,64 +278,22 @@ func (p *Process) wait(reap func() error, statusDone, outputDone <-chan struct{}
 	close(p.exited)
 }
 
-func describeStatus(ws syscall.WaitStatus, killSent bool) error {
-	if ws.Signaled() {
-		return &ExitError{Signal: ws.Signal(), External: ws.Signal() == syscall.SIGKILL && !killSent}
-	}
-	return &ExitError{Code: ws.ExitStatus()}
-}
-
 // ExitError says how a worker ended: an exit code, or the signal that
 // killed it.
-type ExitError struct {
-	Code   int
-	Signal syscall.Signal
-	// External: SIGKILL that pyhost did not send. The kernel's OOM killer
-	// is the usual sender; the log says so, since an owner reading "killed
-	// by signal 9" alone would not guess it.
-	External bool
-}
-
-func (e *ExitError) Error() string {
-	switch {
-	case e.External:
-		return fmt.Sprintf("killed by signal %d (%s, not sent by pyhost: the kernel's OOM killer or another process)", int(e.Signal), signalName(e.Signal))
-	case e.Signal != 0:
-		return fmt.Sprintf("killed by signal %d (%s)", int(e.Signal), signalName(e.Signal))
-	}
-	return fmt.Sprintf("exited with status %d", e.Code)
-}
-
-func signalName(s syscall.Signal) string {
-	switch s {
-	case syscall.SIGKILL:
-		return "SIGKILL"
-	case syscall.SIGTERM:
-		return "SIGTERM"
-	case syscall.SIGSEGV:
-		return "SIGSEGV"
-	case syscall.SIGABRT:
-		return "SIGABRT"
-	case syscall.SIGBUS:
-		return "SIGBUS"
-	case syscall.SIGINT:
-		return "SIGINT"
-	}
-	return s.String()
-}
+type ExitError = child.ExitError
 
 // RSS is the worker's resident set size now, in bytes.
 func (p *Process) RSS() (int64, error) {
 	select {
 	case <-p.exited:
-		return 0, fmt.Errorf("process %d has exited", p.pid)
+		return 0, fmt.Errorf("process %d has exited", p.PID())
 	default:
 	}
-	return rss(p.pid)
+	return rss(p.PID())
 }
 
 // PID is the worker's process id.
-func (p *Process) PID() int { return p.pid }
+func (p *Process) PID() int { return p.child.PID() }
 
 // Socket is the path of the worker's listening socket.
 func (p *Process) Socket() string { return p.socket }
@@ -371,40 +325,13 @@ func (p *Process) ImportErr() *ImportError {
 // (SIGTERM), and kills its process group if it has not exited after
 // grace. It returns at once; Exited tells when it is gone. Calling it
 // again does nothing.
-func (p *Process) Stop(grace time.Duration) {
-	p.stopOnce.Do(func() {
-		syscall.Kill(p.pid, syscall.SIGTERM)
-		go func() {
-			t := time.NewTimer(grace)
-			defer t.Stop()
-			select {
-			case <-p.exited:
-			case <-t.C:
-				p.killSent.Store(true)
-				syscall.Kill(-p.pgid, syscall.SIGKILL)
-			}
-		}()
-	})
-}
+func (p *Process) Stop(grace time.Duration) { p.child.Stop(grace) }
 
 // Kill kills the worker's process group at once.
-func (p *Process) Kill() {
-	select {
-	case <-p.exited:
-	default:
-		p.killSent.Store(true)
-		syscall.Kill(-p.pgid, syscall.SIGKILL)
-	}
-}
+func (p *Process) Kill() { p.child.Kill() }
 
 // DumpStacks asks the worker to write every Python thread's stack to its
 // stderr, which is the app's log (SIGUSR1; a thread of the worker's own
 // formats them, see dump_stacks in pyhost_worker.py). Used before a stuck
 // worker is killed, so its owner can see where it hung.
-func (p *Process) DumpStacks() {
-	select {
-	case <-p.exited:
-	default:
-		syscall.Kill(p.pid, syscall.SIGUSR1)
-	}
-}
+func (p *Process) DumpStacks() { p.child.Signal(syscall.SIGUSR1) }

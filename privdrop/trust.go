@@ -14,7 +14,8 @@ import (
 // Execute), for the paths that decide what code an app runs.
 const (
 	// Trusted: no user but the app's owner and root can change the path
-	// (U4, as sshd's StrictModes): see CheckTrusted.
+	// (docs/design.md, "Trust before parsing", as sshd's StrictModes):
+	// see CheckTrusted.
 	Trusted = 8
 	// Interpreter: the path is a Python interpreter, trusted along with
 	// what it reads at startup to find its code: see CheckInterpreter.
@@ -78,10 +79,10 @@ func (e *UntrustedError) Error() string {
 const maxLinks = 40
 
 // CheckTrusted reports, as an *UntrustedError, a path that users other
-// than uid and root could change (sshd's StrictModes, U4): path itself,
-// and every directory up from it to the first owned by root (included)
-// or to /, must be owned by uid or root and not be writable by group or
-// others. A shared directory such as /tmp (world-writable and sticky) is
+// than uid and root could change (sshd's StrictModes; docs/design.md,
+// "Trust before parsing"): path itself, and every directory up from it
+// to the first owned by root (included) or to /, must be owned by uid or
+// root and not be writable by group or others. A shared directory such as /tmp (world-writable and sticky) is
 // refused as well: anyone may create new names in it, such as a module
 // the app would import. Symlinks are resolved and the real path is
 // checked, and so is the directory that holds each symlink followed,
