@@ -19,12 +19,18 @@ func BenchmarkStart(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	// The two halves of placement apart.
+	v2only, v1only := *app, *app
+	v2only.place = nil
+	v1only.v2 = ""
 	for _, tc := range []struct {
 		name  string
 		start func(*exec.Cmd) error
 	}{
 		{"plain", func(c *exec.Cmd) error { return c.Start() }},
 		{"group", app.Start},
+		{"v2-only", v2only.Start},
+		{"v1-only", v1only.Start},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			onSpawnThread(func() {
