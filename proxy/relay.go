@@ -33,7 +33,11 @@ import (
 // pace. Every write to the client must finish within send_timeout.
 const (
 	// relayBufSize is the copy buffer: large enough that a 1 MiB body is
-	// a few reads and writes, small enough to stay in cache.
+	// a few reads and writes, small enough to stay in cache. 256 and
+	// 512 KiB measured within the noise of it, and splice(2) worse
+	// (BenchmarkUnixToTCP; docs/benchmarks.md, "Where the time goes for
+	// 1 MiB"); a stalled response holds two of these (the relay's and
+	// the spooler's).
 	relayBufSize = 128 << 10
 	// stallAfter is how long one write to the client may block before
 	// the rest of the response is spooled (at most half of send_timeout).
@@ -88,6 +92,15 @@ func (p *Proxy) relay(w http.ResponseWriter, r *http.Request, app *appPool, l le
 		head, err = x.readHead()
 	}
 	if err != nil {
+		if watch != nil && watch.failure() == 0 && r.Context().Err() != nil {
+			// The client's connection failed while its body streamed
+			// (closed, or shut for writing half-way): net/http cancels
+			// the request as it reads the error, before the body reader
+			// returns it. Wait for the body's writer to see it too, so
+			// that a body cut short is answered as one (400), not taken
+			// for a client that left.
+			x.conn.AwaitBody(time.Second)
+		}
 		switch {
 		case x.timedOut(err):
 			writeError(w, http.StatusGatewayTimeout, 0)

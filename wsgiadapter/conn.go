@@ -409,6 +409,29 @@ func (c *Conn) Next() ([]byte, error) {
 // The proxy skips a flush to the client while it is true.
 func (c *Conn) Buffered() bool { return c.frameLeft > 0 || c.r.Buffered() > 0 }
 
+// AwaitBody waits up to d for the writer of a streamed request body to
+// finish and returns its error: nil for an inline body or one sent
+// whole. The proxy uses it when a request failed before any answer, to
+// learn whether the body's client failed first. The connection is not
+// reused after a failure.
+func (c *Conn) AwaitBody(d time.Duration) error {
+	if c.bodyErr == nil {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case err := <-c.bodyErr:
+		c.bodyErr = nil
+		if err != nil {
+			c.nc.Close()
+		}
+		return err
+	case <-t.C:
+		return errors.New("request body still being sent")
+	}
+}
+
 // bodyGrace bounds how long a finished response waits for its request
 // body writer. The worker has answered already; a writer still blocked on
 // a slow client is not worth a pooled connection, which is closed instead.
