@@ -30,9 +30,9 @@ type Certs struct {
 
 // CertSource is another source of certificates, consulted for a name no
 // [[tls]] pair covers before the fallback: the ACME client's
-// certificates (package acme, a wrapper over certmagic, has this
-// method). It returns an error, or a nil certificate, for a name it has
-// nothing for; the handshake then gets the fallback as without it.
+// certificates (package acme's Manager has this method). It returns an
+// error, or a nil certificate, for a name it has nothing for; the
+// handshake then gets the fallback as without it.
 type CertSource interface {
 	GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error)
 }

@@ -69,12 +69,12 @@ type Proxy struct {
 	challenge ChallengeHandler
 }
 
-// ChallengeHandler answers ACME HTTP-01 challenges (RFC 8555 §8.3): the
-// ACME client's solver (package acme, over certmagic, has this method).
+// ChallengeHandler answers ACME HTTP-01 challenges (RFC 8555 §8.3):
+// package acme's Manager has this method.
 // It reports false for a request that is no challenge it knows, which
 // then goes to the app as any other.
 type ChallengeHandler interface {
-	HandleHTTPChallenge(w http.ResponseWriter, r *http.Request) bool
+	HTTPChallenge(w http.ResponseWriter, r *http.Request) bool
 }
 
 // acmeChallengePath is where HTTP-01 challenges are asked for: never
@@ -218,7 +218,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	challenge := r.TLS == nil && strings.HasPrefix(r.URL.Path, acmeChallengePath)
-	if challenge && p.challenge != nil && p.challenge.HandleHTTPChallenge(w, r) {
+	if challenge && p.challenge != nil && p.challenge.HTTPChallenge(w, r) {
 		return
 	}
 	select {

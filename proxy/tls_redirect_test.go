@@ -15,7 +15,7 @@ import (
 // fakeChallenge answers the one token it knows.
 type fakeChallenge struct{ asked int }
 
-func (f *fakeChallenge) HandleHTTPChallenge(w http.ResponseWriter, r *http.Request) bool {
+func (f *fakeChallenge) HTTPChallenge(w http.ResponseWriter, r *http.Request) bool {
 	f.asked++
 	if r.URL.Path != acmeChallengePath+"known" {
 		return false
