@@ -66,6 +66,7 @@ type worker struct {
 	gen       int
 	state     WorkerState
 	spawning  bool          // effSpawn went out; its evSpawned/evSpawnFailed not yet in
+	then      func()        // what to do once it runs: start the next, if any
 	stopGrace time.Duration // the grace of a stop decided while spawning
 	pid       int
 	socket    string

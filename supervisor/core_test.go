@@ -43,6 +43,12 @@ func (d *driver) do(ev event) []effect {
 		ev, queue = queue[0], queue[1:]
 		for _, e := range d.c.Handle(ev, d.now) {
 			all = append(all, e)
+			if p, ok := e.(effProgress); ok {
+				select {
+				case p.to <- p.line:
+				default:
+				}
+			}
 			if r, ok := e.(effReply); ok {
 				select {
 				case r.to <- r.err:

@@ -24,7 +24,7 @@ func (c *core) reconcile() {
 		return
 	}
 	if c.liveCount(c.gen) < c.cfg.Processes {
-		c.spawn(c.cfg, c.gen)
+		c.spawn(c.cfg, c.gen).then = c.reconcile
 	}
 }
 
@@ -64,9 +64,9 @@ func (c *core) onSpawned(ev evSpawned) {
 	c.log(hclog.Info, "worker starting", "worker", w.id, "pid", w.pid, "generation", w.gen)
 	c.note("worker %d starting", w.pid)
 	c.emit(effTimer{c.cfgOf(w).StartupTimeout, evStartupTimeout{w.id}})
-	// The next, if the generation it belongs to is still short.
-	c.reconcile()
-	c.fillReload()
+	if w.then != nil {
+		w.then() // the next of the same batch, if it is still short
+	}
 }
 
 func (c *core) onSpawnFailed(ev evSpawnFailed) {

@@ -58,19 +58,6 @@ func TestRequestBudgetJitter(t *testing.T) {
 	}
 }
 
-func TestIdleCheck(t *testing.T) {
-	now := time.Unix(1000, 0)
-	if IdleCheck(0, now.Add(-time.Hour), now) {
-		t.Error("idle_timeout 0 stopped an app")
-	}
-	if IdleCheck(2*time.Second, now.Add(-time.Second), now) {
-		t.Error("stopped after 1s of a 2s idle timeout")
-	}
-	if !IdleCheck(2*time.Second, now.Add(-2*time.Second), now) {
-		t.Error("not stopped after the idle timeout")
-	}
-}
-
 func TestPlanRecycles(t *testing.T) {
 	lim := Limits{MemoryLimit: 100 << 20, MaxRequests: 1000}
 	over := WorkerFacts{RSS: 10 << 20, Served: 5000, RequestBudget: 900}
@@ -187,5 +174,81 @@ func TestOutOfRotationAtOnce(t *testing.T) {
 		if got := outAtOnce(kind); got != want {
 			t.Errorf("%s: %v, want %v", kind, got, want)
 		}
+	}
+}
+
+// Each way a worker is recycled, in the core: a replacement starts at
+// once; the worker leaves the rotation at once (a stuck or growing one)
+// or only once its replacement is ready (a healthy one), so capacity
+// holds.
+func TestCoreRecycle(t *testing.T) {
+	cases := []struct {
+		name   string
+		recyc  func(d *driver, id string)
+		atOnce bool
+	}{
+		{"timeout", func(d *driver, id string) {
+			d.do(evRecycle{id, RecycleReason{RecycleTimeout, "request over 30s"}, true})
+		}, true},
+		{"memory", func(d *driver, id string) {
+			d.do(evMemory{map[string]int64{id: 110 << 20}})
+		}, true},
+		{"pyctl restart", func(d *driver, id string) {
+			d.do(evRecycle{id, RecycleReason{RecycleManual, "pyctl restart"}, false})
+		}, false},
+		{"budget reported", func(d *driver, id string) { d.do(evBudgetSpent{id}) }, false},
+		{"budget polled", func(d *driver, id string) {
+			d.do(evTick{map[string]counters{id: {Requests: 1000}}})
+		}, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			d := running(t, 2)
+			d.c.cfg.MemoryLimit = 100 << 20
+			d.c.cfg.MaxRequests = 100
+			for _, w := range d.c.workers {
+				w.budget = 95
+			}
+			id := d.in(WorkerReady)[0]
+			tc.recyc(d, id)
+			if n := len(d.in(WorkerStarting)); n != 1 {
+				t.Fatalf("%d replacements starting, want 1", n)
+			}
+			if out := d.c.find(id).state == WorkerDraining; out != tc.atOnce {
+				t.Errorf("out of rotation at once: %v, want %v", out, tc.atOnce)
+			}
+			d.readyAll()
+			if s := d.c.find(id).state; s != WorkerDraining {
+				t.Errorf("after its replacement is ready: %s, want draining", s)
+			}
+			if d.c.restarts != 0 {
+				t.Errorf("a recycle counted as a crash")
+			}
+		})
+	}
+}
+
+// During a reload no worker is recycled for its requests (the reload
+// replaces them all); once it ended, a budget held back is acted on.
+func TestCoreBudgetHeldDuringReload(t *testing.T) {
+	d := running(t, 1)
+	d.c.cfg.MaxRequests = 100
+	done := make(chan error, 1)
+	d.do(evReload{newOp(d, done)})
+	gen := d.c.gen + 1
+	readyGen(d, gen)
+	// The new worker serves while the old one drains, and spends its
+	// budget.
+	fresh := genIDs(d, gen)[0]
+	d.do(evBudgetSpent{fresh})
+	if d.c.find(fresh).recycle != nil {
+		t.Fatal("recycled for its requests during a reload")
+	}
+	d.drainAll()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if w := d.c.find(fresh); w.recycle == nil || len(d.in(WorkerStarting)) != 1 {
+		t.Errorf("the budget held back was not acted on once the reload ended")
 	}
 }

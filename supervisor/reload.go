@@ -84,7 +84,7 @@ func (c *core) fillReload() {
 		op.filling = false
 		return
 	}
-	c.spawn(op.cfg, op.gen)
+	c.spawn(op.cfg, op.gen).then = c.fillReload
 }
 
 // reloadProgress advances the reload after a new worker got ready or an
