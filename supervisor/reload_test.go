@@ -47,7 +47,7 @@ func TestCoreReload(t *testing.T) {
 		},
 		{
 			name: "second spawn fails", fail: []uint64{2}, state: AppRunning, old: 2, err: "reload aborted: cannot start",
-			new: func(d *driver, gen int) { d.do(evReady{genIDs(d, gen)[0]}) },
+			new:  func(d *driver, gen int) { d.do(evReady{genIDs(d, gen)[0]}) },
 			note: "reload aborted (cannot start); the old workers keep serving",
 		},
 		{
