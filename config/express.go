@@ -103,3 +103,46 @@ func ExpressApp(t ExpressTarget, cred privdrop.Credential, python string, proces
 		MaxBody:         DefaultMaxBody,
 	}
 }
+
+// ParseStaticFlag reads a `serve --static URL=DIR` value into the mount a
+// [[static]] table with url = URL and dir = DIR would make: the URL is
+// checked by the same rules (under prefix, not the whole app, not
+// mounted twice: seen holds the URLs taken by earlier flags or the app
+// file), and a relative DIR is taken from cwd. The directory must exist:
+// a typo would otherwise answer 404 for every file with no other word.
+func ParseStaticFlag(spec, cwd, prefix string, seen []StaticMount) (StaticMount, error) {
+	u, dir, ok := strings.Cut(spec, "=")
+	if !ok || u == "" || dir == "" {
+		return StaticMount{}, fmt.Errorf("--static %q: want URL=DIR, like --static /static/=./static", spec)
+	}
+	clean, problem := cleanURLPath(u)
+	if problem != "" {
+		return StaticMount{}, fmt.Errorf("--static %q: %s; use a URL path like \"/static/\"", spec, problem)
+	}
+	if prefix == "" {
+		prefix = "/"
+	}
+	switch {
+	case prefix != "/" && clean != prefix && !strings.HasPrefix(clean, prefix+"/"):
+		return StaticMount{}, fmt.Errorf("--static %q: %q is outside url_prefix %q; use a path under it", spec, u, prefix)
+	case clean == prefix:
+		return StaticMount{}, fmt.Errorf("--static %q: %q is the whole app (url_prefix %q), so the app would never be reached; use a path under it, like %q", spec, u, prefix, strings.TrimSuffix(prefix, "/")+"/static/")
+	}
+	for _, s := range seen {
+		if s.URL == clean+"/" {
+			return StaticMount{}, fmt.Errorf("--static %q: %q is served by an earlier --static or [[static]] already", spec, u)
+		}
+	}
+	if !filepath.IsAbs(dir) {
+		dir = filepath.Join(cwd, dir)
+	}
+	dir = filepath.Clean(dir)
+	st, err := os.Stat(dir)
+	if err != nil {
+		return StaticMount{}, fmt.Errorf("--static %q: %w", spec, err)
+	}
+	if !st.IsDir() {
+		return StaticMount{}, fmt.Errorf("--static %q: %s is not a directory", spec, dir)
+	}
+	return StaticMount{URL: clean + "/", Dir: dir}, nil
+}

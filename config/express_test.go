@@ -88,3 +88,33 @@ func TestAppValidate(t *testing.T) {
 		t.Errorf("root app: %v, want ErrRoot", err)
 	}
 }
+
+func TestParseStaticFlag(t *testing.T) {
+	dir := t.TempDir()
+	os.Mkdir(filepath.Join(dir, "static"), 0o755)
+	os.WriteFile(filepath.Join(dir, "file"), nil, 0o644)
+	cases := []struct {
+		spec, prefix string
+		seen         []StaticMount
+		want         StaticMount
+		err          bool
+	}{
+		{"/static/=static", "/", nil, StaticMount{URL: "/static/", Dir: filepath.Join(dir, "static")}, false},
+		{"/static=" + filepath.Join(dir, "static"), "/", nil, StaticMount{URL: "/static/", Dir: filepath.Join(dir, "static")}, false},
+		{"/blog/media/=./static/", "/blog", nil, StaticMount{URL: "/blog/media/", Dir: filepath.Join(dir, "static")}, false},
+		{"/static/", "/", nil, StaticMount{}, true},                                     // no DIR
+		{"static/=static", "/", nil, StaticMount{}, true},                               // not a URL path
+		{"/=static", "/", nil, StaticMount{}, true},                                     // the whole app
+		{"/other/=static", "/blog", nil, StaticMount{}, true},                           // outside the prefix
+		{"/static/=missing", "/", nil, StaticMount{}, true},                             // no such directory
+		{"/static/=file", "/", nil, StaticMount{}, true},                                // not a directory
+		{"/a/../b/=static", "/", nil, StaticMount{}, true},                              // dot segments
+		{"/static/=static", "/", []StaticMount{{URL: "/static/"}}, StaticMount{}, true}, // twice
+	}
+	for _, c := range cases {
+		got, err := ParseStaticFlag(c.spec, dir, c.prefix, c.seen)
+		if (err != nil) != c.err || got != c.want {
+			t.Errorf("ParseStaticFlag(%q, prefix %q) = %+v, %v; want %+v, error %v", c.spec, c.prefix, got, err, c.want, c.err)
+		}
+	}
+}

@@ -35,6 +35,11 @@ type serveFlags struct {
 	trusted       []string
 	tlsCert       string
 	tlsKey        string
+	static        []string
+	reload        bool
+	reloadInclude []string
+	reloadExclude []string
+	quiet         bool
 
 	memoryLimit     string
 	maxRequests     int
@@ -96,6 +101,7 @@ never as root.`,
 	fl.StringVar(&f.tlsCert, "tls-cert", "", "serve HTTPS on --listen with this certificate chain (PEM; needs --tls-key)")
 	fl.StringVar(&f.tlsKey, "tls-key", "", "the private key of --tls-cert (PEM)")
 	fl.StringVar(&f.accessLog, "access-log", "", "append a line per request to this file (combined format plus duration, app, request id)")
+	fl.StringArrayVar(&f.static, "static", nil, `serve the files of DIR under URL from the proxy itself, as [[static]] does (repeatable): --static /static/=./static`)
 	fl.StringArrayVar(&f.trusted, "trusted-proxy", nil, "an address or CIDR prefix (repeatable) whose X-Forwarded-For, -Proto, -Host and X-Request-Id are believed")
 	fl.StringVar(&f.memoryLimit, "memory-limit", "", `recycle a worker whose RSS passes this size ("300MiB"; default: no limit)`)
 	fl.IntVar(&f.maxRequests, "max-requests", 0, "recycle a worker after about this many requests (0: never)")
@@ -206,6 +212,9 @@ func serve(f serveFlags, changed func(string) bool, target string, stdout, stder
 	if err := applyFlags(&app, f, changed); err != nil {
 		return err
 	}
+	if err := addStatic(&app, f.static); err != nil {
+		return err
+	}
 	limits, err := proxyLimits(f)
 	if err != nil {
 		return err
@@ -288,6 +297,22 @@ func serve(f serveFlags, changed func(string) bool, target string, stdout, stder
 		return err
 	}
 	fmt.Fprintln(stdout, "pyhost: stopped")
+	return nil
+}
+
+// addStatic adds the --static mounts to the app's [[static]] ones.
+func addStatic(app *config.App, specs []string) error {
+	cwd, err := os.Getwd()
+	if err != nil {
+		return err
+	}
+	for _, spec := range specs {
+		m, err := config.ParseStaticFlag(spec, cwd, app.URLPrefix, app.Static)
+		if err != nil {
+			return usageError{err}
+		}
+		app.Static = append(app.Static, m)
+	}
 	return nil
 }
 
