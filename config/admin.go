@@ -117,6 +117,9 @@ type Proxy struct {
 	// Limits protect the workers and the proxy from slow or hostile
 	// clients; complete, as DefaultProxyLimits under the file's keys.
 	Limits ProxyLimits
+	// ACME is [proxy] acme: automatic certificates for the domains apps
+	// claim (T4); nil when off.
+	ACME *ACME
 }
 
 // ProxyLimits are the [proxy] keys that bound what a client may hold:
@@ -310,6 +313,8 @@ type rawProxy struct {
 	KeepaliveTimeout    value `toml:"keepalive_timeout"`
 	MaxConnections      value `toml:"max_connections"`
 	MaxConnectionsPerIP value `toml:"max_connections_per_ip"`
+
+	ACME toml.Primitive `toml:"acme"`
 }
 
 type rawTLS struct {
@@ -354,6 +359,8 @@ var adminSchema = schema{
 			return adminSections[parent[0]] // users: nil, any name
 		case len(parent) == 2 && parent[0] == "users":
 			return tomlKeys(rawUser{})
+		case len(parent) == 2 && parent[0] == "proxy" && parent[1] == "acme":
+			return tomlKeys(rawACME{})
 		}
 		return nil
 	},
@@ -407,8 +414,13 @@ func ParseAdmin(path string, data []byte) (Admin, error) {
 	c.undecodedKeys()
 	a.lines = c.lines
 
-	if len(a.Proxy.TLSListen) > 0 && !c.md.IsDefined("tls") {
-		c.add("proxy.tls_listen", "needs a certificate: add a [[tls]] table with cert and key")
+	// With ACME the certificates come from the CA; without it, from
+	// [[tls]]. ACME needs an HTTPS listener to serve what it gets.
+	switch {
+	case a.Proxy.ACME != nil && len(a.Proxy.TLSListen) == 0:
+		c.add("proxy.acme", `needs tls_listen, the HTTPS listeners the certificates are for, like tls_listen = [":443"]`)
+	case len(a.Proxy.TLSListen) > 0 && a.Proxy.ACME == nil && !c.md.IsDefined("tls") && !c.md.IsDefined("proxy", "acme"):
+		c.add("proxy.tls_listen", "needs a certificate: add a [[tls]] table with cert and key, or [proxy] acme for automatic certificates")
 	}
 	if err := c.err(); err != nil {
 		return Admin{}, err
@@ -557,6 +569,9 @@ func (c *checker) proxy(prim toml.Primitive) Proxy {
 		}
 	}
 	px.Limits = c.proxyLimits(&r, p)
+	if c.md.IsDefined("proxy", "acme") {
+		px.ACME = c.acme(r.ACME, p.key("acme"))
+	}
 	return px
 }
 

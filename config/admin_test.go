@@ -42,6 +42,14 @@ func TestParseAdminValid(t *testing.T) {
 			a.TLS = []TLSCert{{Cert: "/c.pem", Key: "/k.pem"}}
 		}},
 		{"[proxy]\nuser = \"www-data\"", func(a *Admin) { a.Proxy.User = "www-data" }},
+		{"[proxy]\ntls_listen = [\":443\"]\nacme = {}", func(a *Admin) {
+			a.Proxy.TLSListen = []string{":443"}
+			a.Proxy.ACME = &ACME{CA: DefaultACMECA, Challenges: []string{"http-01", "tls-alpn-01"}}
+		}},
+		{"[proxy]\ntls_listen = [\":443\"]\n[proxy.acme]\nemail = \"hostmaster@example.com\"\nca = \"https://127.0.0.1:14000/dir\"\nca_root = \"/etc/pyhost//pebble.pem\"\nchallenges = [\"tls-alpn-01\"]", func(a *Admin) {
+			a.Proxy.TLSListen = []string{":443"}
+			a.Proxy.ACME = &ACME{Email: "hostmaster@example.com", CA: "https://127.0.0.1:14000/dir", CARoot: "/etc/pyhost/pebble.pem", Challenges: []string{"tls-alpn-01"}}
+		}},
 		{"[proxy]\ntrusted_proxies = [\"127.0.0.1\", \"10.0.0.0/8\", \"::1\", \"fd00::/8\"]", func(a *Admin) {
 			a.Proxy.TrustedProxies = []netip.Prefix{
 				netip.MustParsePrefix("127.0.0.1/32"), netip.MustParsePrefix("10.0.0.0/8"),
@@ -117,7 +125,15 @@ func TestParseAdminInvalid(t *testing.T) {
 		{"[proxy]\nlisten = [\":80\", \":80\"]", "proxy.listen[1]", `":80" is used by another listener already; give each listener its own address`, 2},
 		{"[proxy]\nlisten = [\":80\"]\ntls_listen = [\":80\"]\n[[tls]]\ncert = \"/c\"\nkey = \"/k\"", "proxy.tls_listen[0]", `…is used by another listener already`, 3},
 		{"[proxy]\nlisten = []", "proxy.listen", `the proxy has nothing to listen on; give listen, like [":80"], or tls_listen`, 2},
-		{"[proxy]\ntls_listen = [\":443\"]", "proxy.tls_listen", `needs a certificate: add a [[tls]] table with cert and key`, 2},
+		{"[proxy]\ntls_listen = [\":443\"]", "proxy.tls_listen", `needs a certificate: add a [[tls]] table with cert and key, or [proxy] acme for automatic certificates`, 2},
+		{"[proxy]\nacme = { email = \"a@example.com\" }", "proxy.acme", `needs tls_listen, the HTTPS listeners the certificates are for, like tls_listen = [":443"]`, 2},
+		{"[proxy]\ntls_listen = [\":443\"]\nacme = 1", "proxy.acme", `must be a table, like acme = { email = "hostmaster@example.com" }, got an integer`, 3},
+		{"[proxy]\ntls_listen = [\":443\"]\nacme = { ca = \"http://ca.example.com/dir\" }", "proxy.acme.ca", `must be the CA's ACME directory, an https:// URL like "https://acme-v02.api.letsencrypt.org/directory", got "http://ca.example.com/dir"`, 3},
+		{"[proxy]\ntls_listen = [\":443\"]\nacme = { email = \"nobody\" }", "proxy.acme.email", `"nobody" is not an email address; write one like "hostmaster@example.com", or leave email out`, 3},
+		{"[proxy]\ntls_listen = [\":443\"]\nacme = { ca_root = \"ca.pem\" }", "proxy.acme.ca_root", `must be an absolute path, like "/etc/pyhost/acme-ca.pem", got "ca.pem"`, 3},
+		{"[proxy]\ntls_listen = [\":443\"]\nacme = { challenges = [\"dns-01\"] }", "proxy.acme.challenges[0]", `"dns-01" is not a challenge type pyhost does; use "http-01" or "tls-alpn-01"`, 3},
+		{"[proxy]\ntls_listen = [\":443\"]\nacme = { challenges = [] }", "proxy.acme.challenges", `needs at least one challenge type, like ["http-01"]`, 3},
+		{"[proxy]\ntls_listen = [\":443\"]\nacme = { mail = \"a@example.com\" }", "proxy.acme.mail", `unknown key (did you mean email?)`, 3},
 		{"[proxy]\nuser = \"root\"", "proxy.user", `must not be root: the process that parses HTTP from the network runs unprivileged; use a user like "pyhost"`, 2},
 		{"[proxy]\nuser = \"0\"", "proxy.user", `…must not be root`, 2},
 		{"[proxy]\nuser = \"a b\"", "proxy.user", `"a b" is not a user name; use a name like "pyhost"`, 2},

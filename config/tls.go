@@ -5,10 +5,14 @@ import (
 	"crypto/x509"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/BurntSushi/toml"
 )
 
 // maxPEM bounds one certificate or key file: a chain of a few
@@ -141,4 +145,95 @@ func CertExpiry(leaf *x509.Certificate, now time.Time, soon time.Duration) (prob
 		return "", fmt.Sprintf("expires on %s, in %s", leaf.NotAfter.UTC().Format(time.DateOnly), leaf.NotAfter.Sub(now).Round(time.Hour))
 	}
 	return "", ""
+}
+
+// DefaultACMECA is the CA [proxy] acme uses without ca: Let's Encrypt's
+// production directory (package acme's LetsEncrypt; config does not
+// import that package, which brings the ACME client with it).
+const DefaultACMECA = "https://acme-v02.api.letsencrypt.org/directory"
+
+// ACME challenge types, as [proxy] acme challenges names them.
+const (
+	ChallengeHTTP01    = "http-01"
+	ChallengeTLSALPN01 = "tls-alpn-01"
+)
+
+// ACME is [proxy] acme: obtain and renew certificates from an ACME CA
+// for the domains apps validly claim (T4, docs/acme.md).
+type ACME struct {
+	// Email is the account's contact; "" registers none.
+	Email string
+	// CA is the ACME directory URL, https://; DefaultACMECA unless set.
+	CA string
+	// CARoot is a PEM file of the root(s) to trust for the CA's own
+	// HTTPS endpoint instead of the system's: for a private or test CA
+	// (pebble). "" for the system roots. Read by the master, as root.
+	CARoot string
+	// Challenges are the challenge types offered, both unless set
+	// (a testing and troubleshooting aid: a server whose port 80 or 443
+	// the CA cannot reach).
+	Challenges []string
+}
+
+// Offers reports whether challenge type ct is offered.
+func (a ACME) Offers(ct string) bool {
+	for _, c := range a.Challenges {
+		if c == ct {
+			return true
+		}
+	}
+	return false
+}
+
+type rawACME struct {
+	Email      value `toml:"email"`
+	CA         value `toml:"ca"`
+	CARoot     value `toml:"ca_root"`
+	Challenges value `toml:"challenges"`
+}
+
+func (c *checker) acme(prim toml.Primitive, p keyPath) *ACME {
+	a := &ACME{CA: DefaultACMECA, Challenges: []string{ChallengeHTTP01, ChallengeTLSALPN01}}
+	var r rawACME
+	if !c.table(prim, p, &r, `a table, like acme = { email = "hostmaster@example.com" }`) {
+		return a
+	}
+	if s, ok := c.str(r.Email, p.key("email"), `an email address, like "hostmaster@example.com"`); ok {
+		if s != "" && (!strings.Contains(s, "@") || strings.ContainsAny(s, " \t\r\n<>,;")) {
+			c.add(p.key("email").String(), "%q is not an email address; write one like %q, or leave email out", s, "hostmaster@example.com")
+		} else {
+			a.Email = s
+		}
+	}
+	if s, ok := c.str(r.CA, p.key("ca"), `an ACME directory URL, like "`+DefaultACMECA+`"`); ok {
+		u, err := url.Parse(s)
+		if err != nil || u.Scheme != "https" || u.Host == "" {
+			c.add(p.key("ca").String(), "must be the CA's ACME directory, an https:// URL like %q, got %q", DefaultACMECA, s)
+		} else {
+			a.CA = s
+		}
+	}
+	if r.CARoot.set {
+		a.CARoot = c.absPath(r.CARoot, p.key("ca_root"), "", "/etc/pyhost/acme-ca.pem")
+	}
+	if r.Challenges.set {
+		var got []string
+		n := c.each(r.Challenges, p.key("challenges"), "challenge types", "a challenge type", `["http-01", "tls-alpn-01"]`, func(s string, at keyPath) {
+			switch {
+			case s != ChallengeHTTP01 && s != ChallengeTLSALPN01:
+				c.add(at.String(), "%q is not a challenge type pyhost does; use %q or %q", s, ChallengeHTTP01, ChallengeTLSALPN01)
+			case slices.Contains(got, s):
+				c.add(at.String(), "%q is listed twice", s)
+			default:
+				got = append(got, s)
+			}
+		})
+		switch {
+		case n == 0:
+			c.add(p.key("challenges").String(), `needs at least one challenge type, like ["http-01"]`)
+		case len(got) > 0:
+			a.Challenges = got
+		}
+	}
+	return a
 }
