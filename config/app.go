@@ -86,6 +86,15 @@ type App struct {
 	// it is; "" sends none.
 	HSTS string
 
+	// ReloadTrigger is a file whose touch rolls the app, as touching the
+	// app file does (reload_trigger, D2); "" for none. Absolute, inside
+	// the owner's home or the app's or app file's directory.
+	ReloadTrigger string
+	// Disabled (enabled = false) keeps the app loaded, its claims held,
+	// but not started when the daemon starts (D5); pyctl start starts it
+	// until the next restart.
+	Disabled bool
+
 	// File is the app file it was read from; "" in express mode without
 	// one.
 	File string

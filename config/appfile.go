@@ -107,6 +107,10 @@ type rawAppFile struct {
 	PythonPath value          `toml:"python_path"`
 	URLPrefix  value          `toml:"url_prefix"`
 	User       value          `toml:"user"`
+	// ReloadTrigger names a file whose touch rolls the app (D2).
+	ReloadTrigger value `toml:"reload_trigger"`
+	// Enabled = false keeps the app stopped across restarts (D5).
+	Enabled value `toml:"enabled"`
 	Env        toml.Primitive `toml:"env"`
 	Static     toml.Primitive `toml:"static"`
 }
@@ -529,7 +533,43 @@ func (b *appBuilder) build(r *rawAppFile, d Defaults) App {
 	app.Domains = b.domains(r.Domains, root.key("domains"))
 	app.Env = b.env(r.Env)
 	app.Static = b.static(r.Static, app.URLPrefix)
+	if s, ok := b.str(r.ReloadTrigger, root.key("reload_trigger"), `a path like "~/blog/tmp/restart.txt"`); ok {
+		if p, ok := b.resolve(s, root.key("reload_trigger"), b.fileDir); ok {
+			if problem := triggerProblem(p, b.owner.Home, app.Directory, b.fileDir); problem != "" {
+				b.add("reload_trigger", "%q %s", s, problem)
+			} else {
+				app.ReloadTrigger = p
+			}
+		}
+	}
+	if on, ok := b.boolean(r.Enabled, root.key("enabled"), "enabled = false"); ok {
+		app.Disabled = !on
+	}
 	return app
+}
+
+// triggerProblem says what is wrong with a reload_trigger path, or "".
+// It must lie inside the owner's home, the app's directory or the app
+// file's directory: the daemon watches it as root (though it judges it
+// with the owner's rights), so it stays among the owner's own files, and
+// a trigger is a file, not one of those directories.
+func triggerProblem(p, home, dir, fileDir string) string {
+	inside := func(root string) bool {
+		if !filepath.IsAbs(root) {
+			return false
+		}
+		rel, err := filepath.Rel(root, p)
+		return err == nil && rel != "." && rel != ".." && !strings.HasPrefix(rel, "../")
+	}
+	for _, root := range []string{home, dir, fileDir} {
+		if p == filepath.Clean(root) && root != "" {
+			return "is a directory; name a file in it, like \"~/blog/tmp/restart.txt\""
+		}
+	}
+	if !inside(home) && !inside(dir) && !inside(fileDir) {
+		return "is outside the owner's home, the app's directory and the app file's directory; name a file of the app's, like \"~/blog/tmp/restart.txt\""
+	}
+	return ""
 }
 
 // target sets Module and Callable, or Script and Callable.
