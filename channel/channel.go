@@ -4,8 +4,8 @@
 // neither imports the other.
 //
 // Down (master → proxy): Setup once, then Table whenever routing or a
-// worker's state changes, Reopen after log rotation, and Certs when the
-// TLS certificates were re-read. Up (proxy →
+// worker's state changes, Reopen after log rotation, Certs when the TLS
+// certificates were re-read, and ACME when its settings changed. Up (proxy →
 // master): Event. Listening sockets that change while the proxy runs
 // travel on a second socketpair (files.go).
 package channel
@@ -34,6 +34,8 @@ type Message struct {
 	// ProxyProtocol replaces the peers that must send a PROXY header
 	// (config reload).
 	ProxyProtocol *ProxyProtocol `json:"proxy_protocol,omitempty"`
+	// ACME replaces the automatic certificate settings (config reload).
+	ACME *ACMEConfig `json:"acme,omitempty"`
 }
 
 // ProxyProtocol is [proxy] proxy_protocol: connections from these
@@ -66,6 +68,9 @@ type Setup struct {
 	// Certs are the [[tls]] certificates, as the master read them;
 	// later changes come as Message.Certs.
 	Certs []CertPair `json:"certs,omitempty"`
+	// ACME, when set, turns automatic certificates on ([proxy] acme);
+	// later changes come as Message.ACME.
+	ACME *ACME `json:"acme,omitempty"`
 	// ProxyProtocol are the peers that must send a PROXY header (CIDR
 	// prefixes); later changes come as Message.ProxyProtocol.
 	ProxyProtocol []string `json:"proxy_protocol,omitempty"`

@@ -49,7 +49,10 @@ type Config struct {
 	// TLS are the certificate and key files, read by the master (as
 	// root in system mode) and handed to the proxy as PEM. Run refuses
 	// to start when one cannot be read or is broken.
-	TLS  []config.TLSCert
+	TLS []config.TLSCert
+	// ACME, when set, is [proxy] acme as the proxy gets it (nil: off),
+	// asked anew for each proxy start and reload-config (master/acme.go).
+	ACME func() (*channel.ACME, error)
 	Apps []config.App
 	// StateDir holds worker sockets and the worker script; it is created
 	// (mode 0700, owned by ProxyCred's user when run as root) and removed

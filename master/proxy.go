@@ -109,6 +109,7 @@ func (m *Master) runProxyOnce(ctx context.Context) error {
 	grace := m.cfg.ShutdownTimeout
 	setup := channel.Setup{Listeners: addrs, ListenerTLS: kinds, FilesFD: filesFD, ShutdownTimeout: grace, Procs: m.cfg.ProxyProcs, AccessLog: m.cfg.AccessLog, TrustedProxies: prefixStrings(m.cfg.TrustedProxies)}
 	setLimits(&setup, m.cfg.ProxyLimits)
+	setup.ACME = m.acmeSettings()
 	// The certificates as they are now, and every later set: taken and
 	// the channel registered under one lock, so no reload falls between.
 	m.proxyMu.Lock()
