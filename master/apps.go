@@ -506,6 +506,7 @@ func (m *Master) reloadConfig(ctx context.Context, progress func(string)) error 
 	if m.cfg.Adopt != nil {
 		m.cfg.Adopt(admin)
 	}
+	m.reloadACME(progress) // [proxy] acme as adopted: master/acme.go
 	m.set.setRefused(d.Refused)
 	m.markChanged() // the admin's default_app may have changed alone
 	for _, r := range d.Refused {
