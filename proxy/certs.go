@@ -1,14 +1,21 @@
 package proxy
 
 import (
+	"bytes"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"net"
+	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/pyhost/pyhost/acme"
 	"github.com/pyhost/pyhost/channel"
 	"github.com/pyhost/pyhost/config"
 )
@@ -190,4 +197,159 @@ func (c *Certs) TLSConfig() *tls.Config {
 		GetCertificate: c.GetCertificate,
 		NextProtos:     protos,
 	}
+}
+
+// acmeFront is the proxy's end of automatic certificates ([proxy] acme):
+// the one CertSource and ChallengeHandler the listeners are given, in
+// front of the acme.Manager of the settings in force, which a config
+// reload may replace (a new account or CA) or remove. With no manager it
+// has no certificate and answers no challenge.
+//
+// Precedence, decided by Certs: a [[tls]] pair that covers a name is
+// served for it, an ACME certificate only for names no pair covers. The
+// admin's own certificate is the deliberate choice (an EV certificate,
+// a wildcard from DNS-01, a CA of their own); ACME fills the rest.
+type acmeFront struct {
+	log hclog.Logger
+	m   atomic.Pointer[acme.Manager]
+	// patterns are every [users.*] domains pattern: the Manager's Allow,
+	// asked when names are set and before every order, so a name none of
+	// them allows never reaches the CA whatever a table says.
+	patterns atomic.Pointer[[]string]
+
+	mu    sync.Mutex
+	cur   *channel.ACME // guarded by mu: the settings m was made with
+	names []string      // guarded by mu: the names last set, sorted
+}
+
+func newACMEFront(log hclog.Logger) *acmeFront {
+	a := &acmeFront{log: log}
+	a.patterns.Store(&[]string{})
+	return a
+}
+
+// GetCertificate is the managed certificate for the SNI name, if any
+// (CertSource).
+func (a *acmeFront) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	if m := a.m.Load(); m != nil {
+		return m.GetCertificate(hello)
+	}
+	if slices.Contains(hello.SupportedProtos, ALPNChallenge) {
+		return nil, errors.New("acme: automatic certificates are off")
+	}
+	return nil, nil
+}
+
+// HTTPChallenge answers an HTTP-01 challenge under way (ChallengeHandler).
+func (a *acmeFront) HTTPChallenge(w http.ResponseWriter, r *http.Request) bool {
+	m := a.m.Load()
+	return m != nil && m.HTTPChallenge(w, r)
+}
+
+// allow is the Manager's policy: a name some [users] pattern allows.
+func (a *acmeFront) allow(name string) error {
+	if !config.DomainAllowed(*a.patterns.Load(), name) {
+		return errors.New("no [users] domains pattern of the admin file allows it")
+	}
+	return nil
+}
+
+// configure applies ACME settings: nil turns automatic certificates off;
+// the same account and CA keep the running manager (only the patterns
+// change); anything else makes a new manager, given the current names,
+// before the old one is closed (their storage is shared, with locks).
+func (a *acmeFront) configure(s *channel.ACME) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if s != nil {
+		pats := slices.Clone(s.Patterns)
+		a.patterns.Store(&pats)
+	}
+	if s != nil && a.cur != nil && sameManager(*s, *a.cur) {
+		a.cur = s
+		// A pattern taken away stops the names it allowed.
+		if m := a.m.Load(); m != nil {
+			m.SetNames(a.names)
+		}
+		return nil
+	}
+	var next *acme.Manager
+	if s != nil {
+		cfg := acme.Config{
+			Email:            s.Email,
+			CA:               s.CA,
+			Dir:              s.Dir,
+			Allow:            a.allow,
+			Logger:           a.log,
+			DisableHTTP01:    s.DisableHTTP01,
+			DisableTLSALPN01: s.DisableTLSALPN01,
+		}
+		if len(s.CARootPEM) > 0 {
+			cfg.CARoots = x509.NewCertPool()
+			if !cfg.CARoots.AppendCertsFromPEM(s.CARootPEM) {
+				return errors.New("acme: the CA root holds no PEM certificate")
+			}
+		}
+		var err error
+		if next, err = acme.New(cfg); err != nil {
+			return err
+		}
+		next.SetNames(a.names)
+		a.log.Info("automatic certificates on", "ca", s.CA, "email", s.Email, "dir", s.Dir, "http-01", !s.DisableHTTP01, "tls-alpn-01", !s.DisableTLSALPN01)
+	} else if a.cur != nil {
+		a.log.Info("automatic certificates off")
+	}
+	a.cur = s
+	if old := a.m.Swap(next); old != nil {
+		old.Close()
+	}
+	return nil
+}
+
+// sameManager reports whether settings b may keep the manager made for
+// a: everything but the patterns is the same.
+func sameManager(a, b channel.ACME) bool {
+	a.Patterns, b.Patterns = nil, nil
+	return a.Email == b.Email && a.CA == b.CA && bytes.Equal(a.CARootPEM, b.CARootPEM) && a.Dir == b.Dir &&
+		a.DisableHTTP01 == b.DisableHTTP01 && a.DisableTLSALPN01 == b.DisableTLSALPN01
+}
+
+// setTable makes the domains of t's apps the managed names, when they
+// changed.
+func (a *acmeFront) setTable(t channel.Table) {
+	names := tableNames(t)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if slices.Equal(names, a.names) {
+		return
+	}
+	a.names = names
+	if m := a.m.Load(); m != nil {
+		m.SetNames(names)
+	}
+}
+
+// close stops the manager, if any (the proxy is exiting).
+func (a *acmeFront) close() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if old := a.m.Swap(nil); old != nil {
+		old.Close()
+	}
+}
+
+// tableNames are the names to certify: every domain of every app in the
+// routing table, once, sorted. The table holds exactly the apps the
+// master admitted (running, starting, idle, stopped or failing), each
+// with the domains it validly claimed; wildcard claims are among them,
+// and the Manager skips them (only DNS-01 could prove one).
+func tableNames(t channel.Table) []string {
+	var out []string
+	for _, app := range t.Apps {
+		for _, d := range app.Domains {
+			out = append(out, strings.ToLower(strings.TrimSuffix(d, ".")))
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }

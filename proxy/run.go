@@ -176,6 +176,15 @@ func Run(ctx context.Context, ch *channel.Conn, listeners []net.Listener, log hc
 	if err := certs.Load(setup.Certs); err != nil {
 		return err
 	}
+	// Automatic certificates: one front for the listeners, whatever a
+	// reload later turns on, off or over to another CA.
+	acmeCerts := newACMEFront(log.Named("acme"))
+	defer acmeCerts.close()
+	certs.SetExtra(acmeCerts)
+	p.SetChallengeHandler(acmeCerts)
+	if err := acmeCerts.configure(setup.ACME); err != nil {
+		log.Error("automatic certificates are off", "error", err)
+	}
 	pp := &ProxyProtocol{}
 	if err := setProxyProtocol(pp, setup.ProxyProtocol); err != nil {
 		return err
@@ -227,8 +236,14 @@ func Run(ctx context.Context, ch *channel.Conn, listeners []net.Listener, log hc
 					log.Info("proxy_protocol peers changed", "allowed", m.ProxyProtocol.Allowed)
 				}
 			}
+			if m.ACME != nil {
+				if err := acmeCerts.configure(m.ACME.ACME); err != nil {
+					log.Error("cannot apply the new ACME settings; the ones before stay", "error", err)
+				}
+			}
 			if m.Table != nil {
 				p.Update(*m.Table)
+				acmeCerts.setTable(*m.Table)
 			}
 			if m.Reopen != nil && p.access != nil {
 				if err := p.access.Reopen(); err != nil {

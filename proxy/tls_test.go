@@ -7,7 +7,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -166,4 +168,107 @@ func keys(m map[string]bool) []string {
 		out = append(out, k)
 	}
 	return out
+}
+
+// The names to certify are the domains of every app in the table, once,
+// in the form compared everywhere (lower case, no trailing dot),
+// wildcards included (the Manager skips them itself).
+func TestACMETableNames(t *testing.T) {
+	tbl := channel.Table{Apps: []channel.App{
+		{Key: "alice/blog", State: channel.AppRunning, Domains: []string{"Blog.Alice.example.com.", "*.alice.example.com"}},
+		{Key: "bob/shop", State: channel.AppIdle, Domains: []string{"shop.bob.example.org", "blog.alice.example.com"}},
+		{Key: "bob/old", State: channel.AppStopped, Domains: []string{"old.bob.example.org"}},
+		{Key: "express", State: channel.AppRunning},
+	}}
+	got := tableNames(tbl)
+	want := []string{"*.alice.example.com", "blog.alice.example.com", "old.bob.example.org", "shop.bob.example.org"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("tableNames = %q, want %q", got, want)
+	}
+	if got := tableNames(channel.Table{}); len(got) != 0 {
+		t.Fatalf("tableNames(empty) = %q", got)
+	}
+}
+
+// The front's policy is the admin's patterns, as claims are judged: an
+// exact name, or any depth under a "*." pattern, never the base itself.
+func TestACMEFrontAllow(t *testing.T) {
+	a := newACMEFront(hclog.NewNullLogger())
+	if err := a.allow("blog.alice.example.com"); err == nil {
+		t.Fatal("no patterns yet: a name was allowed")
+	}
+	pats := []string{"alice.example.com", "*.alice.example.com", "shop.bob.example.org"}
+	a.patterns.Store(&pats)
+	for name, ok := range map[string]bool{
+		"alice.example.com":        true,
+		"blog.alice.example.com":   true,
+		"a.b.alice.example.com":    true,
+		"shop.bob.example.org":     true,
+		"bob.example.org":          false,
+		"www.shop.bob.example.org": false,
+		"evil.example.com":         false,
+		"alice.example.com.evil":   false,
+	} {
+		if err := a.allow(name); (err == nil) != ok {
+			t.Errorf("allow(%q) = %v, want allowed %v", name, err, ok)
+		}
+	}
+}
+
+// With no settings (ACME off, or before a reload turns it on) the front
+// has no certificate, refuses a TLS-ALPN-01 hello and answers no
+// challenge; settings that change only the patterns keep the manager,
+// another CA makes a new one, nil closes it. No CA is contacted: no name
+// is set.
+func TestACMEFrontConfigure(t *testing.T) {
+	a := newACMEFront(hclog.NewNullLogger())
+	if c, err := a.GetCertificate(&tls.ClientHelloInfo{ServerName: "a.example.com", SupportedProtos: []string{"h2"}}); c != nil || err != nil {
+		t.Fatalf("off: GetCertificate = %v, %v; want nil, nil (the [[tls]] fallback)", c, err)
+	}
+	if _, err := a.GetCertificate(&tls.ClientHelloInfo{ServerName: "a.example.com", SupportedProtos: []string{ALPNChallenge}}); err == nil {
+		t.Fatal("off: a tls-alpn-01 hello got no error")
+	}
+	r := httptest.NewRequest("GET", "http://a.example.com/.well-known/acme-challenge/tok", nil)
+	if a.HTTPChallenge(httptest.NewRecorder(), r) {
+		t.Fatal("off: a challenge was answered")
+	}
+
+	dir := t.TempDir()
+	s := &channel.ACME{CA: "https://127.0.0.1:1/dir", Dir: dir, Patterns: []string{"*.example.com"}}
+	if err := a.configure(s); err != nil {
+		t.Fatal(err)
+	}
+	first := a.m.Load()
+	if first == nil {
+		t.Fatal("no manager after configure")
+	}
+	s2 := *s
+	s2.Patterns = []string{"*.example.org"}
+	if err := a.configure(&s2); err != nil {
+		t.Fatal(err)
+	}
+	if a.m.Load() != first {
+		t.Fatal("a change of patterns alone replaced the manager")
+	}
+	if a.allow("a.example.com") == nil || a.allow("a.example.org") != nil {
+		t.Fatal("the new patterns are not in force")
+	}
+	s3 := s2
+	s3.CA = "https://127.0.0.1:2/dir"
+	if err := a.configure(&s3); err != nil {
+		t.Fatal(err)
+	}
+	if a.m.Load() == first || a.m.Load() == nil {
+		t.Fatal("another CA kept the manager")
+	}
+	if err := a.configure(&channel.ACME{CA: "https://x/dir", Dir: dir, CARootPEM: []byte("junk")}); err == nil {
+		t.Fatal("a CA root with no certificate was accepted")
+	}
+	if err := a.configure(nil); err != nil {
+		t.Fatal(err)
+	}
+	if a.m.Load() != nil {
+		t.Fatal("nil settings left a manager")
+	}
+	a.close()
 }
