@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/pyhost/pyhost/channel"
 	"github.com/pyhost/pyhost/config"
 	"github.com/pyhost/pyhost/instance"
 	"github.com/pyhost/pyhost/master"
@@ -145,9 +146,17 @@ func runSystem(path string, stdout, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	err = master.Run(ctx, master.Config{
-		Listen:          admin.Proxy.Listen,
-		TLSListen:       admin.Proxy.TLSListen,
-		TLS:             admin.TLS,
+		Listen:    admin.Proxy.Listen,
+		TLSListen: admin.Proxy.TLSListen,
+		TLS:       admin.TLS,
+		// [proxy] acme as in force now: reload-config asks again once
+		// the new admin config is adopted.
+		ACME: func() (*channel.ACME, error) {
+			mu.Lock()
+			adm := cur.admin
+			mu.Unlock()
+			return master.ACMESetup(adm, proxyCred)
+		},
 		Apps:            d.Apps,
 		StateDir:        filepath.Join(admin.Daemon.StateDir, "workers"),
 		ScriptDir:       admin.Daemon.StateDir,

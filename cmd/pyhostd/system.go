@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pyhost/pyhost/config"
+	"github.com/pyhost/pyhost/master"
 	"github.com/pyhost/pyhost/privdrop"
 )
 
@@ -54,6 +55,7 @@ func checkSystem(admin config.Admin, apps []config.App, lookup func(string) (pri
 func checkSystemWith(admin config.Admin, apps []config.App, lookup func(string) (privdrop.Credential, error), lstat privdrop.LstatFunc) systemConfig {
 	var s systemConfig
 	s.Certs, s.Warnings = checkTLS(admin, apps, config.ReadCertPair, time.Now())
+	s.Problems, s.Warnings = append(s.Problems, acmeProblems(admin, master.ReadACMERoot)...), append(s.Warnings, acmeWarnings(admin)...)
 	// Settings the config accepts but this version does not act on yet:
 	// refused, so nobody believes them in force (a metrics endpoint a
 	// monitor scrapes).
