@@ -289,14 +289,16 @@ func (l *proxyListener) deliver(r acceptResult) bool {
 	}
 }
 
+// refuse reports the refusal before closing, so that whoever sees the
+// connection end (a test, an operator's probe) finds it already logged.
 func (l *proxyListener) refuse(c net.Conn, peer netip.Addr, err error) {
+	if l.refused != nil {
+		l.refused(peer, err)
+	}
 	if tc, ok := c.(*net.TCPConn); ok {
 		tc.SetLinger(0)
 	}
 	c.Close()
-	if l.refused != nil {
-		l.refused(peer, err)
-	}
 }
 
 // readHeader reads c's PROXY header within proxyHeaderTimeout.
