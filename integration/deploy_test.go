@@ -5,7 +5,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"testing"
+	"time"
 )
 
 // TestServeStaticFlag: --static URL=DIR serves as [[static]] does: the
@@ -55,4 +57,59 @@ func TestServeStaticFlagRefused(t *testing.T) {
 	if err := s.waitExit(30e9); err == nil {
 		t.Fatalf("serve with a missing --static directory exited 0:\n%s", s.out)
 	}
+}
+
+const deployApp = `
+def application(environ, start_response):
+    body = VERSION.encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+`
+
+func versioned(v string) string { return "VERSION = \"" + v + "\"\n" + deployApp }
+
+// answers reports whether url answers 200 with body want.
+func answers(url, want string) bool {
+	resp, err := http.Get(url)
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode == 200 && string(b) == want
+}
+
+// TestServeReload: with --reload an edit is served within a few seconds;
+// an edit that does not import keeps the old code serving and prints the
+// traceback; fixing it is picked up again.
+func TestServeReload(t *testing.T) {
+	dir := writeApp(t, map[string]string{"wsgi.py": versioned("one")})
+	s := startServe(t, dir, "--reload", "wsgi.py")
+	if _, body := get(t, s.URL+"/"); body != "one" {
+		t.Fatalf("before the edit: %q", body)
+	}
+	write := func(src string) {
+		t.Helper()
+		// Written whole and renamed over, as editors save.
+		tmp := filepath.Join(dir, ".wsgi.py.tmp")
+		if err := os.WriteFile(tmp, []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, filepath.Join(dir, "wsgi.py")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(versioned("two"))
+	eventually(t, 5*time.Second, "the edit served", func() bool { return answers(s.URL+"/", "two") })
+	s.waitLine(regexp.MustCompile(`reload of .*wsgi\.py changed`), 5*time.Second)
+
+	write("VERSION = (\n" + deployApp)
+	s.waitLine(regexp.MustCompile(`SyntaxError`), 10*time.Second)
+	s.waitLine(regexp.MustCompile(`reload failed; the running version keeps serving`), 10*time.Second)
+	if _, body := get(t, s.URL+"/"); body != "two" {
+		t.Fatalf("after a broken edit: %q, want the old code's answer", body)
+	}
+
+	write(versioned("three"))
+	eventually(t, 5*time.Second, "the fixed edit served", func() bool { return answers(s.URL+"/", "three") })
 }

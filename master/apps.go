@@ -99,6 +99,7 @@ func (s *appSet) add(a config.App) error {
 	s.mu.Unlock()
 	go func() { defer close(e.done); app.Run(ctx) }()
 	s.m.markChanged()
+	s.m.reloader.appsChanged()
 	return nil
 }
 
@@ -118,6 +119,7 @@ func (s *appSet) remove(key string) {
 		return
 	}
 	s.m.markChanged()
+	s.m.reloader.appsChanged()
 	e.stop()
 	<-e.done
 	e.log.Close()
@@ -176,6 +178,7 @@ func (s *appSet) setConfig(a config.App) {
 	if e := s.apps[a.Key()]; e != nil {
 		e.cfg = a
 	}
+	s.m.reloader.appsChanged()
 }
 
 func (s *appSet) logOf(key string) *applog.Log {

@@ -127,6 +127,10 @@ type Config struct {
 	// CheckFile validates one app file for its would-be owner against the
 	// running apps (pyctl check); nil in express mode.
 	CheckFile func(owner privdrop.Credential, path string, running []config.App, held config.Ledger) error
+	// WatchTree, when set, is `serve --reload`'s: a change of its files
+	// rolls every app (D1). Touching an app's file or reload_trigger
+	// rolls it whether or not this is set (D2).
+	WatchTree *WatchTree
 	// Ready is called once the listeners are bound, the proxy runs and
 	// every app has a ready worker; it may be nil.
 	Ready func(Listeners []net.Addr, controlSocket string)
@@ -165,7 +169,8 @@ type Master struct {
 	applied   uint64        // the newest table serial the proxy routes by
 	appliedC  chan struct{} // closed and replaced when applied grows
 
-	set *appSet
+	set      *appSet
+	reloader *reloader
 }
 
 // Run runs the master until ctx is cancelled, then shuts down in order
@@ -227,6 +232,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if os.Geteuid() == 0 {
 		sockUID, sockGID = int(cfg.ProxyCred.UID), int(cfg.ProxyCred.GID)
 	}
+	m.reloader = newReloader(m)
 	m.set = newAppSet(m, supervisor.Options{
 		Spawner:      m.spawner,
 		WorkerScript: script,
@@ -284,6 +290,14 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	go sd.Watchdog(ctx, nil)
 	if cfg.Ready != nil {
 		cfg.Ready(m.lns.addrs(), cfg.ControlSocket)
+	}
+	// Watched from now on: a touch during the first start has nothing to
+	// roll yet.
+	if cfg.WatchTree != nil || cfg.Rescan != nil || len(wantedTriggers(cfg.Apps)) > 0 {
+		watchCtx, stopWatch := context.WithCancel(ctx)
+		watchDone := make(chan struct{})
+		go func() { defer close(watchDone); m.reloader.run(watchCtx, cfg.WatchTree) }()
+		defer func() { stopWatch(); <-watchDone }()
 	}
 	usr1 := make(chan os.Signal, 1)
 	signal.Notify(usr1, syscall.SIGUSR1)

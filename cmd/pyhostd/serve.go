@@ -102,6 +102,9 @@ never as root.`,
 	fl.StringVar(&f.tlsKey, "tls-key", "", "the private key of --tls-cert (PEM)")
 	fl.StringVar(&f.accessLog, "access-log", "", "append a line per request to this file (combined format plus duration, app, request id)")
 	fl.StringArrayVar(&f.static, "static", nil, `serve the files of DIR under URL from the proxy itself, as [[static]] does (repeatable): --static /static/=./static`)
+	fl.BoolVar(&f.reload, "reload", false, "roll the app onto fresh code when a file of its directory changes (*.py, and --reload-include); a broken edit keeps the old code serving")
+	fl.StringArrayVar(&f.reloadInclude, "reload-include", nil, `with --reload, also watch files matching this glob (repeatable): "*.html", "templates/**"`)
+	fl.StringArrayVar(&f.reloadExclude, "reload-exclude", nil, `with --reload, ignore files and directories matching this glob (repeatable): "migrations", "data/**"`)
 	fl.StringArrayVar(&f.trusted, "trusted-proxy", nil, "an address or CIDR prefix (repeatable) whose X-Forwarded-For, -Proto, -Host and X-Request-Id are believed")
 	fl.StringVar(&f.memoryLimit, "memory-limit", "", `recycle a worker whose RSS passes this size ("300MiB"; default: no limit)`)
 	fl.IntVar(&f.maxRequests, "max-requests", 0, "recycle a worker after about this many requests (0: never)")
@@ -254,6 +257,14 @@ func serve(f serveFlags, changed func(string) bool, target string, stdout, stder
 		ctlPath = filepath.Join(runDir, "control.sock")
 	}
 
+	var tree *master.WatchTree
+	switch {
+	case f.reload:
+		tree = &master.WatchTree{Root: app.Directory, Include: f.reloadInclude, Exclude: f.reloadExclude}
+	case len(f.reloadInclude) > 0 || len(f.reloadExclude) > 0:
+		return usageError{errors.New("--reload-include and --reload-exclude need --reload")}
+	}
+
 	log := newLogger("pyhostd", stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -275,6 +286,7 @@ func serve(f serveFlags, changed func(string) bool, target string, stdout, stder
 		TrustedProxies:  trusted,
 		ProxyLimits:     limits,
 		Log:             log,
+		WatchTree:       tree,
 		AppOutput: func(name string, pid int, line string) {
 			outMu.Lock()
 			defer outMu.Unlock()
@@ -290,6 +302,9 @@ func serve(f serveFlags, changed func(string) bool, target string, stdout, stder
 			fmt.Fprintf(stdout, "pyhost: serving %s on %s://%s/ (%s x %s, as %s)\n",
 				app.Name, scheme, addrs[0], plural(app.Processes, "process", "processes"), plural(app.Threads, "thread", "threads"), cred.Username)
 			fmt.Fprintf(stdout, "pyhost: control socket %s (try: %s --socket %s status)\n", ctl, pyctlPath(), ctl)
+			if tree != nil {
+				fmt.Fprintf(stdout, "pyhost: reloading when files under %s change\n", tree.Root)
+			}
 			fmt.Fprintf(stdout, "pyhost: press Ctrl-C to stop\n")
 		},
 	})
