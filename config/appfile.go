@@ -99,20 +99,20 @@ type rawTunables struct {
 // rawAppFile mirrors an app file.
 type rawAppFile struct {
 	rawTunables
-	Domains    value          `toml:"domains"`
-	App        value          `toml:"app"`
-	Script     value          `toml:"script"`
-	Callable   value          `toml:"callable"`
-	Directory  value          `toml:"directory"`
-	PythonPath value          `toml:"python_path"`
-	URLPrefix  value          `toml:"url_prefix"`
-	User       value          `toml:"user"`
+	Domains    value `toml:"domains"`
+	App        value `toml:"app"`
+	Script     value `toml:"script"`
+	Callable   value `toml:"callable"`
+	Directory  value `toml:"directory"`
+	PythonPath value `toml:"python_path"`
+	URLPrefix  value `toml:"url_prefix"`
+	User       value `toml:"user"`
 	// ReloadTrigger names a file whose touch rolls the app (D2).
 	ReloadTrigger value `toml:"reload_trigger"`
 	// Enabled = false keeps the app stopped across restarts (D5).
-	Enabled value `toml:"enabled"`
-	Env        toml.Primitive `toml:"env"`
-	Static     toml.Primitive `toml:"static"`
+	Enabled value          `toml:"enabled"`
+	Env     toml.Primitive `toml:"env"`
+	Static  toml.Primitive `toml:"static"`
 }
 
 type rawStatic struct {
