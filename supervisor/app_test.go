@@ -304,7 +304,24 @@ func TestIdleStopAndWake(t *testing.T) {
 		cfg := testConfig(2)
 		cfg.IdleTimeout = time.Minute
 		h := start(t, cfg, func(o *Options) { o.ForkServer = true })
+		// No boot storm (D8): it starts idle, with no process at all,
+		// and counts as started.
+		if s := h.state(); s != AppIdle || h.routeState() != channel.AppIdle {
+			t.Fatalf("state %s, route %s at start, want idle", s, h.routeState())
+		}
+		if h.st.count() != 0 || len(h.st.servers) != 0 {
+			t.Fatalf("%d workers and %d fork servers at start, want none", h.st.count(), len(h.st.servers))
+		}
+		if err := h.app.WaitStarted(context.Background()); err != nil {
+			t.Fatalf("WaitStarted: %v, want nil for an app that starts idle", err)
+		}
+		// Its first request wakes it; the fork server starts then.
+		h.app.Wake()
+		synctest.Wait()
 		h.readyAll()
+		if len(h.st.servers) != 1 {
+			t.Fatalf("%d fork servers after the first wake, want 1", len(h.st.servers))
+		}
 		a, b := h.st.proc(t, 0), h.st.proc(t, 1)
 		h.served.set(h.id(a), 10, 0)
 		time.Sleep(50 * time.Second)

@@ -113,6 +113,7 @@ func (c *core) Handle(ev event, now time.Time) []effect {
 	case evStart:
 		c.begun = true
 		c.lastActive = now
+		c.startIdle()
 		c.reconcile()
 		c.emit(effTimer{c.poll, evTick{}})
 		c.emit(effTimer{c.poll, evMemory{}})
@@ -242,6 +243,10 @@ func (c *core) route() channel.App {
 		}
 	}
 	switch st := c.state(); {
+	case !c.begun && c.cfg.IdleTimeout > 0:
+		// Not run yet, and it will start idle (startIdle): a request
+		// meanwhile wakes it, and the wake waits for Run.
+		r.State = channel.AppIdle
 	case !c.begun:
 		// Not run yet: Run is about to start it, and a request meanwhile
 		// should wait for it, not get a 503.

@@ -45,6 +45,20 @@ func (c *core) checkIdle(served map[string]counters) {
 	}
 }
 
+// startIdle makes an app with idle_timeout begin idle (D8, no boot
+// storm): a daemon of many such apps starts none of their processes, not
+// even a fork server, until a request wakes one. Its first start counts
+// as done (WaitStarted answers nil at once): its code is first imported
+// at its first request, and an import error shows then.
+func (c *core) startIdle() {
+	if c.cfg.IdleTimeout <= 0 || c.halted {
+		return
+	}
+	c.idle = true
+	c.log(hclog.Info, "app idle until its first request (idle_timeout)")
+	c.started(nil)
+}
+
 // wake starts an idle app's workers: a request is waiting for one.
 func (c *core) wake() {
 	if !c.idle || c.stopping {

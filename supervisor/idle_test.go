@@ -3,6 +3,9 @@ package supervisor
 import (
 	"testing"
 	"time"
+
+	"github.com/pyhost/pyhost/channel"
+	"github.com/pyhost/pyhost/daemons"
 )
 
 func TestIdleCheck(t *testing.T) {
@@ -93,5 +96,79 @@ func TestCoreWake(t *testing.T) {
 	d.do(evWake{})
 	if n := len(effectsOf[effSpawn](d.out[before:])); n != 0 {
 		t.Errorf("%d spawns from wakes of a running or stopped app", n)
+	}
+}
+
+// No boot storm (D8): an app with idle_timeout begins idle, and only what
+// follows starts it.
+func TestCoreStartsIdle(t *testing.T) {
+	cases := []struct {
+		name    string
+		timeout time.Duration
+		then    func(d *driver) // after evStart
+		state   AppState
+		route   channel.AppState
+		spawns  int
+	}{
+		{"no idle_timeout: starts at once", 0, nil, AppStarting, channel.AppStarting, 2},
+		{"idle_timeout: no process", time.Minute, nil, AppIdle, channel.AppIdle, 0},
+		{"first request", time.Minute, func(d *driver) { d.do(evWake{}) }, AppStarting, channel.AppStarting, 2},
+		{"many first requests: one start", time.Minute, func(d *driver) {
+			for range 5 {
+				d.do(evWake{})
+			}
+		}, AppStarting, channel.AppStarting, 2},
+		{"first request served", time.Minute, func(d *driver) { d.do(evWake{}); d.readyAll() }, AppRunning, channel.AppRunning, 2},
+		{"pyctl start", time.Minute, func(d *driver) { d.do(evResume{make(chan error, 1)}) }, AppStarting, channel.AppStarting, 2},
+		{"pyctl stop", time.Minute, func(d *driver) { d.do(evHalt{make(chan error, 1)}) }, AppStopped, channel.AppStopped, 0},
+		{"pyctl stop, then a request", time.Minute, func(d *driver) {
+			d.do(evHalt{make(chan error, 1)})
+			d.do(evWake{})
+		}, AppStopped, channel.AppStopped, 0},
+		{"reload: starts on the fresh code", time.Minute, func(d *driver) {
+			d.do(evReload{newOp(d, make(chan error, 1))})
+			readyGen(d, 1)
+		}, AppRunning, channel.AppRunning, 2},
+		{"reload fails: idle again", time.Minute, func(d *driver) {
+			d.do(evReload{newOp(d, make(chan error, 1))})
+			d.exit(genIDs(d, 1)[0], &daemons.ExitError{Code: 1})
+		}, AppIdle, channel.AppIdle, 1},
+		{"ticks keep it idle", time.Minute, func(d *driver) {
+			for range 3 {
+				d.after(time.Hour)
+				d.do(evTick{map[string]counters{}})
+			}
+		}, AppIdle, channel.AppIdle, 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			d := newDriver(t, 2)
+			d.c.cfg.IdleTimeout = tc.timeout
+			want := channel.AppStarting
+			if tc.timeout > 0 {
+				want = channel.AppIdle // a request before Run wakes it
+			}
+			if r := d.c.route().State; r != want {
+				t.Errorf("route %s before Run, want %s", r, want)
+			}
+			effs := d.do(evStart{})
+			if tc.timeout > 0 {
+				if st := effectsOf[effStarted](effs); len(st) != 1 || st[0].err != nil {
+					t.Errorf("effStarted %v at start, want one nil: WaitStarted must not wait for a request", st)
+				}
+			}
+			if tc.then != nil {
+				tc.then(d)
+			}
+			if s := d.c.state(); s != tc.state {
+				t.Errorf("state %s, want %s", s, tc.state)
+			}
+			if r := d.c.route().State; r != tc.route {
+				t.Errorf("route %s, want %s", r, tc.route)
+			}
+			if n := len(effectsOf[effSpawn](d.out)); n != tc.spawns {
+				t.Errorf("%d spawns, want %d", n, tc.spawns)
+			}
+		})
 	}
 }

@@ -79,7 +79,7 @@ func (c *core) onSpawnFailed(ev evSpawnFailed) {
 		if op.first {
 			// The reload's first worker: nothing of it ran.
 			c.reload = nil
-			c.idle = op.idle
+			c.idle = op.idle && c.liveCount(c.gen) == 0
 			c.emit(effReply{op.done, &ReloadError{Reason: ev.err.Error()}})
 			return
 		}

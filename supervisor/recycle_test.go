@@ -98,13 +98,13 @@ func TestAppMoves(t *testing.T) {
 	for _, m := range [][2]AppState{
 		{AppStopped, AppReloading}, {AppReloading, AppStopped},
 		{AppIdle, AppReloading}, {AppReloading, AppIdle},
-		{AppReloading, AppRunning}, {AppStopped, AppStarting},
+		{AppReloading, AppRunning}, {AppStopped, AppStarting}, {AppStopped, AppIdle},
 	} {
 		if err := checkAppMove(m[0], m[1]); err != nil {
 			t.Errorf("%s → %s: %v", m[0], m[1], err)
 		}
 	}
-	for _, m := range [][2]AppState{{AppStopped, AppRunning}, {AppStarting, AppIdle}, {AppStopped, AppIdle}} {
+	for _, m := range [][2]AppState{{AppStopped, AppRunning}, {AppStarting, AppIdle}, {AppIdle, AppRunning}} {
 		if err := checkAppMove(m[0], m[1]); !errors.Is(err, ErrIllegalMove) {
 			t.Errorf("%s → %s allowed", m[0], m[1])
 		}

@@ -145,8 +145,11 @@ func (c *core) abortReload(failed *worker, reason string, importErr *daemons.Imp
 	switch {
 	case op.halted:
 		after = "the app stays stopped" // still halted: nothing was swapped
-	case op.idle:
-		c.idle = true // as before: the next request starts it
+	case op.idle && c.liveCount(c.gen) == 0:
+		// As before: the next request starts it. (A resume during the
+		// reload may have started workers of the old code: then it is
+		// not idle any more.)
+		c.idle = true
 		after = "the app stays idle"
 	}
 	c.log(hclog.Error, "reload aborted; "+after, "reason", reason)

@@ -37,13 +37,14 @@ const (
 )
 
 // The app's state is derived (core.state), never set; these are the
-// changes one event may make, and Handle checks each against them. A
+// changes one event may make, and Handle checks each against them. An
+// app with idle_timeout begins idle: stopped (not run yet) to idle. A
 // reload may begin on a stopped app (it starts it on the fresh code, and
 // it is stopped again if the new code fails), on an idle one (which is
 // idle again if it fails) and on one still starting (a crash loop being
 // fixed); a reload that ends with no worker ready leaves it starting.
 var appMoves = map[AppState][]AppState{
-	AppStopped:   {AppStarting, AppReloading},
+	AppStopped:   {AppStarting, AppReloading, AppIdle},
 	AppStarting:  {AppRunning, AppFailing, AppStopped, AppReloading},
 	AppRunning:   {AppReloading, AppFailing, AppStopped, AppStarting, AppIdle},
 	AppReloading: {AppRunning, AppFailing, AppStopped, AppIdle, AppStarting},
