@@ -7,6 +7,10 @@ set -euo pipefail
 # Debian packages the tests use: the interpreter the workers run, and the
 # frameworks the compatibility tests run unchanged (R5).
 packages=(python3 python3-venv python3-pyflakes python3-flask python3-django python3-pyramid python3-falcon python3-bottle)
+# The packaged logrotate rule runs under the real logrotate
+# (integration/rotate_test.go); the .deb is checked by lintian
+# (integration/deb_test.go).
+packages+=(logrotate lintian)
 
 missing=()
 for p in "${packages[@]}"; do
