@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/pyhost/pyhost/config"
+	"github.com/pyhost/pyhost/master"
 )
 
 // writePair writes a self-signed certificate for names, valid until
@@ -112,5 +113,63 @@ func TestServeListen(t *testing.T) {
 		if _, _, _, err := serveListen(f); err == nil || !strings.Contains(err.Error(), "needs --tls-") {
 			t.Errorf("%+v: %v", f, err)
 		}
+	}
+}
+
+// [proxy] acme in check: a domain ACME can obtain needs no [[tls]] pair
+// (a wildcard or special-use one still warns, saying why); no listener
+// on 80 or 443 for the challenges offered warns; a ca_root without a
+// certificate is a problem.
+func TestCheckACME(t *testing.T) {
+	parse := func(src string) config.Admin {
+		t.Helper()
+		admin, err := config.ParseAdmin(config.DefaultAdminFile, []byte("[proxy]\nuser = \"www-data\"\n"+src+"\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return admin
+	}
+	apps := []config.App{
+		app("alice", "blog", "blog.alice.example.com", "/"),
+		app("alice", "all", "*.shop.alice.example.com", "/"),
+		app("bob", "dev", "bob.test", "/"),
+	}
+	admin := parse("listen = [\":80\"]\ntls_listen = [\":443\"]\nacme = {}")
+	problems, warnings := checkTLS(admin, apps, config.ReadCertPair, time.Now())
+	if problems != nil || len(warnings) != 2 || !strings.Contains(warnings.Error(), "*.shop.alice.example.com") || !strings.Contains(warnings.Error(), "wildcard") ||
+		!strings.Contains(warnings.Error(), "bob.test") || strings.Contains(warnings.Error(), "blog.alice.example.com") {
+		t.Errorf("checkTLS with acme: %v / %v", problems, warnings)
+	}
+	if w := acmeWarnings(admin); w != nil {
+		t.Errorf("ports 80 and 443: %v", w)
+	}
+	for src, warn := range map[string]bool{
+		"listen = [\":8080\"]\ntls_listen = [\":443\"]\nacme = {}":                                false,
+		"listen = [\":80\"]\ntls_listen = [\":8443\"]\nacme = {}":                                 false,
+		"listen = [\":8080\"]\ntls_listen = [\":8443\"]\nacme = {}":                               true,
+		"listen = [\":80\"]\ntls_listen = [\":8443\"]\nacme = { challenges = [\"tls-alpn-01\"] }": true,
+		"listen = [\":8080\"]\ntls_listen = [\":443\"]\nacme = { challenges = [\"http-01\"] }":    true,
+		"listen = [\":8080\"]\ntls_listen = [\":8443\"]\n[[tls]]\ncert = \"/c\"\nkey = \"/k\"":    false,
+	} {
+		if w := acmeWarnings(parse(src)); (w != nil) != warn || warn && w[0].Key != "proxy.acme" {
+			t.Errorf("%s:\nwarnings %v, want a warning: %v", src, w, warn)
+		}
+	}
+
+	dir := t.TempDir()
+	root := filepath.Join(dir, "root.pem")
+	os.WriteFile(root, []byte("no certificate here"), 0o644)
+	admin = parse(fmt.Sprintf("tls_listen = [\":443\"]\nacme = { ca_root = %q }", root))
+	if p := acmeProblems(admin, master.ReadACMERoot); len(p) != 1 || p[0].Key != "proxy.acme.ca_root" || !strings.Contains(p[0].Msg, "holds no PEM certificate") {
+		t.Errorf("a ca_root with no certificate: %v", p)
+	}
+	cert, _ := writePair(t, dir, "root", time.Now().Add(time.Hour), "ca.example.com")
+	admin = parse(fmt.Sprintf("tls_listen = [\":443\"]\nacme = { ca_root = %q }", cert))
+	if p := acmeProblems(admin, master.ReadACMERoot); p != nil {
+		t.Errorf("a good ca_root: %v", p)
+	}
+	admin = parse(fmt.Sprintf("tls_listen = [\":443\"]\nacme = { ca_root = %q }", filepath.Join(dir, "missing.pem")))
+	if p := acmeProblems(admin, master.ReadACMERoot); len(p) != 1 || !strings.Contains(p[0].Msg, "no such file") {
+		t.Errorf("a missing ca_root: %v", p)
 	}
 }
