@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -112,4 +114,75 @@ func TestServeReload(t *testing.T) {
 
 	write(versioned("three"))
 	eventually(t, 5*time.Second, "the fixed edit served", func() bool { return answers(s.URL+"/", "three") })
+}
+
+// TestServeHUPRollsUnderLoad: SIGHUP rolls the app in serve (it used to
+// kill it): under load from 4 clients no request fails and the new code
+// answers after; each request gets a line on the terminal.
+func TestServeHUPRollsUnderLoad(t *testing.T) {
+	dir := writeApp(t, map[string]string{"wsgi.py": versioned("one")})
+	s := startServe(t, dir, "--processes", "2", "wsgi.py")
+	if _, body := get(t, s.URL+"/"); body != "one" {
+		t.Fatalf("before: %q", body)
+	}
+	s.waitLine(regexp.MustCompile(`^\[wsgi\] GET / 200 \S+ 3B$`), 5*time.Second)
+	if err := os.WriteFile(filepath.Join(dir, "wsgi.py"), []byte(versioned("two")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu             sync.Mutex
+		failed, served int
+		sawTwo         bool
+	)
+	started := make(chan struct{})
+	var once sync.Once
+	var wg sync.WaitGroup
+	client := &http.Client{Timeout: 20 * time.Second}
+	for c := 0; c < 4; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 100; i++ {
+				resp, err := client.Get(s.URL + "/")
+				ok := err == nil && resp.StatusCode == 200
+				var b []byte
+				if err == nil {
+					b, _ = io.ReadAll(resp.Body)
+					resp.Body.Close()
+				}
+				mu.Lock()
+				served++
+				if !ok {
+					failed++
+				}
+				if string(b) == "two" {
+					sawTwo = true
+				}
+				done := sawTwo && served >= 200
+				mu.Unlock()
+				once.Do(func() { close(started) })
+				if done {
+					return
+				}
+			}
+		}()
+	}
+	<-started
+	if err := s.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	// From the whole output: the 400 request lines may have overrun
+	// waitLine's buffer.
+	hupRE := regexp.MustCompile(`reload of \S+: SIGHUP`)
+	eventually(t, 10*time.Second, "the reload logged", func() bool { return hupRE.MatchString(s.out.String()) })
+	if failed > 0 {
+		t.Errorf("%d of %d requests failed during the SIGHUP reload", failed, served)
+	}
+	eventually(t, 10*time.Second, "the new code served", func() bool { return answers(s.URL+"/", "two") })
+	select {
+	case <-s.exited:
+		t.Fatalf("serve exited on SIGHUP: %v\n%s", s.exitErr, s.out)
+	default:
+	}
 }

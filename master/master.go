@@ -302,11 +302,11 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	usr1 := make(chan os.Signal, 1)
 	signal.Notify(usr1, syscall.SIGUSR1)
 	defer signal.Stop(usr1)
+	// SIGHUP re-reads the config in system mode; in express mode it rolls
+	// the app, as gunicorn's and uWSGI's users expect (D4).
 	hup := make(chan os.Signal, 1)
-	if cfg.Rescan != nil {
-		signal.Notify(hup, syscall.SIGHUP)
-		defer signal.Stop(hup)
-	}
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	hupBusy := make(chan struct{}, 1)
 	var hupAgain atomic.Bool
 	for ctx.Err() == nil {
@@ -316,6 +316,12 @@ func Run(ctx context.Context, cfg Config) (err error) {
 			m.reopenLogs()
 			m.reopenAccessLog()
 		case <-hup:
+			if cfg.Rescan == nil {
+				for _, app := range m.set.all() {
+					m.reloader.request(ctx, app.Key(), []string{"SIGHUP"})
+				}
+				continue
+			}
 			// In the background: a roll can take an app's startup_timeout,
 			// and SIGTERM or SIGUSR1 meanwhile must not wait for it.
 			// Signals that arrive during a reload make one more after it.

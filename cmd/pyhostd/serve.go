@@ -100,7 +100,8 @@ never as root.`,
 	fl.StringVar(&f.controlSocket, "control-socket", "", "control socket path for pyctl (default: in the run directory)")
 	fl.StringVar(&f.tlsCert, "tls-cert", "", "serve HTTPS on --listen with this certificate chain (PEM; needs --tls-key)")
 	fl.StringVar(&f.tlsKey, "tls-key", "", "the private key of --tls-cert (PEM)")
-	fl.StringVar(&f.accessLog, "access-log", "", "append a line per request to this file (combined format plus duration, app, request id)")
+	fl.StringVar(&f.accessLog, "access-log", "", `append a line per request to this file (combined format plus duration, app, request id); "-": standard output`)
+	fl.BoolVarP(&f.quiet, "quiet", "q", false, "print no line per request (the app's output and pyhost's log still show)")
 	fl.StringArrayVar(&f.static, "static", nil, `serve the files of DIR under URL from the proxy itself, as [[static]] does (repeatable): --static /static/=./static`)
 	fl.BoolVar(&f.reload, "reload", false, "roll the app onto fresh code when a file of its directory changes (*.py, and --reload-include); a broken edit keeps the old code serving")
 	fl.StringArrayVar(&f.reloadInclude, "reload-include", nil, `with --reload, also watch files matching this glob (repeatable): "*.html", "templates/**"`)
@@ -238,8 +239,14 @@ func serve(f serveFlags, changed func(string) bool, target string, stdout, stder
 		}
 		trusted = append(trusted, pfx)
 	}
-	accessLog := f.accessLog
-	if accessLog != "" {
+	// The proxy writes the access log; serve follows it to print a line
+	// per request (D4): its own file in the run directory unless the
+	// user named one.
+	accessLog, ownLog := f.accessLog, false
+	switch {
+	case accessLog == "-" || accessLog == "" && !f.quiet:
+		accessLog, ownLog = filepath.Join(runDir, "access.log"), true
+	case accessLog != "":
 		if accessLog, err = filepath.Abs(accessLog); err != nil {
 			return err
 		}
@@ -269,6 +276,15 @@ func serve(f serveFlags, changed func(string) bool, target string, stdout, stder
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	var outMu sync.Mutex
+	lock := func() func() { outMu.Lock(); return outMu.Unlock }
+	if accessLog != "" && (f.accessLog == "-" || !f.quiet) {
+		followCtx, stopFollow := context.WithCancel(context.Background())
+		followed := make(chan struct{})
+		show := requestPrinter(app.Name, f.accessLog == "-", stdout, stderr, lock)
+		from := logEnd(accessLog)
+		go func() { defer close(followed); followLog(followCtx, accessLog, from, ownLog, show) }()
+		defer func() { stopFollow(); <-followed }()
+	}
 	err = master.Run(ctx, master.Config{
 		Listen:          listen,
 		TLSListen:       tlsListen,
