@@ -53,6 +53,12 @@ type Options struct {
 	Starter Starter
 	// Clock is the time the app reads and waits on; nil: the real one.
 	Clock Clock
+	// WarmupPaths is an app's warm-up paths (its warmup key, D3): each
+	// new worker counts as ready only once every one answered below 500
+	// through it, within startup_timeout. Nil, or no paths: none.
+	WarmupPaths func(cfg config.App) []string
+	// Warmer requests them; nil: the real one, over the worker protocol.
+	Warmer Warmer
 }
 
 // workerSeq numbers workers across all apps, so worker ids and socket
@@ -70,6 +76,7 @@ type App struct {
 	opts    Options
 	starter Starter
 	clock   Clock
+	warmer  Warmer
 	key     string
 	log     hclog.Logger
 	route   atomic.Pointer[channel.App]
@@ -108,6 +115,9 @@ func NewApp(cfg config.App, opts Options) *App {
 	}
 	if a.clock == nil {
 		a.clock = realClock{}
+	}
+	if a.warmer = opts.Warmer; a.warmer == nil {
+		a.warmer = protocolWarmer{}
 	}
 	poll := opts.PollInterval
 	if poll <= 0 {

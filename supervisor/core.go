@@ -84,6 +84,9 @@ type worker struct {
 	// killedFor says why pyhost killed it outright ("" for no such kill):
 	// what its exit is reported as.
 	killedFor string
+	// warmErr: its warm-up failed (it was killed for it, unless it had
+	// already missed startup_timeout).
+	warmErr *WarmupError
 }
 
 // panicOnIllegal turns an illegal state move into a panic; the package's
@@ -129,7 +132,11 @@ func (c *core) Handle(ev event, now time.Time) []effect {
 		}
 	case evExited:
 		if w := c.find(ev.id); w != nil {
-			c.onExited(w, ev.err, ev.importErr)
+			c.onExited(w, ev)
+		}
+	case evWarmupFailed:
+		if w := c.find(ev.id); w != nil {
+			c.onWarmupFailed(w, ev.err)
 		}
 	case evRestartDue:
 		if c.restartHeld && ev.seq == c.restartSeq {
@@ -430,6 +437,13 @@ type (
 		id        string
 		err       error // how it ended
 		importErr *daemons.ImportError
+		tail      string // the last lines it wrote
+	}
+	// evWarmupFailed: a warm-up path failed through a worker that
+	// reported ready (it is not, and must go).
+	evWarmupFailed struct {
+		id  string
+		err *WarmupError
 	}
 	evRestartDue     struct{ seq int }
 	evDrained        struct{ id string } // the proxy finished with it
@@ -464,6 +478,7 @@ func (evShutdown) isEvent()       {}
 func (evSpawned) isEvent()        {}
 func (evSpawnFailed) isEvent()    {}
 func (evReady) isEvent()          {}
+func (evWarmupFailed) isEvent()   {}
 func (evExited) isEvent()         {}
 func (evRestartDue) isEvent()     {}
 func (evDrained) isEvent()        {}

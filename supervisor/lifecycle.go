@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -83,7 +84,7 @@ func (c *core) onSpawnFailed(ev evSpawnFailed) {
 			c.emit(effReply{op.done, &ReloadError{Reason: ev.err.Error()}})
 			return
 		}
-		c.abortReload(nil, ev.err.Error(), nil)
+		c.abortReload(nil, ev.err.Error(), "")
 		return
 	}
 	c.log(hclog.Error, "cannot start worker", "error", ev.err)
@@ -117,7 +118,8 @@ func (c *core) onReady(w *worker) {
 	c.retireRecycled()
 }
 
-func (c *core) onExited(w *worker, exitErr error, importErr *daemons.ImportError) {
+func (c *core) onExited(w *worker, ev evExited) {
+	exitErr, importErr := ev.err, ev.importErr
 	prev := w.state
 	c.move(w, WorkerGone)
 	c.remove(w)
@@ -134,7 +136,23 @@ func (c *core) onExited(w *worker, exitErr error, importErr *daemons.ImportError
 		return
 	}
 	reason := exitErr.Error()
+	var traceback string
+	var startErr error // why it never got ready, for WaitStarted and Resume
 	switch {
+	case w.warmErr != nil && w.slow:
+		reason = fmt.Sprintf("warm-up GET %s did not answer within startup_timeout %v", w.warmErr.Path, c.cfgOf(w).StartupTimeout)
+		c.lastErr = "worker " + reason
+		traceback = ev.tail
+		startErr = &WarmupError{Path: w.warmErr.Path, Err: errors.New("no answer within startup_timeout " + c.cfgOf(w).StartupTimeout.String()), Traceback: ev.tail}
+	case w.warmErr != nil:
+		// Like an import error: the app's own failure, with its
+		// traceback, which the worker wrote to its log.
+		reason = w.warmErr.Error()
+		traceback = ev.tail
+		c.lastErr = strings.TrimSpace(reason + "\n" + ev.tail)
+		werr := *w.warmErr
+		werr.Traceback = ev.tail
+		startErr = &werr
 	case w.killedFor != "":
 		reason = w.killedFor
 		c.lastErr = "worker " + reason
@@ -143,14 +161,16 @@ func (c *core) onExited(w *worker, exitErr error, importErr *daemons.ImportError
 		c.lastErr = "worker " + reason
 	case importErr != nil:
 		reason = importErr.Error()
+		traceback = importErr.Traceback
 		c.lastErr = importErr.Traceback
+		startErr = importErr
 	case !w.wasReady:
 		c.lastErr = "worker " + reason + " before it was ready"
 	default:
 		c.lastErr = "worker " + reason
 	}
 	if op := c.reload; op != nil && w.gen == op.gen && !op.draining {
-		c.abortReload(w, reason, importErr)
+		c.abortReload(w, reason, traceback)
 		return
 	}
 	if c.stopping {
@@ -178,9 +198,9 @@ func (c *core) onExited(w *worker, exitErr error, importErr *daemons.ImportError
 	c.log(hclog.Error, "worker died", "worker", w.id, "pid", w.pid, "reason", reason, "uptime", uptime.Round(time.Millisecond), "restart_in", d.Delay.Round(time.Millisecond), "deaths_in_a_row", d.Streak)
 	c.note("worker %d died: %s; restarting in %v", w.pid, reason, d.Delay.Round(time.Millisecond))
 	if !w.wasReady {
-		var err error = fmt.Errorf("%w: %s", daemons.ErrExitedBeforeReady, reason)
-		if importErr != nil {
-			err = importErr
+		err := startErr
+		if err == nil {
+			err = fmt.Errorf("%w: %s", daemons.ErrExitedBeforeReady, reason)
 		}
 		c.started(err)
 		for _, r := range c.startWaiters {
@@ -291,6 +311,22 @@ func (c *core) onDrainTimeout(id string) {
 	c.log(hclog.Warn, "worker still busy at the end of graceful_timeout; killing it", "worker", w.id, "pid", w.pid, "graceful_timeout", c.cfg.GracefulTimeout)
 	c.note("worker %d still busy at the end of graceful_timeout %v; killed", w.pid, c.cfg.GracefulTimeout)
 	c.stopWorker(w, 0)
+}
+
+// onWarmupFailed: a worker that imported its app failed a warm-up path
+// (D3). It is killed, and its death is reported as the warm-up's
+// failure: a reload aborts, a first start fails, as for an import error.
+func (c *core) onWarmupFailed(w *worker, err *WarmupError) {
+	if w.state != WorkerStarting || w.warmErr != nil {
+		return // stopped meanwhile: the warm-up failed because it went
+	}
+	w.warmErr = err
+	if w.slow {
+		return // killed already for missing startup_timeout
+	}
+	c.log(hclog.Error, "worker failed its warm-up", "worker", w.id, "pid", w.pid, "error", err)
+	c.note("worker %d failed its warm-up: %s", w.pid, err)
+	c.emit(effKill{w.id})
 }
 
 func (c *core) onStartupTimeout(id string) {

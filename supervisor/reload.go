@@ -7,7 +7,6 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/pyhost/pyhost/config"
-	"github.com/pyhost/pyhost/daemons"
 )
 
 // The rolling reload (docs/design.md, "Rolling reload"): one new worker
@@ -138,7 +137,7 @@ func (c *core) reloadProgress() {
 
 // abortReload stops the new workers (failed, when not nil, is already
 // gone) and leaves the app as it was before the reload.
-func (c *core) abortReload(failed *worker, reason string, importErr *daemons.ImportError) {
+func (c *core) abortReload(failed *worker, reason, traceback string) {
 	op := c.reload
 	c.reload = nil
 	after := "the old workers keep serving"
@@ -159,9 +158,5 @@ func (c *core) abortReload(failed *worker, reason string, importErr *daemons.Imp
 			c.stopWorker(w, time.Second)
 		}
 	}
-	rerr := &ReloadError{Reason: reason}
-	if importErr != nil {
-		rerr.Traceback = importErr.Traceback
-	}
-	c.emit(effReply{op.done, rerr})
+	c.emit(effReply{op.done, &ReloadError{Reason: reason, Traceback: traceback}})
 }

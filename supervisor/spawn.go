@@ -69,17 +69,22 @@ func (a *App) spawn(e effSpawn) event {
 		return evSpawnFailed{e.id, err}
 	}
 	a.procs[e.id] = proc
-	go a.watch(e.id, proc)
+	go a.watch(e.id, proc, e.cfg)
 	return evSpawned{id: e.id, pid: proc.PID(), socket: proc.Socket(), startedAt: proc.StartedAt(), via: fs}
 }
 
-// watch reports p's readiness and its end.
-func (a *App) watch(id string, p Proc) {
+// watch reports p's readiness, once its warm-up passed, and its end,
+// with the last lines it wrote.
+func (a *App) watch(id string, p Proc, cfg config.App) {
 	select {
 	case <-p.Ready():
-		a.send(evReady{id})
+		if err := a.warm(p, cfg); err != nil {
+			a.send(evWarmupFailed{id, err})
+		} else {
+			a.send(evReady{id})
+		}
 	case <-p.Exited():
 	}
 	<-p.Exited()
-	a.send(evExited{id: id, err: p.ExitErr(), importErr: p.ImportErr()})
+	a.send(evExited{id: id, err: p.ExitErr(), importErr: p.ImportErr(), tail: a.tail(p.PID())})
 }
