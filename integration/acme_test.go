@@ -19,8 +19,8 @@ import (
 // server (pebble, on loopback, validating on the daemon's own listen and
 // tls_listen ports through a DNS server of the test's). Two users' apps
 // claim names under their [users] patterns: both get certificates that
-// chain to pebble's root, first through HTTP-01 alone, then (another CA,
-// fresh storage) through TLS-ALPN-01 alone. A wildcard claim and a name
+// chain to pebble's root, first through HTTP-01 alone, then (another CA
+// and TLS-ALPN-01 alone, by reload-config) through TLS-ALPN-01. A wildcard claim and a name
 // outside every pattern (its app file refused) never reach the CA. A
 // restart with the CA stopped serves the stored certificates.
 func TestACMESystem(t *testing.T) {
@@ -118,13 +118,16 @@ func TestACMESystem(t *testing.T) {
 		t.Errorf("with the CA stopped, a certificate was obtained anew")
 	}
 
-	// TLS-ALPN-01 alone, from another CA and with fresh storage.
-	d.stop()
-	os.RemoveAll(filepath.Join(d.base, "lib", "acme"))
+	// TLS-ALPN-01 alone, from another CA, turned on by reload-config:
+	// a new manager (its certificates are stored apart, by CA).
 	p2 := acmetest.StartPebble(t, pki, dns, httpPort, tlsPort, 3600)
 	s2 := acmetest.StartShim(t, pki, p2)
 	writeACMEAdmin(s2.Directory(), "tls-alpn-01")
-	d.start()
+	if out, err := d.pyctl("", "reload-config"); err != nil {
+		t.Fatalf("reload-config: %v\n%s", err, out)
+	} else if !strings.Contains(out, "automatic certificates from "+s2.Directory()) {
+		t.Errorf("reload-config said:\n%s", out)
+	}
 	obtained(p2.Root(t), annHost, bobHost)
 	if !strings.Contains(d.logs.String(), "answered a tls-alpn-01 challenge") || strings.Contains(d.logs.String(), "answered an http-01 challenge") {
 		t.Errorf("the challenges answered were not TLS-ALPN-01 alone")
