@@ -1,11 +1,13 @@
 package integration
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -185,4 +187,110 @@ func TestServeHUPRollsUnderLoad(t *testing.T) {
 		t.Fatalf("serve exited on SIGHUP: %v\n%s", s.exitErr, s.out)
 	default:
 	}
+}
+
+// TestTouchToReload (D2, system mode): touching the app file, or its
+// reload_trigger, rolls the app once; a burst of 50 touches rolls it once
+// or twice, not 50 times; a touched file that is now broken fails the
+// reload as pyctl reload would, and the old workers keep serving.
+func TestTouchToReload(t *testing.T) {
+	const ann = "pyh-dp-ann"
+	d := newSysd(t, fmt.Sprintf("[users.%s]\ndomains = [\"touch.test\"]\n", ann))
+	a := makeUser(t, ann)
+	deployNamed(t, a, "blog", "blog", `"touch.test"`, `reload_trigger = "~/blog/tmp/restart.txt"`)
+	trigger := filepath.Join(a.home, "blog/tmp/restart.txt")
+	writeOwned(t, a, trigger, "", 0o644)
+	appFile := filepath.Join(userApps(a), "blog.toml")
+	d.start()
+	key := ann + "/blog"
+	pid := func() string {
+		_, body := d.get("touch.test", "/")
+		return body
+	}
+	touches := 0
+	touch := func(path string) {
+		t.Helper()
+		touches++
+		// Distinct times: each touch is a change even within the
+		// kernel's mtime tick.
+		at := time.Now().Add(time.Duration(touches) * time.Second)
+		if err := os.Chtimes(path, at, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	count := func(re *regexp.Regexp) int { return len(re.FindAllString(d.logs.String(), -1)) }
+	done := regexp.MustCompile(regexp.QuoteMeta("reload of " + key + " done"))
+	rolled := func(what string, before int) {
+		t.Helper()
+		eventually(t, 10*time.Second, what+" rolls the app", func() bool { return count(done) > before })
+	}
+
+	first := pid()
+	n := count(done)
+	touch(appFile)
+	rolled("touching the app file", n)
+	if !strings.Contains(d.logs.String(), "reload of "+key+": "+appFile+" touched") {
+		t.Errorf("the reload does not say what triggered it:\n%s", d.logs)
+	}
+	second := pid()
+	if second == first {
+		t.Errorf("the same worker answers after the reload: %s", second)
+	}
+
+	n = count(done)
+	touch(trigger)
+	rolled("touching the reload_trigger", n)
+	if !strings.Contains(d.logs.String(), "reload of "+key+": "+trigger+" touched") {
+		t.Errorf("the reload does not name the trigger:\n%s", d.logs)
+	}
+	if third := pid(); third == second {
+		t.Errorf("the same worker answers after the trigger's reload: %s", third)
+	}
+
+	// A burst: 50 touches, then one touch of the app file as a marker.
+	// The watcher reports in order, so once the marker's reload is
+	// logged, every reload the burst made is too.
+	byTrigger := regexp.MustCompile(regexp.QuoteMeta("reload of "+key+": ") + `[^\n]*` + regexp.QuoteMeta(trigger))
+	before := count(byTrigger)
+	for i := 0; i < 50; i++ {
+		touch(trigger)
+	}
+	n = count(done)
+	rolled("the burst", n)
+	marker := regexp.MustCompile(regexp.QuoteMeta("reload of "+key+": ") + `[^\n]*` + regexp.QuoteMeta(appFile))
+	markers := count(marker)
+	touch(appFile)
+	eventually(t, 10*time.Second, "the marker's reload", func() bool { return count(marker) > markers })
+	if rolls := count(byTrigger) - before; rolls < 1 || rolls > 2 {
+		t.Errorf("a burst of 50 touches rolled the app %d times, want 1 or 2", rolls)
+	}
+
+	// Broken, then touched: refused as pyctl reload would, logged, and
+	// the running version keeps serving.
+	writeOwned(t, a, appFile, "domains = [\"touch.test\"]\nscript = \"wsgi.py\"\ndirectory = \"~/blog\"\nprocesses = \"two\"\n", 0o644)
+	failed := regexp.MustCompile(`reload failed; the running version keeps serving[^\n]*` + regexp.QuoteMeta(key))
+	eventually(t, 10*time.Second, "the broken file's reload failing", func() bool { return count(failed) > 0 })
+	if code, body := d.get("touch.test", "/"); code != 200 || !strings.HasPrefix(body, "blog ") {
+		t.Errorf("after a broken app file: %d %q, want the old version serving", code, body)
+	}
+}
+
+// TestServeTouchAppFile: serve of an app file rolls the app when the
+// file is touched, without --reload.
+func TestServeTouchAppFile(t *testing.T) {
+	dir := writeApp(t, map[string]string{
+		"wsgi.py":  validated(basicApp),
+		"app.toml": "script = \"wsgi.py\"\n",
+	})
+	s := startServe(t, dir, "app.toml")
+	_, before := get(t, s.URL+"/pid")
+	at := time.Now().Add(time.Second)
+	if err := os.Chtimes(filepath.Join(dir, "app.toml"), at, at); err != nil {
+		t.Fatal(err)
+	}
+	s.waitLine(regexp.MustCompile(`reload of \S+: \S+app\.toml touched`), 10*time.Second)
+	eventually(t, 10*time.Second, "a new worker after the touch", func() bool {
+		_, now := get(t, s.URL+"/pid")
+		return now != before
+	})
 }

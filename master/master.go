@@ -288,16 +288,20 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		m.log.Warn("cannot notify systemd", "error", err)
 	}
 	go sd.Watchdog(ctx, nil)
-	if cfg.Ready != nil {
-		cfg.Ready(m.lns.addrs(), cfg.ControlSocket)
-	}
-	// Watched from now on: a touch during the first start has nothing to
-	// roll yet.
+	// Watched from before Ready on, so a touch after it is seen; a touch
+	// during the first start has nothing to roll yet.
 	if cfg.WatchTree != nil || cfg.Rescan != nil || len(wantedTriggers(cfg.Apps)) > 0 {
 		watchCtx, stopWatch := context.WithCancel(ctx)
-		watchDone := make(chan struct{})
-		go func() { defer close(watchDone); m.reloader.run(watchCtx, cfg.WatchTree) }()
-		defer func() { stopWatch(); <-watchDone }()
+		if w := m.reloader.start(watchCtx, cfg.WatchTree); w != nil {
+			watchDone := make(chan struct{})
+			go func() { defer close(watchDone); m.reloader.run(watchCtx, w, cfg.WatchTree != nil) }()
+			defer func() { stopWatch(); <-watchDone }()
+		} else {
+			stopWatch()
+		}
+	}
+	if cfg.Ready != nil {
+		cfg.Ready(m.lns.addrs(), cfg.ControlSocket)
 	}
 	usr1 := make(chan os.Signal, 1)
 	signal.Notify(usr1, syscall.SIGUSR1)

@@ -120,13 +120,16 @@ func (r *reloader) update(w *watch.Watcher) {
 	r.mu.Lock()
 	r.triggers = want
 	r.mu.Unlock()
+	r.m.log.Debug("reload triggers", "paths", paths)
 	if err := w.SetTriggers(paths); err != nil {
 		r.m.log.Error("cannot watch the apps' reload triggers", "error", err)
 	}
 }
 
-// run watches until ctx is done. tree is serve --reload's, or nil.
-func (r *reloader) run(ctx context.Context, tree *WatchTree) {
+// start sets up the watcher, the triggers' baseline taken, so that a
+// touch once start returns is seen. tree is serve --reload's, or nil.
+// It returns nil when nothing can be watched (logged).
+func (r *reloader) start(ctx context.Context, tree *WatchTree) *watch.Watcher {
 	opts := watch.Options{Logger: r.m.log.Named("watch"), Stat: r.stat}
 	if tree != nil {
 		opts.Root, opts.Include, opts.Exclude = tree.Root, tree.Include, tree.Exclude
@@ -134,13 +137,18 @@ func (r *reloader) run(ctx context.Context, tree *WatchTree) {
 	w, err := watch.New(ctx, opts)
 	if err != nil {
 		r.m.log.Error("cannot watch files for reloads; touch-to-reload and --reload are off", "error", err)
-		return
+		return nil
 	}
-	defer w.Close()
 	if tree != nil {
 		r.m.log.Info("watching for changes", "dir", tree.Root, "mode", w.Mode())
 	}
 	r.update(w)
+	return w
+}
+
+// run turns w's changes into reloads until ctx is done.
+func (r *reloader) run(ctx context.Context, w *watch.Watcher, tree bool) {
+	defer w.Close()
 	for {
 		select {
 		case <-ctx.Done():
@@ -151,7 +159,7 @@ func (r *reloader) run(ctx context.Context, tree *WatchTree) {
 			if !ok {
 				return
 			}
-			r.dispatch(ctx, c, tree != nil)
+			r.dispatch(ctx, c, tree)
 		}
 	}
 }
