@@ -104,9 +104,12 @@ func TestACMESystem(t *testing.T) {
 		t.Errorf("no refusal of bob's app claiming %s in the log", outside)
 	}
 	neverOrdered(s1)
-	fi, err := os.Stat(filepath.Join(d.base, "lib", "acme"))
-	if err != nil || fi.Mode().Perm() != 0o700 {
-		t.Errorf("DATA_DIR/acme: %v, %v; want mode 0700", fi.Mode(), err)
+	// DATA_DIR/acme is the proxy user's alone; data_dir, made 0700 by
+	// run's instance lock, is opened to 0711 for that user to reach it.
+	for dir, want := range map[string]os.FileMode{"lib/acme": 0o700, "lib": 0o711} {
+		if fi, err := os.Stat(filepath.Join(d.base, dir)); err != nil || fi.Mode().Perm() != want {
+			t.Errorf("%s: %v; want mode %v", dir, err, want)
+		}
 	}
 
 	// A restart with the CA gone serves the stored certificates.
