@@ -294,3 +294,52 @@ func TestServeTouchAppFile(t *testing.T) {
 		return now != before
 	})
 }
+
+// TestPersistentStop (D5): enabled = false keeps an app stopped across
+// daemon restarts, its domain held; pyctl start starts it until the next
+// restart and says so; pyctl stop says how long its stop lasts.
+func TestPersistentStop(t *testing.T) {
+	const ann = "pyh-dp-ann"
+	d := newSysd(t, fmt.Sprintf("[users.%s]\ndomains = [\"off.test\", \"on.test\"]\n", ann))
+	a := makeUser(t, ann)
+	deployNamed(t, a, "off", "off", `"off.test"`, "enabled = false")
+	deployNamed(t, a, "on", "on", `"on.test"`, "")
+	d.start()
+	stopped := func(when string) {
+		t.Helper()
+		if code, body := d.get("off.test", "/"); code != 503 {
+			t.Errorf("%s: the disabled app answered %d %q, want 503", when, code, body)
+		}
+		out, err := d.pyctl(ann, "status", "--json", "off")
+		if err != nil || !strings.Contains(out, `"stopped"`) {
+			t.Errorf("%s: pyctl status off: %v\n%s", when, err, out)
+		}
+	}
+	stopped("at start")
+	if code, body := d.get("on.test", "/"); code != 200 || !strings.HasPrefix(body, "on ") {
+		t.Fatalf("the enabled app: %d %q", code, body)
+	}
+
+	out, err := d.pyctl(ann, "start", "off")
+	if err != nil || !strings.Contains(out, "stays disabled") {
+		t.Errorf("pyctl start of a disabled app: %v\n%s", err, out)
+	}
+	if code, body := d.get("off.test", "/"); code != 200 || !strings.HasPrefix(body, "off ") {
+		t.Errorf("after pyctl start: %d %q", code, body)
+	}
+
+	out, err = d.pyctl(ann, "stop", "on")
+	if err != nil || !strings.Contains(out, "until the next daemon restart; set enabled = false in") {
+		t.Errorf("pyctl stop of an enabled app: %v\n%s", err, out)
+	}
+
+	d.restart()
+	stopped("after a restart")
+	if code, body := d.get("on.test", "/"); code != 200 || !strings.HasPrefix(body, "on ") {
+		t.Errorf("the app stopped with pyctl stop, after a restart: %d %q, want it serving", code, body)
+	}
+	out, err = d.pyctl(ann, "stop", "off")
+	if err != nil || !strings.Contains(out, "keeps it stopped across daemon restarts") {
+		t.Errorf("pyctl stop of a disabled app: %v\n%s", err, out)
+	}
+}

@@ -100,6 +100,18 @@ func (s *appSet) add(a config.App) error {
 	go func() { defer close(e.done); app.Run(ctx) }()
 	s.m.markChanged()
 	s.m.reloader.appsChanged()
+	if a.Disabled {
+		// enabled = false (D5): loaded, its claims held, but stopped. The
+		// supervisor has no way yet to begin stopped, so it is halted at
+		// once, before the daemon says it serves: a worker it began to
+		// start is stopped again.
+		if err := app.Halt(ctx); err != nil && ctx.Err() == nil {
+			s.m.log.Error("cannot keep a disabled app stopped", "app", a.Key(), "error", err)
+		}
+		msg := "not started: enabled = false in " + a.File + " (pyctl start starts it until the daemon restarts)"
+		s.m.log.Info(msg, "app", a.Key())
+		alog.Line(0, msg)
+	}
 	return nil
 }
 
@@ -382,6 +394,10 @@ func (m *Master) reloadFromFile(ctx context.Context, c control.Caller, name stri
 			return &control.ReloadError{App: name, Reason: err.Error()}
 		}
 		m.set.commitClaims(d.Held)
+		if next.Disabled {
+			progress("enabled = false: loaded, its claims held, not started (pyctl start starts it)")
+			return nil
+		}
 		m.set.reloading.Unlock()
 		locked = false
 		return startedError(name, m.set.get(key).WaitStarted(ctx))
@@ -564,6 +580,10 @@ func (m *Master) reloadConfig(ctx context.Context, progress func(string)) error 
 				continue
 			}
 			sum.started++
+			if a.Disabled {
+				progress(key + ": enabled = false: loaded, its claims held, not started")
+				continue
+			}
 			app := m.set.get(key)
 			wg.Add(1)
 			go func() {

@@ -267,6 +267,9 @@ func Run(ctx context.Context, cfg Config) (err error) {
 
 	for _, app := range m.set.all() {
 		key := app.Key()
+		if m.set.config(key).Disabled {
+			continue // enabled = false: not started (D5)
+		}
 		if err := app.WaitStarted(ctx); err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -746,6 +749,21 @@ func (m *Master) roll(ctx context.Context, app *supervisor.App, cfg config.App, 
 			l.Line(0, w)
 		}
 	}
+	if cfg.Disabled {
+		// enabled = false (D5): the file is taken, the app stays (or
+		// becomes) stopped; pyctl start starts it.
+		m.set.setConfig(cfg)
+		say := func(line string) {
+			if progress != nil {
+				progress(line)
+			}
+		}
+		say("enabled = false in " + cfg.File + ": the app stays stopped (pyctl start starts it until the daemon restarts)")
+		if err := app.Halt(context.WithoutCancel(ctx)); err != nil {
+			return &control.ReloadError{App: cfg.Name, Reason: "cannot stop it: " + err.Error()}
+		}
+		return nil
+	}
 	// The reload goes on if pyctl is interrupted: a half-done roll is
 	// worse than a finished one nobody watched.
 	err := app.Reload(context.WithoutCancel(ctx), cfg, progress)
@@ -779,8 +797,27 @@ func (m *Master) Act(ctx context.Context, c control.Caller, action control.Actio
 		return m.roll(ctx, app, m.set.config(app.Key()), progress)
 	case control.ActionStop:
 		progress("stopping every worker (each finishes its requests first)")
-		return app.Halt(ctx)
+		if err := app.Halt(ctx); err != nil {
+			return err
+		}
+		progress(stopLasts(m.set.config(app.Key()), m.cfg.Rescan != nil))
+		return nil
 	case control.ActionStart:
+		cfg := m.set.config(app.Key())
+		if cfg.Disabled {
+			// Started on the settings its file gave (a halted app's
+			// reload starts it), which may be newer than its workers'.
+			progress("starting; it stays disabled: enabled = false in " + cfg.File + " stops it again at the next daemon restart")
+			err := app.Reload(ctx, cfg, progress)
+			var rerr *supervisor.ReloadError
+			if errors.As(err, &rerr) {
+				return &control.ReloadError{App: name, Reason: rerr.Reason, Detail: strings.TrimRight(rerr.Traceback, "\n"), Op: "start"}
+			}
+			if err != nil {
+				return &control.ReloadError{App: name, Reason: err.Error(), Op: "start"}
+			}
+			return nil
+		}
 		progress("starting")
 		if err := app.Resume(ctx); err != nil {
 			var ie *daemons.ImportError
@@ -792,6 +829,19 @@ func (m *Master) Act(ctx context.Context, c control.Caller, action control.Actio
 		return nil
 	}
 	return fmt.Errorf("unknown action %q", action)
+}
+
+// stopLasts is what pyctl stop says about how long the stop lasts (D5).
+func stopLasts(cfg config.App, system bool) string {
+	switch {
+	case !system:
+		return "stopped until pyctl start (or until serve exits)"
+	case cfg.Disabled:
+		return "stopped; enabled = false in " + cfg.File + " keeps it stopped across daemon restarts"
+	case cfg.File != "":
+		return "stopped until the next daemon restart; set enabled = false in " + cfg.File + " to keep it stopped"
+	}
+	return "stopped until the next daemon restart"
 }
 
 // Logs implements control.Backend from the app's log file.
