@@ -8,7 +8,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 LISTEN  ?= 127.0.0.1:8000
 
-.PHONY: all build serve test test-deps unit integration fuzz bench vet lint vulncheck fmt help clean install
+.PHONY: all build serve test test-deps unit integration fuzz bench vet lint vulncheck fmt help clean install uninstall deb
 
 all: build
 
@@ -21,6 +21,8 @@ help:
 	@echo "make fuzz    run every fuzzer for a while each (FUZZTIME=30s)"
 	@echo "make bench   benchmark pyhost against Apache+mod_wsgi and nginx+uWSGI (root; see bench/README.md)"
 	@echo "make install install the systemd service (root; see docs/admin-guide.md)"
+	@echo "make uninstall  remove what make install installed, keeping /etc/pyhost (PURGE=1: config, state, logs, user too)"
+	@echo "make deb    build the Debian package bin/pyhost_VERSION_ARCH.deb (OUT=dir elsewhere)"
 
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/pyhostd ./cmd/pyctl
@@ -77,6 +79,14 @@ bench: build
 
 install: build
 	scripts/install.sh
+
+uninstall:
+	PURGE=$(PURGE) scripts/uninstall.sh
+
+# dpkg-deb from Debian's dpkg, not a Go packager: no new module, and the
+# tool that installs the package is the one that builds it.
+deb:
+	GO=$(GO) OUT=$(or $(OUT),$(BIN)) packaging/build-deb.sh
 
 clean:
 	rm -rf $(BIN)

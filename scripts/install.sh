@@ -4,9 +4,12 @@
 #
 # It creates the unprivileged user the proxy runs as ("pyhost"), the
 # directories, an example /etc/pyhost/pyhost.toml (never overwriting an
-# existing one), the unit and the logrotate config. DESTDIR installs into
-# a staging root instead (packaging, tests); then no user is created and
-# systemd is left alone.
+# existing one), the unit, the logrotate config and man pages. DESTDIR
+# installs into a staging root instead (tests); then no user is created
+# and systemd is left alone. BINDIR (default /usr/local/bin) is where the
+# binaries go, and what the unit and the logrotate rule run.
+# scripts/uninstall.sh (make uninstall) undoes it. On Debian, the .deb
+# (make deb) is the better way: dpkg upgrades and purges it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dest=${DESTDIR:-}
@@ -17,14 +20,27 @@ if [ -z "$dest" ] && [ "$(id -u)" -ne 0 ]; then
     echo "install: run as root (or set DESTDIR to stage the files)" >&2
     exit 1
 fi
+if [ -z "$dest" ] && [ "$(dpkg-query -W -f='${db:Status-Status}' pyhost 2>/dev/null)" = installed ]; then
+    # Two units and two rules for one daemon: the package's would lose.
+    echo "install: the pyhost package is installed; upgrade it instead, or remove it first (dpkg -r pyhost)" >&2
+    exit 1
+fi
 
 install -d -m 0755 "$dest$bin" "$dest/etc/pyhost" "$dest/etc/systemd/system" "$dest/etc/logrotate.d" \
-    "$dest/usr/local/share/doc/pyhost"
+    "$dest/usr/local/share/doc/pyhost" "$dest/usr/local/share/man/man1" "$dest/usr/local/share/man/man8"
 install -d -m 0755 "$dest/etc/pyhost/apps.d"
 install -m 0755 bin/pyhostd bin/pyctl "$dest$bin/"
-install -m 0644 systemd/pyhost.service "$dest/etc/systemd/system/pyhost.service"
-install -m 0644 systemd/pyhost.logrotate "$dest/etc/logrotate.d/pyhost"
+# The unit and the rule run the binaries where they are installed.
+sed "s|/usr/local/bin/|$bin/|g" systemd/pyhost.service >"$dest/etc/systemd/system/pyhost.service"
+sed "s|/usr/local/bin/|$bin/|g" systemd/pyhost.logrotate >"$dest/etc/logrotate.d/pyhost"
+chmod 0644 "$dest/etc/systemd/system/pyhost.service" "$dest/etc/logrotate.d/pyhost"
 install -m 0644 docs/*.md "$dest/usr/local/share/doc/pyhost/"
+version=$(bin/pyhostd --version | awk '{print $NF}')
+packaging/manpage.sh bin/pyhostd 8 "$version" "$(date -u +%Y-%m-%d)" "host Python WSGI apps with supervised workers" \
+    >"$dest/usr/local/share/man/man8/pyhostd.8"
+packaging/manpage.sh bin/pyctl 1 "$version" "$(date -u +%Y-%m-%d)" "control the pyhost daemon" \
+    >"$dest/usr/local/share/man/man1/pyctl.1"
+chmod 0644 "$dest/usr/local/share/man/man8/pyhostd.8" "$dest/usr/local/share/man/man1/pyctl.1"
 if [ ! -e "$dest/etc/pyhost/pyhost.toml" ]; then
     install -m 0644 systemd/pyhost.toml.example "$dest/etc/pyhost/pyhost.toml"
     echo "install: wrote an example /etc/pyhost/pyhost.toml; list your users there"
