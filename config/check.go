@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"sort"
 	"strconv"
 	"syscall"
 
@@ -141,7 +143,7 @@ func admitAmong(admin Admin, cred privdrop.Credential, app App, meta AppFileMeta
 			mine = append(mine, a)
 		}
 	}
-	if err := admitApp(admin, cred, app, meta, mine, check); err != nil {
+	if err := admitApp(admin, cred, app, meta, mine, locatePaths(app, meta, check)); err != nil {
 		return err
 	}
 	return claims.Claim(app.Key(), app.Domains, app.URLPrefix)
@@ -190,4 +192,72 @@ func inFile(path string, err error) error {
 		return err
 	}
 	return &Error{File: path, Msg: err.Error(), Err: err}
+}
+
+// locatePaths makes check's verdicts problems of the keys that name the
+// paths (D7: pyctl check says FILE:LINE: KEY: message for a path as for
+// any other problem, one per line). It asks check about one path at a
+// time, so each failure belongs to one path; a failure about a
+// directory above several paths (an untrusted one) is said once, for the
+// first key. A path no key names (the owner's home, for its Python user
+// site) is a problem of the file as a whole. Only pyctl check pays the
+// extra checks: Discover calls admitApp directly.
+func locatePaths(app App, meta AppFileMeta, check PathChecker) PathChecker {
+	if check == nil {
+		return nil
+	}
+	keys := map[string]string{}
+	name := func(path, key string) {
+		if _, ok := keys[path]; !ok {
+			keys[path] = key
+		}
+	}
+	name(app.Directory, "directory")
+	name(app.Script, "script")
+	name(app.Python, "python")
+	for i, p := range app.PythonPath {
+		name(p, fmt.Sprintf("python_path[%d]", i))
+	}
+	for i, st := range app.Static {
+		name(st.Dir, fmt.Sprintf("static[%d].dir", i))
+	}
+	return func(cred privdrop.Credential, want map[string]uint32) error {
+		paths := make([]string, 0, len(want))
+		for p := range want {
+			paths = append(paths, p)
+		}
+		// In the order the keys come in the file, so the first key
+		// naming a shared problem is the one that says it.
+		sort.SliceStable(paths, func(i, j int) bool { return lineOf(meta, keys[paths[i]]) < lineOf(meta, keys[paths[j]]) })
+		var es Errors
+		var said []string
+		for _, p := range paths {
+			err := check(cred, map[string]uint32{p: want[p]})
+			if err == nil || slices.Contains(said, err.Error()) {
+				continue
+			}
+			said = append(said, err.Error())
+			if key := keys[p]; key != "" {
+				e := meta.Errorf(key, "%v", err)
+				e.Err = err
+				es = append(es, e)
+			} else {
+				es = append(es, &Error{File: meta.Path, Msg: err.Error(), Err: err})
+			}
+		}
+		if len(es) == 0 {
+			return nil
+		}
+		sort.SliceStable(es, func(i, j int) bool { return es[i].Line < es[j].Line })
+		return es
+	}
+}
+
+// lineOf is where key is written, or past every line when unknown (a
+// default directory, the home).
+func lineOf(meta AppFileMeta, key string) int {
+	if l := meta.Line(key); l > 0 {
+		return l
+	}
+	return 1 << 30
 }

@@ -92,7 +92,7 @@ func TestCheckAppFileAsUser(t *testing.T) {
 	if err := f.run(f.alice, good); err != nil {
 		t.Errorf("alice's good file: %v", err)
 	}
-	if len(f.checked) != 1 || f.checked[0] != f.alice.Username {
+	if !checkedAs(f.checked, f.alice.Username) {
 		t.Errorf("paths checked as %v, want alice", f.checked)
 	}
 	// Another user's file is not alice's to deploy.
@@ -172,7 +172,7 @@ func TestCheckAppFileThroughSymlinks(t *testing.T) {
 	} {
 		if err := f.run(root, p); err != nil {
 			t.Errorf("%s: %v", p, err)
-		} else if len(f.checked) != 1 || f.checked[0] != "ck-bob" {
+		} else if !checkedAs(f.checked, "ck-bob") {
 			t.Errorf("%s: checked as %v, want ck-bob", p, f.checked)
 		}
 	}
@@ -184,7 +184,7 @@ func TestCheckAppFileThroughSymlinks(t *testing.T) {
 
 	// admin_dir itself is a link, and root names the real directory.
 	f.admin.Apps.AdminDir = filepath.Join(base, "linked.d")
-	if err := f.run(root, site); err != nil || len(f.checked) != 1 || f.checked[0] != "ck-bob" {
+	if err := f.run(root, site); err != nil || !checkedAs(f.checked, "ck-bob") {
 		t.Errorf("admin_dir a link, the real path: %v (checked as %v)", err, f.checked)
 	}
 	// A root-owned file elsewhere is still refused.
@@ -246,5 +246,60 @@ func TestFileProblem(t *testing.T) {
 		if got := fileProblem(path, c.err); got != c.want {
 			t.Errorf("fileProblem(%v):\n got %q\nwant %q", c.err, got, c.want)
 		}
+	}
+}
+
+// checkedAs: paths were checked (one call per path), every time as user.
+func checkedAs(checked []string, user string) bool {
+	for _, c := range checked {
+		if c != user {
+			return false
+		}
+	}
+	return len(checked) > 0
+}
+
+// TestCheckPathProblemsLocated (D7): a path the owner cannot use is a
+// problem of the key naming it, FILE:LINE: KEY: message, one per line; a
+// problem shared by several paths is said once.
+func TestCheckPathProblemsLocated(t *testing.T) {
+	path := "/home/alice/.config/pyhost/apps/blog.toml"
+	src := "domains = [\"a.test\"]\ndirectory = \"/srv/blog\"\nscript = \"wsgi.py\"\npython_path = [\"/srv/lib\", \"/srv/gone\"]\n[[static]]\nurl = \"/s/\"\ndir = \"/srv/closed\"\n"
+	app, meta, err := ParseAppFile(path, []byte(src), alice, Defaults{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := map[string]string{
+		"/srv/gone":         "cannot enter /srv/gone: no such file or directory",
+		"/srv/closed":       "cannot enter /srv/closed: permission denied",
+		"/srv/blog":         "/srv is writable by others",
+		"/srv/blog/wsgi.py": "/srv is writable by others",
+		alice.Home:          "the user site is writable by others",
+	}
+	check := func(_ privdrop.Credential, want map[string]uint32) error {
+		var msgs []string
+		for p := range want {
+			if m := bad[p]; m != "" {
+				msgs = append(msgs, m)
+			}
+		}
+		if len(msgs) == 0 {
+			return nil
+		}
+		return errors.New(strings.Join(msgs, "; "))
+	}
+	want := []string{
+		path + ": the user site is writable by others",
+		path + ":2: directory: /srv is writable by others",
+		path + ":4: python_path[1]: cannot enter /srv/gone: no such file or directory",
+		path + ":7: static[0].dir: cannot enter /srv/closed: permission denied",
+	}
+	asked := map[string]uint32{app.Directory: 1, app.Script: 1, app.PythonPath[0]: 1, app.PythonPath[1]: 1, app.Static[0].Dir: 1, alice.Home: 1}
+	got := locatePaths(app, meta, check)(alice, asked)
+	if got == nil || got.Error() != strings.Join(want, "\n") {
+		t.Errorf("located path problems:\n got %v\nwant %s", got, strings.Join(want, "\n"))
+	}
+	if err := locatePaths(app, meta, func(privdrop.Credential, map[string]uint32) error { return nil })(alice, asked); err != nil {
+		t.Errorf("no problem: %v", err)
 	}
 }
