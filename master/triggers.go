@@ -13,6 +13,7 @@ import (
 	"github.com/pyhost/pyhost/config"
 	"github.com/pyhost/pyhost/control"
 	"github.com/pyhost/pyhost/privdrop"
+	"github.com/pyhost/pyhost/supervisor"
 	"github.com/pyhost/pyhost/watch"
 )
 
@@ -211,6 +212,17 @@ func (r *reloader) roll(ctx context.Context, key string, why []string) {
 		msg := "reload of " + key + ": " + strings.Join(dedupe(why), ", ")
 		r.m.log.Info(msg)
 		r.m.appLine(key, msg)
+		if r.stoppedByOwner(ctx, key) {
+			// pyctl stop holds until pyctl start: a deploy's touch does
+			// not undo it (pyctl reload, asked by a person, does).
+			msg := "reload of " + key + " skipped: it was stopped with pyctl stop; pyctl start or pyctl reload starts it on the new code"
+			r.m.log.Info(msg)
+			r.m.appLine(key, msg)
+			if !r.next(key, &why) {
+				return
+			}
+			continue
+		}
 		err := r.m.Reload(ctx, control.Caller{UID: 0}, key, func(line string) {
 			r.m.log.Debug("reload progress", "app", key, "step", line)
 		})
@@ -228,19 +240,38 @@ func (r *reloader) roll(ctx context.Context, key string, why []string) {
 			r.m.log.Info("reload of " + key + " done")
 			r.m.appLine(key, "reload done")
 		}
-		r.mu.Lock()
-		st := r.rolls[key]
-		if !st.again {
-			delete(r.rolls, key)
-			r.mu.Unlock()
+		if !r.next(key, &why) {
 			return
 		}
-		why, st.why, st.again = st.why, nil, false
-		r.mu.Unlock()
 	}
 	r.mu.Lock()
 	delete(r.rolls, key)
 	r.mu.Unlock()
+}
+
+// next takes the reasons that arrived during a roll of key into why and
+// reports whether to roll again; if not, the roll is over.
+func (r *reloader) next(key string, why *[]string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st := r.rolls[key]
+	if !st.again {
+		delete(r.rolls, key)
+		return false
+	}
+	*why, st.why, st.again = st.why, nil, false
+	return true
+}
+
+// stoppedByOwner reports whether key is stopped by pyctl stop (not by
+// enabled = false, whose file's new word a touch is for).
+func (r *reloader) stoppedByOwner(ctx context.Context, key string) bool {
+	app := r.m.set.get(key)
+	if app == nil || r.m.set.config(key).Disabled {
+		return false
+	}
+	st, err := app.Status(ctx)
+	return err == nil && st.State == supervisor.AppStopped
 }
 
 func dedupe(s []string) []string {
