@@ -320,8 +320,9 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		select {
 		case <-usr1:
 			m.log.Info("reopening app logs and the access log")
-			m.reopenLogs()
-			m.reopenAccessLog()
+			// In the background, as pyctl reopen-logs: waiting for the
+			// proxy must not hold up SIGTERM or SIGHUP.
+			go m.reopenAll(ctx)
 		case <-hup:
 			if cfg.Rescan == nil {
 				for _, app := range m.set.all() {
@@ -567,35 +568,6 @@ func (m *Master) prepareAccessLog() error {
 		return fmt.Errorf("access log %s: the proxy's user %s cannot write it: %w", path, m.cfg.ProxyCred.Username, err)
 	}
 	return nil
-}
-
-// reopenAccessLog creates the access log anew (logrotate moved it away)
-// and tells the proxy to reopen it.
-func (m *Master) reopenAccessLog() {
-	if m.cfg.AccessLog == "" {
-		return
-	}
-	if err := m.prepareAccessLog(); err != nil {
-		m.log.Error("cannot create the access log", "error", err)
-		return
-	}
-	m.proxyMu.Lock()
-	defer m.proxyMu.Unlock()
-	if m.proxyCh == nil {
-		return // a proxy that starts opens the new file anyway
-	}
-	if err := m.proxyCh.Send(channel.Message{Reopen: &channel.Reopen{}}); err != nil {
-		m.log.Warn("cannot tell the proxy to reopen the access log", "error", err)
-	}
-}
-
-// ReopenLogs reopens every app log (SIGUSR1, after logrotate).
-func (m *Master) reopenLogs() {
-	for key, l := range m.set.logsByKey() {
-		if err := l.Reopen(); err != nil {
-			m.log.Error("cannot reopen app log", "app", key, "error", err)
-		}
-	}
 }
 
 // served is the proxy's latest counters for a worker.
