@@ -656,3 +656,51 @@ func TestRelayLargeBodies(t *testing.T) {
 	}
 	logs.wait(t, "worker failed mid-response")
 }
+
+// Issue 10: once the spools of slow clients that held spoolTidyPeak or
+// more at once are all empty, the proxy asks for its free memory to go
+// back to the system (20 never-reading clients left it at 3.6 times its
+// size a minute after they left); smaller spools do not.
+func TestSpoolsDrainedAskForTidy(t *testing.T) {
+	p := New(hclog.NewNullLogger(), nil)
+	fill := func(n int) []*spool {
+		var sps []*spool
+		chunk := bytes.Repeat([]byte("s"), spoolChunk)
+		for i := 0; i < n; i++ {
+			sp := newSpool()
+			for sp.mem < spoolMemMax {
+				if !sp.put(chunk, p) {
+					t.Fatal("put on an open spool failed")
+				}
+			}
+			sps = append(sps, sp)
+		}
+		return sps
+	}
+	asked := spoolTidies.Load()
+	tidyAsked := func() bool {
+		n := spoolTidies.Load()
+		defer func() { asked = n }()
+		return n != asked
+	}
+	if spoolMem.Load() != 0 {
+		t.Fatalf("spools of other tests hold %d bytes", spoolMem.Load())
+	}
+	for _, sp := range fill(spoolTidyPeak/spoolMemMax - 1) {
+		sp.close()
+	}
+	if tidyAsked() {
+		t.Error("spools below spoolTidyPeak asked for a tidy")
+	}
+	sps := fill(spoolTidyPeak / spoolMemMax)
+	for _, sp := range sps[1:] {
+		sp.close()
+		if tidyAsked() {
+			t.Fatal("a tidy asked for while a spool still holds memory")
+		}
+	}
+	sps[0].close()
+	if !tidyAsked() {
+		t.Error("no tidy asked for once spools that held spoolTidyPeak were empty")
+	}
+}
