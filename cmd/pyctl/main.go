@@ -19,6 +19,7 @@ import (
 	"io"
 	"os"
 	"os/user"
+	"path/filepath"
 	"strings"
 	"unicode"
 
@@ -79,7 +80,9 @@ func (c *cli) rootCmd() *cobra.Command {
 The daemon knows who you are from your Unix user: you see and act on your
 own apps only, root on all of them (root names another user's app USER/APP).
 
-The socket is --socket, else $` + socketEnv + `, else ` + defaultSocket + `.
+The socket is --socket, else $` + socketEnv + `, else ` + defaultSocket + `
+when a system daemon runs here, else your own "pyhostd serve"'s,
+$XDG_RUNTIME_DIR/pyhost/APP.sock, when exactly one runs.
 
 Exit status: 0 done, 1 the operation failed, 2 the command line is wrong.`,
 		SilenceUsage:  true,
@@ -112,6 +115,15 @@ func (c *cli) socket() string {
 	}
 	if s := c.getenv(socketEnv); s != "" {
 		return s
+	}
+	// No system daemon here: the caller's own `pyhostd serve`, if exactly
+	// one runs (D4; several need --socket).
+	if _, err := os.Stat(defaultSocket); err != nil {
+		if xdg := c.getenv("XDG_RUNTIME_DIR"); xdg != "" {
+			if socks, _ := filepath.Glob(filepath.Join(xdg, "pyhost", "*.sock")); len(socks) == 1 {
+				return socks[0]
+			}
+		}
 	}
 	return defaultSocket
 }
