@@ -1,12 +1,16 @@
 package integration
 
 import (
+	"bufio"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
+	"os/user"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -341,5 +345,84 @@ func TestPersistentStop(t *testing.T) {
 	out, err = d.pyctl(ann, "stop", "off")
 	if err != nil || !strings.Contains(out, "keeps it stopped across daemon restarts") {
 		t.Errorf("pyctl stop of a disabled app: %v\n%s", err, out)
+	}
+}
+
+// TestServeStableSocket (D4): serve run by a user with XDG_RUNTIME_DIR
+// listens for pyctl at $XDG_RUNTIME_DIR/pyhost/APP.sock, and pyctl run
+// by that user with no --socket finds it (no system daemon here).
+func TestServeStableSocket(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("runs serve as the test user: needs root")
+	}
+	if _, err := os.Stat("/run/pyhost/control.sock"); err == nil {
+		t.Skip("a system daemon runs here; pyctl would ask it")
+	}
+	dir := writeApp(t, map[string]string{"wsgi.py": validated(basicApp)})
+	xdg, err := os.MkdirTemp(baseDir, "xdg-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := user.Lookup(testUser)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	os.Chown(xdg, uid, uid)
+	os.Chmod(xdg, 0o700)
+	as := func(bin string, args ...string) *exec.Cmd {
+		cmd := exec.Command("runuser", append([]string{"-u", testUser, "--", "env", "XDG_RUNTIME_DIR=" + xdg, "PYHOST_SOCKET=", filepath.Join(binDir, bin)}, args...)...)
+		cmd.Dir = dir
+		return cmd
+	}
+	serve := as("pyhostd", "serve", "--listen", "127.0.0.1:0", "--python", python, "wsgi.py")
+	serve.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	out, _ := serve.StdoutPipe()
+	serve.Stderr = io.Discard
+	if err := serve.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	lines := make(chan string, 16)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			select {
+			case lines <- sc.Text():
+			default:
+			}
+		}
+		serve.Wait()
+		close(exited)
+	}()
+	t.Cleanup(func() {
+		syscall.Kill(-serve.Process.Pid, syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(20 * time.Second):
+			syscall.Kill(-serve.Process.Pid, syscall.SIGKILL)
+			<-exited
+		}
+	})
+	want := filepath.Join(xdg, "pyhost", "wsgi.sock")
+	deadline := time.After(30 * time.Second)
+	for found := false; !found; {
+		select {
+		case l := <-lines:
+			if m := controlRE.FindStringSubmatch(l); m != nil {
+				if m[1] != want {
+					t.Fatalf("control socket %s, want %s", m[1], want)
+				}
+				found = true
+			}
+		case <-exited:
+			t.Fatal("serve exited before serving")
+		case <-deadline:
+			t.Fatal("serve did not print its control socket within 30s")
+		}
+	}
+	b, err := as("pyctl", "status").CombinedOutput()
+	if err != nil || !strings.Contains(string(b), "wsgi") {
+		t.Errorf("pyctl status with no --socket: %v\n%s", err, b)
 	}
 }

@@ -261,7 +261,7 @@ func serve(f serveFlags, changed func(string) bool, target string, stdout, stder
 	}
 	ctlPath := f.controlSocket
 	if ctlPath == "" {
-		ctlPath = filepath.Join(runDir, "control.sock")
+		ctlPath = stableSocket(app.Name, runDir, os.Getenv("XDG_RUNTIME_DIR"), os.Geteuid())
 	}
 
 	var tree *master.WatchTree
@@ -317,7 +317,12 @@ func serve(f serveFlags, changed func(string) bool, target string, stdout, stder
 			defer outMu.Unlock()
 			fmt.Fprintf(stdout, "pyhost: serving %s on %s://%s/ (%s x %s, as %s)\n",
 				app.Name, scheme, addrs[0], plural(app.Processes, "process", "processes"), plural(app.Threads, "thread", "threads"), cred.Username)
-			fmt.Fprintf(stdout, "pyhost: control socket %s (try: %s --socket %s status)\n", ctl, pyctlPath(), ctl)
+			if filepath.Base(ctl) == app.Name+".sock" && filepath.Base(filepath.Dir(ctl)) == "pyhost" {
+				// Where pyctl looks when no system daemon runs.
+				fmt.Fprintf(stdout, "pyhost: control socket %s (try: %s status)\n", ctl, pyctlPath())
+			} else {
+				fmt.Fprintf(stdout, "pyhost: control socket %s (try: %s --socket %s status)\n", ctl, pyctlPath(), ctl)
+			}
 			if tree != nil {
 				fmt.Fprintf(stdout, "pyhost: reloading when files under %s change\n", tree.Root)
 			}
@@ -345,6 +350,39 @@ func addStatic(app *config.App, specs []string) error {
 		app.Static = append(app.Static, m)
 	}
 	return nil
+}
+
+// stableSocket is serve's control socket when --control-socket is not
+// given (D4): $XDG_RUNTIME_DIR/pyhost/NAME.sock, the same for every run
+// of the app, where pyctl looks when no system daemon runs. A second
+// serve of the same name while the first runs takes NAME-PID.sock (and
+// prints it): the first keeps the name pyctl finds. Without a usable
+// $XDG_RUNTIME_DIR (root, a su session), it is in the run directory, new
+// each run.
+func stableSocket(name, runDir, base string, euid int) string {
+	fallback := filepath.Join(runDir, "control.sock")
+	if base == "" || euid == 0 {
+		return fallback
+	}
+	// Only a private directory of our own: the socket's name is
+	// predictable, so nobody else may be able to plant one there.
+	st, err := os.Stat(base)
+	if err != nil || !st.IsDir() || st.Mode().Perm()&0o077 != 0 {
+		return fallback
+	}
+	if sys, ok := st.Sys().(*syscall.Stat_t); !ok || int(sys.Uid) != euid {
+		return fallback
+	}
+	dir := filepath.Join(base, "pyhost")
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return fallback
+	}
+	path := filepath.Join(dir, name+".sock")
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return filepath.Join(dir, fmt.Sprintf("%s-%d.sock", name, os.Getpid()))
+	}
+	return path // absent or stale: control.Listen removes a stale one
 }
 
 // serveListen is where serve listens: --listen, as HTTPS with
