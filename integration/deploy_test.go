@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -62,7 +63,7 @@ func TestServeStaticFlag(t *testing.T) {
 func TestServeStaticFlagRefused(t *testing.T) {
 	dir := writeApp(t, map[string]string{"wsgi.py": validated(basicApp)})
 	s := launch(t, dir, serveArgs("--static", "/static/=nothere", "wsgi.py")...)
-	if err := s.waitExit(30e9); err == nil {
+	if err := s.waitExit(30 * time.Second); err == nil {
 		t.Fatalf("serve with a missing --static directory exited 0:\n%s", s.out)
 	}
 }
@@ -424,5 +425,17 @@ func TestServeStableSocket(t *testing.T) {
 	b, err := as("pyctl", "status").CombinedOutput()
 	if err != nil || !strings.Contains(string(b), "wsgi") {
 		t.Errorf("pyctl status with no --socket: %v\n%s", err, b)
+	}
+}
+
+// TestServeReloadBadGlob: a glob that cannot match is a usage error
+// before anything starts.
+func TestServeReloadBadGlob(t *testing.T) {
+	dir := writeApp(t, map[string]string{"wsgi.py": validated(basicApp)})
+	s := launch(t, dir, serveArgs("--reload", "--reload-include", "[", "wsgi.py")...)
+	err := s.waitExit(30 * time.Second)
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+		t.Fatalf("serve --reload-include '[': %v, want exit status 2\n%s", err, s.out)
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/pyhost/pyhost/config"
 	"github.com/pyhost/pyhost/master"
 	"github.com/pyhost/pyhost/privdrop"
+	"github.com/pyhost/pyhost/watch"
 )
 
 type serveFlags struct {
@@ -268,6 +269,15 @@ func serve(f serveFlags, changed func(string) bool, target string, stdout, stder
 	switch {
 	case f.reload:
 		tree = &master.WatchTree{Root: app.Directory, Include: f.reloadInclude, Exclude: f.reloadExclude}
+		// A bad glob is a usage error now, not a log line later: the
+		// watcher checks its globs as it is made.
+		vctx, cancel := context.WithCancel(context.Background())
+		w, err := watch.New(vctx, watch.Options{Include: f.reloadInclude, Exclude: f.reloadExclude, Poll: true})
+		cancel()
+		if err != nil {
+			return usageError{fmt.Errorf("--reload-include/--reload-exclude: %w", err)}
+		}
+		w.Close()
 	case len(f.reloadInclude) > 0 || len(f.reloadExclude) > 0:
 		return usageError{errors.New("--reload-include and --reload-exclude need --reload")}
 	}
