@@ -640,7 +640,7 @@ func (m *Master) Status(ctx context.Context, c control.Caller, name string) ([]c
 			Name: st.Config.Name, User: st.Config.Cred.Username, State: string(st.State),
 			Domains: st.Config.Domains, URLPrefix: st.Config.URLPrefix,
 			Processes: st.Config.Processes, Threads: st.Config.Threads,
-			Restarts: st.Restarts, LastError: st.LastError, LastLog: st.LastLog,
+			Restarts: st.Restarts, LastError: fewLines(st.LastError, statusLines, ""), LastLog: lastLines(st.LastLog, statusLines),
 			AdminDeployed: st.Config.AdminDeployed,
 		}
 		for _, w := range st.Workers {
@@ -670,19 +670,48 @@ func (m *Master) Status(ctx context.Context, c control.Caller, name string) ([]c
 			// The running app's own file, not another of the same name
 			// (a user's file beside the admin's app).
 			if f := m.set.config(key).File; out[i].User+"/"+out[i].Name == key && (f == "" || f == r.Path) {
-				out[i].LastError = "its app file was refused; this is the previous version: " + r.Err.Error()
+				out[i].LastError = "its app file was refused; this is the previous version: " + fewLines(r.Err.Error(), statusLines, checkHint(r.Path))
 				merged = true
 			}
 		}
 		if !merged && (name == "" || name == key || name == strings.TrimSuffix(filepath.Base(r.Path), ".toml")) {
 			out = append(out, control.AppStatus{
 				Name: strings.TrimSuffix(filepath.Base(r.Path), ".toml"), User: r.User, State: "refused",
-				LastError: r.Err.Error(),
+				LastError: fewLines(r.Err.Error(), statusLines, checkHint(r.Path)),
 			})
 		}
 	}
 	return out, nil
 }
+
+// statusLines bounds what pyctl status shows of an app's last error and
+// last log lines (D7): the reason at a glance; pyctl logs and pyctl
+// check have the rest.
+const statusLines = 6
+
+// fewLines is s cut to its first n lines, with a last one saying how
+// many more there are and where they are (hint, or pyctl logs).
+func fewLines(s string, n int, hint string) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) <= n {
+		return s
+	}
+	if hint == "" {
+		hint = "pyctl logs has the rest"
+	}
+	return strings.Join(lines[:n], "\n") + fmt.Sprintf("\n… %d more lines (%s)", len(lines)-n, hint)
+}
+
+// lastLines is the last n of lines: a traceback ends with its exception.
+func lastLines(lines []string, n int) []string {
+	if len(lines) <= n {
+		return lines
+	}
+	return lines[len(lines)-n:]
+}
+
+// checkHint says where a refused file's every problem is listed.
+func checkHint(path string) string { return "pyctl check " + path + " lists them all" }
 
 // refusedNamed reports whether c may see a refused file of an app called
 // name ("blog" or "alice/blog").

@@ -28,3 +28,18 @@ func TestWantedTriggers(t *testing.T) {
 		t.Errorf("wantedTriggers:\n got %v\nwant %v", got, want)
 	}
 }
+
+func TestStatusFewLines(t *testing.T) {
+	if got := fewLines("a\nb", 3, ""); got != "a\nb" {
+		t.Errorf("short: %q", got)
+	}
+	if got, want := fewLines("1\n2\n3\n4\n5\n", 2, ""), "1\n2\n… 3 more lines (pyctl logs has the rest)"; got != want {
+		t.Errorf("long: %q, want %q", got, want)
+	}
+	if got, want := fewLines("1\n2\n3", 1, checkHint("/x.toml")), "1\n… 2 more lines (pyctl check /x.toml lists them all)"; got != want {
+		t.Errorf("refused: %q, want %q", got, want)
+	}
+	if got := lastLines([]string{"a", "b", "c"}, 2); !reflect.DeepEqual(got, []string{"b", "c"}) {
+		t.Errorf("lastLines: %v", got)
+	}
+}
