@@ -350,6 +350,16 @@ def record(out, rnd, stack, test, output, rc, cpu0, cpu1):
         rec.update(status="failed", reason=f"the load exited with status {rc}")
     try:
         rec["foreign_cpu_pct"] = round(bt.foreign_cpu(cpu0, cpu1), 1)
+        # The stack's own CPU time per request (front and Python together):
+        # what a request costs, less sensitive to a busy machine than req/s.
+        with open(cpu0, encoding="utf-8") as f:
+            before = json.load(f)
+        with open(cpu1, encoding="utf-8") as f:
+            after = json.load(f)
+        stack_s = (after["stack"] - before["stack"]) / after["clk_tck"]
+        rec["stack_cpu_s"] = round(stack_s, 2)
+        if rec.get("requests"):
+            rec["stack_cpu_us_per_req"] = round(stack_s * 1e6 / rec["requests"], 1)
     except (OSError, ValueError, KeyError) as e:
         print(f"httpstool: no CPU figures: {e}", file=sys.stderr)
     append(out, rec)
@@ -358,6 +368,8 @@ def record(out, rnd, stack, test, output, rc, cpu0, cpu1):
                 f"non-2xx/3xx {rec['http_errors']}")
         if "p99_ms" in rec:
             line += f", p50 {bt.fmt_ms(rec['p50_ms'])} ms, p99 {bt.fmt_ms(rec['p99_ms'])} ms"
+        if "stack_cpu_us_per_req" in rec:
+            line += f", stack CPU {rec['stack_cpu_us_per_req']:.0f} µs/req"
         if "foreign_cpu_pct" in rec:
             line += f", other CPU {rec['foreign_cpu_pct']:.0f}%"
         print(line, file=sys.stderr)
@@ -416,8 +428,9 @@ def report(meta_path, records_path, tls_path):
                 one = ok(s, t, rnd)
                 per.append(bt.fmt_rps(one[0]["rps"]) if one else "failed")
             if not rs:
-                rows.append([t, s] + per + ["failed", "–", "–", "–", "–", "–"])
+                rows.append([t, s] + per + ["failed", "–", "–", "–", "–", "–", "–"])
                 continue
+            cpu = [r["stack_cpu_us_per_req"] for r in rs if "stack_cpu_us_per_req" in r]
             rps = [r["rps"] for r in rs]
             spread = (max(rps) - min(rps)) / med(rps) * 100 if med(rps) else 0
             if t == "h2":
@@ -426,17 +439,21 @@ def report(meta_path, records_path, tls_path):
                 lat = (f"{bt.fmt_ms(med([r['p50_ms'] for r in rs]))} / "
                        f"{bt.fmt_ms(med([r['p99_ms'] for r in rs]))}")
             rows.append([t, s] + per + [
-                bt.fmt_rps(med(rps)), f"{spread:.0f} %", lat,
+                bt.fmt_rps(med(rps)), f"{spread:.0f} %", f"{med(cpu):.0f}" if cpu else "–", lat,
                 f"{sum(r['failed'] for r in rs)} / {sum(r['http_errors'] for r in rs)}",
                 ", ".join(sorted({r['protocol'] for r in rs})),
                 bt.fmt_pct(max((r.get("foreign_cpu_pct", 0) for r in rs), default=None))])
     lines += ["## req/s per round, and the median", "",
               bt.md_table(["test", "stack"] + [f"round {i}" for i in range(1, rounds + 1)]
-                          + ["median req/s", "spread (max−min)/median", "latency ms p50 / p99 (h2: mean)",
-                             "failed / non-2xx", "protocol", "largest other CPU %"],
-                          rows, set(range(2, rounds + 5)) | {rounds + 7}), "",
+                          + ["median req/s", "spread (max−min)/median", "stack CPU µs/req",
+                             "latency ms p50 / p99 (h2: mean)", "failed / non-2xx", "protocol",
+                             "largest other CPU %"],
+                          rows, set(range(2, rounds + 6)) | {rounds + 8}), "",
               "- handshake: every request on a new connection (`Connection: close`, wrk never resumes a "
               "TLS session), so its req/s is the stack's full TLS handshakes per second (plus one request).",
+              "- stack CPU µs/req: the CPU time the stack's processes (front and Python) used during the "
+              "test ÷ the requests answered, median of the rounds: what a request costs each stack, which "
+              "a busy machine disturbs less than req/s.",
               "- other CPU %: CPU time other programs used during the test, in % of all the machine's CPUs "
               "(as in run.sh); that row's figures are low by about as much.", ""]
 
@@ -547,6 +564,8 @@ https_main() {
     [ "$H2_STREAMS" = 4 ] || command+=" H2_STREAMS=$H2_STREAMS"
     [ "$HANDSHAKE_CONNS" = 64 ] || command+=" HANDSHAKE_CONNS=$HANDSHAKE_CONNS"
     [ "$KEY_TYPE" = ec ] || command+=" KEY_TYPE=$KEY_TYPE"
+    # pyhostd reads it (the proxy's GOMAXPROCS; default: half the CPUs).
+    [ -z "${PYHOST_PROXY_PROCS:-}" ] || command="PYHOST_PROXY_PROCS=$PYHOST_PROXY_PROCS $command"
     command+=" bench/https.sh"
     read -r loadavg _ <<<"$(cut -d' ' -f1-3 /proc/loadavg | tr ' ' '/')"
     extra=(--extra "tests=$HTTPS_TESTS" --extra "loadavg_start=$loadavg"
