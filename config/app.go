@@ -90,6 +90,9 @@ type App struct {
 	// app file does (reload_trigger, D2); "" for none. Absolute, inside
 	// the owner's home or the app's or app file's directory.
 	ReloadTrigger string
+	// Warmup are URL paths each new worker must answer below 500, one
+	// after another, before it takes traffic (warmup, D3); nil: none.
+	Warmup []string
 	// Disabled (enabled = false) keeps the app loaded, its claims held,
 	// but not started when the daemon starts (D5); pyctl start starts it
 	// until the next restart.

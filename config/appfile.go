@@ -110,9 +110,11 @@ type rawAppFile struct {
 	// ReloadTrigger names a file whose touch rolls the app (D2).
 	ReloadTrigger value `toml:"reload_trigger"`
 	// Enabled = false keeps the app stopped across restarts (D5).
-	Enabled value          `toml:"enabled"`
-	Env     toml.Primitive `toml:"env"`
-	Static  toml.Primitive `toml:"static"`
+	Enabled value `toml:"enabled"`
+	// Warmup lists the paths a new worker answers before traffic (D3).
+	Warmup value          `toml:"warmup"`
+	Env    toml.Primitive `toml:"env"`
+	Static toml.Primitive `toml:"static"`
 }
 
 type rawStatic struct {
@@ -545,7 +547,39 @@ func (b *appBuilder) build(r *rawAppFile, d Defaults) App {
 	if on, ok := b.boolean(r.Enabled, root.key("enabled"), "enabled = false"); ok {
 		app.Disabled = !on
 	}
+	n := b.each(r.Warmup, root.key("warmup"), "URL paths", "a URL path", `["/", "/healthz"]`, func(s string, at keyPath) {
+		if problem := WarmupPathProblem(s); problem != "" {
+			b.add(at.String(), "%q %s", s, problem)
+			return
+		}
+		app.Warmup = append(app.Warmup, s)
+	})
+	if n > MaxWarmupPaths {
+		b.add("warmup", "lists %d paths; at most %d (each new worker requests every one before it takes traffic)", n, MaxWarmupPaths)
+	}
 	return app
+}
+
+// MaxWarmupPaths bounds warmup: every worker start waits for each path
+// in turn, within startup_timeout.
+const MaxWarmupPaths = 16
+
+// WarmupPathProblem says what is wrong with a warm-up path, or "": it is
+// requested as the path of a GET, so it starts with "/" and holds no
+// control characters or spaces (a query string is fine).
+func WarmupPathProblem(s string) string {
+	if !strings.HasPrefix(s, "/") {
+		return `must be a URL path starting with "/", like "/" or "/healthz"`
+	}
+	if len(s) > 2048 {
+		return "is over 2048 bytes"
+	}
+	for _, r := range s {
+		if r <= ' ' || r == 0x7f {
+			return "holds a space or a control character; percent-encode it"
+		}
+	}
+	return ""
 }
 
 // triggerProblem says what is wrong with a reload_trigger path, or "".

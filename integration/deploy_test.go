@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -437,5 +438,133 @@ func TestServeReloadBadGlob(t *testing.T) {
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 2 {
 		t.Fatalf("serve --reload-include '[': %v, want exit status 2\n%s", err, s.out)
+	}
+}
+
+// A Django project imports its URLconf and views at the first request,
+// not at import: the shape D3's warm-up exists for.
+func djangoWarmupFiles(views string) map[string]string {
+	return map[string]string{
+		"proj/__init__.py": "",
+		"proj/settings.py": `SECRET_KEY = "test"
+DEBUG = False
+ALLOWED_HOSTS = ["*"]
+ROOT_URLCONF = "proj.urls"
+INSTALLED_APPS = []
+MIDDLEWARE = []
+DATABASES = {}
+USE_TZ = True
+`,
+		"proj/urls.py":  "from django.urls import path\nfrom proj import views\nurlpatterns = [path('', views.index)]\n",
+		"proj/views.py": views,
+		"wsgi.py":       "import os\nos.environ.setdefault('DJANGO_SETTINGS_MODULE', 'proj.settings')\nfrom django.core.wsgi import get_wsgi_application\napplication = get_wsgi_application()\n",
+	}
+}
+
+func djangoView(v string) string {
+	return "from django.http import HttpResponse\ndef index(request):\n    return HttpResponse(" + strconv.Quote(v) + ")\n"
+}
+
+// TestWarmupDjango (D3): with --warmup /, a reload whose views.py does
+// not compile (Django finds out at the first request, after the import
+// that a reload checks) fails its warm-up: pyctl reload says so with the
+// traceback, the old workers serve throughout with no failed request
+// under load, and a fixed views.py rolls in.
+func TestWarmupDjango(t *testing.T) {
+	if exec.Command(python, "-c", "import django").Run() != nil {
+		t.Skip("Django is not installed (Debian: python3-django)")
+	}
+	dir := writeApp(t, djangoWarmupFiles(djangoView("one")))
+	s := startServe(t, dir, "--processes", "2", "--threads", "2", "--warmup", "/", "wsgi.py")
+	if _, body := get(t, s.URL+"/"); body != "one" {
+		t.Fatalf("before: %q", body)
+	}
+
+	var failed, served atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	client := &http.Client{Timeout: 20 * time.Second}
+	for c := 0; c < 4; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// Bounded: at most 2,000 requests a client, or until stopped.
+			for i := 0; i < 2000; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				resp, err := client.Get(s.URL + "/")
+				if err != nil {
+					failed.Add(1)
+					continue
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				served.Add(1)
+				if resp.StatusCode != 200 || (string(b) != "one" && string(b) != "two") {
+					failed.Add(1)
+				}
+			}
+		}()
+	}
+	pyctl := func(args ...string) (string, error) {
+		out, err := exec.Command(filepath.Join(binDir, "pyctl"), append([]string{"--socket", s.Control}, args...)...).CombinedOutput()
+		return string(out), err
+	}
+
+	if err := os.WriteFile(filepath.Join(dir, "proj/views.py"), []byte("from django.http import HttpResponse\ndef index(request)\n    return HttpResponse('broken')\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := pyctl("reload")
+	if err == nil || !strings.Contains(out, "warm-up") || !strings.Contains(out, "SyntaxError") {
+		t.Errorf("pyctl reload with a views.py that does not compile: %v\n%s", err, out)
+	}
+	if _, body := get(t, s.URL+"/"); body != "one" {
+		t.Errorf("after the failed warm-up: %q, want the old code's answer", body)
+	}
+
+	if err := os.WriteFile(filepath.Join(dir, "proj/views.py"), []byte(djangoView("two")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := pyctl("reload"); err != nil {
+		t.Errorf("pyctl reload of the fixed views.py: %v\n%s", err, out)
+	}
+	if _, body := get(t, s.URL+"/"); body != "two" {
+		t.Errorf("after the fixed reload: %q", body)
+	}
+	close(stop)
+	wg.Wait()
+	if failed.Load() != 0 || served.Load() == 0 {
+		t.Errorf("%d of %d requests failed during the reloads", failed.Load(), served.Load())
+	}
+}
+
+// TestWarmup500Aborts (D3): a warm-up path answering 500 aborts the
+// reload with the status named, and the old code keeps serving.
+func TestWarmup500Aborts(t *testing.T) {
+	app := func(v, ready string) string {
+		return "VERSION = " + strconv.Quote(v) + "\n" + `
+def application(environ, start_response):
+    if environ["PATH_INFO"] == "/ready":
+        start_response("` + ready + `", [("Content-Type", "text/plain")])
+        return [b"ready?"]
+    body = VERSION.encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+`
+	}
+	dir := writeApp(t, map[string]string{"wsgi.py": app("one", "200 OK")})
+	s := startServe(t, dir, "--warmup", "/ready", "wsgi.py")
+	if err := os.WriteFile(filepath.Join(dir, "wsgi.py"), []byte(app("two", "500 Internal Server Error")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(filepath.Join(binDir, "pyctl"), "--socket", s.Control, "reload").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "/ready") || !strings.Contains(string(out), "500") {
+		t.Errorf("pyctl reload with /ready answering 500: %v\n%s", err, out)
+	}
+	if _, body := get(t, s.URL+"/"); body != "one" {
+		t.Errorf("after the failed warm-up: %q, want the old code's answer", body)
 	}
 }

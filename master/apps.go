@@ -423,8 +423,12 @@ func startedError(name string, err error) error {
 	}
 	rerr := &control.ReloadError{App: name, Reason: "started, but no worker became ready: " + err.Error()}
 	var ie *daemons.ImportError
-	if errors.As(err, &ie) {
+	var we *supervisor.WarmupError
+	switch {
+	case errors.As(err, &ie):
 		rerr.Detail = strings.TrimRight(ie.Traceback, "\n")
+	case errors.As(err, &we):
+		rerr.Detail = strings.TrimRight(we.Traceback, "\n")
 	}
 	return rerr
 }

@@ -245,6 +245,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		Served:       m.served,
 		PollInterval: cfg.CheckInterval,
 		ForkServer:   !cfg.DirectStart,
+		WarmupPaths:  func(c config.App) []string { return c.Warmup },
 	}, cfg.Refused, cfg.Claims, cfg.ClaimsFile)
 	defer m.set.stopAll()
 	for _, a := range cfg.Apps {
@@ -824,6 +825,10 @@ func (m *Master) Act(ctx context.Context, c control.Caller, action control.Actio
 			var ie *daemons.ImportError
 			if errors.As(err, &ie) {
 				return &control.ReloadError{App: name, Reason: ie.Error(), Detail: strings.TrimRight(ie.Traceback, "\n")}
+			}
+			var we *supervisor.WarmupError
+			if errors.As(err, &we) {
+				return &control.ReloadError{App: name, Reason: we.Error(), Detail: strings.TrimRight(we.Traceback, "\n")}
 			}
 			return &control.ReloadError{App: name, Reason: err.Error()}
 		}

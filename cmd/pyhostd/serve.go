@@ -37,6 +37,7 @@ type serveFlags struct {
 	tlsCert       string
 	tlsKey        string
 	static        []string
+	warmup        []string
 	reload        bool
 	reloadInclude []string
 	reloadExclude []string
@@ -103,6 +104,7 @@ never as root.`,
 	fl.StringVar(&f.tlsKey, "tls-key", "", "the private key of --tls-cert (PEM)")
 	fl.StringVar(&f.accessLog, "access-log", "", `append a line per request to this file (combined format plus duration, app, request id); "-": standard output`)
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "print no line per request (the app's output and pyhost's log still show)")
+	fl.StringArrayVar(&f.warmup, "warmup", nil, `a URL path every new worker must answer below 500 before it takes traffic, as the app file's warmup (repeatable): --warmup / --warmup /healthz`)
 	fl.StringArrayVar(&f.static, "static", nil, `serve the files of DIR under URL from the proxy itself, as [[static]] does (repeatable): --static /static/=./static`)
 	fl.BoolVar(&f.reload, "reload", false, "roll the app onto fresh code when a file of its directory changes (*.py, and --reload-include); a broken edit keeps the old code serving")
 	fl.StringArrayVar(&f.reloadInclude, "reload-include", nil, `with --reload, also watch files matching this glob (repeatable): "*.html", "templates/**"`)
@@ -218,6 +220,9 @@ func serve(f serveFlags, changed func(string) bool, target string, stdout, stder
 		return err
 	}
 	if err := addStatic(&app, f.static); err != nil {
+		return err
+	}
+	if err := addWarmup(&app, f.warmup); err != nil {
 		return err
 	}
 	limits, err := proxyLimits(f)
@@ -358,6 +363,20 @@ func addStatic(app *config.App, specs []string) error {
 			return usageError{err}
 		}
 		app.Static = append(app.Static, m)
+	}
+	return nil
+}
+
+// addWarmup adds the --warmup paths after the app file's warmup ones.
+func addWarmup(app *config.App, paths []string) error {
+	for _, p := range paths {
+		if problem := config.WarmupPathProblem(p); problem != "" {
+			return usageError{fmt.Errorf("--warmup %q %s", p, problem)}
+		}
+		app.Warmup = append(app.Warmup, p)
+	}
+	if len(app.Warmup) > config.MaxWarmupPaths {
+		return usageError{fmt.Errorf("%d warm-up paths; at most %d", len(app.Warmup), config.MaxWarmupPaths)}
 	}
 	return nil
 }
