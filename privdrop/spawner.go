@@ -19,7 +19,6 @@ import (
 // child, so no app can gain privileges through a setuid binary.
 type Spawner struct {
 	reqs chan spawnReq
-	err  error
 }
 
 type spawnReq struct {
