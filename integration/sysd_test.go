@@ -26,6 +26,7 @@ type sysd struct {
 	cmd   *exec.Cmd
 	logs  *lockedBuffer
 	done  chan error
+	env   []string // more environment for pyhostd run
 }
 
 // newSysd writes an admin config listening on a free loopback port, with
@@ -79,7 +80,7 @@ func (d *sysd) writeAdmin(extra string) {
 func (d *sysd) start() {
 	d.t.Helper()
 	d.cmd = exec.Command(filepath.Join(binDir, "pyhostd"), "run", "--config", d.admin)
-	d.cmd.Env = append(os.Environ(), "PYHOST_LOG_LEVEL=debug")
+	d.cmd.Env = append(append(os.Environ(), "PYHOST_LOG_LEVEL=debug"), d.env...)
 	stderr, _ := d.cmd.StderrPipe()
 	d.cmd.Stdout = d.cmd.Stderr
 	if err := d.cmd.Start(); err != nil {

@@ -291,7 +291,12 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if err := sd.Ready(fmt.Sprintf("serving %d apps", len(m.set.all()))); err != nil {
 		m.log.Warn("cannot notify systemd", "error", err)
 	}
-	go sd.Watchdog(ctx, nil)
+	// The watchdog pings only while the main loop below and every app's
+	// actor answer (a ticker alone would keep a wedged daemon alive).
+	ping := make(chan chan struct{})
+	if sd.WatchdogEnabled() {
+		go sd.Watchdog(ctx, m.monitorHealth(ctx, ping))
+	}
 	// Watched from before Ready on, so a touch after it is seen; a touch
 	// during the first start has nothing to roll yet.
 	if cfg.WatchTree != nil || cfg.Rescan != nil || len(wantedTriggers(cfg.Apps)) > 0 {
@@ -319,6 +324,8 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	var hupAgain atomic.Bool
 	for ctx.Err() == nil {
 		select {
+		case r := <-ping:
+			close(r)
 		case <-usr1:
 			m.log.Info("reopening app logs and the access log")
 			// In the background, as pyctl reopen-logs: waiting for the

@@ -305,6 +305,10 @@ func (a *App) do(ctx context.Context, f func()) error {
 	}
 }
 
+// Ping returns once the app's goroutine has answered: the watchdog's
+// check that the actor is not wedged. ErrStopped once the app is gone.
+func (a *App) Ping(ctx context.Context) error { return a.do(ctx, func() {}) }
+
 func (a *App) send(ev event) {
 	select {
 	case a.events <- ev:

@@ -49,6 +49,12 @@ func (n *Notifier) Stopping() error { return n.send(daemon.SdNotifyStopping) }
 // Status updates the free-form status line `systemctl status` shows.
 func (n *Notifier) Status(status string) error { return n.send("STATUS=" + status) }
 
+// WatchdogEnabled says whether the unit asks for watchdog pings.
+func (n *Notifier) WatchdogEnabled() bool {
+	interval, err := daemon.SdWatchdogEnabled(false)
+	return err == nil && interval > 0
+}
+
 // Watchdog pings systemd's watchdog at half its interval until ctx ends,
 // if the unit enables one (WatchdogSec=). alive is asked before each ping;
 // a daemon that is stuck stops pinging and systemd restarts it.
