@@ -154,14 +154,8 @@ func Run(ctx context.Context, ch *channel.Conn, listeners []net.Listener, log hc
 		runtime.GOMAXPROCS(setup.Procs)
 	}
 
-	events := make(chan channel.Event, 256)
-	p := New(log, func(ev channel.Event) {
-		select {
-		case events <- ev:
-		default:
-			log.Error("event queue full; dropping event", "kind", ev.Kind, "app", ev.App, "worker", ev.WorkerID)
-		}
-	})
+	events := newEventQueue()
+	p := New(log, events.push)
 
 	var trusted []netip.Prefix
 	for _, t := range setup.TrustedProxies {
@@ -267,9 +261,11 @@ func Run(ctx context.Context, ch *channel.Conn, listeners []net.Listener, log hc
 				if err := ch.Send(channel.Message{Event: &channel.Event{Kind: channel.EventStats, Stats: st}}); err != nil {
 					log.Error("send stats to master", "error", err)
 				}
-			case ev := <-events:
-				if err := ch.Send(channel.Message{Event: &ev}); err != nil {
-					log.Error("send event to master", "error", err)
+			case <-events.ready:
+				for _, ev := range events.take() {
+					if err := ch.Send(channel.Message{Event: &ev}); err != nil {
+						log.Error("send event to master", "error", err)
+					}
 				}
 			case <-ctx.Done():
 				return
