@@ -90,6 +90,9 @@ type App struct {
 	// app file does (reload_trigger, D2); "" for none. Absolute, inside
 	// the owner's home or the app's or app file's directory.
 	ReloadTrigger string
+	// Umask is the workers' file-creation mask as written (umask, D6),
+	// three or four octal digits; "" is DefaultUmask. UmaskBits reads it.
+	Umask string
 	// Warmup are URL paths each new worker must answer below 500, one
 	// after another, before it takes traffic (warmup, D3); nil: none.
 	Warmup []string
@@ -141,4 +144,33 @@ func (a App) Validate() error {
 		return fmt.Errorf("app %s: limits must not be negative", a.Name)
 	}
 	return nil
+}
+
+// DefaultUmask is the workers' umask when the app file sets none: files
+// an app creates are readable by its group, not by others (0640, 0750).
+const DefaultUmask = "027"
+
+// UmaskBits is the app's umask as the kernel takes it.
+func (a App) UmaskBits() uint32 {
+	s := a.Umask
+	if s == "" {
+		s = DefaultUmask
+	}
+	n, _ := parseUmask(s)
+	return n
+}
+
+// parseUmask reads a umask written as 3 or 4 octal digits, at most 0777.
+func parseUmask(s string) (uint32, bool) {
+	if len(s) < 3 || len(s) > 4 {
+		return 0, false
+	}
+	var n uint32
+	for _, c := range s {
+		if c < '0' || c > '7' {
+			return 0, false
+		}
+		n = n*8 + uint32(c-'0')
+	}
+	return n, n <= 0o777
 }

@@ -112,7 +112,9 @@ type rawAppFile struct {
 	// Enabled = false keeps the app stopped across restarts (D5).
 	Enabled value `toml:"enabled"`
 	// Warmup lists the paths a new worker answers before traffic (D3).
-	Warmup value          `toml:"warmup"`
+	Warmup value `toml:"warmup"`
+	// Umask is the workers' file-creation mask, like "027" (D6).
+	Umask  value          `toml:"umask"`
 	Env    toml.Primitive `toml:"env"`
 	Static toml.Primitive `toml:"static"`
 }
@@ -546,6 +548,13 @@ func (b *appBuilder) build(r *rawAppFile, d Defaults) App {
 	}
 	if on, ok := b.boolean(r.Enabled, root.key("enabled"), "enabled = false"); ok {
 		app.Disabled = !on
+	}
+	if s, ok := b.str(r.Umask, root.key("umask"), `three octal digits in quotes, like "027"`); ok {
+		if _, ok := parseUmask(s); !ok {
+			b.add("umask", "%q is not a umask; use three octal digits in quotes, like \"027\" (the default) or \"022\"", s)
+		} else {
+			app.Umask = s
+		}
 	}
 	n := b.each(r.Warmup, root.key("warmup"), "URL paths", "a URL path", `["/", "/healthz"]`, func(s string, at keyPath) {
 		if problem := WarmupPathProblem(s); problem != "" {

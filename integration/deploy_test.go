@@ -568,3 +568,29 @@ def application(environ, start_response):
 		t.Errorf("after the failed warm-up: %q, want the old code's answer", body)
 	}
 }
+
+// TestUmask (D6): workers create files with the app's umask, 027 unless
+// its app file says otherwise, and so do the processes they start.
+func TestUmask(t *testing.T) {
+	const app = `import os, subprocess
+def application(environ, start_response):
+    path = os.path.join(os.path.dirname(__file__), "out", environ["PATH_INFO"].strip("/"))
+    with open(path, "w") as f:
+        f.write("x")
+    subprocess.run(["touch", path + ".child"], check=True)
+    modes = "%o %o" % (os.stat(path).st_mode & 0o777, os.stat(path + ".child").st_mode & 0o777)
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [modes.encode()]
+`
+	for _, c := range []struct{ file, want string }{
+		{"script = \"wsgi.py\"\n", "640 640"},
+		{"script = \"wsgi.py\"\numask = \"022\"\n", "644 644"},
+	} {
+		dir := writeApp(t, map[string]string{"wsgi.py": app, "app.toml": c.file, "out/.keep": ""})
+		os.Chmod(filepath.Join(dir, "out"), 0o777)
+		s := startServe(t, dir, "app.toml")
+		if code, body := get(t, s.URL+"/f"); code != 200 || body != c.want {
+			t.Errorf("%q: %d %q, want modes %s", c.file, code, body, c.want)
+		}
+	}
+}

@@ -22,7 +22,8 @@ func workerArgs(cfg config.App) []string {
 	if cfg.Callable != "" {
 		args = append(args, "--callable", cfg.Callable)
 	}
-	return append(args, "--directory", cfg.Directory, "--threads", strconv.Itoa(cfg.Threads))
+	return append(args, "--directory", cfg.Directory, "--threads", strconv.Itoa(cfg.Threads),
+		"--umask", strconv.FormatUint(uint64(cfg.UmaskBits()), 8))
 }
 
 // workerSpec is how worker number seq of an app of cfg is started: the

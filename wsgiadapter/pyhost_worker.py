@@ -1039,7 +1039,7 @@ class Signals(object):
 
 
 USAGE = """usage: pyhost_worker.py [--app USER/APP] (--script FILE | --module NAME) [--callable NAME]
-                         [--directory DIR] [--threads N] [--listen-fd FD] [--status-fd FD]
+                         [--directory DIR] [--threads N] [--umask OCTAL] [--listen-fd FD] [--status-fd FD]
        pyhost_worker.py --fork-server
 """
 
@@ -1054,6 +1054,7 @@ class Args(object):
         self.callable = ""
         self.directory = ""
         self.threads = 4
+        self.umask = 0o027
         self.listen_fd = 3
         self.status_fd = 4
 
@@ -1078,6 +1079,13 @@ def parse_args(argv):
                 value = int(value)
             except ValueError:
                 raise ValueError("%s needs a whole number, not %r" % (flag, value))
+        elif name == "umask":
+            try:
+                value = int(value, 8)
+            except ValueError:
+                value = -1
+            if not 0 <= value <= 0o777:
+                raise ValueError("%s needs an octal mask like 027, not %r" % (flag, argv[i + 1]))
         setattr(args, name, value)
         i += 2
     if bool(args.script) == bool(args.module):
@@ -1098,7 +1106,8 @@ def main(argv=None):
         sys.stderr.write("pyhost_worker: %s\n%s" % (e, USAGE))
         return 2
 
-    os.umask(0o027)
+    # The app's umask (its umask key, default 027), before its code runs.
+    os.umask(args.umask)
     # Before the app's code runs, so neither it nor its children inherit
     # a mask or an ignored signal (issue 11 item 6).
     _reset_signals()
