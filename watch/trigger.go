@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"syscall"
 
@@ -23,28 +22,16 @@ type StatFunc func(path string) (fs.FileInfo, error)
 var ErrSymlink = errors.New("not a regular file (a symbolic link is never followed)")
 
 // StatAs returns a StatFunc that answers only what c could learn itself:
-// it checks from mode bits and owners (privdrop.CheckAccess, ACLs aside)
-// that c may search every directory leading to the trigger, both along
-// the path as written and along the path with its directories' symlinks
-// resolved (a link to /root/x is judged by /root too), and then lstats
-// the trigger as root. So a root daemon never reports the mtime of a
-// file its owner could not stat, whatever links the owner planted. For
-// the kernel's own verdict, the caller may wrap privdrop.CheckAsUser
-// instead.
+// as root it lstats the trigger with c's file-system credentials
+// (privdrop.LstatAs), so the kernel resolves the whole path, symlinked
+// directories and all, with the owner's rights in one step, and a root
+// daemon never reports on a file its owner could not stat, whatever
+// links the owner planted or swaps meanwhile. (It used to check mode
+// bits along the path and then lstat as root: a directory swapped for a
+// symlink between the two made root stat a file in /root.)
 func StatAs(c privdrop.Credential) StatFunc {
 	return func(path string) (fs.FileInfo, error) {
-		dir := filepath.Dir(path)
-		if err := privdrop.CheckAccess(c, dir, privdrop.Execute); err != nil {
-			return nil, err
-		}
-		real, err := filepath.EvalSymlinks(dir)
-		if err != nil {
-			return nil, err
-		}
-		if err := privdrop.CheckAccess(c, real, privdrop.Execute); err != nil {
-			return nil, err
-		}
-		return os.Lstat(path)
+		return privdrop.LstatAs(c, path)
 	}
 }
 
