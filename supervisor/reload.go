@@ -97,7 +97,16 @@ func (c *core) reloadProgress() {
 				ready++
 			}
 		}
+		if ready == 0 {
+			// An old worker that was already leaving (a recycle) exited:
+			// nothing to advance until the first new worker is ready, or
+			// a broken import would cost every process, not one.
+			return
+		}
 		if live < op.cfg.Processes {
+			if op.filling {
+				return // fillReload is starting them, one after another
+			}
 			c.say(op, "new worker 1 is ready; starting %d more", op.cfg.Processes-live)
 			op.filling = true
 			c.fillReload()

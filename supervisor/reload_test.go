@@ -201,3 +201,32 @@ func TestCoreReloadProgress(t *testing.T) {
 		t.Errorf("progress %q\nwant     %q", got, want)
 	}
 }
+
+// An old worker that was already on its way out (a recycle) and exits
+// during a reload must not start the rest of the new workers before the
+// first is ready: a broken import would cost every process, not one
+// (found by review).
+func TestCoreReloadOldExitBeforeFirstReady(t *testing.T) {
+	d := running(t, 4)
+	oldIDs := genIDs(d, d.c.gen)
+	d.do(evRecycle{id: oldIDs[0], reason: RecycleReason{RecycleMemory, "test"}})
+	// The recycle's replacement is ready: the recycled one drains.
+	readyGen(d, d.c.gen)
+	if w := d.c.find(oldIDs[0]); w == nil || w.state != WorkerDraining {
+		t.Fatalf("the recycled worker: %+v", w)
+	}
+	d.do(evReload{newOp(d, make(chan error, 1))})
+	gen := d.c.gen + 1
+	d.do(evExited{id: oldIDs[0]})
+	if n := len(genIDs(d, gen)); n != 1 {
+		t.Errorf("%d new workers after an old one exited, the first not ready; want 1", n)
+	}
+	if slices.Contains(notes(d.out), "new worker 1 is ready; starting 3 more") {
+		t.Errorf("the log says the first new worker is ready: %q", notes(d.out))
+	}
+	// Once it is ready, the rest start.
+	d.do(evReady{genIDs(d, gen)[0]})
+	if n := len(genIDs(d, gen)); n != 4 {
+		t.Errorf("%d new workers once the first is ready; want 4", n)
+	}
+}
