@@ -21,8 +21,9 @@
 # nghttp2-client (h2load) when missing. All traffic stays on loopback; every
 # load is bounded by its duration and by timeout(1).
 # Knobs (environment): ROUNDS DURATION WARMUP STACKS HTTPS_TESTS H2_CLIENTS
-# H2_STREAMS HELLO_CONNS HANDSHAKE_CONNS KEY_TYPE TLS_PORT_BASE, and run.sh's
-# PYHOSTD WRK_TIMEOUT KEEP_WORKDIR LOCK_WAIT.
+# H2_STREAMS HELLO_CONNS HANDSHAKE_CONNS KEY_TYPE TLS_PORT_BASE, run.sh's
+# PYHOSTD WRK_TIMEOUT KEEP_WORKDIR LOCK_WAIT, and pyhostd's own
+# PYHOST_PROXY_PROCS (recorded in the report's command when set).
 
 set -euo pipefail
 
