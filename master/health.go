@@ -2,18 +2,23 @@ package master
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"sync/atomic"
+	"sort"
+	"sync"
 	"time"
-
-	"github.com/pyhost/pyhost/supervisor"
 )
 
-// healthTimeout is how long the main loop and each app's actor get to
-// answer the watchdog's question (issue 13: a wedged daemon must stop
-// pinging, so that systemd's WatchdogSec= restarts it).
-const healthTimeout = time.Second
+// The watchdog's question (issue 13): systemd's WatchdogSec= restarts a
+// daemon that stops pinging, so pyhostd pings only while its main loop
+// and every app's actor still answer. An actor may be busy for seconds
+// (a spawn waits up to the fork server's ready and reply timeouts, 5 s
+// together), which must not make systemd restart every app: each part is
+// asked on its own, concurrently, and only one that has not answered for
+// healthStale counts as wedged.
+const (
+	healthEvery = time.Second
+	healthStale = 10 * time.Second
+)
 
 // healthCheck is one part of the daemon that must answer.
 type healthCheck struct {
@@ -21,23 +26,106 @@ type healthCheck struct {
 	ask  func(ctx context.Context) error
 }
 
-// checkHealth asks every check in turn, all within timeout together, and
-// names the first that did not answer. A check that finds its part gone
-// (an app removed meanwhile) counts as an answer.
-func checkHealth(ctx context.Context, timeout time.Duration, checks []healthCheck) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
+// healthMonitor remembers when each part last answered.
+type healthMonitor struct {
+	mu       sync.Mutex
+	answered map[string]time.Time // by check name; set when first asked
+	asking   map[string]bool      // a question is out
+	now      func() time.Time     // when an answer came; time.Now but in tests
+}
+
+func newHealthMonitor() *healthMonitor {
+	return &healthMonitor{answered: map[string]time.Time{}, asking: map[string]bool{}, now: time.Now}
+}
+
+// ask puts the question to every check that has none out, each in its
+// own goroutine bounded by ctx and healthStale, and forgets the parts
+// that are gone (an app removed). now is when a new part is first seen.
+func (h *healthMonitor) ask(ctx context.Context, checks []healthCheck, now time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	current := map[string]bool{}
 	for _, c := range checks {
-		err := c.ask(ctx)
-		if err == nil || errors.Is(err, supervisor.ErrStopped) {
+		current[c.name] = true
+		if _, seen := h.answered[c.name]; !seen {
+			h.answered[c.name] = now
+		}
+		if h.asking[c.name] {
 			continue
 		}
-		if errors.Is(err, context.DeadlineExceeded) {
-			return fmt.Errorf("%s did not answer within %s", c.name, timeout)
-		}
-		return fmt.Errorf("%s: %w", c.name, err)
+		h.asking[c.name] = true
+		go func() {
+			qctx, cancel := context.WithTimeout(ctx, healthStale)
+			defer cancel()
+			err := c.ask(qctx)
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			delete(h.asking, c.name)
+			if err == nil || qctx.Err() == nil {
+				// An answer, even "gone" (ErrStopped), is an answer.
+				if _, still := h.answered[c.name]; still {
+					h.answered[c.name] = h.now()
+				}
+			}
+		}()
 	}
-	return nil
+	for name := range h.answered {
+		if !current[name] {
+			delete(h.answered, name)
+		}
+	}
+}
+
+// wedged names the parts that have not answered for longer than limit
+// at now; nil when every part is alive.
+func (h *healthMonitor) wedged(now time.Time, limit time.Duration) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var stuck []string
+	for name, at := range h.answered {
+		if now.Sub(at) > limit {
+			stuck = append(stuck, fmt.Sprintf("%s (%s)", name, now.Sub(at).Round(time.Second)))
+		}
+	}
+	if len(stuck) == 0 {
+		return nil
+	}
+	sort.Strings(stuck)
+	return fmt.Errorf("no answer for over %s from %v", limit, stuck)
+}
+
+// monitorHealth asks every healthEvery until ctx ends and returns the
+// watchdog's alive: false once some part has not answered for
+// healthStale (logged once, until all answer again).
+func (m *Master) monitorHealth(ctx context.Context, ping chan<- chan struct{}) func() bool {
+	h := newHealthMonitor()
+	var mu sync.Mutex
+	failing := false
+	go func() {
+		t := time.NewTicker(healthEvery)
+		defer t.Stop()
+		for {
+			h.ask(ctx, m.healthChecks(ping), time.Now())
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() bool {
+		err := h.wedged(time.Now(), healthStale)
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case err != nil && !failing:
+			m.log.Error("not pinging systemd's watchdog: the daemon does not answer itself", "error", err)
+		case err == nil && failing:
+			m.log.Info("the daemon answers itself again; pinging systemd's watchdog")
+		}
+		failing = err != nil
+		return err == nil
+	}
 }
 
 // pingLoop asks the master's main loop to answer on ping.
@@ -56,58 +144,6 @@ func pingLoop(ping chan<- chan struct{}) func(context.Context) error {
 			return ctx.Err()
 		}
 	}
-}
-
-// healthEvery is how often the daemon asks itself; healthStale is how
-// long it may go unanswered before the watchdog stops pinging. An actor
-// may be busy for a few seconds (a spawn waits up to the fork server's
-// ready and reply timeouts, 5 s together), which must not make systemd
-// restart every app: only a loop that stays wedged does.
-const (
-	healthEvery = time.Second
-	healthStale = 10 * time.Second
-)
-
-// monitorHealth asks checkHealth every healthEvery until ctx ends and
-// returns the watchdog's alive: true while the last passing check is
-// under healthStale old. A failure is logged once until a check passes.
-func (m *Master) monitorHealth(ctx context.Context, ping chan<- chan struct{}) func() bool {
-	var lastOK atomic.Int64
-	lastOK.Store(time.Now().UnixNano())
-	go func() {
-		t := time.NewTicker(healthEvery)
-		defer t.Stop()
-		failing := false
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-			if err := checkHealth(ctx, healthTimeout, m.healthChecks(ping)); err != nil {
-				if !failing && ctx.Err() == nil {
-					m.log.Warn("the daemon did not answer itself; systemd's watchdog stops being pinged if this lasts", "error", err, "after", healthStale)
-				}
-				failing = true
-				continue
-			}
-			if failing {
-				m.log.Info("the daemon answers itself again")
-			}
-			failing = false
-			lastOK.Store(time.Now().UnixNano())
-		}
-	}()
-	return func() bool { return stale(lastOK.Load(), time.Now(), healthStale) == nil }
-}
-
-// stale says why a last passing check at lastOK (unix ns) is too old at
-// now, or nil.
-func stale(lastOK int64, now time.Time, limit time.Duration) error {
-	if age := now.Sub(time.Unix(0, lastOK)); age > limit {
-		return fmt.Errorf("no passing health check for %s", age.Round(time.Second))
-	}
-	return nil
 }
 
 // healthChecks are the main loop, then every app's actor.

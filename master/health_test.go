@@ -3,49 +3,81 @@ package master
 import (
 	"context"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/pyhost/pyhost/supervisor"
 )
 
-func TestCheckHealth(t *testing.T) {
+// waitAsking polls until n questions of h are still out.
+func waitAsking(t *testing.T, h *healthMonitor, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		h.mu.Lock()
+		out := len(h.asking)
+		h.mu.Unlock()
+		if out == n {
+			return
+		}
+		time.Sleep(time.Millisecond) // polling for the answers, not timing them
+	}
+	t.Fatalf("questions out: want %d", n)
+}
+
+func TestHealthMonitor(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	ok := func(context.Context) error { return nil }
 	gone := func(context.Context) error { return supervisor.ErrStopped }
-	stuck := func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }
+	release := make(chan struct{})
+	busy := func(ctx context.Context) error {
+		select {
+		case <-release:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 
-	if err := checkHealth(context.Background(), 50*time.Millisecond, []healthCheck{{"loop", ok}, {"app a/b", gone}}); err != nil {
-		t.Errorf("answering checks: %v", err)
-	}
-	err := checkHealth(context.Background(), 50*time.Millisecond, []healthCheck{{"loop", ok}, {"app a/b", stuck}, {"app c/d", ok}})
-	if err == nil || !strings.Contains(err.Error(), "app a/b did not answer within 50ms") {
-		t.Errorf("a stuck app: %v", err)
-	}
+	h := newHealthMonitor()
+	var clockMu sync.Mutex
+	t0 := time.Now()
+	clock := t0
+	h.now = func() time.Time { clockMu.Lock(); defer clockMu.Unlock(); return clock }
+	setClock := func(at time.Time) { clockMu.Lock(); clock = at; clockMu.Unlock() }
 
-	// The main loop's ping: answered while a loop serves it, not after.
-	ping := make(chan chan struct{})
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		r := <-ping
-		close(r)
-	}()
-	if err := checkHealth(context.Background(), time.Second, []healthCheck{{"the master's main loop", pingLoop(ping)}}); err != nil {
-		t.Errorf("a serving loop: %v", err)
+	h.ask(ctx, []healthCheck{{"loop", ok}, {"app a/gone", gone}, {"app a/busy", busy}}, t0)
+	waitAsking(t, h, 1) // the loop and the removed app answered; busy did not
+	if err := h.wedged(t0.Add(5*time.Second), 10*time.Second); err != nil {
+		t.Errorf("5 s into a busy spell: %v", err)
 	}
-	<-served
-	err = checkHealth(context.Background(), 50*time.Millisecond, []healthCheck{{"the master's main loop", pingLoop(ping)}})
-	if err == nil || !strings.Contains(err.Error(), "the master's main loop did not answer") {
-		t.Errorf("a wedged loop: %v", err)
+	// 11 s on: the loop answers again, the app a/gone is no more, busy
+	// is still out (one question at a time: no second one piles up).
+	setClock(t0.Add(11 * time.Second))
+	h.ask(ctx, []healthCheck{{"loop", ok}, {"app a/busy", busy}}, t0.Add(11*time.Second))
+	waitAsking(t, h, 1)
+	err := h.wedged(t0.Add(11*time.Second), 10*time.Second)
+	if err == nil || !strings.Contains(err.Error(), "app a/busy (11s)") || strings.Contains(err.Error(), "loop") || strings.Contains(err.Error(), "a/gone") {
+		t.Errorf("11 s into it: %v, want only app a/busy named", err)
+	}
+	close(release)
+	waitAsking(t, h, 0)
+	if err := h.wedged(t0.Add(11*time.Second), 10*time.Second); err != nil {
+		t.Errorf("after it answered: %v", err)
 	}
 }
 
-func TestStale(t *testing.T) {
-	now := time.Unix(1000, 0)
-	if err := stale(now.Add(-5*time.Second).UnixNano(), now, 10*time.Second); err != nil {
-		t.Errorf("5 s old: %v", err)
+func TestPingLoop(t *testing.T) {
+	ping := make(chan chan struct{})
+	go func() { r := <-ping; close(r) }()
+	if err := pingLoop(ping)(context.Background()); err != nil {
+		t.Errorf("a serving loop: %v", err)
 	}
-	if err := stale(now.Add(-11*time.Second).UnixNano(), now, 10*time.Second); err == nil || !strings.Contains(err.Error(), "11s") {
-		t.Errorf("11 s old: %v", err)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if err := pingLoop(ping)(ctx); err == nil {
+		t.Error("a wedged loop answered")
 	}
 }
