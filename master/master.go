@@ -287,16 +287,6 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if err := m.waitApplied(ctx, m.sendTable()); err != nil {
 		return nil
 	}
-	sd := systemd.New()
-	if err := sd.Ready(fmt.Sprintf("serving %d apps", len(m.set.all()))); err != nil {
-		m.log.Warn("cannot notify systemd", "error", err)
-	}
-	// The watchdog pings only while the main loop below and every app's
-	// actor answer (a ticker alone would keep a wedged daemon alive).
-	ping := make(chan chan struct{})
-	if sd.WatchdogEnabled() {
-		go sd.Watchdog(ctx, m.monitorHealth(ctx, ping))
-	}
 	// Watched from before Ready on, so a touch after it is seen; a touch
 	// during the first start has nothing to roll yet.
 	if cfg.WatchTree != nil || cfg.Rescan != nil || len(wantedTriggers(cfg.Apps)) > 0 {
@@ -308,6 +298,16 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		} else {
 			stopWatch()
 		}
+	}
+	sd := systemd.New()
+	if err := sd.Ready(fmt.Sprintf("serving %d apps", len(m.set.all()))); err != nil {
+		m.log.Warn("cannot notify systemd", "error", err)
+	}
+	// The watchdog pings only while the main loop below and every app's
+	// actor answer (a ticker alone would keep a wedged daemon alive).
+	ping := make(chan chan struct{})
+	if sd.WatchdogEnabled() {
+		go sd.Watchdog(ctx, m.monitorHealth(ctx, ping))
 	}
 	if cfg.Ready != nil {
 		cfg.Ready(m.lns.addrs(), cfg.ControlSocket)
