@@ -17,10 +17,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/user"
 	"path/filepath"
 	"strings"
+	"syscall"
+	"time"
 	"unicode"
 
 	"github.com/pyhost/pyhost/control"
@@ -120,12 +123,39 @@ func (c *cli) socket() string {
 	// one runs (D4; several need --socket).
 	if _, err := os.Stat(defaultSocket); err != nil {
 		if xdg := c.getenv("XDG_RUNTIME_DIR"); xdg != "" {
-			if socks, _ := filepath.Glob(filepath.Join(xdg, "pyhost", "*.sock")); len(socks) == 1 {
+			if socks := liveServeSockets(filepath.Join(xdg, "pyhost")); len(socks) == 1 {
 				return socks[0]
 			}
 		}
 	}
 	return defaultSocket
+}
+
+// liveServeSockets are the sockets in dir that a serve of the caller's
+// answers on. dir must be the caller's own and private (as serve makes
+// it): with `sudo -E` or `su`, XDG_RUNTIME_DIR may still name another
+// user's directory, whose daemon root's pyctl must not talk to unasked.
+// A socket left by a serve that was killed refuses connections and does
+// not count.
+func liveServeSockets(dir string) []string {
+	fi, err := os.Stat(dir)
+	if err != nil || !fi.IsDir() || fi.Mode().Perm()&0o077 != 0 {
+		return nil
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); !ok || int(st.Uid) != os.Getuid() {
+		return nil
+	}
+	socks, _ := filepath.Glob(filepath.Join(dir, "*.sock"))
+	var live []string
+	for _, s := range socks {
+		conn, err := net.DialTimeout("unix", s, time.Second)
+		if err != nil {
+			continue
+		}
+		conn.Close()
+		live = append(live, s)
+	}
+	return live
 }
 
 func (c *cli) client() *control.Client {
