@@ -101,13 +101,8 @@ func (s *appSet) add(a config.App) error {
 	s.m.markChanged()
 	s.m.reloader.appsChanged()
 	if a.Disabled {
-		// enabled = false (D5): loaded, its claims held, but stopped. The
-		// supervisor has no way yet to begin stopped, so it is halted at
-		// once, before the daemon says it serves: a worker it began to
-		// start is stopped again.
-		if err := app.Halt(ctx); err != nil && ctx.Err() == nil {
-			s.m.log.Error("cannot keep a disabled app stopped", "app", a.Key(), "error", err)
-		}
+		// enabled = false (D5): the supervisor begins it stopped, with
+		// no process at all, its claims held.
 		msg := "not started: enabled = false in " + a.File + " (pyctl start starts it until the daemon restarts)"
 		s.m.log.Info(msg, "app", a.Key())
 		alog.Line(0, msg)

@@ -116,6 +116,7 @@ func (c *core) Handle(ev event, now time.Time) []effect {
 	case evStart:
 		c.begun = true
 		c.lastActive = now
+		c.startDisabled()
 		c.startIdle()
 		c.reconcile()
 		c.emit(effTimer{c.poll, evTick{}})
@@ -250,6 +251,9 @@ func (c *core) route() channel.App {
 		}
 	}
 	switch st := c.state(); {
+	case !c.begun && c.cfg.Disabled:
+		// Not run yet, and it will begin stopped (startDisabled).
+		r.State = channel.AppStopped
 	case !c.begun && c.cfg.IdleTimeout > 0:
 		// Not run yet, and it will start idle (startIdle): a request
 		// meanwhile wakes it, and the wake waits for Run.

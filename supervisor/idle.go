@@ -45,6 +45,18 @@ func (c *core) checkIdle(served map[string]counters) {
 	}
 }
 
+// startDisabled makes an app with enabled = false begin stopped (D5):
+// loaded, its claims held by the daemon, but no worker and no fork
+// server; pyctl start (Resume) starts it. Its first start counts as done.
+func (c *core) startDisabled() {
+	if !c.cfg.Disabled {
+		return
+	}
+	c.halted = true
+	c.log(hclog.Info, "app stopped: enabled = false")
+	c.started(nil)
+}
+
 // startIdle makes an app with idle_timeout begin idle (D8, no boot
 // storm): a daemon of many such apps starts none of their processes, not
 // even a fork server, until a request wakes one. Its first start counts

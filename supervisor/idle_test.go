@@ -172,3 +172,28 @@ func TestCoreStartsIdle(t *testing.T) {
 		})
 	}
 }
+
+// enabled = false (D5): the app begins stopped, with no process, even
+// with idle_timeout; a request does not start it, pyctl start does.
+func TestCoreStartsDisabled(t *testing.T) {
+	for _, idle := range []time.Duration{0, time.Minute} {
+		d := newDriver(t, 2)
+		d.c.cfg.Disabled, d.c.cfg.IdleTimeout = true, idle
+		if r := d.c.route().State; r != channel.AppStopped {
+			t.Errorf("idle %v: route %s before Run, want stopped", idle, r)
+		}
+		effs := d.do(evStart{})
+		if st := effectsOf[effStarted](effs); len(st) != 1 || st[0].err != nil {
+			t.Errorf("idle %v: effStarted %v, want one nil", idle, st)
+		}
+		d.do(evWake{})
+		if s, n := d.c.state(), len(effectsOf[effSpawn](d.out)); s != AppStopped || n != 0 {
+			t.Errorf("idle %v: %s with %d spawns after a request, want stopped with none", idle, s, n)
+		}
+		d.do(evResume{make(chan error, 1)})
+		d.readyAll()
+		if s := d.c.state(); s != AppRunning {
+			t.Errorf("idle %v: after pyctl start: %s", idle, s)
+		}
+	}
+}
