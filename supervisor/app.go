@@ -159,6 +159,10 @@ func (a *App) Run(ctx context.Context) {
 // published, once.
 func (a *App) step(ev event) {
 	queue := []event{ev}
+	// Answers wait until the route is published: whoever WaitStarted,
+	// Resume or Reload wakes reads the Route the answer is about, not the
+	// one before it.
+	var answers []effect
 	for len(queue) > 0 {
 		ev, queue = queue[0], queue[1:]
 		switch e := ev.(type) {
@@ -170,12 +174,20 @@ func (a *App) step(ev event) {
 			ev = evMemory{rss: a.rss()}
 		}
 		for _, e := range a.core.Handle(ev, a.clock.Now()) {
+			switch e.(type) {
+			case effStarted, effReply:
+				answers = append(answers, e)
+				continue
+			}
 			if next := a.exec(e); next != nil {
 				queue = append(queue, next)
 			}
 		}
 	}
 	a.publish()
+	for _, e := range answers {
+		a.exec(e)
+	}
 }
 
 // exec carries out one effect; a spawn returns its outcome.

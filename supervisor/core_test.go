@@ -526,3 +526,26 @@ func randomEvent(rng *rand.Rand, d *driver) event {
 		return evReload{&reloadOp{cfg: d.c.cfg, progress: make(chan string, 64), done: reply}}
 	}
 }
+
+// A worker that is still starting has no request to finish: a stop gives
+// it startingGrace, not graceful_timeout (serve of an app whose first
+// warm-up failed waited 15 s for a starting worker before it exited).
+func TestCoreStopStartingWorker(t *testing.T) {
+	d := newDriver(t, 2)
+	d.c.cfg.GracefulTimeout = 15 * time.Second
+	d.do(evStart{})
+	d.readyAll()
+	d.do(evRecycle{id: genIDs(d, d.c.gen)[0], reason: RecycleReason{RecycleMemory, "test"}})
+	mark := len(d.out)
+	d.do(evShutdown{})
+	graces := map[time.Duration]int{}
+	for _, s := range effectsOf[effStop](d.out[mark:]) {
+		graces[s.grace]++
+	}
+	// Two ready workers (one of them recycled, still serving until its
+	// replacement is ready) get graceful_timeout; the starting
+	// replacement gets startingGrace.
+	if graces[15*time.Second] != 2 || graces[startingGrace] != 1 {
+		t.Errorf("stop graces %v, want 2 x 15s and 1 x %v", graces, startingGrace)
+	}
+}

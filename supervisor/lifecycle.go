@@ -268,7 +268,7 @@ func (c *core) cancelRestart() {
 func (c *core) drainWorker(w *worker) {
 	switch w.state {
 	case WorkerStarting:
-		c.stopWorker(w, c.cfg.GracefulTimeout)
+		c.stopWorker(w, c.graceOf(w))
 		return
 	case WorkerReady:
 	default:
@@ -288,6 +288,21 @@ func (c *core) drainWorker(w *worker) {
 func (c *core) stopGrace(w *worker) time.Duration {
 	left := c.cfg.GracefulTimeout - c.now.Sub(w.drainedAt)
 	return max(left, min(time.Second, c.cfg.GracefulTimeout))
+}
+
+// startingGrace is how long a worker that is still starting gets after
+// SIGTERM: it has no request in flight, and a Python import does not
+// look at SIGTERM until it is done, so graceful_timeout (15 s by default)
+// would only hold up a stop or an exit for nothing.
+const startingGrace = time.Second
+
+// graceOf is the grace a stop gives w: graceful_timeout for a worker
+// that may have requests, startingGrace for one still starting.
+func (c *core) graceOf(w *worker) time.Duration {
+	if w.state == WorkerStarting {
+		return min(startingGrace, c.cfg.GracefulTimeout)
+	}
+	return c.cfg.GracefulTimeout
 }
 
 func (c *core) stopWorker(w *worker, grace time.Duration) {
@@ -350,7 +365,7 @@ func (c *core) shutdown() {
 	}
 	for _, w := range c.workers {
 		if w.state != WorkerStopping {
-			c.stopWorker(w, c.cfg.GracefulTimeout)
+			c.stopWorker(w, c.graceOf(w))
 		}
 	}
 	if len(c.workers) == 0 {

@@ -2,7 +2,6 @@ package supervisor
 
 import (
 	"fmt"
-	"time"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -164,7 +163,7 @@ func (c *core) abortReload(failed *worker, reason, traceback string) {
 	c.note("reload aborted (%s); %s", reason, after)
 	for _, w := range c.workers {
 		if w.gen == op.gen && w != failed && w.state != WorkerStopping {
-			c.stopWorker(w, time.Second)
+			c.stopWorker(w, startingGrace)
 		}
 	}
 	c.emit(effReply{op.done, &ReloadError{Reason: reason, Traceback: traceback}})
