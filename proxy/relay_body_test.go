@@ -497,11 +497,6 @@ func TestRelayClientThatNeverReads(t *testing.T) {
 	waitFor(t, func() bool { return spoolMem.Load() == 0 && spoolDisk.Load() == 0 })
 }
 
-func isTimeoutErr(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
-}
-
 // TestRelaySlowClientGetsItAll: a client that pauses has its response
 // spooled (memory, then a file) and the worker freed; when it reads on,
 // it gets every byte, in order.
