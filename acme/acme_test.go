@@ -21,7 +21,7 @@ const obtainWithin = 30 * time.Second
 func obtainOne(t *testing.T, e *env, m *Manager, name string) *x509.Certificate {
 	t.Helper()
 	m.SetNames([]string{name})
-	roots := e.pebble.root(t)
+	roots := e.pebble.Root(t)
 	var leaf *x509.Certificate
 	eventually(t, obtainWithin, name+" served with a certificate chaining to pebble's root", func() bool {
 		chain, err := e.front.handshake(name, roots)
@@ -105,7 +105,7 @@ func TestRefusedNamesNeverReachCA(t *testing.T) {
 		}
 	}
 
-	roots := e.pebble.root(t)
+	roots := e.pebble.Root(t)
 	eventually(t, obtainWithin, ok+" served", func() bool {
 		_, err := e.front.handshake(ok, roots)
 		return err == nil
@@ -127,15 +127,15 @@ func TestRefusedNamesNeverReachCA(t *testing.T) {
 	}
 
 	m.Close() // nothing of the Manager's runs after this
-	ordered := e.shim.orderedNames()
+	ordered := e.shim.OrderedNames()
 	if len(ordered) != 1 || ordered[ok] != 1 {
 		t.Fatalf("names ordered from the CA: %v; want only %s, once", ordered, ok)
 	}
-	if e.dns.count(ok) == 0 {
+	if e.dns.Count(ok) == 0 {
 		t.Fatalf("pebble never resolved %s: the DNS log is not being kept", ok)
 	}
 	for _, n := range append([]string{byPolicy}, ineligible...) {
-		if c := e.dns.count(NormalizeName(n)); c != 0 {
+		if c := e.dns.Count(NormalizeName(n)); c != 0 {
 			t.Errorf("pebble resolved refused %q %d times", n, c)
 		}
 	}
@@ -166,10 +166,10 @@ func TestRestartServesStoredCertificateWithoutCA(t *testing.T) {
 	const name = "stored.pyhost.example.com"
 	m1 := e.manager(t, dir, nil)
 	first := obtainOne(t, e, m1, name)
-	roots := e.pebble.root(t)
+	roots := e.pebble.Root(t)
 	m1.Close()
-	e.pebble.stop()
-	before := e.shim.requests.Load()
+	e.pebble.Stop()
+	before := e.shim.Requests()
 
 	m2 := e.manager(t, dir, nil)
 	m2.SetNames([]string{name})
@@ -189,7 +189,7 @@ func TestRestartServesStoredCertificateWithoutCA(t *testing.T) {
 		t.Fatalf("status after restart = %+v", s)
 	}
 	m2.Close()
-	if n := e.shim.requests.Load() - before; n != 0 {
+	if n := e.shim.Requests() - before; n != 0 {
 		t.Fatalf("%d requests to the CA after the restart", n)
 	}
 }
@@ -203,7 +203,7 @@ func TestRenewalAndRemoval(t *testing.T) {
 	e := newEnv(t, 8)
 	m := e.manager(t, t.TempDir(), func(c *Config) { c.renewCheck = 250 * time.Millisecond })
 	const keep, drop = "keep.pyhost.example.com", "drop.pyhost.example.com"
-	roots := e.pebble.root(t)
+	roots := e.pebble.Root(t)
 	m.SetNames([]string{keep, drop})
 
 	notAfter := func(n string) time.Time {
@@ -215,13 +215,13 @@ func TestRenewalAndRemoval(t *testing.T) {
 	})
 	dropFirst := notAfter(drop)
 	eventually(t, obtainWithin, drop+" renewed", func() bool { return notAfter(drop).After(dropFirst) })
-	if e.shim.orders(drop) < 2 {
-		t.Fatalf("%s renewed with %d orders", drop, e.shim.orders(drop))
+	if e.shim.Orders(drop) < 2 {
+		t.Fatalf("%s renewed with %d orders", drop, e.shim.Orders(drop))
 	}
 
 	m.SetNames([]string{keep})
-	dropOrders := e.shim.orders(drop)
-	keepOrders := e.shim.orders(keep)
+	dropOrders := e.shim.Orders(drop)
+	keepOrders := e.shim.Orders(keep)
 	if _, found := status(m, drop); found {
 		t.Fatalf("%s still in the status after removal", drop)
 	}
@@ -230,7 +230,7 @@ func TestRenewalAndRemoval(t *testing.T) {
 	}
 	keepBefore := notAfter(keep)
 	eventually(t, obtainWithin, keep+" renewed twice more", func() bool {
-		return e.shim.orders(keep) >= keepOrders+2 && notAfter(keep).After(keepBefore)
+		return e.shim.Orders(keep) >= keepOrders+2 && notAfter(keep).After(keepBefore)
 	})
 	// The renewed certificate is the one served.
 	var served *x509.Certificate
@@ -242,7 +242,7 @@ func TestRenewalAndRemoval(t *testing.T) {
 		served = chain[0]
 		return served.NotAfter.Equal(notAfter(keep))
 	})
-	if got := e.shim.orders(drop); got != dropOrders {
+	if got := e.shim.Orders(drop); got != dropOrders {
 		t.Fatalf("%s ordered %d times after its removal", drop, got-dropOrders)
 	}
 }

@@ -30,14 +30,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
-
-	"github.com/pyhost/pyhost/acme"
 )
 
 // PebblePath builds pebble from the module's `tool` dependency (go.mod)
@@ -180,7 +179,7 @@ func (d *DNS) serve(w dns.ResponseWriter, r *dns.Msg) {
 	m.SetReply(r)
 	for _, q := range r.Question {
 		d.mu.Lock()
-		d.asked[acme.NormalizeName(q.Name)]++
+		d.asked[normalize(q.Name)]++
 		d.mu.Unlock()
 		if q.Qtype == dns.TypeA {
 			m.Answer = append(m.Answer, &dns.A{
@@ -414,7 +413,7 @@ func (s *Shim) recordOrder(t testing.TB, body []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, id := range order.Identifiers {
-		s.ordered[acme.NormalizeName(id.Value)]++
+		s.ordered[normalize(id.Value)]++
 	}
 }
 
@@ -435,3 +434,12 @@ func (s *Shim) OrderedNames() map[string]int {
 }
 
 func (s *Shim) Directory() string { return s.srv.URL + "/dir" }
+
+// Requests is how many requests reached the CA through the shim.
+func (s *Shim) Requests() int64 { return s.requests.Load() }
+
+// normalize is acme.NormalizeName, written again so that package acme's
+// own tests can use this harness without an import cycle.
+func normalize(name string) string {
+	return strings.TrimSuffix(strings.ToLower(strings.TrimSpace(name)), ".")
+}
