@@ -415,12 +415,7 @@ func (m *Master) markChanged() {
 func (m *Master) table() channel.Table {
 	t := channel.Table{Serial: m.serial.Add(1)}
 	for _, app := range m.set.all() {
-		r := app.Route()
-		// What the front alone acts on is added here, from the settings
-		// the app runs with now.
-		cfg := m.set.config(r.Key)
-		r.HTTPSOnly, r.HSTS = cfg.HTTPSOnly, cfg.HSTS
-		t.Apps = append(t.Apps, r)
+		t.Apps = append(t.Apps, app.Route())
 	}
 	if m.cfg.DefaultApp != nil {
 		t.Default = m.cfg.DefaultApp()

@@ -230,6 +230,8 @@ func (c *core) route() channel.App {
 		QueueLimit:     cfg.QueueLimit,
 		RequestTimeout: cfg.RequestTimeout,
 		MaxBody:        cfg.MaxBody,
+		HTTPSOnly:      cfg.HTTPSOnly,
+		HSTS:           cfg.HSTS,
 	}
 	for _, m := range cfg.Static {
 		r.Static = append(r.Static, channel.StaticMount{URL: m.URL, Dir: m.Dir, Owner: cfg.Cred.UID})

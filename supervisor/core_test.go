@@ -549,3 +549,13 @@ func TestCoreStopStartingWorker(t *testing.T) {
 		t.Errorf("stop graces %v, want 2 x 15s and 1 x %v", graces, startingGrace)
 	}
 }
+
+// The route carries what the front alone acts on, from the settings the
+// app runs with (https_only, hsts).
+func TestCoreRouteHTTPS(t *testing.T) {
+	d := newDriver(t, 1)
+	d.c.cfg.HTTPSOnly, d.c.cfg.HSTS = true, "max-age=60"
+	if r := d.c.route(); !r.HTTPSOnly || r.HSTS != "max-age=60" {
+		t.Errorf("route %+v", r)
+	}
+}
