@@ -409,6 +409,9 @@ func (c *Conn) Next() ([]byte, error) {
 // The proxy skips a flush to the client while it is true.
 func (c *Conn) Buffered() bool { return c.frameLeft > 0 || c.r.Buffered() > 0 }
 
+// errBodyPending: the streamed body's writer had not finished in time.
+var errBodyPending = errors.New("request body still being sent")
+
 // AwaitBody waits up to d for the writer of a streamed request body to
 // finish and returns its error: nil for an inline body or one sent
 // whole. The proxy uses it when a request failed before any answer, to
@@ -428,7 +431,7 @@ func (c *Conn) AwaitBody(d time.Duration) error {
 		}
 		return err
 	case <-t.C:
-		return errors.New("request body still being sent")
+		return errBodyPending
 	}
 }
 
@@ -440,20 +443,10 @@ const bodyGrace = 200 * time.Millisecond
 // finishBody waits for the body writer after END and reports whether the
 // connection is clean.
 func (c *Conn) finishBody() error {
-	if c.bodyErr == nil {
-		return nil
-	}
-	t := time.NewTimer(bodyGrace)
-	defer t.Stop()
-	select {
-	case err := <-c.bodyErr:
-		c.bodyErr = nil
-		if err != nil {
-			c.nc.Close()
-		}
-		return err
-	case <-t.C:
+	err := c.AwaitBody(bodyGrace)
+	if errors.Is(err, errBodyPending) {
 		c.nc.Close()
-		return errors.New("request body still being sent after the response ended")
+		return fmt.Errorf("%w after the response ended", err)
 	}
+	return err
 }
