@@ -68,7 +68,34 @@ type AppStatus struct {
 	// AdminDeployed: the app's file is in the admin's admin_dir; its
 	// user may see it but only root may act on it.
 	AdminDeployed bool `json:"admin_deployed,omitempty"`
+
+	// Containment (issue 14): the figures of the app's cgroup, its
+	// workers and fork server and all they forked. Cgroup is the group's
+	// path below the daemon's tree ("apps/alice/blog"), "" when the host
+	// gives the app no cgroup (then every figure below is 0). A figure
+	// the host does not keep is 0 too.
+	Cgroup             string  `json:"cgroup"`
+	MemoryCurrentBytes int64   `json:"memory_current_bytes"` // page cache included
+	MemoryMaxBytes     int64   `json:"memory_max_bytes"`     // memory_max; 0 is no limit
+	CgroupCPUSeconds   float64 `json:"cgroup_cpu_seconds"`   // user and system, since the group was made
+	Tasks              int64   `json:"tasks"`                // processes and threads now
+	OOMKills           int64   `json:"oom_kills"`            // processes the kernel's OOM killer killed, since the daemon started
+	ThrottledSeconds   float64 `json:"throttled_seconds"`    // time held back by cpu_max
+	// RestartsByReason counts worker replacements since the daemon
+	// started by why (the Restart* constants); Restarts stays the count
+	// of crashes and OOM kills. Reasons with no restart are absent.
+	RestartsByReason map[string]int `json:"restarts_by_reason"`
 }
+
+// Reasons a worker was replaced, the keys of AppStatus.RestartsByReason.
+const (
+	RestartCrash    = "crash"    // it exited or was killed, not by pyhost and not by the OOM killer
+	RestartOOM      = "oom"      // the kernel's OOM killer killed it (memory_max reached)
+	RestartMemory   = "memory"   // recycled for memory_limit
+	RestartRequests = "requests" // recycled for max_requests
+	RestartTimeout  = "timeout"  // killed for harakiri (a request over its timeout) or a hung start
+	RestartReload   = "reload"   // replaced by a reload or pyctl restart
+)
 
 // Backend is what the control server asks; the daemon implements it.
 //
