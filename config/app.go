@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pyhost/pyhost/cgroup"
 	"github.com/pyhost/pyhost/privdrop"
 )
 
@@ -76,6 +77,10 @@ type App struct {
 	MaxRequests int
 	// MaxBody is the largest request body in bytes (413 above).
 	MaxBody int64
+	// Limits are what the kernel enforces on the app's cgroup as a
+	// whole (memory_max, memory_high, cpu_weight, cpu_max, tasks_max,
+	// io_weight; issue 14); the zero value is no limit.
+	Limits cgroup.Limits
 
 	Static []StaticMount
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+	"github.com/pyhost/pyhost/cgroup"
 	"github.com/pyhost/pyhost/privdrop"
 )
 
@@ -46,6 +47,9 @@ type Defaults struct {
 	QueueTimeout    time.Duration
 	HTTPSOnly       bool
 	HSTS            string // "": none
+	// Limits are the containment keys (memory_max, cpu_max, ...); the
+	// zero value is no limit.
+	Limits cgroup.Limits
 }
 
 // BuiltinDefaults are the defaults when the admin sets none.
@@ -94,6 +98,13 @@ type rawTunables struct {
 	QueueTimeout    value `toml:"queue_timeout"`
 	HTTPSOnly       value `toml:"https_only"`
 	HSTS            value `toml:"hsts"`
+	// The containment keys (issue 14), in limits.go.
+	MemoryMax  value `toml:"memory_max"`
+	MemoryHigh value `toml:"memory_high"`
+	CPUWeight  value `toml:"cpu_weight"`
+	CPUMax     value `toml:"cpu_max"`
+	TasksMax   value `toml:"tasks_max"`
+	IOWeight   value `toml:"io_weight"`
 }
 
 // rawAppFile mirrors an app file.
@@ -415,6 +426,7 @@ func (c *checker) tunables(r *rawTunables, p keyPath, d Defaults) Defaults {
 			d.HSTS = s
 		}
 	}
+	d.Limits = c.limits(r, p, d.Limits)
 	return d
 }
 
@@ -501,6 +513,7 @@ func (b *appBuilder) build(r *rawAppFile, d Defaults) App {
 		MaxBody:         d.MaxBody,
 		HTTPSOnly:       d.HTTPSOnly,
 		HSTS:            d.HSTS,
+		Limits:          d.Limits,
 	}
 
 	if s, ok := b.str(r.Directory, root.key("directory"), "a path"); ok {

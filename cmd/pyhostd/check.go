@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/pyhost/pyhost/cgroup"
 	"github.com/pyhost/pyhost/config"
 	"github.com/pyhost/pyhost/privdrop"
 )
@@ -25,7 +26,9 @@ pair, settings this version does not implement). Warns of certificates that
 expired or expire within 7 days, and of app domains no certificate covers. Print each problem as
 FILE:LINE: KEY: MESSAGE, then "ok: USER/APP" for each app that would run;
 exit 1 if there is any problem, else print "ok: N users, M apps" and exit 0
-(like nginx -t).`,
+(like nginx -t). It also prints what the host's cgroups offer (the limits
+the kernel enforces: memory_max, cpu_max, ...) and warns of each limit an
+app or [users.NAME] max_memory asks for that this host cannot enforce.`,
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
 			admin, d, err := discover(path)
@@ -40,6 +43,11 @@ exit 1 if there is any problem, else print "ok: N users, M apps" and exit 0
 			if err != nil {
 				return err
 			}
+			host, err := cgroup.Detect()
+			if err != nil {
+				fmt.Fprintln(stdout, "warning: cgroups:", err)
+			}
+			reportCgroups(stdout, host, admin, d.Apps)
 			return report(stdout, admin, d, checkSystem(admin, d.Apps, privdrop.Lookup))
 		},
 	}
