@@ -10,13 +10,13 @@ import (
 	"os/exec"
 	"slices"
 	"strconv"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/pyhost/pyhost/channel"
 	"github.com/pyhost/pyhost/config"
+	"github.com/pyhost/pyhost/daemons/child"
 	"github.com/pyhost/pyhost/privdrop"
 	"github.com/pyhost/pyhost/supervisor"
 )
@@ -72,7 +72,7 @@ func (m *Master) runProxyOnce(ctx context.Context) error {
 	}
 	defer filesCh.Close()
 	var (
-		cmd     *exec.Cmd
+		proc    *child.Process
 		addrs   []string
 		kinds   []bool
 		filesFD int
@@ -82,7 +82,7 @@ func (m *Master) runProxyOnce(ctx context.Context) error {
 		files := append([]*os.File{theirs}, lns...)
 		files = append(files, theirFiles)
 		filesFD = ProxyChannelFD + len(files) - 1
-		cmd = exec.Command(m.self, ProxyCommand, "--listeners", strconv.Itoa(len(lns)))
+		cmd := exec.Command(m.self, ProxyCommand, "--listeners", strconv.Itoa(len(lns)))
 		cmd.Args[0] = "pyhostd" // ps shows "pyhostd __proxy", not "/proc/self/exe __proxy"
 		cmd.Env = privdrop.CleanEnv(m.cfg.ProxyCred, map[string]string{
 			"PYHOST_LOG_LEVEL":        os.Getenv("PYHOST_LOG_LEVEL"),
@@ -93,7 +93,9 @@ func (m *Master) runProxyOnce(ctx context.Context) error {
 		cmd.ExtraFiles = files
 		cmd.Dir = "/"
 		cmd.SysProcAttr = privdrop.SysProcAttr(m.cfg.ProxyCred)
-		return m.spawner.Start(cmd)
+		var err error
+		proc, err = child.Start(m.spawner, cmd)
+		return err
 	})
 	theirs.Close()
 	theirFiles.Close()
@@ -101,9 +103,7 @@ func (m *Master) runProxyOnce(ctx context.Context) error {
 		return fmt.Errorf("start proxy: %w", err)
 	}
 	defer detach()
-	m.log.Debug("proxy started", "pid", cmd.Process.Pid, "user", m.cfg.ProxyCred.Username)
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	m.log.Debug("proxy started", "pid", proc.PID(), "user", m.cfg.ProxyCred.Username)
 
 	ch := channel.NewConn(mine)
 	grace := m.cfg.ShutdownTimeout
@@ -121,8 +121,8 @@ func (m *Master) runProxyOnce(ctx context.Context) error {
 	}
 	m.proxyMu.Unlock()
 	if err != nil {
-		cmd.Process.Kill()
-		<-exited
+		proc.Kill()
+		<-proc.Exited()
 		return err
 	}
 	m.sendTable()
@@ -147,21 +147,20 @@ func (m *Master) runProxyOnce(ctx context.Context) error {
 	}()
 
 	select {
-	case err := <-exited:
-		return fmt.Errorf("proxy %d: %w", cmd.Process.Pid, err)
+	case <-proc.Exited():
+		err := proc.Wait()
+		if err == nil {
+			err = errors.New("exited with status 0")
+		}
+		return fmt.Errorf("proxy %d: %w", proc.PID(), err)
 	case <-ctx.Done():
 	}
 	// The proxy stops accepting, finishes in-flight requests within grace,
-	// and exits; a proxy that hangs past that is killed.
-	cmd.Process.Signal(syscall.SIGTERM)
-	t := time.NewTimer(grace + 5*time.Second)
-	defer t.Stop()
-	select {
-	case <-exited:
-	case <-t.C:
-		m.log.Warn("proxy did not stop in time; killing it", "pid", cmd.Process.Pid)
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-exited
+	// and exits; a proxy that hangs past that is killed (its group).
+	proc.Stop(grace + 5*time.Second)
+	<-proc.Exited()
+	if proc.KillSent() {
+		m.log.Warn("proxy did not stop in time; killed it", "pid", proc.PID())
 	}
 	return nil
 }
