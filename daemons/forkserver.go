@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pyhost/pyhost/cgroup"
 	"github.com/pyhost/pyhost/daemons/child"
 	"github.com/pyhost/pyhost/privdrop"
 )
@@ -46,6 +47,9 @@ type ForkServerSpec struct {
 	Env    []string
 	Cred   privdrop.Credential
 	Output func(pid int, line string) // its own stdout and stderr
+	// Cgroup, when set, is the app's group, where the server is born
+	// and so every worker it forks.
+	Cgroup *cgroup.Group
 }
 
 // readyTimeout bounds the wait for a new server, which starts like a worker
@@ -135,7 +139,7 @@ func StartForkServer(sp *privdrop.Spawner, spec ForkServerSpec) (*ForkServer, er
 	cmd.Stderr = outW
 	cmd.ExtraFiles = []*os.File{theirs} // fd 3
 	cmd.SysProcAttr = privdrop.SysProcAttr(spec.Cred)
-	c, err := child.Start(sp, cmd)
+	c, err := child.Start(starter(sp, spec.Cgroup), cmd)
 	if err != nil {
 		conn.Close()
 		outR.Close()

@@ -26,6 +26,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pyhost/pyhost/cgroup"
 	"github.com/pyhost/pyhost/daemons/child"
 	"github.com/pyhost/pyhost/privdrop"
 )
@@ -62,6 +63,11 @@ type Spec struct {
 	// Path, Args, Dir, Env and Cred are then the fork server's.
 	ForkServer *ForkServer
 	ForkArgs   []string
+	// Cgroup, when set, is the group a directly started worker is born
+	// in (its leaf below the app's group). A forked worker is born in its
+	// fork server's group and moves itself to its leaf (ForkArgs carry
+	// --cgroup).
+	Cgroup *cgroup.Group
 }
 
 // forkTimeout bounds how long a spawn waits for the fork server: its
@@ -145,7 +151,7 @@ func Start(sp *privdrop.Spawner, spec Spec) (*Process, error) {
 	cmd.Stderr = outW
 	cmd.ExtraFiles = []*os.File{sock, statusW} // fds 3 and 4
 	cmd.SysProcAttr = privdrop.SysProcAttr(spec.Cred)
-	c, err := child.Start(sp, cmd)
+	c, err := child.Start(starter(sp, spec.Cgroup), cmd)
 	if err != nil {
 		statusR.Close()
 		outR.Close()

@@ -22,8 +22,9 @@ type Spawner struct {
 }
 
 type spawnReq struct {
-	cmd  *exec.Cmd
-	done chan error
+	cmd   *exec.Cmd
+	start func(*exec.Cmd) error // nil: cmd.Start
+	done  chan error
 }
 
 var (
@@ -64,7 +65,11 @@ func (s *Spawner) loop(ready chan<- error) {
 	}
 	ready <- nil
 	for r := range s.reqs {
-		r.done <- r.cmd.Start()
+		if r.start != nil {
+			r.done <- r.start(r.cmd)
+		} else {
+			r.done <- r.cmd.Start()
+		}
 	}
 }
 
@@ -74,5 +79,17 @@ func (s *Spawner) loop(ready chan<- error) {
 func (s *Spawner) Start(cmd *exec.Cmd) error {
 	done := make(chan error, 1)
 	s.reqs <- spawnReq{cmd: cmd, done: done}
+	return <-done
+}
+
+// StartWith starts cmd from the spawner thread by calling start(cmd)
+// there instead of cmd.Start: for cgroup.Group.Start, which places the
+// child in its cgroup at birth and, on cgroup v1 hierarchies, does so by
+// moving the calling thread for the moment of the fork, which must be
+// this locked thread that never runs other goroutines. start must call
+// cmd.Start exactly once and leave the thread as it found it.
+func (s *Spawner) StartWith(cmd *exec.Cmd, start func(*exec.Cmd) error) error {
+	done := make(chan error, 1)
+	s.reqs <- spawnReq{cmd: cmd, start: start, done: done}
 	return <-done
 }

@@ -1,0 +1,26 @@
+package daemons
+
+import (
+	"os/exec"
+
+	"github.com/pyhost/pyhost/cgroup"
+	"github.com/pyhost/pyhost/privdrop"
+)
+
+// starter is what starts a worker or fork server: the spawner itself,
+// or, with a cgroup, the spawner calling Group.Start on its thread, so
+// that the child is in its group from its first instruction (issue 14,
+// C1): there is no moment in which it could fork outside it.
+func starter(sp *privdrop.Spawner, g *cgroup.Group) interface{ Start(*exec.Cmd) error } {
+	if g == nil {
+		return sp
+	}
+	return groupStarter{sp, g}
+}
+
+type groupStarter struct {
+	sp *privdrop.Spawner
+	g  *cgroup.Group
+}
+
+func (s groupStarter) Start(cmd *exec.Cmd) error { return s.sp.StartWith(cmd, s.g.Start) }
