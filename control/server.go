@@ -81,6 +81,7 @@ func NewServer(b Backend, log hclog.Logger) *Server {
 	mux.Handle(pathConfig, s.authenticated(s.serveReloadConfig))
 	mux.Handle(pathCheck, s.authenticated(s.serveCheck))
 	mux.Handle(pathReopen, s.authenticated(s.serveReopenLogs))
+	mux.Handle(pathDaemon, s.authenticated(s.serveDaemon))
 	for _, a := range []Action{ActionRestart, ActionStop, ActionStart} {
 		mux.Handle(pathAct+string(a), s.authenticated(func(w http.ResponseWriter, r *http.Request, c Caller) {
 			s.serveAct(w, r, c, a)
@@ -255,8 +256,13 @@ func (s *Server) serveLogs(w http.ResponseWriter, r *http.Request, c Caller) {
 		writeError(w, http.StatusBadRequest, errorBody{Error: "n must be a number of lines", Code: codeBadRequest})
 		return
 	}
+	logs, ok := s.accessLogs(q)
+	if !ok {
+		writeError(w, http.StatusNotFound, errorBody{Error: "this daemon keeps no per-app access logs", Code: codeBadRequest})
+		return
+	}
 	st := &reloadStream{w: w, rc: http.NewResponseController(w)}
-	err = s.b.Logs(r.Context(), c, app, n, q.Get("follow") == "1", func(line string) error {
+	err = logs(r.Context(), c, app, n, q.Get("follow") == "1", func(line string) error {
 		st.progress(line)
 		st.mu.Lock()
 		defer st.mu.Unlock()

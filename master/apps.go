@@ -469,10 +469,11 @@ func (m *Master) keyFor(c control.Caller, name string) (string, error) {
 // summary; the error, if any, says what did not happen (the admin config
 // is broken or a listener cannot be bound: nothing changed; starts or
 // rolls that failed).
-func (m *Master) reloadConfig(ctx context.Context, progress func(string)) error {
+func (m *Master) reloadConfig(ctx context.Context, progress func(string)) (err error) {
 	if m.cfg.Rescan == nil {
 		return errors.New("express mode has no config to reload")
 	}
+	defer func() { m.noteReload(err) }() // for pyctl status
 	m.set.reloading.Lock()
 	defer m.set.reloading.Unlock()
 	admin, d, err := m.cfg.Rescan(m.set.scan(""), true)

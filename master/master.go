@@ -134,6 +134,10 @@ type Config struct {
 	// Ready is called once the listeners are bound, the proxy runs and
 	// every app has a ready worker; it may be nil.
 	Ready func(Listeners []net.Addr, controlSocket string)
+	// Version and ConfigFile are what `pyctl version` and `pyctl status`
+	// say of the daemon (master/daemoninfo.go).
+	Version    string
+	ConfigFile string
 }
 
 // DefaultProxyProcs is how many CPUs the proxy's Go runtime uses unless
@@ -171,6 +175,7 @@ type Master struct {
 
 	set      *appSet
 	reloader *reloader
+	daemon   daemonState // master/daemoninfo.go
 }
 
 // Run runs the master until ctx is cancelled, then shuts down in order
@@ -181,6 +186,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		cfg.ProxyProcs = DefaultProxyProcs()
 	}
 	m := &Master{cfg: cfg, log: cfg.Log, changed: make(chan struct{}, 1), ownerUID: uint32(os.Getuid()), appliedC: make(chan struct{})}
+	m.daemon.started = time.Now()
 	// The proxy child re-executes this binary through /proc/self/exe: the
 	// kernel checks only the binary's own execute bit, not the directories
 	// above it, so an unprivileged proxy starts even when pyhostd sits

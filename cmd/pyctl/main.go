@@ -107,7 +107,8 @@ answers 503 until "pyctl start".`),
 		c.actCmd(control.ActionStart, "Start a stopped or failing app",
 			`Start APP's workers and wait until one is ready. A failing app is retried
 at once. If the app cannot start, the reason and traceback are printed.`),
-		c.logsCmd(), c.reloadConfigCmd(), c.checkCmd(), c.reopenLogsCmd())
+		c.logsCmd(), c.reloadConfigCmd(), c.checkCmd(), c.reopenLogsCmd(),
+		c.versionCmd())
 	return root
 }
 

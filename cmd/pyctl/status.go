@@ -20,9 +20,12 @@ func (c *cli) statusCmd() *cobra.Command {
 		Long: `Show the apps you may see (or only APP): each app's state, domains,
 ready workers and restarts, then per worker its pid, state, memory (RSS),
 CPU time, requests served, busy threads and age. A failing app also shows
-its last error and the last lines of its log.
+its last error and the last lines of its log. Above the table, a line about
+the daemon: its version, mode, pid, uptime, config file and how its last
+config reload went (a daemon older than pyctl prints none).
 
---json prints the same as a JSON array; its field names are stable.`,
+--json prints the apps as a JSON array; its field names are stable. The
+daemon's line is not in it: pyctl version --json has it.`,
 		Args:              maxArgs(1),
 		ValidArgsFunction: c.completeApps,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -36,6 +39,11 @@ its last error and the last lines of its log.
 			}
 			if asJSON {
 				return writeJSON(cmd.OutOrStdout(), apps)
+			}
+			// The daemon's own line, when it can tell (an older one
+			// cannot; pyctl version --json has it for scripts).
+			if info, err := c.client().Daemon(cmd.Context()); err == nil {
+				io.WriteString(cmd.OutOrStdout(), renderDaemon(info, time.Now()))
 			}
 			_, err = io.WriteString(cmd.OutOrStdout(), renderStatus(apps, c.me))
 			return err

@@ -169,6 +169,8 @@ func runSystem(path string, stdout, stderr io.Writer) error {
 		CheckInterval:   envDuration("PYHOST_CHECK_INTERVAL"),
 		DirectStart:     os.Getenv("PYHOST_FORK_SERVER") == "0",
 		AccessLog:       admin.Proxy.AccessLog,
+		Version:         version,
+		ConfigFile:      path,
 		TrustedProxies:  admin.Proxy.TrustedProxies,
 		ProxyProtocol:   admin.Proxy.ProxyProtocol,
 		ProxyLimits:     admin.Proxy.Limits,

@@ -318,6 +318,8 @@ func serve(f serveFlags, changed func(string) bool, target string, stdout, stder
 		ProxyLimits:     limits,
 		Log:             log,
 		WatchTree:       tree,
+		Version:         version,
+		ConfigFile:      serveTarget(app.File, target),
 		AppOutput: func(name string, pid int, line string) {
 			outMu.Lock()
 			defer outMu.Unlock()
@@ -631,4 +633,13 @@ func checkReachable(cred privdrop.Credential, app config.App) error {
 		}
 	}
 	return nil
+}
+
+// serveTarget is what pyctl status names as serve's config: the app file,
+// else what serve was told to run.
+func serveTarget(file, target string) string {
+	if file != "" {
+		return file
+	}
+	return target
 }
