@@ -1039,7 +1039,7 @@ class Signals(object):
 
 
 USAGE = """usage: pyhost_worker.py [--app USER/APP] (--script FILE | --module NAME) [--callable NAME]
-                         [--directory DIR] [--threads N] [--umask OCTAL] [--listen-fd FD] [--status-fd FD]
+                         [--directory DIR] [--threads N] [--umask OCTAL] [--cgroup DIR] [--listen-fd FD] [--status-fd FD]
        pyhost_worker.py --fork-server
 """
 
@@ -1055,6 +1055,7 @@ class Args(object):
         self.directory = ""
         self.threads = 4
         self.umask = 0o027
+        self.cgroup = ""  # the worker's own cgroup directory (issue 14)
         self.listen_fd = 3
         self.status_fd = 4
 
@@ -1108,6 +1109,14 @@ def main(argv=None):
 
     # The app's umask (its umask key, default 027), before its code runs.
     os.umask(args.umask)
+    if args.cgroup:
+        # Forked workers are born in the app's cgroup; the worker's own
+        # leaf (killed whole when it ends) is joined before the app runs.
+        try:
+            with open(os.path.join(args.cgroup, "cgroup.procs"), "w") as f:
+                f.write("0")
+        except OSError as e:
+            sys.stderr.write("pyhost_worker: cannot join cgroup %s: %s\n" % (args.cgroup, e))
     # Before the app's code runs, so neither it nor its children inherit
     # a mask or an ignored signal (issue 11 item 6).
     _reset_signals()
