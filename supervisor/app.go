@@ -11,6 +11,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/pyhost/pyhost/cgroup"
 	"github.com/pyhost/pyhost/channel"
 	"github.com/pyhost/pyhost/config"
 	"github.com/pyhost/pyhost/privdrop"
@@ -59,6 +60,10 @@ type Options struct {
 	WarmupPaths func(cfg config.App) []string
 	// Warmer requests them; nil: the real one, over the worker protocol.
 	Warmer Warmer
+	// Cgroup is the app's cgroup (issue 14): its limits are written
+	// there, its fork server runs in it and each worker in a leaf below
+	// it (cgroup.go). Nil: no cgroup; process groups and polling only.
+	Cgroup *cgroup.Group
 }
 
 // workerSeq numbers workers across all apps, so worker ids and socket
@@ -87,6 +92,8 @@ type App struct {
 	started chan struct{} // closed at the first ready worker or start failure
 	startMu sync.Mutex
 	startE  error // guarded by startMu; final once started is closed
+
+	cg *appCgroup // nil: no cgroup
 
 	// Owned by the Run goroutine.
 	core  *core
@@ -124,6 +131,7 @@ func NewApp(cfg config.App, opts Options) *App {
 		poll = time.Second
 	}
 	a.core = newCore(cfg, opts.Restart, poll, nil, func() uint64 { return workerSeq.Add(1) })
+	a.cg = newAppCgroup(opts.Cgroup)
 	a.publish()
 	return a
 }
@@ -138,6 +146,9 @@ func (a *App) Route() channel.App { return *a.route.Load() }
 // then stops them all (each gets its graceful timeout) and returns.
 func (a *App) Run(ctx context.Context) {
 	defer close(a.done)
+	defer a.closeGroup()
+	a.applyLimits(a.core.cfg)
+	a.watchOOM(ctx)
 	a.step(evStart{})
 	stop := ctx.Done()
 	for !a.core.finished() {
@@ -229,6 +240,7 @@ func (a *App) exec(e effect) event {
 		}
 	case effCloseForkServers:
 		a.forks.close()
+		a.killGroup()
 	default:
 		panic(fmt.Sprintf("supervisor: unknown effect %T", e))
 	}
@@ -393,7 +405,7 @@ func (a *App) Reload(ctx context.Context, cfg config.App, progress func(string))
 	lines := make(chan string, 64)
 	done := make(chan error, 1)
 	op := &reloadOp{cfg: cfg, progress: lines, done: done}
-	if err := a.do(ctx, func() { a.step(evReload{op}) }); err != nil {
+	if err := a.do(ctx, func() { a.applyLimits(cfg); a.step(evReload{op}) }); err != nil {
 		return err
 	}
 	say := func(line string) {
@@ -422,6 +434,7 @@ func (a *App) Reload(ctx context.Context, cfg config.App, progress func(string))
 func (a *App) Status(ctx context.Context) (Status, error) {
 	var s Status
 	err := a.do(ctx, func() { s = a.core.status(a.procs) })
+	a.cgroupStatus(&s)
 	if s.State == AppFailing || s.LastError != "" {
 		s.LastLog = a.ring.Lines()
 	}

@@ -2,10 +2,12 @@ package supervisor
 
 import (
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/pyhost/pyhost/cgroup"
 	"github.com/pyhost/pyhost/channel"
 	"github.com/pyhost/pyhost/config"
 	"github.com/pyhost/pyhost/daemons"
@@ -30,6 +32,7 @@ type core struct {
 	nextSeq func() uint64  // numbers workers daemon-wide
 
 	restarts int    // crashes counted, for status
+	byReason map[string]int // replacements by reason (control.Restart*), for status
 	lastErr  string // why the app last failed, for status
 
 	begun    bool // Run has started it
@@ -404,12 +407,23 @@ type Status struct {
 	Restarts  int
 	LastError string
 	LastLog   []string
+	// RestartsByReason counts replacements by control.Restart* reason;
+	// never nil.
+	RestartsByReason map[string]int
+	// The app's cgroup (issue 14), when it has one: its path below the
+	// tree, the memory_max in force, and the group's figures.
+	Cgroup      string
+	MemoryMax   int64
+	CgroupStats cgroup.Stats
 }
 
 // status is the core's part of a Status; procs gives each worker's
 // process.
 func (c *core) status(procs map[string]Proc) Status {
-	s := Status{Key: c.key, Config: c.cfg, State: c.state(), Restarts: c.restarts, LastError: c.lastErr}
+	s := Status{Key: c.key, Config: c.cfg, State: c.state(), Restarts: c.restarts, LastError: c.lastErr, RestartsByReason: maps.Clone(c.byReason)}
+	if s.RestartsByReason == nil {
+		s.RestartsByReason = map[string]int{}
+	}
 	for _, w := range c.workers {
 		if w.spawning {
 			continue
@@ -444,6 +458,9 @@ type (
 		err       error // how it ended
 		importErr *daemons.ImportError
 		tail      string // the last lines it wrote
+		// oom, when not "", is the limit whose reaching made the
+		// kernel's OOM killer kill it ("memory.max 512MiB reached").
+		oom string
 	}
 	// evWarmupFailed: a warm-up path failed through a worker that
 	// reported ready (it is not, and must go).
@@ -560,3 +577,11 @@ func (effStarted) isEffect()          {}
 func (effReply) isEffect()            {}
 func (effProgress) isEffect()         {}
 func (effCloseForkServers) isEffect() {}
+
+// count adds one replacement for reason to the status's figures.
+func (c *core) count(reason string) {
+	if c.byReason == nil {
+		c.byReason = map[string]int{}
+	}
+	c.byReason[reason]++
+}

@@ -65,6 +65,7 @@ func (f *forkServers) get(a *App, spec daemons.Spec) ForkServer {
 		Env:    spec.Env,
 		Cred:   spec.Cred,
 		Output: spec.Output,
+		Cgroup: a.appGroup(),
 	})
 	if err != nil {
 		a.log.Warn("cannot start the fork server; workers start with their own interpreter", "error", err, "retry_in", forkRetry)

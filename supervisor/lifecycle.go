@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/pyhost/pyhost/config"
+	"github.com/pyhost/pyhost/control"
 	"github.com/pyhost/pyhost/daemons"
 )
 
@@ -136,6 +137,9 @@ func (c *core) onExited(w *worker, ev evExited) {
 		return
 	}
 	reason := exitErr.Error()
+	if ev.oom != "" {
+		reason = "killed by the kernel's OOM killer: " + ev.oom
+	}
 	var traceback string
 	var startErr error // why it never got ready, for WaitStarted and Resume
 	switch {
@@ -194,6 +198,11 @@ func (c *core) onExited(w *worker, ev evExited) {
 	}
 	uptime := c.now.Sub(w.startedAt)
 	c.restarts++
+	if ev.oom != "" {
+		c.count(control.RestartOOM)
+	} else {
+		c.count(control.RestartCrash)
+	}
 	d := c.tracker.Died(c.now, uptime)
 	c.log(hclog.Error, "worker died", "worker", w.id, "pid", w.pid, "reason", reason, "uptime", uptime.Round(time.Millisecond), "restart_in", d.Delay.Round(time.Millisecond), "deaths_in_a_row", d.Streak)
 	c.note("worker %d died: %s; restarting in %v", w.pid, reason, d.Delay.Round(time.Millisecond))

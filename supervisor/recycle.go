@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/pyhost/pyhost/control"
 )
 
 // RecycleKind names why a worker is replaced while it still runs.
@@ -193,6 +195,7 @@ func (c *core) recycle(w *worker, r RecycleReason) {
 		return
 	}
 	w.recycle = &r
+	c.count(reasonOf(r.Kind))
 	c.log(hclog.Info, "recycling worker", "worker", w.id, "pid", w.pid, "reason", string(r.Kind), "detail", r.Detail)
 	c.note("recycling worker %d: %s", w.pid, r.Detail)
 	c.reconcile()
@@ -311,6 +314,7 @@ func (c *core) killOverCeiling(w *worker, rss, limit int64) {
 	c.note("worker %d %s; not waited for", w.pid, w.killedFor)
 	if w.state == WorkerReady && w.recycle == nil {
 		w.recycle = &RecycleReason{RecycleMemory, w.killedFor}
+		c.count(control.RestartMemory)
 		c.reconcile()
 	}
 	c.emit(effKill{w.id})

@@ -6,6 +6,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/pyhost/pyhost/config"
+	"github.com/pyhost/pyhost/control"
 )
 
 // The rolling reload (docs/design.md, "Rolling reload"): one new worker
@@ -126,6 +127,7 @@ func (c *core) reloadProgress() {
 		}
 		for _, w := range c.workers {
 			if w.gen == old {
+				c.count(control.RestartReload)
 				c.drainWorker(w)
 			}
 		}

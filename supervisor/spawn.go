@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/pyhost/pyhost/cgroup"
 	"github.com/pyhost/pyhost/config"
 	"github.com/pyhost/pyhost/daemons"
 	"github.com/pyhost/pyhost/privdrop"
@@ -55,9 +56,11 @@ func (a *App) workerSpec(cfg config.App, seq uint64) daemons.Spec {
 // it. It returns the outcome for the core.
 func (a *App) spawn(e effSpawn) event {
 	spec := a.workerSpec(e.cfg, e.seq)
+	leaf, place := a.workerGroup(e.id, e.cfg)
+	spec.Cgroup = place
 	var fs ForkServer
 	if a.opts.ForkServer {
-		fs, spec.ForkArgs = a.forks.get(a, spec), workerArgs(e.cfg)
+		fs, spec.ForkArgs = a.forks.get(a, spec), append(workerArgs(e.cfg), forkCgroupArgs(leaf)...)
 	}
 	proc, err := a.starter.StartWorker(spec, fs)
 	if err != nil && fs != nil {
@@ -67,16 +70,17 @@ func (a *App) spawn(e effSpawn) event {
 		proc, err = a.starter.StartWorker(spec, nil)
 	}
 	if err != nil {
+		a.dropLeaf(e.id, leaf)
 		return evSpawnFailed{e.id, err}
 	}
 	a.procs[e.id] = proc
-	go a.watch(e.id, proc, e.cfg)
+	go a.watch(e.id, proc, e.cfg, leaf)
 	return evSpawned{id: e.id, pid: proc.PID(), socket: proc.Socket(), startedAt: proc.StartedAt(), via: fs}
 }
 
 // watch reports p's readiness, once its warm-up passed, and its end,
 // with the last lines it wrote.
-func (a *App) watch(id string, p Proc, cfg config.App) {
+func (a *App) watch(id string, p Proc, cfg config.App, leaf *cgroup.Group) {
 	select {
 	case <-p.Ready():
 		if err := a.warm(p, cfg); err != nil {
@@ -87,5 +91,6 @@ func (a *App) watch(id string, p Proc, cfg config.App) {
 	case <-p.Exited():
 	}
 	<-p.Exited()
-	a.send(evExited{id: id, err: p.ExitErr(), importErr: p.ImportErr(), tail: a.tail(p.PID())})
+	a.dropLeaf(id, leaf)
+	a.send(evExited{id: id, err: p.ExitErr(), importErr: p.ImportErr(), tail: a.tail(p.PID()), oom: a.oomVictim(p)})
 }

@@ -1,0 +1,237 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/pyhost/pyhost/cgroup"
+	"github.com/pyhost/pyhost/config"
+	"github.com/pyhost/pyhost/control"
+	"github.com/pyhost/pyhost/daemons/child"
+)
+
+// Containment (issue 14): an App with Options.Cgroup runs its fork server
+// in the app's group and each worker in a leaf of its own below it, so
+// that the kernel enforces the app's limits on all of it, and a worker's
+// end (exit, recycle, stop, reload) takes everything it started along:
+// the leaf is killed (cgroup.kill) once the worker is reaped, and the
+// app's group once its last process should be gone. Without a group the
+// App works as before: process groups, and memory_limit polled.
+
+// cgroupKillTimeout bounds each kill and removal of a group: cgroup.kill
+// is immediate, and the wait is only for the kernel to reap.
+const cgroupKillTimeout = 5 * time.Second
+
+// appCgroup is the app's group as its App uses it.
+type appCgroup struct {
+	g *cgroup.Group
+	// oomSeen are the group's OOM kills already put down to a worker,
+	// so that one kill names one worker.
+	oomSeen atomic.Int64
+	// memMax is the memory_max in force, for the log line of a kill.
+	memMax atomic.Int64
+}
+
+func newAppCgroup(g *cgroup.Group) *appCgroup {
+	if g == nil {
+		return nil
+	}
+	c := &appCgroup{g: g}
+	if st, err := g.Stats(); err == nil {
+		c.oomSeen.Store(st.OOMKills) // kills from before this App are not its workers'
+	}
+	return c
+}
+
+// applyLimits writes cfg's limits to the app's group and lets the app's
+// user move its own processes between the group and its leaves (a
+// forked worker moves itself into its leaf). A limit the host cannot
+// enforce is said in the app's log; the app runs without it (C6).
+func (a *App) applyLimits(cfg config.App) {
+	if a.cg == nil {
+		return
+	}
+	a.cg.memMax.Store(cfg.Limits.MemoryMax)
+	if err := a.cg.g.Apply(cfg.Limits); err != nil {
+		a.log.Warn("cgroup limits not all applied", "error", err)
+		a.output(0, "cgroup limits not all applied: "+err.Error())
+	}
+	if err := a.cg.g.LetMove(int(cfg.Cred.UID), int(cfg.Cred.GID)); err != nil && !errors.Is(err, cgroup.ErrUnsupported) {
+		a.log.Warn("cannot let the app's user move its workers into their own cgroups", "error", err)
+	}
+}
+
+// workerGroup returns worker id's leaf (nil when the host has none) and
+// the group the worker is to be born in: its leaf, else the app's
+// group, else nil (no cgroups).
+func (a *App) workerGroup(id string, cfg config.App) (leaf, place *cgroup.Group) {
+	if a.cg == nil {
+		return nil, nil
+	}
+	leaf, err := a.cg.g.Worker(id)
+	if err != nil {
+		if !errors.Is(err, cgroup.ErrUnsupported) {
+			a.log.Warn("no cgroup of its own for a worker; it runs in the app's", "worker", id, "error", err)
+		}
+		return nil, a.cg.g
+	}
+	if err := leaf.LetMove(int(cfg.Cred.UID), int(cfg.Cred.GID)); err != nil {
+		a.log.Warn("a forked worker cannot move into its own cgroup; it stays in the app's", "worker", id, "error", err)
+	}
+	return leaf, leaf
+}
+
+// appGroup is the app's group, where its fork server is born; nil: none.
+func (a *App) appGroup() *cgroup.Group {
+	if a.cg == nil {
+		return nil
+	}
+	return a.cg.g
+}
+
+// forkCgroupArgs tells a worker forked by the fork server (born in the
+// app's group) to move itself into its leaf before the app's code runs.
+func forkCgroupArgs(leaf *cgroup.Group) []string {
+	if leaf == nil {
+		return nil
+	}
+	return []string{"--cgroup", leaf.Dir()}
+}
+
+// dropLeaf kills whatever is left in a worker's leaf, double-forked
+// daemons included, and removes it. It runs once the worker is reaped,
+// whatever ended it.
+func (a *App) dropLeaf(id string, leaf *cgroup.Group) {
+	if leaf == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cgroupKillTimeout)
+	defer cancel()
+	if err := leaf.Kill(ctx); err != nil {
+		a.log.Warn("cannot kill what a worker left in its cgroup", "worker", id, "error", err)
+		return
+	}
+	if err := leaf.Remove(ctx); err != nil {
+		a.log.Warn("cannot remove a worker's cgroup", "worker", id, "error", err)
+	}
+}
+
+// oomVictim says whether p, just reaped, was killed by the kernel's OOM
+// killer: it died of a SIGKILL pyhost did not send, and the app's group
+// counts an OOM kill not yet put down to another worker. It returns the
+// limit reached, as the log says it ("memory.max 512MiB reached"), or "".
+func (a *App) oomVictim(p Proc) string {
+	if a.cg == nil {
+		return ""
+	}
+	var ee *child.ExitError
+	if !errors.As(p.ExitErr(), &ee) || !ee.External {
+		return ""
+	}
+	st, err := a.cg.g.Stats()
+	if err != nil || st.Have&cgroup.HaveOOMKills == 0 {
+		return ""
+	}
+	for {
+		seen := a.cg.oomSeen.Load()
+		if st.OOMKills <= seen {
+			return ""
+		}
+		if a.cg.oomSeen.CompareAndSwap(seen, seen+1) {
+			break
+		}
+	}
+	return a.cg.limitReached()
+}
+
+func (c *appCgroup) limitReached() string {
+	if m := c.memMax.Load(); m > 0 {
+		return "memory.max " + config.FormatSize(m) + " reached"
+	}
+	return "the memory limit of the user's apps (max_memory) reached"
+}
+
+// watchOOM says in the app's log each time the kernel's OOM killer kills
+// a process of the app (a worker, or anything it started), as it
+// happens; the worker's own end is logged by the core with the same
+// figure.
+func (a *App) watchOOM(ctx context.Context) {
+	if a.cg == nil {
+		return
+	}
+	ch, err := a.cg.g.WatchOOM(ctx)
+	if err != nil {
+		if !errors.Is(err, cgroup.ErrUnsupported) {
+			a.log.Warn("cannot watch the app's cgroup for OOM kills", "error", err)
+		}
+		return
+	}
+	go func() {
+		for ev := range ch {
+			what := "a process"
+			if ev.Kills > 1 {
+				what = strconv.FormatInt(ev.Kills, 10) + " processes"
+			}
+			msg := fmt.Sprintf("the kernel's OOM killer killed %s of this app: %s (%d since the app's cgroup was made)", what, a.cg.limitReached(), ev.Total)
+			a.log.Warn(msg)
+			a.output(0, msg)
+		}
+	}()
+}
+
+// killGroup kills everything left in the app's group once it has no
+// worker and no fork server: what they double-forked, on a host without
+// worker leaves.
+func (a *App) killGroup() {
+	if a.cg == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cgroupKillTimeout)
+	defer cancel()
+	if err := a.cg.g.Kill(ctx); err != nil {
+		a.log.Warn("cannot kill what is left in the app's cgroup", "error", err)
+	}
+}
+
+// closeGroup ends the app's group when Run returns: the app is removed,
+// or the daemon stops.
+func (a *App) closeGroup() {
+	if a.cg == nil {
+		return
+	}
+	a.killGroup()
+	ctx, cancel := context.WithTimeout(context.Background(), cgroupKillTimeout)
+	defer cancel()
+	if err := a.cg.g.Remove(ctx); err != nil {
+		a.log.Warn("cannot remove the app's cgroup", "error", err)
+	}
+}
+
+// cgroupStatus adds the group's figures to s.
+func (a *App) cgroupStatus(s *Status) {
+	if a.cg == nil {
+		return
+	}
+	s.Cgroup = a.cg.g.Path()
+	s.MemoryMax = a.cg.memMax.Load()
+	if st, err := a.cg.g.Stats(); err == nil {
+		s.CgroupStats = st
+	}
+}
+
+// reasonOf maps a recycle to the restart reason it is counted as.
+func reasonOf(k RecycleKind) string {
+	switch k {
+	case RecycleMemory:
+		return control.RestartMemory
+	case RecycleRequests:
+		return control.RestartRequests
+	case RecycleTimeout:
+		return control.RestartTimeout
+	}
+	return control.RestartReload
+}
