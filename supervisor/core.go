@@ -31,9 +31,9 @@ type core struct {
 	rand    func() float64 // for request budgets; nil: math/rand
 	nextSeq func() uint64  // numbers workers daemon-wide
 
-	restarts int    // crashes counted, for status
+	restarts int            // crashes counted, for status
 	byReason map[string]int // replacements by reason (control.Restart*), for status
-	lastErr  string // why the app last failed, for status
+	lastErr  string         // why the app last failed, for status
 
 	begun    bool // Run has started it
 	stopping bool // the daemon is stopping it (Run's context is done)
