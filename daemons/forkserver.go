@@ -50,6 +50,9 @@ type ForkServerSpec struct {
 	// Cgroup, when set, is the app's group, where the server is born
 	// and so every worker it forks.
 	Cgroup *cgroup.Group
+	// Wrap, when set, rewrites the command just before it starts: the
+	// app's sandbox runs it through its trampoline (package sandbox).
+	Wrap func(*exec.Cmd) error
 }
 
 // readyTimeout bounds the wait for a new server, which starts like a worker
@@ -139,7 +142,13 @@ func StartForkServer(sp *privdrop.Spawner, spec ForkServerSpec) (*ForkServer, er
 	cmd.Stderr = outW
 	cmd.ExtraFiles = []*os.File{theirs} // fd 3
 	cmd.SysProcAttr = privdrop.SysProcAttr(spec.Cred)
-	c, err := child.Start(starter(sp, spec.Cgroup), cmd)
+	var c *child.Process
+	if spec.Wrap != nil {
+		err = spec.Wrap(cmd)
+	}
+	if err == nil {
+		c, err = child.Start(starter(sp, spec.Cgroup), cmd)
+	}
 	if err != nil {
 		conn.Close()
 		outR.Close()

@@ -68,6 +68,9 @@ type Spec struct {
 	// fork server's group and moves itself to its leaf (ForkArgs carry
 	// --cgroup).
 	Cgroup *cgroup.Group
+	// Wrap, when set, rewrites the command just before it starts: the
+	// app's sandbox runs it through its trampoline (package sandbox).
+	Wrap func(*exec.Cmd) error
 }
 
 // forkTimeout bounds how long a spawn waits for the fork server: its
@@ -151,7 +154,13 @@ func Start(sp *privdrop.Spawner, spec Spec) (*Process, error) {
 	cmd.Stderr = outW
 	cmd.ExtraFiles = []*os.File{sock, statusW} // fds 3 and 4
 	cmd.SysProcAttr = privdrop.SysProcAttr(spec.Cred)
-	c, err := child.Start(starter(sp, spec.Cgroup), cmd)
+	var c *child.Process
+	if spec.Wrap != nil {
+		err = spec.Wrap(cmd)
+	}
+	if err == nil {
+		c, err = child.Start(starter(sp, spec.Cgroup), cmd)
+	}
 	if err != nil {
 		statusR.Close()
 		outR.Close()
