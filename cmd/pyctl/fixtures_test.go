@@ -20,6 +20,9 @@ var (
 		},
 		Restarts:  3,
 		LastError: "worker 2 exited with status 1",
+		Cgroup:    "apps/alice/blog", MemoryCurrentBytes: 327155712, MemoryMaxBytes: 512 << 20,
+		CgroupCPUSeconds: 12.34, Tasks: 14, OOMKills: 1, ThrottledSeconds: 0.42,
+		RestartsByReason: map[string]int{control.RestartCrash: 2, control.RestartOOM: 1, control.RestartMemory: 4},
 		LastLog: []string{
 			"Traceback (most recent call last):",
 			"  File \"/home/alice/blog/wsgi.py\", line 3, in <module>",

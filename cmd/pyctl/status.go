@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -19,7 +20,10 @@ func (c *cli) statusCmd() *cobra.Command {
 		Short: "Show your apps and their workers",
 		Long: `Show the apps you may see (or only APP): each app's state, domains,
 ready workers and restarts, then per worker its pid, state, memory (RSS),
-CPU time, requests served, busy threads and age. A failing app also shows
+CPU time, requests served, busy threads and age. An app in a cgroup shows
+the kernel's figures of the whole app (its memory against memory_max, CPU
+time, tasks, OOM kills, time throttled by cpu_max), and restarts by reason
+(crash, oom, memory, requests, timeout, reload). A failing app also shows
 its last error and the last lines of its log. Above the table, a line about
 the daemon: its version, mode, pid, uptime, config file and how its last
 config reload went (a daemon older than pyctl prints none).
@@ -96,6 +100,12 @@ func renderStatus(apps []control.AppStatus, me string) string {
 	next := 1 // next worker line
 	for i, a := range apps {
 		b.WriteString(appLines[i+1] + "\n")
+		if line := containmentLine(a); line != "" {
+			b.WriteString(indent + line + "\n")
+		}
+		if line := restartsLine(a.RestartsByReason); line != "" {
+			b.WriteString(indent + line + "\n")
+		}
 		if len(a.Workers) > 0 {
 			b.WriteString(indent + workerLines[0] + "\n")
 			for range a.Workers {
@@ -222,4 +232,50 @@ func humanAge(seconds float64) string {
 	default:
 		return fmt.Sprintf("%dd%02dh", int(d.Hours())/24, int(d.Hours())%24)
 	}
+}
+
+// restartReasons is the order reasons are shown in.
+var restartReasons = []string{control.RestartCrash, control.RestartOOM, control.RestartMemory, control.RestartRequests, control.RestartTimeout, control.RestartReload}
+
+// containmentLine is the app's cgroup figures, or "" when it has no
+// cgroup: "cgroup: memory 312.0MiB of 512.0MiB, cpu 12.3s, tasks 14,
+// 1 OOM kill, throttled 0.4s".
+func containmentLine(a control.AppStatus) string {
+	if a.Cgroup == "" {
+		return ""
+	}
+	mem := "memory " + humanBytes(uint64(max(a.MemoryCurrentBytes, 0)))
+	if a.MemoryMaxBytes > 0 {
+		mem += " of " + humanBytes(uint64(a.MemoryMaxBytes))
+	}
+	parts := []string{mem, fmt.Sprintf("cpu %.1fs", a.CgroupCPUSeconds), fmt.Sprintf("tasks %d", a.Tasks)}
+	if a.OOMKills == 1 {
+		parts = append(parts, "1 OOM kill")
+	} else if a.OOMKills > 1 {
+		parts = append(parts, fmt.Sprintf("%d OOM kills", a.OOMKills))
+	}
+	if a.ThrottledSeconds > 0 {
+		parts = append(parts, fmt.Sprintf("throttled %.1fs", a.ThrottledSeconds))
+	}
+	return "cgroup: " + strings.Join(parts, ", ")
+}
+
+// restartsLine is "restarts: crash 1, oom 2, memory 3", or "" when
+// there were none.
+func restartsLine(by map[string]int) string {
+	var parts []string
+	for _, r := range restartReasons {
+		if n := by[r]; n > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", r, n))
+		}
+	}
+	for r, n := range by { // a reason of a newer daemon
+		if n > 0 && !slices.Contains(restartReasons, r) {
+			parts = append(parts, fmt.Sprintf("%s %d", sanitize(r), n))
+		}
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return "restarts: " + strings.Join(parts, ", ")
 }
