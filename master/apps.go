@@ -84,6 +84,7 @@ func (s *appSet) add(a config.App) error {
 	for _, w := range s.m.staticWarnings(a) {
 		opts.Output(a.Key(), 0, w)
 	}
+	opts.Cgroup = s.m.appCgroup(a)
 	app := supervisor.NewApp(a, opts)
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &appEntry{app: app, cfg: a, log: alog, stop: cancel, done: make(chan struct{})}

@@ -28,6 +28,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/pyhost/pyhost/applog"
+	"github.com/pyhost/pyhost/cgroup"
 	"github.com/pyhost/pyhost/channel"
 	"github.com/pyhost/pyhost/config"
 	"github.com/pyhost/pyhost/control"
@@ -138,6 +139,10 @@ type Config struct {
 	// say of the daemon (master/daemoninfo.go).
 	Version    string
 	ConfigFile string
+	// UserMaxMemory, when set, is a user's [users.NAME] max_memory (0:
+	// none), asked as each app of theirs starts: the memory limit of the
+	// user's cgroup (issue 14).
+	UserMaxMemory func(user string) int64
 }
 
 // DefaultProxyProcs is how many CPUs the proxy's Go runtime uses unless
@@ -175,7 +180,8 @@ type Master struct {
 
 	set      *appSet
 	reloader *reloader
-	daemon   daemonState // master/daemoninfo.go
+	cgroups  *cgroup.Tree // nil: no cgroups (master/cgroup.go)
+	daemon   daemonState  // master/daemoninfo.go
 }
 
 // Run runs the master until ctx is cancelled, then shuts down in order
@@ -207,6 +213,10 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if m.spawner, err = privdrop.NewSpawner(); err != nil {
 		return err
 	}
+	// Before any child starts; removed after the apps and the proxy
+	// have stopped (the deferred calls below run first).
+	m.openCgroups()
+	defer m.closeCgroups()
 	m.ppPeers = cfg.ProxyProtocol
 	if m.certs, err = readCertPairs(cfg.TLS); err != nil {
 		return err
@@ -652,6 +662,7 @@ func (m *Master) Status(ctx context.Context, c control.Caller, name string) ([]c
 			Restarts: st.Restarts, LastError: fewLines(st.LastError, statusLines, ""), LastLog: lastLines(st.LastLog, statusLines),
 			AdminDeployed: st.Config.AdminDeployed,
 		}
+		containmentStatus(&as, st)
 		for _, w := range st.Workers {
 			ws := control.WorkerStatus{
 				ID: w.Seq, PID: w.Process.PID(), State: string(w.State), Threads: w.Threads,
