@@ -54,6 +54,10 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, rt route, env ws
 			if small == nil {
 				small = []byte{}
 			}
+			// Sent inline, it is copied into the request frame: once the
+			// response is relayed nothing refers to it (a streamed body
+			// may still be read by the body's writer then).
+			rb.recycle = true
 			size = int64(len(small))
 		case rb.complete():
 			body, size = rb.reader(), rb.size()
@@ -209,6 +213,9 @@ type requestBody struct {
 	spooled int64     // bytes in spool, reserved against request_spool_limit
 	tail    []byte    // bytes read after the spool could take no more
 	rest    io.Reader // nil when the body is complete
+	// recycle: mem may go back to inlineBufs on release (it came from
+	// there, and nothing refers to it after the request).
+	recycle bool
 
 	memCounter, spoolCounter *atomic.Int64 // the proxy's totals
 	memBudget                int64
@@ -262,8 +269,17 @@ func (b *requestBody) grow(n int64) bool {
 
 func (b *requestBody) dropMem() {
 	b.memCounter.Add(-b.memHeld)
+	if b.recycle && cap(b.mem) == wsgiadapter.InlineBodyMax {
+		inlineBufs.Put(&b.mem)
+	}
 	b.mem, b.memHeld = nil, 0
 }
+
+// inlineBufs hold the memory of bodies read whole that go to the worker
+// inline (over half of wsgiadapter.InlineBodyMax): a 64 KiB upload
+// allocated 64 KiB per request, and at thousands of uploads a second
+// the collector's work showed in the proxy's profile (docs/benchmarks.md).
+var inlineBufs = sync.Pool{New: func() any { b := make([]byte, wsgiadapter.InlineBodyMax); return &b }}
 
 // uploadMemTotal bounds the memory all request bodies held in memory
 // take together (or 4 x buffer_request_body, if more): past it, bodies
@@ -360,11 +376,19 @@ func readUpTo(in io.Reader, limit int64, grow func(n int64) bool) (buf []byte, e
 			if !grow(size - int64(cap(buf))) {
 				return buf, false, nil
 			}
-			grown := make([]byte, len(buf), size)
+			var grown []byte
+			if size > wsgiadapter.InlineBodyMax/2 && size <= wsgiadapter.InlineBodyMax {
+				// Whole and inline: one of the pooled buffers, given
+				// back once the request is done (requestBody.dropMem).
+				// The budget counts what was asked for.
+				grown = (*inlineBufs.Get().(*[]byte))[:len(buf):wsgiadapter.InlineBodyMax]
+			} else {
+				grown = make([]byte, len(buf), size)
+			}
 			copy(grown, buf)
 			buf = grown
 		}
-		n, err := in.Read(buf[len(buf):cap(buf)])
+		n, err := in.Read(buf[len(buf):min(int64(cap(buf)), limit)])
 		buf = buf[:len(buf)+n]
 		if err == io.EOF {
 			return buf, true, nil

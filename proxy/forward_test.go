@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -454,5 +455,27 @@ func TestMemoryBudgetSpillsToTheSpool(t *testing.T) {
 	waitSettled(t, settled)
 	if m, s := p.uploadMem.Load(), p.uploadSpooled.Load(); m != uploadMemTotal-8<<10 || s != 0 {
 		t.Errorf("after the request: memory %d (want %d), spooled %d (want 0)", m, uploadMemTotal-8<<10, s)
+	}
+}
+
+// A body read whole into one of the pooled inline buffers (cap
+// InlineBodyMax) is still held to its limit, and goes back to the pool
+// only when it went inline.
+func TestReadUpToPooledBufferKeepsToTheLimit(t *testing.T) {
+	src := bytes.Repeat([]byte("p"), 100<<10)
+	grow := func(int64) bool { return true }
+	// The first read fills the first 4 KiB; the next growth is to the
+	// whole limit at once, from the pool.
+	buf, eof, err := readUpTo(bytes.NewReader(src), 40<<10, grow)
+	if err != nil || eof || len(buf) != 40<<10 || cap(buf) != wsgiadapter.InlineBodyMax {
+		t.Fatalf("40 KiB of 100: len %d cap %d eof %v err %v", len(buf), cap(buf), eof, err)
+	}
+	var counter atomic.Int64
+	rb := &requestBody{mem: buf, memCounter: &counter}
+	rb.release()
+	rb = &requestBody{mem: buf, memCounter: &counter, recycle: true}
+	rb.release()
+	if rb.mem != nil {
+		t.Errorf("release kept the buffer")
 	}
 }

@@ -263,6 +263,8 @@ type relayed struct {
 	// Of the relay goroutine only.
 	rc       *http.ResponseController
 	deadline time.Duration // send_timeout; 0 once the writer has no deadlines
+	h2       bool          // the client speaks HTTP/2
+	until    time.Time     // HTTP/2: the stream's write deadline as last set
 	status   int
 }
 
@@ -358,6 +360,7 @@ func (x *relayed) workerFailed(err error) {
 func (x *relayed) copyBody(f framing) {
 	x.rc = http.NewResponseController(x.w)
 	x.deadline = x.p.limits.SendTimeout
+	x.h2 = x.r.ProtoMajor == 2
 	bp := relayBufs.Get().(*[]byte)
 	defer relayBufs.Put(bp)
 	buf := *bp
@@ -425,17 +428,24 @@ func (x *relayed) copyBody(f framing) {
 			follow()
 		}
 	}
-	if unflushed {
+	if unflushed && !x.h2 {
 		if err := x.write(nil, true); err != nil {
 			x.clientFailed(err)
 		}
 	}
+	// Over HTTP/2 the end is left to net/http, which sends what is
+	// buffered with END_STREAM as the handler returns: flushed here, it
+	// would go as one DATA frame more, an empty one with END_STREAM, and
+	// the connection's writer flushes (a TLS record and a write) once per
+	// frame when no other stream has one queued. The stream's write
+	// deadline stays armed for that last write, and dies with the stream.
+	// (HTTP/1's is per connection, and the last write below clears it.)
 	if f.length >= 0 && sent < f.length && !f.noBody && x.r.Method != http.MethodHead {
 		// net/http closes the connection after a response shorter than
 		// its Content-Length, so the client sees it broken.
 		x.p.log.Warn("app sent less than its Content-Length; the client's connection is closed", x.facts("content_length", f.length, "sent", sent)...)
 	}
-	if x.deadline > 0 && x.state.Load() != stateSpooling {
+	if x.deadline > 0 && !x.h2 && x.state.Load() != stateSpooling {
 		// A later response on this connection must not meet this
 		// deadline. (A spooled one keeps it: its client was slow, and
 		// net/http's last write, the chunked terminator, follows.)
@@ -448,7 +458,7 @@ func (x *relayed) copyBody(f framing) {
 // hands the worker to the spooler.
 func (x *relayed) write(data []byte, flush bool) error {
 	if x.deadline > 0 {
-		if err := x.rc.SetWriteDeadline(time.Now().Add(x.deadline)); err != nil {
+		if err := x.setDeadline(); err != nil {
 			x.deadline = 0 // the writer has none (a test recorder)
 		}
 	}
@@ -471,6 +481,25 @@ func (x *relayed) write(data []byte, flush bool) error {
 		x.state.CompareAndSwap(stateWriting, stateIdle) // fails once spooling
 	}
 	return err
+}
+
+// setDeadline gives the next write send_timeout. Over HTTP/1 that is a
+// deadline on the connection, cheap to move, so each write sets its own.
+// Over HTTP/2 each SetWriteDeadline is a message to the connection's
+// serve goroutine and a timer of its own, which cost a hello response
+// more than its one DATA frame: the stream's deadline is set one and a
+// half send_timeouts ahead and moved only when less than one is left, so
+// a write still gets send_timeout at least (and 1.5 times it at most).
+func (x *relayed) setDeadline() error {
+	now := time.Now()
+	if !x.h2 {
+		return x.rc.SetWriteDeadline(now.Add(x.deadline))
+	}
+	if x.until.Sub(now) >= x.deadline {
+		return nil
+	}
+	x.until = now.Add(x.deadline + x.deadline/2)
+	return x.rc.SetWriteDeadline(x.until)
 }
 
 func (x *relayed) stallAfter() time.Duration {
