@@ -33,6 +33,12 @@ const (
 	AppRunning   = "running"
 	AppReloading = "reloading"
 	AppFailing   = "failing"
+	// AppIdle: no worker, stopped after idle_timeout without requests
+	// (or not started yet); the next request starts one.
+	AppIdle = "idle"
+	// AppRefused: an app file the daemon did not load (a trust, claim or
+	// quota check failed); LastError says why. Nothing of it runs.
+	AppRefused = "refused"
 )
 
 // WorkerStatus is one worker process of an app. The JSON field names are
