@@ -45,7 +45,7 @@ func NewSpawner() (*Spawner, error) {
 	}
 	s := &Spawner{reqs: make(chan spawnReq)}
 	ready := make(chan error)
-	go s.loop(ready)
+	go s.loop(ready, nil)
 	if err := <-ready; err != nil {
 		return nil, err
 	}
@@ -53,10 +53,26 @@ func NewSpawner() (*Spawner, error) {
 	return s, nil
 }
 
-func (s *Spawner) loop(ready chan<- error) {
+func (s *Spawner) loop(ready chan<- error, handoff chan<- struct{}) {
 	// Never unlocked: the thread must stay alive and never run other
 	// goroutines, or children would get SIGKILL when it is retired.
 	runtime.LockOSThread()
+	if handoff != nil {
+		close(handoff)
+	}
+	if unix.Gettid() == unix.Getpid() {
+		// The main thread (the main goroutine was parked, waiting for
+		// ready): cgroup.Group.Start moves its thread into an app's v1
+		// groups for a fork, and moving the main thread would move the
+		// daemon's own memory accounting. Hold it until another
+		// goroutine has locked a thread of its own, which therefore
+		// cannot be this one, and let it go.
+		next := make(chan struct{})
+		go s.loop(ready, next)
+		<-next
+		runtime.UnlockOSThread()
+		return
+	}
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		// Returning with the thread locked ends the thread: nothing
 		// was started from it, and no other goroutine gets no_new_privs.

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // threads is this process's OS thread count, as the kernel has it.
@@ -74,5 +76,35 @@ func TestNewSpawnerIsShared(t *testing.T) {
 	}
 	if a != b {
 		t.Errorf("two NewSpawner calls gave two spawners (two locked threads)")
+	}
+}
+
+// The spawner never forks from the process's main thread, even when the
+// goroutine it starts lands there (the main goroutine parked): cgroup's
+// v1 placement moves the forking thread into an app's groups, and the
+// main thread carries the daemon's memory accounting. Seen in pyhostd
+// run, whose first spawner is made from the main goroutine.
+func TestSpawnerOffTheMainThread(t *testing.T) {
+	for i := 0; i < 20; i++ {
+		s := &Spawner{reqs: make(chan spawnReq)}
+		ready := make(chan error)
+		go s.loop(ready, nil)
+		if err := <-ready; err != nil {
+			t.Fatal(err)
+		}
+		var tid int
+		cmd := exec.Command("/bin/true")
+		err := s.StartWith(cmd, func(cmd *exec.Cmd) error {
+			tid = unix.Gettid()
+			return cmd.Start()
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd.Wait()
+		close(s.reqs) // the loop returns, locked: its thread ends
+		if tid == os.Getpid() {
+			t.Fatalf("spawner %d forked from the main thread", i)
+		}
 	}
 }
