@@ -36,6 +36,12 @@ type Message struct {
 	ProxyProtocol *ProxyProtocol `json:"proxy_protocol,omitempty"`
 	// ACME replaces the automatic certificate settings (config reload).
 	ACME *ACMEConfig `json:"acme,omitempty"`
+	// Figures (down) are the supervisor's figures the proxy exports as
+	// metrics; MetricsQuery (down) asks for a scrape's text, answered by
+	// MetricsAnswer (up). See metrics.go.
+	Figures       *Figures       `json:"figures,omitempty"`
+	MetricsQuery  *MetricsQuery  `json:"metrics_query,omitempty"`
+	MetricsAnswer *MetricsAnswer `json:"metrics_answer,omitempty"`
 }
 
 // ProxyProtocol is [proxy] proxy_protocol: connections from these
@@ -65,6 +71,12 @@ type Setup struct {
 	// ListenerTLS says, for each of Listeners, whether it is a
 	// tls_listen socket; nil: all plain HTTP.
 	ListenerTLS []bool `json:"listener_tls,omitempty"`
+	// ListenerMetrics says, for each of Listeners, whether it is the
+	// metrics_listen socket (the proxy serves /metrics there, no app);
+	// nil: none is.
+	ListenerMetrics []bool `json:"listener_metrics,omitempty"`
+	// Version is the daemon's version, for pyhost_build_info.
+	Version string `json:"version,omitempty"`
 	// Certs are the [[tls]] certificates, as the master read them;
 	// later changes come as Message.Certs.
 	Certs []CertPair `json:"certs,omitempty"`

@@ -42,6 +42,9 @@ type ListenerSet struct {
 	// (the proxy terminates TLS on it) or a plain HTTP one; nil: all
 	// plain.
 	TLS []bool `json:"tls,omitempty"`
+	// Metrics says, for each of Files, whether it is the metrics_listen
+	// socket; nil: none is.
+	Metrics []bool `json:"metrics,omitempty"`
 	// Files are the listening sockets, duplicates the receiver owns and
 	// must close.
 	Files []*os.File `json:"-"`
@@ -49,6 +52,9 @@ type ListenerSet struct {
 
 // IsTLS reports whether listener i is a TLS one.
 func (s ListenerSet) IsTLS(i int) bool { return i < len(s.TLS) && s.TLS[i] }
+
+// IsMetrics reports whether listener i is the metrics one.
+func (s ListenerSet) IsMetrics(i int) bool { return i < len(s.Metrics) && s.Metrics[i] }
 
 // ListenerAck is the proxy's answer to a ListenerSet: it serves that set
 // now (Error empty), or refused it and serves the one before.
@@ -112,6 +118,9 @@ func (c *FilesConn) SendListeners(s ListenerSet) error {
 	if s.TLS != nil && len(s.TLS) != len(s.Addrs) {
 		return fmt.Errorf("listener set: %d kinds for %d addresses", len(s.TLS), len(s.Addrs))
 	}
+	if s.Metrics != nil && len(s.Metrics) != len(s.Addrs) {
+		return fmt.Errorf("listener set: %d metrics marks for %d addresses", len(s.Metrics), len(s.Addrs))
+	}
 	if len(s.Files) > MaxListeners {
 		return fmt.Errorf("%w: %d, at most %d", ErrTooManyListeners, len(s.Files), MaxListeners)
 	}
@@ -157,7 +166,7 @@ func (c *FilesConn) ReceiveListeners() (ListenerSet, error) {
 	if err != nil {
 		return ListenerSet{}, err
 	}
-	if len(fds) != len(s.Addrs) || (s.TLS != nil && len(s.TLS) != len(s.Addrs)) {
+	if len(fds) != len(s.Addrs) || (s.TLS != nil && len(s.TLS) != len(s.Addrs)) || (s.Metrics != nil && len(s.Metrics) != len(s.Addrs)) {
 		closeFDs(fds)
 		return ListenerSet{}, fmt.Errorf("listener set %d: %d descriptors and %d kinds for %d addresses", s.Serial, len(fds), len(s.TLS), len(s.Addrs))
 	}

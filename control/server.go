@@ -82,6 +82,7 @@ func NewServer(b Backend, log hclog.Logger) *Server {
 	mux.Handle(pathCheck, s.authenticated(s.serveCheck))
 	mux.Handle(pathReopen, s.authenticated(s.serveReopenLogs))
 	mux.Handle(pathDaemon, s.authenticated(s.serveDaemon))
+	mux.Handle(pathMetrics, s.authenticated(s.serveMetrics))
 	for _, a := range []Action{ActionRestart, ActionStop, ActionStart} {
 		mux.Handle(pathAct+string(a), s.authenticated(func(w http.ResponseWriter, r *http.Request, c Caller) {
 			s.serveAct(w, r, c, a)

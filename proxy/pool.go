@@ -85,6 +85,10 @@ type appPool struct {
 	// logs keeps lines that come once per request (a full queue under a
 	// flood) to one per second, with a count.
 	logs rateLog
+
+	// metrics, when set, are the app's instruments (metrics.go); fixed
+	// when the pool is made.
+	metrics *appMetrics
 }
 
 // lease is one request's hold on a worker thread.
@@ -122,6 +126,9 @@ func (p *appPool) acquireAsked(ctx context.Context, asked time.Time) (lease, err
 		if i := p.pickLocked(); i >= 0 {
 			l := p.reserveLocked(p.workers[i])
 			p.mu.Unlock()
+			if p.metrics != nil {
+				p.metrics.queueWait.Observe(0)
+			}
 			return l, nil
 		}
 	}
@@ -147,6 +154,10 @@ func (p *appPool) acquireAsked(ctx context.Context, asked time.Time) (lease, err
 
 	timer := time.NewTimer(time.Until(asked.Add(timeout)))
 	defer timer.Stop()
+	if p.metrics != nil {
+		// However the wait ends: a timeout waited too.
+		defer func() { p.metrics.queueWait.Observe(time.Since(asked).Seconds()) }()
+	}
 	var err error
 	select {
 	case g := <-wait:

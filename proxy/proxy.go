@@ -67,6 +67,9 @@ type Proxy struct {
 	// challenge, when set, answers ACME's HTTP-01 challenges on plain
 	// HTTP; set before serving (SetChallengeHandler).
 	challenge ChallengeHandler
+	// metrics, when set, counts requests per app (metrics.go); set
+	// before the first Update.
+	metrics *proxyMetrics
 }
 
 // ChallengeHandler answers ACME HTTP-01 challenges (RFC 8555 §8.3):
@@ -132,6 +135,7 @@ func (p *Proxy) Update(t channel.Table) {
 				onBudget: func(app, worker string) {
 					p.events(channel.Event{Kind: channel.EventBudget, App: app, WorkerID: worker})
 				},
+				metrics: p.metrics.forApp(a.Key),
 			}
 			p.pools[a.Key] = pool
 		}
@@ -148,6 +152,7 @@ func (p *Proxy) Update(t channel.Table) {
 		if !seen[key] {
 			pool.update(channel.App{Key: key, State: channel.AppStopped})
 			delete(p.pools, key)
+			p.metrics.drop(pool.metrics)
 		}
 	}
 	p.routes.Store(rt)
@@ -181,6 +186,10 @@ func (p *Proxy) newRequestID() string {
 
 // ServeHTTP routes and forwards one request.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var arrived time.Time
+	if p.metrics != nil {
+		arrived = time.Now()
+	}
 	peer, peerPort, _ := net.SplitHostPort(r.RemoteAddr)
 	scheme := "http"
 	if r.TLS != nil {
@@ -234,6 +243,17 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if rec != nil {
 		rec.app = rt.app.key
 	}
+	am := rt.app.metrics
+	if am != nil {
+		if rec == nil {
+			rec = &recorder{ResponseWriter: w, app: rt.app.key}
+			w = rec
+		}
+		if r.ContentLength != 0 {
+			r.Body = countedBody{r.Body, &am.reqBytes}
+		}
+		defer am.done(r.Method, rec, arrived)
+	}
 	if rt.httpsOnly && fwd.scheme != "https" && !challenge {
 		p.redirectHTTPS(w, r)
 		return
@@ -249,6 +269,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if m, rest, ok := rt.staticFor(r.URL.Path); ok {
 		serveStatic(w, r, m, rest)
+		if am != nil {
+			am.staticBytes.Add(uint64(rec.bytes))
+		}
 		return
 	}
 	ri := reqInfo{prefix: rt.prefix, scheme: fwd.scheme, requestID: rid, remoteAddr: fwd.client, remotePort: peerPort,

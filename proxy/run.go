@@ -13,6 +13,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -170,6 +171,9 @@ func Run(ctx context.Context, ch *channel.Conn, listeners []net.Listener, log hc
 	if err := certs.Load(setup.Certs); err != nil {
 		return err
 	}
+	if slices.Contains(setup.ListenerMetrics, true) {
+		p.metrics = newProxyMetrics(p, setup.Version, certs)
+	}
 	// Automatic certificates: one front for the listeners, whatever a
 	// reload later turns on, off or over to another CA.
 	acmeCerts := newACMEFront(log.Named("acme"))
@@ -239,6 +243,18 @@ func Run(ctx context.Context, ch *channel.Conn, listeners []net.Listener, log hc
 				p.Update(*m.Table)
 				acmeCerts.setTable(*m.Table)
 			}
+			if m.Figures != nil && p.metrics != nil {
+				p.metrics.figures.Set(*m.Figures)
+			}
+			if m.MetricsQuery != nil {
+				// Gathered aside: a table must not wait behind it.
+				go func(q channel.MetricsQuery) {
+					a := p.metrics.answer(q)
+					if err := ch.Send(channel.Message{MetricsAnswer: &a}); err != nil {
+						log.Error("send metrics to master", "error", err)
+					}
+				}(*m.MetricsQuery)
+			}
 			if m.Reopen != nil && p.access != nil {
 				if err := p.access.Reopen(); err != nil {
 					log.Error("cannot reopen the access log", "error", err)
@@ -278,6 +294,10 @@ func Run(ctx context.Context, ch *channel.Conn, listeners []net.Listener, log hc
 		grace = 15 * time.Second
 	}
 	lns := newListenerSet(log, grace, func() *http.Server { return newServer(p, limits, log) })
+	if p.metrics != nil {
+		mh := p.metrics.handler(log.Named("metrics"))
+		lns.newMetricsServer = func() *http.Server { return newServer(mh, limits, log) }
+	}
 	lns.tlsConfig = certs.TLSConfig()
 	p.httpsPort = lns.httpsPort
 	// Every listener reads PROXY headers from the allowed peers, the set
@@ -302,7 +322,7 @@ func Run(ctx context.Context, ch *channel.Conn, listeners []net.Listener, log hc
 		if i < len(setup.Listeners) {
 			addr = setup.Listeners[i]
 		}
-		lns.add(ln, addr, i < len(setup.ListenerTLS) && setup.ListenerTLS[i])
+		lns.addKind(ln, addr, lnKind{tls: i < len(setup.ListenerTLS) && setup.ListenerTLS[i], metrics: i < len(setup.ListenerMetrics) && setup.ListenerMetrics[i]})
 	}
 	log.Info("proxy serving", "listeners", setup.Listeners)
 	if setup.FilesFD > 0 {
@@ -344,6 +364,9 @@ type listenerSet struct {
 	log       hclog.Logger
 	grace     time.Duration // how long a removed listener's requests may finish
 	newServer func() *http.Server
+	// newMetricsServer is the server of the metrics listener; nil:
+	// metrics are off, and such a listener answers 404.
+	newMetricsServer func() *http.Server
 	// failed gets the first error of a Serve that was not told to stop.
 	failed chan error
 
@@ -367,12 +390,16 @@ type listenerSet struct {
 	wg       sync.WaitGroup    // every Serve, and every drain of a removed listener
 }
 
+// lnKind is what a listener serves: the apps over plain HTTP or TLS, or
+// the metrics (metrics_listen, plain HTTP).
+type lnKind struct{ tls, metrics bool }
+
 // fresh is a listener received but not served yet.
 type fresh struct {
 	ln   net.Listener
 	addr string
 	id   socketID
-	tls  bool
+	kind lnKind
 }
 
 func closeFresh(fs []fresh) {
@@ -383,12 +410,13 @@ func closeFresh(fs []fresh) {
 
 // servedListener is one listening socket and its server.
 type servedListener struct {
-	addr   string
-	id     socketID
-	tls    bool // TLS is terminated here
-	port   int  // the bound port
-	srv    *http.Server
-	closed chan struct{} // closed once the socket no longer accepts
+	addr    string
+	id      socketID
+	tls     bool // TLS is terminated here
+	metrics bool // serves /metrics, not the apps
+	port    int  // the bound port
+	srv     *http.Server
+	closed  chan struct{} // closed once the socket no longer accepts
 }
 
 // socketID tells sockets apart however they are named: the inode of an
@@ -403,6 +431,11 @@ func newListenerSet(log hclog.Logger, grace time.Duration, newServer func() *htt
 // add serves ln from now on, terminating TLS on it when tls is set.
 // Only during set-up: apply is for changes.
 func (s *listenerSet) add(ln net.Listener, addr string, tls bool) {
+	s.addKind(ln, addr, lnKind{tls: tls})
+}
+
+// addKind is add for a listener of any kind.
+func (s *listenerSet) addKind(ln net.Listener, addr string, k lnKind) {
 	id, err := listenerID(ln)
 	if err != nil {
 		// It is then never taken for a descriptor the master sends, so
@@ -411,7 +444,7 @@ func (s *listenerSet) add(ln net.Listener, addr string, tls bool) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.cur = append(s.cur, s.serveLocked(ln, addr, id, tls))
+	s.cur = append(s.cur, s.serveLocked(ln, addr, id, k))
 	s.portLocked()
 }
 
@@ -422,7 +455,7 @@ func (s *listenerSet) httpsPort() int { return int(s.tlsPort.Load()) }
 func (s *listenerSet) portLocked() {
 	port := 0
 	for _, l := range s.cur {
-		if l.tls {
+		if l.tls && !l.metrics {
 			port = l.port
 			break
 		}
@@ -430,15 +463,27 @@ func (s *listenerSet) portLocked() {
 	s.tlsPort.Store(int32(port))
 }
 
-func (s *listenerSet) serveLocked(ln net.Listener, addr string, id socketID, tlsOn bool) *servedListener {
-	l := &servedListener{addr: addr, id: id, tls: tlsOn, srv: s.newServer(), closed: make(chan struct{})}
+func (s *listenerSet) serveLocked(ln net.Listener, addr string, id socketID, k lnKind) *servedListener {
+	tlsOn := k.tls && !k.metrics
+	l := &servedListener{addr: addr, id: id, tls: tlsOn, metrics: k.metrics, closed: make(chan struct{})}
 	if ta, ok := ln.Addr().(*net.TCPAddr); ok {
 		l.port = ta.Port
 	}
-	if s.proxyProto != nil {
+	switch {
+	case !k.metrics:
+		l.srv = s.newServer()
+	case s.newMetricsServer != nil:
+		l.srv = s.newMetricsServer()
+	default:
+		l.srv = &http.Server{Handler: http.NotFoundHandler(), ReadHeaderTimeout: readHeaderTimeout}
+	}
+	// The metrics scraper is the admin's, on an address of the admin's
+	// choosing: it sends no PROXY header, and is not counted against
+	// the clients' caps, so a flood of clients does not blind it.
+	if s.proxyProto != nil && !k.metrics {
 		ln = s.proxyProto(ln)
 	}
-	if s.limit != nil {
+	if s.limit != nil && !k.metrics {
 		// The caps come before TLS: a refused connection costs no
 		// handshake.
 		ln = s.limit(ln)
@@ -476,13 +521,13 @@ func (s *listenerSet) apply(set channel.ListenerSet) error {
 	// kind changed is served anew, and its old server finishes its
 	// connections as a removed listener's.
 	type kind struct {
-		id  socketID
-		tls bool
+		id socketID
+		k  lnKind
 	}
 	have := make(map[kind]*servedListener, len(s.cur))
 	for _, l := range s.cur {
 		if l.id != (socketID{}) {
-			have[kind{l.id, l.tls}] = l
+			have[kind{l.id, lnKind{tls: l.tls, metrics: l.metrics}}] = l
 		}
 	}
 	var (
@@ -496,7 +541,8 @@ func (s *listenerSet) apply(set channel.ListenerSet) error {
 			closeFresh(added)
 			return fmt.Errorf("listener %s: %w", set.Addrs[i], err)
 		}
-		if l := have[kind{id, set.IsTLS(i)}]; l != nil {
+		k := lnKind{tls: set.IsTLS(i) && !set.IsMetrics(i), metrics: set.IsMetrics(i)}
+		if l := have[kind{id, k}]; l != nil {
 			keep[l] = true
 			next = append(next, l)
 			continue
@@ -506,7 +552,7 @@ func (s *listenerSet) apply(set channel.ListenerSet) error {
 			closeFresh(added)
 			return fmt.Errorf("listener %s: %w", set.Addrs[i], err)
 		}
-		added = append(added, fresh{ln, set.Addrs[i], id, set.IsTLS(i)})
+		added = append(added, fresh{ln, set.Addrs[i], id, k})
 		next = append(next, nil) // filled in below, once nothing can fail
 	}
 	i := 0
@@ -514,8 +560,8 @@ func (s *listenerSet) apply(set channel.ListenerSet) error {
 		if next[j] == nil {
 			a := added[i]
 			i++
-			next[j] = s.serveLocked(a.ln, a.addr, a.id, a.tls)
-			s.log.Info("listening", "listener", a.addr, "tls", a.tls)
+			next[j] = s.serveLocked(a.ln, a.addr, a.id, a.kind)
+			s.log.Info("listening", "listener", a.addr, "tls", a.kind.tls, "metrics", a.kind.metrics)
 		}
 	}
 	var removed []*servedListener
