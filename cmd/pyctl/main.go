@@ -108,7 +108,7 @@ answers 503 until "pyctl start".`),
 			`Start APP's workers and wait until one is ready. A failing app is retried
 at once. If the app cannot start, the reason and traceback are printed.`),
 		c.logsCmd(), c.reloadConfigCmd(), c.checkCmd(), c.reopenLogsCmd(),
-		c.versionCmd(), c.metricsCmd())
+		c.versionCmd(), c.metricsCmd(), c.topCmd())
 	return root
 }
 
