@@ -270,7 +270,8 @@ func (b *requestBody) grow(n int64) bool {
 func (b *requestBody) dropMem() {
 	b.memCounter.Add(-b.memHeld)
 	if b.recycle && cap(b.mem) == wsgiadapter.InlineBodyMax {
-		inlineBufs.Put(&b.mem)
+		m := b.mem[:0] // its own slice header: b.mem is cleared below
+		inlineBufs.Put(&m)
 	}
 	b.mem, b.memHeld = nil, 0
 }

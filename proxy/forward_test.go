@@ -478,4 +478,14 @@ func TestReadUpToPooledBufferKeepsToTheLimit(t *testing.T) {
 	if rb.mem != nil {
 		t.Errorf("release kept the buffer")
 	}
+	// What the pool gives next is a whole buffer again, whichever it is:
+	// the next body read whole uses it.
+	for range 3 {
+		buf, eof, err = readUpTo(bytes.NewReader(src[:60<<10]), 60<<10, grow)
+		if err != nil || len(buf) != 60<<10 || cap(buf) != wsgiadapter.InlineBodyMax || !bytes.Equal(buf, src[:60<<10]) {
+			t.Fatalf("a body read after a release: len %d cap %d eof %v err %v", len(buf), cap(buf), eof, err)
+		}
+		rb = &requestBody{mem: buf, memCounter: &counter, recycle: true}
+		rb.release()
+	}
 }
