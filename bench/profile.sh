@@ -9,8 +9,11 @@
 #
 #   bench/profile.sh                       # get1m (GET /big, 1 MiB, c=16)
 #   TEST=file100m PERF_SECONDS=5 bench/profile.sh
+#   TEST=h2 bench/profile.sh               # hello over HTTP/2 + TLS, as https.sh
 #
-# Knobs: TEST (get1m, file100m or post64k), PROFILE_CONNS (default: the
+# Knobs: TEST (get1m, file100m, post64k; or https.sh's h2 and h1 as h2,
+# h1tls: hello over TLS, loaded as https.sh loads it, with its
+# H2_CLIENTS, H2_STREAMS, HELLO_CONNS), PROFILE_CONNS (default: the
 # test's, as run.sh),
 # PERF_SECONDS (default 5), TOP (symbols shown per profile, default 25),
 # and run.sh's PYHOSTD, PORT_BASE, KEEP_WORKDIR, GO, LOCK_WAIT. Runs as
@@ -23,21 +26,31 @@ TEST=${TEST:-get1m}
 PERF_SECONDS=${PERF_SECONDS:-5}
 TOP=${TOP:-25}
 
-# shellcheck source=run.sh
-source "$(dirname -- "$PROFILE_SH")/run.sh"
+case $TEST in
+    h2 | h1tls)
+        # shellcheck source=https.sh
+        source "$(dirname -- "$PROFILE_SH")/https.sh" ;; # sources run.sh
+    *)
+        # shellcheck source=run.sh
+        source "$(dirname -- "$PROFILE_SH")/run.sh" ;;
+esac
 
 profile_main() {
-    STACKS=pyhost TESTS="hello $TEST"
+    local tls=0
+    case $TEST in h2 | h1tls) tls=1 ;; esac
+    STACKS=pyhost TESTS="hello"
+    [ "$tls" = 1 ] || TESTS="hello $TEST"
     check_knobs
     uint_between "$PERF_SECONDS" 1 60 || die "PERF_SECONDS must be whole seconds, 1 to 60 (got '$PERF_SECONDS')"
     uint_between "$TOP" 1 500 || die "TOP must be 1 to 500 (got '$TOP')"
-    case $TEST in get1m | file100m | post64k) ;; *) die "TEST must be get1m, file100m or post64k (got '$TEST')" ;; esac
+    case $TEST in get1m | file100m | post64k | h2 | h1tls) ;; *) die "TEST must be get1m, file100m, post64k, h2 or h1tls (got '$TEST')" ;; esac
     [ "$(id -u)" -eq 0 ] || die "run as root (perf, and servers that switch to $BENCH_USER)"
     command -v perf >/dev/null || die "perf not found (apt-get install linux-perf)"
     sanitize_env
     exec 9>/run/lock/pyhost-bench.lock || die "cannot open /run/lock/pyhost-bench.lock"
     flock -w "${LOCK_WAIT:-0}" 9 || die "another bench script is running (it holds /run/lock/pyhost-bench.lock)"
     install_packages
+    [ "$tls" = 0 ] || install_https_tools
     find_tools
     ensure_user
     trap cleanup EXIT
@@ -52,18 +65,28 @@ profile_main() {
     APP_DIR=$WORK/apps
     mkdir -p -- "$APP_DIR"
     install -m 0644 -- "$BENCH_DIR/apps/hello.py" "$APP_DIR/"
-    APP_FILE=body.py
-    prepare_body_tests
-    build_attack
-    set_test "$TEST"
-    local conns
-    conns=${PROFILE_CONNS:-$(test_conns "$TEST")}
+    local conns port=$((PORT_BASE + 1)) dir=$WORK/pyhost
+    if [ "$tls" = 1 ]; then
+        APP_FILE=hello.py
+        make_cert
+        port=$((TLS_PORT_BASE + 1))
+        case $TEST in h2) conns=$H2_CLIENTS ;; h1tls) conns=$HELLO_CONNS ;; esac
+    else
+        APP_FILE=body.py
+        prepare_body_tests
+        build_attack
+        set_test "$TEST"
+        conns=${PROFILE_CONNS:-$(test_conns "$TEST")}
+    fi
 
-    local port=$((PORT_BASE + 1)) dir=$WORK/pyhost
     mkdir -p -- "$dir"
     ! port_busy "$port" || die "port $port is in use"
     log "starting pyhost on 127.0.0.1:$port ($PYHOSTD)"
-    start_pyhost "$dir" "$port" || die "pyhost did not start: $(tail -5 "$dir/pyhostd.log")"
+    if [ "$tls" = 1 ]; then
+        start_tls_pyhost "$dir" "$port" || die "pyhost did not start: $(tail -5 "$dir/pyhostd.log")"
+    else
+        start_pyhost "$dir" "$port" || die "pyhost did not start: $(tail -5 "$dir/pyhostd.log")"
+    fi
 
     local proxy worker
     proxy=$(pgrep -u "$BENCH_USER" -f '__proxy' | head -1) || true
@@ -71,10 +94,15 @@ profile_main() {
     { [ -n "$proxy" ] && [ -n "$worker" ]; } || die "cannot find the proxy ($proxy) or a worker ($worker)"
     log "proxy pid $proxy, worker pid $worker"
 
-    local total=$((3 * PERF_SECONDS + 4)) path=$WRK_PATH
+    local total=$((3 * PERF_SECONDS + 4)) path=${WRK_PATH:-/hello}
     log "$TEST: $path at c=$conns for ${total}s"
     local -a client
-    if [ "$WRK_CLIENT" = go ]; then
+    if [ "$tls" = 1 ]; then
+        local t=$TEST
+        [ "$t" = h1tls ] && t=h1
+        load_cmd "$t" "$port" "$total"
+        client=("${LOAD_CMD[@]}")
+    elif [ "$WRK_CLIENT" = go ]; then
         client=("$ATTACK_BIN" load -c "$conns" -d "${total}s" -timeout 60s "-url=http://127.0.0.1:$port$path")
     else
         client=(wrk -t1 -c"$conns" -d"${total}s" --timeout 60s -s "$WRK_LUA" "http://127.0.0.1:$port$path")
