@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -245,20 +246,19 @@ func TestMetricsAppRemoved(t *testing.T) {
 }
 
 // The instruments of one request: what the request path adds when
-// metrics are on (go test -bench Metrics -benchmem ./proxy/).
+// metrics are on (go test -run '^$' -bench Metrics -benchmem ./proxy/),
+// serially, as the proxy's one P (DefaultProxyProcs on 2 CPUs) runs them.
 func BenchmarkMetricsRequest(b *testing.B) {
 	p := New(hclog.NewNullLogger(), nil)
 	p.metrics = newProxyMetrics(p, "", nil)
 	am := p.metrics.forApp("alice/blog")
 	rec := &recorder{status: 200, bytes: 1234}
 	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			start := time.Now()
-			am.queueWait.Observe(0)
-			am.done("GET", rec, start)
-		}
-	})
+	for b.Loop() {
+		start := time.Now()
+		am.queueWait.Observe(0)
+		am.done("GET", rec, start)
+	}
 }
 
 // ServeHTTP of a request the app answers at once (stopped: 503, no
@@ -292,3 +292,39 @@ type nullWriter struct{ h http.Header }
 func (w *nullWriter) Header() http.Header         { return w.h }
 func (w *nullWriter) Write(b []byte) (int, error) { return len(b), nil }
 func (w *nullWriter) WriteHeader(int)             {}
+
+// A listener marked as the metrics one serves the metrics handler, not
+// the apps, from the start and after a listener set; a socket that
+// changes kind is served anew as its new kind.
+func TestMetricsListener(t *testing.T) {
+	apps := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "app") })
+	metricsH := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "metrics") })
+	s := newTestSet(t, apps)
+	s.newMetricsServer = func() *http.Server { return &http.Server{Handler: metricsH} }
+	addrA, dupA, lnA := testListener(t)
+	addrM, dupM, lnM := testListener(t)
+	s.add(lnA, addrA, false)
+	s.addKind(lnM, addrM, lnKind{metrics: true})
+	body := func(addr string) string {
+		t.Helper()
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			t.Fatalf("GET %s: %v", addr, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	if a, m := body(addrA), body(addrM); a != "app" || m != "metrics" {
+		t.Fatalf("at start: apps listener %q, metrics listener %q", a, m)
+	}
+	// The same sockets, the kinds swapped.
+	if err := s.apply(channel.ListenerSet{Serial: 1, Addrs: []string{addrA, addrM}, Metrics: []bool{true, false}, Files: []*os.File{dupA(), dupM()}}); err != nil {
+		t.Fatal(err)
+	}
+	lnA.Close()
+	lnM.Close()
+	if a, m := body(addrA), body(addrM); a != "metrics" || m != "app" {
+		t.Errorf("swapped: %s %q, %s %q", addrA, a, addrM, m)
+	}
+}
