@@ -3,6 +3,12 @@
 // and the request id. Lines are buffered and written at most every
 // flushInterval, so logging costs a request a format and a copy, not a
 // write(2). Reopen follows a rotated file (SIGUSR1 after logrotate).
+//
+// With SetPerApp the same lines are also handed on per app, a batch per
+// flush, for the per-app access logs (log_dir/USER/APP.access.log):
+// the proxy cannot open those (they are in directories only root and the
+// app's owner may enter), so it sends them to the master, which keeps
+// them like the app logs. This package does not know where they go.
 package accesslog
 
 import (
@@ -99,16 +105,22 @@ func appendEscaped(b []byte, s string) []byte {
 	return b
 }
 
-// Writer appends lines to one file. Safe for concurrent use.
+// Writer appends lines to one file and, with SetPerApp, hands each
+// app's lines to whoever keeps the per-app access logs. Safe for
+// concurrent use.
 type Writer struct {
 	path    string
 	onError func(error) // told of a failed flush, from the flusher
 
 	mu   sync.Mutex
-	f    io.WriteCloser // the open file
-	w    *bufio.Writer
+	f    io.WriteCloser // the open file; nil: no file (per-app lines only)
+	w    *bufio.Writer  // nil when f is
 	line []byte
 	err  error // the last write error, reported once by Flush
+
+	// perApp, when set, gets each app's lines since the last flush.
+	perApp  func(app string, lines []byte)
+	pending map[string][]byte // by app, guarded by mu
 
 	stop chan struct{}
 	done chan struct{}
@@ -126,9 +138,28 @@ func Open(path string, onError func(error)) (*Writer, error) {
 }
 
 func newWriter(path string, f io.WriteCloser, onError func(error)) *Writer {
-	w := &Writer{path: path, onError: onError, f: f, w: bufio.NewWriterSize(f, 64<<10), stop: make(chan struct{}), done: make(chan struct{})}
+	w := &Writer{path: path, onError: onError, f: f, stop: make(chan struct{}), done: make(chan struct{})}
+	if f != nil {
+		w.w = bufio.NewWriterSize(f, 64<<10)
+	}
 	go w.flusher()
 	return w
+}
+
+// NewPerAppOnly returns a Writer with no file of its own, for when the
+// admin wants per-app access logs but no global one: give it SetPerApp.
+func NewPerAppOnly() *Writer { return newWriter("", nil, nil) }
+
+// SetPerApp makes w hand the lines of each app (Entry.App, not "") to
+// send: at every flush, at most every flushInterval, one call per app
+// with its lines since the last, whole and in order. send is called from
+// the flusher with no lock held and must not block for long (the proxy
+// queues them for the master). Call it before the first Log.
+func (w *Writer) SetPerApp(send func(app string, lines []byte)) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.perApp = send
+	w.pending = map[string][]byte{}
 }
 
 func openFile(path string) (*os.File, error) {
@@ -144,19 +175,45 @@ func (w *Writer) Log(e Entry) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.line = Append(w.line[:0], e)
-	if _, err := w.w.Write(w.line); err != nil && w.err == nil {
-		w.err = err
+	if w.w != nil {
+		if _, err := w.w.Write(w.line); err != nil && w.err == nil {
+			w.err = err
+		}
+	}
+	if w.perApp != nil && e.App != "" {
+		w.pending[e.App] = append(w.pending[e.App], w.line...)
 	}
 }
 
-// Flush writes buffered lines to the file.
+// Flush writes buffered lines to the file, and hands the per-app lines
+// on.
 func (w *Writer) Flush() error {
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.flushLocked()
+	err := w.flushLocked()
+	pending := w.takePendingLocked()
+	send := w.perApp
+	w.mu.Unlock()
+	for app, lines := range pending {
+		send(app, lines)
+	}
+	return err
+}
+
+// takePendingLocked returns the per-app lines since the last call, and
+// forgets them.
+func (w *Writer) takePendingLocked() map[string][]byte {
+	if len(w.pending) == 0 {
+		return nil
+	}
+	p := w.pending
+	w.pending = make(map[string][]byte, len(p))
+	return p
 }
 
 func (w *Writer) flushLocked() error {
+	if w.w == nil {
+		return nil
+	}
 	err := w.w.Flush()
 	if err == nil {
 		err, w.err = w.err, nil
@@ -171,8 +228,12 @@ func (w *Writer) flushLocked() error {
 }
 
 // Reopen flushes and opens the path anew: after logrotate moved the file
-// away, new lines go to the new file.
+// away, new lines go to the new file. A Writer with no file has nothing
+// to reopen (the per-app logs are their keeper's to reopen).
 func (w *Writer) Reopen() error {
+	if w.path == "" {
+		return nil
+	}
 	f, err := openFile(w.path)
 	if err != nil {
 		return err
@@ -186,15 +247,17 @@ func (w *Writer) Reopen() error {
 	return ferr
 }
 
-// Close flushes and closes the file.
+// Close flushes, hands the last per-app lines on and closes the file.
 func (w *Writer) Close() error {
 	close(w.stop)
 	<-w.done
+	err := w.Flush()
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	err := w.flushLocked()
-	if cerr := w.f.Close(); err == nil {
-		err = cerr
+	if w.f != nil {
+		if cerr := w.f.Close(); err == nil {
+			err = cerr
+		}
 	}
 	return err
 }

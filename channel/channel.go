@@ -97,6 +97,10 @@ type Setup struct {
 	// AccessLog is the file the proxy appends a line per request to (the
 	// master creates it, owned by the proxy's user); "" for none.
 	AccessLog string `json:"access_log,omitempty"`
+	// AccessLogPerApp: also send each app's access lines up as
+	// EventAccess, for log_dir/USER/APP.access.log ([daemon]
+	// access_log_per_app), which the proxy cannot open itself.
+	AccessLogPerApp bool `json:"access_log_per_app,omitempty"`
 	// TrustedProxies are the CIDR prefixes whose X-Forwarded-* and
 	// X-Request-Id the proxy believes.
 	TrustedProxies []string `json:"trusted_proxies,omitempty"`
@@ -213,6 +217,10 @@ const (
 	// EventBudget: WorkerID completed its RequestBudget requests and
 	// should be recycled. Sent once per worker, the moment it happens.
 	EventBudget EventKind = "budget"
+	// EventAccess: App's access-log lines since the last one, whole, in
+	// Detail, for its per-app access log (Setup.AccessLogPerApp); Serial
+	// numbers the batches, so that two equal ones are never merged.
+	EventAccess EventKind = "access"
 )
 
 // WorkerStats are the proxy's counters for one worker.

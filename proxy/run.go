@@ -195,11 +195,26 @@ func Run(ctx context.Context, ch *channel.Conn, listeners []net.Listener, log hc
 	}
 	var refusals rateLog
 	conns := newConnLimiter(maxConns, limits.MaxConnsPerIP, trusted)
+	var al *accesslog.Writer
 	if setup.AccessLog != "" {
-		al, err := accesslog.Open(setup.AccessLog, func(err error) { log.Error("writing the access log", "error", err) })
+		var err error
+		al, err = accesslog.Open(setup.AccessLog, func(err error) { log.Error("writing the access log", "error", err) })
 		if err != nil {
 			return err
 		}
+	}
+	if setup.AccessLogPerApp {
+		// Each app's lines go up to the master, which writes them to
+		// log_dir/USER/APP.access.log: the proxy cannot enter USER/.
+		if al == nil {
+			al = accesslog.NewPerAppOnly()
+		}
+		var batch atomic.Uint64
+		al.SetPerApp(func(app string, lines []byte) {
+			events.push(channel.Event{Kind: channel.EventAccess, App: app, Detail: string(lines), Serial: batch.Add(1)})
+		})
+	}
+	if al != nil {
 		defer al.Close()
 		p.SetAccessLog(al)
 	}
@@ -351,6 +366,16 @@ func Run(ctx context.Context, ch *channel.Conn, listeners []net.Listener, log hc
 	defer scancel()
 	lns.shutdown(sctx)
 	p.CloseIdle()
+	if setup.AccessLogPerApp {
+		// The last requests' lines, which the event loop (stopped with
+		// ctx) would not send any more.
+		al.Flush()
+		for _, ev := range events.take() {
+			if ev.Kind == channel.EventAccess {
+				ch.Send(channel.Message{Event: &ev})
+			}
+		}
+	}
 	return result
 }
 

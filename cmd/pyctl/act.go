@@ -41,15 +41,19 @@ func (c *cli) actCmd(action control.Action, short, long string) *cobra.Command {
 
 func (c *cli) logsCmd() *cobra.Command {
 	var n int
-	var follow bool
+	var follow, access bool
 	cmd := &cobra.Command{
-		Use:   "logs [APP] [-f] [-n N]",
+		Use:   "logs [APP] [-f] [-n N] [--access]",
 		Short: "Show an app's log: worker output, tracebacks, supervisor events",
 		Long: `Show the last N lines of APP's log: everything its workers wrote to stdout
 and stderr (wsgi.errors and tracebacks included), each line with the time
 and the worker's pid, and the supervisor's events for the app ([pyhost]
 lines: workers started, recycled, died). With -f, keep printing new lines
 until interrupted.
+
+With --access, show the app's access log instead (one line per request, as
+in the daemon's access log), where the admin keeps per-app access logs
+([daemon] access_log_per_app).
 
 APP may be left out when you can see exactly one app.`,
 		Args:              maxArgs(1),
@@ -64,11 +68,22 @@ APP may be left out when you can see exactly one app.`,
 			if err != nil {
 				return err
 			}
-			return cl.Logs(ctx, app, n, follow, func(line string) { fmt.Fprintln(out, sanitize(line)) })
+			show := func(line string) { fmt.Fprintln(out, sanitize(line)) }
+			if access {
+				// A daemon from before per-app access logs ignores
+				// access=1 and would answer with the app log; it has no
+				// /v1/daemon either, which tells it apart.
+				if _, err := cl.Daemon(ctx); errors.Is(err, control.ErrUnsupported) {
+					return errors.New("this daemon is older than pyctl and keeps no per-app access logs")
+				}
+				return cl.AccessLogs(ctx, app, n, follow, show)
+			}
+			return cl.Logs(ctx, app, n, follow, show)
 		},
 	}
 	cmd.Flags().IntVarP(&n, "lines", "n", 20, "how many of the last lines to show")
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new lines until interrupted")
+	cmd.Flags().BoolVar(&access, "access", false, "show the app's access log instead (per-app access logs must be on)")
 	return cmd
 }
 
