@@ -22,8 +22,16 @@ import (
 // kernel does it in one write, and no process can fork its way out. The
 // fallback freezes the group where it can (cgroup2 cgroup.freeze, the v1
 // freezer), signals every listed process, thaws, and repeats.
+//
+// An app's or a user's group, which takes new children after the kill
+// (the app's next fork server), is killed the freezer's way, never by
+// cgroup.kill: on kernels that count kills per group (kill_seq, seen on
+// 6.18), a child placed by CLONE_INTO_CGROUP into a group that was ever
+// killed through cgroup.kill is SIGKILLed at birth, its kill count taken
+// from its parent's group (TestRealStartAfterKill). Worker leaves and
+// base/apps are removed after their kill, never reused.
 func (g *Group) Kill(ctx context.Context) error {
-	if g.v2 != "" {
+	if g.v2 != "" && g.kind != kindApp && g.kind != kindUser {
 		err := g.t.k.write(filepath.Join(g.v2, "cgroup.kill"), "1")
 		switch {
 		case err == nil:

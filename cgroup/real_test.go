@@ -384,10 +384,15 @@ time.sleep(60)
 func TestRealKillDoubleFork(t *testing.T) {
 	h := realHost(t)
 	py := python(t)
-	run := func(t *testing.T, tr *Tree) {
+	run := func(t *testing.T, tr *Tree, leaf bool) {
 		app, err := tr.App("alice", "daemonizer")
 		if err != nil {
 			t.Fatal(err)
+		}
+		if leaf { // a worker's leaf: cgroup.kill, where the kernel has it
+			if app, err = app.Worker("w1"); err != nil {
+				t.Fatal(err)
+			}
 		}
 		cmd := exec.Command(py, "-c", doubleFork)
 		out, err := cmd.StdoutPipe()
@@ -422,7 +427,13 @@ func TestRealKillDoubleFork(t *testing.T) {
 		if h.V2 == nil {
 			t.Skip("no cgroup2: no cgroup.kill")
 		}
-		run(t, realTree(t, h))
+		run(t, realTree(t, h), true)
+	})
+	t.Run("app-freeze-v2", func(t *testing.T) {
+		if h.V2 == nil {
+			t.Skip("no cgroup2")
+		}
+		run(t, realTree(t, h), false) // an app's group is killed by freezing, see Kill
 	})
 	t.Run("freeze-v2", func(t *testing.T) {
 		if h.V2 == nil {
@@ -435,15 +446,41 @@ func TestRealKillDoubleFork(t *testing.T) {
 			}
 			return realKernel.write(path, value)
 		}
-		run(t, realTreeWith(t, h, k))
+		run(t, realTreeWith(t, h, k), true)
 	})
 	t.Run("freezer-v1", func(t *testing.T) {
 		v1 := v1Only(t)
 		if v1.v1("freezer") == nil {
 			t.Skip("no v1 freezer hierarchy")
 		}
-		run(t, realTree(t, v1))
+		run(t, realTree(t, v1), false)
 	})
+}
+
+// An app's group takes new children after it was killed (its next fork
+// server, after pyctl stop and start). Through cgroup.kill it would not,
+// on kernels with per-group kill counts: the child is SIGKILLed at birth
+// (seen on 6.18), which is why Kill freezes an app's group instead.
+func TestRealStartAfterKill(t *testing.T) {
+	h := realHost(t)
+	tr := realTree(t, h)
+	app, err := tr.App("alice", "again")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		cmd := exec.Command("/bin/sleep", "0.1")
+		start(t, app, cmd)
+		if err := wait(t, cmd, 10*time.Second); err != nil {
+			t.Fatalf("start %d, after %d kills: %v", i+1, i, err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := app.Kill(ctx)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // v1Only detects the host as if it had no cgroup2 mount.
