@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -39,24 +40,38 @@ func (m *Master) openCgroups() {
 		return
 	}
 	if host.Mode == cgroup.ModeNone || !host.Writable {
-		m.log.Info(host.String())
-		m.log.Warn("no cgroup the daemon may write: limits (memory_max, cpu_max, tasks_max, ...) are not enforced by the kernel; memory_limit is enforced by polling only, and workers are contained by process groups")
+		// Expected of express mode as an ordinary user, so said plainly;
+		// a root daemon was meant to contain its apps.
+		say := m.log.Info
+		if os.Geteuid() == 0 {
+			say = m.log.Warn
+		}
+		say(host.String())
+		say("no cgroup the daemon may write: limits (memory_max, cpu_max, tasks_max, ...) are not enforced by the kernel; memory_limit is enforced by polling only, and workers are contained by process groups")
 		return
 	}
-	tree, err := cgroup.Open(host, cgroup.TreeOptions{Name: treeName(host, m.cfg.StateDir)})
+	opts := cgroup.TreeOptions{Name: treeName(host, m.cfg.StateDir)}
+	tree, err := cgroup.Open(host, opts)
 	if err != nil {
+		m.log.Warn("cannot make the daemon's cgroups; limits are enforced by polling only, and workers are contained by process groups", "cgroups", host.String(), "error", err)
+		return
+	}
+	// A daemon that died (SIGKILL, a crash) left its workers and what
+	// they forked in the tree, which this daemon's name finds again.
+	// Its groups go too, and the tree is made anew: a group killed
+	// through cgroup.kill must not take children again (cgroup.Kill).
+	ctx, cancel := context.WithTimeout(context.Background(), cgroupSweepTimeout)
+	defer cancel()
+	if err := tree.Kill(ctx); err != nil {
+		m.log.Warn("cannot kill what a previous daemon left in its cgroups", "error", err)
+	} else if err := tree.Remove(ctx); err != nil {
+		m.log.Warn("cannot remove what a previous daemon left in its cgroups", "error", err)
+	} else if tree, err = cgroup.Open(host, opts); err != nil {
 		m.log.Warn("cannot make the daemon's cgroups; limits are enforced by polling only, and workers are contained by process groups", "cgroups", host.String(), "error", err)
 		return
 	}
 	m.log.Info(host.String())
 	m.log.Info(tree.String())
-	// A daemon that died (SIGKILL, a crash) left its workers and what
-	// they forked in the tree, which this daemon's name finds again.
-	ctx, cancel := context.WithTimeout(context.Background(), cgroupSweepTimeout)
-	defer cancel()
-	if err := tree.Kill(ctx); err != nil {
-		m.log.Warn("cannot kill what a previous daemon left in its cgroups", "error", err)
-	}
 	m.cgroups = tree
 }
 
