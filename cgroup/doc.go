@@ -114,5 +114,9 @@
 // cgroup.freeze or the v1 freezer), SIGKILLs every process listed in the
 // subtree's cgroup.procs, thaws, and repeats until the subtree is empty or
 // the context ends. Group.Remove then removes the directories, retrying
-// while the kernel still counts exiting tasks (EBUSY).
+// while the kernel still counts exiting tasks (EBUSY). An app's and a
+// user's groups, which take new children after a kill, are always killed
+// the freezer's way: on kernels with per-group kill counts a child
+// placed by CLONE_INTO_CGROUP into a group once killed through
+// cgroup.kill is killed at birth (seen on 6.18).
 package cgroup

@@ -363,4 +363,9 @@ func TestCgroupNothingEscapes(t *testing.T) {
 	pid = daemonize()
 	d.stop()
 	gone("daemon SIGTERM", pid)
+	// The app's group, killed at the stop, took the fork server started
+	// after it (a group killed through cgroup.kill would kill it at birth).
+	if strings.Contains(d.logs.String(), "fork server failed") {
+		t.Errorf("a fork server failed:\n%s", d.logs)
+	}
 }
