@@ -74,6 +74,7 @@ func runRefused(t *testing.T, dir string, args []string, want ...string) {
 // to the proxy's user. A file the proxy's user owns already (a previous
 // run's) is used.
 func TestAccessLogOfRootIsRefused(t *testing.T) {
+	t.Parallel()
 	d := newSysd(t, "")
 	u := makeUser(t, "pyh-al-cat")
 	users := "[users.pyh-al-cat]\ndomains = [\"cat.test\"]\n"

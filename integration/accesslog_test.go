@@ -44,6 +44,7 @@ func checkAccessLog(t *testing.T, path, owner string, want *regexp.Regexp) strin
 }
 
 func TestAccessLogLinesAndRotation(t *testing.T) {
+	t.Parallel()
 	dir := writeApp(t, map[string]string{"wsgi.py": validated(basicApp)})
 	logPath := filepath.Join(dir, "access.log") // a directory the app's (and proxy's) user can enter
 	s := startServe(t, dir, "--access-log", logPath, "wsgi.py")

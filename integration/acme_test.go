@@ -24,6 +24,7 @@ import (
 // outside every pattern (its app file refused) never reach the CA. A
 // restart with the CA stopped serves the stored certificates.
 func TestACMESystem(t *testing.T) {
+	t.Parallel()
 	const ann, bob = "pyh-acme-ann", "pyh-acme-bob"
 	const annHost, annWild, bobHost, outside = "ann.acme-it.example.com", "*.ann.acme-it.example.com", "bob.acme-it.example.org", "shop.elsewhere.example.net"
 	users := fmt.Sprintf("[users.%s]\ndomains = [%q, %q]\n[users.%s]\ndomains = [%q]\n", ann, annHost, annWild, bob, bobHost)

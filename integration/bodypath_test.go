@@ -151,6 +151,7 @@ func fetch(t *testing.T, url string, header ...string) (*http.Response, []byte) 
 }
 
 func TestBodyPathResponses(t *testing.T) {
+	t.Parallel()
 	dir := writeApp(t, map[string]string{"wsgi.py": bodyApp})
 	const fileSize = 20<<20 + 3
 	content := pattern(fileSize, 0)
@@ -197,6 +198,7 @@ func TestBodyPathResponses(t *testing.T) {
 }
 
 func TestBodyPathFileTruncatedWhileSent(t *testing.T) {
+	t.Parallel()
 	dir := writeApp(t, map[string]string{"wsgi.py": bodyApp})
 	const size = 64 << 20
 	content := pattern(size, 0)
@@ -278,6 +280,7 @@ func (h *rawHTTP) get(t *testing.T, path string) (*http.Response, []byte, error)
 // gets a response framed by what is sent, and the log says what was
 // wrong, once.
 func TestBodyPathContentLength(t *testing.T) {
+	t.Parallel()
 	dir := writeApp(t, map[string]string{"wsgi.py": bodyApp})
 	s := startServe(t, dir, "--threads", "1", "wsgi.py")
 	tests := []struct {
@@ -324,6 +327,7 @@ func TestBodyPathContentLength(t *testing.T) {
 // reads nothing holds the app's only thread no longer than the proxy
 // takes to spool the response, and is cut after send_timeout (issue 10).
 func TestBodyPathClientThatNeverReads(t *testing.T) {
+	t.Parallel()
 	help, _ := exec.Command(filepath.Join(binDir, "pyhostd"), "serve", "--help").CombinedOutput()
 	if !bytes.Contains(help, []byte("--send-timeout")) {
 		t.Skip("pyhostd serve has no --send-timeout yet")

@@ -12,6 +12,7 @@ import (
 // worker and its fork server) and is served, and a second request to it
 // is served by the same worker.
 func TestNoBootStorm(t *testing.T) {
+	t.Parallel()
 	const (
 		user = "pyh-boot"
 		apps = 20

@@ -69,6 +69,7 @@ func (d *sysd) runFails() string {
 // pyhostd check refuses what pyhostd run refuses (issue 9, item 8): a
 // proxy user that does not exist, named with its line.
 func TestCheckProxyUser(t *testing.T) {
+	// Not parallel: the check tests share their users.
 	d := newSysd(t, checkUsers)
 	makeUser(t, ckAlice)
 	makeUser(t, ckBob)
@@ -88,6 +89,7 @@ func TestCheckProxyUser(t *testing.T) {
 // missing cannot be served: run refuses to start with either and check
 // says so, with the same line.
 func TestCheckUnimplemented(t *testing.T) {
+	// Not parallel: the check tests share their users.
 	d := newSysd(t, checkUsers)
 	makeUser(t, ckAlice)
 	makeUser(t, ckBob)
@@ -126,6 +128,7 @@ func lineWith(out, s string) string {
 
 // All well: a summary and exit 0.
 func TestCheckOK(t *testing.T) {
+	// Not parallel: the check tests share their users.
 	d := newSysd(t, checkUsers)
 	a, b := makeUser(t, ckAlice), makeUser(t, ckBob)
 	deployNamed(t, a, "blog", "alice blog", `"blog.ck-alice.test"`, "")
@@ -140,6 +143,7 @@ func TestCheckOK(t *testing.T) {
 // A listed user the system does not know is reported on its [users]
 // line, and an app file whose name has a space names its path once.
 func TestCheckUnknownUserAndSpacedName(t *testing.T) {
+	// Not parallel: the check tests share their users.
 	d := newSysd(t, checkUsers+"\n[users.pyh-ck-carol]\ndomains = [\"ck-carol.test\"]\n")
 	a := makeUser(t, ckAlice)
 	makeUser(t, ckBob)
@@ -168,6 +172,7 @@ func TestCheckUnknownUserAndSpacedName(t *testing.T) {
 // item 9): an admin_dir file as the user it names, a user's file as its
 // owner; never "would run as root", never "not owned by uid 0".
 func TestCheckRootPyctl(t *testing.T) {
+	// Not parallel: the check tests share their users.
 	d := newSysd(t, checkUsers)
 	a, b := makeUser(t, ckAlice), makeUser(t, ckBob)
 	deployNamed(t, a, "blog", "alice blog", `"blog.ck-alice.test"`, "")

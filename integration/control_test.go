@@ -12,6 +12,7 @@ import (
 )
 
 func TestStopStartRestartAndLogs(t *testing.T) {
+	t.Parallel()
 	app := strings.Replace(basicApp, `    body = b"hello world"`, `    if path == "/errors-for-follow":
         environ["wsgi.errors"].write("follow me\n")
     body = b"hello world"`, 1)

@@ -62,6 +62,7 @@ var lintianExplained = []string{
 }
 
 func TestDebLintian(t *testing.T) {
+	t.Parallel()
 	if _, err := exec.LookPath("lintian"); err != nil {
 		t.Skip("lintian is not installed (scripts/install-test-deps.sh installs it)")
 	}
@@ -273,6 +274,8 @@ func debMachineFor(t *testing.T, files []string) *debMachine {
 // possible; on this machine itself only where no pyhost package, user or
 // directory exists, purging in its cleanup whatever happened.
 func TestDebInstallUpgradeRemovePurge(t *testing.T) {
+	t.Parallel()
+	holdMachine(t) // installs and purges the system package
 	if os.Geteuid() != 0 {
 		t.Skip("installs a .deb with dpkg: needs root")
 	}
@@ -486,6 +489,8 @@ func onLoopback(t *testing.T, m *debMachine) string {
 // config, uninstall stops a pyhostd run by hand and keeps the config and
 // the user, PURGE=1 removes them too.
 func TestMakeInstallUninstall(t *testing.T) {
+	t.Parallel()
+	holdMachine(t) // installs into the system and creates the pyhost user
 	if os.Geteuid() != 0 {
 		t.Skip("make install needs root")
 	}

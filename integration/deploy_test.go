@@ -24,6 +24,7 @@ import (
 // file, a Range of it, 404 for a missing file and for a symlink out of
 // the directory, and the app for the rest.
 func TestServeStaticFlag(t *testing.T) {
+	t.Parallel()
 	dir := writeApp(t, map[string]string{
 		"wsgi.py":            validated(basicApp),
 		"assets/hello.txt":   "static hello\n",
@@ -62,6 +63,7 @@ func TestServeStaticFlag(t *testing.T) {
 // TestServeStaticFlagRefused: a --static that cannot be served is a
 // usage error before anything starts.
 func TestServeStaticFlagRefused(t *testing.T) {
+	t.Parallel()
 	dir := writeApp(t, map[string]string{"wsgi.py": validated(basicApp)})
 	s := launch(t, dir, serveArgs("--static", "/static/=nothere", "wsgi.py")...)
 	if err := s.waitExit(30 * time.Second); err == nil {
@@ -93,6 +95,7 @@ func answers(url, want string) bool {
 // an edit that does not import keeps the old code serving and prints the
 // traceback; fixing it is picked up again.
 func TestServeReload(t *testing.T) {
+	t.Parallel()
 	dir := writeApp(t, map[string]string{"wsgi.py": versioned("one")})
 	s := startServe(t, dir, "--reload", "wsgi.py")
 	if _, body := get(t, s.URL+"/"); body != "one" {
@@ -128,6 +131,7 @@ func TestServeReload(t *testing.T) {
 // kill it): under load from 4 clients no request fails and the new code
 // answers after; each request gets a line on the terminal.
 func TestServeHUPRollsUnderLoad(t *testing.T) {
+	t.Parallel()
 	dir := writeApp(t, map[string]string{"wsgi.py": versioned("one")})
 	s := startServe(t, dir, "--processes", "2", "wsgi.py")
 	if _, body := get(t, s.URL+"/"); body != "one" {
@@ -200,6 +204,7 @@ func TestServeHUPRollsUnderLoad(t *testing.T) {
 // or twice, not 50 times; a touched file that is now broken fails the
 // reload as pyctl reload would, and the old workers keep serving.
 func TestTouchToReload(t *testing.T) {
+	t.Parallel()
 	const ann = "pyh-dp-ann"
 	d := newSysd(t, fmt.Sprintf("[users.%s]\ndomains = [\"touch.test\"]\n", ann))
 	a := makeUser(t, ann)
@@ -284,6 +289,7 @@ func TestTouchToReload(t *testing.T) {
 // TestServeTouchAppFile: serve of an app file rolls the app when the
 // file is touched, without --reload.
 func TestServeTouchAppFile(t *testing.T) {
+	t.Parallel()
 	dir := writeApp(t, map[string]string{
 		"wsgi.py":  validated(basicApp),
 		"app.toml": "script = \"wsgi.py\"\n",
@@ -305,6 +311,7 @@ func TestServeTouchAppFile(t *testing.T) {
 // daemon restarts, its domain held; pyctl start starts it until the next
 // restart and says so; pyctl stop says how long its stop lasts.
 func TestPersistentStop(t *testing.T) {
+	// Not parallel: shares pyh-dp-ann with TestTouchToReload.
 	const ann = "pyh-dp-ann"
 	d := newSysd(t, fmt.Sprintf("[users.%s]\ndomains = [\"off.test\", \"on.test\"]\n", ann))
 	a := makeUser(t, ann)
@@ -354,6 +361,7 @@ func TestPersistentStop(t *testing.T) {
 // listens for pyctl at $XDG_RUNTIME_DIR/pyhost/APP.sock, and pyctl run
 // by that user with no --socket finds it (no system daemon here).
 func TestServeStableSocket(t *testing.T) {
+	t.Parallel()
 	if os.Geteuid() != 0 {
 		t.Skip("runs serve as the test user: needs root")
 	}
@@ -432,6 +440,7 @@ func TestServeStableSocket(t *testing.T) {
 // TestServeReloadBadGlob: a glob that cannot match is a usage error
 // before anything starts.
 func TestServeReloadBadGlob(t *testing.T) {
+	t.Parallel()
 	dir := writeApp(t, map[string]string{"wsgi.py": validated(basicApp)})
 	s := launch(t, dir, serveArgs("--reload", "--reload-include", "[", "wsgi.py")...)
 	err := s.waitExit(30 * time.Second)
@@ -471,6 +480,7 @@ func djangoView(v string) string {
 // traceback, the old workers serve throughout with no failed request
 // under load, and a fixed views.py rolls in.
 func TestWarmupDjango(t *testing.T) {
+	t.Parallel()
 	if exec.Command(python, "-c", "import django").Run() != nil {
 		t.Skip("Django is not installed (Debian: python3-django)")
 	}
@@ -544,6 +554,7 @@ func TestWarmupDjango(t *testing.T) {
 // TestWarmup500Aborts (D3): a warm-up path answering 500 aborts the
 // reload with the status named, and the old code keeps serving.
 func TestWarmup500Aborts(t *testing.T) {
+	t.Parallel()
 	app := func(v, ready string) string {
 		return "VERSION = " + strconv.Quote(v) + "\n" + `
 def application(environ, start_response):
@@ -572,6 +583,7 @@ def application(environ, start_response):
 // TestUmask (D6): workers create files with the app's umask, 027 unless
 // its app file says otherwise, and so do the processes they start.
 func TestUmask(t *testing.T) {
+	t.Parallel()
 	const app = `import os, subprocess
 def application(environ, start_response):
     path = os.path.join(os.path.dirname(__file__), "out", environ["PATH_INFO"].strip("/"))

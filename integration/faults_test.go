@@ -270,6 +270,7 @@ func startFaultServe(t *testing.T, env []string, args ...string) (*server, []int
 // flight; the dead worker takes nothing more (it once got ~309 requests
 // in 40 ms: failing instantly made it the least busy).
 func TestFaultKillWorkerUnderLoad(t *testing.T) {
+	t.Parallel()
 	s, pids := startFaultServe(t, nil)
 	load := pound(t, s.URL+"/", 32, 200000, 60*time.Second)
 	load.await(t, 300, "before the kill")
@@ -294,6 +295,7 @@ func TestFaultKillWorkerUnderLoad(t *testing.T) {
 // waiting in its sockets counted before the kill; stops that find none
 // are let go (SIGCONT) and tried again, a bounded number of times.
 func TestFaultKillWorkerFailsOnlyWhatItRead(t *testing.T) {
+	t.Parallel()
 	s, pids := startFaultServe(t, nil)
 	victim := pids[0]
 	load := pound(t, s.URL+"/", 32, 200000, 60*time.Second)
@@ -382,6 +384,7 @@ func unreadSockets(t *testing.T, pid int) int {
 // A stopped fork server must not turn a worker's death into a black
 // hole: it once cost 61% of the requests for 12 s.
 func TestFaultStoppedForkServerAndKilledWorker(t *testing.T) {
+	t.Parallel()
 	s, pids := startFaultServe(t, nil)
 	servers := forkServers(s)
 	if len(servers) != 1 {
@@ -411,6 +414,7 @@ func TestFaultStoppedForkServerAndKilledWorker(t *testing.T) {
 // S2, S8: the fork server's death takes its workers along; only what
 // they had in flight fails, the rest waits for the new ones.
 func TestFaultKillForkServerUnderLoad(t *testing.T) {
+	t.Parallel()
 	s, pids := startFaultServe(t, nil)
 	servers := forkServers(s)
 	if len(servers) != 1 {
@@ -432,6 +436,7 @@ func TestFaultKillForkServerUnderLoad(t *testing.T) {
 // S5: after the 504, the stuck worker takes no new request (they once
 // hung 7-9 s on it until its replacement was ready).
 func TestFaultStuckWorkerGetsNothingAfter504(t *testing.T) {
+	t.Parallel()
 	s, _ := startFaultServe(t, nil, "--request-timeout", "1s", "--graceful-timeout", "3s")
 	if code, _ := get(t, s.URL+"/hang"); code != http.StatusGatewayTimeout {
 		t.Fatalf("/hang: %d, want 504", code)
@@ -456,6 +461,7 @@ func TestFaultStuckWorkerGetsNothingAfter504(t *testing.T) {
 // never passes 200 MiB (the ceiling is 150 MiB; RSS sampled from /proc),
 // is killed without waiting for graceful_timeout, and the log says why.
 func TestFaultRunawayAllocatorMemoryCeiling(t *testing.T) {
+	t.Parallel()
 	dir := writeApp(t, map[string]string{"wsgi.py": faultApp})
 	s := startServe(t, dir, "--processes", "1", "--threads", "2", "--memory-limit", "100MiB", "--graceful-timeout", "30s", "wsgi.py")
 	allReady(t, s, 1)
@@ -514,6 +520,7 @@ func rssOf(pid int) int64 {
 // in 2 of 20 recycles (faulthandler's all-thread dump). 50 recycles here,
 // each dump still naming the function that hung.
 func TestFaultTimeoutRecyclesDoNotCrash(t *testing.T) {
+	t.Parallel()
 	const threads, recycles = 16, 50
 	dir := writeApp(t, map[string]string{"wsgi.py": faultApp})
 	s := startServe(t, dir, "--processes", "1", "--threads", strconv.Itoa(threads),
@@ -554,6 +561,7 @@ func TestFaultTimeoutRecyclesDoNotCrash(t *testing.T) {
 // from pyhost: Popen(["sleep", "30"]).terminate() ends the child, for a
 // forked worker and one started directly.
 func TestFaultAppChildSignals(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		name string
 		env  []string
@@ -589,6 +597,7 @@ func TestFaultAppChildSignals(t *testing.T) {
 // Issue 11 item 7: pyctl reload with the fork server stopped returns
 // within startup_timeout + graceful_timeout, having replaced every worker.
 func TestFaultReloadWithStoppedForkServer(t *testing.T) {
+	t.Parallel()
 	const startup, graceful = 5 * time.Second, 3 * time.Second
 	dir := writeApp(t, map[string]string{"wsgi.py": validated(versionApp), "version.txt": "v1"})
 	s := startServe(t, dir, "--processes", "2", "--startup-timeout", startup.String(), "--graceful-timeout", graceful.String(), "wsgi.py")

@@ -60,6 +60,7 @@ func allReady(t *testing.T, s *server, n int) {
 }
 
 func TestWorkersAreForkedFromTheForkServer(t *testing.T) {
+	t.Parallel()
 	dir := writeApp(t, map[string]string{"wsgi.py": validated(basicApp)})
 	s := startServe(t, dir, "--processes", "3", "wsgi.py")
 	allReady(t, s, 3)
@@ -113,6 +114,7 @@ func TestWorkersAreForkedFromTheForkServer(t *testing.T) {
 }
 
 func TestDirectStartWithoutForkServer(t *testing.T) {
+	t.Parallel()
 	dir := writeApp(t, map[string]string{"wsgi.py": validated(basicApp)})
 	s := startServeEnv(t, dir, []string{"PYHOST_FORK_SERVER=0"}, "--processes", "2", "wsgi.py")
 	if c, _ := get(t, s.URL+"/pid"); c != 200 {

@@ -44,6 +44,7 @@ func whoami(t *testing.T, s *server) (map[string]*string, string) {
 }
 
 func TestForwardedHeadersFromTrustedProxiesOnly(t *testing.T) {
+	t.Parallel()
 	dir := writeApp(t, map[string]string{"wsgi.py": validated(whoApp)})
 	str := func(p *string) string {
 		if p == nil {

@@ -92,6 +92,7 @@ application = app
 `
 
 func TestFlask(t *testing.T) {
+	t.Parallel()
 	requireModule(t, "flask")
 	dir := writeApp(t, map[string]string{"wsgi.py": validated(flaskApp)})
 	s := startServe(t, dir, "wsgi.py")
@@ -186,6 +187,7 @@ application = get_wsgi_application()
 }
 
 func TestDjango(t *testing.T) {
+	t.Parallel()
 	requireModule(t, "django")
 	files := map[string]string{}
 	for k, v := range djangoFiles {
@@ -243,6 +245,7 @@ with Configurator() as config:
 `
 
 func TestPyramid(t *testing.T) {
+	t.Parallel()
 	requireModule(t, "pyramid")
 	dir := writeApp(t, map[string]string{"wsgi.py": validated(pyramidApp)})
 	s := startServe(t, dir, "wsgi.py")
@@ -274,6 +277,7 @@ app.add_route("/items", Items())
 `
 
 func TestFalcon(t *testing.T) {
+	t.Parallel()
 	requireModule(t, "falcon")
 	// The file defines only "app": the fallback name for a script target.
 	dir := writeApp(t, map[string]string{"wsgi.py": strings.Replace(validated(falconApp), "application = _validator(application)", "app = _validator(app)", 1)})
@@ -309,6 +313,7 @@ application = app
 `
 
 func TestBottle(t *testing.T) {
+	t.Parallel()
 	requireModule(t, "bottle")
 	dir := writeApp(t, map[string]string{"wsgi.py": validated(bottleApp)})
 	s := startServe(t, dir, "wsgi.py")

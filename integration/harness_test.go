@@ -1,6 +1,29 @@
 // Package integration runs the real pyhostd and pyctl binaries against
 // real python3 workers over real sockets. As root, apps run as a test
 // user the suite creates; otherwise as the caller.
+//
+// Tests run in parallel (t.Parallel, at most parallelTests at once unless
+// -parallel says otherwise): most of a test's time is spent waiting on
+// processes, not on the CPU. A test may call t.Parallel when it shares
+// nothing mutable with another test that may run with it:
+//
+//   - ports: listen on 127.0.0.1:0 (startServe does) or take one from
+//     freePort, which never hands out the same port twice;
+//   - directories: writeApp, newSysd, t.TempDir or os.MkdirTemp(baseDir, …),
+//     never a fixed path;
+//   - users: makeUser resets the user's ~/.config, so a user name
+//     (pyh-PREFIX-NAME, the prefix the test's own) belongs to one
+//     parallel test; tests that share names stay serial or only one of
+//     them is parallel (a serial test never overlaps a parallel one);
+//     testUser is shared but never changed;
+//   - the environment: no os.Setenv or t.Setenv (which panics after
+//     t.Parallel); pass env to startServeEnv or sysd.env instead;
+//   - the machine: tests that install or purge the system package or
+//     create the pyhost user call holdMachine, which runs them one at a
+//     time (alongside the others: the package goes into a throwaway
+//     copy of the machine, see deb_test.go).
+//
+// Serial tests run first, then the parallel ones together.
 package integration
 
 import (
@@ -8,6 +31,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -36,7 +60,18 @@ func TestMain(m *testing.M) {
 	os.Exit(testMain(m))
 }
 
+// parallelTests is how many parallel tests run at once when -parallel
+// is not given; the default (GOMAXPROCS, 2 on the project's machine)
+// would leave the CPUs idle while tests wait for workers to start.
+const parallelTests = 4
+
 func testMain(m *testing.M) int {
+	flag.Parse()
+	parallelSet := false
+	flag.Visit(func(f *flag.Flag) { parallelSet = parallelSet || f.Name == "test.parallel" })
+	if !parallelSet {
+		flag.Set("test.parallel", strconv.Itoa(parallelTests))
+	}
 	var err error
 	baseDir, err = os.MkdirTemp("", "pyhost-it-")
 	if err != nil {
@@ -63,6 +98,17 @@ func testMain(m *testing.M) int {
 		}
 	}
 	return m.Run()
+}
+
+// machineMu is held by the tests that install pyhost on the machine
+// (or its throwaway copy) or create its pyhost user, one at a time.
+var machineMu sync.Mutex
+
+// holdMachine makes t the only test of those that install pyhost until
+// t and its cleanups are done. Call it first, after t.Parallel.
+func holdMachine(t *testing.T) {
+	machineMu.Lock()
+	t.Cleanup(machineMu.Unlock) // registered first: runs last
 }
 
 // ensureUser creates a system user without a home or login, if missing.

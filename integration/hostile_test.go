@@ -199,6 +199,7 @@ func rssKiB(pid int) int64 {
 // read with no deadline, so the connections stayed forever (the issue's
 // 20,000 descriptors ran out).
 func TestHostileSlowSmallBodies(t *testing.T) {
+	t.Parallel()
 	dir := writeApp(t, map[string]string{"wsgi.py": validated(echoApp)})
 	s := startServe(t, dir, "--threads", "2", "--client-body-timeout", "1s", "wsgi.py")
 	before := served(t, s)
@@ -235,6 +236,7 @@ func TestHostileSlowSmallBodies(t *testing.T) {
 // over 64 KiB streamed to a thread at the client's pace; request_timeout
 // then recycled the worker.
 func TestHostileSlowLargeUploads(t *testing.T) {
+	t.Parallel()
 	dir := writeApp(t, map[string]string{"wsgi.py": validated(echoApp)})
 	s := startServe(t, dir, "--threads", "2", "--buffer-request-body", "64KiB",
 		"--client-body-timeout", "2s", "--request-timeout", "1s", "wsgi.py")
@@ -285,6 +287,7 @@ func TestHostileSlowLargeUploads(t *testing.T) {
 // The connection caps: at the cap a new connection is refused at once,
 // and those open are served on.
 func TestHostileConnectionCap(t *testing.T) {
+	t.Parallel()
 	dir := writeApp(t, map[string]string{"wsgi.py": validated(echoApp)})
 	for _, c := range []struct {
 		name  string
@@ -343,6 +346,7 @@ func TestHostileConnectionCap(t *testing.T) {
 // figures are logged; the bound is loose (the Go runtime gives memory
 // back to the system over minutes, not at once).
 func TestHostileProxyMemoryAfterAttack(t *testing.T) {
+	t.Parallel()
 	dir := writeApp(t, map[string]string{"wsgi.py": validated(echoApp)})
 	s := startServe(t, dir, "--client-body-timeout", "1s", "wsgi.py")
 	get(t, s.URL+"/")
@@ -390,6 +394,7 @@ func TestHostileProxyMemoryAfterAttack(t *testing.T) {
 // is asked, so none of its pooled connections is lost. Before: 502, and
 // every pooled connection of the worker dropped.
 func TestHostileNULInPath(t *testing.T) {
+	t.Parallel()
 	dir := writeApp(t, map[string]string{"wsgi.py": validated(echoApp)})
 	s := startServe(t, dir, "--threads", "4", "wsgi.py")
 	// Four requests at once leave four pooled connections.
@@ -424,6 +429,7 @@ func TestHostileNULInPath(t *testing.T) {
 
 // Issue 17 item 2: HTTP/1.0 without Host.
 func TestHostileHTTP10WithoutHost(t *testing.T) {
+	t.Parallel()
 	dir := writeApp(t, map[string]string{"wsgi.py": validated(echoApp)})
 	s := startServe(t, dir, "wsgi.py")
 	c := dialHostile(t, s.Addr)
@@ -452,6 +458,7 @@ func TestHostileHTTP10WithoutHost(t *testing.T) {
 // chunked winning, and the connection closed. Before: kept for the next
 // request.
 func TestHostileContentLengthAndChunked(t *testing.T) {
+	t.Parallel()
 	dir := writeApp(t, map[string]string{"wsgi.py": validated(echoApp)})
 	s := startServe(t, dir, "wsgi.py")
 	c := dialHostile(t, s.Addr)
@@ -473,6 +480,7 @@ func TestHostileContentLengthAndChunked(t *testing.T) {
 // Content-Length; the chunk data after it must not run as a second
 // request. Before: it did, on a kept-alive connection.
 func TestHostileHTTP10ContentLengthAndChunked(t *testing.T) {
+	t.Parallel()
 	dir := writeApp(t, map[string]string{"wsgi.py": validated(echoApp)})
 	s := startServe(t, dir, "wsgi.py")
 	before := served(t, s)
@@ -493,6 +501,7 @@ func TestHostileHTTP10ContentLengthAndChunked(t *testing.T) {
 
 // X-Real-Ip from a client is replaced by the resolved client.
 func TestHostileXRealIP(t *testing.T) {
+	t.Parallel()
 	dir := writeApp(t, map[string]string{"wsgi.py": validated(echoApp)})
 	ask := func(s *server) appSaw {
 		req, _ := http.NewRequest("GET", s.URL+"/", nil)
@@ -520,6 +529,7 @@ func TestHostileXRealIP(t *testing.T) {
 // One test per hygiene item of issue 10: the status, whether the
 // connection is closed after, and whether (and what) the app saw.
 func TestHostileHygiene(t *testing.T) {
+	t.Parallel()
 	dir := writeApp(t, map[string]string{"wsgi.py": validated(echoApp)})
 	s := startServe(t, dir, "wsgi.py")
 	cases := []struct {

@@ -13,6 +13,7 @@ import (
 // directory exits with one clear line and changes nothing; the first
 // keeps starting and replacing workers.
 func TestSecondInstanceChangesNothing(t *testing.T) {
+	t.Parallel()
 	d := newSysd(t, "")
 	u := makeUser(t, "pyh-in-ann")
 	d.writeAdmin("[users.pyh-in-ann]\ndomains = [\"ann.test\"]\n")
@@ -40,6 +41,7 @@ func TestSecondInstanceChangesNothing(t *testing.T) {
 // fresh lock file and, on its way out, removed the live daemon's
 // workers/, so no worker could start again.
 func TestSecondInstanceAfterRmLockFile(t *testing.T) {
+	t.Parallel()
 	d := newSysd(t, "")
 	u := makeUser(t, "pyh-in-bea")
 	users := "[users.pyh-in-bea]\ndomains = [\"bea.test\"]\n"
@@ -73,6 +75,7 @@ func TestSecondInstanceAfterRmLockFile(t *testing.T) {
 // second is refused on data_dir, changing nothing, and the first goes
 // on. Needs pyhostd run to lock data_dir (instance.AcquireMode).
 func TestSecondInstanceSharingDataDir(t *testing.T) {
+	t.Parallel()
 	d := newSysd(t, "")
 	u := makeUser(t, "pyh-in-cid")
 	users := "[users.pyh-in-cid]\ndomains = [\"cid.test\"]\n"

@@ -88,6 +88,7 @@ func (d *sysd) proxyPID() int {
 // fails the reload and changes nothing; a restarted proxy serves the
 // current set.
 func TestListenReload(t *testing.T) {
+	t.Parallel()
 	const ann = "pyh-ls-ann"
 	users := fmt.Sprintf("[users.%s]\ndomains = [\"ls.test\"]\n", ann)
 	u := makeUser(t, ann)

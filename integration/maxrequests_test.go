@@ -32,6 +32,7 @@ var budgetRecycleRE = regexp.MustCompile(`recycling worker: .*pid=(\d+) reason=r
 // max_requests 50 must see more than one process, each (but the last) take
 // at least its budget, and the recycle be decided at the budget, not later.
 func TestMaxRequestsRecyclesAtTheBudget(t *testing.T) {
+	t.Parallel()
 	dir := writeApp(t, map[string]string{"wsgi.py": validated(pidApp)})
 	s := startServeEnv(t, dir, []string{"PYHOST_CHECK_INTERVAL=1h"}, "--processes", "1", "--max-requests", "50", "wsgi.py")
 	var runs []string // pid of each run of consecutive requests

@@ -97,6 +97,7 @@ func (z *zeroReader) Read(p []byte) (int, error) {
 }
 
 func TestGigabyteEachWayInBoundedMemory(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("moves 2 GiB; skipped with -short")
 	}

@@ -71,6 +71,7 @@ func ppGet(addr string, local net.Addr, pre []byte, host string, tlsConf *tls.Co
 // connection without one is served as it is; a malformed header is
 // refused while a connection beside it is served.
 func TestProxyProtocol(t *testing.T) {
+	t.Parallel()
 	const ann = "pyh-pp-ann"
 	users := fmt.Sprintf("[users.%s]\ndomains = [\"pp.test\"]\n", ann)
 	u := makeUser(t, ann)

@@ -96,10 +96,11 @@ func readFile(t *testing.T, path string) string {
 // after logrotate returned, and `pyctl logs -f` following across the
 // rotation; with the daemon stopped, the rule still succeeds, silently.
 func TestLogrotateWithoutSystemd(t *testing.T) {
+	t.Parallel()
 	if _, err := exec.LookPath("logrotate"); err != nil {
 		t.Skip("logrotate is not installed (scripts/install-test-deps.sh installs it)")
 	}
-	u := makeUser(t, "pyh-alice")
+	u := makeUser(t, "pyh-rt-ann")
 	d := newSysd(t, fmt.Sprintf("[users.%s]\ndomains = [\"rot.test\"]\n", u.name))
 	writeOwned(t, u, filepath.Join(u.home, "rot", "wsgi.py"), rotApp, 0o644)
 	writeOwned(t, u, filepath.Join(userApps(u), "rot.toml"),

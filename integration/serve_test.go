@@ -75,6 +75,7 @@ def application(environ, start_response):
 `
 
 func TestGet(t *testing.T) {
+	t.Parallel()
 	dir := writeApp(t, map[string]string{"wsgi.py": validated(basicApp)})
 	s := startServe(t, dir, "--processes", "2", "--threads", "4", "wsgi.py")
 	code, body := get(t, s.URL+"/")
@@ -84,6 +85,7 @@ func TestGet(t *testing.T) {
 }
 
 func TestModuleCallableTarget(t *testing.T) {
+	t.Parallel()
 	dir := writeApp(t, map[string]string{
 		"myproject/__init__.py": "",
 		"myproject/wsgi.py":     validated(basicApp),
@@ -98,6 +100,7 @@ func TestModuleCallableTarget(t *testing.T) {
 }
 
 func TestPostBodyEchoedByHash(t *testing.T) {
+	t.Parallel()
 	dir := writeApp(t, map[string]string{"wsgi.py": validated(basicApp)})
 	s := startServe(t, dir, "wsgi.py")
 	for _, size := range []int{0, 100, 64 << 10, 1 << 20} {
@@ -119,6 +122,7 @@ func TestPostBodyEchoedByHash(t *testing.T) {
 }
 
 func TestStreamingResponse(t *testing.T) {
+	t.Parallel()
 	dir := writeApp(t, map[string]string{"wsgi.py": validated(basicApp)})
 	s := startServe(t, dir, "--threads", "4", "wsgi.py")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -148,6 +152,7 @@ func TestStreamingResponse(t *testing.T) {
 }
 
 func TestKeepAliveReusesConnection(t *testing.T) {
+	t.Parallel()
 	dir := writeApp(t, map[string]string{"wsgi.py": validated(basicApp)})
 	s := startServe(t, dir, "wsgi.py")
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
@@ -176,6 +181,7 @@ func TestKeepAliveReusesConnection(t *testing.T) {
 }
 
 func TestWorkerKilledIsReplaced(t *testing.T) {
+	t.Parallel()
 	dir := writeApp(t, map[string]string{"wsgi.py": validated(basicApp)})
 	s := startServe(t, dir, "--processes", "1", "wsgi.py")
 	_, pidText := get(t, s.URL+"/pid")
@@ -206,6 +212,7 @@ func TestWorkerKilledIsReplaced(t *testing.T) {
 }
 
 func TestImportErrorIsReported(t *testing.T) {
+	t.Parallel()
 	dir := writeApp(t, map[string]string{"wsgi.py": "import sys\n\ndef helper():\n    raise RuntimeError('broken at import')\n\nhelper()\n"})
 	s := launch(t, dir, serveArgs("wsgi.py")...)
 	err := s.waitExit(30 * time.Second)
@@ -227,6 +234,7 @@ func TestImportErrorIsReported(t *testing.T) {
 }
 
 func TestSigtermFinishesInFlightRequest(t *testing.T) {
+	t.Parallel()
 	dir := writeApp(t, map[string]string{"wsgi.py": validated(basicApp)})
 	s := startServe(t, dir, "wsgi.py")
 	type result struct {
@@ -265,6 +273,7 @@ func TestSigtermFinishesInFlightRequest(t *testing.T) {
 }
 
 func TestMasterKill9LeavesNoOrphan(t *testing.T) {
+	t.Parallel()
 	dir := writeApp(t, map[string]string{"wsgi.py": validated(basicApp)})
 	s := startServe(t, dir, "--processes", "2", "wsgi.py")
 	kids := descendants(s.cmd.Process.Pid)
@@ -285,6 +294,7 @@ func TestMasterKill9LeavesNoOrphan(t *testing.T) {
 }
 
 func TestBadInvocations(t *testing.T) {
+	t.Parallel()
 	dir := writeApp(t, map[string]string{
 		"nocallable.py": "x = 1\n",
 		"wsgi.py":       validated(basicApp),

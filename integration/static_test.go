@@ -9,6 +9,7 @@ import (
 )
 
 func TestStaticMountServedByTheProxy(t *testing.T) {
+	t.Parallel()
 	dir := writeApp(t, map[string]string{
 		"wsgi.py":            validated(basicApp),
 		"static/hello.txt":   "static hello\n",

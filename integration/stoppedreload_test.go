@@ -16,6 +16,7 @@ var errorLine = regexp.MustCompile(`(?m)^.*\[ERROR\].*$`)
 // a stopped app is a normal action. It starts the app on the code now on
 // disk (docs/cli.md) and logs no ERROR line on the way.
 func TestStoppedReloadStartsOnFreshCode(t *testing.T) {
+	t.Parallel()
 	dir := writeApp(t, map[string]string{"wsgi.py": validated(versionApp), "version.txt": "v1"})
 	s := startServe(t, dir, "--processes", "2", "wsgi.py")
 	if _, body := get(t, s.URL+"/"); body != "v1" {
@@ -47,6 +48,7 @@ func TestStoppedReloadStartsOnFreshCode(t *testing.T) {
 // with the traceback, and the app stays stopped (nothing half-started);
 // pyctl start then works once the code is fixed.
 func TestStoppedReloadOfBrokenCodeStaysStopped(t *testing.T) {
+	t.Parallel()
 	dir := writeApp(t, map[string]string{"wsgi.py": validated(versionApp), "version.txt": "v1"})
 	s := startServe(t, dir, "--processes", "2", "wsgi.py")
 	mustRun(t, s, "stop")

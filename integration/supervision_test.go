@@ -20,8 +20,24 @@ import (
 // seen; a transport error counts as status 0.
 func load(t *testing.T, url string, n int, d time.Duration) map[int]int {
 	t.Helper()
+	return loadUntil(t, url, n, d, nil)
+}
+
+// loadUntil is load that also stops as soon as stop is closed: a test
+// loads only until what it checks has happened, with d as the bound.
+func loadUntil(t *testing.T, url string, n int, d time.Duration, stop <-chan struct{}) map[int]int {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
+	if stop != nil {
+		go func() {
+			select {
+			case <-stop:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+	}
 	var mu sync.Mutex
 	codes := map[int]int{}
 	var wg sync.WaitGroup
@@ -47,6 +63,37 @@ func load(t *testing.T, url string, n int, d time.Duration) map[int]int {
 	}
 	wg.Wait()
 	return codes
+}
+
+// closeWhen returns a channel closed once cond holds for the server's
+// output so far, or once max has passed. It polls, as eventually does:
+// the output is only observable from outside.
+func closeWhen(s *server, max time.Duration, cond func(out string) bool) <-chan struct{} {
+	c := make(chan struct{})
+	go func() {
+		defer close(c)
+		deadline := time.Now().Add(max)
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for !cond(s.out.String()) && time.Now().Before(deadline) {
+			<-tick.C
+		}
+	}()
+	return c
+}
+
+// recycledAndStopped is closed once a worker recycled for reason (the
+// supervisor's "memory", "requests"…) has stopped, or once max passed.
+func recycledAndStopped(s *server, reason string, max time.Duration) <-chan struct{} {
+	recycled := regexp.MustCompile(`recycling worker: .*pid=(\d+) reason=` + reason + `\b`)
+	return closeWhen(s, max, func(out string) bool {
+		for _, m := range recycled.FindAllStringSubmatch(out, -1) {
+			if regexp.MustCompile(`worker stopped: .*pid=` + m[1] + `\b`).MatchString(out) {
+				return true
+			}
+		}
+		return false
+	})
 }
 
 func onlyOK(t *testing.T, what string, codes map[int]int) int {
@@ -83,19 +130,23 @@ def application(environ, start_response):
 `
 
 func TestMemoryLimitRecyclesWithoutFailures(t *testing.T) {
+	t.Parallel()
 	dir := writeApp(t, map[string]string{"wsgi.py": validated(leakApp)})
 	s := startServe(t, dir, "--processes", "2", "--threads", "2", "--memory-limit", "80MiB", "wsgi.py")
-	codes := load(t, s.URL+"/", 4, 10*time.Second)
+	// Under load until a worker recycled for its memory has stopped: its
+	// replacement ready, itself drained, all while requests came.
+	codes := loadUntil(t, s.URL+"/", 4, 10*time.Second, recycledAndStopped(s, "memory", 10*time.Second))
 	n := onlyOK(t, "leaking app under a memory limit", codes)
 	line := s.waitLine(regexp.MustCompile(`recycling worker.*reason=memory.*rss [0-9]+MiB > limit 80MiB`), 5*time.Second)
 	t.Logf("%d requests, all 200; e.g. %s", n, line)
 }
 
 func TestMaxRequestsRecycles(t *testing.T) {
+	t.Parallel()
 	dir := writeApp(t, map[string]string{"wsgi.py": validated(basicApp)})
 	s := startServe(t, dir, "--processes", "1", "--max-requests", "50", "wsgi.py")
 	first := s.workerPIDs()
-	codes := load(t, s.URL+"/", 2, 4*time.Second)
+	codes := loadUntil(t, s.URL+"/", 2, 4*time.Second, recycledAndStopped(s, "requests", 4*time.Second))
 	onlyOK(t, "max_requests", codes)
 	s.waitLine(regexp.MustCompile(`recycling worker.*reason=requests.*served [0-9]+ requests \(max_requests 50\)`), 5*time.Second)
 	eventually(t, 10*time.Second, "the worker pid changes", func() bool {
@@ -120,6 +171,7 @@ def application(environ, start_response):
 `
 
 func TestRequestTimeout(t *testing.T) {
+	t.Parallel()
 	dir := writeApp(t, map[string]string{"wsgi.py": validated(hangApp)})
 	s := startServe(t, dir, "--processes", "1", "--threads", "4", "--request-timeout", "2s", "--graceful-timeout", "3s", "wsgi.py")
 	_, before := get(t, s.URL+"/")
@@ -163,6 +215,7 @@ func pyctl(t *testing.T, s *server, args ...string) (string, error) {
 }
 
 func TestRollingReloadUnderLoadLosesNothing(t *testing.T) {
+	t.Parallel()
 	dir := writeApp(t, map[string]string{"wsgi.py": validated(versionApp), "version.txt": "v1"})
 	s := startServe(t, dir, "--processes", "2", "--threads", "4", "wsgi.py")
 	if _, body := get(t, s.URL+"/"); body != "v1" {
@@ -170,10 +223,31 @@ func TestRollingReloadUnderLoadLosesNothing(t *testing.T) {
 	}
 	os.WriteFile(filepath.Join(dir, "version.txt"), []byte("v2"), 0o644)
 
+	// Under load until the reload returned and the old workers stopped.
+	old := s.workerPIDs()
+	returned := make(chan struct{})
+	stop := make(chan struct{})
+	go func() {
+		defer close(stop)
+		select {
+		case <-returned:
+		case <-time.After(8 * time.Second):
+			return
+		}
+		<-closeWhen(s, 8*time.Second, func(out string) bool {
+			for _, pid := range old {
+				if !regexp.MustCompile(`worker stopped: .*pid=` + strconv.Itoa(pid) + `\b`).MatchString(out) {
+					return false
+				}
+			}
+			return true
+		})
+	}()
 	var codes map[int]int
 	done := make(chan struct{})
-	go func() { defer close(done); codes = load(t, s.URL+"/", 32, 8*time.Second) }()
+	go func() { defer close(done); codes = loadUntil(t, s.URL+"/", 32, 8*time.Second, stop) }()
 	out, err := pyctl(t, s, "reload")
+	close(returned)
 	<-done
 	if err != nil {
 		t.Fatalf("pyctl reload: %v\n%s", err, out)
@@ -227,6 +301,7 @@ def application(environ, start_response):
 `
 
 func TestCrashLoopMarksAppFailing(t *testing.T) {
+	t.Parallel()
 	dir := writeApp(t, map[string]string{"wsgi.py": validated(crashLaterApp)})
 	s := startServe(t, dir, "--processes", "1", "wsgi.py")
 	os.WriteFile(filepath.Join(dir, "crash-now"), nil, 0o644)
@@ -290,6 +365,7 @@ func syscall9(t *testing.T, pid int) {
 }
 
 func TestIdleTimeoutStopsAndWakes(t *testing.T) {
+	t.Parallel()
 	dir := writeApp(t, map[string]string{"wsgi.py": validated(basicApp)})
 	s := startServe(t, dir, "--processes", "2", "--idle-timeout", "2s", "wsgi.py")
 	if c, _ := get(t, s.URL+"/"); c != 200 {
@@ -323,6 +399,7 @@ func countWorkers(s *server) int {
 }
 
 func TestQueueTimeout(t *testing.T) {
+	t.Parallel()
 	dir := writeApp(t, map[string]string{"wsgi.py": validated(hangApp)})
 	s := startServe(t, dir, "--processes", "1", "--threads", "1", "--queue-timeout", "1s", "wsgi.py")
 	busy := make(chan int, 1)
@@ -344,6 +421,7 @@ func TestQueueTimeout(t *testing.T) {
 }
 
 func TestAppFileTarget(t *testing.T) {
+	t.Parallel()
 	app := `
 import os
 

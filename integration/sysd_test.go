@@ -140,17 +140,46 @@ func (d *sysd) restart() {
 	d.start()
 }
 
-// pyctl runs pyctl against this daemon as the user who (root for "").
+// pyctl runs pyctl against this daemon as the user who (root for ""),
+// asking again while a roll it needs is busy (retryBusy).
 func (d *sysd) pyctl(who string, args ...string) (string, error) {
-	var cmd *exec.Cmd
-	full := append([]string{"--socket", d.ctl}, args...)
-	if who == "" || who == "root" {
-		cmd = exec.Command(filepath.Join(binDir, "pyctl"), full...)
-	} else {
-		cmd = exec.Command("runuser", append([]string{"-u", who, "--", filepath.Join(binDir, "pyctl")}, full...)...)
+	return retryBusy(args, func() (string, error) {
+		var cmd *exec.Cmd
+		full := append([]string{"--socket", d.ctl}, args...)
+		if who == "" || who == "root" {
+			cmd = exec.Command(filepath.Join(binDir, "pyctl"), full...)
+		} else {
+			cmd = exec.Command("runuser", append([]string{"-u", who, "--", filepath.Join(binDir, "pyctl")}, full...)...)
+		}
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	})
+}
+
+// retryBusy runs the pyctl command args (run runs it) again, for up to
+// 30 s, while it reports that an app's roll was left to one already
+// running. Writing an app file is a touch (reload_trigger), and the roll
+// that touch starts may not be over when the test's own pyctl reload or
+// reload-config comes, the later the busier the machine: the daemon then
+// refuses the reload, or leaves the app to the running roll.
+func retryBusy(args []string, run func() (string, error)) (string, error) {
+	busy := ""
+	if len(args) > 0 {
+		switch args[0] {
+		case "reload":
+			busy = "a reload of this app is already running"
+		case "reload-config":
+			busy = "a pyctl reload of it is underway"
+		}
 	}
-	out, err := cmd.CombinedOutput()
-	return string(out), err
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, err := run()
+		if busy == "" || !strings.Contains(out, busy) || time.Now().After(deadline) {
+			return out, err
+		}
+		time.Sleep(100 * time.Millisecond) // polling the daemon, as eventually does
+	}
 }
 
 // check runs pyhostd check on this daemon's config.

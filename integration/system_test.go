@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -83,8 +84,14 @@ type sysUser struct {
 	home     string
 }
 
+// usersMu serializes useradd, which fails rather than waits while
+// another holds /etc/passwd's lock.
+var usersMu sync.Mutex
+
 func makeUser(t *testing.T, name string) sysUser {
 	t.Helper()
+	usersMu.Lock()
+	defer usersMu.Unlock()
 	if exec.Command("id", "-u", name).Run() != nil {
 		if out, err := exec.Command("useradd", "--create-home", "--shell", "/usr/sbin/nologin", name).CombinedOutput(); err != nil {
 			t.Fatalf("useradd %s: %v %s", name, err, out)
@@ -119,13 +126,29 @@ func writeOwned(t *testing.T, u sysUser, path, content string, perm os.FileMode)
 	os.Chown(path, u.uid, u.gid)
 }
 
+var (
+	portsMu sync.Mutex
+	ports   = map[string]bool{} // handed out by freePort
+)
+
+// freePort returns a loopback address that was free a moment ago and
+// that no other test of this run got from freePort.
 func freePort(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	t.Helper()
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		if !ports[addr] {
+			ports[addr] = true
+			return addr
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 func appFile(domains, extra string) string {
@@ -133,6 +156,7 @@ func appFile(domains, extra string) string {
 }
 
 func TestSystemMode(t *testing.T) {
+	t.Parallel()
 	if os.Geteuid() != 0 {
 		t.Skip("system mode runs apps as other users: needs root")
 	}
@@ -384,9 +408,11 @@ max_processes = 2
 	// U5: each user sees and acts on their own apps only.
 	ctl := filepath.Join(base, "run", "control.sock")
 	pyctlAs := func(who string, args ...string) (string, error) {
-		cmd := exec.Command("runuser", append([]string{"-u", who, "--", filepath.Join(binDir, "pyctl"), "--socket", ctl}, args...)...)
-		out, err := cmd.CombinedOutput()
-		return string(out), err
+		return retryBusy(args, func() (string, error) {
+			cmd := exec.Command("runuser", append([]string{"-u", who, "--", filepath.Join(binDir, "pyctl"), "--socket", ctl}, args...)...)
+			out, err := cmd.CombinedOutput()
+			return string(out), err
+		})
 	}
 	out2, err := pyctlAs(alice, "status", "--json")
 	if err != nil {
@@ -535,6 +561,8 @@ func sortedCopy(xs []int) []int {
 // TestInstallStaged installs into a staging root and checks that the
 // example config it ships is valid and the unit names the daemon.
 func TestInstallStaged(t *testing.T) {
+	t.Parallel()
+	holdMachine(t) // creates and removes the pyhost user
 	dest := t.TempDir()
 	cmd := exec.Command("bash", "../scripts/install.sh")
 	cmd.Env = append(os.Environ(), "DESTDIR="+dest)

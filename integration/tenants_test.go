@@ -19,6 +19,7 @@ import (
 // reload-config fails when it could not apply something; quotas keep the
 // running apps; static mounts are checked at every reload.
 func TestTenantBoundaries(t *testing.T) {
+	t.Parallel()
 	const (
 		ann = "pyh-tb-ann"
 		ben = "pyh-tb-ben"
@@ -196,6 +197,7 @@ domains = ["ben.test", "*.ben.test", "shared.test"]
 // rival's files nobody loaded; reload-config says when a new app does
 // not start.
 func TestTenantClaimsUnderAttack(t *testing.T) {
+	t.Parallel()
 	const (
 		ann = "pyh-ta-ann"
 		ben = "pyh-ta-ben"

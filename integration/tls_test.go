@@ -208,6 +208,7 @@ func (d *sysd) writeTLSAdmin(tlsAddr string, pairs [][2]string, proxyKeys, extra
 // HTTP/2; a renewed certificate is served after reload-config while a
 // connection opened before it goes on; a broken one keeps the old.
 func TestHTTPSSystem(t *testing.T) {
+	t.Parallel()
 	const ann, bob = "pyh-tls-ann", "pyh-tls-bob"
 	users := fmt.Sprintf("[users.%s]\ndomains = [\"ann.tls.test\"]\n[users.%s]\ndomains = [\"bob.tls.test\"]\n", ann, bob)
 	ua, ub := makeUser(t, ann), makeUser(t, bob)
@@ -465,6 +466,7 @@ var servingHTTPSRE = regexp.MustCompile(`on https://([0-9.:]+)/`)
 // HTTPS (HTTP/2 and HTTP/1.1), and one flag without the other is
 // refused.
 func TestServeTLS(t *testing.T) {
+	t.Parallel()
 	dir := writeApp(t, map[string]string{"wsgi.py": tlsApp("express")})
 	ca := newTestCA(t)
 	certFile, keyFile := ca.issue(t, dir, "local", "127.0.0.1", "localhost")

@@ -27,6 +27,7 @@ domains = ["tr-bob.test"]
 // such a directory at load (pyhostd check, pyhostd run) and at reload
 // (pyctl check, pyctl reload), naming it and the fix (issue 9, item 14).
 func TestTrustWorldWritableDirectory(t *testing.T) {
+	// Not parallel: shares its users with TestTrustUserSitePth.
 	d := newSysd(t, trustUsers)
 	a, b := makeUser(t, trAlice), makeUser(t, trBob)
 	deployNamed(t, a, "wdir", "alice v1", `"tr-alice.test"`, "")
@@ -96,6 +97,7 @@ func TestTrustWorldWritableDirectory(t *testing.T) {
 // into alice's, and it would run as alice. pyhost refuses the app at
 // load and at reload, naming the directory and the fix.
 func TestTrustUserSitePth(t *testing.T) {
+	t.Parallel()
 	d := newSysd(t, trustUsers)
 	a, b := makeUser(t, trAlice), makeUser(t, trBob)
 	local := filepath.Join(a.home, ".local")

@@ -14,6 +14,7 @@ import (
 // (issue 13: it used to ping from a ticker that asked nothing). The
 // refusal to ping when they do not answer is master's unit test.
 func TestWatchdogPings(t *testing.T) {
+	t.Parallel()
 	d := newSysd(t, "\n[users.pyh-wd-ann]\ndomains = [\"wd-ann.test\"]\n")
 	deployNamed(t, makeUser(t, "pyh-wd-ann"), "blog", "ann blog", `"wd-ann.test"`, "")
 	sock := filepath.Join(d.base, "notify.sock")

@@ -115,6 +115,7 @@ func latin1(b string) string {
 }
 
 func TestRequestMatrix(t *testing.T) {
+	t.Parallel()
 	dir := writeApp(t, map[string]string{"wsgi.py": validated(matrixApp)})
 	s := startServe(t, dir, "--threads", "4", "wsgi.py")
 	lines := bytes.Repeat([]byte("a line of text in the body\n"), 3<<20/27)
@@ -265,6 +266,7 @@ def application(environ, start_response):
 `
 
 func TestClientDisconnectFreesThreadAndCallsClose(t *testing.T) {
+	t.Parallel()
 	dir := writeApp(t, map[string]string{"wsgi.py": validated(behaviourApp)})
 	// One thread: the next request is served only if the thread was freed.
 	s := startServe(t, dir, "--processes", "1", "--threads", "1", "wsgi.py")
@@ -301,6 +303,7 @@ func TestClientDisconnectFreesThreadAndCallsClose(t *testing.T) {
 }
 
 func TestResponseEdges(t *testing.T) {
+	t.Parallel()
 	dir := writeApp(t, map[string]string{"wsgi.py": validated(behaviourApp)})
 	s := startServe(t, dir, "wsgi.py")
 
