@@ -15,16 +15,11 @@ import (
 	"time"
 )
 
-// load runs n concurrent clients against url until d has passed (bounded
-// in time and by the deadline of every request) and reports every status
-// seen; a transport error counts as status 0.
-func load(t *testing.T, url string, n int, d time.Duration) map[int]int {
-	t.Helper()
-	return loadUntil(t, url, n, d, nil)
-}
-
-// loadUntil is load that also stops as soon as stop is closed: a test
-// loads only until what it checks has happened, with d as the bound.
+// loadUntil runs n concurrent clients against url until stop is closed
+// (nil: never) or d has passed, whichever comes first (bounded in time
+// and by the deadline of every request), and reports every status seen;
+// a transport error counts as status 0. A test loads only until what it
+// checks has happened, with d as the bound.
 func loadUntil(t *testing.T, url string, n int, d time.Duration, stop <-chan struct{}) map[int]int {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), d)
