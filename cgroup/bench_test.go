@@ -1,8 +1,11 @@
 package cgroup
 
 import (
+	"context"
 	"os/exec"
+	"strconv"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -74,5 +77,75 @@ func BenchmarkThreadMove(b *testing.B) {
 				return
 			}
 		}
+	})
+}
+
+// BenchmarkWorkerLeaf is a forked worker's whole cgroup cost, as the
+// supervisor pays it (issue 14): make its leaf and let the app's user
+// move into it, the child (born in the app's group) moving itself there
+// as pyhost_worker.py --cgroup does, and, once it is reaped, the leaf
+// killed (cgroup.kill) and removed. "plain" is the same child with none
+// of it.
+//
+//	flock /run/lock/pyhost-bench.lock go test -run '^$' -bench WorkerLeaf -benchtime 300x ./cgroup/
+func BenchmarkWorkerLeaf(b *testing.B) {
+	h := realHost(b)
+	if h.V2 == nil {
+		b.Skip("no cgroup2: no worker leaves")
+	}
+	tr := realTree(b, h)
+	app, err := tr.App("bench", "leaf")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("plain", func(b *testing.B) {
+		onSpawnThread(func() {
+			for b.Loop() {
+				cmd := exec.Command("/bin/sh", "-c", "true")
+				if err := app.Start(cmd); err != nil {
+					b.Error(err)
+					return
+				}
+				if err := cmd.Wait(); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
+	b.Run("leaf", func(b *testing.B) {
+		onSpawnThread(func() {
+			n := 0
+			for b.Loop() {
+				n++
+				leaf, err := app.Worker("w" + strconv.Itoa(n))
+				if err == nil {
+					err = leaf.LetMove(0, 0)
+				}
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				cmd := exec.Command("/bin/sh", "-c", "echo 0 > "+leaf.Dir()+"/cgroup.procs")
+				if err := app.Start(cmd); err != nil {
+					b.Error(err)
+					return
+				}
+				if err := cmd.Wait(); err != nil {
+					b.Error(err)
+					return
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				err = leaf.Kill(ctx)
+				if err == nil {
+					err = leaf.Remove(ctx)
+				}
+				cancel()
+				if err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
 	})
 }
