@@ -531,7 +531,22 @@ func TestFaultTimeoutRecyclesDoNotCrash(t *testing.T) {
 	defer wg.Wait()
 	for i := 0; i < recycles; i++ {
 		// Each round lands on the previous one's replacement: the proxy
-		// holds the requests until it is ready (S8).
+		// holds the requests until it is ready (S8). /hang goes first, and
+		// the spinning requests only once it is stuck in sleepy_handler:
+		// one of them timing out first (on a busy machine) would take the
+		// dump before the hung function was on any stack.
+		hang := make(chan int, 1)
+		go func() {
+			code := 0
+			if resp, err := client.Get(s.URL + "/hang"); err == nil {
+				resp.Body.Close()
+				code = resp.StatusCode
+			}
+			hang <- code
+		}()
+		eventually(t, 20*time.Second, "/hang reaches sleepy_handler", func() bool {
+			return strings.Count(s.out.String(), "] hang in ") > i
+		})
 		for j := 0; j < threads-1; j++ {
 			wg.Add(1)
 			go func() {
@@ -542,11 +557,15 @@ func TestFaultTimeoutRecyclesDoNotCrash(t *testing.T) {
 				}
 			}()
 		}
-		if code, _ := get(t, s.URL+"/hang"); code != http.StatusGatewayTimeout {
+		if code := <-hang; code != http.StatusGatewayTimeout {
 			t.Fatalf("recycle %d: /hang %d, want 504", i, code)
 		}
 	}
 	wg.Wait()
+	// The last dump may reach the daemon's output after its 504.
+	for end := time.Now().Add(10 * time.Second); strings.Count(s.out.String(), "in sleepy_handler") < recycles && time.Now().Before(end); {
+		time.Sleep(20 * time.Millisecond) // polling the output, as eventually does
+	}
 	out := s.out.String()
 	if strings.Contains(out, "SIGSEGV") || strings.Contains(out, "signal 11") {
 		t.Fatalf("a worker crashed during a stack dump:\n%s", out)
