@@ -242,7 +242,22 @@ type Daemon struct {
 	ControlSocket string // absolute
 	// MetricsListen is the host:port of the Prometheus endpoint; "": off.
 	MetricsListen string
+	// PIDFile, when set, is where the daemon writes its pid once it
+	// serves (absolute); "": none. The instance lock, not this file,
+	// keeps a second daemon out.
+	PIDFile string
+	// LogFormat is the daemon's own log on stderr: LogText or LogJSON.
+	LogFormat string
+	// AccessLogPerApp also writes each app's access lines to
+	// LogDir/USER/APP.access.log, readable by the app's owner.
+	AccessLogPerApp bool
 }
+
+// Formats of the daemon's own log ([daemon] log_format).
+const (
+	LogText = "text"
+	LogJSON = "json"
+)
 
 // AppDirs is [apps]: where app files are found.
 type AppDirs struct {
@@ -323,11 +338,14 @@ type rawTLS struct {
 }
 
 type rawDaemon struct {
-	StateDir      value `toml:"state_dir"`
-	LogDir        value `toml:"log_dir"`
-	DataDir       value `toml:"data_dir"`
-	ControlSocket value `toml:"control_socket"`
-	MetricsListen value `toml:"metrics_listen"`
+	StateDir        value `toml:"state_dir"`
+	LogDir          value `toml:"log_dir"`
+	DataDir         value `toml:"data_dir"`
+	ControlSocket   value `toml:"control_socket"`
+	MetricsListen   value `toml:"metrics_listen"`
+	PIDFile         value `toml:"pid_file"`
+	LogFormat       value `toml:"log_format"`
+	AccessLogPerApp value `toml:"access_log_per_app"`
 }
 
 type rawApps struct {
@@ -487,7 +505,7 @@ func (c *checker) addrList(v value, p keyPath, def []string) (addrs []string, ba
 
 func (c *checker) daemon(prim toml.Primitive) Daemon {
 	p := keyPath{}.key("daemon")
-	d := Daemon{StateDir: DefaultStateDir, LogDir: DefaultLogDir, DataDir: DefaultDataDir}
+	d := Daemon{StateDir: DefaultStateDir, LogDir: DefaultLogDir, DataDir: DefaultDataDir, LogFormat: LogText}
 	var r rawDaemon
 	if !c.table(prim, p, &r, "a table: [daemon]") {
 		d.ControlSocket = DefaultControlSocket
@@ -503,6 +521,19 @@ func (c *checker) daemon(prim toml.Primitive) Daemon {
 		} else if c.uniqueAddr(p.key("metrics_listen"), s) {
 			d.MetricsListen = s
 		}
+	}
+	if s, _ := r.PIDFile.v.(string); r.PIDFile.set && s != "" { // "": none
+		d.PIDFile = c.absPath(r.PIDFile, p.key("pid_file"), "", "/run/pyhost/pyhostd.pid")
+	}
+	if s, ok := c.str(r.LogFormat, p.key("log_format"), `"text" or "json"`); ok {
+		if s != LogText && s != LogJSON {
+			c.add(p.key("log_format").String(), `must be "text" or "json", got %q`, s)
+		} else {
+			d.LogFormat = s
+		}
+	}
+	if b, ok := c.boolean(r.AccessLogPerApp, p.key("access_log_per_app"), "true"); ok {
+		d.AccessLogPerApp = b
 	}
 	return d
 }

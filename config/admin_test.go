@@ -22,7 +22,7 @@ func builtinAdmin() Admin {
 			Listen: []string{":80"}, TLSListen: []string{}, User: "pyhost", AccessLog: "/var/log/pyhost/access.log",
 			Limits: DefaultProxyLimits,
 		},
-		Daemon:   Daemon{StateDir: "/run/pyhost", LogDir: "/var/log/pyhost", DataDir: "/var/lib/pyhost", ControlSocket: "/run/pyhost/control.sock"},
+		Daemon:   Daemon{StateDir: "/run/pyhost", LogDir: "/var/log/pyhost", DataDir: "/var/lib/pyhost", ControlSocket: "/run/pyhost/control.sock", LogFormat: LogText},
 		Apps:     AppDirs{UserDir: ".config/pyhost/apps", AdminDir: "/etc/pyhost/apps.d"},
 		Defaults: BuiltinDefaults(),
 	}
@@ -78,6 +78,9 @@ func TestParseAdminValid(t *testing.T) {
 		}},
 		{"[daemon]\nmetrics_listen = \"127.0.0.1:9181\"", func(a *Admin) { a.Daemon.MetricsListen = "127.0.0.1:9181" }},
 		{"[daemon]\nmetrics_listen = \"\"", func(a *Admin) {}},
+		{"[daemon]\npid_file = \"/run/pyhost//pyhostd.pid\"", func(a *Admin) { a.Daemon.PIDFile = "/run/pyhost/pyhostd.pid" }},
+		{"[daemon]\npid_file = \"\"", func(a *Admin) {}},
+		{"[daemon]\nlog_format = \"json\"\naccess_log_per_app = true", func(a *Admin) { a.Daemon.LogFormat, a.Daemon.AccessLogPerApp = LogJSON, true }},
 		{"[daemon]\ndata_dir = \"/srv/pyhost/\"", func(a *Admin) { a.Daemon.DataDir = "/srv/pyhost" }},
 		{"[apps]\nuser_dir = \"~/apps/\"\nadmin_dir = \"/srv/pyhost/apps\"", func(a *Admin) {
 			a.Apps = AppDirs{UserDir: "apps", AdminDir: "/srv/pyhost/apps"}
@@ -163,6 +166,9 @@ func TestParseAdminInvalid(t *testing.T) {
 		{"[daemon]\nstate_dir = \"run\"", "daemon.state_dir", `must be an absolute path, like "/run/pyhost", got "run"`, 2},
 		{"[daemon]\nlog_dir = 1", "daemon.log_dir", `must be an absolute path, like "/var/log/pyhost", got 1`, 2},
 		{"[daemon]\ncontrol_socket = \"c.sock\"", "daemon.control_socket", `must be an absolute path, like "/run/pyhost/control.sock", got "c.sock"`, 2},
+		{"[daemon]\npid_file = \"pyhostd.pid\"", "daemon.pid_file", `must be an absolute path, like "/run/pyhost/pyhostd.pid", got "pyhostd.pid"`, 2},
+		{"[daemon]\nlog_format = \"xml\"", "daemon.log_format", `must be "text" or "json", got "xml"`, 2},
+		{"[daemon]\naccess_log_per_app = \"yes\"", "daemon.access_log_per_app", `must be true or false, like true, got "yes"`, 2},
 		{"[daemon]\nmetrics_listen = \"9181\"", "daemon.metrics_listen", `"9181" is not host:port; use host:port, like ":80", "0.0.0.0:80", "127.0.0.1:8080" or "[::]:443"; or "" for no metrics endpoint`, 2},
 		{"[daemon]\nmetrics_listen = \":80\"", "daemon.metrics_listen", `":80" is used by another listener already; give each listener its own address`, 2},
 		{"[apps]\nuser_dir = \"/srv/apps\"", "apps.user_dir", `must be a directory in each user's home, starting with "~/", like "~/.config/pyhost/apps", got "/srv/apps"`, 2},

@@ -94,6 +94,13 @@ type Config struct {
 	AppOutput func(app string, pid int, line string)
 	// LogDir holds the per-app logs, LogDir/USER/APP.log.
 	LogDir string
+	// AccessLogPerApp also keeps each app's access lines in
+	// LogDir/USER/APP.access.log (master/accesslogs.go).
+	AccessLogPerApp bool
+	// PIDFile ([daemon] pid_file), when set, gets the daemon's pid once
+	// the listeners and the control socket are bound; it is removed at
+	// a clean exit (master/pidfile.go).
+	PIDFile string
 	// ScriptDir is the run directory: it holds the instance lock (one
 	// daemon per directory) and the worker script, readable by every app
 	// user; "" means the parent of StateDir.
@@ -182,6 +189,7 @@ type Master struct {
 	reloader *reloader
 	cgroups  *cgroup.Tree // nil: no cgroups (master/cgroup.go)
 	daemon   daemonState  // master/daemoninfo.go
+	access   tenantAccess // master/accesslogs.go
 }
 
 // Run runs the master until ctx is cancelled, then shuts down in order
@@ -241,6 +249,14 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		return err
 	}
 	defer ctl.Close()
+	if err := writePIDFile(cfg.PIDFile); err != nil {
+		return err
+	}
+	defer func() {
+		if err := removePIDFile(cfg.PIDFile); err != nil {
+			m.log.Warn("cannot remove the pid file", "error", err)
+		}
+	}()
 
 	// Two contexts: the apps' stops the workers, and is cancelled only
 	// after the proxy has finished its in-flight requests.
@@ -514,6 +530,8 @@ func (m *Master) onProxyEvent(ev channel.Event) {
 		if app := m.set.get(ev.App); app != nil {
 			app.BudgetSpent(ev.WorkerID)
 		}
+	case channel.EventAccess:
+		m.onAccessLines(ev.App, ev.Detail)
 	default:
 		m.log.Debug("unknown proxy event", "kind", ev.Kind)
 	}

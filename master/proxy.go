@@ -86,6 +86,7 @@ func (m *Master) runProxyOnce(ctx context.Context) error {
 		cmd.Args[0] = "pyhostd" // ps shows "pyhostd __proxy", not "/proc/self/exe __proxy"
 		cmd.Env = privdrop.CleanEnv(m.cfg.ProxyCred, map[string]string{
 			"PYHOST_LOG_LEVEL":        os.Getenv("PYHOST_LOG_LEVEL"),
+			"PYHOST_LOG_FORMAT":       os.Getenv("PYHOST_LOG_FORMAT"), // [daemon] log_format
 			"PYHOST_PROXY_CPUPROFILE": os.Getenv("PYHOST_PROXY_CPUPROFILE"),
 		})
 		cmd.Stdout = os.Stderr
@@ -115,6 +116,7 @@ func (m *Master) runProxyOnce(ctx context.Context) error {
 	m.proxyMu.Lock()
 	setup.Certs = m.certs
 	setup.ProxyProtocol = prefixStrings(m.ppPeers)
+	setup.AccessLogPerApp = m.cfg.AccessLogPerApp // master/accesslogs.go
 	err = ch.Send(channel.Message{Setup: &setup})
 	if err == nil {
 		m.proxyCh = ch

@@ -46,6 +46,7 @@ func (m *Master) reopenAll(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("%s: %w", key, err))
 		}
 	}
+	errs = append(errs, m.reopenTenantAccess()...)
 	if err := m.reopenAccessLogWait(ctx); err != nil {
 		m.log.Error("cannot reopen the access log", "error", err)
 		errs = append(errs, err)

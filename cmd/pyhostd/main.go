@@ -84,12 +84,19 @@ func versionCommand(stdout io.Writer) *cobra.Command {
 	}
 }
 
-// newLogger is the daemon's own log: text on stderr, level from
-// PYHOST_LOG_LEVEL (default info).
+// logFormatEnv carries [daemon] log_format (or run's --log-format) to
+// newLogger, in this process and in the proxy child.
+const logFormatEnv = "PYHOST_LOG_FORMAT"
+
+// newLogger is the daemon's own log on stderr: text, or one JSON object
+// a line when PYHOST_LOG_FORMAT is "json" (hclog's JSONFormat: "@level",
+// "@message", "@module", "@timestamp" and the key/values); level from
+// PYHOST_LOG_LEVEL (default info). Under systemd, stderr is the journal
+// already, so the daemon speaks no journald protocol of its own.
 func newLogger(name string, w io.Writer) hclog.Logger {
 	level := hclog.LevelFromString(os.Getenv("PYHOST_LOG_LEVEL"))
 	if level == hclog.NoLevel {
 		level = hclog.Info
 	}
-	return hclog.New(&hclog.LoggerOptions{Name: name, Level: level, Output: w})
+	return hclog.New(&hclog.LoggerOptions{Name: name, Level: level, Output: w, JSONFormat: os.Getenv(logFormatEnv) == "json"})
 }

@@ -22,7 +22,7 @@ import (
 )
 
 func runCommand(stdout, stderr io.Writer) *cobra.Command {
-	var path string
+	var path, logFormat string
 	cmd := &cobra.Command{
 		Use:   "run [--config PATH]",
 		Short: "Run as the system service: host the apps of every permitted user",
@@ -32,10 +32,14 @@ run each app as the user who owns its file, and serve them all through
 the unprivileged proxy. Logs go to stderr; per-app logs to log_dir.`,
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			return runSystem(path, stdout, stderr)
+			if logFormat != "" && logFormat != config.LogText && logFormat != config.LogJSON {
+				return usageError{fmt.Errorf("--log-format must be %q or %q, got %q", config.LogText, config.LogJSON, logFormat)}
+			}
+			return runSystem(path, logFormat, stdout, stderr)
 		},
 	}
 	cmd.Flags().StringVar(&path, "config", config.DefaultAdminFile, "the admin config file")
+	cmd.Flags().StringVar(&logFormat, "log-format", "", `the daemon's own log on stderr: "text" or "json" (one JSON object a line); default [daemon] log_format`)
 	return cmd
 }
 
@@ -93,12 +97,18 @@ func scanApps(admin config.Admin, s config.Scan) (config.Discovery, error) {
 	return d, nil
 }
 
-func runSystem(path string, stdout, stderr io.Writer) error {
-	log := newLogger("pyhostd", stderr)
+func runSystem(path, logFormat string, stdout, stderr io.Writer) error {
 	admin, err := loadAdmin(path)
 	if err != nil {
 		return err
 	}
+	// The flag wins over the file; the proxy child learns it from the
+	// environment, as it does the level.
+	if logFormat == "" {
+		logFormat = admin.Daemon.LogFormat
+	}
+	os.Setenv(logFormatEnv, logFormat)
+	log := newLogger("pyhostd", stderr)
 	// data_dir is one daemon's too: two sharing the claims ledger would
 	// each rewrite it from their own apps (O6). Locked before it is read.
 	dataLock, err := instance.AcquireMode(admin.Daemon.DataDir, 0o700)
@@ -171,6 +181,8 @@ func runSystem(path string, stdout, stderr io.Writer) error {
 		AccessLog:       admin.Proxy.AccessLog,
 		Version:         version,
 		ConfigFile:      path,
+		PIDFile:         admin.Daemon.PIDFile,
+		AccessLogPerApp: admin.Daemon.AccessLogPerApp,
 		TrustedProxies:  admin.Proxy.TrustedProxies,
 		ProxyProtocol:   admin.Proxy.ProxyProtocol,
 		ProxyLimits:     admin.Proxy.Limits,
