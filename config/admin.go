@@ -280,6 +280,8 @@ type UserPolicy struct {
 	// wildcards. Nil: the user may claim no domain.
 	Domains []string
 	Quota
+	// AllowUnsandboxed lets the user's apps say sandbox = false (C5).
+	AllowUnsandboxed bool
 }
 
 // Built-in values of the admin file's keys.
@@ -358,6 +360,8 @@ type rawUser struct {
 	MaxApps      value `toml:"max_apps"`
 	MaxProcesses value `toml:"max_processes"`
 	MaxMemory    value `toml:"max_memory"`
+	// AllowUnsandboxed lets the user's app files say sandbox = false.
+	AllowUnsandboxed value `toml:"allow_unsandboxed"`
 }
 
 var adminSections = map[string][]string{
@@ -771,6 +775,9 @@ func (c *checker) users(prim toml.Primitive) map[string]UserPolicy {
 		}
 		if n, ok := c.size(r.MaxMemory, up.key("max_memory"), maxMemoryRange); ok {
 			u.MaxMemory = n
+		}
+		if on, ok := c.boolean(r.AllowUnsandboxed, up.key("allow_unsandboxed"), "true"); ok {
+			u.AllowUnsandboxed = on
 		}
 		out[name] = u
 	}

@@ -81,6 +81,11 @@ type App struct {
 	// whole (memory_max, memory_high, cpu_weight, cpu_max, tasks_max,
 	// io_weight; issue 14); the zero value is no limit.
 	Limits cgroup.Limits
+	// Sandbox is the app's private view of the machine (C5), set by
+	// Discover in system mode; nil: none (express mode, or sandbox =
+	// false, which Unsandboxed records and the admin allowed).
+	Sandbox     *Sandbox
+	Unsandboxed bool
 
 	Static []StaticMount
 

@@ -125,9 +125,11 @@ type rawAppFile struct {
 	// Warmup lists the paths a new worker answers before traffic (D3).
 	Warmup value `toml:"warmup"`
 	// Umask is the workers' file-creation mask, like "027" (D6).
-	Umask  value          `toml:"umask"`
-	Env    toml.Primitive `toml:"env"`
-	Static toml.Primitive `toml:"static"`
+	Umask value `toml:"umask"`
+	// Sandbox = false runs the app without its sandbox (C5), if allowed.
+	Sandbox value          `toml:"sandbox"`
+	Env     toml.Primitive `toml:"env"`
+	Static  toml.Primitive `toml:"static"`
 }
 
 type rawStatic struct {
@@ -514,6 +516,9 @@ func (b *appBuilder) build(r *rawAppFile, d Defaults) App {
 		HTTPSOnly:       d.HTTPSOnly,
 		HSTS:            d.HSTS,
 		Limits:          d.Limits,
+	}
+	if on, ok := b.boolean(r.Sandbox, root.key("sandbox"), "sandbox = false"); ok {
+		app.Unsandboxed = !on
 	}
 
 	if s, ok := b.str(r.Directory, root.key("directory"), "a path"); ok {

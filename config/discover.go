@@ -290,6 +290,7 @@ func Discover(admin Admin, lookup func(string) (privdrop.Credential, error), che
 			refuse(c.path, cred.Username, err)
 			continue
 		}
+		c.app.Sandbox = daemonSandbox(admin, c.app)
 		perUser[cred.Username] = append(perUser[cred.Username], c.app)
 		d.Apps = append(d.Apps, c.app)
 	}
@@ -311,6 +312,9 @@ func RunningAllowed(admin Admin, a App) error {
 		if !DomainAllowed(policy.Domains, dom) {
 			return policyErr{fmt.Errorf("%s may no longer claim %s", a.Cred.Username, dom)}
 		}
+	}
+	if err := UnsandboxedAllowed(admin, a); err != nil {
+		return policyErr{err}
 	}
 	return nil
 }
@@ -337,6 +341,11 @@ func admitApp(admin Admin, cred privdrop.Credential, app App, meta AppFileMeta, 
 			e.Err = ErrPolicy
 			return e
 		}
+	}
+	if err := UnsandboxedAllowed(admin, app); err != nil {
+		e := meta.Errorf("sandbox", "%v", err)
+		e.Err = ErrPolicy
+		return e
 	}
 	if err := CheckQuota(cred.Username, policy.Quota, append(append([]App(nil), others...), app)); err != nil {
 		return policyErr{err}
