@@ -19,6 +19,9 @@ import (
 var version = "dev"
 
 func main() {
+	if code, ok := sandboxExec(os.Args[1:]); ok {
+		os.Exit(code)
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
