@@ -382,7 +382,9 @@ max_processes = 2
 			t.Errorf("alice's app connected to %s", path)
 		}
 	}
-	if probe.Sockets[filepath.Join(base, "run", "workers")] == "" {
+	// Without the sandbox the walk is refused at the workers' directory;
+	// with it (C5), state_dir is hidden and the walk finds no socket.
+	if probe.Sockets[filepath.Join(base, "run", "workers")] == "" && len(probe.Sockets) > 0 {
 		t.Errorf("the probe did not try the worker sockets' directory: %s", body)
 	}
 	if probe.Log == "read" || probe.Kill == "killed" {

@@ -36,6 +36,9 @@ func forkKey(spec daemons.Spec) string {
 	for _, g := range spec.Cred.Groups {
 		b.WriteString("," + strconv.FormatUint(uint64(g), 10))
 	}
+	if spec.Wrap != nil {
+		b.WriteString("\x00sandboxed") // a sandboxed app's workers need a sandboxed server
+	}
 	for _, e := range spec.Env {
 		b.WriteByte(0)
 		b.WriteString(e)
@@ -65,6 +68,7 @@ func (f *forkServers) get(a *App, spec daemons.Spec) ForkServer {
 		Env:    spec.Env,
 		Cred:   spec.Cred,
 		Output: spec.Output,
+		Wrap:   spec.Wrap,
 		Cgroup: a.appGroup(),
 	})
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/pyhost/pyhost/config"
 	"github.com/pyhost/pyhost/daemons"
 	"github.com/pyhost/pyhost/privdrop"
+	"github.com/pyhost/pyhost/sandbox"
 )
 
 // workerArgs is the worker's own command line: what the app is comes
@@ -48,6 +49,7 @@ func (a *App) workerSpec(cfg config.App, seq uint64) daemons.Spec {
 		SocketUID: a.opts.SocketUID,
 		SocketGID: a.opts.SocketGID,
 		Output:    a.output,
+		Wrap:      sandbox.Wrapper(sandbox.ForApp(cfg, a.opts.WorkerScript)),
 	}
 }
 
