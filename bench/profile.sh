@@ -88,9 +88,19 @@ profile_main() {
         start_pyhost "$dir" "$port" || die "pyhost did not start: $(tail -5 "$dir/pyhostd.log")"
     fi
 
-    local proxy worker
-    proxy=$(pgrep -u "$BENCH_USER" -f '__proxy' | head -1) || true
-    worker=$(pgrep -u "$BENCH_USER" -f 'pyhost_worker.py --app' | head -1) || true
+    # The proxy and a worker of this stack's tree: other pyhost processes
+    # may run as the bench user on a shared machine.
+    local proxy="" worker="" line pid cmd
+    local -a tree=()
+    lines_into tree "$PY" "$TOOL" tree "${ROOTS[0]%%:*}" 2>/dev/null || tree=()
+    for line in "${tree[@]}"; do
+        pid=${line%% *}
+        cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || continue
+        case $cmd in
+            *__proxy*) [ -n "$proxy" ] || proxy=$pid ;;
+            *"pyhost_worker.py --app"*) [ -n "$worker" ] || worker=$pid ;;
+        esac
+    done
     { [ -n "$proxy" ] && [ -n "$worker" ]; } || die "cannot find the proxy ($proxy) or a worker ($worker)"
     log "proxy pid $proxy, worker pid $worker"
 
