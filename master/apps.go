@@ -474,7 +474,7 @@ func (m *Master) reloadConfig(ctx context.Context, progress func(string)) (err e
 	if m.cfg.Rescan == nil {
 		return errors.New("express mode has no config to reload")
 	}
-	defer func() { m.noteReload(err) }() // for pyctl status
+	defer func() { m.noteReload(err); m.countReload(err) }() // for pyctl status and the metrics
 	m.set.reloading.Lock()
 	defer m.set.reloading.Unlock()
 	admin, d, err := m.cfg.Rescan(m.set.scan(""), true)

@@ -33,25 +33,27 @@ type listenerSet struct {
 
 // boundListener is one listening socket and the address it was asked for.
 type boundListener struct {
-	addr string // as configured
-	ln   *net.TCPListener
-	tls  bool // a tls_listen socket: the proxy terminates TLS on it
+	addr    string // as configured
+	ln      *net.TCPListener
+	tls     bool // a tls_listen socket: the proxy terminates TLS on it
+	metrics bool // the metrics_listen socket: the proxy serves /metrics on it
 }
 
 // listenAddr is one address the proxy is to listen on, and its kind.
 type listenAddr struct {
-	addr string
-	tls  bool
+	addr    string
+	tls     bool
+	metrics bool
 }
 
 // listenAddrs are the [proxy] listen addresses, then the tls_listen ones.
 func listenAddrs(plain, tls []string) []listenAddr {
 	out := make([]listenAddr, 0, len(plain)+len(tls))
 	for _, a := range plain {
-		out = append(out, listenAddr{a, false})
+		out = append(out, listenAddr{addr: a})
 	}
 	for _, a := range tls {
-		out = append(out, listenAddr{a, true})
+		out = append(out, listenAddr{addr: a, tls: true})
 	}
 	return out
 }
@@ -59,6 +61,9 @@ func listenAddrs(plain, tls []string) []listenAddr {
 // String is the address as logs and reload-config name it: a TLS one
 // with "https://" before it.
 func (l listenAddr) String() string {
+	if l.metrics {
+		return "http://" + l.addr + "/metrics"
+	}
 	if l.tls {
 		return "https://" + l.addr
 	}
@@ -87,7 +92,13 @@ func (l listenAddr) String() string {
 // connections finish as they began). TLS addresses are named with
 // "https://" in added and removed.
 func (m *Master) setListen(plain, tls []string) (added, removed []string, err error) {
-	return m.lns.setKinds(listenAddrs(plain, tls), m.log)
+	addrs := listenAddrs(plain, tls)
+	if m.cfg.MetricsListen != "" {
+		// Fixed for the daemon's life (master/metrics.go): the proxy
+		// counts requests only when it has a metrics listener.
+		addrs = append(addrs, listenAddr{addr: m.cfg.MetricsListen, metrics: true})
+	}
+	return m.lns.setKinds(addrs, m.log)
 }
 
 // set is setKinds for plain HTTP addresses only.
@@ -107,12 +118,12 @@ func (s *listenerSet) setKinds(addrs []listenAddr, log hclog.Logger) (added, rem
 		}
 		if l, ok := findListener(s.lns, a.addr); ok {
 			kept[l.ln] = true
-			next = append(next, boundListener{a.addr, l.ln, a.tls})
-			if l.tls != a.tls {
+			next = append(next, boundListener{a.addr, l.ln, a.tls, a.metrics})
+			if l.tls != a.tls || l.metrics != a.metrics {
 				// The same socket, served as the other kind: new to the
 				// proxy as that kind, gone as the old one.
 				added = append(added, a.String())
-				removed = append(removed, listenAddr{l.addr, l.tls}.String())
+				removed = append(removed, listenAddr{l.addr, l.tls, l.metrics}.String())
 			}
 			continue
 		}
@@ -122,14 +133,14 @@ func (s *listenerSet) setKinds(addrs []listenAddr, log hclog.Logger) (added, rem
 			return nil, nil, fmt.Errorf("listen on %s: %w", a.addr, err)
 		}
 		fresh = append(fresh, ln.(*net.TCPListener))
-		next = append(next, boundListener{a.addr, ln.(*net.TCPListener), a.tls})
+		next = append(next, boundListener{a.addr, ln.(*net.TCPListener), a.tls, a.metrics})
 		added = append(added, a.String())
 	}
 	var gone []*net.TCPListener
 	for _, l := range s.lns {
 		if !kept[l.ln] {
 			gone = append(gone, l.ln)
-			removed = append(removed, listenAddr{l.addr, l.tls}.String())
+			removed = append(removed, listenAddr{l.addr, l.tls, l.metrics}.String())
 		}
 	}
 	old := s.lns
@@ -162,14 +173,14 @@ func (s *listenerSet) setKinds(addrs []listenAddr, log hclog.Logger) (added, rem
 // an error without undo, that its answer is missing. A proxy that went
 // away is no error: its successor starts with the current set.
 func (s *listenerSet) handOverLocked(log hclog.Logger) (undo bool, err error) {
-	files, addrs, tls, err := s.dupLocked()
+	files, addrs, tls, metrics, err := s.dupLocked()
 	if err != nil {
 		return true, err
 	}
 	defer closeAll(files)
 	s.serial++
 	serial := s.serial
-	if err := s.proxy.SendListeners(channel.ListenerSet{Serial: serial, Addrs: addrs, TLS: tls, Files: files}); err != nil {
+	if err := s.proxy.SendListeners(channel.ListenerSet{Serial: serial, Addrs: addrs, TLS: tls, Metrics: metrics, Files: files}); err != nil {
 		if errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, net.ErrClosed) {
 			log.Warn("the proxy went away; the next one starts with the new listeners", "error", err)
 			return false, nil
@@ -198,37 +209,39 @@ func (s *listenerSet) handOverLocked(log hclog.Logger) (undo bool, err error) {
 }
 
 // dupLocked returns duplicates of the current sockets, for a proxy,
-// their addresses and which are TLS ones.
-func (s *listenerSet) dupLocked() ([]*os.File, []string, []bool, error) {
+// their addresses, which are TLS ones and which the metrics one.
+func (s *listenerSet) dupLocked() ([]*os.File, []string, []bool, []bool, error) {
 	files := make([]*os.File, 0, len(s.lns))
 	addrs := make([]string, 0, len(s.lns))
 	tls := make([]bool, 0, len(s.lns))
+	metrics := make([]bool, 0, len(s.lns))
 	for _, l := range s.lns {
 		f, err := l.ln.File()
 		if err != nil {
 			closeAll(files)
-			return nil, nil, nil, fmt.Errorf("listener descriptor: %w", err)
+			return nil, nil, nil, nil, fmt.Errorf("listener descriptor: %w", err)
 		}
 		files = append(files, f)
 		addrs = append(addrs, l.addr)
 		tls = append(tls, l.tls)
+		metrics = append(metrics, l.metrics)
 	}
-	return files, addrs, tls, nil
+	return files, addrs, tls, metrics, nil
 }
 
 // startProxy calls start with duplicates of the current sockets (closed
-// after it returns), their addresses and kinds, and if it succeeds sends
+// after it returns), their addresses and kinds (TLS, metrics), and if it succeeds sends
 // every later change to fc, until detach is called. No change can fall
 // between the two: a proxy starts with a set and hears of every change
 // after it.
-func (s *listenerSet) startProxy(fc *channel.FilesConn, start func(files []*os.File, addrs []string, tls []bool) error) (detach func(), err error) {
+func (s *listenerSet) startProxy(fc *channel.FilesConn, start func(files []*os.File, addrs []string, tls, metrics []bool) error) (detach func(), err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	files, addrs, tls, err := s.dupLocked()
+	files, addrs, tls, metrics, err := s.dupLocked()
 	if err != nil {
 		return nil, err
 	}
-	err = start(files, addrs, tls)
+	err = start(files, addrs, tls, metrics)
 	closeAll(files)
 	if err != nil {
 		return nil, err

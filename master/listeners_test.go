@@ -147,7 +147,7 @@ func fakeProxy(t *testing.T, s *listenerSet, answer func(channel.ListenerSet) st
 	if err != nil {
 		t.Fatal(err)
 	}
-	detach, err = s.startProxy(mine, func(files []*os.File, addrs []string, _ []bool) error {
+	detach, err = s.startProxy(mine, func(files []*os.File, addrs []string, _, _ []bool) error {
 		if len(files) != len(addrs) {
 			t.Errorf("%d files for %d addresses", len(files), len(addrs))
 		}
@@ -245,7 +245,7 @@ func TestSetListenProxyGoneKeepsTheChange(t *testing.T) {
 	}
 	// The next proxy starts with the new set.
 	var got []string
-	s.startProxy(nil, func(_ []*os.File, addrs []string, _ []bool) error { got = addrs; return nil })
+	s.startProxy(nil, func(_ []*os.File, addrs []string, _, _ []bool) error { got = addrs; return nil })
 	if len(got) != 1 || got[0] != b {
 		t.Errorf("a new proxy starts with %v, want [%s]", got, b)
 	}

@@ -150,6 +150,10 @@ type Config struct {
 	// none), asked as each app of theirs starts: the memory limit of the
 	// user's cgroup (issue 14).
 	UserMaxMemory func(user string) int64
+	// MetricsListen is [daemon] metrics_listen: the proxy serves
+	// /metrics there and counts requests; "" for none. Fixed for the
+	// daemon's life (master/metrics.go).
+	MetricsListen string
 }
 
 // DefaultProxyProcs is how many CPUs the proxy's Go runtime uses unless
@@ -188,6 +192,7 @@ type Master struct {
 	set      *appSet
 	reloader *reloader
 	cgroups  *cgroup.Tree // nil: no cgroups (master/cgroup.go)
+	metrics  metricsState
 	daemon   daemonState  // master/daemoninfo.go
 	access   tenantAccess // master/accesslogs.go
 }
@@ -289,6 +294,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 
 	proxyCtx, stopProxy := context.WithCancel(context.Background())
 	proxyDone := make(chan struct{})
+	m.startMetrics(proxyCtx)
 	go func() { defer close(proxyDone); m.superviseProxy(proxyCtx) }()
 	defer func() { stopProxy(); <-proxyDone }()
 	go m.publishLoop(proxyCtx)
@@ -465,6 +471,7 @@ func (m *Master) publishLoop(ctx context.Context) {
 			return
 		}
 		m.sendTable()
+		m.kickFigures() // an app's state changed: the metrics see it now
 	}
 }
 

@@ -75,10 +75,11 @@ func (m *Master) runProxyOnce(ctx context.Context) error {
 		proc    *child.Process
 		addrs   []string
 		kinds   []bool
+		metrics []bool
 		filesFD int
 	)
-	detach, err := m.lns.startProxy(filesCh, func(lns []*os.File, lnAddrs []string, lnTLS []bool) error {
-		addrs, kinds = lnAddrs, lnTLS
+	detach, err := m.lns.startProxy(filesCh, func(lns []*os.File, lnAddrs []string, lnTLS, lnMetrics []bool) error {
+		addrs, kinds, metrics = lnAddrs, lnTLS, lnMetrics
 		files := append([]*os.File{theirs}, lns...)
 		files = append(files, theirFiles)
 		filesFD = ProxyChannelFD + len(files) - 1
@@ -110,6 +111,7 @@ func (m *Master) runProxyOnce(ctx context.Context) error {
 	grace := m.cfg.ShutdownTimeout
 	setup := channel.Setup{Listeners: addrs, ListenerTLS: kinds, FilesFD: filesFD, ShutdownTimeout: grace, Procs: m.cfg.ProxyProcs, AccessLog: m.cfg.AccessLog, TrustedProxies: prefixStrings(m.cfg.TrustedProxies)}
 	setLimits(&setup, m.cfg.ProxyLimits)
+	setup.ListenerMetrics, setup.Version = metrics, m.cfg.Version
 	setup.ACME = m.acmeSettings()
 	// The certificates as they are now, and every later set: taken and
 	// the channel registered under one lock, so no reload falls between.
@@ -128,6 +130,7 @@ func (m *Master) runProxyOnce(ctx context.Context) error {
 		return err
 	}
 	m.sendTable()
+	m.kickFigures()
 	defer func() {
 		m.proxyMu.Lock()
 		m.proxyCh = nil
@@ -144,6 +147,9 @@ func (m *Master) runProxyOnce(ctx context.Context) error {
 			}
 			if msg.Event != nil {
 				m.onProxyEvent(*msg.Event)
+			}
+			if msg.MetricsAnswer != nil {
+				m.onMetricsAnswer(*msg.MetricsAnswer)
 			}
 		}
 	}()

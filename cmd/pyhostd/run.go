@@ -180,6 +180,7 @@ func runSystem(path, logFormat string, stdout, stderr io.Writer) error {
 		DirectStart:     os.Getenv("PYHOST_FORK_SERVER") == "0",
 		AccessLog:       admin.Proxy.AccessLog,
 		Version:         version,
+		MetricsListen:   admin.Daemon.MetricsListen,
 		ConfigFile:      path,
 		PIDFile:         admin.Daemon.PIDFile,
 		AccessLogPerApp: admin.Daemon.AccessLogPerApp,

@@ -33,6 +33,7 @@ type serveFlags struct {
 	user          string
 	controlSocket string
 	accessLog     string
+	metricsListen string
 	trusted       []string
 	tlsCert       string
 	tlsKey        string
@@ -103,6 +104,7 @@ never as root.`,
 	fl.StringVar(&f.tlsCert, "tls-cert", "", "serve HTTPS on --listen with this certificate chain (PEM; needs --tls-key)")
 	fl.StringVar(&f.tlsKey, "tls-key", "", "the private key of --tls-cert (PEM)")
 	fl.StringVar(&f.accessLog, "access-log", "", `append a line per request to this file (combined format plus duration, app, request id); "-": standard output`)
+	fl.StringVar(&f.metricsListen, "metrics-listen", "", `serve Prometheus metrics at http://ADDR/metrics, as [daemon] metrics_listen does (docs/metrics.md); "": none`)
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "print no line per request (the app's output and pyhost's log still show)")
 	fl.StringArrayVar(&f.warmup, "warmup", nil, `a URL path every new worker must answer below 500 before it takes traffic, as the app file's warmup (repeatable): --warmup / --warmup /healthz`)
 	fl.StringArrayVar(&f.static, "static", nil, `serve the files of DIR under URL from the proxy itself, as [[static]] does (repeatable): --static /static/=./static`)
@@ -320,6 +322,7 @@ func serve(f serveFlags, changed func(string) bool, target string, stdout, stder
 		WatchTree:       tree,
 		Version:         version,
 		ConfigFile:      serveTarget(app.File, target),
+		MetricsListen:   f.metricsListen,
 		AppOutput: func(name string, pid int, line string) {
 			outMu.Lock()
 			defer outMu.Unlock()

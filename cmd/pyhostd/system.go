@@ -56,13 +56,6 @@ func checkSystemWith(admin config.Admin, apps []config.App, lookup func(string) 
 	var s systemConfig
 	s.Certs, s.Warnings = checkTLS(admin, apps, config.ReadCertPair, time.Now())
 	s.Problems, s.Warnings = append(s.Problems, acmeProblems(admin, master.ReadACMERoot)...), append(s.Warnings, acmeWarnings(admin)...)
-	// Settings the config accepts but this version does not act on yet:
-	// refused, so nobody believes them in force (a metrics endpoint a
-	// monitor scrapes).
-	const later = "not implemented in this version yet"
-	if admin.Daemon.MetricsListen != "" {
-		s.Problems = append(s.Problems, admin.Errorf("daemon.metrics_listen", "the metrics endpoint is %s; remove metrics_listen (or set it to \"\")", later))
-	}
 
 	name := admin.Proxy.User
 	switch cred, err := lookup(name); {
