@@ -47,7 +47,7 @@ func TestRelayWriteDeadlines(t *testing.T) {
 			t.Fatalf("HTTP/%d: %d deadlines set for 3 writes, want %d", proto, len(rec.set), want)
 		}
 		for _, d := range rec.set {
-			if d.Sub(start) < sendTimeout || d.Sub(time.Now()) > sendTimeout*3/2 {
+			if d.Sub(start) < sendTimeout || time.Until(d) > sendTimeout*3/2 {
 				t.Errorf("HTTP/%d: deadline %v after the start, want send_timeout to 1.5 times it", proto, d.Sub(start))
 			}
 		}
@@ -55,7 +55,7 @@ func TestRelayWriteDeadlines(t *testing.T) {
 		if proto == 2 {
 			x.until = time.Now().Add(sendTimeout - time.Second)
 			x.write([]byte("d"), false)
-			if len(rec.set) != 2 || rec.set[1].Sub(time.Now()) < sendTimeout {
+			if len(rec.set) != 2 || time.Until(rec.set[1]) < sendTimeout {
 				t.Errorf("HTTP/2: a deadline less than send_timeout away was not moved: %v", rec.set)
 			}
 		}
