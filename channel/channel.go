@@ -5,9 +5,10 @@
 //
 // Down (master → proxy): Setup once, then Table whenever routing or a
 // worker's state changes, Reopen after log rotation, Certs when the TLS
-// certificates were re-read, and ACME when its settings changed. Up (proxy →
-// master): Event. Listening sockets that change while the proxy runs
-// travel on a second socketpair (files.go).
+// certificates were re-read, ACME when its settings changed, Figures every
+// few seconds when metrics are on, and MetricsQuery for `pyctl metrics`.
+// Up (proxy → master): Event, and MetricsAnswer. Listening sockets that
+// change while the proxy runs travel on a second socketpair (files.go).
 package channel
 
 import (
