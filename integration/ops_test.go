@@ -47,6 +47,33 @@ func TestPIDFileWrittenAndRemoved(t *testing.T) {
 	if b, err := os.ReadFile(pidFile); err != nil || string(b) != want {
 		t.Errorf("after a refused second daemon the pid file is %q (%v), want %q", b, err, want)
 	}
+
+	// The daemon's line in pyctl status and pyctl version --json: the
+	// same pid, the config file, the last reload.
+	pid := strconv.Itoa(d.cmd.Process.Pid)
+	if out, err := d.pyctl("", "status"); err != nil || !strings.HasPrefix(out, "pyhostd ") ||
+		!strings.Contains(out, "(system, pid "+pid+", ") || !strings.Contains(out, "config "+d.admin+", not reloaded since start") {
+		t.Errorf("pyctl status: %v\n%s", err, out)
+	}
+	if out, err := d.pyctl("", "reload-config"); err != nil {
+		t.Fatalf("reload-config: %v\n%s", err, out)
+	}
+	out, err := d.pyctl(u.name, "version", "--json")
+	var v struct {
+		Client struct{ Version string } `json:"client"`
+		Daemon *struct {
+			PID        int    `json:"pid"`
+			ConfigFile string `json:"config_file"`
+			LastReload *struct {
+				OK bool `json:"ok"`
+			} `json:"last_reload"`
+		} `json:"daemon"`
+	}
+	if err != nil || json.Unmarshal([]byte(out), &v) != nil || v.Daemon == nil || strconv.Itoa(v.Daemon.PID) != pid ||
+		v.Daemon.ConfigFile != d.admin || v.Daemon.LastReload == nil || !v.Daemon.LastReload.OK {
+		t.Errorf("pyctl version --json as %s: %v\n%s", u.name, err, out)
+	}
+
 	d.stop()
 	if _, err := os.Stat(pidFile); !os.IsNotExist(err) {
 		t.Errorf("pid file after a clean exit: %v", err)
@@ -296,4 +323,61 @@ func TestPerAppAccessLog(t *testing.T) {
 	if strings.Count(bobOut, "\n") != 1 || !strings.Contains(bobOut, bob.name+"/shop") {
 		t.Errorf("bob's own access log after the rotation:\n%s", bobOut)
 	}
+}
+
+// O5/issue 15: pyctl top in a real terminal (tmux): it draws the apps
+// the caller sees with their figures, redraws, and quits on q, leaving
+// the terminal as it found it.
+func TestTopInTmux(t *testing.T) {
+	t.Parallel()
+	if _, err := exec.LookPath("tmux"); err != nil {
+		t.Skip("tmux is not installed (apt-get install tmux)")
+	}
+	ann := makeUser(t, "pyh-top-ann")
+	d := newSysd(t, "")
+	users := fmt.Sprintf("[users.%s]\ndomains = [\"top.test\"]\n", ann.name)
+	writeFile(t, d.admin, withDaemonKeys(d, users, "metrics_listen = "+strconv.Quote(freePort(t))))
+	deployNamed(t, ann, "site", "top-v1", `"top.test"`, "")
+	d.start()
+	for i := 0; i < 5; i++ {
+		if code, _ := d.get("top.test", "/"); code != 200 {
+			t.Fatalf("GET: %d", code)
+		}
+	}
+
+	session := fmt.Sprintf("pyhost-top-%d", os.Getpid())
+	tmux := func(args ...string) (string, error) {
+		out, err := exec.Command("tmux", append([]string{"-L", session}, args...)...).CombinedOutput()
+		return string(out), err
+	}
+	// As ann, in a terminal of 120x30; a shell keeps the pane after pyctl
+	// exits, so the test can see what it left.
+	cmd := fmt.Sprintf("runuser -u %s -- %s --socket %s top --interval 200ms; echo top-exited-$?; sleep 60",
+		ann.name, filepath.Join(binDir, "pyctl"), d.ctl)
+	if out, err := tmux("new-session", "-d", "-s", session, "-x", "120", "-y", "30", cmd); err != nil {
+		t.Fatalf("tmux: %v %s", err, out)
+	}
+	defer tmux("kill-server")
+	screen := func() string {
+		out, _ := tmux("capture-pane", "-p", "-t", session)
+		return out
+	}
+	// Two frames: the second has a rate where the first had "-".
+	eventually(t, 20*time.Second, "pyctl top to draw ann's app with a rate", func() bool {
+		for _, l := range strings.Split(screen(), "\n") {
+			if f := strings.Fields(l); len(f) == 9 && f[0] == "site" && f[1] != "-" {
+				return true
+			}
+		}
+		return false
+	})
+	if s := screen(); !strings.Contains(s, "APP") || !strings.Contains(s, "q quits") {
+		t.Errorf("screen:\n%s", s)
+	}
+	if out, err := tmux("send-keys", "-t", session, "q"); err != nil {
+		t.Fatalf("send-keys: %v %s", err, out)
+	}
+	eventually(t, 10*time.Second, "pyctl top to quit on q", func() bool {
+		return strings.Contains(screen(), "top-exited-0")
+	})
 }
