@@ -61,3 +61,21 @@ func (c *checker) limits(r *rawTunables, p keyPath, l cgroup.Limits) cgroup.Limi
 	}
 	return l
 }
+
+// TasksFloor is the fewest tasks (pids.max) an app of processes workers
+// of threads threads each runs with: per worker its request threads, its
+// main thread and the thread reading the proxy's connections, and the
+// fork server. An app below it cannot start all its workers.
+func TasksFloor(processes, threads int) int64 {
+	return int64(processes)*int64(threads+2) + 1
+}
+
+// checkTasks refuses a tasks_max the app's own processes and threads
+// would not fit in: the kernel would fail the workers' thread starts, a
+// crash loop that says less than this.
+func (b *appBuilder) checkTasks(app App) {
+	if n := app.Limits.TasksMax; n > 0 && n < TasksFloor(app.Processes, app.Threads) {
+		b.add("tasks_max", "%d is fewer tasks than the app needs to run: processes %d x (threads %d + 2) + 1 for the fork server = %d; leave room above that for what the app starts itself",
+			n, app.Processes, app.Threads, TasksFloor(app.Processes, app.Threads))
+	}
+}

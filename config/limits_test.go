@@ -90,3 +90,19 @@ func TestContainmentDefaults(t *testing.T) {
 		t.Errorf("bad cpu_max in [defaults]: %v", err)
 	}
 }
+
+// A tasks_max the app's own workers do not fit in is refused at the key.
+func TestTasksMaxFloor(t *testing.T) {
+	if got := TasksFloor(2, 4); got != 13 {
+		t.Errorf("TasksFloor(2, 4) = %d, want 13 (measured: 2 workers of 4 threads and the fork server)", got)
+	}
+	src := "processes = 2\nthreads = 4\ntasks_max = 12" + baseSrc
+	_, _, err := ParseAppFile(appPath, []byte(src), alice, Defaults{})
+	var es Errors
+	if !errors.As(err, &es) || len(es) != 1 || es[0].Key != "tasks_max" || es[0].Line != 3 || !strings.Contains(es[0].Msg, "= 13") {
+		t.Errorf("tasks_max 12 for 2 x 4: %v", err)
+	}
+	if _, _, err := ParseAppFile(appPath, []byte("processes = 2\nthreads = 4\ntasks_max = 13"+baseSrc), alice, Defaults{}); err != nil {
+		t.Errorf("tasks_max 13 for 2 x 4: %v", err)
+	}
+}
