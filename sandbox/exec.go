@@ -37,6 +37,9 @@ func Exec(args []string) error {
 	if j.UID == 0 {
 		return errRootApp
 	}
+	if err := ownNamespace(parent); err != nil {
+		return err
+	}
 	if err := Apply(j.Plan); err != nil {
 		return err
 	}
@@ -53,6 +56,23 @@ func Exec(args []string) error {
 		return errors.New("the daemon exited while the sandbox was being set up")
 	}
 	return fmt.Errorf("exec %s: %w", path, syscall.Exec(path, argv, os.Environ()))
+}
+
+// ownNamespace refuses to go on unless this process has a mount
+// namespace of its own, not its parent's: run by hand as root, without
+// Wrap's unshare, the Plan would cover the host's /home.
+func ownNamespace(parent int) error {
+	var mine, theirs unix.Stat_t
+	if err := unix.Stat("/proc/self/ns/mnt", &mine); err != nil {
+		return fmt.Errorf("read this process's mount namespace: %w", err)
+	}
+	if err := unix.Stat("/proc/"+strconv.Itoa(parent)+"/ns/mnt", &theirs); err != nil {
+		return fmt.Errorf("read the parent's mount namespace: %w", err)
+	}
+	if mine.Ino == theirs.Ino && mine.Dev == theirs.Dev {
+		return errors.New("not in a mount namespace of its own (" + Command + " is started by pyhostd, never by hand)")
+	}
+	return nil
 }
 
 // drop becomes uid, gid and exactly groups, in the order the kernel's

@@ -146,6 +146,10 @@ func TestWrapRefuses(t *testing.T) {
 	if err := Exec([]string{`{"uid":0,"gid":0,"plan":{"steps":[]}}`, "--", "/bin/true", "true"}); err == nil || !strings.Contains(err.Error(), "root") {
 		t.Errorf("Exec as root: %v", err)
 	}
+	// Run in the caller's own namespace, it mounts nothing.
+	if err := Exec([]string{`{"uid":65534,"gid":65534,"plan":{"steps":[{"kind":"tmpfs","path":"/home","mode":493}]}}`, "--", "/bin/true", "true"}); err == nil || !strings.Contains(err.Error(), "mount namespace of its own") {
+		t.Errorf("Exec outside a namespace of its own: %v", err)
+	}
 }
 
 // BenchmarkStart is what the sandbox adds to a start: /bin/echo as
