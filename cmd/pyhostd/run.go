@@ -167,7 +167,13 @@ func runSystem(path, logFormat string, stdout, stderr io.Writer) error {
 			mu.Unlock()
 			return master.ACMESetup(adm, proxyCred)
 		},
-		Apps:            d.Apps,
+		Apps: d.Apps,
+		// [users.NAME] max_memory as in force now, for the user's cgroup.
+		UserMaxMemory: func(user string) int64 {
+			mu.Lock()
+			defer mu.Unlock()
+			return cur.admin.Users[user].MaxMemory
+		},
 		StateDir:        filepath.Join(admin.Daemon.StateDir, "workers"),
 		ScriptDir:       admin.Daemon.StateDir,
 		ControlSocket:   admin.Daemon.ControlSocket,
