@@ -369,3 +369,73 @@ func TestCgroupNothingEscapes(t *testing.T) {
 		t.Errorf("a fork server failed:\n%s", d.logs)
 	}
 }
+
+// A user's [users.NAME] max_memory is the kernel's limit on all their
+// apps together: an app with no memory_max of its own that allocates
+// past it is stopped by the kernel, then serves again.
+func TestCgroupUserMaxMemory(t *testing.T) {
+	needCgroups(t, cgroup.Limits{MemoryMax: 64 << 20}, false)
+	const u = "pyh-cg-umax"
+	d := newSysd(t, fmt.Sprintf("[users.%s]\ndomains = [\"umax.test\"]\nmax_memory = \"64MiB\"\n", u))
+	deployContain(t, makeUser(t, u), "umax", "umax.test", `memory_limit = "60MiB"`)
+	d.start()
+	if code, body := d.get("umax.test", "/"); code != 200 || !strings.HasPrefix(body, "umax ") {
+		t.Fatalf("umax: %d %q", code, body)
+	}
+	if st := d.statusOf(u + "/umax"); st.MemoryMaxBytes != 0 {
+		t.Fatalf("the app has a memory_max of its own (%d): this test is about the user's", st.MemoryMaxBytes)
+	}
+	if got := userMemoryLimit(t, d.statusOf(u+"/umax")); got != 64<<20 {
+		t.Errorf("the user's cgroup has memory limit %d, want max_memory's %d", got, 64<<20)
+	}
+	if code, body := d.get("umax.test", "/eat"); code == 200 {
+		t.Fatalf("/eat answered %d %q: the user's max_memory did not stop it", code, body)
+	}
+	eventually(t, 20*time.Second, "umax serving again", func() bool {
+		code, body := d.get("umax.test", "/")
+		return code == 200 && strings.HasPrefix(body, "umax ")
+	})
+}
+
+// userMemoryLimit reads the memory limit of the cgroup above st's app
+// group (the user's), found from its first worker's /proc/PID/cgroup:
+// memory.max on cgroup2, memory.limit_in_bytes under a v1 memory
+// controller.
+func userMemoryLimit(t *testing.T, st control.AppStatus) int64 {
+	t.Helper()
+	if len(st.Workers) == 0 {
+		t.Fatalf("%s/%s has no worker", st.User, st.Name)
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", st.Workers[0].PID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := ""
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		f := strings.SplitN(line, ":", 3)
+		if len(f) != 3 {
+			continue
+		}
+		for _, c := range strings.Split(f[1], ",") {
+			if c == "memory" {
+				file = filepath.Join("/sys/fs/cgroup/memory", f[2], "..", "memory.limit_in_bytes")
+			}
+		}
+	}
+	if file == "" { // pure v2: the worker is in its leaf below the app
+		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			if strings.HasPrefix(line, "0::") {
+				file = filepath.Join("/sys/fs/cgroup", strings.TrimPrefix(line, "0::"), "..", "..", "memory.max")
+			}
+		}
+	}
+	v, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatalf("the user's memory limit: %v", err)
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(string(v)), 10, 64)
+	if err != nil {
+		t.Fatalf("%s: %q", file, v)
+	}
+	return n
+}
