@@ -203,7 +203,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if p.access != nil || closing {
 		rec = &recorder{ResponseWriter: w, close: closing}
 		if p.access != nil {
-			start := time.Now()
+			start := arrived // one clock read for both, when metrics are on
+			if start.IsZero() {
+				start = time.Now()
+			}
 			defer func() { p.logAccess(r, rec, start, rid, fwd.client) }()
 		}
 		w = rec
