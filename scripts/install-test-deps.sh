@@ -11,6 +11,8 @@ packages=(python3 python3-venv python3-pyflakes python3-flask python3-django pyt
 # (integration/rotate_test.go); the .deb is checked by lintian
 # (integration/deb_test.go).
 packages+=(logrotate lintian)
+# pyctl top's live view is driven in a real terminal (integration/ops_test.go).
+packages+=(tmux)
 
 missing=()
 for p in "${packages[@]}"; do
