@@ -721,7 +721,7 @@ func (m *Master) Status(ctx context.Context, c control.Caller, name string) ([]c
 		}
 		if !merged && (name == "" || name == key || name == strings.TrimSuffix(filepath.Base(r.Path), ".toml")) {
 			out = append(out, control.AppStatus{
-				Name: strings.TrimSuffix(filepath.Base(r.Path), ".toml"), User: r.User, State: "refused",
+				Name: strings.TrimSuffix(filepath.Base(r.Path), ".toml"), User: r.User, State: control.AppRefused,
 				LastError: fewLines(r.Err.Error(), statusLines, checkHint(r.Path)),
 			})
 		}

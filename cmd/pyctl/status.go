@@ -179,7 +179,7 @@ func readyWorkers(a control.AppStatus) string {
 // prefix appended unless it is "/". No domain means any Host (express
 // mode), shown as "*".
 func domainsCell(a control.AppStatus) string {
-	if a.State == "refused" {
+	if a.State == control.AppRefused {
 		return "-" // not loaded: it serves nothing
 	}
 	prefix := a.URLPrefix
