@@ -78,7 +78,35 @@ func (m *Master) openCgroups() {
 	}
 	m.log.Info(host.String())
 	m.log.Info(tree.String())
+	if opts.Name != "" {
+		m.sweepOrphans(ctx, tree)
+	}
 	m.cgroups = tree
+}
+
+// sweepOrphans marks the tree as this daemon's, then kills and removes
+// the trees next to it whose daemon died: the sweep above finds only a
+// tree of this daemon's name, and `pyhostd serve` takes a new name (a new
+// temporary state directory) each run, so what a SIGKILLed serve left,
+// double-forked children included, would otherwise run on for ever.
+func (m *Master) sweepOrphans(ctx context.Context, tree *cgroup.Tree) {
+	if err := tree.Claim(); err != nil {
+		m.log.Info("the daemon's cgroups are not marked as its own; should it die, no later daemon will sweep them", "error", err)
+	}
+	for _, name := range tree.Orphans() {
+		o, err := tree.OpenOrphan(name)
+		if err == nil {
+			err = o.Kill(ctx)
+		}
+		if err == nil {
+			err = o.Remove(ctx)
+		}
+		if err != nil {
+			m.log.Warn("cannot sweep the cgroups a dead daemon left", "tree", name, "error", err)
+			continue
+		}
+		m.log.Info("swept the cgroups a dead daemon left", "tree", name)
+	}
 }
 
 // treeName names the daemon's tree below its own cgroup. Two daemons of

@@ -1,0 +1,188 @@
+package integration
+
+import (
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pyhost/pyhost/cgroup"
+)
+
+// Attacks on containment (issue 14) from a tenant's and an admin's side.
+
+// attackApp runs the Python in ?code= (loopback tests only) and answers
+// what it printed; / answers its name and pid as containApp does.
+const attackApp = `import os, sys, io, time, contextlib, urllib.parse
+
+def application(environ, start_response):
+    q = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""))
+    if environ["PATH_INFO"] == "/py":
+        out = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(out):
+                exec(q["code"][0], {"os": os, "time": time})
+        except Exception as e:
+            out.write("ERR %s: %s" % (type(e).__name__, e))
+        body = out.getvalue()
+    else:
+        body = "%s %d" % (os.environ.get("APP_NAME", "?"), os.getpid())
+    body = body.encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+`
+
+func deployAttack(t *testing.T, u sysUser, name, domain, extra string) {
+	t.Helper()
+	writeOwned(t, u, filepath.Join(u.home, name, "wsgi.py"), attackApp, 0o644)
+	writeOwned(t, u, filepath.Join(userApps(u), name+".toml"),
+		fmt.Sprintf("domains = [%q]\nscript = \"wsgi.py\"\ndirectory = \"~/%s\"\nprocesses = 1\nthreads = 2\n%s\n\n[env]\nAPP_NAME = %q\n", domain, name, extra, name), 0o644)
+}
+
+// py runs code in host's app and returns what it printed.
+func (d *sysd) py(host, code string) string {
+	d.t.Helper()
+	c, body := d.get(host, "/py?code="+url.QueryEscape(code))
+	if c != 200 {
+		d.t.Fatalf("/py on %s: %d %q", host, c, body)
+	}
+	return body
+}
+
+// v1file reads file in the v1 hierarchy ctrl's group of pid.
+func v1file(t *testing.T, pid int, ctrl, up, file string) string {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		f := strings.SplitN(line, ":", 3)
+		for _, c := range strings.Split(f[1], ",") {
+			if c == ctrl {
+				v, err := os.ReadFile(filepath.Join("/sys/fs/cgroup", ctrl, f[2], up, file))
+				if err != nil {
+					t.Fatal(err)
+				}
+				return strings.TrimSpace(string(v))
+			}
+		}
+	}
+	t.Fatalf("no %s hierarchy for %d", ctrl, pid)
+	return ""
+}
+
+func (d *sysd) pidOf(host string) int {
+	d.t.Helper()
+	_, body := d.get(host, "/")
+	var name string
+	var pid int
+	fmt.Sscanf(body, "%s %d", &name, &pid)
+	if pid == 0 {
+		d.t.Fatalf("%s: %q", host, body)
+	}
+	return pid
+}
+
+// pyctl reload puts a changed limit in force and lifts a removed one
+// (v1 files here: the app's group's memory.limit_in_bytes and pids.max).
+func TestCgroupAttackReload(t *testing.T) {
+	needCgroups(t, cgroup.Limits{MemoryMax: 64 << 20, TasksMax: 50}, true)
+	const u = "pyh-cga-r"
+	d := newSysd(t, fmt.Sprintf("[users.%s]\ndomains = [\"r.test\"]\n", u))
+	usr := makeUser(t, u)
+	deployAttack(t, usr, "r", "r.test", "memory_max = \"200MiB\"\ntasks_max = 50")
+	d.start()
+	pid := d.pidOf("r.test")
+	if m, p := v1file(t, pid, "memory", "", "memory.limit_in_bytes"), v1file(t, pid, "pids", "", "pids.max"); m != "209715200" || p != "50" {
+		t.Fatalf("at start: memory limit %s, pids.max %s", m, p)
+	}
+	deployAttack(t, usr, "r", "r.test", "memory_max = \"100MiB\"")
+	if out, err := d.pyctl(u, "reload", "r"); err != nil {
+		t.Fatalf("pyctl reload: %v\n%s", err, out)
+	}
+	pid = d.pidOf("r.test")
+	if m, p := v1file(t, pid, "memory", "", "memory.limit_in_bytes"), v1file(t, pid, "pids", "", "pids.max"); m != "104857600" || p != "max" {
+		t.Errorf("after the reload: memory limit %s, pids.max %s; want 104857600 and max", m, p)
+	}
+}
+
+// daemonizeIn has host's app double-fork a child that leaves the
+// worker's session, and returns its pid.
+func (d *sysd) daemonizeIn(host string) int {
+	d.t.Helper()
+	out := d.py(host, `
+import os
+r, w = os.pipe()
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        os.write(w, str(os.getpid()).encode())
+        time.sleep(600)
+    os._exit(0)
+print(os.read(r, 20).decode())`)
+	pid, _ := strconv.Atoi(strings.TrimSpace(out))
+	if pid <= 0 || !alive(pid) {
+		d.t.Fatalf("no daemonized child: %q", out)
+	}
+	return pid
+}
+
+// treeOf is the base of the daemon's cgroup tree pid's v2 group is in.
+func treeOf(t *testing.T, pid int) string {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "0::"); ok {
+			if i := strings.Index(rest, "/apps/"); i > 0 {
+				return filepath.Join("/sys/fs/cgroup/unified", rest[:i])
+			}
+		}
+	}
+	t.Fatalf("%d is in no daemon's tree: %s", pid, b)
+	return ""
+}
+
+// A daemon SIGKILLed leaves its tree, and in it what its apps
+// double-forked; a daemon of another state directory (pyhostd serve
+// takes a new one each run) sweeps it when it starts, and never a live
+// daemon's. Before the trees were marked, the child ran on for ever.
+func TestCgroupAttackOrphanSwept(t *testing.T) {
+	needCgroups(t, cgroup.Limits{}, true)
+	const u1, u2 = "pyh-cga-o1", "pyh-cga-o2"
+	d1 := newSysd(t, fmt.Sprintf("[users.%s]\ndomains = [\"o1.test\"]\n", u1))
+	d2 := newSysd(t, fmt.Sprintf("[users.%s]\ndomains = [\"o2.test\"]\n", u2))
+	deployAttack(t, makeUser(t, u1), "o1", "o1.test", "")
+	deployAttack(t, makeUser(t, u2), "o2", "o2.test", "")
+	d1.start()
+	child := d1.daemonizeIn("o1.test")
+	tree1 := treeOf(t, child)
+	d2.start()
+	if !alive(child) {
+		t.Fatalf("a second daemon starting killed the first one's app's child")
+	}
+	if code, body := d1.get("o1.test", "/"); code != 200 || !strings.HasPrefix(body, "o1 ") {
+		t.Fatalf("the first daemon's app after the second started: %d %q", code, body)
+	}
+	d1.cmd.Process.Kill()
+	<-d1.done
+	d1.cmd = nil
+	if !alive(child) {
+		t.Fatalf("the child died with its daemon: nothing to sweep")
+	}
+	d2.restart()
+	eventually(t, 15*time.Second, "the dead daemon's child swept", func() bool { return !alive(child) })
+	if _, err := os.Stat(tree1); !os.IsNotExist(err) {
+		t.Errorf("the dead daemon's tree %s is still there (%v)", tree1, err)
+	}
+	if code, body := d2.get("o2.test", "/"); code != 200 || !strings.HasPrefix(body, "o2 ") {
+		t.Errorf("the sweeping daemon's app: %d %q", code, body)
+	}
+}
