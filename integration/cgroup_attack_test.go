@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pyhost/pyhost/cgroup"
+	"github.com/pyhost/pyhost/control"
 )
 
 // Attacks on containment (issue 14) from a tenant's and an admin's side.
@@ -184,5 +185,35 @@ func TestCgroupAttackOrphanSwept(t *testing.T) {
 	}
 	if code, body := d2.get("o2.test", "/"); code != 200 || !strings.HasPrefix(body, "o2 ") {
 		t.Errorf("the sweeping daemon's app: %d %q", code, body)
+	}
+}
+
+// The OOM killer may pick an app's fork server (here a tenant made it
+// the first choice through its oom_score_adj): the worker that dies with
+// it is named and counted as the OOM kill it is, not as a crash. Before,
+// status said "1 OOM kill" and "restarts: crash 1".
+func TestCgroupAttackForkServerOOM(t *testing.T) {
+	needCgroups(t, cgroup.Limits{MemoryMax: 64 << 20}, true)
+	const u = "pyh-cga-f"
+	d := newSysd(t, fmt.Sprintf("[users.%s]\ndomains = [\"f.test\"]\n", u))
+	deployAttack(t, makeUser(t, u), "f", "f.test", "memory_max = \"64MiB\"")
+	d.start()
+	if out := d.py("f.test", `
+open("/proc/%d/oom_score_adj" % os.getppid(), "w").write("1000")
+print(open("/proc/%d/cmdline" % os.getppid()).read().replace("\0", " "))`); !strings.Contains(out, "--fork-server") {
+		t.Skipf("the worker is not forked by a fork server: its parent is %q", out)
+	}
+	d.get("f.test", "/py?code="+url.QueryEscape("x = bytearray(58 << 20)\nfor i in range(0, len(x), 4096): x[i] = 1\nprint('ate')"))
+	const why = "killed by the kernel's OOM killer: memory.max 64MiB reached (it killed the app's fork server"
+	eventually(t, 20*time.Second, "the worker's death named as the OOM kill", func() bool {
+		return strings.Contains(d.logs.String(), why)
+	})
+	eventually(t, 20*time.Second, "f serving again", func() bool {
+		code, body := d.get("f.test", "/")
+		return code == 200 && strings.HasPrefix(body, "f ")
+	})
+	st := d.statusOf(u + "/f")
+	if st.OOMKills < 1 || st.RestartsByReason[control.RestartOOM] != 1 || st.RestartsByReason[control.RestartCrash] != 0 {
+		t.Errorf("status: oom_kills %d, restarts_by_reason %v; want the one restart counted as oom", st.OOMKills, st.RestartsByReason)
 	}
 }

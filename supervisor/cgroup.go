@@ -11,6 +11,7 @@ import (
 	"github.com/pyhost/pyhost/cgroup"
 	"github.com/pyhost/pyhost/config"
 	"github.com/pyhost/pyhost/control"
+	"github.com/pyhost/pyhost/daemons"
 	"github.com/pyhost/pyhost/daemons/child"
 )
 
@@ -32,6 +33,10 @@ type appCgroup struct {
 	// oomSeen are the group's OOM kills already put down to a worker,
 	// so that one kill names one worker.
 	oomSeen atomic.Int64
+	// serverOOM is the group's OOM-kill count at which a fork
+	// server's death was put down to the OOM killer (0: never), so that
+	// every worker of that server is named with it.
+	serverOOM atomic.Int64
 	// memMax is the memory_max in force, for the log line of a kill.
 	memMax atomic.Int64
 }
@@ -129,12 +134,34 @@ func (a *App) oomVictim(p Proc) string {
 		return ""
 	}
 	var ee *child.ExitError
-	if !errors.As(p.ExitErr(), &ee) || !ee.External {
+	err := p.ExitErr()
+	serverDied := errors.Is(err, daemons.ErrForkServer) && !errors.Is(err, daemons.ErrNoReport)
+	if !serverDied && (!errors.As(err, &ee) || !ee.External) {
 		return ""
 	}
-	st, err := a.cg.g.Stats()
-	if err != nil || st.Have&cgroup.HaveOOMKills == 0 {
+	st, serr := a.cg.g.Stats()
+	if serr != nil || st.Have&cgroup.HaveOOMKills == 0 {
 		return ""
+	}
+	if serverDied {
+		// The OOM killer may pick the fork server (the biggest process,
+		// or a tenant raised its oom_score_adj): its workers die with
+		// it, by a signal of the kernel's, not the OOM killer's. Each of
+		// them went for the one kill; the first claims it.
+		for {
+			seen := a.cg.oomSeen.Load()
+			if st.OOMKills <= seen {
+				break
+			}
+			if a.cg.oomSeen.CompareAndSwap(seen, seen+1) {
+				a.cg.serverOOM.Store(st.OOMKills)
+				return a.cg.limitReached() + serverOOMNote
+			}
+		}
+		if n := a.cg.serverOOM.Load(); n == 0 || n != st.OOMKills {
+			return ""
+		}
+		return a.cg.limitReached() + serverOOMNote
 	}
 	for {
 		seen := a.cg.oomSeen.Load()
@@ -147,6 +174,10 @@ func (a *App) oomVictim(p Proc) string {
 	}
 	return a.cg.limitReached()
 }
+
+// serverOOMNote ends the OOM reason of a worker whose fork server the
+// OOM killer killed.
+const serverOOMNote = " (it killed the app's fork server, and the worker died with it)"
 
 func (c *appCgroup) limitReached() string {
 	if m := c.memMax.Load(); m > 0 {
