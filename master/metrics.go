@@ -82,7 +82,7 @@ func (m *Master) figures(ctx context.Context) channel.Figures {
 		m.log.Debug("figures for the metrics", "error", err)
 	}
 	for _, as := range st {
-		if as.State == "refused" {
+		if as.State == control.AppRefused {
 			continue // a file that is not running: pyctl status says why
 		}
 		f.Apps = append(f.Apps, appFigures(as))
