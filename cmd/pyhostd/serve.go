@@ -290,6 +290,8 @@ func serve(f serveFlags, changed func(string) bool, target string, stdout, stder
 	}
 
 	log := newLogger("pyhostd", stderr)
+	// Said once, so nobody takes serve's view for system mode's (C5).
+	log.Info("no sandbox in express mode: the app sees what its user can see (system mode hides other users' homes, pyhost's directories and their processes)")
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	var outMu sync.Mutex
