@@ -217,3 +217,33 @@ print(open("/proc/%d/cmdline" % os.getppid()).read().replace("\0", " "))`); !str
 		t.Errorf("status: oom_kills %d, restarts_by_reason %v; want the one restart counted as oom", st.OOMKills, st.RestartsByReason)
 	}
 }
+
+// A reload that lowers memory_max below what the old workers hold: v1
+// refuses the write (EBUSY), and before, the app ran on under the old
+// limit for good while pyctl status showed the new one. The limit is in
+// force once the old workers are gone. A reload that fails puts the
+// running version's limits back.
+func TestCgroupAttackLowerMemory(t *testing.T) {
+	needCgroups(t, cgroup.Limits{MemoryMax: 64 << 20}, true)
+	const u = "pyh-cga-w"
+	d := newSysd(t, fmt.Sprintf("[users.%s]\ndomains = [\"w.test\"]\n", u))
+	usr := makeUser(t, u)
+	deployAttack(t, usr, "w", "w.test", "memory_max = \"200MiB\"")
+	d.start()
+	d.py("w.test", "os.hog = bytearray(80 << 20)\nfor i in range(0, len(os.hog), 4096): os.hog[i] = 1")
+	deployAttack(t, usr, "w", "w.test", "memory_max = \"40MiB\"")
+	if out, err := d.pyctl(u, "reload", "w"); err != nil {
+		t.Fatalf("pyctl reload: %v\n%s", err, out)
+	}
+	limit := func() string { return v1file(t, d.pidOf("w.test"), "memory", "", "memory.limit_in_bytes") }
+	eventually(t, 10*time.Second, "memory_max 40MiB in force", func() bool { return limit() == "41943040" })
+	// A broken version with a higher limit: its reload fails, and the
+	// running version's limit is the group's again.
+	writeOwned(t, usr, filepath.Join(usr.home, "w", "wsgi.py"), "raise SystemExit('broken')\n", 0o644)
+	writeOwned(t, usr, filepath.Join(userApps(usr), "w.toml"),
+		"domains = [\"w.test\"]\nscript = \"wsgi.py\"\ndirectory = \"~/w\"\nprocesses = 1\nthreads = 2\nmemory_max = \"300MiB\"\n\n[env]\nAPP_NAME = \"w\"\n", 0o644)
+	if out, err := d.pyctl(u, "reload", "w"); err == nil {
+		t.Fatalf("the broken reload succeeded:\n%s", out)
+	}
+	eventually(t, 10*time.Second, "the running version's memory_max back in force", func() bool { return limit() == "41943040" })
+}

@@ -195,6 +195,7 @@ func (a *App) step(ev event) {
 			}
 		}
 	}
+	a.settleLimits()
 	a.publish()
 	for _, e := range answers {
 		a.exec(e)

@@ -13,6 +13,7 @@ import (
 	"github.com/pyhost/pyhost/control"
 	"github.com/pyhost/pyhost/daemons"
 	"github.com/pyhost/pyhost/daemons/child"
+	"golang.org/x/sys/unix"
 )
 
 // Containment (issue 14): an App with Options.Cgroup runs its fork server
@@ -37,6 +38,12 @@ type appCgroup struct {
 	// server's death was put down to the OOM killer (0: never), so that
 	// every worker of that server is named with it.
 	serverOOM atomic.Int64
+	// applied are the limits last written (on the App's loop), pending
+	// whether the kernel refused some of them for now (EBUSY), lastErr
+	// the refusal last said (settleLimits retries without repeating it).
+	applied cgroup.Limits
+	pending bool
+	lastErr string
 	// memMax is the memory_max in force, for the log line of a kill.
 	memMax atomic.Int64
 }
@@ -55,19 +62,52 @@ func newAppCgroup(g *cgroup.Group) *appCgroup {
 // applyLimits writes cfg's limits to the app's group and lets the app's
 // user move its own processes between the group and its leaves (a
 // forked worker moves itself into its leaf). A limit the host cannot
-// enforce is said in the app's log; the app runs without it (C6).
+// enforce is said in the app's log; the app runs without it (C6). A
+// limit the kernel refuses for now (v1 will not lower
+// memory.limit_in_bytes below what the group uses: EBUSY, as when a
+// reload lowers memory_max while the old workers still hold their
+// memory) is retried by settleLimits as workers exit.
 func (a *App) applyLimits(cfg config.App) {
 	if a.cg == nil {
 		return
 	}
 	a.cg.memMax.Store(cfg.Limits.MemoryMax)
-	if err := a.cg.g.Apply(cfg.Limits); err != nil {
+	err := a.cg.g.Apply(cfg.Limits)
+	a.cg.applied, a.cg.pending = cfg.Limits, err != nil && errors.Is(err, unix.EBUSY)
+	switch {
+	case err == nil:
+		a.cg.lastErr = ""
+	case err.Error() == a.cg.lastErr:
+		// said already; settleLimits retries it on every event
+	case a.cg.pending:
+		a.cg.lastErr = err.Error()
+		a.log.Warn("cgroup limits not all applied yet: the app uses more than the new limit; retried as its workers exit", "error", err)
+		a.output(0, "cgroup limits not all applied yet (the app uses more than the new limit; retried as its workers exit): "+err.Error())
+	default:
+		a.cg.lastErr = err.Error()
 		a.log.Warn("cgroup limits not all applied", "error", err)
 		a.output(0, "cgroup limits not all applied: "+err.Error())
 	}
 	if err := a.cg.g.LetMove(int(cfg.Cred.UID), int(cfg.Cred.GID)); err != nil && !errors.Is(err, cgroup.ErrUnsupported) {
 		a.log.Warn("cannot let the app's user move its workers into their own cgroups", "error", err)
 	}
+}
+
+// settleLimits puts the limits of the config in force back in the group
+// once no reload is rolling: a reload writes the new limits before its
+// new workers start (they need the room a raised limit gives), so a
+// failed reload leaves them written while the old version serves, and a
+// lowered memory limit the kernel refused while the old workers held
+// their memory (pending) is written once they are gone. It runs after
+// every event on the App's loop; when nothing changed it compares only.
+func (a *App) settleLimits() {
+	if a.cg == nil || a.core.reload != nil {
+		return
+	}
+	if a.cg.applied == a.core.cfg.Limits && !a.cg.pending {
+		return
+	}
+	a.applyLimits(a.core.cfg)
 }
 
 // workerGroup returns worker id's leaf (nil when the host has none) and
