@@ -13,6 +13,7 @@ package accesslog
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"os"
@@ -24,6 +25,15 @@ import (
 
 // flushInterval bounds how long a line waits in the buffer.
 const flushInterval = 200 * time.Millisecond
+
+// maxPerAppBatch bounds one hand-on of an app's lines: the proxy sends
+// each as one channel message, which may not exceed 64 MiB once JSON
+// escaped it (up to 6 bytes per byte: "<" is \u003c). Clients sending
+// 64 KiB heads as fast as loopback allows made 200 ms of one app's
+// lines larger than that, and the whole batch was dropped. A line is
+// at most a head's worth, escaped (about 300 KiB), so a batch of 1 MiB
+// always holds one.
+const maxPerAppBatch = 1 << 20
 
 // Entry is one request as the log records it.
 type Entry struct {
@@ -151,10 +161,11 @@ func newWriter(path string, f io.WriteCloser, onError func(error)) *Writer {
 func NewPerAppOnly() *Writer { return newWriter("", nil, nil) }
 
 // SetPerApp makes w hand the lines of each app (Entry.App, not "") to
-// send: at every flush, at most every flushInterval, one call per app
-// with its lines since the last, whole and in order. send is called from
-// the flusher with no lock held and must not block for long (the proxy
-// queues them for the master). Call it before the first Log.
+// send: at every flush, at most every flushInterval, the app's lines
+// since the last, whole and in order, in calls of at most
+// maxPerAppBatch bytes (unless one line alone is longer). send is called
+// from the flusher with no lock held and must not block for long (the
+// proxy queues them for the master). Call it before the first Log.
 func (w *Writer) SetPerApp(send func(app string, lines []byte)) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -194,9 +205,29 @@ func (w *Writer) Flush() error {
 	send := w.perApp
 	w.mu.Unlock()
 	for app, lines := range pending {
-		send(app, lines)
+		for len(lines) > 0 {
+			n := batchEnd(lines, maxPerAppBatch)
+			send(app, lines[:n])
+			lines = lines[n:]
+		}
 	}
 	return err
+}
+
+// batchEnd is where the first batch of lines ends: after the last whole
+// line within max bytes, or after the first line if that alone is
+// longer.
+func batchEnd(lines []byte, max int) int {
+	if len(lines) <= max {
+		return len(lines)
+	}
+	if i := bytes.LastIndexByte(lines[:max], '\n'); i >= 0 {
+		return i + 1
+	}
+	if i := bytes.IndexByte(lines, '\n'); i >= 0 {
+		return i + 1
+	}
+	return len(lines)
 }
 
 // takePendingLocked returns the per-app lines since the last call, and

@@ -3,6 +3,7 @@ package accesslog
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -95,5 +96,71 @@ func TestPerAppOnly(t *testing.T) {
 	}
 	if len(c.lines["alice/blog"]) != 1 {
 		t.Errorf("lines: %v", c.lines)
+	}
+}
+
+// Many long lines of one app between two flushes are handed on in
+// batches of at most maxPerAppBatch, each of whole lines, none lost: the
+// proxy sends each batch as one channel message, and one over the
+// channel's limit was dropped whole (the Writer once handed on 200 ms of
+// lines, however many, in one call).
+func TestPerAppBatchesBounded(t *testing.T) {
+	w := NewPerAppOnly()
+	var mu sync.Mutex
+	var batches [][]byte
+	w.SetPerApp(func(app string, lines []byte) {
+		mu.Lock()
+		defer mu.Unlock()
+		batches = append(batches, append([]byte(nil), lines...))
+	})
+	ua := strings.Repeat("<", 60<<10) // a 64 KiB head's worth
+	const n = 50                      // 3 MiB of lines
+	for i := 0; i < n; i++ {
+		e := entry("alice/blog", "/"+strconv.Itoa(i))
+		e.UserAgent = ua
+		w.Log(e)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(batches) < 2 {
+		t.Fatalf("%d batch(es) for %d lines of 60 KiB, want them split", len(batches), n)
+	}
+	var all []string
+	for _, b := range batches {
+		if len(b) > maxPerAppBatch {
+			t.Errorf("a batch of %d bytes, over %d", len(b), maxPerAppBatch)
+		}
+		if len(b) == 0 || b[len(b)-1] != '\n' {
+			t.Fatalf("a batch does not end with a whole line")
+		}
+		all = append(all, strings.SplitAfter(strings.TrimSuffix(string(b), "\n"), "\n")...)
+	}
+	if len(all) != n {
+		t.Fatalf("%d lines handed on, want %d", len(all), n)
+	}
+	for i, l := range all {
+		if !strings.Contains(l, `"GET /`+strconv.Itoa(i)+` HTTP/1.1"`) {
+			t.Fatalf("line %d out of order: %.60s", i, l)
+		}
+	}
+}
+
+func TestBatchEnd(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		max  int
+		want int
+	}{
+		{"a\nb\n", 10, 4},
+		{"a\nb\n", 3, 2},
+		{"aaaa\nb\n", 3, 5}, // one line longer than max goes alone
+		{"aaaa", 3, 4},
+	} {
+		if got := batchEnd([]byte(c.in), c.max); got != c.want {
+			t.Errorf("batchEnd(%q, %d) = %d, want %d", c.in, c.max, got, c.want)
+		}
 	}
 }
