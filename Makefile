@@ -13,7 +13,7 @@ LISTEN  ?= 127.0.0.1:8000
 all: build
 
 help:
-	@echo "make build   build bin/pyhostd and bin/pyctl"
+	@echo "make build   build bin/pyhostd, bin/pyctl and bin/pyhost-sandbox (the sandbox's trampoline)"
 	@echo "make serve   build, then serve examples/hello at http://$(LISTEN)/ (Ctrl-C stops)"
 	@echo "make test    install what the tests need (Debian packages, as root), run the whole suite"
 	@echo "make lint    staticcheck on the Go code, pyflakes on the Python worker (make test runs it)"
@@ -25,7 +25,7 @@ help:
 	@echo "make deb    build the Debian package bin/pyhost_VERSION_ARCH.deb (OUT=dir elsewhere)"
 
 build:
-	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/pyhostd ./cmd/pyctl
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/pyhostd ./cmd/pyctl ./cmd/pyhost-sandbox
 
 serve: build
 	@scripts/serve-example.sh $(LISTEN)

@@ -13,13 +13,15 @@ import (
 	"time"
 
 	"github.com/pyhost/pyhost/privdrop"
+	"github.com/pyhost/pyhost/sandbox/trampoline"
 )
 
-// TestMain is also the trampoline: Wrap re-executes /proc/self/exe,
-// which in a test is this test binary.
+// TestMain is also the trampoline: with no pyhost-sandbox beside it,
+// Wrap falls back to re-executing /proc/self/exe, which in a test is
+// this test binary.
 func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == Command {
-		err := Exec(os.Args[2:])
+		err := trampoline.Exec(os.Args[2:])
 		fmt.Fprintf(os.Stderr, "trampoline: %v\n", err)
 		os.Exit(127)
 	}
@@ -143,11 +145,14 @@ func TestWrapRefuses(t *testing.T) {
 	if err := New(Input{}).Wrap(cmd); err == nil {
 		t.Error("Wrap of a command as root: no error")
 	}
-	if err := Exec([]string{`{"uid":0,"gid":0,"plan":{"steps":[]}}`, "--", "/bin/true", "true"}); err == nil || !strings.Contains(err.Error(), "root") {
+	if err := trampoline.Exec([]string{`{"uid":1000,"gid":1000,"plan":{"steps":[]}}`, "--", "/bin/true", "true"}); err == nil || !strings.Contains(err.Error(), "job format 0") {
+		t.Errorf("Exec of a job of another format: %v", err)
+	}
+	if err := trampoline.Exec([]string{`{"v":1,"uid":0,"gid":0,"plan":{"steps":[]}}`, "--", "/bin/true", "true"}); err == nil || !strings.Contains(err.Error(), "root") {
 		t.Errorf("Exec as root: %v", err)
 	}
 	// Run in the caller's own namespace, it mounts nothing.
-	if err := Exec([]string{`{"uid":65534,"gid":65534,"plan":{"steps":[{"kind":"tmpfs","path":"/home","mode":493}]}}`, "--", "/bin/true", "true"}); err == nil || !strings.Contains(err.Error(), "mount namespace of its own") {
+	if err := trampoline.Exec([]string{`{"v":1,"uid":65534,"gid":65534,"plan":{"steps":[{"kind":"tmpfs","path":"/home","mode":493}]}}`, "--", "/bin/true", "true"}); err == nil || !strings.Contains(err.Error(), "mount namespace of its own") {
 		t.Errorf("Exec outside a namespace of its own: %v", err)
 	}
 }
@@ -167,19 +172,19 @@ func BenchmarkStart(b *testing.B) {
 	os.WriteFile(filepath.Join(hide, "script.py"), nil, 0o644)
 	p := New(Input{Home: home, Keep: []string{filepath.Join(hide, "script.py")},
 		Hide: []string{hide, filepath.Join(base, "log"), filepath.Join(base, "lib"), filepath.Join(base, "apps.d")}})
-	cases := []struct {
+	// The trampoline of "sandboxed" is this test binary (Wrap's
+	// fallback); PYHOST_SANDBOX_BENCH_BIN names a pyhostd and
+	// PYHOST_SANDBOX_BENCH_SMALL a pyhost-sandbox to measure too.
+	type benchCase struct {
 		name string
-		wrap bool
-		bin  string
-	}{{"direct", false, ""}, {"sandboxed", true, ""}}
-	// The trampoline above is this test binary; PYHOST_SANDBOX_BENCH_BIN
-	// names a pyhostd to measure too, whose package inits are more.
+		via  *Trampoline
+	}
+	cases := []benchCase{{"direct", nil}, {"sandboxed", &Trampoline{Path: self, Args: []string{"sandbox.test", Command}}}}
 	if bin := os.Getenv("PYHOST_SANDBOX_BENCH_BIN"); bin != "" {
-		cases = append(cases, struct {
-			name string
-			wrap bool
-			bin  string
-		}{"sandboxed-pyhostd", true, bin})
+		cases = append(cases, benchCase{"sandboxed-pyhostd", &Trampoline{Path: bin, Args: []string{"pyhostd", Command}}})
+	}
+	if bin := os.Getenv("PYHOST_SANDBOX_BENCH_SMALL"); bin != "" {
+		cases = append(cases, benchCase{"sandboxed-small", &Trampoline{Path: bin, Args: []string{trampoline.Binary}}})
 	}
 	for _, bc := range cases {
 		b.Run(bc.name, func(b *testing.B) {
@@ -187,12 +192,9 @@ func BenchmarkStart(b *testing.B) {
 			for b.Loop() {
 				cmd := exec.Command("/bin/echo", "x")
 				cmd.SysProcAttr = privdrop.SysProcAttr(nobody)
-				if bc.wrap {
-					if err := p.Wrap(cmd); err != nil {
+				if bc.via != nil {
+					if err := p.wrap(cmd, *bc.via); err != nil {
 						b.Fatal(err)
-					}
-					if bc.bin != "" {
-						cmd.Path = bc.bin
 					}
 				}
 				out, err := cmd.StdoutPipe()

@@ -1,11 +1,12 @@
 // Package sandbox owns what an app's processes see of the machine
 // (tenant privacy, C5): the Plan of mounts that hides other users' homes,
 // pyhost's own directories and other tenants' processes, decided purely
-// from the app's settings (plan.go); the wrapping of a command so that it
-// starts through a trampoline, this binary re-executed as root in a new
-// mount namespace (wrap.go); and the trampoline's own work, which applies
-// the Plan, drops to the app's user and executes the real command
-// (exec.go).
+// from the app's settings (plan.go); and the wrapping of a command so that
+// it starts through the trampoline, as root in a new mount namespace
+// (wrap.go). The trampoline's own work, which applies the Plan, drops to
+// the app's user and executes the real command, is package
+// sandbox/trampoline, kept apart so that the small pyhost-sandbox binary
+// built from it imports nothing of pyhost's configuration.
 //
 // It does not decide whether an app is sandboxed (config's policy: the
 // app key sandbox and the admin's allow_unsandboxed) and it does not
@@ -22,38 +23,28 @@ import (
 	"strings"
 
 	"github.com/pyhost/pyhost/config"
+	"github.com/pyhost/pyhost/sandbox/trampoline"
 )
 
-// Kind is what one Step mounts.
-type Kind string
+// The Plan's parts are the trampoline's (package trampoline, which
+// applies them); they are named here too for the deciding side.
+type (
+	// Kind is what one Step mounts.
+	Kind = trampoline.Kind
+	// Step is one mount of a Plan.
+	Step = trampoline.Step
+)
 
-// The kinds of Step.
+// The kinds of Step (trampoline.Tmpfs and its siblings say what each does).
 const (
-	// Tmpfs mounts an empty tmpfs over Path: what was there is hidden.
-	// A Path that does not exist in the view built so far is skipped
-	// (it is not visible anyway).
-	Tmpfs Kind = "tmpfs"
-	// Bind mounts the host's Path back at the same place, recursively,
-	// after something above it was covered. The source is opened before
-	// the first mount, so it is the host's, whatever the Steps before
-	// it hid; a source that does not exist is skipped.
-	Bind Kind = "bind"
-	// Proc mounts a new procfs over /proc with hidepid=invisible: the
-	// app's user sees only its own processes.
-	Proc Kind = "proc"
+	Tmpfs = trampoline.Tmpfs
+	Bind  = trampoline.Bind
+	Proc  = trampoline.Proc
 )
-
-// Step is one mount of a Plan.
-type Step struct {
-	Kind Kind   `json:"kind"`
-	Path string `json:"path"`
-	// Mode of a Tmpfs's root: 01777 for /tmp, 0755 (root's) for a cover
-	// that only holds the mount points of what is bound back.
-	Mode uint32 `json:"mode,omitempty"`
-}
 
 // Plan is the ordered list of mounts that builds an app's view, applied
-// in a fresh mount namespace before the drop to the app's user.
+// by the trampoline in a fresh mount namespace before the drop to the
+// app's user. It is a trampoline.Plan (the same fields) that can Wrap.
 type Plan struct {
 	Steps []Step `json:"steps"`
 }
@@ -73,7 +64,7 @@ type Input struct {
 }
 
 // TmpMode is the mode of the app's private /tmp, like a host's.
-const TmpMode = 0o1777
+const TmpMode = trampoline.TmpMode
 
 // coverMode is the mode of a cover's root: root's, world-traversable,
 // so the bound-back paths below it resolve for the app's user.

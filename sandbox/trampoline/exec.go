@@ -1,4 +1,4 @@
-package sandbox
+package trampoline
 
 import (
 	"encoding/json"
@@ -15,10 +15,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Exec is the trampoline (pyhostd sandbox-exec JOB -- PATH ARGV...): in
-// the mount namespace Wrap asked for, still root, it applies the job's
-// Plan, drops to the job's user, enters its directory and executes PATH
-// with ARGV and the environment it was given. It returns only on
+// Exec is the trampoline's whole work (pyhost-sandbox JOB -- PATH
+// ARGV..., or pyhostd sandbox-exec with the same arguments): in the
+// mount namespace sandbox.Wrap asked for, still root, it applies the
+// job's Plan, drops to the job's user, enters its directory and executes
+// PATH with ARGV and the environment it was given. It returns only on
 // failure, before the app's code ran; the caller prints the error (the
 // app's log) and exits non-zero.
 func Exec(args []string) error {
@@ -27,15 +28,21 @@ func Exec(args []string) error {
 	runtime.LockOSThread()
 	parent := os.Getppid()
 	if len(args) < 4 || args[1] != "--" {
-		return errors.New("usage: pyhostd " + Command + " JOB -- PATH ARGV")
+		return errors.New("usage: " + Binary + " JOB -- PATH ARGV")
 	}
-	var j job
+	var j Job
 	if err := json.Unmarshal([]byte(args[0]), &j); err != nil {
 		return fmt.Errorf("bad job: %w", err)
 	}
+	if j.Version != Version {
+		// A pyhost-sandbox of another release than the daemon that
+		// started it (an upgrade replaced one and the daemon runs on):
+		// the job may mean something else to it.
+		return fmt.Errorf("job format %d, this %s understands %d: restart pyhostd after an upgrade", j.Version, Binary, Version)
+	}
 	path, argv := args[2], args[3:]
 	if j.UID == 0 {
-		return errRootApp
+		return ErrRootApp
 	}
 	if err := ownNamespace(parent); err != nil {
 		return err
@@ -70,7 +77,7 @@ func ownNamespace(parent int) error {
 		return fmt.Errorf("read the parent's mount namespace: %w", err)
 	}
 	if mine.Ino == theirs.Ino && mine.Dev == theirs.Dev {
-		return errors.New("not in a mount namespace of its own (" + Command + " is started by pyhostd, never by hand)")
+		return errors.New("not in a mount namespace of its own (the trampoline is started by pyhostd, never by hand)")
 	}
 	return nil
 }
