@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"math"
 	"os"
 	"path/filepath"
@@ -158,5 +159,38 @@ func TestTopLiveFrames(t *testing.T) {
 	}
 	if !strings.Contains(frames[1], "\nblog ") || strings.Count(frames[1], " - ") < 8 {
 		t.Errorf("first frame has rates:\n%s", frames[1])
+	}
+}
+
+// A live view whose first reading fails (no daemon, metrics off) says
+// why and ends with the error, as --once does; it drew a frame with the
+// error every interval until q before. A later failure (the daemon
+// restarting) is drawn and retried.
+func TestTopLiveFirstReadingFails(t *testing.T) {
+	off := errors.New("metrics are off: set [daemon] metrics_listen in pyhost.toml")
+	var out bytes.Buffer
+	err := topLive(context.Background(), &out, func(context.Context) ([]byte, error) { return nil, off }, topOptions{interval: minInterval, count: 3}, "alice", time.Now)
+	if !errors.Is(err, off) {
+		t.Fatalf("topLive = %v, want the reading's error", err)
+	}
+	if out.Len() != 0 {
+		t.Errorf("frames drawn before the error:\n%q", out.String())
+	}
+
+	texts := fixtureTexts(t)
+	n := 0
+	fetch := func(context.Context) ([]byte, error) {
+		n++
+		if n == 2 {
+			return nil, errors.New("the proxy is not running (it is being restarted); try again")
+		}
+		return []byte(texts[0]), nil
+	}
+	out.Reset()
+	if err := topLive(context.Background(), &out, fetch, topOptions{interval: minInterval, count: 3}, "alice", time.Now); err != nil {
+		t.Fatalf("a later failure ended the view: %v", err)
+	}
+	if !strings.Contains(out.String(), "cannot read the daemon's metrics: the proxy is not running") {
+		t.Errorf("the later failure is not on its frame:\n%s", out.String())
 	}
 }

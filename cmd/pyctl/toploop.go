@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -12,6 +13,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
+
+	"github.com/pyhost/pyhost/control"
 )
 
 // The live half of `pyctl top`: scrape, wait, scrape, draw, until q,
@@ -115,13 +118,20 @@ func topOnce(ctx context.Context, w io.Writer, fetch func(context.Context) ([]by
 
 // topLive draws a frame per interval until ctx ends (q, Ctrl-C: a clean
 // exit) or o.count frames are drawn. The first frame comes at once, with
-// rates unknown; a failed reading is shown on the frame and retried.
+// rates unknown; a failed first reading is returned, a later one (the
+// daemon restarting) is shown on the frame and retried.
 func topLive(ctx context.Context, w io.Writer, fetch func(context.Context) ([]byte, error), o topOptions, me string, now func() time.Time) error {
 	var prev topSample
 	for frame := 1; ; frame++ {
 		cur, err := sample(ctx, fetch, now)
 		if ctx.Err() != nil {
 			return nil
+		}
+		if err != nil && frame == 1 {
+			// Nothing shown yet: no daemon, metrics off, a daemon too
+			// old. Said once, exit 1, as --once does, not redrawn
+			// every interval until the admin gives up.
+			return err
 		}
 		var b strings.Builder
 		b.WriteString(ansiHome)
@@ -189,5 +199,8 @@ func quitOnKey(ctx context.Context, r io.Reader, stop func()) context.Context {
 // metrics the caller may see.
 func (c *cli) fetchMetrics(ctx context.Context) ([]byte, error) {
 	text, err := c.client().Metrics(ctx, "")
+	if errors.Is(err, control.ErrUnsupported) {
+		err = errors.New("this daemon is older than pyctl and serves no metrics over the control socket")
+	}
 	return []byte(text), err
 }
