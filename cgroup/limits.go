@@ -232,3 +232,30 @@ func weightOr100(w int) int {
 	}
 	return w
 }
+
+// Looser returns, key by key, the looser of l and o: the higher memory,
+// task and CPU cap (none being the highest), and o's weights. A reload
+// writes it while old and new workers run side by side, so that neither
+// generation is OOM-killed (v2) or refused (v1: EBUSY) for a limit meant
+// for the new one alone; the new limits go in once the old workers are
+// gone.
+func (l Limits) Looser(o Limits) Limits {
+	out := o
+	out.MemoryMax = looserBytes(l.MemoryMax, o.MemoryMax)
+	out.MemoryHigh = looserBytes(l.MemoryHigh, o.MemoryHigh)
+	out.TasksMax = looserBytes(l.TasksMax, o.TasksMax)
+	if l.CPUMax.IsZero() || o.CPUMax.IsZero() {
+		out.CPUMax = CPUMax{}
+	} else if float64(l.CPUMax.Quota)/float64(l.CPUMax.period()) > float64(o.CPUMax.Quota)/float64(o.CPUMax.period()) {
+		out.CPUMax = l.CPUMax
+	}
+	return out
+}
+
+// looserBytes is the higher of two caps, 0 (none) being the highest.
+func looserBytes(a, b int64) int64 {
+	if a <= 0 || b <= 0 {
+		return 0
+	}
+	return max(a, b)
+}

@@ -406,7 +406,7 @@ func (a *App) Reload(ctx context.Context, cfg config.App, progress func(string))
 	lines := make(chan string, 64)
 	done := make(chan error, 1)
 	op := &reloadOp{cfg: cfg, progress: lines, done: done}
-	if err := a.do(ctx, func() { a.applyLimits(cfg); a.step(evReload{op}) }); err != nil {
+	if err := a.do(ctx, func() { a.applyRollLimits(cfg); a.step(evReload{op}) }); err != nil {
 		return err
 	}
 	say := func(line string) {

@@ -93,6 +93,20 @@ func (a *App) applyLimits(cfg config.App) {
 	}
 }
 
+// applyRollLimits writes, as a reload of cfg begins, the looser of the
+// limits in force and cfg's: the old workers keep serving beside the new
+// ones until these are ready, and a lowered limit written now would make
+// the kernel OOM-kill (v2) or refuse (v1) for memory the old ones hold.
+// settleLimits writes cfg's own once the roll is over.
+func (a *App) applyRollLimits(cfg config.App) {
+	if a.cg == nil {
+		return
+	}
+	roll := cfg
+	roll.Limits = a.core.cfg.Limits.Looser(cfg.Limits)
+	a.applyLimits(roll)
+}
+
 // settleLimits puts the limits of the config in force back in the group
 // once no reload is rolling: a reload writes the new limits before its
 // new workers start (they need the room a raised limit gives), so a
