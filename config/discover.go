@@ -43,6 +43,26 @@ func (r Refusal) Error() string { return fileProblem(r.Path, r.Err) }
 // path to privdrop.Read/Execute bits.
 type PathChecker func(cred privdrop.Credential, want map[string]uint32) error
 
+// BatchPathChecker is a PathChecker for many sets of paths of one user
+// at once (one helper process for all of a user's apps, not one each):
+// errs[i] answers wants[i] as a PathChecker would, on its own.
+type BatchPathChecker func(cred privdrop.Credential, wants []map[string]uint32) (errs []error)
+
+// OneByOne makes check a BatchPathChecker that asks about each set in
+// turn.
+func OneByOne(check PathChecker) BatchPathChecker {
+	if check == nil {
+		return nil
+	}
+	return func(cred privdrop.Credential, wants []map[string]uint32) []error {
+		errs := make([]error, len(wants))
+		for i, w := range wants {
+			errs[i] = check(cred, w)
+		}
+		return errs
+	}
+}
+
 // Discovery is the outcome of a scan: the apps to run, in a stable order,
 // the files refused, and the claims ledger that results.
 type Discovery struct {
@@ -96,6 +116,14 @@ type candidate struct {
 // by name, files by name. An admin_dir file owns its app's name: a
 // user's file of the same name is refused.
 func Discover(admin Admin, lookup func(string) (privdrop.Credential, error), check PathChecker, s Scan) Discovery {
+	return DiscoverBatch(admin, lookup, OneByOne(check), s)
+}
+
+// DiscoverBatch is Discover with the paths of all of a user's apps
+// checked in one call to check: what a boot of many apps needs. Each
+// app still gets its own verdict, so one app whose paths fail (or
+// whose paths break the check) costs the others nothing.
+func DiscoverBatch(admin Admin, lookup func(string) (privdrop.Credential, error), check BatchPathChecker, s Scan) Discovery {
 	var d Discovery
 	refuse := func(path, user string, err error) {
 		d.Refused = append(d.Refused, Refusal{Path: path, User: user, Err: err})
@@ -268,9 +296,11 @@ func Discover(admin Admin, lookup func(string) (privdrop.Credential, error), che
 			perUser[a.Cred.Username] = append(perUser[a.Cred.Username], a)
 		}
 	}
-	for _, c := range cands {
+	skip := func(key string) bool { return s.Only != "" && key != s.Only && !holds(key) }
+	verdicts := checkPaths(admin, cands, skip, check)
+	for i, c := range cands {
 		key := c.app.Key()
-		if s.Only != "" && key != s.Only && !holds(key) {
+		if skip(key) {
 			d.Skipped = append(d.Skipped, key)
 			continue
 		}
@@ -280,7 +310,11 @@ func Discover(admin Admin, lookup func(string) (privdrop.Credential, error), che
 				perUser[cred.Username] = append(perUser[cred.Username], a)
 			}
 		}
-		if err := admitApp(admin, cred, c.app, c.meta, perUser[cred.Username], check); err != nil {
+		var verdict PathChecker
+		if check != nil {
+			verdict = func(privdrop.Credential, map[string]uint32) error { return verdicts[i] }
+		}
+		if err := admitApp(admin, cred, c.app, c.meta, perUser[cred.Username], verdict); err != nil {
 			keepRunning()
 			refuse(c.path, cred.Username, err)
 			continue
@@ -353,6 +387,60 @@ func admitApp(admin Admin, cred privdrop.Credential, app App, meta AppFileMeta, 
 	if check == nil {
 		return nil
 	}
+	return check(cred, appPaths(cred, app))
+}
+
+// checkPaths checks the paths of every candidate that skip leaves and
+// whose user is listed (admitApp refuses the others before it would
+// check), one call to check per user; verdicts[i] is cands[i]'s. The
+// checks run before the policy's order is known: one that admitApp
+// refuses for a quota was only checked for nothing.
+func checkPaths(admin Admin, cands []candidate, skip func(string) bool, check BatchPathChecker) []error {
+	verdicts := make([]error, len(cands))
+	if check == nil {
+		return verdicts
+	}
+	type batch struct {
+		cred  privdrop.Credential
+		idx   []int
+		wants []map[string]uint32
+	}
+	var order []string
+	batches := map[string]*batch{}
+	for i, c := range cands {
+		cred := c.app.Cred
+		if _, listed := admin.Users[cred.Username]; !listed || skip(c.app.Key()) {
+			continue
+		}
+		// One user is one batch only if every credential field agrees:
+		// the check runs with exactly the rights the app would.
+		id := fmt.Sprintf("%q %d %d %v %q", cred.Username, cred.UID, cred.GID, cred.Groups, cred.Home)
+		b := batches[id]
+		if b == nil {
+			b = &batch{cred: cred}
+			batches[id] = b
+			order = append(order, id)
+		}
+		b.idx = append(b.idx, i)
+		b.wants = append(b.wants, appPaths(cred, c.app))
+	}
+	for _, id := range order {
+		b := batches[id]
+		errs := check(b.cred, b.wants)
+		for k, i := range b.idx {
+			if k < len(errs) {
+				verdicts[i] = errs[k]
+			} else {
+				verdicts[i] = fmt.Errorf("as user %s: the path check gave no answer", b.cred.Username)
+			}
+		}
+	}
+	return verdicts
+}
+
+// appPaths is what app needs of its paths, as cred: the bits a
+// PathChecker checks.
+func appPaths(cred privdrop.Credential, app App) map[string]uint32 {
 	// What decides the code the app runs must be Trusted (U4): owned by
 	// cred or root and not writable by others, nor any directory above
 	// it up to root's, or another user could plant code that runs as
@@ -376,7 +464,7 @@ func admitApp(admin Admin, cred privdrop.Credential, app App, meta AppFileMeta, 
 	if filepath.IsAbs(cred.Home) {
 		want[cred.Home] |= privdrop.UserSite
 	}
-	return check(cred, want)
+	return want
 }
 
 func firstExample(patterns []string) string {

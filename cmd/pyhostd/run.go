@@ -79,13 +79,27 @@ func scanApps(admin config.Admin, s config.Scan) (config.Discovery, error) {
 	if err != nil {
 		return config.Discovery{}, err
 	}
-	check := func(cred privdrop.Credential, want map[string]uint32) error {
-		return privdrop.CheckAsUser(sp, "/proc/self/exe", cred, want)
+	// One helper per user for all of its apps' paths, each app answered
+	// on its own.
+	check := func(cred privdrop.Credential, wants []map[string]uint32) []error {
+		return privdrop.CheckManyAsUser(sp, "/proc/self/exe", cred, wants)
 	}
-	d := config.Discover(admin, privdrop.Lookup, check, s)
+	d := config.DiscoverBatch(admin, privdrop.Lookup, check, s)
+	// Apps of one user mostly name the same python: looked up once.
+	type found struct {
+		path string
+		err  error
+	}
+	pythons := map[string]found{}
 	apps := d.Apps[:0]
 	for _, a := range d.Apps {
-		p, err := findPython(a.Python, a.Cred)
+		k := a.Python + "\x00" + cleanPath(a.Cred) // what findPython reads
+		f, ok := pythons[k]
+		if !ok {
+			f.path, f.err = findPython(a.Python, a.Cred)
+			pythons[k] = f
+		}
+		p, err := f.path, f.err
 		if err != nil {
 			d.Refused = append(d.Refused, config.Refusal{Path: a.File, User: a.Cred.Username, Err: fmt.Errorf("python: %w", err)})
 			continue
