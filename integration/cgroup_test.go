@@ -21,6 +21,10 @@ import (
 // project's hybrid hosts the limits are v1 controllers and membership
 // and kill are the cgroup2 hierarchy's; each test skips, saying why,
 // where the host lacks what it needs.
+//
+// Each test's daemon has its own cgroup tree (named after its state
+// dir), port, dirs and users (pyh-cgPREFIX-NAME), so the tests run in
+// parallel (harness_test.go), but for TestCgroupCPUMax: see there.
 
 // needCgroups skips t unless the host's cgroups would enforce l (and
 // give worker leaves, for what needs cgroup.kill).
@@ -210,8 +214,9 @@ func (d *sysd) steady(host, want string) (stop func() (int, []string)) {
 // app's worker is replaced, pyctl status counts it, and another user's
 // app serves throughout without a failed request.
 func TestCgroupOOMKill(t *testing.T) {
+	t.Parallel()
 	needCgroups(t, cgroup.Limits{MemoryMax: 64 << 20}, false)
-	const hogU, calmU = "pyh-cg-hog", "pyh-cg-calm"
+	const hogU, calmU = "pyh-cgoom-hog", "pyh-cgoom-calm"
 	d := newSysd(t, fmt.Sprintf("[users.%s]\ndomains = [\"hog.test\"]\n\n[users.%s]\ndomains = [\"calm.test\"]\n", hogU, calmU))
 	hog, calm := makeUser(t, hogU), makeUser(t, calmU)
 	deployContain(t, hog, "hog", "hog.test", `memory_max = "64MiB"`)
@@ -259,8 +264,9 @@ func TestCgroupOOMKill(t *testing.T) {
 
 // A fork bomb stops at tasks_max; another app serves meanwhile.
 func TestCgroupTasksMax(t *testing.T) {
+	t.Parallel()
 	needCgroups(t, cgroup.Limits{TasksMax: 40}, false)
-	const bombU, calmU = "pyh-cg-bomb", "pyh-cg-calm"
+	const bombU, calmU = "pyh-cgtm-bomb", "pyh-cgtm-calm"
 	d := newSysd(t, fmt.Sprintf("[users.%s]\ndomains = [\"bomb.test\"]\n\n[users.%s]\ndomains = [\"calm.test\"]\n", bombU, calmU))
 	bomb, calm := makeUser(t, bombU), makeUser(t, calmU)
 	deployContain(t, bomb, "bomb", "bomb.test", "tasks_max = 40")
@@ -288,9 +294,13 @@ func TestCgroupTasksMax(t *testing.T) {
 // app is at most about a fifth of the time it spun, and the kernel
 // reports it throttled. Elapsed time is the test's own measure; the
 // machine being slow makes the app's share smaller, never larger.
+//
+// Serial: the kernel says the app was throttled only if it got its 20%
+// of a CPU, which a machine busy with the parallel tests may not give
+// it.
 func TestCgroupCPUMax(t *testing.T) {
 	needCgroups(t, cgroup.Limits{CPUMax: cgroup.CPUMax{Quota: 20 * time.Millisecond, Period: 100 * time.Millisecond}}, false)
-	const u = "pyh-cg-spin"
+	const u = "pyh-cgcpu-spin"
 	d := newSysd(t, fmt.Sprintf("[users.%s]\ndomains = [\"spin.test\"]\n", u))
 	deployContain(t, makeUser(t, u), "spin", "spin.test", `cpu_max = "20%"`)
 	d.start()
@@ -316,8 +326,9 @@ func TestCgroupCPUMax(t *testing.T) {
 // when the app is stopped, when it is reloaded, and when the daemon is
 // stopped (C4).
 func TestCgroupNothingEscapes(t *testing.T) {
+	t.Parallel()
 	needCgroups(t, cgroup.Limits{}, true)
-	const u = "pyh-cg-esc"
+	const u = "pyh-cgesc-esc"
 	d := newSysd(t, fmt.Sprintf("[users.%s]\ndomains = [\"esc.test\"]\n", u))
 	deployContain(t, makeUser(t, u), "esc", "esc.test", "request_timeout = \"1s\"\ngraceful_timeout = \"2s\"")
 	d.start()
@@ -374,8 +385,9 @@ func TestCgroupNothingEscapes(t *testing.T) {
 // apps together: an app with no memory_max of its own that allocates
 // past it is stopped by the kernel, then serves again.
 func TestCgroupUserMaxMemory(t *testing.T) {
+	t.Parallel()
 	needCgroups(t, cgroup.Limits{MemoryMax: 64 << 20}, false)
-	const u = "pyh-cg-umax"
+	const u = "pyh-cgum-umax"
 	d := newSysd(t, fmt.Sprintf("[users.%s]\ndomains = [\"umax.test\"]\nmax_memory = \"64MiB\"\n", u))
 	deployContain(t, makeUser(t, u), "umax", "umax.test", `memory_limit = "60MiB"`)
 	d.start()
