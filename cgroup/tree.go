@@ -70,6 +70,10 @@ type Tree struct {
 	mu      sync.Mutex // serializes creating groups, so enabling controllers on a parent never races its rmdir
 	enabled []string   // v2 controllers on at base/apps/subtree_control; sorted
 	notes   map[string]string
+
+	// userLimits and userApplied: see SettleUser.
+	userLimits  func(user string) Limits
+	userApplied map[string]Limits
 }
 
 // Open builds the tree's base and base/apps in every hierarchy of h. On

@@ -255,3 +255,29 @@ func TestCgroupAttackLowerMemory(t *testing.T) {
 	}
 	eventually(t, 10*time.Second, "the running version's memory_max back in force", func() bool { return limit() == "41943040" })
 }
+
+// reload-config changing or removing [users.NAME] max_memory changes the
+// user's cgroup, though no app of theirs changed; before, the limit the
+// first app started with stayed until the daemon restarted.
+func TestCgroupAttackUserMaxMemoryReload(t *testing.T) {
+	needCgroups(t, cgroup.Limits{MemoryMax: 64 << 20}, true)
+	const u = "pyh-cga-um"
+	users := fmt.Sprintf("[users.%s]\ndomains = [\"um.test\"]\n", u)
+	d := newSysd(t, users+"max_memory = \"512MiB\"\n")
+	deployAttack(t, makeUser(t, u), "um", "um.test", "memory_limit = \"100MiB\"")
+	d.start()
+	userLimit := func() string { return v1file(t, d.pidOf("um.test"), "memory", "..", "memory.limit_in_bytes") }
+	if got := userLimit(); got != "536870912" {
+		t.Fatalf("the user's memory limit at start: %s, want 512MiB", got)
+	}
+	d.writeAdmin(users + "max_memory = \"256MiB\"\n")
+	if out, err := d.pyctl("root", "reload-config"); err != nil {
+		t.Fatalf("reload-config: %v\n%s", err, out)
+	}
+	eventually(t, 10*time.Second, "the user's limit 256MiB", func() bool { return userLimit() == "268435456" })
+	d.writeAdmin(users)
+	if out, err := d.pyctl("root", "reload-config"); err != nil {
+		t.Fatalf("reload-config: %v\n%s", err, out)
+	}
+	eventually(t, 10*time.Second, "the user's limit lifted", func() bool { return userLimit() != "268435456" && userLimit() != "536870912" })
+}

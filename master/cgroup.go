@@ -81,6 +81,11 @@ func (m *Master) openCgroups() {
 	if opts.Name != "" {
 		m.sweepOrphans(ctx, tree)
 	}
+	if f := m.cfg.UserMaxMemory; f != nil {
+		// [users.NAME] max_memory as in force now: reload-config
+		// changes it without touching the user's apps.
+		tree.SetUserLimits(func(user string) cgroup.Limits { return cgroup.Limits{MemoryMax: f(user)} })
+	}
 	m.cgroups = tree
 }
 
@@ -133,24 +138,17 @@ func (m *Master) appCgroup(a config.App) *cgroup.Group {
 		return nil
 	}
 	user := a.Cred.Username
-	ug, err := m.cgroups.User(user)
-	if err != nil {
-		m.log.Warn("no cgroup for the user's apps; the app runs without one", "app", a.Key(), "error", err)
-		return nil
-	}
-	var userLimits cgroup.Limits
-	if f := m.cfg.UserMaxMemory; f != nil {
-		userLimits.MemoryMax = f(user)
-	}
-	if err := ug.Apply(userLimits); err != nil && !errors.Is(err, cgroup.ErrUnsupported) {
-		m.log.Warn("cannot apply the user's max_memory to their cgroup", "user", user, "error", err)
-	} else if err != nil {
-		m.log.Warn("the user's max_memory is not enforced by the kernel", "user", user, "error", err)
-	}
 	g, err := m.cgroups.App(user, a.Name)
 	if err != nil {
 		m.log.Warn("no cgroup for the app; it runs without one", "app", a.Key(), "error", err)
 		return nil
+	}
+	// The user's totals, before the app's first process; the app's
+	// supervisor settles them again as the admin's config changes.
+	if err := g.SettleUser(); err != nil && !errors.Is(err, cgroup.ErrUnsupported) {
+		m.log.Warn("cannot apply the user's max_memory to their cgroup", "user", user, "error", err)
+	} else if err != nil {
+		m.log.Warn("the user's max_memory is not enforced by the kernel", "user", user, "error", err)
 	}
 	return g
 }

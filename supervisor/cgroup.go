@@ -44,6 +44,8 @@ type appCgroup struct {
 	applied cgroup.Limits
 	pending bool
 	lastErr string
+	// lastUserErr is the refusal of the user's limits last said.
+	lastUserErr string
 	// memMax is the memory_max in force, for the log line of a kill.
 	memMax atomic.Int64
 }
@@ -107,15 +109,28 @@ func (a *App) applyRollLimits(cfg config.App) {
 	a.applyLimits(roll)
 }
 
-// settleLimits puts the limits of the config in force back in the group
-// once no reload is rolling: a reload writes the new limits before its
+// settleLimits settles the user's group (cgroup.Group.SettleUser), and
+// puts the limits of the config in force back in the app's group once no
+// reload is rolling: a reload writes the new limits before its
 // new workers start (they need the room a raised limit gives), so a
 // failed reload leaves them written while the old version serves, and a
 // lowered memory limit the kernel refused while the old workers held
 // their memory (pending) is written once they are gone. It runs after
 // every event on the App's loop; when nothing changed it compares only.
 func (a *App) settleLimits() {
-	if a.cg == nil || a.core.reload != nil {
+	if a.cg == nil {
+		return
+	}
+	// The user's totals ([users.NAME] max_memory) follow the admin's
+	// config, which reload-config changes without rolling the app.
+	if err := a.cg.g.SettleUser(); err == nil {
+		a.cg.lastUserErr = ""
+	} else if err.Error() != a.cg.lastUserErr {
+		a.cg.lastUserErr = err.Error()
+		a.log.Warn("the user's cgroup limits not all applied", "error", err)
+		a.output(0, "the user's cgroup limits (max_memory) not all applied: "+err.Error())
+	}
+	if a.core.reload != nil {
 		return
 	}
 	if a.cg.applied == a.core.cfg.Limits && !a.cg.pending {
