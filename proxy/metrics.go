@@ -45,7 +45,20 @@ type proxyMetrics struct {
 	figures   *metrics.Figures
 	duration  *prometheus.HistogramVec
 	queueWait *prometheus.HistogramVec
+	// gathers holds a token per MetricsQuery being gathered: at most
+	// maxQueryGathers at once, as the endpoint allows a few in flight.
+	gathers chan struct{}
 }
+
+// maxQueryGathers bounds the pyctl metrics (and top) questions gathered
+// at once, and queryWait how long one waits for its turn (the master
+// gives up after as long). Each gathers every app's series: without a
+// bound, a tenant running pyctl top in a loop a thousand times over made
+// the proxy, every tenant's, hold a thousand copies of the registry.
+const (
+	maxQueryGathers = 2
+	queryWait       = 10 * time.Second
+)
 
 // appMetrics are one app's instruments, resolved once.
 type appMetrics struct {
@@ -62,7 +75,7 @@ type appMetrics struct {
 // certificates' expiry, and the proxy process's own Go and process
 // figures.
 func newProxyMetrics(p *Proxy, version string, certs *Certs) *proxyMetrics {
-	m := &proxyMetrics{reg: prometheus.NewRegistry()}
+	m := &proxyMetrics{reg: prometheus.NewRegistry(), gathers: make(chan struct{}, maxQueryGathers)}
 	m.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:                            metrics.HTTPRequestDuration,
 		Help:                            "Time from a request's head to the end of its response, of requests routed to the app.",
@@ -154,6 +167,15 @@ func (m *proxyMetrics) answer(q channel.MetricsQuery) channel.MetricsAnswer {
 	a := channel.MetricsAnswer{ID: q.ID}
 	if m == nil {
 		a.Error = "metrics are off: set [daemon] metrics_listen in pyhost.toml"
+		return a
+	}
+	t := time.NewTimer(queryWait)
+	defer t.Stop()
+	select {
+	case m.gathers <- struct{}{}:
+		defer func() { <-m.gathers }()
+	case <-t.C:
+		a.Error = "the proxy is busy answering other pyctl metrics questions; try again"
 		return a
 	}
 	fams, err := m.reg.Gather()

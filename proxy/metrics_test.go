@@ -6,11 +6,14 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/pyhost/pyhost/channel"
@@ -326,5 +329,55 @@ func TestMetricsListener(t *testing.T) {
 	lnM.Close()
 	if a, m := body(addrA), body(addrM); a != "metrics" || m != "app" {
 		t.Errorf("swapped: %s %q, %s %q", addrA, a, addrM, m)
+	}
+}
+
+// gateCollector blocks each Collect until release is closed, counting
+// the Collects under way.
+type gateCollector struct {
+	inside, most atomic.Int32
+	release      chan struct{}
+}
+
+func (g *gateCollector) Describe(chan<- *prometheus.Desc) {}
+
+func (g *gateCollector) Collect(chan<- prometheus.Metric) {
+	n := g.inside.Add(1)
+	for {
+		m := g.most.Load()
+		if n <= m || g.most.CompareAndSwap(m, n) {
+			break
+		}
+	}
+	<-g.release
+	g.inside.Add(-1)
+}
+
+// pyctl metrics questions are gathered at most maxQueryGathers at once:
+// each gathers every app's series, and a tenant asking a thousand times
+// at once made the proxy (every tenant's) hold a thousand gatherings.
+func TestMetricsQueriesBounded(t *testing.T) {
+	p := metricsProxy(t)
+	g := &gateCollector{release: make(chan struct{})}
+	p.metrics.reg.MustRegister(g)
+	const asks = 12
+	answers := make(chan channel.MetricsAnswer, asks)
+	for i := range asks {
+		go func() { answers <- p.metrics.answer(channel.MetricsQuery{ID: uint64(i), All: true}) }()
+	}
+	// Let them pile up: a bound of maxQueryGathers is reached at once;
+	// without one all of them get in within this second.
+	deadline := time.Now().Add(time.Second)
+	for time.Now().Before(deadline) && g.most.Load() <= maxQueryGathers {
+		runtime.Gosched()
+	}
+	if got := g.most.Load(); got > maxQueryGathers {
+		t.Errorf("%d gatherings at once, want at most %d", got, maxQueryGathers)
+	}
+	close(g.release)
+	for range asks {
+		if a := <-answers; a.Error != "" || !strings.Contains(a.Text, metrics.BuildInfo) {
+			t.Errorf("answer %d: %q, text %d bytes", a.ID, a.Error, len(a.Text))
+		}
 	}
 }
