@@ -21,6 +21,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unicode/utf8"
 )
 
 // flushInterval bounds how long a line waits in the buffer.
@@ -57,9 +58,10 @@ type Entry struct {
 //
 // The first nine fields are Apache's combined format (a body of 0 bytes
 // is "-", as there); then the duration in seconds, the app ("-": none)
-// and the X-Request-Id the client was given. Quotes, backslashes and
-// control bytes in client-supplied fields are escaped as \" \\ \xHH, so a
-// request cannot forge a line.
+// and the X-Request-Id the client was given. Quotes, backslashes,
+// control bytes and bytes that are not UTF-8 in client-supplied fields
+// are escaped as \" \\ \xHH, so a request cannot forge a line and every
+// line is valid UTF-8.
 func Append(b []byte, e Entry) []byte {
 	b = appendField(b, e.RemoteAddr)
 	b = append(b, " - - ["...)
@@ -108,6 +110,17 @@ func appendEscaped(b []byte, s string) []byte {
 			b = append(b, '\\', c)
 		case c < 0x20 || c == 0x7f:
 			b = append(b, '\\', 'x', hex[c>>4], hex[c&0xf])
+		case c >= utf8.RuneSelf:
+			// Valid UTF-8 as it is; a byte of none escaped: the per-app
+			// lines travel as JSON, which would turn it into U+FFFD, so
+			// the tenant's file would not say what the global one says.
+			r, n := utf8.DecodeRuneInString(s[i:])
+			if r == utf8.RuneError && n == 1 {
+				b = append(b, '\\', 'x', hex[c>>4], hex[c&0xf])
+				continue
+			}
+			b = append(b, s[i:i+n]...)
+			i += n - 1
 		default:
 			b = append(b, c)
 		}

@@ -1,6 +1,7 @@
 package accesslog
 
 import (
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -8,6 +9,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 var when = time.Date(2026, 11, 22, 7, 40, 0, 0, time.FixedZone("", 0))
@@ -127,5 +129,29 @@ func TestWriterGoesOnAfterAWriteError(t *testing.T) {
 	}
 	if got := f.got.String(); !strings.Contains(got, "/kept") || strings.Contains(got, "/lost") {
 		t.Errorf("written %q: want the later line only", got)
+	}
+}
+
+// A line is valid UTF-8 whatever the client sent: UTF-8 as it is, other
+// bytes escaped. The per-app lines travel to the master as JSON, which
+// turned each such byte into U+FFFD, so a tenant's access log said
+// something else than the global one.
+func TestAppendNotUTF8(t *testing.T) {
+	e := Entry{RemoteAddr: "10.0.0.1", Time: when, Method: "GET", URI: "/caf\xc3\xa9", Proto: "HTTP/1.1",
+		Status: 200, UserAgent: "latin1 caf\xe9 \xff\xfe end", App: "a/b", RequestID: "r"}
+	line := Append(nil, e)
+	if !utf8.Valid(line) {
+		t.Fatalf("not UTF-8: %q", line)
+	}
+	if want := `"GET /café HTTP/1.1" 200 - "-" "latin1 caf\xe9 \xff\xfe end"`; !strings.Contains(string(line), want) {
+		t.Errorf("got %s\nwant it to hold %s", line, want)
+	}
+	j, err := json.Marshal(string(line))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back string
+	if err := json.Unmarshal(j, &back); err != nil || back != string(line) {
+		t.Errorf("through JSON: %q, want %q", back, line)
 	}
 }
