@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -82,24 +83,33 @@ func ownNamespace(parent int) error {
 	return nil
 }
 
-// drop becomes uid, gid and exactly groups, in the order the kernel's
-// rules need (groups and gid while still root), and checks it took:
-// nothing of root's may reach the app.
+// drop becomes uid, gid and exactly groups on this thread (Exec locked
+// it), in the order the kernel's rules need (groups and gid while still
+// root), and checks it took: nothing of root's may reach the app.
+//
+// Raw system calls, not syscall.Setuid and its siblings: those change
+// every thread of the process, stopping each to do so, which cost
+// milliseconds per start on a loaded machine. Here only the thread that
+// executes the program matters: execve gives the process that thread's
+// credentials and ends every other thread, and until then the others
+// run only Go's runtime, no code of the app's.
 func drop(uid, gid uint32, groups []uint32) error {
-	gs := make([]int, len(groups))
-	for i, g := range groups {
-		gs[i] = int(g)
+	gs := groups
+	if len(gs) == 0 {
+		gs = []uint32{gid} // a pointer to pass; the count says none
 	}
-	if err := syscall.Setgroups(gs); err != nil {
-		return fmt.Errorf("setgroups: %w", err)
+	if _, _, e := unix.RawSyscall(sysSetgroups, uintptr(len(groups)), uintptr(unsafe.Pointer(&gs[0])), 0); e != 0 {
+		return fmt.Errorf("setgroups: %w", e)
 	}
-	if err := syscall.Setgid(int(gid)); err != nil {
-		return fmt.Errorf("setgid: %w", err)
+	if _, _, e := unix.RawSyscall(sysSetresgid, uintptr(gid), uintptr(gid), uintptr(gid)); e != 0 {
+		return fmt.Errorf("setgid: %w", e)
 	}
-	if err := syscall.Setuid(int(uid)); err != nil {
-		return fmt.Errorf("setuid: %w", err)
+	if _, _, e := unix.RawSyscall(sysSetresuid, uintptr(uid), uintptr(uid), uintptr(uid)); e != 0 {
+		return fmt.Errorf("setuid: %w", e)
 	}
-	if os.Getuid() != int(uid) || os.Geteuid() != int(uid) || os.Getgid() != int(gid) || os.Getegid() != int(gid) {
+	ru, eu, su := unix.Getresuid()
+	rg, eg, sg := unix.Getresgid()
+	if ru != int(uid) || eu != int(uid) || su != int(uid) || rg != int(gid) || eg != int(gid) || sg != int(gid) {
 		return fmt.Errorf("the drop to %d:%d did not take", uid, gid)
 	}
 	return nil
