@@ -293,3 +293,36 @@ func (t *Tree) hiers() []*hier {
 	}
 	return out
 }
+
+// KillStrays SIGKILLs each process directly in the app's group (not in
+// a worker's leaf) for which keep is false, and returns their pids. The
+// app's user may write the group's cgroup.procs (LetMove: a forked
+// worker moves itself into its leaf), so a process a worker started can
+// move itself out of the worker's leaf into the app's group, where the
+// leaf's kill does not reach it; the caller, knowing which processes
+// belong there (its fork servers, workers not yet in their leaves), kills
+// the rest as a worker ends. Without cgroup2 there are no leaves to leave.
+func (g *Group) KillStrays(keep func(pid int) bool) ([]int, error) {
+	if g.kind != kindApp || g.v2 == "" {
+		return nil, nil
+	}
+	b, err := g.t.k.read(filepath.Join(g.v2, "cgroup.procs"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cgroup: %w", err)
+	}
+	pids, err := parsePIDs(b)
+	if err != nil {
+		return nil, err
+	}
+	var killed []int
+	for _, pid := range pids {
+		if !keep(pid) {
+			g.signal(pid)
+			killed = append(killed, pid)
+		}
+	}
+	return killed, nil
+}

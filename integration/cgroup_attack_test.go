@@ -281,3 +281,44 @@ func TestCgroupAttackUserMaxMemoryReload(t *testing.T) {
 	}
 	eventually(t, 10*time.Second, "the user's limit lifted", func() bool { return userLimit() != "268435456" && userLimit() != "536870912" })
 }
+
+// A tenant's worker may write to its app's cgroup.procs (a forked worker
+// moves itself into its leaf that way), so a child it double-forks can
+// move itself out of the worker's leaf into the app's group, where the
+// leaf's kill at recycle does not reach. Such a stray dies when the
+// worker ends all the same (C4).
+func TestCgroupAttackLeafEscape(t *testing.T) {
+	needCgroups(t, cgroup.Limits{}, true)
+	const u = "pyh-cga-e"
+	d := newSysd(t, fmt.Sprintf("[users.%s]\ndomains = [\"e.test\"]\n", u))
+	deployAttack(t, makeUser(t, u), "e", "e.test", "max_requests = 2")
+	d.start()
+	out := d.py("e.test", `
+cg = [l for l in open("/proc/self/cgroup").read().splitlines() if l.startswith("0::")][0][3:]
+app = "/sys/fs/cgroup/unified" + cg.rsplit("/", 1)[0]
+r, w = os.pipe()
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        try:
+            with open(app + "/cgroup.procs", "w") as f:
+                f.write("0")
+            os.write(w, ("%d %s" % (os.getpid(), open("/proc/self/cgroup").read().split("0::")[1].strip())).encode())
+        except OSError as e:
+            os.write(w, ("0 %s" % e).encode())
+        time.sleep(600)
+    os._exit(0)
+print(os.read(r, 200).decode())`)
+	var pid int
+	var where string
+	fmt.Sscanf(out, "%d %s", &pid, &where)
+	if pid <= 0 {
+		t.Skipf("the child could not move itself: %q", out)
+	}
+	t.Logf("the child %d moved itself to %s", pid, where)
+	d.get("e.test", "/") // the second request: max_requests recycles the worker
+	eventually(t, 15*time.Second, "the escaped child killed with its worker", func() bool { return !alive(pid) })
+	if code, body := d.get("e.test", "/"); code != 200 || !strings.HasPrefix(body, "e ") {
+		t.Errorf("e after the recycle: %d %q", code, body)
+	}
+}

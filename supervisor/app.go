@@ -179,6 +179,7 @@ func (a *App) step(ev event) {
 		switch e := ev.(type) {
 		case evExited:
 			delete(a.procs, e.id)
+			a.killStrays()
 		case evTick:
 			ev = evTick{served: a.served()}
 		case evMemory:

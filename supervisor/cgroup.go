@@ -194,6 +194,36 @@ func (a *App) dropLeaf(id string, leaf *cgroup.Group) {
 	}
 }
 
+// killStrays kills what sits in the app's group itself but is neither a
+// fork server of the app nor one of its workers (a forked worker is
+// there until it has moved into its leaf, or for good if it could not):
+// a process a worker started that moved itself out of the worker's leaf,
+// which the leaf's kill missed (cgroup.Group.KillStrays). It runs on the
+// App's loop as a worker's end is handled, when every worker started is
+// in a.procs.
+func (a *App) killStrays() {
+	if a.cg == nil {
+		return
+	}
+	keep := map[int]bool{}
+	for _, p := range a.procs {
+		keep[p.PID()] = true
+	}
+	for _, fs := range append([]ForkServer{a.forks.cur}, a.forks.retired...) {
+		if fs != nil {
+			keep[fs.PID()] = true
+		}
+	}
+	killed, err := a.cg.g.KillStrays(func(pid int) bool { return keep[pid] })
+	if err != nil {
+		a.log.Warn("cannot look for processes that left their worker's cgroup", "error", err)
+	}
+	for _, pid := range killed {
+		a.log.Warn("killed a process that had moved out of its worker's cgroup", "pid", pid)
+		a.output(0, fmt.Sprintf("killed process %d: it had moved itself out of its worker's cgroup, which is killed when the worker ends", pid))
+	}
+}
+
 // oomVictim says whether p, just reaped, was killed by the kernel's OOM
 // killer: it died of a SIGKILL pyhost did not send, and the app's group
 // counts an OOM kill not yet put down to another worker. It returns the
