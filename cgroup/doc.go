@@ -119,4 +119,25 @@
 // the freezer's way: on kernels with per-group kill counts a child
 // placed by CLONE_INTO_CGROUP into a group once killed through
 // cgroup.kill is killed at birth (seen on 6.18).
+//
+// Because the app's user may write the app group's cgroup.procs (to
+// move a forked worker into its leaf), a process may also move itself
+// out of its worker's leaf into the app's group; Group.KillStrays kills
+// what sits there that the caller does not know as its own.
+//
+// # Changes
+//
+// Limits change while processes run: Limits.Looser is what a rolling
+// reload writes while old and new workers run side by side (a lowered
+// memory limit would make v2 OOM-kill, and v1 refuse with EBUSY, for
+// memory the old ones hold); the new limits follow once they are gone. A
+// user's totals follow the admin's config through Tree.SetUserLimits
+// and Group.SettleUser.
+//
+// # Dead daemons
+//
+// Tree.Claim marks a tree's base with its daemon (an xattr: pid, start
+// time, pid namespace); Tree.Orphans finds the trees next to it whose
+// daemon died, for the next daemon to kill and remove, whatever its own
+// tree's name (pyhostd serve takes a new one each run).
 package cgroup
