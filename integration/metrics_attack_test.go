@@ -25,7 +25,9 @@ import (
 //   - ben's pyctl metrics, top --once and logs --access show nothing of
 //     ann's app, his own app's access log reads empty before its first
 //     request, and a failed reload-config's reason is root's;
-//   - an app removed by reload-config takes its series with it.
+//   - an app removed by reload-config takes its series with it;
+//   - reload-config says a changed key only a restart applies is not
+//     applied yet.
 func TestMetricsAttack(t *testing.T) {
 	t.Parallel()
 	const (
@@ -81,9 +83,10 @@ func TestMetricsAttack(t *testing.T) {
 	}
 	var ss samples
 	var text string
-	eventually(t, 10*time.Second, "the made-up methods counted", func() bool {
+	eventually(t, 10*time.Second, "the made-up methods counted and the master's figures of ben's app in", func() bool {
 		ss, text = scrape()
-		return ss.sum("pyhost_http_requests_total", "user", ann, "app", "blog", "method", "other") == hostile
+		return ss.sum("pyhost_http_requests_total", "user", ann, "app", "blog", "method", "other") == hostile &&
+			ss.sum("pyhost_workers", "user", ben, "app", "shop", "state", "ready") == 1
 	})
 	if strings.Contains(strings.ToLower(text), "zqx") {
 		t.Errorf("a client's method, path or host is in the scrape:\n%s", grepLines(text, "zqx"))
@@ -174,6 +177,14 @@ func TestMetricsAttack(t *testing.T) {
 		_, text := scrape()
 		return !strings.Contains(text, `user="`+ben+`"`) && strings.Contains(text, `user="`+ann+`"`)
 	})
+
+	// A [daemon] key only a restart applies, changed: reload-config
+	// says so (it said only that it went well).
+	writeFile(t, d.admin, withDaemonKeys(d, users, fmt.Sprintf("metrics_listen = %q", metricsAddr)))
+	out, err := d.pyctl("", "reload-config")
+	if err != nil || !strings.Contains(out, "access_log_per_app") || !strings.Contains(out, "next start") {
+		t.Errorf("reload-config turning access_log_per_app off: %v\n%s", err, out)
+	}
 }
 
 // grepLines are the lines of text containing s (case-insensitively).

@@ -523,6 +523,9 @@ func (m *Master) reloadConfig(ctx context.Context, progress func(string)) (err e
 			progress(fmt.Sprintf("certificates loaded: %s", count(len(pairs), "[[tls]] pair")))
 		}
 	}
+	for _, line := range m.restartOnly(admin) { // master/daemoninfo.go
+		progress(line)
+	}
 	if m.cfg.Adopt != nil {
 		m.cfg.Adopt(admin)
 	}

@@ -2,11 +2,14 @@ package master
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"runtime"
+	"strconv"
 	"sync"
 	"time"
 
+	"github.com/pyhost/pyhost/config"
 	"github.com/pyhost/pyhost/control"
 )
 
@@ -58,4 +61,33 @@ func (m *Master) Daemon(_ context.Context, c control.Caller) (control.DaemonInfo
 	}
 	m.daemon.mu.Unlock()
 	return info, nil
+}
+
+// restartOnly are the lines a reload-config shows for the [daemon] keys
+// of admin that differ from the ones in force and that only a restart
+// applies: the metrics socket is bound and handed to the proxy at start,
+// the proxy learns access_log_per_app when it starts, and the pid file
+// is written once. Said, so an admin who turned one on and reloaded does
+// not wait for lines that never come (a reload said only "ok").
+func (m *Master) restartOnly(admin config.Admin) []string {
+	var out []string
+	note := func(key, now, want string) {
+		out = append(out, fmt.Sprintf("[daemon] %s: changed to %s, takes effect at the next start of pyhostd (%s until then)", key, want, now))
+	}
+	show := func(s string) string {
+		if s == "" {
+			return "none"
+		}
+		return strconv.Quote(s)
+	}
+	if d := admin.Daemon; d.MetricsListen != m.cfg.MetricsListen {
+		note("metrics_listen", show(m.cfg.MetricsListen), show(d.MetricsListen))
+	}
+	if d := admin.Daemon; d.AccessLogPerApp != m.cfg.AccessLogPerApp {
+		note("access_log_per_app", strconv.FormatBool(m.cfg.AccessLogPerApp), strconv.FormatBool(d.AccessLogPerApp))
+	}
+	if d := admin.Daemon; d.PIDFile != m.cfg.PIDFile {
+		note("pid_file", show(m.cfg.PIDFile), show(d.PIDFile))
+	}
+	return out
 }
