@@ -321,4 +321,10 @@ print(os.read(r, 200).decode())`)
 	if code, body := d.get("e.test", "/"); code != 200 || !strings.HasPrefix(body, "e ") {
 		t.Errorf("e after the recycle: %d %q", code, body)
 	}
+	// Nothing but the stray: not the fork server, not a worker.
+	for _, line := range strings.Split(d.logs.String(), "\n") {
+		if strings.Contains(line, "moved out of its worker's cgroup") && !strings.Contains(line, fmt.Sprintf("pid=%d", pid)) {
+			t.Errorf("killed another process: %s", line)
+		}
+	}
 }
