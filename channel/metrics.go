@@ -33,7 +33,7 @@ type AppFigures struct {
 	// RSSBytes is the sum of its workers' resident memory.
 	RSSBytes uint64 `json:"rss_bytes"`
 	// CPUSeconds is the CPU time of the app's cgroup when it has one,
-	// else of its live workers.
+	// else of its workers, never going down (master: steadyCPU).
 	CPUSeconds float64 `json:"cpu_seconds"`
 	// The app's cgroup figures; 0 without a cgroup.
 	OOMKills           int64 `json:"oom_kills,omitempty"`

@@ -41,6 +41,29 @@ type metricsState struct {
 	mu      sync.Mutex
 	nextID  uint64
 	waiting map[uint64]chan channel.MetricsAnswer // guarded by mu
+
+	// carried is, per app without a cgroup, what keeps its CPU counter
+	// from going down (steadyCPU); only pushFigures touches it.
+	carried map[string]*cpuCarry
+}
+
+// cpuCarry is an app's CPU counter without a cgroup: the last sum of
+// its live workers' CPU, and the CPU of workers gone since, carried.
+type cpuCarry struct{ last, carried float64 }
+
+// steadyCPU is the CPU counter of an app without a cgroup whose live
+// workers used live seconds: it never goes down. A replaced worker takes
+// its CPU time with it, so the live sum drops at every recycle; exported
+// as it was, rate() took each drop for a counter reset and counted the
+// remaining workers' whole CPU time again (a spike per max_requests
+// recycle). The drop is carried: only what a worker used between the
+// last reading and its end (2 s at most) is not counted.
+func steadyCPU(c *cpuCarry, live float64) float64 {
+	if live < c.last {
+		c.carried += c.last - live
+	}
+	c.last = live
+	return c.carried + live
 }
 
 // startMetrics starts pushing figures to the proxy, when metrics are
@@ -74,18 +97,40 @@ func (m *Master) countReload(err error) {
 func (m *Master) metricsOn() bool { return m.cfg.MetricsListen != "" }
 
 // figures are the supervisor's figures of every app, from the status
-// pyctl status shows root.
+// pyctl status shows root. Only pushFigures calls it (m.metrics.carried).
 func (m *Master) figures(ctx context.Context) channel.Figures {
 	f := channel.Figures{StartTime: m.daemon.started, Reloads: m.metrics.reloads.Load(), ReloadFailures: m.metrics.reloadFailures.Load()}
 	st, err := m.Status(ctx, control.Caller{UID: 0}, "")
 	if err != nil {
 		m.log.Debug("figures for the metrics", "error", err)
 	}
+	seen := make(map[string]bool, len(st))
 	for _, as := range st {
 		if as.State == control.AppRefused {
 			continue // a file that is not running: pyctl status says why
 		}
-		f.Apps = append(f.Apps, appFigures(as))
+		af := appFigures(as)
+		if as.Cgroup == "" {
+			key := as.User + "/" + as.Name
+			seen[key] = true
+			if m.metrics.carried == nil {
+				m.metrics.carried = map[string]*cpuCarry{}
+			}
+			c := m.metrics.carried[key]
+			if c == nil {
+				c = &cpuCarry{}
+				m.metrics.carried[key] = c
+			}
+			af.CPUSeconds = steadyCPU(c, af.CPUSeconds)
+		}
+		f.Apps = append(f.Apps, af)
+	}
+	if err == nil {
+		for key := range m.metrics.carried {
+			if !seen[key] {
+				delete(m.metrics.carried, key) // removed: its series went
+			}
+		}
 	}
 	return f
 }

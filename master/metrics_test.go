@@ -140,3 +140,23 @@ func TestMetricsListener(t *testing.T) {
 		t.Errorf("a proxy starts with %q, metrics %v", gotAddrs, gotMetrics)
 	}
 }
+
+// Without a cgroup an app's CPU counter is its live workers' sum, which
+// drops when one is replaced; the exported counter carries the drop and
+// never goes down (rate() took a drop for a reset and counted the other
+// workers' whole CPU time again).
+func TestSteadyCPU(t *testing.T) {
+	var c cpuCarry
+	// Two workers: 3+4, 5+6; the first (5 s) replaced: 0.5+6.5; then
+	// 1+7.
+	var got []float64
+	for _, live := range []float64{7, 11, 7, 8} {
+		got = append(got, steadyCPU(&c, live))
+	}
+	want := []float64{7, 11, 11, 12}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("counter %v, want %v", got, want)
+		}
+	}
+}

@@ -44,7 +44,7 @@ var (
 	descRestarts = prometheus.NewDesc(WorkerRestarts, "Workers replaced since the daemon started, by reason (crash, oom, memory, requests, timeout, reload).", []string{"user", "app", "reason"}, nil)
 	descAppState = prometheus.NewDesc(AppState, "1 for the app's current state, 0 for the others.", []string{"user", "app", "state"}, nil)
 	descRSS      = prometheus.NewDesc(AppRSS, "Resident memory of the app's workers, summed.", appLabels, nil)
-	descCPU      = prometheus.NewDesc(AppCPU, "CPU time of the app: its cgroup's when it has one, else its live workers'.", appLabels, nil)
+	descCPU      = prometheus.NewDesc(AppCPU, "CPU time of the app: its cgroup's when it has one, else its workers' (the replaced ones' carried on).", appLabels, nil)
 	descOOM      = prometheus.NewDesc(AppOOMKills, "Processes of the app the kernel's OOM killer killed since the daemon started (0 without a cgroup).", appLabels, nil)
 	descMem      = prometheus.NewDesc(AppMemory, "Memory of the app's cgroup, page cache included (0 without a cgroup).", appLabels, nil)
 	descMemMax   = prometheus.NewDesc(AppMemoryMax, "The app's memory_max; 0 is none.", appLabels, nil)
