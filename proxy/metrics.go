@@ -48,6 +48,8 @@ type proxyMetrics struct {
 	// gathers holds a token per MetricsQuery being gathered: at most
 	// maxQueryGathers at once, as the endpoint allows a few in flight.
 	gathers chan struct{}
+	// asked counts the MetricsQuery answers under way, waiting included.
+	asked atomic.Int32
 }
 
 // maxQueryGathers bounds the pyctl metrics (and top) questions gathered
@@ -55,8 +57,11 @@ type proxyMetrics struct {
 // gives up after as long). Each gathers every app's series: without a
 // bound, a tenant running pyctl top in a loop a thousand times over made
 // the proxy, every tenant's, hold a thousand copies of the registry.
+// Past maxQueryAsked questions under way, one is answered busy at once:
+// the waiting ones are goroutines the proxy holds for up to queryWait.
 const (
 	maxQueryGathers = 2
+	maxQueryAsked   = 64
 	queryWait       = 10 * time.Second
 )
 
@@ -169,13 +174,19 @@ func (m *proxyMetrics) answer(q channel.MetricsQuery) channel.MetricsAnswer {
 		a.Error = "metrics are off: set [daemon] metrics_listen in pyhost.toml"
 		return a
 	}
+	const busy = "the proxy is busy answering other pyctl metrics questions; try again"
+	defer m.asked.Add(-1)
+	if m.asked.Add(1) > maxQueryAsked {
+		a.Error = busy
+		return a
+	}
 	t := time.NewTimer(queryWait)
 	defer t.Stop()
 	select {
 	case m.gathers <- struct{}{}:
 		defer func() { <-m.gathers }()
 	case <-t.C:
-		a.Error = "the proxy is busy answering other pyctl metrics questions; try again"
+		a.Error = busy
 		return a
 	}
 	fams, err := m.reg.Gather()

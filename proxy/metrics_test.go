@@ -374,10 +374,24 @@ func TestMetricsQueriesBounded(t *testing.T) {
 	if got := g.most.Load(); got > maxQueryGathers {
 		t.Errorf("%d gatherings at once, want at most %d", got, maxQueryGathers)
 	}
+	// Past maxQueryAsked under way, a question is answered busy at once.
+	for p.metrics.asked.Load() < asks {
+		runtime.Gosched() // the rest reach the queue
+	}
+	over := make(chan channel.MetricsAnswer, maxQueryAsked)
+	for range maxQueryAsked - asks + 1 {
+		go func() { over <- p.metrics.answer(channel.MetricsQuery{ID: 999, All: true}) }()
+	}
+	if a := <-over; !strings.Contains(a.Error, "busy") {
+		t.Errorf("a question past %d under way: %q, want busy", maxQueryAsked, a.Error)
+	}
 	close(g.release)
 	for range asks {
 		if a := <-answers; a.Error != "" || !strings.Contains(a.Text, metrics.BuildInfo) {
 			t.Errorf("answer %d: %q, text %d bytes", a.ID, a.Error, len(a.Text))
 		}
+	}
+	for range maxQueryAsked - asks {
+		<-over
 	}
 }
