@@ -37,16 +37,19 @@ func accessLogPath(logDir string, a config.App) string {
 // tenantAccessLog returns the open access log of the app key, opening
 // (and creating) it if needed; nil when no such app runs.
 func (m *Master) tenantAccessLog(key string) (*applog.Log, error) {
+	t := &m.access
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	// An open log first: the last lines of an app just removed arrive
+	// after it (the proxy sends them within 0.2 s) and belong in its
+	// file; the next reopen closes it.
+	if l := t.logs[key]; l != nil {
+		return l, nil
+	}
 	if m.set.get(key) == nil {
 		return nil, nil
 	}
 	a := m.set.config(key)
-	t := &m.access
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if l := t.logs[key]; l != nil {
-		return l, nil
-	}
 	uid, gid := -1, -1
 	if os.Geteuid() == 0 {
 		uid, gid = int(a.Cred.UID), int(a.Cred.GID)
