@@ -336,6 +336,10 @@ func TestDebInstallUpgradeRemovePurge(t *testing.T) {
 			t.Errorf("installed package lacks %s", p)
 		}
 	}
+	// The sandbox's trampoline, where pyhostd looks for it.
+	if fi, err := os.Stat(m.path("/usr/lib/pyhost/pyhost-sandbox")); err != nil || fi.Mode().Perm() != 0o755 {
+		t.Errorf("/usr/lib/pyhost/pyhost-sandbox: %v %v, want an executable of mode 0755", fi, err)
+	}
 	if links := m.glob("/etc/systemd/system/*/pyhost.service"); len(links) > 0 {
 		t.Errorf("a first install enabled the unit: %v", links)
 	}
@@ -387,7 +391,7 @@ func TestDebInstallUpgradeRemovePurge(t *testing.T) {
 	if st := m.dpkgStatus(); st != "config-files" {
 		t.Errorf("after dpkg -r pyhost is %q, want config-files", st)
 	}
-	for _, p := range []string{"/usr/bin/pyhostd", "/usr/bin/pyctl", "/lib/systemd/system/pyhost.service"} {
+	for _, p := range []string{"/usr/bin/pyhostd", "/usr/bin/pyctl", "/usr/lib/pyhost/pyhost-sandbox", "/lib/systemd/system/pyhost.service"} {
 		if m.exists(p) {
 			t.Errorf("%s is still there after dpkg -r", p)
 		}
@@ -508,7 +512,7 @@ func TestMakeInstallUninstall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	installed := []string{"/usr/local/bin/pyhostd", "/usr/local/bin/pyctl", "/etc/systemd/system/pyhost.service",
+	installed := []string{"/usr/local/bin/pyhostd", "/usr/local/bin/pyctl", "/usr/local/lib/pyhost/pyhost-sandbox", "/usr/local/lib/pyhost", "/etc/systemd/system/pyhost.service",
 		"/etc/logrotate.d/pyhost", "/usr/local/share/doc/pyhost", "/usr/local/share/man/man8/pyhostd.8", "/usr/local/share/man/man1/pyctl.1"}
 	for _, p := range installed {
 		if m.exists(p) {

@@ -49,13 +49,19 @@ mkdir -p "$root/DEBIAN"
 # PIE, stripped, full RELRO, no build paths: what lintian's hardening
 # checks want (linked by the C linker, so that -z now applies). cgo stays on, so users come from NSS (LDAP,
 # sssd), as `id` sees them.
-echo "build-deb: building pyhostd and pyctl $DEB_VERSION"
-install -d "$root/usr/bin"
-CGO_CFLAGS="${CGO_CFLAGS:--O2 -g} -D_FORTIFY_SOURCE=2" $go build -trimpath -buildmode=pie \
-    -ldflags "-s -w -X main.version=$DEB_VERSION -linkmode=external -extldflags=-Wl,-z,relro,-z,now" \
-    -o "$root/usr/bin/" ./cmd/pyhostd ./cmd/pyctl
+# pyhost-sandbox, the sandbox's trampoline, is run by pyhostd only: in
+# /usr/lib/pyhost (Debian policy 9.1.1), not on PATH, where pyhostd
+# looks for it (package sandbox, Candidates).
+echo "build-deb: building pyhostd, pyctl and pyhost-sandbox $DEB_VERSION"
+install -d "$root/usr/bin" "$root/usr/lib/pyhost"
+build() {
+    CGO_CFLAGS="${CGO_CFLAGS:--O2 -g} -D_FORTIFY_SOURCE=2" $go build -trimpath -buildmode=pie \
+        -ldflags "-s -w -X main.version=$DEB_VERSION -linkmode=external -extldflags=-Wl,-z,relro,-z,now" "$@"
+}
+build -o "$root/usr/bin/" ./cmd/pyhostd ./cmd/pyctl
+build -o "$root/usr/lib/pyhost/" ./cmd/pyhost-sandbox
 # The C linker's version notes, as dh_strip drops them.
-strip --remove-section=.comment "$root/usr/bin/pyhostd" "$root/usr/bin/pyctl"
+strip --remove-section=.comment "$root/usr/bin/pyhostd" "$root/usr/bin/pyctl" "$root/usr/lib/pyhost/pyhost-sandbox"
 
 # Files, with the paths of a package rather than of `make install`.
 install -d "$root/etc/pyhost/apps.d" "$root/etc/logrotate.d" "$root/lib/systemd/system" \
@@ -106,7 +112,7 @@ chmod 0644 "$root"/usr/share/man/*/*.gz "$root"/usr/share/bash-completion/comple
 # (it wants a debian/control to sit next to).
 mkdir -p "$work/src/debian"
 printf 'Source: pyhost\n\nPackage: pyhost\nArchitecture: any\n' >"$work/src/debian/control"
-shlibs=$(cd "$work/src" && dpkg-shlibdeps -O "$root/usr/bin/pyhostd" "$root/usr/bin/pyctl" 2>/dev/null |
+shlibs=$(cd "$work/src" && dpkg-shlibdeps -O "$root/usr/bin/pyhostd" "$root/usr/bin/pyctl" "$root/usr/lib/pyhost/pyhost-sandbox" 2>/dev/null |
     sed -n 's/^shlibs:Depends=//p')
 size=$(du -sk --exclude=DEBIAN "$root" | cut -f1)
 cat >"$root/DEBIAN/control" <<EOF

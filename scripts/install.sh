@@ -7,13 +7,17 @@
 # existing one), the unit, the logrotate config and man pages. DESTDIR
 # installs into a staging root instead (tests); then no user is created
 # and systemd is left alone. BINDIR (default /usr/local/bin) is where the
-# binaries go, and what the unit and the logrotate rule run.
+# binaries go, and what the unit and the logrotate rule run; the
+# sandbox's trampoline pyhost-sandbox, which no user runs, goes in
+# BINDIR/../lib/pyhost (/usr/local/lib/pyhost), where pyhostd looks for
+# it.
 # scripts/uninstall.sh (make uninstall) undoes it. On Debian, the .deb
 # (make deb) is the better way: dpkg upgrades and purges it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dest=${DESTDIR:-}
 bin=${BINDIR:-/usr/local/bin}
+lib=$(dirname "$bin")/lib/pyhost
 
 [ -x bin/pyhostd ] && [ -x bin/pyctl ] || { echo "install: run make build first" >&2; exit 1; }
 if [ -z "$dest" ] && [ "$(id -u)" -ne 0 ]; then
@@ -30,6 +34,14 @@ install -d -m 0755 "$dest$bin" "$dest/etc/pyhost" "$dest/etc/systemd/system" "$d
     "$dest/usr/local/share/doc/pyhost" "$dest/usr/local/share/man/man1" "$dest/usr/local/share/man/man8"
 install -d -m 0755 "$dest/etc/pyhost/apps.d"
 install -m 0755 bin/pyhostd bin/pyctl "$dest$bin/"
+# A bin/ built before pyhost-sandbox existed lacks it: pyhostd then
+# starts sandboxed apps through itself, slower (docs/admin-guide.md).
+if [ -x bin/pyhost-sandbox ]; then
+    install -d -m 0755 "$dest$lib"
+    install -m 0755 bin/pyhost-sandbox "$dest$lib/"
+else
+    echo "install: bin/pyhost-sandbox is missing (make build builds it); sandboxed apps will start through pyhostd sandbox-exec, slower" >&2
+fi
 # The unit and the rule run the binaries where they are installed.
 sed "s|/usr/local/bin/|$bin/|g" systemd/pyhost.service >"$dest/etc/systemd/system/pyhost.service"
 sed "s|/usr/local/bin/|$bin/|g" systemd/pyhost.logrotate >"$dest/etc/logrotate.d/pyhost"

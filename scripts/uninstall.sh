@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Removes what scripts/install.sh (make install) installed, as root: it
 # stops pyhost first (the unit, or a pyhostd run by hand: the one whose
-# pid /run/pyhost/pyhostd.pid names), then removes the binaries, the
+# pid /run/pyhost/pyhostd.pid names), then removes the binaries (and
+# BINDIR/../lib/pyhost with pyhost-sandbox), the
 # unit, the logrotate rule, the docs and the man pages.
 #
 # It keeps /etc/pyhost (your config and apps.d), the pyhost user,
@@ -11,6 +12,7 @@
 set -euo pipefail
 dest=${DESTDIR:-}
 bin=${BINDIR:-/usr/local/bin}
+lib=$(dirname "$bin")/lib/pyhost
 purge=${PURGE:-}
 
 if [ -z "$dest" ] && [ "$(id -u)" -ne 0 ]; then
@@ -46,6 +48,8 @@ fi
 
 rm -f "$dest$bin/pyhostd" "$dest$bin/pyctl" "$dest/etc/systemd/system/pyhost.service" "$dest/etc/logrotate.d/pyhost" \
     "$dest/usr/local/share/man/man8/pyhostd.8" "$dest/usr/local/share/man/man1/pyctl.1"
+rm -f "$dest$lib/pyhost-sandbox"
+rmdir "$dest$lib" 2>/dev/null || true
 rm -rf "$dest/usr/local/share/doc/pyhost"
 if [ -z "$dest" ] && [ -d /run/systemd/system ]; then
     systemctl daemon-reload
