@@ -147,8 +147,8 @@ type Config struct {
 	Version    string
 	ConfigFile string
 	// UserMaxMemory, when set, is a user's [users.NAME] max_memory (0:
-	// none), asked as each app of theirs starts: the memory limit of the
-	// user's cgroup (issue 14).
+	// none), asked as the user's apps run, so the user's cgroup follows
+	// reload-config: its memory limit (issue 14).
 	UserMaxMemory func(user string) int64
 	// MetricsListen is [daemon] metrics_listen: the proxy serves
 	// /metrics there and counts requests; "" for none. Fixed for the
