@@ -2,13 +2,16 @@ package integration
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -196,4 +199,26 @@ func grepLines(text, s string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// Two daemons, each with its own state_dir, given one pid_file: the
+// second refuses to start with one line and leaves the first's file.
+func TestPIDFileShared(t *testing.T) {
+	t.Parallel()
+	first, second := newSysd(t, ""), newSysd(t, "")
+	pidFile := filepath.Join(first.base, "pyhostd.pid")
+	for _, d := range []*sysd{first, second} {
+		writeFile(t, d.admin, withDaemonKeys(d, "", "pid_file = "+strconv.Quote(pidFile)))
+	}
+	first.start()
+	want := strconv.Itoa(first.cmd.Process.Pid) + "\n"
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, filepath.Join(binDir, "pyhostd"), "run", "--config", second.admin).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "names pid "+strings.TrimSpace(want)) {
+		t.Errorf("a second daemon with the same pid_file: %v\n%s", err, out)
+	}
+	if b, err := os.ReadFile(pidFile); err != nil || string(b) != want {
+		t.Errorf("the first daemon's pid file: %q, %v; want %q", b, err, want)
+	}
 }

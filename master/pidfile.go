@@ -17,7 +17,12 @@ import (
 // pid in it is a daemon that got that far. It is a fact, never a guard:
 // a file left by a crash (or naming any other process) is overwritten,
 // not believed; the instance lock (package instance) is what keeps a
-// second daemon out, and that daemon never reaches the pid file.
+// second daemon of the same state_dir out, and that daemon never reaches
+// the pid file. One exception: a file naming another pyhostd that runs
+// (the same binary) is a second daemon, with a state_dir of its own,
+// given the same pid_file: taking it over would leave the first one's
+// tools signalling the wrong daemon, and the second's exit would remove
+// the file of the first, still running. That start is refused.
 
 // writePIDFile writes this process's pid to path: a new file in the
 // same directory renamed over it, so a reader never sees half a pid and
@@ -25,6 +30,9 @@ import (
 func writePIDFile(path string) error {
 	if path == "" {
 		return nil
+	}
+	if pid, ok := runningPyhostd(path); ok {
+		return fmt.Errorf("pid_file %s names pid %d, a pyhostd that runs (another daemon, with a state_dir of its own?); give each daemon a pid_file of its own", path, pid)
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("pid_file: %w", err)
@@ -74,4 +82,28 @@ func removePIDFile(path string) error {
 		return fmt.Errorf("pid_file: %w", err)
 	}
 	return nil
+}
+
+// runningPyhostd reports the pid in the file at path when it is another
+// live process running this same binary.
+func runningPyhostd(path string) (int, bool) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, false
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 || pid == os.Getpid() {
+		return 0, false
+	}
+	self, err := os.Readlink("/proc/self/exe")
+	if err != nil {
+		return 0, false
+	}
+	// A daemon started before its binary was upgraded runs a file now
+	// "(deleted)"; still the same program.
+	other, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/exe")
+	if err != nil || strings.TrimSuffix(other, " (deleted)") != strings.TrimSuffix(self, " (deleted)") {
+		return 0, false
+	}
+	return pid, true
 }

@@ -1,9 +1,12 @@
 package master
 
 import (
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -72,4 +75,48 @@ func TestPIDFile(t *testing.T) {
 	if err := writePIDFile(""); err != nil || removePIDFile("") != nil {
 		t.Error("no pid_file must be a no-op")
 	}
+}
+
+// A pid file naming another live process of this same binary is a
+// second daemon given the same pid_file: refused, the file kept. Once
+// that process is gone, the file is stale and overwritten.
+func TestPIDFileOfAnotherDaemon(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "pyhostd.pid")
+	other := exec.Command(os.Args[0], "-test.run=^TestPIDFileHelper$")
+	other.Env = append(os.Environ(), "PYHOST_PIDFILE_HELPER=1")
+	stdin, err := other.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Start(); err != nil {
+		t.Fatal(err)
+	}
+	theirs := strconv.Itoa(other.Process.Pid) + "\n"
+	os.WriteFile(path, []byte(theirs), 0o644)
+	err = writePIDFile(path)
+	if err == nil || !strings.Contains(err.Error(), "a pyhostd that runs") {
+		t.Errorf("pid file of a running daemon of the same binary: %v, want it refused", err)
+	}
+	if b, _ := os.ReadFile(path); string(b) != theirs {
+		t.Errorf("the other daemon's pid file became %q", b)
+	}
+	stdin.Close()
+	other.Wait()
+	if err := writePIDFile(path); err != nil {
+		t.Fatalf("after the other daemon ended: %v", err)
+	}
+	// pid 1 runs another program: its pid in the file is overwritten.
+	os.WriteFile(path, []byte("1\n"), 0o644)
+	if err := writePIDFile(path); err != nil {
+		t.Fatalf("a file naming pid 1: %v", err)
+	}
+}
+
+// TestPIDFileHelper is the other daemon of TestPIDFileOfAnotherDaemon:
+// it runs until its stdin closes.
+func TestPIDFileHelper(t *testing.T) {
+	if os.Getenv("PYHOST_PIDFILE_HELPER") != "1" {
+		t.Skip("a helper process")
+	}
+	io.Copy(io.Discard, os.Stdin)
 }
