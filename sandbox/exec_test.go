@@ -175,16 +175,20 @@ func BenchmarkStart(b *testing.B) {
 	// The trampoline of "sandboxed" is this test binary (Wrap's
 	// fallback); PYHOST_SANDBOX_BENCH_BIN names a pyhostd and
 	// PYHOST_SANDBOX_BENCH_SMALL a pyhost-sandbox to measure too.
+	// "unshared" is "direct" in a new mount namespace and no trampoline:
+	// what the namespace itself costs.
 	type benchCase struct {
-		name string
-		via  *Trampoline
+		name     string
+		via      *Trampoline
+		unshared bool
 	}
-	cases := []benchCase{{"direct", nil}, {"sandboxed", &Trampoline{Path: self, Args: []string{"sandbox.test", Command}}}}
+	cases := []benchCase{{name: "direct"}, {name: "unshared", unshared: true},
+		{name: "sandboxed", via: &Trampoline{Path: self, Args: []string{"sandbox.test", Command}}}}
 	if bin := os.Getenv("PYHOST_SANDBOX_BENCH_BIN"); bin != "" {
-		cases = append(cases, benchCase{"sandboxed-pyhostd", &Trampoline{Path: bin, Args: []string{"pyhostd", Command}}})
+		cases = append(cases, benchCase{name: "sandboxed-pyhostd", via: &Trampoline{Path: bin, Args: []string{"pyhostd", Command}}})
 	}
 	if bin := os.Getenv("PYHOST_SANDBOX_BENCH_SMALL"); bin != "" {
-		cases = append(cases, benchCase{"sandboxed-small", &Trampoline{Path: bin, Args: []string{trampoline.Binary}}})
+		cases = append(cases, benchCase{name: "sandboxed-small", via: &Trampoline{Path: bin, Args: []string{trampoline.Binary}}})
 	}
 	for _, bc := range cases {
 		b.Run(bc.name, func(b *testing.B) {
@@ -196,6 +200,9 @@ func BenchmarkStart(b *testing.B) {
 					if err := p.wrap(cmd, *bc.via); err != nil {
 						b.Fatal(err)
 					}
+				}
+				if bc.unshared {
+					cmd.SysProcAttr.Unshareflags |= syscall.CLONE_NEWNS
 				}
 				out, err := cmd.StdoutPipe()
 				if err != nil {
