@@ -568,17 +568,17 @@ func TestInstallStaged(t *testing.T) {
 	dest := t.TempDir()
 	cmd := exec.Command("bash", "../scripts/install.sh")
 	cmd.Env = append(os.Environ(), "DESTDIR="+dest)
-	// install.sh wants the binaries in bin/ of the checkout.
-	if _, err := os.Stat("../bin/pyhostd"); err != nil {
-		build := exec.Command("make", "-C", "..", "build")
-		if out, err := build.CombinedOutput(); err != nil {
-			t.Fatalf("make build: %v %s", err, out)
-		}
+	// install.sh wants the binaries in bin/ of the checkout, built from
+	// this tree: a bin/ left by an older build may lack one (Go's build
+	// cache makes this cheap when nothing changed).
+	build := exec.Command("make", "-C", "..", "build")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("make build: %v %s", err, out)
 	}
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("install.sh: %v\n%s", err, out)
 	}
-	for _, f := range []string{"usr/local/bin/pyhostd", "usr/local/bin/pyctl", "etc/systemd/system/pyhost.service", "etc/logrotate.d/pyhost", "etc/pyhost/pyhost.toml", "etc/pyhost/apps.d"} {
+	for _, f := range []string{"usr/local/bin/pyhostd", "usr/local/bin/pyctl", "usr/local/lib/pyhost/pyhost-sandbox", "etc/systemd/system/pyhost.service", "etc/logrotate.d/pyhost", "etc/pyhost/pyhost.toml", "etc/pyhost/apps.d"} {
 		if _, err := os.Stat(filepath.Join(dest, f)); err != nil {
 			t.Errorf("not installed: %s", f)
 		}
