@@ -28,7 +28,9 @@ FILE:LINE: KEY: MESSAGE, then "ok: USER/APP" for each app that would run;
 exit 1 if there is any problem, else print "ok: N users, M apps" and exit 0
 (like nginx -t). It also prints what the host's cgroups offer (the limits
 the kernel enforces: memory_max, cpu_max, ...) and warns of each limit an
-app or [users.NAME] max_memory asks for that this host cannot enforce.`,
+app or [users.NAME] max_memory asks for that this host cannot enforce, and
+how sandboxed apps would start (the pyhost-sandbox trampoline, and whether
+this host lets root make their mount namespace).`,
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
 			admin, d, err := discover(path)
@@ -48,6 +50,7 @@ app or [users.NAME] max_memory asks for that this host cannot enforce.`,
 				fmt.Fprintln(stdout, "warning: cgroups:", err)
 			}
 			reportCgroups(stdout, host, admin, d.Apps)
+			reportSandbox(stdout, probeMountNamespace)
 			return report(stdout, admin, d, checkSystem(admin, d.Apps, privdrop.Lookup))
 		},
 	}
