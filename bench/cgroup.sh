@@ -21,7 +21,9 @@
 # same against spinfree; each loop stops after NB_SECONDS+2 s or 50
 # requests. Prints B's p50/p99, the ratio of each to (1), and the spin
 # app's CPU share (its cgroup_cpu_seconds delta, pyctl status --json, over
-# the elapsed time; 100 % is one CPU). Knobs: NB_SECONDS (5) NB_PORT (18991).
+# the elapsed time; 100 % is one CPU). B gets a discarded 2 s wrk warm-up
+# first. Knobs: NB_SECONDS (5) NB_PORT (18991) NB_USER_A (pyhost-test)
+# NB_USER_B (pyhostboot) NB_DEBUG=1 (status, wrk output, log at the end).
 set -euo pipefail
 
 REPO=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd -P)
@@ -181,6 +183,7 @@ spin_loops() { # $1: app; 4 loops of /spin?s=1, each bounded in time and count
     done
 }
 
+wrk -t1 -c4 -d2s -H "Host: b.nb.bench" http://127.0.0.1:$NB_PORT/ >/dev/null # warm-up
 echo
 echo "| round | neighbour | B p50 ms | B p99 ms | B req/s | p50 / idle | p99 / idle | neighbour CPU % of one CPU |"
 echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
