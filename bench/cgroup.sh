@@ -23,7 +23,9 @@
 # app's CPU share (its cgroup_cpu_seconds delta, pyctl status --json, over
 # the elapsed time; 100 % is one CPU). B gets a discarded 2 s wrk warm-up
 # first. Knobs: NB_SECONDS (5) NB_PORT (18991) NB_USER_A (pyhost-test)
-# NB_USER_B (pyhostboot) NB_DEBUG=1 (status, wrk output, log at the end).
+# NB_USER_B (pyhostboot) NB_DEBUG=1 (status, wrk output, log at the end)
+# NB_CAP (spincap's keys, default 'cpu_max = "20%"'; e.g.
+# 'cpu_max = "20%"\ncpu_weight = 1').
 set -euo pipefail
 
 REPO=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd -P)
@@ -78,6 +80,7 @@ PARTS=${PARTS:-"cost neighbour"}
 NB_SECONDS=${NB_SECONDS:-5}
 NB_PORT=${NB_PORT:-18991}
 NB_USER_A=${NB_USER_A:-pyhost-test}
+NB_CAP=${NB_CAP:-'cpu_max = "20%"'} # spincap's containment keys (printf %b: \n between keys)
 NB_USER_B=${NB_USER_B:-pyhostboot}
 [[ $NB_SECONDS =~ ^[0-9]+$ && $NB_SECONDS -ge 1 && $NB_SECONDS -le 60 ]] || { echo "NB_SECONDS: 1 to 60" >&2; exit 1; }
 
@@ -134,7 +137,7 @@ directory = "$nb/code"
 script = "spin.py"
 processes = 4
 threads = 1
-$([ $a = spincap ] && echo 'cpu_max = "20%"')
+$([ $a = spincap ] && printf '%b\n' "$NB_CAP")
 TOML
 done
 chmod 644 "$nb/apps.d"/*
