@@ -31,14 +31,23 @@ type CPUMax struct {
 }
 
 // The kernel's period when none is asked for, and its smallest quota.
+// A cap is written with shortPeriod when its quota fits (at least 1 ms, in
+// whole microseconds): the kernel lets a capped group spend its quota at
+// the start of each period on every CPU at once, so with 100 ms a group
+// of busy processes at "20%" holds both CPUs for up to 20 ms per period,
+// and a neighbour's request caught in that window waits for it
+// (docs/benchmarks.md, "A CPU-spinning neighbour"). 10 ms keeps such a
+// burst to 2 ms for the same share.
 const (
 	defaultPeriod = 100 * time.Millisecond
+	shortPeriod   = 10 * time.Millisecond
 	minQuota      = time.Millisecond
 	maxPercent    = 100000 // 1000 CPUs: anything above is a typo
 )
 
 // ParseCPUMax parses cpu_max: a percentage of one CPU, "50%", "12.5%",
-// "200%" (two CPUs), with a 100 ms period; "max" is no cap. At most three
+// "200%" (two CPUs), over a 10 ms period when the quota fits it (at
+// least 1 ms in whole microseconds), else 100 ms; "max" is no cap. At most three
 // decimals (the kernel counts microseconds), at least 1% (its smallest
 // quota is 1 ms). The error text never names the key; callers add that.
 func ParseCPUMax(s string) (CPUMax, error) {
@@ -62,6 +71,11 @@ func ParseCPUMax(s string) (CPUMax, error) {
 	}
 	if r.Cmp(big.NewRat(maxPercent, 1)) > 0 {
 		return CPUMax{}, fmt.Errorf("%q is more than %d CPUs; use at most %q", s, maxPercent/100, strconv.Itoa(maxPercent)+"%")
+	}
+	// The same share over the short period, when the kernel can count it.
+	short := new(big.Rat).Mul(r, big.NewRat(shortPeriod.Microseconds(), 100))
+	if short.IsInt() && short.Cmp(big.NewRat(minQuota.Microseconds(), 1)) >= 0 {
+		return CPUMax{Quota: time.Duration(short.Num().Int64()) * time.Microsecond, Period: shortPeriod}, nil
 	}
 	return CPUMax{Quota: time.Duration(us.Num().Int64()) * time.Microsecond, Period: defaultPeriod}, nil
 }

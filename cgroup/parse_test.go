@@ -18,12 +18,18 @@ func TestParseCPUMax(t *testing.T) {
 		v2, str string
 		err     string
 	}{
-		{in: "50%", want: CPUMax{50 * ms, 100 * ms}, v2: "50000 100000", str: "50%"},
-		{in: "20%", want: CPUMax{20 * ms, 100 * ms}, v2: "20000 100000", str: "20%"},
-		{in: " 12.5 % ", want: CPUMax{12500 * time.Microsecond, 100 * ms}, v2: "12500 100000", str: "12.5%"},
-		{in: "200%", want: CPUMax{200 * ms, 100 * ms}, v2: "200000 100000", str: "200%"},
+		{in: "50%", want: CPUMax{5 * ms, 10 * ms}, v2: "5000 10000", str: "50%"},
+		{in: "20%", want: CPUMax{2 * ms, 10 * ms}, v2: "2000 10000", str: "20%"},
+		{in: " 12.5 % ", want: CPUMax{1250 * time.Microsecond, 10 * ms}, v2: "1250 10000", str: "12.5%"},
+		{in: "200%", want: CPUMax{20 * ms, 10 * ms}, v2: "20000 10000", str: "200%"},
 		{in: "1%", want: CPUMax{ms, 100 * ms}, v2: "1000 100000", str: "1%"},
 		{in: "0.125%", err: "below the kernel's smallest share"},
+		// Below 10%, or with a share the short period cannot count in
+		// whole microseconds: the kernel's 100 ms.
+		{in: "5%", want: CPUMax{5 * ms, 100 * ms}, v2: "5000 100000", str: "5%"},
+		{in: "10%", want: CPUMax{ms, 10 * ms}, v2: "1000 10000", str: "10%"},
+		{in: "12.55%", want: CPUMax{1255 * time.Microsecond, 10 * ms}, v2: "1255 10000", str: "12.55%"},
+		{in: "12.555%", want: CPUMax{12555 * time.Microsecond, 100 * ms}, v2: "12555 100000", str: "12.555%"},
 		{in: "33.333%", want: CPUMax{33333 * time.Microsecond, 100 * ms}, v2: "33333 100000", str: "33.333%"},
 		{in: "max", want: CPUMax{}, v2: "max 100000", str: "max"},
 		{in: "12.3456%", err: "too many decimals"},
@@ -68,7 +74,7 @@ func FuzzParseCPUMax(f *testing.F) {
 		if err != nil || back != c {
 			t.Fatalf("%q → %v → %q → %v, %v", s, c, c.String(), back, err)
 		}
-		if !c.IsZero() && (c.Quota < minQuota || c.Period != defaultPeriod) {
+		if !c.IsZero() && (c.Quota < minQuota || (c.Period != defaultPeriod && c.Period != shortPeriod)) {
 			t.Fatalf("%q → %v", s, c)
 		}
 	})

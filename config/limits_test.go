@@ -20,7 +20,7 @@ func TestParseAppFileContainmentKeys(t *testing.T) {
 		{`memory_high = "400MiB"`, cgroup.Limits{MemoryHigh: 400 << 20}},
 		{`cpu_weight = 50`, cgroup.Limits{CPUWeight: 50}},
 		{`io_weight = 10000`, cgroup.Limits{IOWeight: 10000}},
-		{`cpu_max = "50%"`, cgroup.Limits{CPUMax: cgroup.CPUMax{Quota: 50 * time.Millisecond, Period: 100 * time.Millisecond}}},
+		{`cpu_max = "50%"`, cgroup.Limits{CPUMax: cgroup.CPUMax{Quota: 5 * time.Millisecond, Period: 10 * time.Millisecond}}},
 		{`cpu_max = "max"`, cgroup.Limits{}},
 		{`tasks_max = 64`, cgroup.Limits{TasksMax: 64}},
 		{`tasks_max = 0`, cgroup.Limits{}},
@@ -73,7 +73,7 @@ func TestContainmentDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := cgroup.Limits{MemoryMax: 1 << 30, TasksMax: 100, CPUMax: cgroup.CPUMax{Quota: 50 * time.Millisecond, Period: 100 * time.Millisecond}}
+	want := cgroup.Limits{MemoryMax: 1 << 30, TasksMax: 100, CPUMax: cgroup.CPUMax{Quota: 5 * time.Millisecond, Period: 10 * time.Millisecond}}
 	if admin.Defaults.Limits != want {
 		t.Fatalf("defaults %+v, want %+v", admin.Defaults.Limits, want)
 	}
