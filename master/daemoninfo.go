@@ -89,5 +89,8 @@ func (m *Master) restartOnly(admin config.Admin) []string {
 	if d := admin.Daemon; d.PIDFile != m.cfg.PIDFile {
 		note("pid_file", show(m.cfg.PIDFile), show(d.PIDFile))
 	}
+	if d := admin.Daemon; m.cfg.LogFormat != "" && d.LogFormat != m.cfg.LogFormat {
+		note("log_format", show(m.cfg.LogFormat), show(d.LogFormat))
+	}
 	return out
 }

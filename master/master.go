@@ -150,6 +150,10 @@ type Config struct {
 	// none), asked as the user's apps run, so the user's cgroup follows
 	// reload-config: its memory limit (issue 14).
 	UserMaxMemory func(user string) int64
+	// LogFormat is [daemon] log_format as in force since the start, for
+	// reload-config to say a change waits for a restart; "" when the
+	// --log-format flag chose it (the file's key does not matter then).
+	LogFormat string
 	// MetricsListen is [daemon] metrics_listen: the proxy serves
 	// /metrics there and counts requests; "" for none. Fixed for the
 	// daemon's life (master/metrics.go).

@@ -118,8 +118,10 @@ func runSystem(path, logFormat string, stdout, stderr io.Writer) error {
 	}
 	// The flag wins over the file; the proxy child learns it from the
 	// environment, as it does the level.
+	fileFormat := "" // the log format the file chose; "" when the flag did
 	if logFormat == "" {
 		logFormat = admin.Daemon.LogFormat
+		fileFormat = logFormat
 	}
 	os.Setenv(logFormatEnv, logFormat)
 	log := newLogger("pyhostd", stderr)
@@ -203,6 +205,7 @@ func runSystem(path, logFormat string, stdout, stderr io.Writer) error {
 		MetricsListen:   admin.Daemon.MetricsListen,
 		ConfigFile:      path,
 		PIDFile:         admin.Daemon.PIDFile,
+		LogFormat:       fileFormat,
 		AccessLogPerApp: admin.Daemon.AccessLogPerApp,
 		TrustedProxies:  admin.Proxy.TrustedProxies,
 		ProxyProtocol:   admin.Proxy.ProxyProtocol,
