@@ -489,6 +489,22 @@ func TestWarmupDjango(t *testing.T) {
 	if _, body := get(t, s.URL+"/"); body != "one" {
 		t.Fatalf("before: %q", body)
 	}
+	// Both first workers ready (warmed up) before views.py changes:
+	// Django imports views at the first request, so a first worker still
+	// warming up when the broken file lands fails on it too, outside the
+	// reload this test is about.
+	eventually(t, 30*time.Second, "both first workers ready", func() bool {
+		st := s.status()
+		if len(st) != 1 || len(st[0].Workers) != 2 {
+			return false
+		}
+		for _, w := range st[0].Workers {
+			if w.State != "ready" {
+				return false
+			}
+		}
+		return true
+	})
 
 	var failed, served atomic.Int64
 	stop := make(chan struct{})
