@@ -174,6 +174,31 @@ func (p *pounding) more(n int) <-chan struct{} {
 	return c
 }
 
+// reached returns a channel closed once n requests in all have
+// completed: at once when they already have.
+func (p *pounding) reached(n int) <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c := make(chan struct{})
+	if p.done >= n {
+		close(c)
+		return c
+	}
+	p.waiters = append(p.waiters, countWaiter{n, c})
+	return c
+}
+
+// awaitTotal waits for reached(n), bounded: for a load capped at n
+// requests, whose first ones may complete before the wait begins.
+func (p *pounding) awaitTotal(t *testing.T, n int, what string) {
+	t.Helper()
+	select {
+	case <-p.reached(n):
+	case <-time.After(30 * time.Second):
+		t.Fatalf("%s: %d requests in all not completed within 30s; so far %v", what, n, p.snapshot())
+	}
+}
+
 // await waits for more(n), bounded.
 func (p *pounding) await(t *testing.T, n int, what string) {
 	t.Helper()
@@ -449,7 +474,7 @@ func TestFaultStuckWorkerGetsNothingAfter504(t *testing.T) {
 	// At once, and concurrently: nothing may reach the stuck worker, or
 	// it would hang to the next 504.
 	load := pound(t, s.URL+"/", 8, 200, 30*time.Second)
-	load.await(t, 200, "requests after the 504")
+	load.awaitTotal(t, 200, "requests after the 504")
 	codes, served := load.stop()
 	if failed, total := failedOf(codes); failed > 0 || served[stuck] > 0 {
 		t.Fatalf("after the 504: %d of %d failed %v; the stuck worker %s served %d (by pid %v)", failed, total, codes, stuck, served[stuck], served)
