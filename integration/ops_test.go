@@ -4,15 +4,11 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -190,69 +186,8 @@ func TestPerAppAccessLog(t *testing.T) {
 
 	// Load on ann's app, bounded in count and time, while logrotate runs.
 	const before, after, most = 100, 100, 5000
-	deadline := time.Now().Add(60 * time.Second)
-	var sent, okCount atomic.Int64
-	stop := make(chan struct{})
-	var load sync.WaitGroup
-	var loadErr atomic.Value
-	client := &http.Client{Timeout: 10 * time.Second}
-	for w := 0; w < 2; w++ {
-		load.Add(1)
-		go func() {
-			defer load.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				id := sent.Add(1)
-				if id > most || time.Now().After(deadline) {
-					return
-				}
-				req, _ := http.NewRequest("GET", fmt.Sprintf("http://%s/r/%d", d.addr, id), nil)
-				req.Host = "pa-ann.test"
-				resp, err := client.Do(req)
-				if err != nil {
-					loadErr.CompareAndSwap(nil, err)
-					return
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusOK {
-					loadErr.CompareAndSwap(nil, fmt.Errorf("GET /r/%d: %s", id, resp.Status))
-					return
-				}
-				okCount.Add(1)
-			}
-		}()
-	}
-	loadDone := make(chan struct{})
-	go func() { load.Wait(); close(loadDone) }()
-	stopLoad := func() {
-		select {
-		case <-stop:
-		default:
-			close(stop)
-		}
-		<-loadDone
-	}
-	defer stopLoad()
-	waitOK := func(n int64) {
-		t.Helper()
-		eventually(t, 60*time.Second, fmt.Sprintf("%d requests answered", n), func() bool {
-			if err := loadErr.Load(); err != nil {
-				t.Fatalf("load: %v", err)
-			}
-			select {
-			case <-loadDone:
-				t.Fatalf("the load ended early, after %d requests", okCount.Load())
-			default:
-			}
-			return okCount.Load() >= n
-		})
-	}
-	waitOK(before)
+	load := startNumberedLoad(t, d.addr, "pa-ann.test", 2, most, time.Now().Add(60*time.Second))
+	load.waitOK(before)
 	// The rotated file must have had lines to rotate (notifempty).
 	eventually(t, 10*time.Second, "ann's access log to have lines", func() bool {
 		fi, err := os.Stat(annAccess)
@@ -262,14 +197,14 @@ func TestPerAppAccessLog(t *testing.T) {
 	if err != nil {
 		t.Fatalf("logrotate: %v\n%s", err, out)
 	}
-	rotatedAt := okCount.Load()
+	rotatedAt := load.ok.Load()
 	oldAccess := readFile(t, annAccess+".1")
-	waitOK(rotatedAt + after)
-	stopLoad()
-	if err := loadErr.Load(); err != nil {
+	load.waitOK(rotatedAt + after)
+	load.stop()
+	if err := load.err.Load(); err != nil {
 		t.Fatalf("load: %v", err)
 	}
-	total := int(okCount.Load())
+	total := int(load.ok.Load())
 
 	// Lines reach the file a flush (200 ms) and a channel hop later.
 	var newAccess string

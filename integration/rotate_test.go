@@ -155,85 +155,24 @@ func TestLogrotateWithoutSystemd(t *testing.T) {
 	// Load until the rotation is done and as many requests again went to
 	// the new files; bounded in count and in time.
 	const before, after, most = 200, 200, 20000
-	deadline := time.Now().Add(60 * time.Second)
-	var sent, okCount atomic.Int64
 	var rotatedAt atomic.Int64 // requests sent when logrotate returned; 0 before
-	stop := make(chan struct{})
-	var load sync.WaitGroup
-	var loadErr atomic.Value
-	client := &http.Client{Timeout: 10 * time.Second}
-	for w := 0; w < 4; w++ {
-		load.Add(1)
-		go func() {
-			defer load.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				id := sent.Add(1)
-				if id > most || time.Now().After(deadline) {
-					return
-				}
-				req, _ := http.NewRequest("GET", fmt.Sprintf("http://%s/r/%d", d.addr, id), nil)
-				req.Host = "rot.test"
-				resp, err := client.Do(req)
-				if err != nil {
-					loadErr.CompareAndSwap(nil, err)
-					return
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusOK {
-					loadErr.CompareAndSwap(nil, fmt.Errorf("GET /r/%d: %s", id, resp.Status))
-					return
-				}
-				okCount.Add(1)
-			}
-		}()
-	}
-	loadDone := make(chan struct{})
-	go func() { load.Wait(); close(loadDone) }()
-	stopLoad := func() {
-		select {
-		case <-stop:
-		default:
-			close(stop)
-		}
-		<-loadDone
-	}
-	defer stopLoad()
-	waitSent := func(n int64) {
-		t.Helper()
-		eventually(t, 60*time.Second, fmt.Sprintf("%d requests answered", n), func() bool {
-			if err := loadErr.Load(); err != nil {
-				t.Fatalf("load: %v", err)
-			}
-			select {
-			case <-loadDone:
-				t.Fatalf("the load ended early, after %d requests", okCount.Load())
-			default:
-			}
-			return okCount.Load() >= n
-		})
-	}
+	load := startNumberedLoad(t, d.addr, "rot.test", 4, most, time.Now().Add(60*time.Second))
 
-	waitSent(before)
+	load.waitOK(before)
 	out, err := logrotate(t, d.base, packagedRule(t, logDir), d.ctl)
-	rotatedAt.Store(sent.Load())
+	rotatedAt.Store(load.sent.Load())
 	if err != nil {
 		t.Fatalf("logrotate: %v\n%s", err, out)
 	}
 	// What the rotated files hold as logrotate returns: nothing may be
 	// added to them after this.
 	oldAccess, oldApp := readFile(t, accessLog+".1"), readFile(t, appLog+".1")
-	waitSent(rotatedAt.Load() + after)
-	stopLoad()
-	if err := loadErr.Load(); err != nil {
+	load.waitOK(rotatedAt.Load() + after)
+	load.stop()
+	if err := load.err.Load(); err != nil {
 		t.Fatalf("load: %v", err)
 	}
-	total := int(okCount.Load())
+	total := int(load.ok.Load())
 	t.Logf("%d requests, %d before logrotate returned", total, rotatedAt.Load())
 
 	// The proxy flushes its lines every 200 ms; the worker's go through
@@ -299,4 +238,80 @@ func TestLogrotateWithoutSystemd(t *testing.T) {
 	if _, err := os.Stat(accessLog + ".1"); err != nil {
 		t.Errorf("with the daemon stopped the access log was not rotated: %v", err)
 	}
+}
+
+// numberedLoad is a bounded load of GET /r/1, /r/2, ... on addr with
+// Host host, from workers clients, for the rotation tests that then look
+// for every number in the logs: at most most requests and until
+// deadline. The first error or non-200 ends it and fails the next wait.
+type numberedLoad struct {
+	t       *testing.T
+	sent    atomic.Int64 // numbers taken, answered or not
+	ok      atomic.Int64 // requests answered 200
+	err     atomic.Value
+	stopC   chan struct{}
+	stopped sync.Once
+	done    chan struct{}
+}
+
+func startNumberedLoad(t *testing.T, addr, host string, workers int, most int64, deadline time.Time) *numberedLoad {
+	l := &numberedLoad{t: t, stopC: make(chan struct{}), done: make(chan struct{})}
+	client := &http.Client{Timeout: 10 * time.Second}
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-l.stopC:
+					return
+				default:
+				}
+				id := l.sent.Add(1)
+				if id > most || time.Now().After(deadline) {
+					return
+				}
+				req, _ := http.NewRequest("GET", fmt.Sprintf("http://%s/r/%d", addr, id), nil)
+				req.Host = host
+				resp, err := client.Do(req)
+				if err != nil {
+					l.err.CompareAndSwap(nil, err)
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					l.err.CompareAndSwap(nil, fmt.Errorf("GET /r/%d: %s", id, resp.Status))
+					return
+				}
+				l.ok.Add(1)
+			}
+		}()
+	}
+	go func() { wg.Wait(); close(l.done) }()
+	t.Cleanup(l.stop)
+	return l
+}
+
+// waitOK waits until n requests in all were answered 200.
+func (l *numberedLoad) waitOK(n int64) {
+	l.t.Helper()
+	eventually(l.t, 60*time.Second, fmt.Sprintf("%d requests answered", n), func() bool {
+		if err := l.err.Load(); err != nil {
+			l.t.Fatalf("load: %v", err)
+		}
+		select {
+		case <-l.done:
+			l.t.Fatalf("the load ended early, after %d requests", l.ok.Load())
+		default:
+		}
+		return l.ok.Load() >= n
+	})
+}
+
+// stop ends the load and waits for its clients; idempotent.
+func (l *numberedLoad) stop() {
+	l.stopped.Do(func() { close(l.stopC) })
+	<-l.done
 }
