@@ -726,7 +726,7 @@ func (c *checker) defaults(prim toml.Primitive) Defaults {
 	if !c.table(prim, p, &r, "a table: [defaults]") {
 		return d
 	}
-	d = c.tunables(&r, p, d)
+	c.readTunables(&r, p, &d.App)
 	if s, ok := c.str(r.Python, p.key("python"), `a command name like "python3" or an absolute path`); ok {
 		if !validCommand(s) && !filepath.IsAbs(s) {
 			c.add(p.key("python").String(), "must be a command name looked up on PATH, like %q, or an absolute path, like %q, got %q", "python3", "/usr/bin/python3.12", s)

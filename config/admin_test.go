@@ -88,8 +88,8 @@ func TestParseAdminValid(t *testing.T) {
 		{"[defaults]\nprocesses = 2\nthreads = 8\nmemory_limit = \"512MiB\"\nmax_requests = 1000\nmax_body = \"0\"\nqueue_limit = 5\n" +
 			"request_timeout = \"0s\"\ngraceful_timeout = \"5s\"\nstartup_timeout = \"1m\"\nidle_timeout = \"1h\"\nqueue_timeout = \"2s\"\npython = \"python3.12\"",
 			func(a *Admin) {
-				a.Defaults = Defaults{Python: "python3.12", Processes: 2, Threads: 8, MemoryLimit: 512 << 20, MaxRequests: 1000,
-					QueueLimit: 5, GracefulTimeout: 5 * time.Second, StartupTimeout: time.Minute, IdleTimeout: time.Hour, QueueTimeout: 2 * time.Second}
+				a.Defaults = Defaults{App: App{Python: "python3.12", Processes: 2, Threads: 8, MemoryLimit: 512 << 20, MaxRequests: 1000,
+					QueueLimit: 5, GracefulTimeout: 5 * time.Second, StartupTimeout: time.Minute, IdleTimeout: time.Hour, QueueTimeout: 2 * time.Second}}
 			}},
 		{"[defaults]\npython = \"/opt/py/bin/python3\"", func(a *Admin) { a.Defaults.Python = "/opt/py/bin/python3" }},
 		{"[users.alice]\ndomains = [\"Alice.example.com\", \"*.alice.example.com\"]\nmax_apps = 5\nmax_processes = 8\nmax_memory = \"2GiB\"", func(a *Admin) {

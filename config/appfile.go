@@ -4,13 +4,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/BurntSushi/toml"
-	"github.com/pyhost/pyhost/cgroup"
 	"github.com/pyhost/pyhost/privdrop"
 )
 
@@ -23,49 +23,29 @@ const MaxAppFileSize = 256 * KiB
 // on the worker's PATH when it starts.
 const DefaultPython = "python3"
 
-// Defaults are the values an app file may leave out: the admin file's
-// [defaults], over the built-in Default* constants. Every key an app
-// file can tune is here.
+// Defaults are what an app file starts from: the built-in values, or the
+// admin file's [defaults] over them. It is an App of which only Python
+// and the tunables (tunables.go) are set; ParseAppFile copies it and
+// reads the file over it.
 //
 // The zero Defaults stands for BuiltinDefaults(). Any other Defaults is
 // taken as complete, since 0 is a valid setting for some keys (MaxBody
 // 0 is no limit); build one from BuiltinDefaults() and change fields.
-type Defaults struct {
-	// Python is a command name looked up on PATH ("python3") or an
-	// absolute path.
-	Python          string
-	Processes       int
-	Threads         int
-	MemoryLimit     int64 // bytes; 0: no limit
-	MaxRequests     int   // 0: never recycle
-	MaxBody         int64 // bytes; 0: no limit
-	QueueLimit      int
-	RequestTimeout  time.Duration // 0: no limit
-	GracefulTimeout time.Duration
-	StartupTimeout  time.Duration
-	IdleTimeout     time.Duration // 0: never stop an idle app
-	QueueTimeout    time.Duration
-	HTTPSOnly       bool
-	HSTS            string // "": none
-	// Limits are the containment keys (memory_max, cpu_max, ...); the
-	// zero value is no limit.
-	Limits cgroup.Limits
+type Defaults struct{ App }
+
+// BuiltinDefaults are the defaults when the admin sets none: each
+// tunable's own, and python3.
+func BuiltinDefaults() Defaults {
+	d := Defaults{App: App{Python: DefaultPython}}
+	for _, t := range tunables {
+		t.setDefault(&d.App)
+	}
+	return d
 }
 
-// BuiltinDefaults are the defaults when the admin sets none.
-func BuiltinDefaults() Defaults {
-	return Defaults{
-		Python:          DefaultPython,
-		Processes:       DefaultProcesses,
-		Threads:         DefaultThreads,
-		MaxBody:         DefaultMaxBody,
-		QueueLimit:      DefaultQueueLimit,
-		RequestTimeout:  DefaultRequestTimeout,
-		GracefulTimeout: DefaultGracefulTimeout,
-		StartupTimeout:  DefaultStartupTimeout,
-		QueueTimeout:    DefaultQueueTimeout,
-	}
-}
+// isZero reports whether d is the zero Defaults, which stands for
+// BuiltinDefaults().
+func (d Defaults) isZero() bool { return reflect.ValueOf(d).IsZero() }
 
 // Valid ranges of the tunable keys, shared by app files and [defaults].
 var (
@@ -82,7 +62,9 @@ var (
 	queueTimeoutRange    = durRange{lo: time.Millisecond, hi: time.Hour}
 )
 
-// rawTunables are the keys [defaults] shares with app files.
+// rawTunables are the keys [defaults] shares with app files: python
+// and a field per row of the tunables table (tunables.go), which finds
+// its field by the toml tag.
 type rawTunables struct {
 	Python          value `toml:"python"`
 	Processes       value `toml:"processes"`
@@ -263,7 +245,7 @@ func ParseAppFile(path string, data []byte, owner privdrop.Credential, d Default
 	if !filepath.IsAbs(path) {
 		return App{}, AppFileMeta{}, fmt.Errorf("app file path %q is not absolute", path)
 	}
-	if d == (Defaults{}) {
+	if d.isZero() {
 		d = BuiltinDefaults()
 	}
 	var raw rawAppFile
@@ -382,56 +364,6 @@ func validUserName(s string) bool {
 	return true
 }
 
-// tunables applies the tunable keys of r (at p) over d; Python is left to
-// the caller, whose path rules differ.
-func (c *checker) tunables(r *rawTunables, p keyPath, d Defaults) Defaults {
-	if n, ok := c.integer(r.Processes, p.key("processes"), processesRange); ok {
-		d.Processes = int(n)
-	}
-	if n, ok := c.integer(r.Threads, p.key("threads"), threadsRange); ok {
-		d.Threads = int(n)
-	}
-	if n, ok := c.integer(r.MaxRequests, p.key("max_requests"), maxRequestsRange); ok {
-		d.MaxRequests = int(n)
-	}
-	if n, ok := c.integer(r.QueueLimit, p.key("queue_limit"), queueLimitRange); ok {
-		d.QueueLimit = int(n)
-	}
-	if n, ok := c.size(r.MemoryLimit, p.key("memory_limit"), memoryLimitRange); ok {
-		d.MemoryLimit = n
-	}
-	if n, ok := c.size(r.MaxBody, p.key("max_body"), maxBodyRange); ok {
-		d.MaxBody = n
-	}
-	if t, ok := c.duration(r.RequestTimeout, p.key("request_timeout"), requestTimeoutRange); ok {
-		d.RequestTimeout = t
-	}
-	if t, ok := c.duration(r.GracefulTimeout, p.key("graceful_timeout"), gracefulTimeoutRange); ok {
-		d.GracefulTimeout = t
-	}
-	if t, ok := c.duration(r.StartupTimeout, p.key("startup_timeout"), startupTimeoutRange); ok {
-		d.StartupTimeout = t
-	}
-	if t, ok := c.duration(r.IdleTimeout, p.key("idle_timeout"), idleTimeoutRange); ok {
-		d.IdleTimeout = t
-	}
-	if t, ok := c.duration(r.QueueTimeout, p.key("queue_timeout"), queueTimeoutRange); ok {
-		d.QueueTimeout = t
-	}
-	if b, ok := c.boolean(r.HTTPSOnly, p.key("https_only"), "https_only = true"); ok {
-		d.HTTPSOnly = b
-	}
-	if s, ok := c.str(r.HSTS, p.key("hsts"), `a Strict-Transport-Security value, like "max-age=63072000; includeSubDomains", or "" for none`); ok {
-		if problem := hstsProblem(s); problem != "" {
-			c.add(p.key("hsts").String(), "%s", problem)
-		} else {
-			d.HSTS = s
-		}
-	}
-	d.Limits = c.limits(r, p, d.Limits)
-	return d
-}
-
 // maxHSTS bounds hsts: the header's longest sensible value is well under.
 const maxHSTS = 256
 
@@ -496,27 +428,11 @@ func (b *appBuilder) resolve(s string, p keyPath, base string) (string, bool) {
 
 func (b *appBuilder) build(r *rawAppFile, d Defaults) App {
 	root := keyPath{}
-	d = b.tunables(&r.rawTunables, root, d)
-	app := App{
-		Cred:            b.owner,
-		Directory:       b.fileDir,
-		Python:          d.Python,
-		URLPrefix:       "/",
-		Processes:       d.Processes,
-		Threads:         d.Threads,
-		StartupTimeout:  d.StartupTimeout,
-		GracefulTimeout: d.GracefulTimeout,
-		QueueTimeout:    d.QueueTimeout,
-		RequestTimeout:  d.RequestTimeout,
-		IdleTimeout:     d.IdleTimeout,
-		QueueLimit:      d.QueueLimit,
-		MemoryLimit:     d.MemoryLimit,
-		MaxRequests:     d.MaxRequests,
-		MaxBody:         d.MaxBody,
-		HTTPSOnly:       d.HTTPSOnly,
-		HSTS:            d.HSTS,
-		Limits:          d.Limits,
-	}
+	app := d.App
+	b.readTunables(&r.rawTunables, root, &app)
+	app.Cred = b.owner
+	app.Directory = b.fileDir
+	app.URLPrefix = "/"
 	if on, ok := b.boolean(r.Sandbox, root.key("sandbox"), "sandbox = false"); ok {
 		app.Unsandboxed = !on
 	}

@@ -82,26 +82,18 @@ func validModule(s string) bool {
 	return true
 }
 
-// ExpressApp builds the App that `pyhostd serve` runs for cred.
+// ExpressApp builds the App that `pyhostd serve` runs for cred: the
+// built-in defaults, with processes and threads.
 func ExpressApp(t ExpressTarget, cred privdrop.Credential, python string, processes, threads int) App {
-	return App{
-		Name:            t.Name,
-		Cred:            cred,
-		Script:          t.Script,
-		Module:          t.Module,
-		Callable:        t.Callable,
-		Directory:       t.Directory,
-		Python:          python,
-		URLPrefix:       "/",
-		Processes:       processes,
-		Threads:         threads,
-		StartupTimeout:  DefaultStartupTimeout,
-		GracefulTimeout: DefaultGracefulTimeout,
-		QueueTimeout:    DefaultQueueTimeout,
-		RequestTimeout:  DefaultRequestTimeout,
-		QueueLimit:      DefaultQueueLimit,
-		MaxBody:         DefaultMaxBody,
-	}
+	app := BuiltinDefaults().App
+	app.Name = t.Name
+	app.Cred = cred
+	app.Script, app.Module, app.Callable = t.Script, t.Module, t.Callable
+	app.Directory = t.Directory
+	app.Python = python
+	app.URLPrefix = "/"
+	app.Processes, app.Threads = processes, threads
+	return app
 }
 
 // ParseStaticFlag reads a `serve --static URL=DIR` value into the mount a

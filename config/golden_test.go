@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pyhost/pyhost/cgroup"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -100,6 +102,8 @@ func dump(v any, indent string) string {
 			continue
 		}
 		switch {
+		case f.Type == reflect.TypeFor[Defaults]():
+			fmt.Fprintf(&b, "%s%s:\n%s", indent, f.Name, dump(viewDefaults(fv.Interface().(Defaults)), indent+"  "))
 		case fv.Kind() == reflect.Struct && f.Type.PkgPath() == rt.PkgPath():
 			fmt.Fprintf(&b, "%s%s:\n%s", indent, f.Name, dump(fv.Interface(), indent+"  "))
 		case fv.Kind() == reflect.Map && fv.Type().Elem().Kind() == reflect.Struct:
@@ -116,4 +120,29 @@ func dump(v any, indent string) string {
 		}
 	}
 	return b.String()
+}
+
+// defaultsView is what Defaults holds, the fields it had before it became
+// an App (of which it sets only these), in the goldens' order.
+type defaultsView struct {
+	Python          string
+	Processes       int
+	Threads         int
+	MemoryLimit     int64
+	MaxRequests     int
+	MaxBody         int64
+	QueueLimit      int
+	RequestTimeout  time.Duration
+	GracefulTimeout time.Duration
+	StartupTimeout  time.Duration
+	IdleTimeout     time.Duration
+	QueueTimeout    time.Duration
+	HTTPSOnly       bool
+	HSTS            string
+	Limits          cgroup.Limits
+}
+
+func viewDefaults(d Defaults) defaultsView {
+	return defaultsView{d.Python, d.Processes, d.Threads, d.MemoryLimit, d.MaxRequests, d.MaxBody, d.QueueLimit,
+		d.RequestTimeout, d.GracefulTimeout, d.StartupTimeout, d.IdleTimeout, d.QueueTimeout, d.HTTPSOnly, d.HSTS, d.Limits}
 }

@@ -7,9 +7,10 @@ import (
 // The containment keys (issue 14, C2): what the kernel enforces on an
 // app's cgroup as a whole (all its workers, its fork server and all they
 // fork). They are parsed here and checked with cgroup's own helpers, so
-// that a value the config accepts is one cgroup.Apply can write. Unlike
-// memory_limit, which recycles one worker gracefully, these are hard:
-// above memory_max the kernel's OOM killer kills a process of the app.
+// that a value the config accepts is one cgroup.Apply can write (their
+// rows are in tunables.go). Unlike memory_limit, which recycles one
+// worker gracefully, these are hard: above memory_max the kernel's OOM
+// killer kills a process of the app.
 var (
 	// memory_max and memory_high: 0 lifts a limit set in [defaults].
 	// Below 16 MiB a Python worker cannot start at all.
@@ -21,45 +22,52 @@ var (
 	tasksMaxRange = intRange{lo: 0, hi: 4 << 20, zero: "no limit"}
 )
 
-// limits applies the containment keys of r (at p) over l.
-func (c *checker) limits(r *rawTunables, p keyPath, l cgroup.Limits) cgroup.Limits {
-	if n, ok := c.size(r.MemoryMax, p.key("memory_max"), memoryMaxRange); ok {
-		l.MemoryMax = n
-	}
-	if n, ok := c.size(r.MemoryHigh, p.key("memory_high"), memoryMaxRange); ok {
-		l.MemoryHigh = n
-	}
-	if n, ok := c.integer(r.CPUWeight, p.key("cpu_weight"), weightRange); ok {
+// weightKind reads cpu_weight and io_weight.
+func weightKind() kind[int] {
+	return kind[int]{parse: func(c *checker, v value, p keyPath) (int, bool) {
+		n, ok := c.integer(v, p, weightRange)
+		if !ok {
+			return 0, false
+		}
 		if err := cgroup.CheckWeight(n); err != nil {
-			c.add(p.key("cpu_weight").String(), "%v", err)
-		} else {
-			l.CPUWeight = int(n)
+			c.add(p.String(), "%v", err)
+			return 0, false
 		}
-	}
-	if n, ok := c.integer(r.IOWeight, p.key("io_weight"), weightRange); ok {
-		if err := cgroup.CheckWeight(n); err != nil {
-			c.add(p.key("io_weight").String(), "%v", err)
-		} else {
-			l.IOWeight = int(n)
+		return int(n), true
+	}}
+}
+
+// cpuMaxKind reads cpu_max, a percentage of one CPU.
+func cpuMaxKind() kind[cgroup.CPUMax] {
+	return kind[cgroup.CPUMax]{parse: func(c *checker, v value, p keyPath) (cgroup.CPUMax, bool) {
+		s, ok := c.str(v, p, `a percentage of one CPU in quotes, like "50%" (or "max")`)
+		if !ok {
+			return cgroup.CPUMax{}, false
 		}
-	}
-	if s, ok := c.str(r.CPUMax, p.key("cpu_max"), `a percentage of one CPU in quotes, like "50%" (or "max")`); ok {
-		if m, err := cgroup.ParseCPUMax(s); err != nil {
-			c.add(p.key("cpu_max").String(), "%v", err)
-		} else {
-			l.CPUMax = m
+		m, err := cgroup.ParseCPUMax(s)
+		if err != nil {
+			c.add(p.String(), "%v", err)
+			return cgroup.CPUMax{}, false
 		}
-	}
-	if n, ok := c.integer(r.TasksMax, p.key("tasks_max"), tasksMaxRange); ok {
-		if n == 0 {
-			l.TasksMax = 0
-		} else if err := cgroup.CheckTasksMax(n); err != nil {
-			c.add(p.key("tasks_max").String(), "%v", err)
-		} else {
-			l.TasksMax = n
+		return m, true
+	}}
+}
+
+// tasksMaxKind reads tasks_max; 0 lifts a limit.
+func tasksMaxKind() kind[int64] {
+	return kind[int64]{parse: func(c *checker, v value, p keyPath) (int64, bool) {
+		n, ok := c.integer(v, p, tasksMaxRange)
+		if !ok {
+			return 0, false
 		}
-	}
-	return l
+		if n != 0 {
+			if err := cgroup.CheckTasksMax(n); err != nil {
+				c.add(p.String(), "%v", err)
+				return 0, false
+			}
+		}
+		return n, true
+	}}
 }
 
 // TasksFloor is the fewest tasks (pids.max) an app of processes workers

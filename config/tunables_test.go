@@ -1,0 +1,163 @@
+package config
+
+import (
+	"os"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/pyhost/pyhost/cgroup"
+	"github.com/pyhost/pyhost/channel"
+)
+
+// The table and the decoder's raw struct name the same keys, each once;
+// init panics otherwise, and this says which.
+func TestTunablesTableIsRawTunables(t *testing.T) {
+	var keys []string
+	for _, tu := range tunables {
+		keys = append(keys, tu.name())
+	}
+	keys = append(keys, "python")
+	slices.Sort(keys)
+	if want := tomlKeys(rawTunables{}); !slices.Equal(keys, want) {
+		t.Errorf("table keys %v, rawTunables %v", keys, want)
+	}
+}
+
+// The built-in defaults, written out: a row's default that moves is a
+// change every app sees, so it shows here.
+func TestBuiltinDefaults(t *testing.T) {
+	want := Defaults{App{
+		Python:          "python3",
+		Processes:       1,
+		Threads:         4,
+		MaxBody:         1 << 30,
+		QueueLimit:      1024,
+		RequestTimeout:  60 * time.Second,
+		GracefulTimeout: 15 * time.Second,
+		StartupTimeout:  30 * time.Second,
+		QueueTimeout:    30 * time.Second,
+	}}
+	if got := BuiltinDefaults(); !reflect.DeepEqual(got, want) {
+		t.Errorf("BuiltinDefaults() = %+v\nwant %+v", got.App, want.App)
+	}
+	if !(Defaults{}).isZero() || BuiltinDefaults().isZero() {
+		t.Error("isZero: the zero Defaults, and only it, is zero")
+	}
+}
+
+// Every key the proxy enforces reaches the routing table's app; none
+// other is there.
+func TestRouteTunables(t *testing.T) {
+	a := App{QueueTimeout: time.Second, StartupTimeout: 2 * time.Second, QueueLimit: 3, RequestTimeout: 4 * time.Second,
+		MaxBody: 5, HTTPSOnly: true, HSTS: "max-age=6", Processes: 7, MemoryLimit: 8 << 20,
+		Limits: cgroup.Limits{MemoryMax: 9 << 20}}
+	var r channel.App
+	a.RouteTunables(&r)
+	want := channel.App{QueueTimeout: time.Second, StartupTimeout: 2 * time.Second, QueueLimit: 3, RequestTimeout: 4 * time.Second,
+		MaxBody: 5, HTTPSOnly: true, HSTS: "max-age=6"}
+	if !reflect.DeepEqual(r, want) {
+		t.Errorf("RouteTunables: %+v\nwant %+v", r, want)
+	}
+}
+
+// serve's flags, as they were spelled by hand before the table: names,
+// types and defaults are what --help shows, and must not move.
+func TestServeFlags(t *testing.T) {
+	fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+	sf := AddServeFlags(fs)
+	want := map[string][2]string{ // type, default
+		"processes":        {"int", "1"},
+		"threads":          {"int", "4"},
+		"max-requests":     {"int", "0"},
+		"queue-limit":      {"int", "1024"},
+		"memory-limit":     {"string", ""},
+		"max-body":         {"string", "1GiB"},
+		"request-timeout":  {"duration", "1m0s"},
+		"graceful-timeout": {"duration", "15s"},
+		"startup-timeout":  {"duration", "30s"},
+		"idle-timeout":     {"duration", "0s"},
+		"queue-timeout":    {"duration", "30s"},
+	}
+	n := 0
+	fs.VisitAll(func(f *pflag.Flag) {
+		n++
+		w, ok := want[f.Name]
+		if !ok {
+			t.Errorf("flag --%s: not one of serve's", f.Name)
+			return
+		}
+		if got := [2]string{f.Value.Type(), f.DefValue}; got != w {
+			t.Errorf("flag --%s: type and default %q, want %q", f.Name, got, w)
+		}
+	})
+	if n != len(want) {
+		t.Errorf("%d flags, want %d", n, len(want))
+	}
+
+	if err := fs.Parse([]string{"--processes", "3", "--max-body", "2MiB", "--idle-timeout", "5m"}); err != nil {
+		t.Fatal(err)
+	}
+	app := App{Processes: 9, Threads: 9, MaxBody: 9, IdleTimeout: 9, MemoryLimit: 9}
+	if err := sf.Apply(&app, fs.Changed); err != nil {
+		t.Fatal(err)
+	}
+	if app.Processes != 3 || app.Threads != 9 || app.MaxBody != 2<<20 || app.IdleTimeout != 5*time.Minute || app.MemoryLimit != 9 {
+		t.Errorf("after Apply: %+v; want only the flags given changed", app)
+	}
+	if v := sf.Values(); v.Processes != 3 || v.Threads != 4 || v.MaxBody != 2<<20 {
+		t.Errorf("Values: %d processes, %d threads, max_body %d; want 3, 4, 2MiB", v.Processes, v.Threads, v.MaxBody)
+	}
+
+	fs = pflag.NewFlagSet("serve", pflag.ContinueOnError)
+	sf = AddServeFlags(fs)
+	if err := fs.Parse([]string{"--memory-limit", "lots"}); err != nil {
+		t.Fatal(err)
+	}
+	err := sf.Apply(&App{}, fs.Changed)
+	_, parseErr := ParseSize("lots")
+	if err == nil || err.Error() != "--memory-limit: "+parseErr.Error() {
+		t.Errorf("bad --memory-limit: %v, want \"--memory-limit: %v\"", err, parseErr)
+	}
+}
+
+// docs/config.md marks each tunable of the app-file table *tunable*:
+// exactly the rows of the table (and python). docs/cli.md lists each
+// serve flag.
+func TestTunablesAreDocumented(t *testing.T) {
+	data, err := os.ReadFile("../docs/config.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	marked := map[string]bool{}
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(line, "| `") && strings.Contains(line, "(*tunable*)") {
+			key, _, _ := strings.Cut(strings.TrimPrefix(line, "| `"), "`")
+			marked[key] = true
+		}
+	}
+	for _, tu := range tunables {
+		if !marked[tu.name()] {
+			t.Errorf("docs/config.md: the app-file table does not mark %s (*tunable*)", tu.name())
+		}
+		delete(marked, tu.name())
+	}
+	delete(marked, "python")
+	for k := range marked {
+		t.Errorf("docs/config.md marks %s (*tunable*), which is no row of the tunables table", k)
+	}
+
+	cli, err := os.ReadFile("../docs/cli.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tu := range tunables {
+		if f := tu.flagName(); f != "" && !strings.Contains(string(cli), "`--"+f+" ") {
+			t.Errorf("docs/cli.md does not list serve's --%s", f)
+		}
+	}
+}
