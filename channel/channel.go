@@ -91,7 +91,8 @@ type Setup struct {
 	// on which later ListenerSets arrive (files.go); 0: none, the
 	// inherited listeners are all it serves.
 	FilesFD int `json:"files_fd,omitempty"`
-	// ShutdownTimeout bounds how long in-flight requests may finish.
+	// ShutdownTimeout bounds how long in-flight requests may finish:
+	// config's value, which the proxy takes as it is (0 would be none).
 	ShutdownTimeout time.Duration `json:"shutdown_timeout"`
 	// Procs is the proxy's GOMAXPROCS; 0 leaves Go's default.
 	Procs int `json:"procs"`
@@ -150,6 +151,10 @@ type App struct {
 	Domains []string `json:"domains"` // empty: any host (express mode)
 	Prefix  string   `json:"prefix"`  // "/" or "/path" without trailing slash
 	State   AppState `json:"state"`
+	// The app's tunables the proxy enforces, from config's table of
+	// tunables (config.App.RouteTunables, whose rows name these fields),
+	// always as the app's config has them: validated, defaults applied.
+	//
 	// QueueTimeout bounds how long a request waits for a free thread;
 	// StartupTimeout how long it waits while the app starts or wakes.
 	QueueTimeout   time.Duration `json:"queue_timeout"`

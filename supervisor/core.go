@@ -224,18 +224,8 @@ func (c *core) finished() bool { return c.stopping && len(c.workers) == 0 }
 // route is what the proxy should route to, derived from the state.
 func (c *core) route() channel.App {
 	cfg := c.cfg
-	r := channel.App{
-		Key:            c.key,
-		Domains:        cfg.Domains,
-		Prefix:         cfg.URLPrefix,
-		QueueTimeout:   cfg.QueueTimeout,
-		StartupTimeout: cfg.StartupTimeout,
-		QueueLimit:     cfg.QueueLimit,
-		RequestTimeout: cfg.RequestTimeout,
-		MaxBody:        cfg.MaxBody,
-		HTTPSOnly:      cfg.HTTPSOnly,
-		HSTS:           cfg.HSTS,
-	}
+	r := channel.App{Key: c.key, Domains: cfg.Domains, Prefix: cfg.URLPrefix}
+	cfg.RouteTunables(&r) // queue_timeout, max_body, …: config's table says which
 	for _, m := range cfg.Static {
 		r.Static = append(r.Static, channel.StaticMount{URL: m.URL, Dir: m.Dir, Owner: cfg.Cred.UID})
 	}
