@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"slices"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pyhost/pyhost/channel"
+	"github.com/pyhost/pyhost/config"
 	"github.com/pyhost/pyhost/wsgiadapter"
 )
 
@@ -28,7 +30,7 @@ type upstream struct {
 	id      string
 	pid     int
 	socket  string
-	threads int
+	threads int // the app's threads, at least 1 (config validates it)
 
 	inflight int
 	served   uint64
@@ -424,15 +426,13 @@ func (p *appPool) update(a channel.App) {
 		p.wakeSent = false
 	}
 	p.state = a.State
-	p.queueTimeout = a.QueueTimeout
-	if p.queueTimeout <= 0 {
-		p.queueTimeout = 30 * time.Second
-	}
+	// The master sends the app's own values, which config validated
+	// (both positive) and defaulted; the proxy has no defaults of its
+	// own. A table that leaves them out (one written by hand, in tests)
+	// gets config's built-in ones, not a queue of nothing.
+	p.queueTimeout = cmp.Or(a.QueueTimeout, config.DefaultQueueTimeout)
 	p.startupTimeout = a.StartupTimeout
-	p.queueLimit = a.QueueLimit
-	if p.queueLimit <= 0 {
-		p.queueLimit = 1024
-	}
+	p.queueLimit = cmp.Or(a.QueueLimit, config.DefaultQueueLimit)
 	old := make(map[string]*upstream, len(p.workers))
 	for _, w := range p.workers {
 		old[w.id] = w
@@ -445,9 +445,6 @@ func (p *appPool) update(a channel.App) {
 			delete(old, cw.ID)
 		} else {
 			w = &upstream{id: cw.ID, pid: cw.PID, socket: cw.Socket, threads: cw.Threads}
-		}
-		if w.threads <= 0 {
-			w.threads = 1
 		}
 		w.budget = cw.RequestBudget
 		if cw.Draining && !w.draining {

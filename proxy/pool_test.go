@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pyhost/pyhost/channel"
+	"github.com/pyhost/pyhost/config"
 )
 
 func newTestPool(state channel.AppState, queue time.Duration, workers ...channel.Worker) (*appPool, chan string) {
@@ -431,4 +432,19 @@ func TestRetryWaitsOnlyWhatIsLeftOfTheQueueTimeout(t *testing.T) {
 		t.Fatalf("busy app, queue_timeout spent: %v, want errQueueTimeout", err)
 	}
 	p.release(l, nil)
+}
+
+// The proxy keeps no defaults of its own: a table that leaves an app's
+// queue bounds out (only a hand-made one does; the master sends the
+// app's config) gets config's built-in ones, and a table's own win.
+func TestPoolQueueBoundsComeFromConfig(t *testing.T) {
+	p := &appPool{key: "u/app"}
+	p.update(channel.App{Key: "u/app", State: channel.AppRunning})
+	if p.queueTimeout != config.DefaultQueueTimeout || p.queueLimit != config.DefaultQueueLimit {
+		t.Errorf("bounds left out: %v and %d, want config's %v and %d", p.queueTimeout, p.queueLimit, config.DefaultQueueTimeout, config.DefaultQueueLimit)
+	}
+	p.update(channel.App{Key: "u/app", State: channel.AppRunning, QueueTimeout: time.Second, QueueLimit: 3})
+	if p.queueTimeout != time.Second || p.queueLimit != 3 {
+		t.Errorf("bounds given: %v and %d, want 1s and 3", p.queueTimeout, p.queueLimit)
+	}
 }

@@ -304,10 +304,9 @@ func Run(ctx context.Context, ch *channel.Conn, listeners []net.Listener, log hc
 		}
 	}()
 
+	// The master sends config's value (graceful_timeout, or the built-in
+	// one); the proxy has no default of its own.
 	grace := setup.ShutdownTimeout
-	if grace <= 0 {
-		grace = 15 * time.Second
-	}
 	lns := newListenerSet(log, grace, func() *http.Server { return newServer(p, limits, log) })
 	if p.metrics != nil {
 		mh := p.metrics.handler(log.Named("metrics"))
