@@ -126,10 +126,7 @@ func prepareACMEDir(dataDir, dir string, proxy privdrop.Credential) error {
 // when off, or when it cannot be prepared (logged: the proxy then serves
 // its [[tls]] certificates alone).
 func (m *Master) acmeSettings() *channel.ACME {
-	if m.cfg.ACME == nil {
-		return nil
-	}
-	a, err := m.cfg.ACME()
+	a, err := m.catalog.ACME()
 	if err != nil {
 		m.log.Error("automatic certificates are off until this is fixed", "error", err)
 		return nil

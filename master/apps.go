@@ -33,8 +33,7 @@ type appSet struct {
 	refused []config.Refusal
 	// held is the claims ledger: who holds each domain and prefix. It
 	// changes only through commitClaims, after the apps changed.
-	held       config.Ledger
-	claimsFile string // "": not kept on disk (express mode)
+	held config.Ledger
 
 	// pending are the settings apps are being rolled onto, by key
 	// (guarded by mu): their claims count as held from the decision on,
@@ -59,8 +58,8 @@ type appEntry struct {
 	done chan struct{}
 }
 
-func newAppSet(m *Master, opts supervisor.Options, refused []config.Refusal, held config.Ledger, claimsFile string) *appSet {
-	return &appSet{m: m, opts: opts, apps: map[string]*appEntry{}, refused: refused, held: held, claimsFile: claimsFile, pending: map[string]config.App{}}
+func newAppSet(m *Master, opts supervisor.Options, refused []config.Refusal, held config.Ledger) *appSet {
+	return &appSet{m: m, opts: opts, apps: map[string]*appEntry{}, refused: refused, held: held, pending: map[string]config.App{}}
 }
 
 // errClosed refuses an app added after stopAll began (a reload still
@@ -267,11 +266,8 @@ func (s *appSet) commitClaims(kept config.Ledger) {
 	s.held = config.NextLedger(s.held, running, kept)
 	held := maps.Clone(s.held)
 	s.mu.Unlock()
-	if s.claimsFile == "" {
-		return
-	}
-	if err := held.Save(s.claimsFile); err != nil {
-		s.m.log.Error("cannot save the claims ledger; a restart would decide claims by file order", "file", s.claimsFile, "error", err)
+	if err := s.m.catalog.SaveClaims(held); err != nil {
+		s.m.log.Error("cannot save the claims ledger; a restart would decide claims by file order", "error", err)
 	}
 }
 
@@ -348,7 +344,7 @@ func (m *Master) reloadFromFile(ctx context.Context, c control.Caller, name stri
 		return &control.ReloadError{App: name, Reason: "a reload of this app is already running"}
 	}
 	progress("re-reading the app file")
-	_, d, err := m.cfg.Rescan(m.set.scan(key), false)
+	_, d, err := m.catalog.Rescan(m.set.scan(key), false)
 	if err != nil {
 		return &control.ReloadError{App: name, Reason: "the daemon's config cannot be read; nothing changed", Detail: err.Error()}
 	}
@@ -446,8 +442,10 @@ func (m *Master) mayAct(c control.Caller, key string) error {
 // caller owns it (or is root): "blog" is the caller's own app,
 // "alice/blog" names another user's (root only).
 func (m *Master) keyFor(c control.Caller, name string) (string, error) {
-	if m.cfg.Listed != nil && c.UID != 0 && !m.cfg.Listed(c.UID) {
-		return "", fmt.Errorf("%w: uid %d is not a user the admin allows to host apps (see [users] in pyhost.toml)", control.ErrAccessDenied, c.UID)
+	if c.UID != 0 {
+		if err := m.catalog.Allowed(c.UID); err != nil {
+			return "", err
+		}
 	}
 	user, app, found := strings.Cut(name, "/")
 	if !found {
@@ -471,13 +469,13 @@ func (m *Master) keyFor(c control.Caller, name string) (string, error) {
 // is broken or a listener cannot be bound: nothing changed; starts or
 // rolls that failed).
 func (m *Master) reloadConfig(ctx context.Context, progress func(string)) (err error) {
-	if m.cfg.Rescan == nil {
+	if !m.catalog.Rereads() {
 		return errors.New("express mode has no config to reload")
 	}
 	defer func() { m.noteReload(err); m.countReload(err) }() // for pyctl status and the metrics
 	m.set.reloading.Lock()
 	defer m.set.reloading.Unlock()
-	admin, d, err := m.cfg.Rescan(m.set.scan(""), true)
+	admin, d, err := m.catalog.Rescan(m.set.scan(""), true)
 	if err != nil {
 		return fmt.Errorf("%w; nothing changed, every app keeps running as it was", err)
 	}
@@ -526,9 +524,7 @@ func (m *Master) reloadConfig(ctx context.Context, progress func(string)) (err e
 	for _, line := range m.restartOnly(admin) { // master/daemoninfo.go
 		progress(line)
 	}
-	if m.cfg.Adopt != nil {
-		m.cfg.Adopt(admin)
-	}
+	m.catalog.Adopt(admin)
 	m.reloadACME(progress) // [proxy] acme as adopted: master/acme.go
 	m.set.setRefused(d.Refused)
 	m.markChanged() // the admin's default_app may have changed alone

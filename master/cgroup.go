@@ -81,7 +81,7 @@ func (m *Master) openCgroups() {
 	if opts.Name != "" {
 		m.sweepOrphans(ctx, tree)
 	}
-	if f := m.cfg.UserMaxMemory; f != nil {
+	if f := m.userMaxMemory(); f != nil {
 		// [users.NAME] max_memory as in force now: reload-config
 		// changes it without touching the user's apps.
 		tree.SetUserLimits(func(user string) cgroup.Limits { return cgroup.Limits{MemoryMax: f(user)} })

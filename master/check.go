@@ -16,11 +16,10 @@ import (
 // apps, gets the answer for whoever the file would run as: the user an
 // admin_dir file names, else the file's owner (config.CheckAppFile).
 func (m *Master) Check(ctx context.Context, c control.Caller, path string) error {
-	if m.cfg.CheckFile == nil {
-		return errors.New("this daemon runs one app in express mode; pyctl check validates against a system daemon's policy (try: pyhostd serve FILE)")
-	}
-	if m.cfg.Listed != nil && c.UID != 0 && !m.cfg.Listed(c.UID) {
-		return fmt.Errorf("%w: uid %d is not a user the admin allows to host apps (see [users] in pyhost.toml)", control.ErrAccessDenied, c.UID)
+	if c.UID != 0 {
+		if err := m.catalog.Allowed(c.UID); err != nil {
+			return err
+		}
 	}
 	cred, err := privdrop.Lookup(fmt.Sprint(c.UID))
 	if err != nil {
@@ -30,7 +29,11 @@ func (m *Master) Check(ctx context.Context, c control.Caller, path string) error
 	for _, app := range m.set.all() {
 		running = append(running, m.set.config(app.Key()))
 	}
-	if err := m.cfg.CheckFile(cred, path, running, m.set.claims()); err != nil {
+	err = m.catalog.CheckFile(cred, path, running, m.set.claims())
+	if errors.Is(err, ErrNoPolicy) {
+		return err
+	}
+	if err != nil {
 		return &control.ReloadError{App: filepath.Base(path), Reason: "the daemon would refuse this file", Detail: err.Error()}
 	}
 	return nil

@@ -38,14 +38,10 @@ func (m *Master) noteReload(err error) {
 // control socket may ask; why a reload failed is root's and the daemon
 // user's to read, as it may name other tenants' files.
 func (m *Master) Daemon(_ context.Context, c control.Caller) (control.DaemonInfo, error) {
-	mode := "serve"
-	if m.cfg.Rescan != nil {
-		mode = "system"
-	}
 	info := control.DaemonInfo{
 		Version:       m.cfg.Version,
 		GoVersion:     runtime.Version(),
-		Mode:          mode,
+		Mode:          m.catalog.Mode(),
 		PID:           os.Getpid(),
 		StartedAt:     m.daemon.started,
 		UptimeSeconds: time.Since(m.daemon.started).Seconds(),

@@ -51,10 +51,6 @@ type Config struct {
 	// root in system mode) and handed to the proxy as PEM. Run refuses
 	// to start when one cannot be read or is broken.
 	TLS []config.TLSCert
-	// ACME, when set, is [proxy] acme as the proxy gets it (nil: off),
-	// asked anew for each proxy start and reload-config (master/acme.go).
-	ACME func() (*channel.ACME, error)
-	Apps []config.App
 	// StateDir holds worker sockets and the worker script; it is created
 	// (mode 0700, owned by ProxyCred's user when run as root) and removed
 	// at exit.
@@ -69,10 +65,6 @@ type Config struct {
 	// CheckInterval is how often workers' RSS, request counts and apps'
 	// idleness are checked; 0 means one second.
 	CheckInterval time.Duration
-	// DefaultApp, when set, names the app ("user/app") that answers a
-	// Host no app claims, asked anew for every table (a config reload
-	// may change it).
-	DefaultApp func() string
 	// TrustedProxies may tell the proxy who the client is (R8).
 	TrustedProxies []netip.Prefix
 	// ProxyProtocol are the peers whose connections must begin with a
@@ -101,40 +93,13 @@ type Config struct {
 	// the listeners and the control socket are bound; it is removed at
 	// a clean exit (master/pidfile.go).
 	PIDFile string
+	// Catalog is where the apps come from and the policy around them
+	// (express or system mode).
+	Catalog Catalog
 	// ScriptDir is the run directory: it holds the instance lock (one
 	// daemon per directory) and the worker script, readable by every app
 	// user; "" means the parent of StateDir.
 	ScriptDir string
-	// Listed, in system mode, says whether the admin permits uid to host
-	// apps (asked anew each time, so a config reload applies): others are
-	// refused by the control socket with a clear message (U5). Nil in
-	// express mode.
-	Listed func(uid uint32) bool
-	// Refused are app files that were not loaded, shown to their owners by
-	// pyctl status.
-	Refused []config.Refusal
-	// KeepFailed keeps serving the other apps when one cannot start
-	// (system mode); express mode exits instead.
-	KeepFailed bool
-	// Rescan re-reads every app file (system mode) and decides against s
-	// (the ledger, the apps as they run, the one app asked about): pyctl
-	// reload APP and reload-config use it. With reread it re-reads the
-	// admin config first (reload-config), else it judges by the one
-	// adopted last. An error means the admin config could not be read or
-	// asks what run would refuse, and nothing changes. Nil in express
-	// mode, where settings are fixed.
-	Rescan func(s config.Scan, reread bool) (config.Admin, config.Discovery, error)
-	// Adopt makes admin the config in force (who is listed, what pyctl
-	// check judges by), once reload-config has applied its listeners.
-	Adopt func(admin config.Admin)
-	// Claims is the claims ledger once Apps run (config.NextLedger of the
-	// saved one and the start-up scan); ClaimsFile is where it is kept
-	// after every change, "" for nowhere (express mode).
-	Claims     config.Ledger
-	ClaimsFile string
-	// CheckFile validates one app file for its would-be owner against the
-	// running apps (pyctl check); nil in express mode.
-	CheckFile func(owner privdrop.Credential, path string, running []config.App, held config.Ledger) error
 	// WatchTree, when set, is `serve --reload`'s: a change of its files
 	// rolls every app (D1). Touching an app's file or reload_trigger
 	// rolls it whether or not this is set (D2).
@@ -146,10 +111,6 @@ type Config struct {
 	// say of the daemon (master/daemoninfo.go).
 	Version    string
 	ConfigFile string
-	// UserMaxMemory, when set, is a user's [users.NAME] max_memory (0:
-	// none), asked as the user's apps run, so the user's cgroup follows
-	// reload-config: its memory limit (issue 14).
-	UserMaxMemory func(user string) int64
 	// LogFormat is [daemon] log_format as in force since the start, for
 	// reload-config to say a change waits for a restart; "" when the
 	// --log-format flag chose it (the file's key does not matter then).
@@ -174,6 +135,7 @@ var ErrAppStart = errors.New("app failed to start")
 // Master is the running root process.
 type Master struct {
 	cfg      Config
+	catalog  Catalog
 	log      hclog.Logger
 	spawner  *privdrop.Spawner
 	self     string
@@ -208,7 +170,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if cfg.ProxyProcs <= 0 {
 		cfg.ProxyProcs = DefaultProxyProcs()
 	}
-	m := &Master{cfg: cfg, log: cfg.Log, changed: make(chan struct{}, 1), ownerUID: uint32(os.Getuid()), appliedC: make(chan struct{})}
+	m := &Master{cfg: cfg, catalog: cfg.Catalog, log: cfg.Log, changed: make(chan struct{}, 1), ownerUID: uint32(os.Getuid()), appliedC: make(chan struct{})}
 	m.daemon.started = time.Now()
 	// The proxy child re-executes this binary through /proc/self/exe: the
 	// kernel checks only the binary's own execute bit, not the directories
@@ -274,6 +236,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		sockUID, sockGID = int(cfg.ProxyCred.UID), int(cfg.ProxyCred.GID)
 	}
 	m.reloader = newReloader(m)
+	initial := m.catalog.Initial()
 	m.set = newAppSet(m, supervisor.Options{
 		Spawner:      m.spawner,
 		WorkerScript: script,
@@ -287,14 +250,14 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		PollInterval: cfg.CheckInterval,
 		ForkServer:   !cfg.DirectStart,
 		WarmupPaths:  func(c config.App) []string { return c.Warmup },
-	}, cfg.Refused, cfg.Claims, cfg.ClaimsFile)
+	}, initial.Refused, initial.Claims)
 	defer m.set.stopAll()
-	for _, a := range cfg.Apps {
+	for _, a := range initial.Apps {
 		if err := m.set.add(a); err != nil {
 			return err
 		}
 	}
-	m.set.commitClaims(cfg.Claims)
+	m.set.commitClaims(initial.Claims)
 
 	proxyCtx, stopProxy := context.WithCancel(context.Background())
 	proxyDone := make(chan struct{})
@@ -317,7 +280,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 			if ctx.Err() != nil {
 				return nil
 			}
-			if cfg.KeepFailed {
+			if m.catalog.KeepFailed() {
 				m.log.Error("app failed to start; it is retried with backoff, the others serve", "app", key, "error", err)
 				continue
 			}
@@ -331,7 +294,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 	// Watched from before Ready on, so a touch after it is seen; a touch
 	// during the first start has nothing to roll yet.
-	if cfg.WatchTree != nil || cfg.Rescan != nil || len(wantedTriggers(cfg.Apps)) > 0 {
+	if cfg.WatchTree != nil || m.catalog.Rereads() || len(wantedTriggers(initial.Apps)) > 0 {
 		watchCtx, stopWatch := context.WithCancel(ctx)
 		if w := m.reloader.start(watchCtx, cfg.WatchTree); w != nil {
 			watchDone := make(chan struct{})
@@ -374,7 +337,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 			// proxy must not hold up SIGTERM or SIGHUP.
 			go m.reopenAll(ctx)
 		case <-hup:
-			if cfg.Rescan == nil {
+			if !m.catalog.Rereads() {
 				for _, app := range m.set.all() {
 					m.reloader.request(ctx, app.Key(), []string{"SIGHUP"})
 				}
@@ -459,9 +422,7 @@ func (m *Master) table() channel.Table {
 	for _, app := range m.set.all() {
 		t.Apps = append(t.Apps, app.Route())
 	}
-	if m.cfg.DefaultApp != nil {
-		t.Default = m.cfg.DefaultApp()
-	}
+	t.Default = m.catalog.DefaultApp()
 	return t
 }
 
@@ -635,8 +596,10 @@ func (m *Master) visible(c control.Caller, owner uint32) bool {
 }
 
 func (m *Master) find(c control.Caller, name string) ([]*supervisor.App, error) {
-	if m.cfg.Listed != nil && c.UID != 0 && !m.cfg.Listed(c.UID) {
-		return nil, fmt.Errorf("%w: uid %d is not a user the admin allows to host apps (see [users] in pyhost.toml)", control.ErrAccessDenied, c.UID)
+	if c.UID != 0 {
+		if err := m.catalog.Allowed(c.UID); err != nil {
+			return nil, err
+		}
 	}
 	var out []*supervisor.App
 	for _, app := range m.set.all() {
@@ -776,7 +739,7 @@ func (m *Master) refusedNamed(c control.Caller, name string) bool {
 // Reload implements control.Backend: the app's settings are re-read (in
 // express mode they are fixed) and its workers rolled onto fresh imports.
 func (m *Master) Reload(ctx context.Context, c control.Caller, name string, progress func(string)) error {
-	if m.cfg.Rescan != nil {
+	if m.catalog.Rereads() {
 		return m.reloadFromFile(ctx, c, name, progress)
 	}
 	app, err := m.findOne(c, name)
@@ -850,7 +813,7 @@ func (m *Master) Act(ctx context.Context, c control.Caller, action control.Actio
 		if err := app.Halt(ctx); err != nil {
 			return err
 		}
-		progress(stopLasts(m.set.config(app.Key()), m.cfg.Rescan != nil))
+		progress(stopLasts(m.set.config(app.Key()), m.catalog.Rereads()))
 		return nil
 	case control.ActionStart:
 		cfg := m.set.config(app.Key())

@@ -308,7 +308,7 @@ func serve(f serveFlags, changed func(string) bool, target string, stdout, stder
 		Listen:          listen,
 		TLSListen:       tlsListen,
 		TLS:             certs,
-		Apps:            []config.App{app},
+		Catalog:         master.NewExpress(app),
 		StateDir:        filepath.Join(runDir, "workers"),
 		LogDir:          filepath.Join(runDir, "logs"),
 		ControlSocket:   ctlPath,
