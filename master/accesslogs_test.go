@@ -19,7 +19,7 @@ func TestAccessLinesAfterRemoval(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := &Master{cfg: Config{AccessLogPerApp: true}, log: hclog.NewNullLogger(), set: &appSet{}}
+	m := &Master{cfg: Config{Proxy: Proxy{AccessLogPerApp: true}}, log: hclog.NewNullLogger(), set: &appSet{}}
 	m.access.logs = map[string]*applog.Log{"alice/blog": l} // opened while it ran
 	m.onAccessLines("alice/blog", "last line\n")
 	if b, err := os.ReadFile(path); err != nil || string(b) != "last line\n" {

@@ -12,7 +12,7 @@ import (
 // the file chose it (a --log-format flag makes the key moot).
 func TestRestartOnly(t *testing.T) {
 	admin := func(d config.Daemon) config.Admin { return config.Admin{Daemon: d} }
-	m := &Master{cfg: Config{MetricsListen: "127.0.0.1:9181", PIDFile: "/run/p.pid", LogFormat: config.LogText}}
+	m := &Master{cfg: Config{Listeners: Listeners{MetricsListen: "127.0.0.1:9181"}, Dirs: Dirs{PIDFile: "/run/p.pid"}, Settings: Settings{LogFormat: config.LogText}}}
 	same := admin(config.Daemon{MetricsListen: "127.0.0.1:9181", PIDFile: "/run/p.pid", LogFormat: config.LogText})
 	if got := m.restartOnly(same); len(got) != 0 {
 		t.Errorf("nothing changed, yet: %q", got)

@@ -40,8 +40,40 @@ import (
 	"github.com/pyhost/pyhost/wsgiadapter"
 )
 
-// Config is what the master runs.
+// Config is what the master runs: where it listens and keeps its files,
+// who the proxy runs as, the catalog of apps, and the few settings of
+// the daemon as a whole. Everything an app is, is its catalog's.
 type Config struct {
+	Listeners
+	Dirs
+	Proxy
+	Settings
+	// ProxyCred is who the proxy child runs as.
+	ProxyCred privdrop.Credential
+	// Spawner starts every process of the daemon, as root or as a user:
+	// one for its life, made by main before anything else.
+	Spawner *privdrop.Spawner
+	// Catalog is where the apps come from and the policy around them
+	// (express or system mode).
+	Catalog Catalog
+	Log     hclog.Logger
+
+	// What `pyhostd serve` shows on its terminal; each may be nil.
+	//
+	// AppOutput receives each line of worker output and each supervisor
+	// event of an app (pid 0), besides the app's log file.
+	AppOutput func(app string, pid int, line string)
+	// Ready is called once the listeners are bound, the proxy runs and
+	// every app has a ready worker.
+	Ready func(Listeners []net.Addr, controlSocket string)
+	// WatchTree is `serve --reload`'s: a change of its files rolls every
+	// app (D1). Touching an app's file or reload_trigger rolls it
+	// whether or not this is set (D2).
+	WatchTree *WatchTree
+}
+
+// Listeners are where the proxy takes connections.
+type Listeners struct {
 	// Listen are TCP addresses for the proxy ("127.0.0.1:8000").
 	Listen []string
 	// TLSListen are TCP addresses on which the proxy terminates TLS
@@ -51,20 +83,36 @@ type Config struct {
 	// root in system mode) and handed to the proxy as PEM. Run refuses
 	// to start when one cannot be read or is broken.
 	TLS []config.TLSCert
-	// StateDir holds worker sockets and the worker script; it is created
-	// (mode 0700, owned by ProxyCred's user when run as root) and removed
-	// at exit.
-	StateDir      string
+	// MetricsListen is [daemon] metrics_listen: the proxy serves
+	// /metrics there and counts requests; "" for none. Fixed for the
+	// daemon's life (master/metrics.go).
+	MetricsListen string
+}
+
+// Dirs are where the daemon keeps its files.
+type Dirs struct {
+	// StateDir holds the worker sockets; it is created (mode 0700, owned
+	// by ProxyCred's user when run as root) and removed at exit.
+	StateDir string
+	// ScriptDir is the run directory: it holds the instance lock (one
+	// daemon per directory) and the worker script, readable by every app
+	// user; "" means the parent of StateDir.
+	ScriptDir     string
 	ControlSocket string
-	// ProxyCred is who the proxy child runs as.
-	ProxyCred privdrop.Credential
+	// LogDir holds the per-app logs, LogDir/USER/APP.log.
+	LogDir string
+	// PIDFile ([daemon] pid_file), when set, gets the daemon's pid once
+	// the listeners and the control socket are bound; it is removed at
+	// a clean exit (master/pidfile.go).
+	PIDFile string
+}
+
+// Proxy is how the proxy child serves.
+type Proxy struct {
 	// ShutdownTimeout bounds how long in-flight requests may finish.
 	ShutdownTimeout time.Duration
 	// ProxyProcs is the proxy's GOMAXPROCS; 0 picks DefaultProxyProcs.
 	ProxyProcs int
-	// CheckInterval is how often workers' RSS, request counts and apps'
-	// idleness are checked; 0 means one second.
-	CheckInterval time.Duration
 	// TrustedProxies may tell the proxy who the client is (R8).
 	TrustedProxies []netip.Prefix
 	// ProxyProtocol are the peers whose connections must begin with a
@@ -77,36 +125,19 @@ type Config struct {
 	// AccessLog is the file the proxy logs every request to; "" for
 	// none. The master creates it, owned by ProxyCred's user.
 	AccessLog string
-	// DirectStart starts every worker with its own interpreter instead
-	// of forking it from the app's fork server.
-	DirectStart bool
-	Log         hclog.Logger
-	// AppOutput receives each line of worker output and each supervisor
-	// event of an app (pid 0), besides the app's log file; may be nil.
-	AppOutput func(app string, pid int, line string)
-	// LogDir holds the per-app logs, LogDir/USER/APP.log.
-	LogDir string
 	// AccessLogPerApp also keeps each app's access lines in
 	// LogDir/USER/APP.access.log (master/accesslogs.go).
 	AccessLogPerApp bool
-	// PIDFile ([daemon] pid_file), when set, gets the daemon's pid once
-	// the listeners and the control socket are bound; it is removed at
-	// a clean exit (master/pidfile.go).
-	PIDFile string
-	// Catalog is where the apps come from and the policy around them
-	// (express or system mode).
-	Catalog Catalog
-	// ScriptDir is the run directory: it holds the instance lock (one
-	// daemon per directory) and the worker script, readable by every app
-	// user; "" means the parent of StateDir.
-	ScriptDir string
-	// WatchTree, when set, is `serve --reload`'s: a change of its files
-	// rolls every app (D1). Touching an app's file or reload_trigger
-	// rolls it whether or not this is set (D2).
-	WatchTree *WatchTree
-	// Ready is called once the listeners are bound, the proxy runs and
-	// every app has a ready worker; it may be nil.
-	Ready func(Listeners []net.Addr, controlSocket string)
+}
+
+// Settings are the daemon's own.
+type Settings struct {
+	// CheckInterval is how often workers' RSS, request counts and apps'
+	// idleness are checked; 0 means one second.
+	CheckInterval time.Duration
+	// DirectStart starts every worker with its own interpreter instead
+	// of forking it from the app's fork server.
+	DirectStart bool
 	// Version and ConfigFile are what `pyctl version` and `pyctl status`
 	// say of the daemon (master/daemoninfo.go).
 	Version    string
@@ -115,10 +146,6 @@ type Config struct {
 	// reload-config to say a change waits for a restart; "" when the
 	// --log-format flag chose it (the file's key does not matter then).
 	LogFormat string
-	// MetricsListen is [daemon] metrics_listen: the proxy serves
-	// /metrics there and counts requests; "" for none. Fixed for the
-	// daemon's life (master/metrics.go).
-	MetricsListen string
 }
 
 // DefaultProxyProcs is how many CPUs the proxy's Go runtime uses unless
@@ -138,6 +165,7 @@ type Master struct {
 	catalog  Catalog
 	log      hclog.Logger
 	spawner  *privdrop.Spawner
+	starter  supervisor.Starter // nil: the spawner's (tests fake it)
 	self     string
 	lns      listenerSet
 	changed  chan struct{}
@@ -163,20 +191,55 @@ type Master struct {
 	access   tenantAccess // master/accesslogs.go
 }
 
-// Run runs the master until ctx is cancelled, then shuts down in order
-// and returns nil. It returns an error if set-up fails or, before
-// serving, an app cannot start; everything it started is stopped first.
-func Run(ctx context.Context, cfg Config) (err error) {
+// newMaster is the master of cfg before Run starts anything.
+func newMaster(cfg Config) *Master {
 	if cfg.ProxyProcs <= 0 {
 		cfg.ProxyProcs = DefaultProxyProcs()
 	}
-	m := &Master{cfg: cfg, catalog: cfg.Catalog, log: cfg.Log, changed: make(chan struct{}, 1), ownerUID: uint32(os.Getuid()), appliedC: make(chan struct{})}
+	m := &Master{cfg: cfg, catalog: cfg.Catalog, log: cfg.Log, spawner: cfg.Spawner, changed: make(chan struct{}, 1), ownerUID: uint32(os.Getuid()), appliedC: make(chan struct{})}
 	m.daemon.started = time.Now()
 	// The proxy child re-executes this binary through /proc/self/exe: the
 	// kernel checks only the binary's own execute bit, not the directories
 	// above it, so an unprivileged proxy starts even when pyhostd sits
 	// under a private home such as /root.
 	m.self = "/proc/self/exe"
+	m.reloader = newReloader(m)
+	return m
+}
+
+// appOptions are what every app's supervisor runs with; script is the
+// worker script's path.
+func (m *Master) appOptions(script string) supervisor.Options {
+	// Worker sockets are the proxy's to connect to.
+	sockUID, sockGID := -1, -1
+	if os.Geteuid() == 0 {
+		sockUID, sockGID = int(m.cfg.ProxyCred.UID), int(m.cfg.ProxyCred.GID)
+	}
+	return supervisor.Options{
+		Spawner:      m.spawner,
+		Starter:      m.starter,
+		WorkerScript: script,
+		SocketDir:    m.cfg.StateDir,
+		SocketUID:    sockUID,
+		SocketGID:    sockGID,
+		Log:          m.log,
+		OnChange:     m.markChanged,
+		Restart:      supervisor.DefaultRestartPolicy,
+		Served:       m.served,
+		PollInterval: m.cfg.CheckInterval,
+		ForkServer:   !m.cfg.DirectStart,
+		WarmupPaths:  func(c config.App) []string { return c.Warmup },
+	}
+}
+
+// Run runs the master until ctx is cancelled, then shuts down in order
+// and returns nil. It returns an error if set-up fails or, before
+// serving, an app cannot start; everything it started is stopped first.
+func Run(ctx context.Context, cfg Config) (err error) {
+	if cfg.Spawner == nil || cfg.Catalog == nil {
+		return errors.New("master: Config needs a Spawner and a Catalog")
+	}
+	m := newMaster(cfg)
 	scriptDir := cfg.ScriptDir
 	if scriptDir == "" {
 		scriptDir = filepath.Dir(cfg.StateDir)
@@ -189,9 +252,6 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		return err
 	}
 	defer lock.Release()
-	if m.spawner, err = privdrop.NewSpawner(); err != nil {
-		return err
-	}
 	// Before any child starts; removed after the apps and the proxy
 	// have stopped (the deferred calls below run first).
 	m.openCgroups()
@@ -231,26 +291,8 @@ func Run(ctx context.Context, cfg Config) (err error) {
 
 	// Two contexts: the apps' stops the workers, and is cancelled only
 	// after the proxy has finished its in-flight requests.
-	sockUID, sockGID := -1, -1
-	if os.Geteuid() == 0 {
-		sockUID, sockGID = int(cfg.ProxyCred.UID), int(cfg.ProxyCred.GID)
-	}
-	m.reloader = newReloader(m)
 	initial := m.catalog.Initial()
-	m.set = newAppSet(m, supervisor.Options{
-		Spawner:      m.spawner,
-		WorkerScript: script,
-		SocketDir:    cfg.StateDir,
-		SocketUID:    sockUID,
-		SocketGID:    sockGID,
-		Log:          m.log,
-		OnChange:     m.markChanged,
-		Restart:      supervisor.DefaultRestartPolicy,
-		Served:       m.served,
-		PollInterval: cfg.CheckInterval,
-		ForkServer:   !cfg.DirectStart,
-		WarmupPaths:  func(c config.App) []string { return c.Warmup },
-	}, initial.Refused, initial.Claims)
+	m.set = newAppSet(m, m.appOptions(script), initial.Refused, initial.Claims)
 	defer m.set.stopAll()
 	for _, a := range initial.Apps {
 		if err := m.set.add(a); err != nil {

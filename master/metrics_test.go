@@ -44,7 +44,7 @@ func metricsMaster(t *testing.T) (*Master, *channel.Conn) {
 	t.Helper()
 	a, b := net.Pipe()
 	t.Cleanup(func() { a.Close(); b.Close() })
-	m := &Master{cfg: Config{MetricsListen: "127.0.0.1:9181"}, log: hclog.NewNullLogger()}
+	m := &Master{cfg: Config{Listeners: Listeners{MetricsListen: "127.0.0.1:9181"}}, log: hclog.NewNullLogger()}
 	m.proxyCh = channel.NewConn(a)
 	return m, channel.NewConn(b)
 }
@@ -117,7 +117,7 @@ func TestMetricsNoAnswer(t *testing.T) {
 // metrics one in what a proxy starts with; a listen address moved to
 // metrics_listen is the same socket, of the other kind.
 func TestMetricsListener(t *testing.T) {
-	m := &Master{cfg: Config{MetricsListen: "localhost:0"}, log: hclog.NewNullLogger()}
+	m := &Master{cfg: Config{Listeners: Listeners{MetricsListen: "localhost:0"}}, log: hclog.NewNullLogger()}
 	defer m.lns.closeAll()
 	added, _, err := m.setListen([]string{"127.0.0.1:0"}, nil)
 	if err != nil {

@@ -304,27 +304,35 @@ func serve(f serveFlags, changed func(string) bool, target string, stdout, stder
 		go func() { defer close(followed); followLog(followCtx, accessLog, from, ownLog, show) }()
 		defer func() { stopFollow(); <-followed }()
 	}
+	spawner, err := privdrop.NewSpawner()
+	if err != nil {
+		return err
+	}
 	err = master.Run(ctx, master.Config{
-		Listen:          listen,
-		TLSListen:       tlsListen,
-		TLS:             certs,
-		Catalog:         master.NewExpress(app),
-		StateDir:        filepath.Join(runDir, "workers"),
-		LogDir:          filepath.Join(runDir, "logs"),
-		ControlSocket:   ctlPath,
-		ProxyCred:       cred,
-		ShutdownTimeout: app.GracefulTimeout,
-		ProxyProcs:      envInt("PYHOST_PROXY_PROCS"),
-		CheckInterval:   envDuration("PYHOST_CHECK_INTERVAL"),
-		DirectStart:     os.Getenv("PYHOST_FORK_SERVER") == "0",
-		AccessLog:       accessLog,
-		TrustedProxies:  trusted,
-		ProxyLimits:     limits,
-		Log:             log,
-		WatchTree:       tree,
-		Version:         version,
-		ConfigFile:      serveTarget(app.File, target),
-		MetricsListen:   f.metricsListen,
+		Listeners: master.Listeners{Listen: listen, TLSListen: tlsListen, TLS: certs, MetricsListen: f.metricsListen},
+		Dirs: master.Dirs{
+			StateDir:      filepath.Join(runDir, "workers"),
+			LogDir:        filepath.Join(runDir, "logs"),
+			ControlSocket: ctlPath,
+		},
+		Proxy: master.Proxy{
+			ShutdownTimeout: app.GracefulTimeout,
+			ProxyProcs:      envInt("PYHOST_PROXY_PROCS"),
+			TrustedProxies:  trusted,
+			ProxyLimits:     limits,
+			AccessLog:       accessLog,
+		},
+		Settings: master.Settings{
+			CheckInterval: envDuration("PYHOST_CHECK_INTERVAL"),
+			DirectStart:   os.Getenv("PYHOST_FORK_SERVER") == "0",
+			Version:       version,
+			ConfigFile:    serveTarget(app.File, target),
+		},
+		ProxyCred: cred,
+		Spawner:   spawner,
+		Catalog:   master.NewExpress(app),
+		Log:       log,
+		WatchTree: tree,
 		AppOutput: func(name string, pid int, line string) {
 			outMu.Lock()
 			defer outMu.Unlock()
