@@ -82,9 +82,9 @@ func validModule(s string) bool {
 	return true
 }
 
-// ExpressApp builds the App that `pyhostd serve` runs for cred: the
-// built-in defaults, with processes and threads.
-func ExpressApp(t ExpressTarget, cred privdrop.Credential, python string, processes, threads int) App {
+// ExpressApp builds the App that `pyhostd serve` runs for cred, with
+// the built-in defaults (serve's flags come next).
+func ExpressApp(t ExpressTarget, cred privdrop.Credential, python string) App {
 	app := BuiltinDefaults().App
 	app.Name = t.Name
 	app.Cred = cred
@@ -92,7 +92,6 @@ func ExpressApp(t ExpressTarget, cred privdrop.Credential, python string, proces
 	app.Directory = t.Directory
 	app.Python = python
 	app.URLPrefix = "/"
-	app.Processes, app.Threads = processes, threads
 	return app
 }
 

@@ -54,7 +54,7 @@ func TestResolveExpressTarget(t *testing.T) {
 
 func TestAppValidate(t *testing.T) {
 	good := ExpressApp(ExpressTarget{Name: "blog", Script: "/srv/blog/wsgi.py", Directory: "/srv/blog"},
-		privdrop.Credential{UID: 1000, GID: 1000, Username: "alice"}, "/usr/bin/python3", 2, 4)
+		privdrop.Credential{UID: 1000, GID: 1000, Username: "alice"}, "/usr/bin/python3")
 	if err := good.Validate(); err != nil {
 		t.Fatalf("valid app refused: %v", err)
 	}

@@ -27,8 +27,6 @@ import (
 
 type serveFlags struct {
 	listen        string
-	processes     int
-	threads       int
 	python        string
 	user          string
 	controlSocket string
@@ -44,15 +42,9 @@ type serveFlags struct {
 	reloadExclude []string
 	quiet         bool
 
-	memoryLimit     string
-	maxRequests     int
-	maxBody         string
-	requestTimeout  time.Duration
-	gracefulTimeout time.Duration
-	startupTimeout  time.Duration
-	idleTimeout     time.Duration
-	queueTimeout    time.Duration
-	queueLimit      int
+	// tunables are --processes, --max-body, …: a flag for each row of
+	// config's table of tunables that has one.
+	tunables *config.ServeFlags
 
 	// The proxy's client limits ([proxy] keys of the admin file).
 	bufferRequestBody   string
@@ -96,8 +88,7 @@ never as root.`,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.listen, "listen", "127.0.0.1:8000", "address to serve HTTP on")
-	fl.IntVar(&f.processes, "processes", config.DefaultProcesses, "worker processes")
-	fl.IntVar(&f.threads, "threads", config.DefaultThreads, "threads per worker process")
+	f.tunables = config.AddServeFlags(fl)
 	fl.StringVar(&f.python, "python", "python3", "Python interpreter (a path, or a name looked up on PATH)")
 	fl.StringVar(&f.user, "user", "", "run the proxy and the app as this user (root only, and then required)")
 	fl.StringVar(&f.controlSocket, "control-socket", "", "control socket path for pyctl (default: in the run directory)")
@@ -112,15 +103,6 @@ never as root.`,
 	fl.StringArrayVar(&f.reloadInclude, "reload-include", nil, `with --reload, also watch files matching this glob (repeatable): "*.html", "templates/**"`)
 	fl.StringArrayVar(&f.reloadExclude, "reload-exclude", nil, `with --reload, ignore files and directories matching this glob (repeatable): "migrations", "data/**"`)
 	fl.StringArrayVar(&f.trusted, "trusted-proxy", nil, "an address or CIDR prefix (repeatable) whose X-Forwarded-For, -Proto, -Host and X-Request-Id are believed")
-	fl.StringVar(&f.memoryLimit, "memory-limit", "", `recycle a worker whose RSS passes this size ("300MiB"; default: no limit)`)
-	fl.IntVar(&f.maxRequests, "max-requests", 0, "recycle a worker after about this many requests (0: never)")
-	fl.StringVar(&f.maxBody, "max-body", config.FormatSize(config.DefaultMaxBody), "largest request body (413 above)")
-	fl.DurationVar(&f.requestTimeout, "request-timeout", config.DefaultRequestTimeout, "answer 504 and recycle the worker when the app is silent this long (0: no limit)")
-	fl.DurationVar(&f.gracefulTimeout, "graceful-timeout", config.DefaultGracefulTimeout, "how long a stopping worker may finish its requests")
-	fl.DurationVar(&f.startupTimeout, "startup-timeout", config.DefaultStartupTimeout, "how long a new worker may take to import the app")
-	fl.DurationVar(&f.idleTimeout, "idle-timeout", 0, "stop the workers after this long without a request; the next one starts them (0: never)")
-	fl.DurationVar(&f.queueTimeout, "queue-timeout", config.DefaultQueueTimeout, "how long a request may wait for a free thread (then 503)")
-	fl.IntVar(&f.queueLimit, "queue-limit", config.DefaultQueueLimit, "how many requests may wait for a free thread (more: 503)")
 	fl.StringVar(&f.bufferRequestBody, "buffer-request-body", config.FormatSize(config.DefaultBufferRequestBody), "read a request body up to this size whole, in memory, before a worker thread is taken (0: off)")
 	fl.StringVar(&f.requestSpoolLimit, "request-spool-limit", config.FormatSize(config.DefaultRequestSpoolLimit), "read larger bodies whole into temp files first while all of them together stay under this size (0: off)")
 	fl.DurationVar(&f.clientBodyTimeout, "client-body-timeout", config.DefaultClientBodyTimeout, "answer 408 and close when a request body sends nothing for this long")
@@ -164,41 +146,8 @@ func proxyLimits(f serveFlags) (config.ProxyLimits, error) {
 // applyFlags sets the tunables given on the command line; flags override
 // an app file's keys.
 func applyFlags(app *config.App, f serveFlags, changed func(string) bool) error {
-	if changed("processes") {
-		app.Processes = f.processes
-	}
-	if changed("threads") {
-		app.Threads = f.threads
-	}
-	if changed("memory-limit") {
-		n, err := config.ParseSize(f.memoryLimit)
-		if err != nil {
-			return usageError{fmt.Errorf("--memory-limit: %w", err)}
-		}
-		app.MemoryLimit = n
-	}
-	if changed("max-body") {
-		n, err := config.ParseSize(f.maxBody)
-		if err != nil {
-			return usageError{fmt.Errorf("--max-body: %w", err)}
-		}
-		app.MaxBody = n
-	}
-	set := func(name string, dst *time.Duration, v time.Duration) {
-		if changed(name) {
-			*dst = v
-		}
-	}
-	set("request-timeout", &app.RequestTimeout, f.requestTimeout)
-	set("graceful-timeout", &app.GracefulTimeout, f.gracefulTimeout)
-	set("startup-timeout", &app.StartupTimeout, f.startupTimeout)
-	set("idle-timeout", &app.IdleTimeout, f.idleTimeout)
-	set("queue-timeout", &app.QueueTimeout, f.queueTimeout)
-	if changed("max-requests") {
-		app.MaxRequests = f.maxRequests
-	}
-	if changed("queue-limit") {
-		app.QueueLimit = f.queueLimit
+	if err := f.tunables.Apply(app, changed); err != nil {
+		return usageError{err}
 	}
 	if err := app.Validate(); err != nil {
 		return usageError{err}
@@ -211,7 +160,7 @@ func serve(f serveFlags, changed func(string) bool, target string, stdout, stder
 	if err != nil {
 		return err
 	}
-	if f.processes < 1 || f.threads < 1 {
+	if v := f.tunables.Values(); v.Processes < 1 || v.Threads < 1 {
 		return usageError{errors.New("--processes and --threads must be at least 1")}
 	}
 	app, err := expressApp(target, cred, f, changed)
@@ -487,7 +436,7 @@ func expressApp(target string, cred privdrop.Credential, f serveFlags, changed f
 	if err != nil {
 		return config.App{}, err
 	}
-	return config.ExpressApp(t, cred, python, f.processes, f.threads), nil
+	return config.ExpressApp(t, cred, python), nil
 }
 
 // serveCredential is who runs the app in express mode: the caller, or
