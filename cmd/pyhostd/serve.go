@@ -89,7 +89,7 @@ never as root.`,
 	fl := cmd.Flags()
 	fl.StringVar(&f.listen, "listen", "127.0.0.1:8000", "address to serve HTTP on")
 	f.tunables = config.AddServeFlags(fl)
-	fl.StringVar(&f.python, "python", "python3", "Python interpreter (a path, or a name looked up on PATH)")
+	fl.StringVar(&f.python, "python", config.DefaultPython, "Python interpreter (a path, or a name looked up on PATH)")
 	fl.StringVar(&f.user, "user", "", "run the proxy and the app as this user (root only, and then required)")
 	fl.StringVar(&f.controlSocket, "control-socket", "", "control socket path for pyctl (default: in the run directory)")
 	fl.StringVar(&f.tlsCert, "tls-cert", "", "serve HTTPS on --listen with this certificate chain (PEM; needs --tls-key)")
