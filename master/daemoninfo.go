@@ -50,7 +50,7 @@ func (m *Master) Daemon(_ context.Context, c control.Caller) (control.DaemonInfo
 	m.daemon.mu.Lock()
 	if r := m.daemon.lastReload; r != nil {
 		cp := *r
-		if c.UID != 0 && c.UID != m.ownerUID {
+		if m.authorize(c, daemonOwn, nil) != nil {
 			cp.Error = ""
 		}
 		info.LastReload = &cp

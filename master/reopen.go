@@ -22,8 +22,8 @@ const proxyReopenTimeout = 10 * time.Second
 // reopened the access log, so that a logrotate postrotate running it
 // knows nothing is written to the rotated files any more.
 func (m *Master) ReopenLogs(ctx context.Context, c control.Caller) error {
-	if c.UID != 0 && c.UID != m.ownerUID {
-		return fmt.Errorf("%w: only root may reopen the daemon's logs", control.ErrAccessDenied)
+	if err := m.authorize(c, daemonOwn, nil); err != nil {
+		return err
 	}
 	m.log.Info("reopening app logs and the access log", "uid", c.UID, "pid", c.PID)
 	return m.reopenAll(ctx)
