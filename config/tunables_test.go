@@ -65,6 +65,61 @@ func TestRouteTunables(t *testing.T) {
 	}
 }
 
+// Every field of the channel's App named like a tunable (its json tag is
+// the key) is routed, from the App field of the same name; no other is
+// touched. A tunable added to the wire but not to its row fails here.
+func TestRouteTunablesCoversTheWire(t *testing.T) {
+	var a App
+	n := 0
+	fillDistinct(reflect.ValueOf(&a).Elem(), &n)
+	var r channel.App
+	a.RouteTunables(&r)
+	keys := map[string]bool{}
+	for _, tu := range tunables {
+		keys[tu.name()] = true
+	}
+	rv, av := reflect.ValueOf(r), reflect.ValueOf(a)
+	for i := 0; i < rv.NumField(); i++ {
+		f := rv.Type().Field(i)
+		tag, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		got := rv.Field(i)
+		switch {
+		case !keys[tag]:
+			if !got.IsZero() {
+				t.Errorf("channel.App.%s (%s) is no tunable, but RouteTunables set it", f.Name, tag)
+			}
+		case !av.FieldByName(f.Name).IsValid():
+			t.Errorf("channel.App.%s is the tunable %s, but App has no field %s", f.Name, tag, f.Name)
+		case !reflect.DeepEqual(got.Interface(), av.FieldByName(f.Name).Interface()):
+			t.Errorf("channel.App.%s = %v, want App.%s, %v: the row of %s does not route it", f.Name, got, f.Name, av.FieldByName(f.Name), tag)
+		}
+	}
+}
+
+// fillDistinct sets every int, string and bool inside v to a value no
+// other has (bools to true).
+func fillDistinct(v reflect.Value, n *int) {
+	switch v.Kind() {
+	case reflect.Struct:
+		for i := 0; i < v.NumField(); i++ {
+			if v.Type().Field(i).IsExported() {
+				fillDistinct(v.Field(i), n)
+			}
+		}
+	case reflect.Int, reflect.Int64:
+		*n++
+		v.SetInt(int64(*n))
+	case reflect.Uint32:
+		*n++
+		v.SetUint(uint64(*n))
+	case reflect.String:
+		*n++
+		v.SetString(strings.Repeat("x", *n))
+	case reflect.Bool:
+		v.SetBool(true)
+	}
+}
+
 // serve's flags, as they were spelled by hand before the table: names,
 // types and defaults are what --help shows, and must not move.
 func TestServeFlags(t *testing.T) {
