@@ -66,6 +66,8 @@ func (m *Master) authorize(c control.Caller, v verb, app *config.App) error {
 	return nil
 }
 
+// find is the apps c may see called name ("user/app" or "app"; "" for
+// every one).
 func (m *Master) find(c control.Caller, name string) ([]*supervisor.App, error) {
 	if err := m.authorize(c, seeApp, nil); err != nil {
 		return nil, err
@@ -216,6 +218,9 @@ func (m *Master) Reload(ctx context.Context, c control.Caller, name string, prog
 		return err
 	}
 	cfg := m.set.config(app.Key())
+	if err := m.authorize(c, changeApp, &cfg); err != nil {
+		return err
+	}
 	return m.roll(ctx, app, cfg, progress)
 }
 
