@@ -164,6 +164,7 @@ const (
 	HaveThrottled                      // Throttled
 	HaveTasks                          // Tasks
 	HaveOOMKills                       // OOMKills
+	HaveMemoryMax                      // MemoryMax
 )
 
 // Stats are a group's figures, its subtree's included. A figure the host
@@ -175,7 +176,11 @@ type Stats struct {
 	Throttled     time.Duration // time held back by cpu_max
 	Tasks         int64         // processes and threads
 	OOMKills      int64         // processes the kernel's OOM killer killed
-	Have          Figures
+	// MemoryMax is the memory limit the kernel enforces on the group
+	// now, 0 for none: not always the one last asked for, since v1
+	// refuses to lower it below what the group uses (EBUSY).
+	MemoryMax int64
+	Have      Figures
 }
 
 // Stats reads the group's figures. An error means the group is gone or
@@ -227,6 +232,7 @@ func (g *Group) Stats() (Stats, error) {
 		errs = append(errs,
 			value(filepath.Join(d, "memory.current"), &s.MemoryCurrent, HaveMemory),
 			value(filepath.Join(d, "memory.peak"), &s.MemoryPeak, HaveMemoryPeak),
+			value(filepath.Join(d, "memory.max"), &s.MemoryMax, HaveMemoryMax),
 			keyed(filepath.Join(d, "memory.events"), "oom_kill", HaveOOMKills, func(n int64) { s.OOMKills = n }),
 			// usage_usec is kept in every v2 group, with or without the
 			// cpu controller; throttled_usec needs it.
@@ -238,7 +244,8 @@ func (g *Group) Stats() (Stats, error) {
 	if d := g.v1dir("memory"); d != "" {
 		errs = append(errs,
 			value(filepath.Join(d, "memory.usage_in_bytes"), &s.MemoryCurrent, HaveMemory),
-			value(filepath.Join(d, "memory.max_usage_in_bytes"), &s.MemoryPeak, HaveMemoryPeak))
+			value(filepath.Join(d, "memory.max_usage_in_bytes"), &s.MemoryPeak, HaveMemoryPeak),
+			value(filepath.Join(d, "memory.limit_in_bytes"), &s.MemoryMax, HaveMemoryMax))
 		if s.Have&HaveOOMKills == 0 {
 			n, ok, err := g.v1OOMKills(d)
 			errs = append(errs, err)
@@ -257,6 +264,9 @@ func (g *Group) Stats() (Stats, error) {
 	}
 	if d := g.v1dir("pids"); d != "" {
 		errs = append(errs, value(filepath.Join(d, "pids.current"), &s.Tasks, HaveTasks))
+	}
+	if s.MemoryMax == unlimited {
+		s.MemoryMax = 0
 	}
 	return s, errors.Join(errs...)
 }

@@ -326,3 +326,45 @@ func (g *Group) KillStrays(keep func(pid int) bool) ([]int, error) {
 	}
 	return killed, nil
 }
+
+// MoveOut moves each process directly in the worker's leaf g for which
+// keep is true into the app's group app, and returns their pids. The
+// app's user may write the cgroup.procs of the app's group and of every
+// leaf below it (LetMove), so a tenant can move a process that is not
+// the leaf's worker's into the leaf, its own fork server or another
+// worker among them, and the leaf's kill when its worker ends would kill
+// that too. The caller, which knows its own processes, calls MoveOut
+// before Kill: the kill then takes only what the worker left behind.
+// (A tenant racing to move a process back between the two only kills
+// its own process, as it could with a signal.)
+func (g *Group) MoveOut(app *Group, keep func(pid int) bool) ([]int, error) {
+	if g.kind != kindWorker || app.kind != kindApp || g.v2 == "" {
+		return nil, nil
+	}
+	b, err := g.t.k.read(filepath.Join(g.v2, "cgroup.procs"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cgroup: %w", err)
+	}
+	pids, err := parsePIDs(b)
+	if err != nil {
+		return nil, err
+	}
+	var moved []int
+	var errs []error
+	for _, pid := range pids {
+		if !keep(pid) {
+			continue
+		}
+		if err := app.Attach(pid); errors.Is(err, unix.ESRCH) {
+			continue // gone meanwhile
+		} else if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		moved = append(moved, pid)
+	}
+	return moved, errors.Join(errs...)
+}

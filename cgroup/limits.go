@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -272,4 +273,22 @@ func looserBytes(a, b int64) int64 {
 		return 0
 	}
 	return max(a, b)
+}
+
+// MemoryLimits tells apart, for pyctl status, the memory limit in force
+// in a group whose figures are st and the one last asked for there: v1
+// refuses to lower memory.limit_in_bytes below what the group uses
+// (EBUSY), and the supervisor retries it as workers exit, so for a while
+// the kernel enforces the old one. inForce is the kernel's (asked, when
+// the host does not say); pending is asked while the kernel holds
+// another, else 0. The kernel keeps limits in whole pages, rounded down.
+func MemoryLimits(asked int64, st Stats) (inForce, pending int64) {
+	if st.Have&HaveMemoryMax == 0 {
+		return asked, 0
+	}
+	page := int64(os.Getpagesize())
+	if asked > 0 && asked/page*page != st.MemoryMax {
+		return st.MemoryMax, asked
+	}
+	return st.MemoryMax, 0
 }

@@ -382,7 +382,7 @@ func TestTreeV1(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Stats{MemoryCurrent: 1 << 20, CPUUsage: 1500 * time.Millisecond, Throttled: 250 * time.Millisecond, OOMKills: 3,
-		Have: HaveMemory | HaveMemoryPeak | HaveCPU | HaveThrottled | HaveOOMKills}
+		Have: HaveMemory | HaveMemoryPeak | HaveCPU | HaveThrottled | HaveOOMKills | HaveMemoryMax} // no limit: MemoryMax 0
 	if st != want {
 		t.Errorf("Stats = %+v\nwant %+v", st, want)
 	}
@@ -410,7 +410,7 @@ func TestStatsV2(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Stats{MemoryCurrent: 70 << 20, MemoryPeak: 100 << 20, CPUUsage: 2500 * time.Millisecond, Throttled: 120 * time.Millisecond, Tasks: 9, OOMKills: 2,
-		Have: HaveMemory | HaveMemoryPeak | HaveCPU | HaveThrottled | HaveTasks | HaveOOMKills}
+		Have: HaveMemory | HaveMemoryPeak | HaveCPU | HaveThrottled | HaveTasks | HaveOOMKills | HaveMemoryMax} // memory.max "max": 0
 	if st != want {
 		t.Errorf("Stats = %+v\nwant %+v", st, want)
 	}

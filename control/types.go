@@ -82,11 +82,15 @@ type AppStatus struct {
 	// the host does not keep is 0 too.
 	Cgroup             string  `json:"cgroup"`
 	MemoryCurrentBytes int64   `json:"memory_current_bytes"` // page cache included
-	MemoryMaxBytes     int64   `json:"memory_max_bytes"`     // memory_max; 0 is no limit
+	MemoryMaxBytes     int64   `json:"memory_max_bytes"`     // memory_max in force; 0 is no limit
 	CgroupCPUSeconds   float64 `json:"cgroup_cpu_seconds"`   // user and system, since the group was made
 	Tasks              int64   `json:"tasks"`                // processes and threads now
 	OOMKills           int64   `json:"oom_kills"`            // processes the kernel's OOM killer killed, since the daemon started
 	ThrottledSeconds   float64 `json:"throttled_seconds"`    // time held back by cpu_max
+	// MemoryMaxPendingBytes is a lower memory_max the kernel has not
+	// taken yet (v1 refuses one below what the app uses), retried as
+	// workers exit; absent when none is pending.
+	MemoryMaxPendingBytes int64 `json:"memory_max_pending_bytes,omitempty"`
 	// RestartsByReason counts worker replacements since the daemon
 	// started by why (the Restart* constants); Restarts stays the count
 	// of crashes and OOM kills. Reasons with no restart are absent.

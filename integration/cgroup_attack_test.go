@@ -328,3 +328,156 @@ print(os.read(r, 200).decode())`)
 		}
 	}
 }
+
+// userGroupDirs are the directories of user's group (pid's groups cut
+// after "/apps/USER") in every hierarchy pid is listed in, v1 and
+// cgroup2.
+func userGroupDirs(t *testing.T, pid int, user string) []string {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dirs []string
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		f := strings.SplitN(line, ":", 3)
+		if len(f) < 3 {
+			continue
+		}
+		i := strings.Index(f[2], "/apps/"+user+"/")
+		if i < 0 {
+			continue
+		}
+		mount := "/sys/fs/cgroup/unified"
+		if f[1] != "" {
+			mount = filepath.Join("/sys/fs/cgroup", strings.TrimPrefix(f[1], "name="))
+		}
+		dirs = append(dirs, filepath.Join(mount, f[2][:i+len("/apps/"+user)]))
+	}
+	if len(dirs) == 0 {
+		t.Fatalf("%d is in no group of %s's: %s", pid, user, b)
+	}
+	return dirs
+}
+
+// A user's group goes with the user's last app (its file deleted,
+// reload-config): before, it stayed, empty, until the daemon exited.
+// Another user's group stays with its app.
+func TestCgroupAttackUserGroupRemoved(t *testing.T) {
+	needCgroups(t, cgroup.Limits{}, true)
+	const u1, u2 = "pyh-cga-g1", "pyh-cga-g2"
+	d := newSysd(t, fmt.Sprintf("[users.%s]\ndomains = [\"g1.test\"]\n\n[users.%s]\ndomains = [\"g2.test\"]\n", u1, u2))
+	usr1 := makeUser(t, u1)
+	deployAttack(t, usr1, "g1", "g1.test", "")
+	deployAttack(t, makeUser(t, u2), "g2", "g2.test", "")
+	d.start()
+	gone := userGroupDirs(t, d.pidOf("g1.test"), u1)
+	kept := userGroupDirs(t, d.pidOf("g2.test"), u2)
+	if err := os.Remove(filepath.Join(userApps(usr1), "g1.toml")); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := d.pyctl("root", "reload-config"); err != nil {
+		t.Fatalf("reload-config: %v\n%s", err, out)
+	}
+	eventually(t, 15*time.Second, u1+"'s groups removed", func() bool {
+		for _, dir := range gone {
+			if _, err := os.Stat(dir); !os.IsNotExist(err) {
+				return false
+			}
+		}
+		return true
+	})
+	for _, dir := range kept {
+		if _, err := os.Stat(dir); err != nil {
+			t.Errorf("%s's group: %v", u2, err)
+		}
+	}
+	if code, body := d.get("g2.test", "/"); code != 200 || !strings.HasPrefix(body, "g2 ") {
+		t.Errorf("g2 after g1 went: %d %q", code, body)
+	}
+}
+
+// A reload lowering memory_max below what the new version itself uses
+// (here 80 MiB allocated at import): v1 refuses the lower limit, and
+// pyctl status showed it as in force while the kernel still enforced the
+// old one. It shows the old one, and the new as pending.
+func TestCgroupAttackPendingMemoryShown(t *testing.T) {
+	needCgroups(t, cgroup.Limits{MemoryMax: 64 << 20}, true)
+	const u = "pyh-cga-p"
+	d := newSysd(t, fmt.Sprintf("[users.%s]\ndomains = [\"p.test\"]\n", u))
+	usr := makeUser(t, u)
+	deployAttack(t, usr, "p", "p.test", "memory_max = \"200MiB\"")
+	d.start()
+	if st := d.statusOf(u + "/p"); st.MemoryMaxBytes != 200<<20 || st.MemoryMaxPendingBytes != 0 {
+		t.Fatalf("at start: memory_max_bytes %d, pending %d", st.MemoryMaxBytes, st.MemoryMaxPendingBytes)
+	}
+	writeOwned(t, usr, filepath.Join(usr.home, "p", "wsgi.py"),
+		"hog = bytearray(80 << 20)\nfor i in range(0, len(hog), 4096): hog[i] = 1\n"+attackApp, 0o644)
+	writeOwned(t, usr, filepath.Join(userApps(usr), "p.toml"),
+		"domains = [\"p.test\"]\nscript = \"wsgi.py\"\ndirectory = \"~/p\"\nprocesses = 1\nthreads = 2\nmemory_max = \"40MiB\"\n\n[env]\nAPP_NAME = \"p\"\n", 0o644)
+	if out, err := d.pyctl(u, "reload", "p"); err != nil {
+		t.Fatalf("pyctl reload: %v\n%s", err, out)
+	}
+	eventually(t, 15*time.Second, "the lower limit refused", func() bool {
+		return strings.Contains(d.logs.String(), "cgroup limits not all applied yet")
+	})
+	st := d.statusOf(u + "/p")
+	if limit := v1file(t, d.pidOf("p.test"), "memory", "", "memory.limit_in_bytes"); limit != "209715200" {
+		t.Fatalf("the kernel's limit is %s, not the old 200MiB: nothing pending to show", limit)
+	}
+	if st.MemoryMaxBytes != 200<<20 || st.MemoryMaxPendingBytes != 40<<20 {
+		t.Errorf("status: memory_max_bytes %d, memory_max_pending_bytes %d; want 200MiB in force, 40MiB pending", st.MemoryMaxBytes, st.MemoryMaxPendingBytes)
+	}
+	out, err := d.pyctl(u, "status", "p")
+	if err != nil || !strings.Contains(out, "of 200.0MiB (40.0MiB pending") {
+		t.Errorf("pyctl status p: %v\n%s", err, out)
+	}
+}
+
+// A tenant may write the cgroup.procs of its app's group and worker
+// leaves (a forked worker moves itself into its leaf), so it can move
+// its fork server into a worker's leaf; before, the leaf's kill when that
+// worker ended killed the fork server too (and, by PDEATHSIG, every
+// worker it had forked). The fork server is moved back and lives on.
+func TestCgroupAttackForkServerInLeaf(t *testing.T) {
+	needCgroups(t, cgroup.Limits{}, true)
+	const u = "pyh-cga-l"
+	d := newSysd(t, fmt.Sprintf("[users.%s]\ndomains = [\"l.test\"]\n", u))
+	deployAttack(t, makeUser(t, u), "l", "l.test", "max_requests = 3")
+	d.start()
+	out := d.py("l.test", `
+def v2(pid):
+    return [l for l in open("/proc/%d/cgroup" % pid).read().splitlines() if l.startswith("0::")][0][3:]
+fs = os.getppid()
+if "--fork-server" not in open("/proc/%d/cmdline" % fs).read():
+    print("0 not-forked")
+else:
+    try:
+        with open("/sys/fs/cgroup/unified" + v2(os.getpid()) + "/cgroup.procs", "w") as f:
+            f.write(str(fs))
+        print("%d %s" % (fs, v2(fs)))
+    except OSError as e:
+        print("0 %s" % e)`)
+	var fs int
+	var where string
+	fmt.Sscanf(out, "%d %s", &fs, &where)
+	if fs <= 0 {
+		t.Skipf("the fork server was not moved: %q", out)
+	}
+	t.Logf("fork server %d moved to %s", fs, where)
+	old := d.pidOf("l.test") // the second request
+	d.get("l.test", "/")     // the third: max_requests recycles the worker
+	eventually(t, 15*time.Second, "the worker recycled", func() bool {
+		code, body := d.get("l.test", "/")
+		return code == 200 && !strings.HasSuffix(body, fmt.Sprintf(" %d", old))
+	})
+	eventually(t, 10*time.Second, "the old worker's leaf dropped", func() bool {
+		return !alive(fs) || strings.Contains(d.logs.String(), "moved a process of the app's back out of a worker's cgroup")
+	})
+	if !alive(fs) {
+		t.Fatalf("the fork server %d died with the worker's leaf it had been moved into", fs)
+	}
+	if code, body := d.get("l.test", "/"); code != 200 || !strings.HasPrefix(body, "l ") {
+		t.Errorf("l after the recycle: %d %q", code, body)
+	}
+}

@@ -183,7 +183,7 @@ func containmentStatus(as *control.AppStatus, st supervisor.Status) {
 	cs := st.CgroupStats
 	as.Cgroup = st.Cgroup
 	as.MemoryCurrentBytes = cs.MemoryCurrent
-	as.MemoryMaxBytes = st.MemoryMax
+	as.MemoryMaxBytes, as.MemoryMaxPendingBytes = cgroup.MemoryLimits(st.MemoryMax, cs)
 	as.CgroupCPUSeconds = cs.CPUUsage.Seconds()
 	as.Tasks = cs.Tasks
 	as.OOMKills = cs.OOMKills

@@ -53,4 +53,12 @@ func TestContainmentStatus(t *testing.T) {
 		as.ThrottledSeconds != want.ThrottledSeconds || as.RestartsByReason[control.RestartOOM] != 2 {
 		t.Errorf("got %+v\nwant %+v", as, want)
 	}
+	// A lower memory_max the kernel refused for now: the one in force,
+	// and the lower one as pending.
+	st.MemoryMax = 40 << 20
+	st.CgroupStats.MemoryMax, st.CgroupStats.Have = 512<<20, cgroup.HaveMemoryMax
+	containmentStatus(&as, st)
+	if as.MemoryMaxBytes != 512<<20 || as.MemoryMaxPendingBytes != 40<<20 {
+		t.Errorf("pending: memory_max_bytes %d, memory_max_pending_bytes %d", as.MemoryMaxBytes, as.MemoryMaxPendingBytes)
+	}
 }

@@ -1,10 +1,13 @@
 package supervisor
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -46,8 +49,12 @@ type appCgroup struct {
 	lastErr string
 	// lastUserErr is the refusal of the user's limits last said.
 	lastUserErr string
-	// memMax is the memory_max in force, for the log line of a kill.
+	// memMax is the memory_max last written (asked for): in force, unless
+	// the kernel refused to lower it (pending); Stats says what is.
 	memMax atomic.Int64
+	// own are the pids of the app's workers and fork servers, as of the
+	// end of the App's last step, for dropLeaf (on a watch goroutine).
+	own atomic.Pointer[map[int]bool]
 }
 
 func newAppCgroup(g *cgroup.Group) *appCgroup {
@@ -121,6 +128,8 @@ func (a *App) settleLimits() {
 	if a.cg == nil {
 		return
 	}
+	own := a.ownPIDs()
+	a.cg.own.Store(&own)
 	// The user's totals ([users.NAME] max_memory) follow the admin's
 	// config, which reload-config changes without rolling the app.
 	if err := a.cg.g.SettleUser(); err == nil {
@@ -183,6 +192,16 @@ func (a *App) dropLeaf(id string, leaf *cgroup.Group) {
 	if leaf == nil {
 		return
 	}
+	// A tenant may have moved one of the app's own processes, its fork
+	// server say, into this leaf (cgroup.Group.MoveOut): it goes back to
+	// the app's group rather than die with the leaf.
+	moved, err := leaf.MoveOut(a.cg.g, a.cg.spared)
+	if err != nil {
+		a.log.Warn("cannot move the app's processes out of a worker's cgroup before it is killed", "worker", id, "error", err)
+	}
+	for _, pid := range moved {
+		a.log.Warn("moved a process of the app's back out of a worker's cgroup, which it had been moved into", "worker", id, "pid", pid)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), cgroupKillTimeout)
 	defer cancel()
 	if err := leaf.Kill(ctx); err != nil {
@@ -205,15 +224,7 @@ func (a *App) killStrays() {
 	if a.cg == nil {
 		return
 	}
-	keep := map[int]bool{}
-	for _, p := range a.procs {
-		keep[p.PID()] = true
-	}
-	for _, fs := range append([]ForkServer{a.forks.cur}, a.forks.retired...) {
-		if fs != nil {
-			keep[fs.PID()] = true
-		}
-	}
+	keep := a.ownPIDs()
 	killed, err := a.cg.g.KillStrays(func(pid int) bool { return keep[pid] })
 	if err != nil {
 		a.log.Warn("cannot look for processes that left their worker's cgroup", "error", err)
@@ -222,6 +233,52 @@ func (a *App) killStrays() {
 		a.log.Warn("killed a process that had moved out of its worker's cgroup", "pid", pid)
 		a.output(0, fmt.Sprintf("killed process %d: it had moved itself out of its worker's cgroup, which is killed when the worker ends", pid))
 	}
+}
+
+// ownPIDs are the pids of the app's workers and fork servers. It runs
+// on the App's loop.
+func (a *App) ownPIDs() map[int]bool {
+	own := map[int]bool{}
+	for _, p := range a.procs {
+		own[p.PID()] = true
+	}
+	for _, fs := range append([]ForkServer{a.forks.cur}, a.forks.retired...) {
+		if fs != nil {
+			own[fs.PID()] = true
+		}
+	}
+	return own
+}
+
+// spared says whether pid, found in a worker's leaf that is about to be
+// killed, is one of the app's own processes: a worker or fork server the
+// App knew at the end of its last step, or any child of the daemon's (a
+// fork server started in the step under way; tenants' processes are
+// never the daemon's children).
+func (c *appCgroup) spared(pid int) bool {
+	if own := c.own.Load(); own != nil && (*own)[pid] {
+		return true
+	}
+	return parentOf(pid) == os.Getpid()
+}
+
+// parentOf is pid's parent's pid from /proc, or 0.
+func parentOf(pid int) int {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	// "pid (comm) state ppid ...": comm may hold anything, ")" included.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 2 {
+		return 0
+	}
+	n, _ := strconv.Atoi(f[1])
+	return n
 }
 
 // oomVictim says whether p, just reaped, was killed by the kernel's OOM
@@ -279,7 +336,11 @@ func (a *App) oomVictim(p Proc) string {
 const serverOOMNote = " (it killed the app's fork server, and the worker died with it)"
 
 func (c *appCgroup) limitReached() string {
-	if m := c.memMax.Load(); m > 0 {
+	m := c.memMax.Load()
+	if st, err := c.g.Stats(); err == nil && st.Have&cgroup.HaveMemoryMax != 0 {
+		m = st.MemoryMax // the kernel's: a lowered limit may be pending
+	}
+	if m > 0 {
 		return "memory.max " + config.FormatSize(m) + " reached"
 	}
 	return "the memory limit of the user's apps (max_memory) reached"
@@ -338,10 +399,17 @@ func (a *App) closeGroup() {
 	defer cancel()
 	if err := a.cg.g.Remove(ctx); err != nil {
 		a.log.Warn("cannot remove the app's cgroup", "error", err)
+		return
+	}
+	// The user's group goes with their last app.
+	if _, err := a.cg.g.RemoveUser(ctx); err != nil {
+		a.log.Warn("cannot remove the cgroup of the app's user", "error", err)
 	}
 }
 
-// cgroupStatus adds the group's figures to s.
+// cgroupStatus adds the group's figures to s: MemoryMax is the
+// memory_max last asked for, CgroupStats.MemoryMax the one in force
+// (cgroup.MemoryLimits tells them apart).
 func (a *App) cgroupStatus(s *Status) {
 	if a.cg == nil {
 		return

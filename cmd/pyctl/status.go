@@ -248,6 +248,9 @@ func containmentLine(a control.AppStatus) string {
 	if a.MemoryMaxBytes > 0 {
 		mem += " of " + humanBytes(uint64(a.MemoryMaxBytes))
 	}
+	if a.MemoryMaxPendingBytes > 0 {
+		mem += " (" + humanBytes(uint64(a.MemoryMaxPendingBytes)) + " pending: the app uses more; retried as workers exit)"
+	}
 	parts := []string{mem, fmt.Sprintf("cpu %.1fs", a.CgroupCPUSeconds), fmt.Sprintf("tasks %d", a.Tasks)}
 	if a.OOMKills == 1 {
 		parts = append(parts, "1 OOM kill")
