@@ -7,10 +7,16 @@
 # timed. Prints a markdown table: one row per round and mode.
 #
 # Runs as root (cgroups; the app runs as BENCH_USER, default pyhostbench,
-# made by bench/run.sh, else pyhost-test). Take the machine lock:
-#   flock /run/lock/pyhost-bench.lock bench/cgroup.sh
+# made by bench/run.sh, else pyhost-test). It takes the machine lock
+# itself, as bench/run.sh does (do not wrap it in flock):
+#   LOCK_WAIT=600 bench/cgroup.sh
 # Knobs: PYHOSTD PYCTL ROUNDS (3) DURATION (10) RELOADS (5) PORT (18990)
-# PARTS ("cost neighbour": either or both).
+# PARTS ("cost neighbour": either or both) LOCK_WAIT (0: s to wait for the
+# lock). PYHOSTD may list several builds, space-separated
+# (PYHOSTD="/tmp/old/pyhostd /tmp/new/pyhostd"): the neighbour part then
+# runs them in turn, ROUNDS times over (old, new, new, old, ...), each in
+# a pyhostd run of its own, and labels the rows with the build's
+# directory.
 #
 # The neighbour part (issue 14, "prove it"): one pyhostd run (system mode)
 # with three apps of two users: B (hello.py, 2 x 4, user NB_USER_B,
@@ -25,12 +31,18 @@
 # first. Knobs: NB_SECONDS (5) NB_PORT (18991) NB_USER_A (pyhost-test)
 # NB_USER_B (pyhostboot) NB_DEBUG=1 (status, wrk output, log at the end)
 # NB_CAP (spincap's keys, default 'cpu_max = "20%"'; e.g.
-# 'cpu_max = "20%"\ncpu_weight = 1').
+# 'cpu_max = "20%"\ncpu_weight = 1'), NB_SPINFREE=0 (skip the uncapped
+# phase), NB_SCHED=1 (per phase, from /proc/PID/task/*/schedstat: the
+# time B's worker threads, the proxy's and the master's waited runnable
+# per B request, and the capped group's cpu.stat: periods, throttled
+# periods, throttled ms), NB_PERF=DIR (perf sched record -a of 3 s during
+# B's wrk in each phase, kept in DIR for perf sched latency/timehist).
 set -euo pipefail
 
 REPO=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd -P)
 PYHOSTD=${PYHOSTD:-$REPO/bin/pyhostd}
-PYCTL=${PYCTL:-$(dirname -- "$PYHOSTD")/pyctl}
+PYHOSTD1=${PYHOSTD%% *} # the cost part's build: the first
+PYCTL=${PYCTL:-$(dirname -- "$PYHOSTD1")/pyctl}
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10}
 RELOADS=${RELOADS:-5}
@@ -39,6 +51,10 @@ BENCH_USER=${BENCH_USER:-pyhostbench}
 id -u "$BENCH_USER" >/dev/null 2>&1 || BENCH_USER=pyhost-test
 id -u "$BENCH_USER" >/dev/null 2>&1 || { echo "no user $BENCH_USER" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 1; }
+# One benchmark at a time on the machine (bench/run.sh's lock); the
+# servers started below close fd 9, so none outlives us holding it.
+exec 9>/run/lock/pyhost-bench.lock
+flock -w "${LOCK_WAIT:-0}" 9 || { echo "another benchmark holds /run/lock/pyhost-bench.lock (LOCK_WAIT=N waits N s)" >&2; exit 1; }
 
 work=$(mktemp -d /tmp/pyhost-cgbench-XXXXXX)
 chmod 755 "$work"
@@ -60,8 +76,8 @@ median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+
 run_one() { # $1: on|off
     local env=() rps ms=() t0 t1 i
     [ "$1" = off ] && env=(PYHOST_CGROUPS=0)
-    env "${env[@]}" "$PYHOSTD" serve --listen 127.0.0.1:$PORT --user "$BENCH_USER" --python /usr/bin/python3 \
-        --control-socket "$work/ctl.sock" "$work/hello.toml" >"$work/serve-$1.log" 2>&1 &
+    env "${env[@]}" "$PYHOSTD1" serve --listen 127.0.0.1:$PORT --user "$BENCH_USER" --python /usr/bin/python3 \
+        --control-socket "$work/ctl.sock" "$work/hello.toml" >"$work/serve-$1.log" 2>&1 9>&- &
     pid=$!
     for i in $(seq 1 100); do curl -fs -o /dev/null http://127.0.0.1:$PORT/ && break; sleep 0.1; done
     wrk -t2 -c64 -d2s http://127.0.0.1:$PORT/ >/dev/null # warm-up
@@ -99,7 +115,7 @@ for u in "$NB_USER_A" "$NB_USER_B"; do
 done
 [ "$NB_USER_A" != "$NB_USER_B" ] || { echo "NB_USER_A and NB_USER_B must differ" >&2; exit 1; }
 nb=$work/nb
-mkdir -p "$nb/run" "$nb/log" "$nb/lib" "$nb/apps.d" "$nb/code"
+mkdir -p "$nb/apps.d" "$nb/code"
 cp "$REPO/bench/apps/hello.py" "$REPO/bench/apps/spin.py" "$nb/code/"
 chmod 755 "$nb" "$nb/code"; chmod 644 "$nb/code"/*
 cat >"$nb/pyhost.toml" <<TOML
@@ -142,28 +158,70 @@ TOML
 done
 chmod 644 "$nb/apps.d"/*
 
-"$PYHOSTD" run --config "$nb/pyhost.toml" >"$nb/daemon.log" 2>&1 &
-pid=$!
-for i in $(seq 1 300); do
-    grep -q 'serving:' "$nb/daemon.log" && break
-    kill -0 "$pid" 2>/dev/null || { tail -20 "$nb/daemon.log" >&2; exit 1; }
-    sleep 0.1
-done
-for a in b spincap spinfree; do # start each app's workers before measuring
-    for i in $(seq 1 100); do
-        [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -H "Host: $a.nb.bench" http://127.0.0.1:$NB_PORT/)" = 200 ] && break
+status_json() { "$PYCTL_NB" --socket "$nb/run/control.sock" status --json; }
+
+nb_start() { # $1: pyhostd; the daemon of the three apps, each answering, B warmed up
+    rm -rf "$nb/run" "$nb/log" "$nb/lib"
+    mkdir -p "$nb/run" "$nb/log" "$nb/lib"
+    PYCTL_NB=$(dirname -- "$1")/pyctl
+    [ -x "$PYCTL_NB" ] || PYCTL_NB=$PYCTL
+    "$1" run --config "$nb/pyhost.toml" >"$nb/daemon.log" 2>&1 9>&- &
+    pid=$!
+    local i a
+    for i in $(seq 1 300); do
+        grep -q 'serving:' "$nb/daemon.log" && break
+        kill -0 "$pid" 2>/dev/null || { tail -20 "$nb/daemon.log" >&2; exit 1; }
         sleep 0.1
     done
-    [ "$(curl -s --max-time 5 -H "Host: $a.nb.bench" http://127.0.0.1:$NB_PORT/)" = Hello! ] ||
-        { echo "app $a does not answer Hello!" >&2; tail -20 "$nb/daemon.log" >&2; exit 1; }
-done
+    for a in b spincap spinfree; do # start each app's workers before measuring
+        for i in $(seq 1 100); do
+            [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -H "Host: $a.nb.bench" http://127.0.0.1:$NB_PORT/)" = 200 ] && break
+            sleep 0.1
+        done
+        [ "$(curl -s --max-time 5 -H "Host: $a.nb.bench" http://127.0.0.1:$NB_PORT/)" = Hello! ] ||
+            { echo "app $a does not answer Hello!" >&2; tail -20 "$nb/daemon.log" >&2; exit 1; }
+    done
+    wrk -t1 -c4 -d2s -H "Host: b.nb.bench" http://127.0.0.1:$NB_PORT/ >/dev/null # warm-up
+}
+
+nb_stop() {
+    [ -z "${NB_DEBUG:-}" ] || { status_json; curl -si -H "Host: b.nb.bench" http://127.0.0.1:$NB_PORT/; cat "$nb/wrk.log"; tail -5 "$nb/daemon.log"; } >&2
+    kill -TERM "$pid"; wait "$pid" || true; pid=
+}
 
 cpu_of() { # $1: app name; its cgroup_cpu_seconds
-    "$PYCTL" --socket "$nb/run/control.sock" status --json | /usr/bin/python3 -c '
+    status_json | /usr/bin/python3 -c '
 import json, sys
 d = json.load(sys.stdin)
 apps = d if isinstance(d, list) else d.get("apps", [])
 print(next(a["cgroup_cpu_seconds"] for a in apps if a["name"] == sys.argv[1]))' "$1"
+}
+
+pids_of() { # $1: app name; its workers' pids
+    status_json | /usr/bin/python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+apps = d if isinstance(d, list) else d.get("apps", [])
+print(" ".join(str(w["pid"]) for a in apps if a["name"] == sys.argv[1] for w in a["workers"]))' "$1"
+}
+
+sched_sum() { # pids: "run_ns wait_ns" summed over their threads (/proc/PID/task/*/schedstat)
+    local p f a b c r=0 w=0
+    for p in "$@"; do
+        for f in /proc/"$p"/task/*/schedstat; do
+            read -r a b c 2>/dev/null <"$f" || continue
+            r=$((r + a)); w=$((w + b))
+        done
+    done
+    echo "$r $w"
+}
+
+throttle_of() { # $1: a pid; "nr_periods nr_throttled throttled_ns" of its v1 cpu group
+    local dir
+    [ -n "$1" ] && [ -r /proc/"$1"/cgroup ] || { echo "0 0 0"; return; }
+    dir=$(awk -F: '$2 ~ /(^|,)cpu(,|$)/ { print $3 }' /proc/"$1"/cgroup)
+    [ -d /sys/fs/cgroup/cpu"$dir" ] && dir=/sys/fs/cgroup/cpu$dir || dir=/sys/fs/cgroup/cpu,cpuacct$dir
+    awk '$1 == "nr_periods" { p = $2 } $1 == "nr_throttled" { t = $2 } $1 == "throttled_time" { n = $2 } END { printf "%d %d %.0f\n", p, t, n }' "$dir/cpu.stat" 2>/dev/null || echo "0 0 0"
 }
 
 wrk_b() { # B's latency: prints "p50_ms p99_ms req/s"
@@ -174,6 +232,33 @@ wrk_b() { # B's latency: prints "p50_ms p99_ms req/s"
         END { if (bad) { print "B: errors under wrk" > "/dev/stderr"; exit 1 } printf "%.2f %.2f %.0f\n", p50, p99, r }'
 }
 
+measure_b() { # $1: phase name; B's wrk, with NB_SCHED's and NB_PERF's figures around it; sets m50 m99 mrps
+    local bp px sp s0 s1 p0 p1 x0 x1 t0 t1 perf= app
+    if [ -n "${NB_SCHED:-}" ]; then
+        bp=$(pids_of b); px=$(pgrep -P "$pid" -f __proxy | tr '\n' ' '); sp=$(pids_of spincap | awk '{print $1}')
+        read -r -a s0 < <(sched_sum $bp); read -r -a p0 < <(sched_sum $px); read -r -a x0 < <(sched_sum "$pid"); read -r -a t0 < <(throttle_of "$sp")
+    fi
+    if [ -n "${NB_PERF:-}" ]; then
+        mkdir -p "$NB_PERF"
+        { # who is who, by thread id, for the analysis
+            for app in b spincap spinfree; do echo "$app $(for p in $(pids_of $app); do ls /proc/"$p"/task; done | tr '\n' ' ')"; done
+            echo "proxy $(for p in $(pgrep -P "$pid" -f __proxy); do ls /proc/"$p"/task; done | tr '\n' ' ')"
+            echo "master $(ls /proc/"$pid"/task | tr '\n' ' ')"
+        } >"$NB_PERF/r$round-$label-$1.tids"
+        ( sleep 1; exec perf sched record -a -o "$NB_PERF/r$round-$label-$1.data" -- sleep 3 ) >/dev/null 2>&1 9>&- &
+        perf=$!
+    fi
+    read -r m50 m99 mrps < <(wrk_b)
+    [ -z "$perf" ] || wait "$perf" || true
+    if [ -n "${NB_SCHED:-}" ]; then
+        read -r -a s1 < <(sched_sum $bp); read -r -a p1 < <(sched_sum $px); read -r -a x1 < <(sched_sum "$pid"); read -r -a t1 < <(throttle_of "$sp")
+        awk -v r="$round" -v b="$label" -v ph="$1" -v n="$(( mrps * NB_SECONDS ))" \
+            -v br="$(( s1[0] - s0[0] ))" -v bw="$(( s1[1] - s0[1] ))" -v pr="$(( p1[0] - p0[0] ))" -v pw="$(( p1[1] - p0[1] ))" \
+            -v xw="$(( x1[1] - x0[1] ))" -v tp="$(( t1[0] - t0[0] ))" -v tt="$(( t1[1] - t0[1] ))" -v tn="$(( t1[2] - t0[2] ))" 'BEGIN {
+            printf "| %s | %s | %s | %.1f | %.1f | %.1f | %.1f | %.2f | %d | %d | %.0f |\n", r, b, ph, br / n / 1000, bw / n / 1000, pr / n / 1000, pw / n / 1000, xw / n / 1000, tp, tt, tn / 1e6 }' >>"$nb/sched.md"
+    fi
+}
+
 spin_loops() { # $1: app; 4 loops of /spin?s=1, each bounded in time and count
     local end=$(( $(date +%s) + NB_SECONDS + 2 )) j
     loops=()
@@ -181,29 +266,50 @@ spin_loops() { # $1: app; 4 loops of /spin?s=1, each bounded in time and count
         ( for k in $(seq 1 50); do
               [ "$(date +%s)" -lt "$end" ] || break
               curl -s -o /dev/null --max-time 12 -H "Host: $1.nb.bench" "http://127.0.0.1:$NB_PORT/spin?s=1" || true
-          done ) &
+          done ) 9>&- &
         loops+=($!)
     done
 }
 
-wrk -t1 -c4 -d2s -H "Host: b.nb.bench" http://127.0.0.1:$NB_PORT/ >/dev/null # warm-up
-echo
-echo "| round | neighbour | B p50 ms | B p99 ms | B req/s | p50 / idle | p99 / idle | neighbour CPU % of one CPU |"
-echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
-for round in $(seq 1 "$ROUNDS"); do
-    read -r i50 i99 irps < <(wrk_b)
-    echo "| $round | idle | $i50 | $i99 | $irps | 1 | 1 | - |"
-    for a in spincap spinfree; do
+nb_round() { # $1: pyhostd; one round of the three phases in a daemon of its own
+    label=$(basename -- "$(dirname -- "$1")")
+    nb_start "$1"
+    measure_b idle
+    local i50=$m50 i99=$m99 a phases=spincap
+    echo "| $round | $label | idle | $i50 | $i99 | $mrps | 1 | 1 | - |"
+    [ "${NB_SPINFREE:-1}" = 0 ] || phases="spincap spinfree"
+    for a in $phases; do
         c0=$(cpu_of $a); t0=$(date +%s%N)
         spin_loops $a
         sleep 1 # let the 4 spins take their CPU before B is measured
-        read -r l50 l99 lrps < <(wrk_b)
+        measure_b $a
         c1=$(cpu_of $a); t1=$(date +%s%N)
         wait "${loops[@]}" 2>/dev/null || true
         share=$(awk -v a="$c0" -v b="$c1" -v e="$(( (t1 - t0) / 1000000 ))" 'BEGIN { printf "%.0f", (b - a) * 100000 / e }')
-        printf '| %s | %s | %s | %s | %s | %.2f | %.2f | %s |\n' "$round" "$a" "$l50" "$l99" "$lrps" \
-            "$(awk -v x="$l50" -v y="$i50" 'BEGIN { print x / y }')" "$(awk -v x="$l99" -v y="$i99" 'BEGIN { print x / y }')" "$share"
+        printf '| %s | %s | %s | %s | %s | %s | %.2f | %.2f | %s |\n' "$round" "$label" "$a" "$m50" "$m99" "$mrps" \
+            "$(awk -v x="$m50" -v y="$i50" 'BEGIN { print x / y }')" "$(awk -v x="$m99" -v y="$i99" 'BEGIN { print x / y }')" "$share"
     done
+    nb_stop
+}
+
+read -r -a builds <<<"$PYHOSTD"
+echo
+echo "| round | build | neighbour | B p50 ms | B p99 ms | B req/s | p50 / idle | p99 / idle | neighbour CPU % of one CPU |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+: >"$nb/sched.md"
+for round in $(seq 1 "$ROUNDS"); do
+    order=("${builds[@]}")
+    if [ $((round % 2)) = 0 ]; then # old, new; new, old; ...
+        order=()
+        for ((k = ${#builds[@]} - 1; k >= 0; k--)); do order+=("${builds[k]}"); done
+    fi
+    for b in "${order[@]}"; do nb_round "$b"; done
 done
-[ -z "${NB_DEBUG:-}" ] || { "$PYCTL" --socket "$nb/run/control.sock" status --json; curl -si -H "Host: b.nb.bench" http://127.0.0.1:$NB_PORT/; cat "$nb/wrk.log"; tail -5 "$nb/daemon.log"; } >&2
-kill -TERM "$pid"; wait "$pid" || true; pid=
+if [ -n "${NB_SCHED:-}" ]; then
+    echo
+    echo "Per B request (wrk's count), µs: run and runnable wait of B's worker threads and of the proxy's, wait of the master's; the capped group's cpu.stat over B's wrk:"
+    echo
+    echo "| round | build | neighbour | B run | B wait | proxy run | proxy wait | master wait | periods | throttled | throttled ms |"
+    echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    cat "$nb/sched.md"
+fi
