@@ -134,10 +134,24 @@ wait_https() { # PORT
     return 1
 }
 
+# pyhostd serve prints a line per request on its terminal (since
+# b5c9e09; here its log file): the proxy then writes an access log that
+# serve follows and copies, a write per request in two processes, where
+# the peers log nothing. --quiet turns both off; an older pyhostd has no
+# such flag, and no such line.
+quiet_flag() {
+    local help
+    QUIET=()
+    help=$("$PYHOSTD" serve --help 2>&1) || true
+    [[ $help != *--quiet* ]] || QUIET=(--quiet)
+}
+
 start_tls_pyhost() {
     local dir=$1 port=$2
+    local -a QUIET
+    quiet_flag
     spawn "$dir" "$dir/pyhostd.log" "$PYHOSTD" serve --listen "127.0.0.1:$port" \
-        --tls-cert "$CERT" --tls-key "$KEY" \
+        --tls-cert "$CERT" --tls-key "$KEY" "${QUIET[@]}" \
         --processes "$PROCESSES" --threads "$THREADS" --python "$PY" \
         --user "$BENCH_USER" "$APP_DIR/$APP_FILE"
     wait_https "$port"
@@ -414,7 +428,11 @@ def report(meta_path, records_path, tls_path):
              f"- Budget: {meta['extra'].get('budget', '2 processes x 4 threads')} as {meta['app_user']}, "
              f"{rounds} interleaved round(s), {meta['duration']} s per test after a {meta['warmup']} s "
              "warm-up (discarded)",
-             "- Tests: " + "; ".join(f"**{t}**: {ex['test_' + t]}" for t in tests), ""]
+             "- Tests: " + "; ".join(f"**{t}**: {ex['test_' + t]}" for t in tests)]
+    if "pyhost_serve" in ex:
+        lines.append(f"- pyhost: `{ex['pyhost_serve']}` (no access log or line per request, as the peers log "
+                     "none)")
+    lines.append("")
     if tls:
         lines += ["What an OpenSSL client offering h2 and http/1.1 negotiates:", "",
                   bt.md_table(["stack", "TLS"], [[s, tls.get(s, "–")] for s in stacks], set()), ""]
@@ -555,7 +573,7 @@ https_main() {
     APP_FILE=hello.py
     make_cert
 
-    local -a portargs=() extra=()
+    local -a portargs=() extra=() QUIET=()
     local s command loadavg
     for s in $STACKS; do portargs+=(--port "$s=$(tls_port "$s")"); done
     command="ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP STACKS=\"$STACKS\""
@@ -576,6 +594,10 @@ https_main() {
         --extra "test_h1=wrk -t1 -c$HELLO_CONNS, GET /hello, keep-alive"
         --extra "test_h2=h2load -t1 -c$H2_CLIENTS -m$H2_STREAMS ($((H2_CLIENTS * H2_STREAMS)) streams in flight), GET /hello"
         --extra "test_handshake=wrk -t1 -c$HANDSHAKE_CONNS -H 'Connection: close', GET /hello")
+    if wants pyhost; then
+        quiet_flag
+        extra+=(--extra "pyhost_serve=pyhostd serve --tls-cert --tls-key ${QUIET[*]:+${QUIET[*]} }--processes $PROCESSES --threads $THREADS")
+    fi
     "$PY" "$TOOL" meta --stacks "$STACKS" --conns "$HELLO_CONNS" --rounds "$ROUNDS" \
         --duration "$DURATION" --warmup "$WARMUP" --wrk-timeout "$WRK_TIMEOUT" \
         --app-user "$BENCH_USER" --command "$command" "${portargs[@]}" \
