@@ -42,9 +42,11 @@ type core struct {
 	failing  bool // its workers keep dying (RestartDecision.Failing)
 
 	// A restart held back by the backoff: reconcile waits for the
-	// evRestartDue carrying restartSeq; an older one is stale.
+	// evRestartDue carrying restartSeq, due at restartAt; an older one is
+	// stale.
 	restartHeld bool
 	restartSeq  int
+	restartAt   time.Time
 
 	reload       *reloadOp
 	haltWaiters  []chan<- error // Halt calls waiting for the last worker to go

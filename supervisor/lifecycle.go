@@ -83,6 +83,7 @@ func (c *core) onSpawnFailed(ev evSpawnFailed) {
 			c.reload = nil
 			c.idle = op.idle && c.liveCount(c.gen) == 0
 			c.emit(effReply{op.done, &ReloadError{Reason: ev.err.Error()}})
+			c.resumeDeferredRestart(op)
 			return
 		}
 		c.abortReload(nil, ev.err.Error(), "")
@@ -258,16 +259,33 @@ func (c *core) scheduleRestart(d RestartDecision) {
 		c.reconcile()
 		return
 	}
-	c.restartHeld = true
+	if op := c.reload; op != nil && !op.draining {
+		// The generation that keeps dying is being replaced: its restart
+		// waits for the reload's outcome (deferRestart), rather than
+		// start its broken code beside the new one.
+		op.deferRestart(c.now.Add(d.Delay))
+		return
+	}
+	c.holdRestart(d.Delay)
+}
+
+// holdRestart starts the serving generation's missing workers after d,
+// not before: reconcile waits for the evRestartDue.
+func (c *core) holdRestart(d time.Duration) {
+	c.restartHeld, c.restartAt = true, c.now.Add(d)
 	c.restartSeq++
-	c.emit(effTimer{d.Delay, evRestartDue{c.restartSeq}})
+	c.emit(effTimer{d, evRestartDue{c.restartSeq}})
 }
 
 // cancelRestart forgets a restart held back: its evRestartDue is stale.
+// One a reload deferred is forgotten too.
 func (c *core) cancelRestart() {
 	if c.restartHeld {
 		c.restartHeld = false
 		c.restartSeq++
+	}
+	if c.reload != nil {
+		c.reload.restartAt = time.Time{}
 	}
 }
 

@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -29,6 +30,18 @@ type reloadOp struct {
 	// began: the reload starts it on the fresh code, and an abort leaves
 	// it as it was.
 	halted, idle bool
+	// restartAt, when not zero, is when the old generation's restart
+	// held back by the backoff was due (a crash loop being fixed): the
+	// swap forgets it, an abort holds it again for what is left.
+	restartAt time.Time
+}
+
+// deferRestart notes a restart of the old generation due at at; the
+// latest of them stands, as the backoff only grows within a streak.
+func (op *reloadOp) deferRestart(at time.Time) {
+	if at.After(op.restartAt) {
+		op.restartAt = at
+	}
 }
 
 // ReloadError is a reload that was aborted; the old workers kept serving.
@@ -67,6 +80,14 @@ func (c *core) startReload(op *reloadOp) {
 	}
 	op.gen = c.gen + 1
 	op.first = true
+	if c.restartHeld {
+		// The old generation is crash-looping: its restart waits for
+		// the reload's outcome, so that the backoff's timer neither
+		// starts its broken code beside the new one nor, after the swap,
+		// holds back the new generation's own restarts.
+		op.deferRestart(c.restartAt)
+		c.cancelRestart()
+	}
 	c.reload = op
 	c.say(op, "starting new worker 1 of %d", op.cfg.Processes)
 	c.spawn(op.cfg, op.gen)
@@ -118,6 +139,7 @@ func (c *core) reloadProgress() {
 		old := c.gen
 		c.cfg, c.gen = op.cfg, op.gen
 		c.tracker.Reset()
+		c.cancelRestart() // the old generation's backoff is not the new one's
 		op.draining = true
 		if op.halted {
 			c.halted = false
@@ -169,4 +191,19 @@ func (c *core) abortReload(failed *worker, reason, traceback string) {
 		}
 	}
 	c.emit(effReply{op.done, &ReloadError{Reason: reason, Traceback: traceback}})
+	c.resumeDeferredRestart(op)
+}
+
+// resumeDeferredRestart holds back again, for what is left of its delay,
+// the old generation's restart that the aborted reload op deferred: the
+// app is left as it was before the reload, backoff included.
+func (c *core) resumeDeferredRestart(op *reloadOp) {
+	if op.restartAt.IsZero() || c.restartHeld {
+		return
+	}
+	if left := op.restartAt.Sub(c.now); left > 0 {
+		c.holdRestart(left)
+		return
+	}
+	c.reconcile()
 }
