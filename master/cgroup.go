@@ -56,7 +56,7 @@ func (m *Master) openCgroups() {
 		say("no cgroup the daemon may write: limits (memory_max, cpu_max, tasks_max, ...) are not enforced by the kernel; memory_limit is enforced by polling only, and workers are contained by process groups")
 		return
 	}
-	opts := cgroup.TreeOptions{Name: treeName(host, m.cfg.StateDir)}
+	opts := cgroup.TreeOptions{Name: treeName(host, m.cfg.SocketDir)}
 	tree, err := cgroup.Open(host, opts)
 	if err != nil {
 		m.log.Warn("cannot make the daemon's cgroups; limits are enforced by polling only, and workers are contained by process groups", "cgroups", host.String(), "error", err)

@@ -63,12 +63,12 @@ type Listeners struct {
 
 // Dirs are where the daemon keeps its files.
 type Dirs struct {
-	// StateDir holds the worker sockets; it is created (mode 0700, owned
-	// by ProxyCred's user when run as root) and removed at exit.
-	StateDir string
+	// SocketDir holds the worker sockets; it is created (mode 0700,
+	// owned by ProxyCred's user when run as root) and removed at exit.
+	SocketDir string
 	// ScriptDir is the run directory: it holds the instance lock (one
 	// daemon per directory) and the worker script, readable by every app
-	// user; "" means the parent of StateDir.
+	// user; "" means the parent of SocketDir.
 	ScriptDir     string
 	ControlSocket string
 	// LogDir holds the per-app logs, LogDir/USER/APP.log.

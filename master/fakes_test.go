@@ -178,7 +178,7 @@ func newTestMaster(t *testing.T, cat Catalog) (*Master, *fakeStarter) {
 	os.Chmod(dir, 0o755)
 	st := &fakeStarter{}
 	m := newMaster(Config{
-		Dirs:     Dirs{StateDir: filepath.Join(dir, "workers"), LogDir: filepath.Join(dir, "logs")},
+		Dirs:     Dirs{SocketDir: filepath.Join(dir, "workers"), LogDir: filepath.Join(dir, "logs")},
 		Settings: Settings{DirectStart: true, CheckInterval: time.Hour},
 		Catalog:  cat,
 		Log:      hclog.NewNullLogger(),

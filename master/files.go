@@ -33,11 +33,11 @@ func writeScript(path string) error {
 	return nil
 }
 
-// prepareStateDir creates the directory for worker sockets. Only the
+// prepareSocketDir creates the directory for worker sockets. Only the
 // proxy's user (and root) may enter it, so no app of another user can
 // reach a worker socket.
-func (m *Master) prepareStateDir() error {
-	dir := m.cfg.StateDir
+func (m *Master) prepareSocketDir() error {
+	dir := m.cfg.SocketDir
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("create state directory: %w", err)
 	}

@@ -36,10 +36,10 @@ func TestWriteScript(t *testing.T) {
 }
 
 // The socket directory is the proxy's user's alone.
-func TestPrepareStateDir(t *testing.T) {
+func TestPrepareSocketDir(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "workers")
-	m := &Master{cfg: Config{Dirs: Dirs{StateDir: dir}, ProxyCred: bob}}
-	if err := m.prepareStateDir(); err != nil {
+	m := &Master{cfg: Config{Dirs: Dirs{SocketDir: dir}, ProxyCred: bob}}
+	if err := m.prepareSocketDir(); err != nil {
 		t.Fatal(err)
 	}
 	fi, err := os.Stat(dir)

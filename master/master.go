@@ -96,7 +96,7 @@ func (m *Master) appOptions(script string) supervisor.Options {
 		Spawner:      m.spawner,
 		Starter:      m.starter,
 		WorkerScript: script,
-		SocketDir:    m.cfg.StateDir,
+		SocketDir:    m.cfg.SocketDir,
 		SocketUID:    sockUID,
 		SocketGID:    sockGID,
 		Log:          m.log,
@@ -119,7 +119,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	m := newMaster(cfg)
 	scriptDir := cfg.ScriptDir
 	if scriptDir == "" {
-		scriptDir = filepath.Dir(cfg.StateDir)
+		scriptDir = filepath.Dir(cfg.SocketDir)
 	}
 	// One daemon per run directory (O6): a second one must change
 	// nothing, not the worker script, not the sockets, not the
@@ -141,10 +141,10 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		return err
 	}
 	defer m.closeListeners()
-	if err := m.prepareStateDir(); err != nil {
+	if err := m.prepareSocketDir(); err != nil {
 		return err
 	}
-	defer os.RemoveAll(cfg.StateDir)
+	defer os.RemoveAll(cfg.SocketDir)
 	if err := m.prepareAccessLog(); err != nil {
 		return err
 	}

@@ -153,7 +153,7 @@ func runSystem(path, logFormat string, stdout, stderr io.Writer) error {
 			MetricsListen: admin.Daemon.MetricsListen,
 		},
 		Dirs: master.Dirs{
-			StateDir:      filepath.Join(admin.Daemon.StateDir, "workers"),
+			SocketDir:     filepath.Join(admin.Daemon.StateDir, "workers"),
 			ScriptDir:     admin.Daemon.StateDir,
 			ControlSocket: admin.Daemon.ControlSocket,
 			LogDir:        admin.Daemon.LogDir,

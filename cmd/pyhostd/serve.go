@@ -260,7 +260,7 @@ func serve(f serveFlags, changed func(string) bool, target string, stdout, stder
 	err = master.Run(ctx, master.Config{
 		Listeners: master.Listeners{Listen: listen, TLSListen: tlsListen, TLS: certs, MetricsListen: f.metricsListen},
 		Dirs: master.Dirs{
-			StateDir:      filepath.Join(runDir, "workers"),
+			SocketDir:     filepath.Join(runDir, "workers"),
 			LogDir:        filepath.Join(runDir, "logs"),
 			ControlSocket: ctlPath,
 		},
