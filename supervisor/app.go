@@ -86,6 +86,7 @@ type App struct {
 	log     hclog.Logger
 	route   atomic.Pointer[channel.App]
 	ring    *LogRing
+	tails   workerTails // each worker's own last lines, for its failure
 
 	cmds    chan func() // run on Run's goroutine (do)
 	events  chan event
@@ -342,7 +343,21 @@ func (a *App) send(ev event) {
 	}
 }
 
+// output is a line of the app's log: worker pid's (0: the supervisor's
+// own note), kept in the worker's tail too.
 func (a *App) output(pid int, line string) {
+	if pid > 0 {
+		a.tails.add(pid, line)
+	}
+	a.logLine(pid, line)
+}
+
+// forkServerOutput is a line a fork server wrote: in the app's log, and
+// no worker's tail (a server is never reaped as a worker is, and its
+// tail would stay).
+func (a *App) forkServerOutput(pid int, line string) { a.logLine(pid, line) }
+
+func (a *App) logLine(pid int, line string) {
 	if pid > 0 {
 		a.ring.Add(fmt.Sprintf("[%d] %s", pid, line))
 	} else {

@@ -67,7 +67,7 @@ func (f *forkServers) get(a *App, spec daemons.Spec) ForkServer {
 		Dir:    spec.Dir,
 		Env:    spec.Env,
 		Cred:   spec.Cred,
-		Output: spec.Output,
+		Output: a.forkServerOutput,
 		Wrap:   spec.Wrap,
 		Cgroup: a.appGroup(),
 	})

@@ -168,21 +168,8 @@ func warmupEnviron(req WarmupRequest, path string, n int) wsgiadapter.Environ {
 }
 
 // tail is the last lines the worker pid wrote (its traceback, when a
-// warm-up request raised), from the app's log ring.
-func (a *App) tail(pid int) string {
-	prefix := fmt.Sprintf("[%d] ", pid)
-	var lines []string
-	for _, l := range a.ring.Lines() {
-		if s, ok := strings.CutPrefix(l, prefix); ok {
-			lines = append(lines, s)
-		}
-	}
-	const keep = 30
-	if len(lines) > keep {
-		lines = lines[len(lines)-keep:]
-	}
-	return strings.Join(lines, "\n")
-}
+// warm-up request raised), taken once it was reaped.
+func (a *App) tail(pid int) string { return a.tails.take(pid) }
 
 // warm runs the warm-up of a worker of cfg that reported ready: nil when
 // the app has none, or it passed.
