@@ -1,13 +1,16 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"syscall"
+	"time"
 
 	"github.com/pyhost/pyhost/privdrop"
 )
@@ -32,8 +35,9 @@ import (
 // (the owner of the path itself, a symlink included, as a link in a
 // user_dir is that user's). A root-owned file outside admin_dir is
 // refused: it would never run. lookup resolves user names and numeric
-// uids; check verifies paths with the app's owner's rights.
-func CheckAppFile(admin Admin, caller privdrop.Credential, path string, running []App, held Ledger, lookup func(string) (privdrop.Credential, error), check PathChecker) error {
+// uids; check verifies paths with the app's owner's rights, all of them
+// in one call (one helper process), which has PathCheckTimeout to answer.
+func CheckAppFile(admin Admin, caller privdrop.Credential, path string, running []App, held Ledger, lookup func(string) (privdrop.Credential, error), check BatchPathChecker) error {
 	inAdminDir := false
 	if caller.IsRoot() {
 		path, inAdminDir = adminDirPath(admin, path)
@@ -73,7 +77,7 @@ func adminDirPath(admin Admin, path string) (string, bool) {
 	return path, false
 }
 
-func checkAppFile(admin Admin, caller privdrop.Credential, path string, inAdminDir bool, running []App, held Ledger, lookup func(string) (privdrop.Credential, error), check PathChecker) error {
+func checkAppFile(admin Admin, caller privdrop.Credential, path string, inAdminDir bool, running []App, held Ledger, lookup func(string) (privdrop.Credential, error), check BatchPathChecker) error {
 	if !caller.IsRoot() {
 		return checkUserFile(admin, caller, path, running, held, check)
 	}
@@ -104,7 +108,7 @@ func checkAppFile(admin Admin, caller privdrop.Credential, path string, inAdminD
 }
 
 // checkUserFile checks path as an app file of cred's own.
-func checkUserFile(admin Admin, cred privdrop.Credential, path string, running []App, held Ledger, check PathChecker) error {
+func checkUserFile(admin Admin, cred privdrop.Credential, path string, running []App, held Ledger, check BatchPathChecker) error {
 	data, err := readTrusted(path, cred.UID, cred.Home)
 	if err != nil {
 		return err
@@ -120,7 +124,7 @@ func checkUserFile(admin Admin, cred privdrop.Credential, path string, running [
 // the running apps in place of the one of its name, if any (unless that
 // one is the admin's and app is not): cred's quota counts cred's other
 // apps, and its domains must be free.
-func admitAmong(admin Admin, cred privdrop.Credential, app App, meta AppFileMeta, running []App, held Ledger, check PathChecker) error {
+func admitAmong(admin Admin, cred privdrop.Credential, app App, meta AppFileMeta, running []App, held Ledger, check BatchPathChecker) error {
 	var mine []App
 	// The ledger as the daemon keeps it: every claim a running app holds,
 	// and those a broken file keeps, exactly what a reload decides by.
@@ -194,15 +198,28 @@ func inFile(path string, err error) error {
 	return &Error{File: path, Msg: err.Error(), Err: err}
 }
 
+// PathCheckTimeout bounds pyctl check's path check (locatePaths): the
+// helper that checks paths as their owner blocks for as long as a path
+// on a hung network mount does, and pyctl check, and the daemon's
+// goroutine answering it, would wait as long. A variable for tests.
+var PathCheckTimeout = 10 * time.Second
+
+// ErrPathCheckTimeout: the paths' check gave no answer within
+// PathCheckTimeout.
+var ErrPathCheckTimeout = errors.New("the check of its paths gave no answer")
+
 // locatePaths makes check's verdicts problems of the keys that name the
 // paths (D7: pyctl check says FILE:LINE: KEY: message for a path as for
-// any other problem, one per line). It asks check about one path at a
-// time, so each failure belongs to one path; a failure about a
+// any other problem, one per line). Each path is a set of its own, so
+// each failure belongs to one path, and all of them are asked in one
+// call: one helper process per check, not one per path. A failure about a
 // directory above several paths (an untrusted one) is said once, for the
 // first key. A path no key names (the owner's home, for its Python user
-// site) is a problem of the file as a whole. Only pyctl check pays the
-// extra checks: Discover calls admitApp directly.
-func locatePaths(app App, meta AppFileMeta, check PathChecker) PathChecker {
+// site) is a problem of the file as a whole. A check that gives no answer
+// within PathCheckTimeout is a problem of the file that names every path
+// it was asked about: which one hangs, the helper does not say. Only
+// pyctl check pays the extra checks: Discover calls admitApp directly.
+func locatePaths(app App, meta AppFileMeta, check BatchPathChecker) PathChecker {
 	if check == nil {
 		return nil
 	}
@@ -229,10 +246,32 @@ func locatePaths(app App, meta AppFileMeta, check PathChecker) PathChecker {
 		// In the order the keys come in the file, so the first key
 		// naming a shared problem is the one that says it.
 		sort.SliceStable(paths, func(i, j int) bool { return lineOf(meta, keys[paths[i]]) < lineOf(meta, keys[paths[j]]) })
+		sets := make([]map[string]uint32, len(paths))
+		for i, p := range paths {
+			sets[i] = map[string]uint32{p: want[p]}
+		}
+		errs, ok := checkWithin(PathCheckTimeout, func() []error { return check(cred, sets) })
+		if !ok {
+			named := make([]string, len(paths))
+			for i, p := range paths {
+				named[i] = p
+				if key := keys[p]; key != "" {
+					named[i] = key + " " + p
+				}
+			}
+			return &Error{File: meta.Path, Err: ErrPathCheckTimeout, Msg: fmt.Sprintf(
+				"checking its paths as user %s gave no answer within %v (a path on a hung network file system?): %s",
+				cred.Username, PathCheckTimeout, strings.Join(named, ", "))}
+		}
 		var es Errors
 		var said []string
-		for _, p := range paths {
-			err := check(cred, map[string]uint32{p: want[p]})
+		for i, p := range paths {
+			var err error
+			if i < len(errs) {
+				err = errs[i]
+			} else {
+				err = fmt.Errorf("as user %s: the path check gave no answer about %s", cred.Username, p)
+			}
 			if err == nil || slices.Contains(said, err.Error()) {
 				continue
 			}
@@ -250,6 +289,23 @@ func locatePaths(app App, meta AppFileMeta, check PathChecker) PathChecker {
 		}
 		sort.SliceStable(es, func(i, j int) bool { return es[i].Line < es[j].Line })
 		return es
+	}
+}
+
+// checkWithin runs check and returns its answer, or false when it gave
+// none within d. It then goes on alone, and its answer is dropped: the
+// helper it waits for is stuck in the kernel, where nothing here can
+// reach it, and ends when the mount answers.
+func checkWithin(d time.Duration, check func() []error) ([]error, bool) {
+	done := make(chan []error, 1) // the late answer never blocks
+	go func() { done <- check() }()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case errs := <-done:
+		return errs, true
+	case <-t.C:
+		return nil, false
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pyhost/pyhost/privdrop"
 )
@@ -81,7 +82,7 @@ func (f *checkFixture) write(path string, uid uint32, src string) string {
 
 func (f *checkFixture) run(caller privdrop.Credential, path string, running ...App) error {
 	f.checked = nil
-	return CheckAppFile(f.admin, caller, path, running, LedgerOf(running), f.lookup, f.check)
+	return CheckAppFile(f.admin, caller, path, running, LedgerOf(running), f.lookup, OneByOne(f.check))
 }
 
 const goodApp = "domains = [%q]\napp = \"site.wsgi:application\"\n"
@@ -295,11 +296,64 @@ func TestCheckPathProblemsLocated(t *testing.T) {
 		path + ":7: static[0].dir: cannot enter /srv/closed: permission denied",
 	}
 	asked := map[string]uint32{app.Directory: 1, app.Script: 1, app.PythonPath[0]: 1, app.PythonPath[1]: 1, app.Static[0].Dir: 1, alice.Home: 1}
-	got := locatePaths(app, meta, check)(alice, asked)
+	got := locatePaths(app, meta, OneByOne(check))(alice, asked)
 	if got == nil || got.Error() != strings.Join(want, "\n") {
 		t.Errorf("located path problems:\n got %v\nwant %s", got, strings.Join(want, "\n"))
 	}
-	if err := locatePaths(app, meta, func(privdrop.Credential, map[string]uint32) error { return nil })(alice, asked); err != nil {
+	if err := locatePaths(app, meta, OneByOne(func(privdrop.Credential, map[string]uint32) error { return nil }))(alice, asked); err != nil {
 		t.Errorf("no problem: %v", err)
+	}
+}
+
+// pyctl check asks about every path of the file in one call (one helper
+// process as the owner), each path a set of its own so each answer
+// belongs to one key; it used to start one helper per path.
+func TestCheckPathsInOneHelper(t *testing.T) {
+	f := newCheckFixture(t)
+	p := f.write(filepath.Join(f.alice.Home, ".config/pyhost/apps/blog.toml"), f.alice.UID, fmt.Sprintf(goodApp, "alice.test")+"python_path = [\"lib\"]\n")
+	var calls [][]map[string]uint32
+	check := func(_ privdrop.Credential, wants []map[string]uint32) []error {
+		calls = append(calls, wants)
+		return make([]error, len(wants))
+	}
+	if err := CheckAppFile(f.admin, f.alice, p, nil, nil, f.lookup, check); err != nil {
+		t.Fatal(err)
+	}
+	if len(calls) != 1 {
+		t.Fatalf("%d helper calls for one check, want 1", len(calls))
+	}
+	for _, set := range calls[0] {
+		if len(set) != 1 {
+			t.Errorf("a set of %d paths, want one path a set: %v", len(set), set)
+		}
+	}
+	if len(calls[0]) < 3 {
+		t.Errorf("%d paths checked, want the directory, python_path[0], the home…: %v", len(calls[0]), calls[0])
+	}
+}
+
+// A path check that never answers (a path on a hung NFS mount) is a
+// problem of the file within PathCheckTimeout, naming the paths it was
+// asked about; the check does not wait for it.
+func TestCheckPathsTimeout(t *testing.T) {
+	f := newCheckFixture(t)
+	defer func(d time.Duration) { PathCheckTimeout = d }(PathCheckTimeout)
+	PathCheckTimeout = 50 * time.Millisecond
+	p := f.write(filepath.Join(f.alice.Home, ".config/pyhost/apps/blog.toml"), f.alice.UID, fmt.Sprintf(goodApp, "alice.test")+"directory = \"/srv/nfs/blog\"\n")
+	hung := make(chan struct{})
+	defer close(hung) // the checker's goroutine ends with the test
+	check := func(privdrop.Credential, []map[string]uint32) []error {
+		<-hung
+		return nil
+	}
+	err := CheckAppFile(f.admin, f.alice, p, nil, nil, f.lookup, check)
+	var e *Error
+	if !errors.Is(err, ErrPathCheckTimeout) || !errors.As(err, &e) || e.File != p {
+		t.Fatalf("check with a hung path: %v, want ErrPathCheckTimeout, of the file", err)
+	}
+	for _, want := range []string{"as user ck-alice", "directory /srv/nfs/blog", "50ms"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("%q lacks %q", err, want)
+		}
 	}
 }

@@ -196,7 +196,8 @@ func (c *Catalog) CheckFile(caller privdrop.Credential, file string, running []c
 	if err := check(caller, map[string]uint32{file: privdrop.Read}); err != nil {
 		return err
 	}
-	return config.CheckAppFile(c.current(), caller, file, running, held, c.opts.Lookup, check)
+	// Every path of the file in one helper, bounded (config.PathCheckTimeout).
+	return config.CheckAppFile(c.current(), caller, file, running, held, c.opts.Lookup, c.opts.CheckAsUser)
 }
 
 // KeepFailed implements master.Catalog: one tenant's broken app must not
