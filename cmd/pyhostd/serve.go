@@ -380,7 +380,9 @@ func stableSocket(name, runDir, base string, euid int) string {
 
 // serveListen is where serve listens: --listen, as HTTPS with
 // --tls-cert and --tls-key (both or neither), whose paths are made
-// absolute. The files are read and checked by the master as it starts.
+// absolute. The pair is read and checked here, as the master will load
+// it, so that a broken one is said in terms of these flags: the master's
+// errors speak of the admin file's [[tls]] tables.
 func serveListen(f serveFlags) (listen, tlsListen []string, certs []config.TLSCert, err error) {
 	switch {
 	case f.tlsCert == "" && f.tlsKey == "":
@@ -398,7 +400,38 @@ func serveListen(f serveFlags) (listen, tlsListen []string, certs []config.TLSCe
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	return nil, []string{f.listen}, []config.TLSCert{{Cert: cert, Key: key}}, nil
+	pair := config.TLSCert{Cert: cert, Key: key}
+	certPEM, keyPEM, err := config.ReadCertPair(pair)
+	if err == nil {
+		_, err = config.ParseCertPair(cert, key, certPEM, keyPEM)
+	}
+	if err != nil {
+		return nil, nil, nil, tlsFlagError(pair, err)
+	}
+	return nil, []string{f.listen}, []config.TLSCert{pair}, nil
+}
+
+// tlsFlagError is config's complaint about pair as one about the flag
+// that names the file at fault. Its messages name that file first (or
+// after "open "), behind the admin file's "[[tls]] ", which is dropped.
+func tlsFlagError(pair config.TLSCert, err error) error {
+	msg := strings.TrimPrefix(err.Error(), "[[tls]] ")
+	var pe *os.PathError
+	at := strings.TrimPrefix(msg, "open ")
+	if errors.As(err, &pe) {
+		at = pe.Path
+	}
+	// The longer path first: one may begin with the other.
+	flags := [][2]string{{"--tls-cert", pair.Cert}, {"--tls-key", pair.Key}}
+	if len(pair.Key) > len(pair.Cert) {
+		flags[0], flags[1] = flags[1], flags[0]
+	}
+	for _, fl := range flags {
+		if strings.HasPrefix(at, fl[1]) {
+			return fmt.Errorf("%s: %s", fl[0], msg)
+		}
+	}
+	return fmt.Errorf("--tls-cert and --tls-key: %s", msg)
 }
 
 // expressApp builds the one app: from an app file (every key applies but

@@ -104,9 +104,12 @@ func TestServeListen(t *testing.T) {
 	if err != nil || len(listen) != 1 || tlsListen != nil || certs != nil {
 		t.Errorf("plain: %v %v %v %v", listen, tlsListen, certs, err)
 	}
-	listen, tlsListen, certs, err = serveListen(serveFlags{listen: "127.0.0.1:8443", tlsCert: "c.pem", tlsKey: "/k.pem"})
+	dir := t.TempDir()
+	_, key := writePair(t, dir, "c", time.Now().Add(24*time.Hour), "localhost")
+	t.Chdir(dir)
+	listen, tlsListen, certs, err = serveListen(serveFlags{listen: "127.0.0.1:8443", tlsCert: "c.pem", tlsKey: key})
 	if err != nil || listen != nil || len(tlsListen) != 1 || tlsListen[0] != "127.0.0.1:8443" || len(certs) != 1 ||
-		!filepath.IsAbs(certs[0].Cert) || certs[0].Key != "/k.pem" {
+		certs[0].Cert != filepath.Join(dir, "c.pem") || certs[0].Key != key {
 		t.Errorf("HTTPS: %v %v %v %v", listen, tlsListen, certs, err)
 	}
 	for _, f := range []serveFlags{{tlsCert: "c.pem"}, {tlsKey: "k.pem"}} {
@@ -171,5 +174,49 @@ func TestCheckACME(t *testing.T) {
 	admin = parse(fmt.Sprintf("tls_listen = [\":443\"]\nacme = { ca_root = %q }", filepath.Join(dir, "missing.pem")))
 	if p := acmeProblems(admin, master.ReadACMERoot); len(p) != 1 || !strings.Contains(p[0].Msg, "no such file") {
 		t.Errorf("a missing ca_root: %v", p)
+	}
+}
+
+// serve's HTTPS files are named by serve's flags: a broken or missing
+// --tls-cert or --tls-key is refused before anything starts, with no word
+// of the admin file's [[tls]] table, which serve's user never wrote.
+func TestServeTLSFlagErrors(t *testing.T) {
+	dir := t.TempDir()
+	cert, key := writePair(t, dir, "good", time.Now().Add(30*24*time.Hour), "localhost")
+	_, otherKey := writePair(t, dir, "other", time.Now().Add(30*24*time.Hour), "localhost")
+	garbage := filepath.Join(dir, "garbage.pem")
+	os.WriteFile(garbage, []byte("not a PEM file\n"), 0o644)
+	for _, tc := range []struct {
+		name, cert, key string
+		want            []string // in the error; none: no error
+	}{
+		{"good", cert, key, nil},
+		{"key alone", "", key, []string{"--tls-key needs --tls-cert"}},
+		{"cert alone", cert, "", []string{"--tls-cert needs --tls-key"}},
+		{"broken cert", garbage, key, []string{"--tls-cert", garbage, "certificate"}},
+		{"broken key", cert, garbage, []string{"--tls-key", garbage}},
+		{"missing key", cert, filepath.Join(dir, "gone.key"), []string{"--tls-key", "gone.key", "no such file"}},
+		{"not the cert's key", cert, otherKey, []string{"--tls-key", otherKey, "is not the key of"}},
+		{"a directory", dir, key, []string{"--tls-cert", "not a regular file"}},
+	} {
+		_, tlsListen, certs, err := serveListen(serveFlags{listen: "127.0.0.1:8443", tlsCert: tc.cert, tlsKey: tc.key})
+		if tc.want == nil {
+			if err != nil || len(tlsListen) != 1 || len(certs) != 1 {
+				t.Errorf("%s: %v (tls on %v, certs %v)", tc.name, err, tlsListen, certs)
+			}
+			continue
+		}
+		if err == nil {
+			t.Errorf("%s: no error", tc.name)
+			continue
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: %q lacks %q", tc.name, err, w)
+			}
+		}
+		if strings.Contains(err.Error(), "[[tls]]") {
+			t.Errorf("%s: %q speaks of [[tls]], an admin file's table", tc.name, err)
+		}
 	}
 }
