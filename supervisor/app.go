@@ -102,6 +102,9 @@ type App struct {
 	forks forkServers
 
 	done chan struct{} // closed when Run returns
+
+	// settings are the settings in force, for Config (config.go).
+	settings settings
 }
 
 // NewApp prepares an app; nothing starts before Run.
@@ -277,8 +280,10 @@ func (a *App) rss() map[string]int64 {
 	return m
 }
 
-// publish stores the core's route and tells OnChange when it changed.
+// publish stores the core's route, and the settings in force, and
+// tells OnChange when the route changed.
 func (a *App) publish() {
+	a.publishSettings()
 	r := a.core.route()
 	if old := a.route.Load(); old != nil && reflect.DeepEqual(*old, r) {
 		return
