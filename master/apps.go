@@ -17,10 +17,11 @@ import (
 	"github.com/pyhost/pyhost/supervisor"
 )
 
-// appSet owns the running apps: their supervisors, settings and logs.
-// It changes at runtime (reload-config, a new or deleted app file), so
-// everything is guarded by one mutex; the supervisors themselves run on
-// their own goroutines.
+// appSet owns the running apps: their supervisors and logs. It changes
+// at runtime (reload-config, a new or deleted app file), so everything
+// is guarded by one mutex; the supervisors themselves run on their own
+// goroutines. An app's settings are its supervisor's alone (App.Config):
+// nothing here keeps a copy that could disagree with what runs.
 type appSet struct {
 	m    *Master
 	opts supervisor.Options
@@ -50,7 +51,6 @@ type appSet struct {
 
 type appEntry struct {
 	app  *supervisor.App
-	cfg  config.App
 	log  *applog.Log
 	stop context.CancelFunc
 	done chan struct{}
@@ -84,7 +84,7 @@ func (s *appSet) add(a config.App) error {
 	opts.Cgroup = s.m.appCgroup(a)
 	app := supervisor.NewApp(a, opts)
 	ctx, cancel := context.WithCancel(context.Background())
-	e := &appEntry{app: app, cfg: a, log: alog, stop: cancel, done: make(chan struct{})}
+	e := &appEntry{app: app, log: alog, stop: cancel, done: make(chan struct{})}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -168,22 +168,13 @@ func (s *appSet) get(key string) *supervisor.App {
 	return nil
 }
 
+// config is the settings in force of key's app (its supervisor's, see
+// App.Config), or the zero App when none runs.
 func (s *appSet) config(key string) config.App {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if e := s.apps[key]; e != nil {
-		return e.cfg
+	if app := s.get(key); app != nil {
+		return app.Config()
 	}
 	return config.App{}
-}
-
-func (s *appSet) setConfig(a config.App) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if e := s.apps[a.Key()]; e != nil {
-		e.cfg = a
-	}
-	s.m.reloader.appsChanged()
 }
 
 func (s *appSet) logOf(key string) *applog.Log {
@@ -224,7 +215,7 @@ func (s *appSet) scan(only string) config.Scan {
 	defer s.mu.Unlock()
 	running := make([]config.App, 0, len(s.order))
 	for _, k := range s.order {
-		running = append(running, s.apps[k].cfg)
+		running = append(running, s.apps[k].app.Config())
 	}
 	return config.Scan{Held: held, Running: running, Only: only}
 }
@@ -255,7 +246,7 @@ func (s *appSet) commitClaims(kept config.Ledger) {
 	s.mu.Lock()
 	running := make([]config.App, 0, len(s.apps)+len(s.pending))
 	for _, k := range s.order {
-		running = append(running, s.apps[k].cfg)
+		running = append(running, s.apps[k].app.Config())
 	}
 	// A roll underway holds its new claims besides its old ones.
 	for _, a := range s.pending {

@@ -238,24 +238,27 @@ func (m *Master) roll(ctx context.Context, app *supervisor.App, cfg config.App, 
 	}
 	if cfg.Disabled {
 		// enabled = false (D5): the file is taken, the app stays (or
-		// becomes) stopped; pyctl start starts it.
-		m.set.setConfig(cfg)
+		// becomes) stopped; pyctl start starts it on these settings,
+		// which its supervisor keeps (App.Disable).
 		say := func(line string) {
 			if progress != nil {
 				progress(line)
 			}
 		}
 		say("enabled = false in " + cfg.File + ": the app stays stopped (pyctl start starts it until the daemon restarts)")
-		if err := app.Halt(context.WithoutCancel(ctx)); err != nil {
+		if err := app.Disable(context.WithoutCancel(ctx), cfg); err != nil {
 			return &control.ReloadError{App: cfg.Name, Reason: "cannot stop it: " + err.Error()}
 		}
+		m.reloader.appsChanged() // its trigger paths may have moved
 		return nil
 	}
 	// The reload goes on if pyctl is interrupted: a half-done roll is
 	// worse than a finished one nobody watched.
 	err := app.Reload(context.WithoutCancel(ctx), cfg, progress)
 	if err == nil {
-		m.set.setConfig(cfg)
+		// cfg is in force now (App.Config): its trigger paths may
+		// have moved.
+		m.reloader.appsChanged()
 	}
 	var rerr *supervisor.ReloadError
 	switch {
@@ -294,7 +297,8 @@ func (m *Master) Act(ctx context.Context, c control.Caller, action control.Actio
 		cfg := m.set.config(app.Key())
 		if cfg.Disabled {
 			// Started on the settings its file gave (a halted app's
-			// reload starts it), which may be newer than its workers'.
+			// reload starts it), which may be newer than its workers':
+			// its supervisor keeps them (App.Disable).
 			progress("starting; it stays disabled: enabled = false in " + cfg.File + " stops it again at the next daemon restart")
 			err := app.Reload(ctx, cfg, progress)
 			var rerr *supervisor.ReloadError
