@@ -88,5 +88,30 @@ func (m *Master) restartOnly(admin config.Admin) []string {
 	if d := admin.Daemon; m.cfg.LogFormat != "" && d.LogFormat != m.cfg.LogFormat {
 		note("log_format", show(m.cfg.LogFormat), show(d.LogFormat))
 	}
+	// [proxy]'s client limits go to the proxy in its Setup (setLimits),
+	// at its start; the zero value is the built-in limits, as there.
+	now, want := m.cfg.ProxyLimits, admin.Proxy.Limits
+	for _, l := range []*config.ProxyLimits{&now, &want} {
+		if *l == (config.ProxyLimits{}) {
+			*l = config.DefaultProxyLimits
+		}
+	}
+	for _, k := range []struct {
+		key       string
+		now, want any
+	}{
+		{"buffer_request_body", now.BufferRequestBody, want.BufferRequestBody},
+		{"request_spool_limit", now.RequestSpoolLimit, want.RequestSpoolLimit},
+		{"client_body_timeout", now.ClientBodyTimeout, want.ClientBodyTimeout},
+		{"client_body_min_rate", now.ClientBodyMinRate, want.ClientBodyMinRate},
+		{"send_timeout", now.SendTimeout, want.SendTimeout},
+		{"keepalive_timeout", now.KeepaliveTimeout, want.KeepaliveTimeout},
+		{"max_connections", now.MaxConnections, want.MaxConnections},
+		{"max_connections_per_ip", now.MaxConnectionsPerIP, want.MaxConnectionsPerIP},
+	} {
+		if k.now != k.want {
+			out = append(out, fmt.Sprintf("[proxy] %s: changed to %v, takes effect at the next start of pyhostd (%v until then)", k.key, k.want, k.now))
+		}
+	}
 	return out
 }

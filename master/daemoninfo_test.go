@@ -1,6 +1,7 @@
 package master
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -32,5 +33,28 @@ func TestRestartOnly(t *testing.T) {
 	m.cfg.LogFormat = "" // --log-format chose it
 	if got := strings.Join(m.restartOnly(changed), "\n"); strings.Contains(got, "log_format") {
 		t.Errorf("a flag-chosen format is reported as changed:\n%s", got)
+	}
+}
+
+// [proxy]'s client limits go to the proxy in its Setup, at its start: a
+// reload-config that changes one says so (it was silently ignored).
+func TestRestartOnlyProxyLimits(t *testing.T) {
+	m := &Master{} // the built-in limits in force (the zero value)
+	if got := m.restartOnly(config.Admin{Proxy: config.Proxy{Limits: config.DefaultProxyLimits}}); len(got) != 0 {
+		t.Errorf("the built-in limits, unchanged, yet: %q", got)
+	}
+	l := config.DefaultProxyLimits
+	l.MaxConnections, l.SendTimeout = 10, l.SendTimeout*2
+	got := strings.Join(m.restartOnly(config.Admin{Proxy: config.Proxy{Limits: l}}), "\n")
+	for _, want := range []string{
+		fmt.Sprintf("[proxy] max_connections: changed to 10, takes effect at the next start of pyhostd (%d until then)", config.DefaultProxyLimits.MaxConnections),
+		fmt.Sprintf("[proxy] send_timeout: changed to %v, takes effect at the next start of pyhostd (%v until then)", l.SendTimeout, config.DefaultProxyLimits.SendTimeout),
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("reload-config lines lack %q:\n%s", want, got)
+		}
+	}
+	if n := strings.Count(got, "\n") + 1; n != 2 {
+		t.Errorf("%d lines, want 2:\n%s", n, got)
 	}
 }
