@@ -36,7 +36,15 @@
 # time B's worker threads, the proxy's and the master's waited runnable
 # per B request, and the capped group's cpu.stat: periods, throttled
 # periods, throttled ms), NB_PERF=DIR (perf sched record -a of 3 s during
-# B's wrk in each phase, kept in DIR for perf sched latency/timehist).
+# B's wrk in each phase, kept in DIR for perf sched latency/timehist),
+# NB_SPIN_SLICE=µs (sets the EEVDF slice of spincap's threads by hand
+# after the start, to try a slice without a build), NB_PROXY_SLICE=µs
+# (the same for the proxy's threads), NB_DAEMON_SHARES=N (the proxy moved
+# by hand into a v1 cpu group TREE/daemon of cpu.shares N; with
+# NB_DAEMON_MASTER=1 the master too), NB_DELAY_MS=N (B's
+# wrk paced: each of its 4 connections waits N ms between requests, so B
+# does not itself saturate the CPUs; unset, B's wrk is a closed loop as
+# fast as it goes).
 set -euo pipefail
 
 REPO=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd -P)
@@ -182,6 +190,28 @@ nb_start() { # $1: pyhostd; the daemon of the three apps, each answering, B warm
             { echo "app $a does not answer Hello!" >&2; tail -20 "$nb/daemon.log" >&2; exit 1; }
     done
     wrk -t1 -c4 -d2s -H "Host: b.nb.bench" http://127.0.0.1:$NB_PORT/ >/dev/null # warm-up
+    [ -z "${NB_SPIN_SLICE:-}" ] || set_slice "$NB_SPIN_SLICE" $(pids_of spincap)
+    [ -z "${NB_PROXY_SLICE:-}" ] || set_slice "$NB_PROXY_SLICE" $(pgrep -P "$pid" -f __proxy)
+    if [ -n "${NB_DAEMON_SHARES:-}" ]; then # the proxy and master moved by hand into TREE/daemon of the v1 cpu hierarchy
+        local tree
+        tree=$(awk -F: '$2 ~ /(^|,)cpu(,|$)/ { sub(/\/apps\/.*/, "", $3); print $3 }' /proc/"$(pids_of b | awk '{print $1}')"/cgroup)
+        mkdir -p /sys/fs/cgroup/cpu"$tree"/daemon
+        echo "$NB_DAEMON_SHARES" >/sys/fs/cgroup/cpu"$tree"/daemon/cpu.shares
+        for p in $(pgrep -P "$pid" -f __proxy) ${NB_DAEMON_MASTER:+$pid}; do echo "$p" >/sys/fs/cgroup/cpu"$tree"/daemon/cgroup.procs; done
+    fi
+}
+
+set_slice() { # $1: µs; pids...: every thread's EEVDF slice (sched_setattr sched_runtime; Linux 6.12+)
+    /usr/bin/python3 - "$@" <<'PY'
+import ctypes, os, struct, sys
+libc = ctypes.CDLL(None, use_errno=True)
+ns = int(sys.argv[1]) * 1000
+for pid in sys.argv[2:]:
+    for tid in os.listdir("/proc/%s/task" % pid):
+        attr = ctypes.create_string_buffer(struct.pack("IIQiIQQQ", 48, 0, 0, 0, 0, ns, 0, 0), 48)
+        if libc.syscall(314, int(tid), attr, 0) != 0:  # SYS_sched_setattr, x86-64
+            sys.exit("sched_setattr %s: %s" % (tid, os.strerror(ctypes.get_errno())))
+PY
 }
 
 nb_stop() {
@@ -225,7 +255,12 @@ throttle_of() { # $1: a pid; "nr_periods nr_throttled throttled_ns" of its v1 cp
 }
 
 wrk_b() { # B's latency: prints "p50_ms p99_ms req/s"
-    wrk -t1 -c4 -d"${NB_SECONDS}"s --latency --timeout 5s -H "Host: b.nb.bench" http://127.0.0.1:$NB_PORT/ | tee -a "$nb/wrk.log" | awk '
+    local pace=()
+    if [ -n "${NB_DELAY_MS:-}" ]; then # each connection waits this long between its requests
+        printf 'function delay() return %d end\n' "$NB_DELAY_MS" >"$nb/delay.lua"
+        pace=(-s "$nb/delay.lua")
+    fi
+    wrk -t1 -c4 -d"${NB_SECONDS}"s --latency --timeout 5s "${pace[@]}" -H "Host: b.nb.bench" http://127.0.0.1:$NB_PORT/ | tee -a "$nb/wrk.log" | awk '
         function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
         $1 == "50%" { p50 = ms($2) } $1 == "99%" { p99 = ms($2) } /Requests\/sec/ { r = $2 }
         /Non-2xx|Socket errors/ { bad = 1 }
