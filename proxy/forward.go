@@ -312,7 +312,15 @@ func (p *Proxy) readAhead(in io.Reader, declared int64) (*requestBody, error) {
 		}
 		var eof bool
 		var err error
-		rb.mem, eof, err = readUpTo(in, want, rb.grow)
+		// A small body whose length is known is read in one go while
+		// bodies hold little of the budget: net/http has the body's
+		// first bytes of a fast client in hand already, and a first read
+		// of only 4 KiB costs a 64 KiB upload a second read system call
+		// (docs/benchmarks.md, "Where uploads wait"). Past that share,
+		// as in a crowd of slow bodies, memory again grows with the bytes.
+		eager := declared > 0 && declared <= wsgiadapter.InlineBodyMax &&
+			p.uploadMem.Load() < rb.memBudget/eagerShare
+		rb.mem, eof, err = readUpTo(in, want, eager, rb.grow)
 		if err != nil || eof {
 			return rb, err
 		}
@@ -360,16 +368,25 @@ func (p *Proxy) readAhead(in io.Reader, declared int64) (*requestBody, error) {
 	}
 }
 
+// eagerShare: small bodies are read whole from their first byte while
+// bodies in memory hold less than 1/eagerShare of the upload memory
+// budget (4 MiB of the default 64), so a crowd of slow ones is back to
+// growing with the bytes long before the budget runs out.
+const eagerShare = 16
+
 // readUpTo reads in until EOF or limit bytes, growing the buffer only as
 // bytes arrive: a client that announces a megabyte and sends a byte
 // costs a few kilobytes, not a megabyte. Each growth by n bytes must be
 // granted by grow first; when it is not, readUpTo returns what it has.
-func readUpTo(in io.Reader, limit int64, grow func(n int64) bool) (buf []byte, eof bool, err error) {
+// eager (for a limit of at most wsgiadapter.InlineBodyMax) takes the
+// whole limit before the first read instead, one read for a body sent
+// at once.
+func readUpTo(in io.Reader, limit int64, eager bool, grow func(n int64) bool) (buf []byte, eof bool, err error) {
 	const first = 4 << 10
 	for int64(len(buf)) < limit {
 		if len(buf) == cap(buf) {
 			size := min(limit, max(first, int64(2*cap(buf))))
-			if cap(buf) > 0 && limit <= wsgiadapter.InlineBodyMax {
+			if (cap(buf) > 0 || eager) && limit <= wsgiadapter.InlineBodyMax {
 				// Its first bytes came: a small body goes to its full
 				// size at once, one copy, as before buffering.
 				size = limit

@@ -413,18 +413,18 @@ func (r *trickle) Read(p []byte) (int, error) {
 func TestReadUpToGrowsWithTheBytes(t *testing.T) {
 	var granted int64
 	grow := func(n int64) bool { granted += n; return true }
-	buf, eof, err := readUpTo(&trickle{left: 3}, 1<<20, grow)
+	buf, eof, err := readUpTo(&trickle{left: 3}, 1<<20, false, grow)
 	if err != nil || !eof || string(buf) != "xxx" || cap(buf) > 4<<10 || granted != int64(cap(buf)) {
 		t.Errorf("3 bytes of a 1 MiB limit: %q eof %v err %v cap %d granted %d", buf, eof, err, cap(buf), granted)
 	}
 	granted = 0
-	buf, eof, err = readUpTo(&trickle{left: 100 << 10}, 64<<10, grow)
+	buf, eof, err = readUpTo(&trickle{left: 100 << 10}, 64<<10, false, grow)
 	if err != nil || eof || len(buf) != 64<<10 || cap(buf) != 64<<10 || granted != 64<<10 {
 		t.Errorf("past the limit: len %d cap %d eof %v err %v granted %d", len(buf), cap(buf), eof, err, granted)
 	}
 	// The budget spent: it stops at what it was granted.
 	granted = 0
-	buf, eof, err = readUpTo(&trickle{left: 100 << 10}, 64<<10, func(n int64) bool {
+	buf, eof, err = readUpTo(&trickle{left: 100 << 10}, 64<<10, false, func(n int64) bool {
 		if granted+n > 4<<10 {
 			return false
 		}
@@ -466,7 +466,7 @@ func TestReadUpToPooledBufferKeepsToTheLimit(t *testing.T) {
 	grow := func(int64) bool { return true }
 	// The first read fills the first 4 KiB; the next growth is to the
 	// whole limit at once, from the pool.
-	buf, eof, err := readUpTo(bytes.NewReader(src), 40<<10, grow)
+	buf, eof, err := readUpTo(bytes.NewReader(src), 40<<10, false, grow)
 	if err != nil || eof || len(buf) != 40<<10 || cap(buf) != wsgiadapter.InlineBodyMax {
 		t.Fatalf("40 KiB of 100: len %d cap %d eof %v err %v", len(buf), cap(buf), eof, err)
 	}
@@ -481,11 +481,44 @@ func TestReadUpToPooledBufferKeepsToTheLimit(t *testing.T) {
 	// What the pool gives next is a whole buffer again, whichever it is:
 	// the next body read whole uses it.
 	for range 3 {
-		buf, eof, err = readUpTo(bytes.NewReader(src[:60<<10]), 60<<10, grow)
+		buf, eof, err = readUpTo(bytes.NewReader(src[:60<<10]), 60<<10, false, grow)
 		if err != nil || len(buf) != 60<<10 || cap(buf) != wsgiadapter.InlineBodyMax || !bytes.Equal(buf, src[:60<<10]) {
 			t.Fatalf("a body read after a release: len %d cap %d eof %v err %v", len(buf), cap(buf), eof, err)
 		}
 		rb = &requestBody{mem: buf, memCounter: &counter, recycle: true}
 		rb.release()
+	}
+}
+
+// countingReader counts its Read calls.
+type countingReader struct {
+	r     io.Reader
+	reads int
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	c.reads++
+	return c.r.Read(p)
+}
+
+// An eager read of a small body sent at once takes its whole size before
+// the first read: one Read for the body and one for its EOF, where the
+// first 4 KiB cost a read of their own; the grants add up to the body.
+func TestReadUpToEagerReadsOnce(t *testing.T) {
+	src := bytes.Repeat([]byte("e"), 60<<10)
+	for _, eager := range []bool{false, true} {
+		var granted int64
+		in := &countingReader{r: bytes.NewReader(src)}
+		buf, eof, err := readUpTo(in, int64(len(src)), eager, func(n int64) bool { granted += n; return true })
+		if err != nil || eof || !bytes.Equal(buf, src) || granted != int64(len(src)) {
+			t.Fatalf("eager %v: len %d eof %v err %v granted %d cap %d", eager, len(buf), eof, err, granted, cap(buf))
+		}
+		want := 2
+		if eager {
+			want = 1
+		}
+		if in.reads != want {
+			t.Errorf("eager %v: %d reads, want %d", eager, in.reads, want)
+		}
 	}
 }

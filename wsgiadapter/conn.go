@@ -3,6 +3,7 @@ package wsgiadapter
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -53,7 +54,9 @@ type Conn struct {
 	// inline: the request in flight went out in one REQUEST frame, no
 	// streamed body after it (see ErrNotRead).
 	inline  bool
-	bodyBuf []byte // reused for small request bodies
+	bodyBuf []byte      // reused for small request bodies
+	iov     net.Buffers // the REQUEST frame's head and inline body, for one writev
+	iovArr  [2][]byte
 	// frameLeft is how much of the current response BODY frame is still
 	// to be read; the response reads it straight into the caller's buffer.
 	frameLeft int
@@ -205,14 +208,39 @@ func (c *Conn) sendFrame(env Environ, streamed bool, inline []byte) error {
 	if !c.clean {
 		return fmt.Errorf("%w: connection is not idle", ErrNotDelivered)
 	}
+	// The environ goes into wbuf; an inline body of some size is not
+	// copied after it but written from where it is, in the same
+	// writev: at thousands of 64 KiB uploads a second the copy showed
+	// in the proxy's profile.
+	gather := len(inline) >= gatherMin
+	head := inline
+	if gather {
+		head = nil
+	}
 	var err error
-	c.wbuf, err = AppendRequest(c.wbuf[:0], env, streamed, inline)
+	c.wbuf, err = AppendRequest(c.wbuf[:0], env, streamed, head)
+	if err == nil && gather {
+		c.wbuf, err = extendFrame(c.wbuf, len(inline))
+	}
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrNotDelivered, err)
 	}
 	c.clean = false
 	c.inline = !streamed
-	if n, err := c.nc.Write(c.wbuf); err != nil {
+	var n int64
+	if gather {
+		// WriteTo consumes the slice; its array is the Conn's, so
+		// no request allocates one.
+		c.iovArr = [2][]byte{c.wbuf, inline}
+		c.iov = c.iovArr[:]
+		n, err = c.iov.WriteTo(c.nc)
+		c.iovArr = [2][]byte{}
+	} else {
+		var m int
+		m, err = c.nc.Write(c.wbuf)
+		n = int64(m)
+	}
+	if err != nil {
 		c.nc.Close()
 		if n == 0 {
 			return fmt.Errorf("%w: %w", ErrNotDelivered, err)
@@ -224,6 +252,22 @@ func (c *Conn) sendFrame(env Environ, streamed bool, inline []byte) error {
 		return fmt.Errorf("send request: %w", err)
 	}
 	return nil
+}
+
+// gatherMin is the size from which an inline body is written from its
+// own buffer (writev) rather than copied into the frame's: below it the
+// copy is cheaper than a second iovec.
+const gatherMin = 4 << 10
+
+// extendFrame makes the single frame at the start of frame announce n
+// more payload bytes, to be written after it.
+func extendFrame(frame []byte, n int) ([]byte, error) {
+	total := len(frame) - headerLen + n
+	if total > MaxPayload {
+		return frame[:0], fmt.Errorf("request frame of %d bytes exceeds the %d byte limit", total, MaxPayload)
+	}
+	binary.BigEndian.PutUint32(frame[1:], uint32(total))
+	return frame, nil
 }
 
 // streamBody copies the request body as BODY frames and ends it with an

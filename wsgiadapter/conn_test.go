@@ -411,6 +411,8 @@ func TestSendBody(t *testing.T) {
 		{name: "nil body with size", length: -1, size: 10},
 		{name: "size zero ignores the reader", length: 5, size: 0},
 		{name: "small inline", length: 5, size: 5},
+		{name: "inline below the gathered size", length: gatherMin - 1, size: gatherMin - 1},
+		{name: "inline gathered from its own buffer", length: gatherMin, size: gatherMin},
 		{name: "inline limit", length: InlineBodyMax, size: InlineBodyMax},
 		{name: "one over the inline limit", length: InlineBodyMax + 1, size: InlineBodyMax + 1, streamed: true},
 		{name: "large streamed", length: 3<<20 + 17, size: 3<<20 + 17, streamed: true},
@@ -1087,5 +1089,32 @@ func TestReadHeadNotRead(t *testing.T) {
 				t.Fatalf("ReadHead = %v; ErrNotRead %v, want %v", err, got, tt.notRead)
 			}
 		})
+	}
+}
+
+// An inline body written from its own buffer (writev) is announced in the
+// frame's length, and a frame that would pass MaxPayload is refused
+// before anything is written.
+func TestExtendFrame(t *testing.T) {
+	env := Environ{"REQUEST_METHOD", "POST"}
+	body := []byte("gathered body")
+	whole, err := AppendRequest(nil, env, false, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	head, err := AppendRequest(nil, env, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	head, err = extendFrame(head, len(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := append(head, body...); !bytes.Equal(got, whole) {
+		t.Errorf("head + body = %q, want %q", got, whole)
+	}
+	head, _ = AppendRequest(nil, env, false, nil)
+	if _, err := extendFrame(head, MaxPayload); err == nil {
+		t.Error("a frame past MaxPayload was accepted")
 	}
 }
