@@ -288,7 +288,7 @@ func (m *Master) Act(ctx context.Context, c control.Caller, action control.Actio
 		return m.roll(ctx, app, m.set.config(app.Key()), progress)
 	case control.ActionStop:
 		progress("stopping every worker (each finishes its requests first)")
-		if err := app.Halt(ctx); err != nil {
+		if err := app.Stop(ctx); err != nil {
 			return err
 		}
 		progress(stopLasts(m.set.config(app.Key()), m.catalog.Rereads()))
@@ -296,7 +296,7 @@ func (m *Master) Act(ctx context.Context, c control.Caller, action control.Actio
 	case control.ActionStart:
 		cfg := m.set.config(app.Key())
 		if cfg.Disabled {
-			// Started on the settings its file gave (a halted app's
+			// Started on the settings its file gave (a stopped app's
 			// reload starts it), which may be newer than its workers':
 			// its supervisor keeps them (App.Disable).
 			progress("starting; it stays disabled: enabled = false in " + cfg.File + " stops it again at the next daemon restart")
@@ -311,7 +311,7 @@ func (m *Master) Act(ctx context.Context, c control.Caller, action control.Actio
 			return nil
 		}
 		progress("starting")
-		if err := app.Resume(ctx); err != nil {
+		if err := app.Start(ctx); err != nil {
 			var ie *daemons.ImportError
 			if errors.As(err, &ie) {
 				return &control.ReloadError{App: name, Reason: ie.Error(), Detail: strings.TrimRight(ie.Traceback, "\n")}

@@ -175,7 +175,7 @@ func (a *App) Run(ctx context.Context) {
 func (a *App) step(ev event) {
 	queue := []event{ev}
 	// Answers wait until the route is published: whoever WaitStarted,
-	// Resume or Reload wakes reads the Route the answer is about, not the
+	// Start or Reload wakes reads the Route the answer is about, not the
 	// one before it.
 	var answers []effect
 	for len(queue) > 0 {
@@ -393,16 +393,16 @@ func (a *App) RecycleWorker(id string, r RecycleReason, dump bool) {
 // Wake starts an idle app's workers: a request is waiting for one.
 func (a *App) Wake() { go a.send(evWake{}) }
 
-// Halt stops every worker (pyctl stop) and waits until they are gone;
-// the app answers 503 until Resume.
-func (a *App) Halt(ctx context.Context) error {
-	return a.ask(ctx, func(r chan<- error) event { return evHalt{r} })
+// Stop stops every worker (pyctl stop) and waits until they are gone;
+// the app answers 503 until Start.
+func (a *App) Stop(ctx context.Context) error {
+	return a.ask(ctx, func(r chan<- error) event { return evOwnerStop{r} })
 }
 
-// Resume starts a stopped, idle or failing app (pyctl start) and waits
+// Start starts a stopped, idle or failing app (pyctl start) and waits
 // until a worker is ready, or returns why none could start.
-func (a *App) Resume(ctx context.Context) error {
-	return a.ask(ctx, func(r chan<- error) event { return evResume{r} })
+func (a *App) Start(ctx context.Context) error {
+	return a.ask(ctx, func(r chan<- error) event { return evOwnerStart{r} })
 }
 
 // ask hands the core the event ev makes and waits for its one answer.

@@ -208,42 +208,42 @@ func TestOldWorkerDyingDuringReloadIsReplaced(t *testing.T) {
 	})
 }
 
-func TestHaltDuringReload(t *testing.T) {
+func TestStopDuringReload(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := start(t, testConfig(1), nil)
 		h.readyAll()
 		var progress []string
 		done := h.reload(testConfig(1), &progress)
-		if err := h.app.Halt(context.Background()); !errors.Is(err, ErrReloadRunning) {
-			t.Fatalf("Halt during a reload: %v, want ErrReloadRunning", err)
+		if err := h.app.Stop(context.Background()); !errors.Is(err, ErrReloadRunning) {
+			t.Fatalf("Stop during a reload: %v, want ErrReloadRunning", err)
 		}
 		h.readyAll()
 		h.drainAll()
 		if err, ok := result(done); !ok || err != nil {
 			t.Fatalf("Reload: %v", err)
 		}
-		halted := make(chan error, 1)
-		go func() { halted <- h.app.Halt(context.Background()) }()
+		ownerStopped := make(chan error, 1)
+		go func() { ownerStopped <- h.app.Stop(context.Background()) }()
 		synctest.Wait()
-		if _, ok := result(halted); ok {
-			t.Fatal("Halt returned while a worker drains")
+		if _, ok := result(ownerStopped); ok {
+			t.Fatal("Stop returned while a worker drains")
 		}
 		h.drainAll()
-		if err, ok := result(halted); !ok || err != nil {
-			t.Fatalf("Halt: %v", err)
+		if err, ok := result(ownerStopped); !ok || err != nil {
+			t.Fatalf("Stop: %v", err)
 		}
 		if s := h.state(); s != AppStopped || len(h.st.live()) != 0 || h.routeState() != channel.AppStopped {
-			t.Fatalf("after Halt: %s, %d live, route %s", s, len(h.st.live()), h.routeState())
+			t.Fatalf("after Stop: %s, %d live, route %s", s, len(h.st.live()), h.routeState())
 		}
 		resumed := make(chan error, 1)
-		go func() { resumed <- h.app.Resume(context.Background()) }()
+		go func() { resumed <- h.app.Start(context.Background()) }()
 		synctest.Wait()
 		if s := h.state(); s != AppStarting {
-			t.Errorf("state %s after Resume, want starting", s)
+			t.Errorf("state %s after Start, want starting", s)
 		}
 		h.readyAll()
 		if err, ok := result(resumed); !ok || err != nil {
-			t.Fatalf("Resume: %v", err)
+			t.Fatalf("Start: %v", err)
 		}
 		if s := h.state(); s != AppRunning {
 			t.Errorf("state %s, want running", s)
@@ -251,7 +251,7 @@ func TestHaltDuringReload(t *testing.T) {
 	})
 }
 
-func TestReloadStartsAHaltedApp(t *testing.T) {
+func TestReloadStartsAStoppedApp(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := start(t, testConfig(1), nil)
 		h.readyAll()
@@ -270,7 +270,7 @@ func TestReloadStartsAHaltedApp(t *testing.T) {
 		if s := h.state(); s != AppRunning {
 			t.Errorf("state %s, want running", s)
 		}
-		// A failed reload of a halted app leaves it stopped.
+		// A failed reload of a stopped app leaves it stopped.
 		if err := halt(h); err != nil {
 			t.Fatal(err)
 		}
@@ -286,15 +286,15 @@ func TestReloadStartsAHaltedApp(t *testing.T) {
 	})
 }
 
-// halt runs Halt, playing the proxy's drained reports meanwhile.
+// halt runs Stop, playing the proxy's drained reports meanwhile.
 func halt(h *harness) error {
-	halted := make(chan error, 1)
-	go func() { halted <- h.app.Halt(context.Background()) }()
+	ownerStopped := make(chan error, 1)
+	go func() { ownerStopped <- h.app.Stop(context.Background()) }()
 	synctest.Wait()
 	h.drainAll()
-	err, ok := result(halted)
+	err, ok := result(ownerStopped)
 	if !ok {
-		return errors.New("Halt did not return")
+		return errors.New("Stop did not return")
 	}
 	return err
 }

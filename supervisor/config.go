@@ -38,7 +38,7 @@ func (a *App) Config() config.App { return *a.settings.shown.Load() }
 // settings in force and stops every worker, waiting until they are gone.
 // Nothing starts it again but a Reload: pyctl start rolls it onto
 // Config(); a reload that commits replaces cfg. A reload under way
-// refuses it (ErrReloadRunning, as Halt) and nothing changes.
+// refuses it (ErrReloadRunning, as Stop) and nothing changes.
 func (a *App) Disable(ctx context.Context, cfg config.App) error {
 	return a.ask(ctx, func(r chan<- error) event {
 		// The core's halt refuses exactly when a reload is under way: the
@@ -46,7 +46,7 @@ func (a *App) Disable(ctx context.Context, cfg config.App) error {
 		if a.core.reload == nil {
 			a.settings.parked, a.settings.parkedGen = &cfg, a.core.gen
 		}
-		return evHalt{r}
+		return evOwnerStop{r}
 	})
 }
 

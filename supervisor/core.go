@@ -35,11 +35,11 @@ type core struct {
 	byReason map[string]int // replacements by reason (control.Restart*), for status
 	lastErr  string         // why the app last failed, for status
 
-	begun    bool // Run has started it
-	stopping bool // the daemon is stopping it (Run's context is done)
-	halted   bool // stopped by its owner (pyctl stop) until Resume
-	idle     bool // stopped for lack of requests until Wake
-	failing  bool // its workers keep dying (RestartDecision.Failing)
+	begun        bool // Run has started it
+	stopping     bool // the daemon is stopping it (Run's context is done)
+	ownerStopped bool // stopped by its owner (pyctl stop) until Start
+	idle         bool // stopped for lack of requests until Wake
+	failing      bool // its workers keep dying (RestartDecision.Failing)
 
 	// A restart held back by the backoff: reconcile waits for the
 	// evRestartDue carrying restartSeq, due at restartAt; an older one is
@@ -49,8 +49,8 @@ type core struct {
 	restartAt   time.Time
 
 	reload       *reloadOp
-	haltWaiters  []chan<- error // Halt calls waiting for the last worker to go
-	startWaiters []chan<- error // Resume calls waiting for a ready worker
+	stopWaiters  []chan<- error // Stop calls waiting for the last worker to go
+	startWaiters []chan<- error // Start calls waiting for a ready worker
 	startedSent  bool           // effStarted went out (it goes once)
 
 	lastActive time.Time // last time a request was seen (idle_timeout)
@@ -170,10 +170,10 @@ func (c *core) Handle(ev event, now time.Time) []effect {
 		c.onRecycle(ev)
 	case evWake:
 		c.wake()
-	case evHalt:
-		c.halt(ev.reply)
-	case evResume:
-		c.resume(ev.reply)
+	case evOwnerStop:
+		c.ownerStop(ev.reply)
+	case evOwnerStart:
+		c.ownerStart(ev.reply)
 	case evReload:
 		c.startReload(ev.op)
 	default:
@@ -201,8 +201,8 @@ func (c *core) state() AppState {
 	switch {
 	case !c.begun, c.stopping:
 		return AppStopped
-	case c.halted && c.reload == nil:
-		// A halted app with a reload under way is being started on
+	case c.ownerStopped && c.reload == nil:
+		// A ownerStopped app with a reload under way is being started on
 		// fresh code: reloading, until the swap or the abort.
 		return AppStopped
 	case c.idle:
@@ -476,10 +476,10 @@ type (
 		reason RecycleReason
 		dump   bool
 	}
-	evWake   struct{}
-	evHalt   struct{ reply chan<- error } // nil once every worker is gone
-	evResume struct{ reply chan<- error } // nil once a worker is ready
-	evReload struct{ op *reloadOp }
+	evWake       struct{}
+	evOwnerStop  struct{ reply chan<- error } // nil once every worker is gone
+	evOwnerStart struct{ reply chan<- error } // nil once a worker is ready
+	evReload     struct{ op *reloadOp }
 )
 
 // counters are the proxy's counters for one worker.
@@ -504,8 +504,8 @@ func (evMemory) isEvent()         {}
 func (evBudgetSpent) isEvent()    {}
 func (evRecycle) isEvent()        {}
 func (evWake) isEvent()           {}
-func (evHalt) isEvent()           {}
-func (evResume) isEvent()         {}
+func (evOwnerStop) isEvent()      {}
+func (evOwnerStart) isEvent()     {}
 func (evReload) isEvent()         {}
 
 // --- effects: what to do ---

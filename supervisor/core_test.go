@@ -149,8 +149,8 @@ func TestCoreState(t *testing.T) {
 		{"starting", core{begun: true, workers: []*worker{starting}}, AppStarting, channel.AppStarting},
 		{"running", core{begun: true, workers: []*worker{starting, ready}}, AppRunning, channel.AppRunning},
 		{"stopping wins", core{begun: true, stopping: true, failing: true, workers: []*worker{ready}}, AppStopped, channel.AppStopped},
-		{"halted", core{begun: true, halted: true}, AppStopped, channel.AppStopped},
-		{"halted, reloading", core{begun: true, halted: true, reload: &reloadOp{}, workers: []*worker{starting}}, AppReloading, channel.AppStarting},
+		{"ownerStopped", core{begun: true, ownerStopped: true}, AppStopped, channel.AppStopped},
+		{"ownerStopped, reloading", core{begun: true, ownerStopped: true, reload: &reloadOp{}, workers: []*worker{starting}}, AppReloading, channel.AppStarting},
 		{"idle", core{begun: true, idle: true}, AppIdle, channel.AppIdle},
 		{"failing beats reloading", core{begun: true, failing: true, reload: &reloadOp{}, workers: []*worker{ready}}, AppFailing, channel.AppFailing},
 		{"reloading", core{begun: true, reload: &reloadOp{}, workers: []*worker{ready}}, AppReloading, channel.AppRunning},
@@ -286,10 +286,10 @@ func TestCoreRestartBackoffAndStaleTimers(t *testing.T) {
 	if r := d.c.route().State; r != channel.AppStarting {
 		t.Errorf("route %s while the restart is held, want starting", r)
 	}
-	// Resume forgets the held restart: its timer, when it fires, is stale.
+	// Start forgets the held restart: its timer, when it fires, is stale.
 	d.c.failing = true
 	reply := make(chan error, 1)
-	d.do(evResume{reply})
+	d.do(evOwnerStart{reply})
 	if n := len(d.in(WorkerStarting)); n != 1 || d.c.restartHeld {
 		t.Fatalf("resume: %d starting, held %v", n, d.c.restartHeld)
 	}
@@ -298,7 +298,7 @@ func TestCoreRestartBackoffAndStaleTimers(t *testing.T) {
 		t.Errorf("a stale restart timer started a worker")
 	}
 	if err := <-reply; err == nil {
-		t.Errorf("Resume's worker died before it was ready, but Resume got nil")
+		t.Errorf("Start's worker died before it was ready, but Start got nil")
 	}
 }
 
@@ -519,9 +519,9 @@ func randomEvent(rng *rand.Rand, d *driver) event {
 	case 12:
 		return evWake{}
 	case 13:
-		return evHalt{reply}
+		return evOwnerStop{reply}
 	case 14:
-		return evResume{reply}
+		return evOwnerStart{reply}
 	default:
 		return evReload{&reloadOp{cfg: d.c.cfg, progress: make(chan string, 64), done: reply}}
 	}

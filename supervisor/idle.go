@@ -47,12 +47,12 @@ func (c *core) checkIdle(served map[string]counters) {
 
 // startDisabled makes an app with enabled = false begin stopped (D5):
 // loaded, its claims held by the daemon, but no worker and no fork
-// server; pyctl start (Resume) starts it. Its first start counts as done.
+// server; pyctl start (Start) starts it. Its first start counts as done.
 func (c *core) startDisabled() {
 	if !c.cfg.Disabled {
 		return
 	}
-	c.halted = true
+	c.ownerStopped = true
 	c.log(hclog.Info, "app stopped: enabled = false")
 	c.started(nil)
 }
@@ -63,7 +63,7 @@ func (c *core) startDisabled() {
 // as done (WaitStarted answers nil at once): its code is first imported
 // at its first request, and an import error shows then.
 func (c *core) startIdle() {
-	if c.cfg.IdleTimeout <= 0 || c.halted {
+	if c.cfg.IdleTimeout <= 0 || c.ownerStopped {
 		return
 	}
 	c.idle = true

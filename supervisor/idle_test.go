@@ -119,10 +119,10 @@ func TestCoreStartsIdle(t *testing.T) {
 			}
 		}, AppStarting, channel.AppStarting, 2},
 		{"first request served", time.Minute, func(d *driver) { d.do(evWake{}); d.readyAll() }, AppRunning, channel.AppRunning, 2},
-		{"pyctl start", time.Minute, func(d *driver) { d.do(evResume{make(chan error, 1)}) }, AppStarting, channel.AppStarting, 2},
-		{"pyctl stop", time.Minute, func(d *driver) { d.do(evHalt{make(chan error, 1)}) }, AppStopped, channel.AppStopped, 0},
+		{"pyctl start", time.Minute, func(d *driver) { d.do(evOwnerStart{make(chan error, 1)}) }, AppStarting, channel.AppStarting, 2},
+		{"pyctl stop", time.Minute, func(d *driver) { d.do(evOwnerStop{make(chan error, 1)}) }, AppStopped, channel.AppStopped, 0},
 		{"pyctl stop, then a request", time.Minute, func(d *driver) {
-			d.do(evHalt{make(chan error, 1)})
+			d.do(evOwnerStop{make(chan error, 1)})
 			d.do(evWake{})
 		}, AppStopped, channel.AppStopped, 0},
 		{"reload: starts on the fresh code", time.Minute, func(d *driver) {
@@ -190,7 +190,7 @@ func TestCoreStartsDisabled(t *testing.T) {
 		if s, n := d.c.state(), len(effectsOf[effSpawn](d.out)); s != AppStopped || n != 0 {
 			t.Errorf("idle %v: %s with %d spawns after a request, want stopped with none", idle, s, n)
 		}
-		d.do(evResume{make(chan error, 1)})
+		d.do(evOwnerStart{make(chan error, 1)})
 		d.readyAll()
 		if s := d.c.state(); s != AppRunning {
 			t.Errorf("idle %v: after pyctl start: %s", idle, s)

@@ -22,7 +22,7 @@ import (
 // processes of them, unless the app is not to run or a restart is held
 // back by the backoff. One at a time: the next follows its evSpawned.
 func (c *core) reconcile() {
-	if c.stopping || c.idle || c.halted || c.restartHeld {
+	if c.stopping || c.idle || c.ownerStopped || c.restartHeld {
 		return
 	}
 	if c.liveCount(c.gen) < c.cfg.Processes {
@@ -142,7 +142,7 @@ func (c *core) onExited(w *worker, ev evExited) {
 		reason = "killed by the kernel's OOM killer: " + ev.oom
 	}
 	var traceback string
-	var startErr error // why it never got ready, for WaitStarted and Resume
+	var startErr error // why it never got ready, for WaitStarted and Start
 	switch {
 	case w.warmErr != nil && w.slow:
 		reason = fmt.Sprintf("warm-up GET %s did not answer within startup_timeout %v", w.warmErr.Path, c.cfgOf(w).StartupTimeout)
@@ -225,18 +225,18 @@ func (c *core) onExited(w *worker, ev evExited) {
 }
 
 // afterExit follows every reaped worker: the last one of an app that is
-// not to run takes its fork servers along and answers Halt.
+// not to run takes its fork servers along and answers Stop.
 func (c *core) afterExit() {
 	if len(c.workers) > 0 {
 		return
 	}
-	if c.stopping || c.idle || c.halted {
+	if c.stopping || c.idle || c.ownerStopped {
 		c.closeForkServers()
 	}
-	for _, r := range c.haltWaiters {
+	for _, r := range c.stopWaiters {
 		c.emit(effReply{r, nil})
 	}
-	c.haltWaiters = nil
+	c.stopWaiters = nil
 }
 
 func (c *core) closeForkServers() {

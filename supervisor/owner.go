@@ -4,14 +4,14 @@ import "github.com/hashicorp/go-hclog"
 
 // The owner's stop and start (pyctl stop, pyctl start; docs/cli.md).
 
-// halt stops every worker; reply gets nil once they are all gone, or why
+// ownerStop stops every worker; reply gets nil once they are all gone, or why
 // the app cannot be stopped now.
-func (c *core) halt(reply chan<- error) {
+func (c *core) ownerStop(reply chan<- error) {
 	if c.reload != nil {
 		c.emit(effReply{reply, ErrReloadRunning})
 		return
 	}
-	c.halted = true
+	c.ownerStopped = true
 	c.idle = false
 	c.cancelRestart()
 	c.note("stopped by its owner")
@@ -23,22 +23,22 @@ func (c *core) halt(reply chan<- error) {
 		c.emit(effReply{reply, nil})
 		return
 	}
-	c.haltWaiters = append(c.haltWaiters, reply)
+	c.stopWaiters = append(c.stopWaiters, reply)
 }
 
-// resume starts a stopped, idle or failing app; reply gets nil once a
+// ownerStart starts a stopped, idle or failing app; reply gets nil once a
 // worker is ready, or why none could start.
-func (c *core) resume(reply chan<- error) {
-	if c.reload != nil && c.halted {
+func (c *core) ownerStart(reply chan<- error) {
+	if c.reload != nil && c.ownerStopped {
 		// A reload is starting this stopped app; it reports itself.
 		c.emit(effReply{reply, ErrReloadRunning})
 		return
 	}
-	if !c.halted && !c.failing && !c.idle {
+	if !c.ownerStopped && !c.failing && !c.idle {
 		c.emit(effReply{reply, nil})
 		return
 	}
-	c.halted, c.idle, c.failing = false, false, false
+	c.ownerStopped, c.idle, c.failing = false, false, false
 	c.tracker.Reset()
 	c.cancelRestart()
 	c.note("started by its owner")

@@ -26,10 +26,10 @@ type reloadOp struct {
 	first    bool // its first worker has not run yet
 	filling  bool // starting the rest, one after another
 	draining bool // all new workers were ready: the old ones drain
-	// The app was stopped by its owner (halted) or idle when the reload
+	// The app was stopped by its owner (ownerStopped) or idle when the reload
 	// began: the reload starts it on the fresh code, and an abort leaves
 	// it as it was.
-	halted, idle bool
+	ownerStopped, idle bool
 	// restartAt, when not zero, is when the old generation's restart
 	// held back by the backoff was due (a crash loop being fixed): the
 	// swap forgets it, an abort holds it again for what is left.
@@ -69,12 +69,12 @@ func (c *core) startReload(op *reloadOp) {
 		return
 	}
 	// A reload of an idle or stopped app starts it on the fresh code
-	// (docs/cli.md). A stopped one stays halted until the swap, so
+	// (docs/cli.md). A stopped one stays ownerStopped until the swap, so
 	// nothing starts a worker of the old generation meanwhile, and it
 	// simply stays stopped if the new code fails.
-	op.idle, op.halted = c.idle, c.halted
+	op.idle, op.ownerStopped = c.idle, c.ownerStopped
 	c.idle = false
-	if c.halted {
+	if c.ownerStopped {
 		c.failing = false
 		c.say(op, "the app is stopped; starting it on the fresh code")
 	}
@@ -141,8 +141,8 @@ func (c *core) reloadProgress() {
 		c.tracker.Reset()
 		c.cancelRestart() // the old generation's backoff is not the new one's
 		op.draining = true
-		if op.halted {
-			c.halted = false
+		if op.ownerStopped {
+			c.ownerStopped = false
 			c.say(op, "all %d new workers are ready; the app runs again", ready)
 		} else {
 			c.say(op, "all %d new workers are ready; draining the old ones", ready)
@@ -159,7 +159,7 @@ func (c *core) reloadProgress() {
 			return // an old worker is still on its way out
 		}
 	}
-	if !op.halted {
+	if !op.ownerStopped {
 		c.say(op, "old workers stopped")
 	}
 	c.reload = nil
@@ -174,8 +174,8 @@ func (c *core) abortReload(failed *worker, reason, traceback string) {
 	c.reload = nil
 	after := "the old workers keep serving"
 	switch {
-	case op.halted:
-		after = "the app stays stopped" // still halted: nothing was swapped
+	case op.ownerStopped:
+		after = "the app stays stopped" // still ownerStopped: nothing was swapped
 	case op.idle && c.liveCount(c.gen) == 0:
 		// As before: the next request starts it. (A resume during the
 		// reload may have started workers of the old code: then it is

@@ -51,11 +51,11 @@ func TestCoreReload(t *testing.T) {
 			note: "reload aborted (cannot start); the old workers keep serving",
 		},
 		{
-			name: "halted app, success", from: haltApp, new: readyGen, state: AppRunning,
+			name: "ownerStopped app, success", from: haltApp, new: readyGen, state: AppRunning,
 			note: "all 2 new workers are ready; the app runs again",
 		},
 		{
-			name: "halted app, failure", from: haltApp, state: AppStopped, err: "reload aborted: exited with status 3",
+			name: "ownerStopped app, failure", from: haltApp, state: AppStopped, err: "reload aborted: exited with status 3",
 			new:  func(d *driver, gen int) { d.do(evExited{id: genIDs(d, gen)[0], err: crash}) },
 			note: "reload aborted (exited with status 3); the app stays stopped",
 		},
@@ -161,10 +161,10 @@ func readyGen(d *driver, gen int) {
 }
 
 func haltApp(d *driver) {
-	d.do(evHalt{make(chan error, 1)})
+	d.do(evOwnerStop{make(chan error, 1)})
 	d.drainAll()
 	if s := d.c.state(); s != AppStopped {
-		d.t.Fatalf("halted: %s", s)
+		d.t.Fatalf("ownerStopped: %s", s)
 	}
 }
 
