@@ -202,7 +202,7 @@ func (c *core) state() AppState {
 	case !c.begun, c.stopping:
 		return AppStopped
 	case c.ownerStopped && c.reload == nil:
-		// A ownerStopped app with a reload under way is being started on
+		// An owner-stopped app with a reload under way is being started on
 		// fresh code: reloading, until the swap or the abort.
 		return AppStopped
 	case c.idle:

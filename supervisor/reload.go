@@ -69,7 +69,7 @@ func (c *core) startReload(op *reloadOp) {
 		return
 	}
 	// A reload of an idle or stopped app starts it on the fresh code
-	// (docs/cli.md). A stopped one stays ownerStopped until the swap, so
+	// (docs/cli.md). A stopped one stays stopped until the swap, so
 	// nothing starts a worker of the old generation meanwhile, and it
 	// simply stays stopped if the new code fails.
 	op.idle, op.ownerStopped = c.idle, c.ownerStopped
