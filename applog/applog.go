@@ -141,12 +141,17 @@ func (l *Log) Reopen() error { return l.open() }
 // Path is the file's path.
 func (l *Log) Path() string { return l.path }
 
-// Line appends one line: "TIME [pid PID] TEXT". pid 0 is the
-// supervisor's own line ("[pyhost]").
+// NotePID, in place of a process's pid, marks a line as pyhost's own
+// note about the app (a restart, a limit, an OOM kill) rather than a
+// process's output; the log shows it as "[pyhost]".
+const NotePID = 0
+
+// Line appends one line: "TIME [pid PID] TEXT", or "TIME [pyhost] TEXT"
+// for NotePID.
 func (l *Log) Line(pid int, text string) {
 	var b bytes.Buffer
 	b.WriteString(time.Now().UTC().Format("2006-01-02T15:04:05.000Z"))
-	if pid > 0 {
+	if pid != NotePID {
 		fmt.Fprintf(&b, " [pid %d] ", pid)
 	} else {
 		b.WriteString(" [pyhost] ")

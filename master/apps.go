@@ -79,7 +79,7 @@ func (s *appSet) add(a config.App) error {
 		}
 	}
 	for _, w := range s.m.staticWarnings(a) {
-		opts.Output(a.Key(), 0, w)
+		opts.Output(a.Key(), applog.NotePID, w)
 	}
 	opts.Cgroup = s.m.appCgroup(a)
 	app := supervisor.NewApp(a, opts)
@@ -103,7 +103,7 @@ func (s *appSet) add(a config.App) error {
 		// no process at all, its claims held.
 		msg := "not started: enabled = false in " + a.File + " (pyctl start starts it until the daemon restarts)"
 		s.m.log.Info(msg, "app", a.Key())
-		alog.Line(0, msg)
+		alog.Line(applog.NotePID, msg)
 	}
 	return nil
 }

@@ -33,7 +33,7 @@ type Config struct {
 	// What `pyhostd serve` shows on its terminal; each may be nil.
 	//
 	// AppOutput receives each line of worker output and each supervisor
-	// event of an app (pid 0), besides the app's log file.
+	// event of an app (pid applog.NotePID), besides the app's log file.
 	AppOutput func(app string, pid int, line string)
 	// Ready is called once the listeners are bound, the proxy runs and
 	// every app has a ready worker.

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pyhost/pyhost/applog"
 	"github.com/pyhost/pyhost/config"
 	"github.com/pyhost/pyhost/control"
 	"github.com/pyhost/pyhost/daemons"
@@ -233,7 +234,7 @@ func (m *Master) roll(ctx context.Context, app *supervisor.App, cfg config.App, 
 			progress(w)
 		}
 		if l := m.set.logOf(app.Key()); l != nil {
-			l.Line(0, w)
+			l.Line(applog.NotePID, w)
 		}
 	}
 	if cfg.Disabled {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/pyhost/pyhost/applog"
 	"github.com/pyhost/pyhost/config"
 	"github.com/pyhost/pyhost/control"
 	"github.com/pyhost/pyhost/privdrop"
@@ -288,6 +289,6 @@ func dedupe(s []string) []string {
 // shows what rolled it. (Serve's terminal has the daemon's log line.)
 func (m *Master) appLine(key, line string) {
 	if l := m.set.logOf(key); l != nil {
-		l.Line(0, line)
+		l.Line(applog.NotePID, line)
 	}
 }

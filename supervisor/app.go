@@ -11,6 +11,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/pyhost/pyhost/applog"
 	"github.com/pyhost/pyhost/cgroup"
 	"github.com/pyhost/pyhost/channel"
 	"github.com/pyhost/pyhost/config"
@@ -32,8 +33,8 @@ type Options struct {
 	// (see daemons.Spec); -1 leaves them to the daemon's user.
 	SocketUID, SocketGID int
 	Log                  hclog.Logger
-	// Output receives each line of worker output, tagged with the pid
-	// (0: a line of the supervisor's own about the app).
+	// Output receives each line of worker output, tagged with the pid,
+	// and the supervisor's own notes about the app, with applog.NotePID.
 	Output func(app string, pid int, line string)
 	// OnChange is called from the app's goroutine after its route
 	// changed; it must not block.
@@ -230,7 +231,7 @@ func (a *App) exec(e effect) event {
 	case effLog:
 		a.log.Log(e.level, e.msg, e.args...)
 	case effNote:
-		a.output(0, e.line)
+		a.note(e.line)
 	case effStarted:
 		a.markStarted(e.err)
 	case effReply:
@@ -351,7 +352,7 @@ func (a *App) send(ev event) {
 // output is a line of the app's log: worker pid's (0: the supervisor's
 // own note), kept in the worker's tail too.
 func (a *App) output(pid int, line string) {
-	if pid > 0 {
+	if pid != applog.NotePID {
 		a.tails.add(pid, line)
 	}
 	a.logLine(pid, line)
@@ -362,8 +363,11 @@ func (a *App) output(pid int, line string) {
 // tail would stay).
 func (a *App) forkServerOutput(pid int, line string) { a.logLine(pid, line) }
 
+// note is a line of the supervisor's own about the app.
+func (a *App) note(line string) { a.logLine(applog.NotePID, line) }
+
 func (a *App) logLine(pid int, line string) {
-	if pid > 0 {
+	if pid != applog.NotePID {
 		a.ring.Add(fmt.Sprintf("[%d] %s", pid, line))
 	} else {
 		a.ring.Add("[pyhost] " + line)

@@ -91,11 +91,11 @@ func (a *App) applyLimits(cfg config.App) {
 	case a.cg.pending:
 		a.cg.lastErr = err.Error()
 		a.log.Warn("cgroup limits not all applied yet: the app uses more than the new limit; retried as its workers exit", "error", err)
-		a.output(0, "cgroup limits not all applied yet (the app uses more than the new limit; retried as its workers exit): "+err.Error())
+		a.note("cgroup limits not all applied yet (the app uses more than the new limit; retried as its workers exit): " + err.Error())
 	default:
 		a.cg.lastErr = err.Error()
 		a.log.Warn("cgroup limits not all applied", "error", err)
-		a.output(0, "cgroup limits not all applied: "+err.Error())
+		a.note("cgroup limits not all applied: " + err.Error())
 	}
 	if err := a.cg.g.LetMove(int(cfg.Cred.UID), int(cfg.Cred.GID)); err != nil && !errors.Is(err, cgroup.ErrUnsupported) {
 		a.log.Warn("cannot let the app's user move its workers into their own cgroups", "error", err)
@@ -137,7 +137,7 @@ func (a *App) settleLimits() {
 	} else if err.Error() != a.cg.lastUserErr {
 		a.cg.lastUserErr = err.Error()
 		a.log.Warn("the user's cgroup limits not all applied", "error", err)
-		a.output(0, "the user's cgroup limits (max_memory) not all applied: "+err.Error())
+		a.note("the user's cgroup limits (max_memory) not all applied: " + err.Error())
 	}
 	if a.core.reload != nil {
 		return
@@ -231,7 +231,7 @@ func (a *App) killStrays() {
 	}
 	for _, pid := range killed {
 		a.log.Warn("killed a process that had moved out of its worker's cgroup", "pid", pid)
-		a.output(0, fmt.Sprintf("killed process %d: it had moved itself out of its worker's cgroup, which is killed when the worker ends", pid))
+		a.note(fmt.Sprintf("killed process %d: it had moved itself out of its worker's cgroup, which is killed when the worker ends", pid))
 	}
 }
 
@@ -369,7 +369,7 @@ func (a *App) watchOOM(ctx context.Context) {
 			}
 			msg := fmt.Sprintf("the kernel's OOM killer killed %s of this app: %s (%d since the app's cgroup was made)", what, a.cg.limitReached(), ev.Total)
 			a.log.Warn(msg)
-			a.output(0, msg)
+			a.note(msg)
 		}
 	}()
 }

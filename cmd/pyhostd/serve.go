@@ -19,6 +19,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/pyhost/pyhost/applog"
 	"github.com/pyhost/pyhost/config"
 	"github.com/pyhost/pyhost/master"
 	"github.com/pyhost/pyhost/privdrop"
@@ -285,7 +286,7 @@ func serve(f serveFlags, changed func(string) bool, target string, stdout, stder
 		AppOutput: func(name string, pid int, line string) {
 			outMu.Lock()
 			defer outMu.Unlock()
-			if pid == 0 {
+			if pid == applog.NotePID {
 				fmt.Fprintf(stderr, "[%s] %s\n", app.Name, line)
 				return
 			}
