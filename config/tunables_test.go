@@ -1,9 +1,11 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -213,6 +215,77 @@ func TestTunablesAreDocumented(t *testing.T) {
 	for _, tu := range tunables {
 		if f := tu.flagName(); f != "" && !strings.Contains(string(cli), "`--"+f+" ") {
 			t.Errorf("docs/cli.md does not list serve's --%s", f)
+		}
+	}
+}
+
+// docDefault is how docs/config.md writes a row's built-in default in
+// its Default column: a number bare, a size or duration quoted ("1GiB",
+// "60s"), 0 bare for "none".
+func docDefault(t *testing.T, tu tunable) string {
+	switch s := tu.(type) {
+	case *spec[int]:
+		return strconv.Itoa(s.def)
+	case *spec[int64]:
+		if s.def == 0 {
+			return "0"
+		}
+		return `"` + FormatSize(s.def) + `"`
+	case *spec[time.Duration]:
+		if s.def == 0 {
+			return "0"
+		}
+		if s.def%time.Second == 0 {
+			return fmt.Sprintf(`"%ds"`, s.def/time.Second) // "60s", not "1m0s"
+		}
+		return `"` + s.def.String() + `"`
+	case *spec[bool]:
+		return "`" + strconv.FormatBool(s.def) + "`"
+	case *spec[string]:
+		return "`" + strconv.Quote(s.def) + "`"
+	case *spec[cgroup.CPUMax]:
+		if s.def == (cgroup.CPUMax{}) {
+			return "`\"max\"`"
+		}
+	}
+	t.Fatalf("%s: teach docDefault its default's type %T", tu.name(), tu)
+	return ""
+}
+
+// The Default column of docs/config.md's app-file table says each
+// tunable's built-in default, as the table has it: a default moved in
+// the table and not in the reference (or the other way) fails here.
+// cpu_weight and io_weight are unset by default, which leaves the
+// kernel's own weight (100) in force: the reference says that number.
+func TestTunableDefaultsAreDocumented(t *testing.T) {
+	data, err := os.ReadFile("../docs/config.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	column := map[string]string{} // key → its Default cell
+	for _, line := range strings.Split(string(data), "\n") {
+		if !strings.HasPrefix(line, "| `") || !strings.Contains(line, "(*tunable*)") {
+			continue
+		}
+		cells := strings.Split(line, "|")
+		key := strings.Trim(strings.TrimSpace(cells[1]), "`")
+		column[key] = strings.TrimSpace(cells[3])
+	}
+	kernel := map[string]string{"cpu_weight": "100", "io_weight": "100"}
+	for _, tu := range tunables {
+		cell, ok := column[tu.name()]
+		if !ok {
+			continue // TestTunablesAreDocumented says so
+		}
+		want := docDefault(t, tu)
+		if k, ok := kernel[tu.name()]; ok && want == "0" {
+			want = k
+		}
+		if strings.HasPrefix(want, `"`) {
+			want = "`" + want + "`"
+		}
+		if got, _, _ := strings.Cut(cell, " "); strings.TrimSuffix(got, ",") != want {
+			t.Errorf("docs/config.md: %s's default is %s; the tunables table's is %s", tu.name(), cell, want)
 		}
 	}
 }
