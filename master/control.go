@@ -33,12 +33,14 @@ const (
 
 // authorize says why c may not do v (to app, when not nil), nil if it
 // may. Every control verb asks it: the control socket's rules are these
-// and no others. Root may do everything; the daemon's own user its own
-// business; a user the catalog allows (in express mode whoever reaches
-// the socket) sees and changes their own apps (the daemon's user every
-// app), sees but does not
+// and no others. Root may do everything, and only root re-reads the
+// daemon's config; the daemon's own user may do its own business
+// (reopen its logs, read why a reload failed). A user the catalog
+// allows (in express mode whoever reaches the socket) sees and changes
+// their own apps (the daemon's user every app), sees but does not
 // change an app the admin deployed for them (admin_dir), and checks
-// files. An app that is not the caller's does not exist for them.
+// files. An app that is not the caller's does not exist for them: the
+// answer is ErrNoSuchApp, as for a name nobody has.
 func (m *Master) authorize(c control.Caller, v verb, app *config.App) error {
 	if c.UID == 0 {
 		return nil
@@ -218,7 +220,7 @@ func (m *Master) Reload(ctx context.Context, c control.Caller, name string, prog
 	if err != nil {
 		return err
 	}
-	cfg := m.set.config(app.Key())
+	cfg := app.Config()
 	if err := m.authorize(c, changeApp, &cfg); err != nil {
 		return err
 	}
@@ -278,24 +280,23 @@ func (m *Master) Act(ctx context.Context, c control.Caller, action control.Actio
 	if err != nil {
 		return err
 	}
-	target := m.set.config(app.Key())
-	if err := m.authorize(c, changeApp, &target); err != nil {
+	cfg := app.Config() // the settings in force: its supervisor's
+	if err := m.authorize(c, changeApp, &cfg); err != nil {
 		return err
 	}
 	ctx = context.WithoutCancel(ctx)
 	switch action {
 	case control.ActionRestart:
 		// Same settings: the file is not re-read (that is reload).
-		return m.roll(ctx, app, m.set.config(app.Key()), progress)
+		return m.roll(ctx, app, cfg, progress)
 	case control.ActionStop:
 		progress("stopping every worker (each finishes its requests first)")
 		if err := app.Stop(ctx); err != nil {
 			return err
 		}
-		progress(stopLasts(m.set.config(app.Key()), m.catalog.Rereads()))
+		progress(stopLasts(cfg, m.catalog.Rereads()))
 		return nil
 	case control.ActionStart:
-		cfg := m.set.config(app.Key())
 		if cfg.Disabled {
 			// Started on the settings its file gave (a stopped app's
 			// reload starts it), which may be newer than its workers':
@@ -366,11 +367,8 @@ func (m *Master) Check(ctx context.Context, c control.Caller, path string) error
 	if err != nil {
 		return err
 	}
-	var running []config.App
-	for _, app := range m.set.all() {
-		running = append(running, m.set.config(app.Key()))
-	}
-	err = m.catalog.CheckFile(cred, path, running, m.set.claims())
+	s := m.set.scan("") // the apps as they run, and the ledger
+	err = m.catalog.CheckFile(cred, path, s.Running, s.Held)
 	if errors.Is(err, ErrNoPolicy) {
 		return err
 	}

@@ -28,8 +28,8 @@ func (m *Master) reloadFromFile(ctx context.Context, c control.Caller, name stri
 	if err != nil {
 		return err
 	}
-	if m.set.get(key) != nil {
-		running := m.set.config(key)
+	if app := m.set.get(key); app != nil {
+		running := app.Config()
 		if err := m.authorize(c, changeApp, &running); err != nil {
 			return err
 		}
