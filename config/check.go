@@ -1,6 +1,7 @@
 package config
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -38,11 +39,19 @@ import (
 // uids; check verifies paths with the app's owner's rights, all of them
 // in one call (one helper process), which has PathCheckTimeout to answer.
 func CheckAppFile(admin Admin, caller privdrop.Credential, path string, running []App, held Ledger, lookup func(string) (privdrop.Credential, error), check BatchPathChecker) error {
+	return CheckAppFileContext(context.Background(), admin, caller, path, running, held, lookup, IgnoringContext(check))
+}
+
+// CheckAppFileContext is CheckAppFile with a check that honours ctx,
+// which is bounded by PathCheckTimeout: past it, the check is stopped
+// (privdrop.CheckManyAsUserContext kills its helper) and the file's
+// problem names the timeout.
+func CheckAppFileContext(ctx context.Context, admin Admin, caller privdrop.Credential, path string, running []App, held Ledger, lookup func(string) (privdrop.Credential, error), check ContextBatchPathChecker) error {
 	inAdminDir := false
 	if caller.IsRoot() {
 		path, inAdminDir = adminDirPath(admin, path)
 	}
-	if err := checkAppFile(admin, caller, path, inAdminDir, running, held, lookup, check); err != nil {
+	if err := checkAppFile(ctx, admin, caller, path, inAdminDir, running, held, lookup, check); err != nil {
 		return inFile(path, err)
 	}
 	return nil
@@ -77,16 +86,16 @@ func adminDirPath(admin Admin, path string) (string, bool) {
 	return path, false
 }
 
-func checkAppFile(admin Admin, caller privdrop.Credential, path string, inAdminDir bool, running []App, held Ledger, lookup func(string) (privdrop.Credential, error), check BatchPathChecker) error {
+func checkAppFile(ctx context.Context, admin Admin, caller privdrop.Credential, path string, inAdminDir bool, running []App, held Ledger, lookup func(string) (privdrop.Credential, error), check ContextBatchPathChecker) error {
 	if !caller.IsRoot() {
-		return checkUserFile(admin, caller, path, running, held, check)
+		return checkUserFile(ctx, admin, caller, path, running, held, check)
 	}
 	if inAdminDir {
 		f, err := readAdminDirFile(admin, path, lookup)
 		if err != nil {
 			return err
 		}
-		return admitAmong(admin, f.Cred, f.App, f.Meta, running, held, check)
+		return admitAmong(ctx, admin, f.Cred, f.App, f.Meta, running, held, check)
 	}
 	fi, err := os.Lstat(path)
 	if err != nil {
@@ -104,11 +113,11 @@ func checkAppFile(admin Admin, caller privdrop.Credential, path string, inAdminD
 	if err != nil {
 		return fmt.Errorf("the file's owner, uid %d: %w", st.Uid, err)
 	}
-	return checkUserFile(admin, owner, path, running, held, check)
+	return checkUserFile(ctx, admin, owner, path, running, held, check)
 }
 
 // checkUserFile checks path as an app file of cred's own.
-func checkUserFile(admin Admin, cred privdrop.Credential, path string, running []App, held Ledger, check BatchPathChecker) error {
+func checkUserFile(ctx context.Context, admin Admin, cred privdrop.Credential, path string, running []App, held Ledger, check ContextBatchPathChecker) error {
 	data, err := readTrusted(path, cred.UID, cred.Home)
 	if err != nil {
 		return err
@@ -117,14 +126,14 @@ func checkUserFile(admin Admin, cred privdrop.Credential, path string, running [
 	if err != nil {
 		return err
 	}
-	return admitAmong(admin, cred, app, meta, running, held, check)
+	return admitAmong(ctx, admin, cred, app, meta, running, held, check)
 }
 
 // admitAmong applies the admin's policy to app, of cred, as if it joined
 // the running apps in place of the one of its name, if any (unless that
 // one is the admin's and app is not): cred's quota counts cred's other
 // apps, and its domains must be free.
-func admitAmong(admin Admin, cred privdrop.Credential, app App, meta AppFileMeta, running []App, held Ledger, check BatchPathChecker) error {
+func admitAmong(ctx context.Context, admin Admin, cred privdrop.Credential, app App, meta AppFileMeta, running []App, held Ledger, check ContextBatchPathChecker) error {
 	var mine []App
 	// The ledger as the daemon keeps it: every claim a running app holds,
 	// and those a broken file keeps, exactly what a reload decides by.
@@ -147,7 +156,7 @@ func admitAmong(admin Admin, cred privdrop.Credential, app App, meta AppFileMeta
 			mine = append(mine, a)
 		}
 	}
-	if err := admitApp(admin, cred, app, meta, mine, locatePaths(app, meta, check)); err != nil {
+	if err := admitApp(admin, cred, app, meta, mine, locatePaths(ctx, app, meta, check)); err != nil {
 		return err
 	}
 	return claims.Claim(app.Key(), app.Domains, app.URLPrefix)
@@ -198,10 +207,12 @@ func inFile(path string, err error) error {
 	return &Error{File: path, Msg: err.Error(), Err: err}
 }
 
-// PathCheckTimeout bounds pyctl check's path check (locatePaths): the
-// helper that checks paths as their owner blocks for as long as a path
-// on a hung network mount does, and pyctl check, and the daemon's
-// goroutine answering it, would wait as long. A variable for tests.
+// PathCheckTimeout bounds the check of paths as their owner, pyctl
+// check's (locatePaths) and each user's in a scan (checkPaths): the
+// helper that checks them blocks for as long as a path on a hung network
+// mount does, and pyctl check, and the daemon's boot or reload-config,
+// would wait as long. Past it the helper is killed (with a check that
+// honours its context). A variable for tests.
 var PathCheckTimeout = 10 * time.Second
 
 // ErrPathCheckTimeout: the paths' check gave no answer within
@@ -219,7 +230,7 @@ var ErrPathCheckTimeout = errors.New("the check of its paths gave no answer")
 // within PathCheckTimeout is a problem of the file that names every path
 // it was asked about: which one hangs, the helper does not say. Only
 // pyctl check pays the extra checks: Discover calls admitApp directly.
-func locatePaths(app App, meta AppFileMeta, check BatchPathChecker) PathChecker {
+func locatePaths(ctx context.Context, app App, meta AppFileMeta, check ContextBatchPathChecker) PathChecker {
 	if check == nil {
 		return nil
 	}
@@ -250,18 +261,9 @@ func locatePaths(app App, meta AppFileMeta, check BatchPathChecker) PathChecker 
 		for i, p := range paths {
 			sets[i] = map[string]uint32{p: want[p]}
 		}
-		errs, ok := checkWithin(PathCheckTimeout, func() []error { return check(cred, sets) })
+		errs, ok := checkWithin(ctx, PathCheckTimeout, check, cred, sets)
 		if !ok {
-			named := make([]string, len(paths))
-			for i, p := range paths {
-				named[i] = p
-				if key := keys[p]; key != "" {
-					named[i] = key + " " + p
-				}
-			}
-			return &Error{File: meta.Path, Err: ErrPathCheckTimeout, Msg: fmt.Sprintf(
-				"checking its paths as user %s gave no answer within %v (a path on a hung network file system?): %s",
-				cred.Username, PathCheckTimeout, strings.Join(named, ", "))}
+			return &Error{File: meta.Path, Err: ErrPathCheckTimeout, Msg: pathCheckTimeout(cred, paths, keys).Error()}
 		}
 		var es Errors
 		var said []string
@@ -292,21 +294,53 @@ func locatePaths(app App, meta AppFileMeta, check BatchPathChecker) PathChecker 
 	}
 }
 
-// checkWithin runs check and returns its answer, or false when it gave
-// none within d. It then goes on alone, and its answer is dropped: the
-// helper it waits for is stuck in the kernel, where nothing here can
-// reach it, and ends when the mount answers.
-func checkWithin(d time.Duration, check func() []error) ([]error, bool) {
+// checkWithin asks check about sets as cred, and returns its answer,
+// or false when it gave none within d (or before ctx ended). The check's
+// context ends then too: privdrop.CheckManyAsUserContext kills its
+// helper, stuck on a hung mount, and returns; a check that ignores ctx
+// goes on alone, and its answer is dropped.
+func checkWithin(ctx context.Context, d time.Duration, check ContextBatchPathChecker, cred privdrop.Credential, sets []map[string]uint32) ([]error, bool) {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
 	done := make(chan []error, 1) // the late answer never blocks
-	go func() { done <- check() }()
-	t := time.NewTimer(d)
-	defer t.Stop()
+	go func() { done <- check(ctx, cred, sets) }()
 	select {
 	case errs := <-done:
-		return errs, true
-	case <-t.C:
+		// An answer given as the bound ended may be the check's own
+		// "stopped" for every set: the timeout, said as such.
+		return errs, ctx.Err() == nil
+	case <-ctx.Done():
+		// A check that honours ctx kills and reaps its helper at once:
+		// wait that long, so that none is left when this returns. One
+		// that ignores ctx is left to itself after stopGrace.
+		t := time.NewTimer(stopGrace)
+		defer t.Stop()
+		select {
+		case <-done:
+		case <-t.C:
+		}
 		return nil, false
 	}
+}
+
+// stopGrace is how long checkWithin waits for a check past its bound to
+// stop. privdrop.CheckManyAsUserContext returns within its own reap
+// grace (2 s) when the kill takes; a variable for tests.
+var stopGrace = 3 * time.Second
+
+// pathCheckTimeout says that the check of paths as cred gave no answer
+// within PathCheckTimeout, naming every path (with the key that names
+// it, in keys, if any): which one hangs, the helper does not say.
+func pathCheckTimeout(cred privdrop.Credential, paths []string, keys map[string]string) error {
+	named := make([]string, len(paths))
+	for i, p := range paths {
+		named[i] = p
+		if key := keys[p]; key != "" {
+			named[i] = key + " " + p
+		}
+	}
+	return fmt.Errorf("%w within %v, checking as user %s (a path on a hung network file system?): %s",
+		ErrPathCheckTimeout, PathCheckTimeout, cred.Username, strings.Join(named, ", "))
 }
 
 // lineOf is where key is written, or past every line when unknown (a

@@ -1,14 +1,16 @@
 package config
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
-	"time"
 
 	"github.com/pyhost/pyhost/privdrop"
 )
@@ -296,11 +298,11 @@ func TestCheckPathProblemsLocated(t *testing.T) {
 		path + ":7: static[0].dir: cannot enter /srv/closed: permission denied",
 	}
 	asked := map[string]uint32{app.Directory: 1, app.Script: 1, app.PythonPath[0]: 1, app.PythonPath[1]: 1, app.Static[0].Dir: 1, alice.Home: 1}
-	got := locatePaths(app, meta, OneByOne(check))(alice, asked)
+	got := locatePaths(context.Background(), app, meta, IgnoringContext(OneByOne(check)))(alice, asked)
 	if got == nil || got.Error() != strings.Join(want, "\n") {
 		t.Errorf("located path problems:\n got %v\nwant %s", got, strings.Join(want, "\n"))
 	}
-	if err := locatePaths(app, meta, OneByOne(func(privdrop.Credential, map[string]uint32) error { return nil }))(alice, asked); err != nil {
+	if err := locatePaths(context.Background(), app, meta, IgnoringContext(OneByOne(func(privdrop.Credential, map[string]uint32) error { return nil })))(alice, asked); err != nil {
 		t.Errorf("no problem: %v", err)
 	}
 }
@@ -337,8 +339,7 @@ func TestCheckPathsInOneHelper(t *testing.T) {
 // asked about; the check does not wait for it.
 func TestCheckPathsTimeout(t *testing.T) {
 	f := newCheckFixture(t)
-	defer func(d time.Duration) { PathCheckTimeout = d }(PathCheckTimeout)
-	PathCheckTimeout = 50 * time.Millisecond
+	shortPathCheck(t)
 	p := f.write(filepath.Join(f.alice.Home, ".config/pyhost/apps/blog.toml"), f.alice.UID, fmt.Sprintf(goodApp, "alice.test")+"directory = \"/srv/nfs/blog\"\n")
 	hung := make(chan struct{})
 	defer close(hung) // the checker's goroutine ends with the test
@@ -355,5 +356,60 @@ func TestCheckPathsTimeout(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("%q lacks %q", err, want)
 		}
+	}
+}
+
+// pyctl check's bound stops the helper too: past it (here, when the
+// caller's context ends), the helper that checks paths as the owner,
+// stuck as on a hung mount (a stand-in that sleeps), is killed and
+// reaped before CheckAppFileContext returns. It used to stay until the
+// mount answered.
+func TestCheckPathsStopKillsHelper(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("runs the helper as the app's user: needs root")
+	}
+	f := newCheckFixture(t)
+	p := f.write(filepath.Join(f.alice.Home, ".config/pyhost/apps/blog.toml"), f.alice.UID, fmt.Sprintf(goodApp, "alice.test"))
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	fifo := filepath.Join(dir, "pid")
+	if err := syscall.Mkfifo(fifo, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	self := filepath.Join(dir, "helper")
+	if err := os.WriteFile(self, []byte("#!/bin/sh\necho $$ >"+fifo+"\nexec sleep 60\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	root, err := privdrop.Lookup("root")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp, err := privdrop.NewSpawner()
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(ctx context.Context, _ privdrop.Credential, wants []map[string]uint32) []error {
+		return privdrop.CheckManyAsUserContext(ctx, sp, self, root, wants)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pids := make(chan int, 1)
+	go func() {
+		defer cancel() // once the helper runs and has said its pid
+		data, _ := os.ReadFile(fifo)
+		pid, _ := strconv.Atoi(strings.TrimSpace(string(data)))
+		pids <- pid
+	}()
+	err = CheckAppFileContext(ctx, f.admin, f.alice, p, nil, nil, f.lookup, check)
+	if !errors.Is(err, ErrPathCheckTimeout) {
+		t.Errorf("check with a hung helper: %v, want ErrPathCheckTimeout", err)
+	}
+	pid := <-pids
+	if pid <= 0 {
+		t.Fatalf("helper pid %d", pid)
+	}
+	if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); !os.IsNotExist(err) {
+		stat, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		t.Errorf("helper %d is still there (%v): %s", pid, err, stat)
 	}
 }

@@ -1,11 +1,14 @@
 package config
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -47,6 +50,23 @@ type PathChecker func(cred privdrop.Credential, want map[string]uint32) error
 // at once (one helper process for all of a user's apps, not one each):
 // errs[i] answers wants[i] as a PathChecker would, on its own.
 type BatchPathChecker func(cred privdrop.Credential, wants []map[string]uint32) (errs []error)
+
+// ContextBatchPathChecker is a BatchPathChecker that gives up when ctx
+// is done: privdrop.CheckManyAsUserContext, which then kills its helper.
+// Discover and CheckAppFile bound every call by PathCheckTimeout.
+type ContextBatchPathChecker func(ctx context.Context, cred privdrop.Credential, wants []map[string]uint32) (errs []error)
+
+// IgnoringContext makes check a ContextBatchPathChecker that does not
+// know of ctx: past its bound, its call is abandoned, and goes on alone
+// until its answer, which is dropped.
+func IgnoringContext(check BatchPathChecker) ContextBatchPathChecker {
+	if check == nil {
+		return nil
+	}
+	return func(_ context.Context, cred privdrop.Credential, wants []map[string]uint32) []error {
+		return check(cred, wants)
+	}
+}
 
 // OneByOne makes check a BatchPathChecker that asks about each set in
 // turn.
@@ -124,6 +144,16 @@ func Discover(admin Admin, lookup func(string) (privdrop.Credential, error), che
 // app still gets its own verdict, so one app whose paths fail (or
 // whose paths break the check) costs the others nothing.
 func DiscoverBatch(admin Admin, lookup func(string) (privdrop.Credential, error), check BatchPathChecker, s Scan) Discovery {
+	return DiscoverBatchContext(context.Background(), admin, lookup, IgnoringContext(check), s)
+}
+
+// DiscoverBatchContext is DiscoverBatch with a check that honours ctx,
+// which bounds each user's call by PathCheckTimeout: a user whose check
+// gives no answer in time (a path on a hung mount) has all of their
+// files refused for that, naming the timeout, and the scan goes on with
+// the other users. The check is stopped (its helper killed) when its
+// bound or ctx ends.
+func DiscoverBatchContext(ctx context.Context, admin Admin, lookup func(string) (privdrop.Credential, error), check ContextBatchPathChecker, s Scan) Discovery {
 	var d Discovery
 	refuse := func(path, user string, err error) {
 		d.Refused = append(d.Refused, Refusal{Path: path, User: user, Err: err})
@@ -297,7 +327,7 @@ func DiscoverBatch(admin Admin, lookup func(string) (privdrop.Credential, error)
 		}
 	}
 	skip := func(key string) bool { return s.Only != "" && key != s.Only && !holds(key) }
-	verdicts := checkPaths(admin, cands, skip, check)
+	verdicts := checkPaths(ctx, admin, cands, skip, check)
 	for i, c := range cands {
 		key := c.app.Key()
 		if skip(key) {
@@ -392,10 +422,11 @@ func admitApp(admin Admin, cred privdrop.Credential, app App, meta AppFileMeta, 
 
 // checkPaths checks the paths of every candidate that skip leaves and
 // whose user is listed (admitApp refuses the others before it would
-// check), one call to check per user; verdicts[i] is cands[i]'s. The
-// checks run before the policy's order is known: one that admitApp
-// refuses for a quota was only checked for nothing.
-func checkPaths(admin Admin, cands []candidate, skip func(string) bool, check BatchPathChecker) []error {
+// check), one call to check per user, bounded by PathCheckTimeout;
+// verdicts[i] is cands[i]'s. The checks run before the policy's order is
+// known: one that admitApp refuses for a quota was only checked for
+// nothing.
+func checkPaths(ctx context.Context, admin Admin, cands []candidate, skip func(string) bool, check ContextBatchPathChecker) []error {
 	verdicts := make([]error, len(cands))
 	if check == nil {
 		return verdicts
@@ -426,7 +457,13 @@ func checkPaths(admin Admin, cands []candidate, skip func(string) bool, check Ba
 	}
 	for _, id := range order {
 		b := batches[id]
-		errs := check(b.cred, b.wants)
+		errs, ok := checkWithin(ctx, PathCheckTimeout, check, b.cred, b.wants)
+		if !ok {
+			for k, i := range b.idx {
+				verdicts[i] = pathCheckTimeout(b.cred, slices.Sorted(maps.Keys(b.wants[k])), nil)
+			}
+			continue
+		}
 		for k, i := range b.idx {
 			if k < len(errs) {
 				verdicts[i] = errs[k]

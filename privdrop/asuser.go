@@ -3,6 +3,7 @@ package privdrop
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/pyhost/pyhost/daemons/child"
 )
@@ -28,10 +30,19 @@ const AccessBatchFlag = "--batch"
 // root's (docs/design.md, "Paths are checked as their owner"). With
 // Trusted (or Interpreter) it also verifies, with the same rights, that
 // no one but cred and root could change the path (CheckTrusted,
-// CheckInterpreter): the checks then never reveal to cred whether a path
-// cred cannot see exists. self is the pyhostd binary
-// ("/proc/self/exe").
+// CheckInterpreter), and with RegularFile or Directory what kind of file
+// it is: the checks then never reveal to cred whether a path cred cannot
+// see exists. self is the pyhostd binary ("/proc/self/exe"). It waits
+// for as long as the helper takes: CheckAsUserContext bounds it.
 func CheckAsUser(sp *Spawner, self string, cred Credential, want map[string]uint32) error {
+	return CheckAsUserContext(context.Background(), sp, self, cred, want)
+}
+
+// CheckAsUserContext is CheckAsUser until ctx is done: then the helper,
+// which may be stuck on a path of a hung mount, is killed (its process
+// group) and reaped, and the error wraps ctx's (errors.Is(err,
+// context.DeadlineExceeded) after a timeout).
+func CheckAsUserContext(ctx context.Context, sp *Spawner, self string, cred Credential, want map[string]uint32) error {
 	if len(want) == 0 {
 		return nil
 	}
@@ -44,10 +55,7 @@ func CheckAsUser(sp *Spawner, self string, cred Credential, want map[string]uint
 	for _, p := range paths {
 		args = append(args, strconv.Itoa(int(want[p]))+":"+p)
 	}
-	cmd := exec.Command(self, args...)
-	cmd.Env = CleanEnv(cred, nil)
-	cmd.Dir = "/"
-	cmd.SysProcAttr = SysProcAttr(cred)
+	cmd := helperCommand(self, cred, args...)
 	var out bytes.Buffer
 	cmd.Stdout = &out
 	cmd.Stderr = &out
@@ -55,7 +63,10 @@ func CheckAsUser(sp *Spawner, self string, cred Credential, want map[string]uint
 	if err != nil {
 		return fmt.Errorf("check paths as %s: %w", cred.Username, err)
 	}
-	if err := p.Wait(); err != nil {
+	if err := waitHelper(ctx, p); err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("as user %s: the path check was stopped: %w", cred.Username, err)
+		}
 		// The child reports as "pyhostd: ..."; it speaks for the user here.
 		msg := strings.TrimPrefix(strings.TrimSpace(out.String()), "pyhostd: ")
 		if msg == "" {
@@ -64,6 +75,44 @@ func CheckAsUser(sp *Spawner, self string, cred Credential, want map[string]uint
 		return fmt.Errorf("as user %s: %s", cred.Username, msg)
 	}
 	return nil
+}
+
+// helperCommand is `self args...` as cred, in its own process group
+// (SysProcAttr), which waitHelper kills.
+func helperCommand(self string, cred Credential, args ...string) *exec.Cmd {
+	cmd := exec.Command(self, args...)
+	cmd.Env = CleanEnv(cred, nil)
+	cmd.Dir = "/"
+	cmd.SysProcAttr = SysProcAttr(cred)
+	// Output is copied through pipes that an escaped grandchild could
+	// hold open: the reaper must not wait on them for ever.
+	cmd.WaitDelay = reapGrace
+	return cmd
+}
+
+// reapGrace is how long waitHelper waits for a killed helper to be
+// reaped. A process in an uninterruptible sleep (a hard NFS mount
+// without TASK_KILLABLE) dies only when its syscall returns: the caller
+// is not held past this for it; child's reaper waits on alone.
+const reapGrace = 2 * time.Second
+
+// waitHelper waits for p to end, or for ctx: then it kills p's process
+// group and waits until p is reaped (within reapGrace) and returns ctx's
+// error.
+func waitHelper(ctx context.Context, p *child.Process) error {
+	select {
+	case <-p.Exited():
+		return p.Wait()
+	case <-ctx.Done():
+	}
+	p.Kill()
+	t := time.NewTimer(reapGrace)
+	defer t.Stop()
+	select {
+	case <-p.Exited():
+	case <-t.C:
+	}
+	return context.Cause(ctx)
 }
 
 // maxAnswers bounds what the parent reads of a batch helper's output: it
@@ -78,7 +127,17 @@ const maxAnswers = 16 << 20
 // as before. When the helper fails as a whole (it cannot start, dies, or
 // answers out of turn), every set is checked again in a helper of its
 // own: one set that breaks the batch costs the others nothing but time.
+// It waits for as long as the helper takes: CheckManyAsUserContext
+// bounds it.
 func CheckManyAsUser(sp *Spawner, self string, cred Credential, wants []map[string]uint32) []error {
+	return CheckManyAsUserContext(context.Background(), sp, self, cred, wants)
+}
+
+// CheckManyAsUserContext is CheckManyAsUser until ctx is done: then the
+// helper is killed (its process group) and reaped, no set is asked
+// again, and every set that was asked something gets an error wrapping
+// ctx's.
+func CheckManyAsUserContext(ctx context.Context, sp *Spawner, self string, cred Credential, wants []map[string]uint32) []error {
 	errs := make([]error, len(wants))
 	var idx []int // the sets that ask something, in order
 	var sets []map[string]uint32
@@ -99,13 +158,18 @@ func CheckManyAsUser(sp *Spawner, self string, cred Credential, wants []map[stri
 	case 0:
 		return errs
 	case 1:
-		errs[idx[0]] = CheckAsUser(sp, self, cred, sets[0])
+		errs[idx[0]] = CheckAsUserContext(ctx, sp, self, cred, sets[0])
 		return errs
 	}
-	answers, err := runBatch(sp, self, cred, sets)
+	answers, err := runBatch(ctx, sp, self, cred, sets)
 	if err != nil {
 		for _, i := range idx {
-			errs[i] = CheckAsUser(sp, self, cred, wants[i])
+			if ctx.Err() != nil {
+				// Asking again would hang on the same path.
+				errs[i] = fmt.Errorf("as user %s: the path check was stopped: %w", cred.Username, context.Cause(ctx))
+				continue
+			}
+			errs[i] = CheckAsUserContext(ctx, sp, self, cred, wants[i])
 		}
 		return errs
 	}
@@ -129,11 +193,8 @@ func nulPath(want map[string]uint32) (string, bool) {
 // runBatch runs `self __access --batch` as cred on sets and returns its
 // answer to each ("" when all is well), or an error when it gave none
 // that can be trusted to line up with sets.
-func runBatch(sp *Spawner, self string, cred Credential, sets []map[string]uint32) ([]string, error) {
-	cmd := exec.Command(self, AccessCommand, AccessBatchFlag)
-	cmd.Env = CleanEnv(cred, nil)
-	cmd.Dir = "/"
-	cmd.SysProcAttr = SysProcAttr(cred)
+func runBatch(ctx context.Context, sp *Spawner, self string, cred Credential, sets []map[string]uint32) ([]string, error) {
+	cmd := helperCommand(self, cred, AccessCommand, AccessBatchFlag)
 	cmd.Stdin = bytes.NewReader(EncodeAccessBatch(sets))
 	out := &capped{max: maxAnswers}
 	var stderr capped
@@ -144,7 +205,10 @@ func runBatch(sp *Spawner, self string, cred Credential, sets []map[string]uint3
 	if err != nil {
 		return nil, err
 	}
-	if err := p.Wait(); err != nil {
+	if err := waitHelper(ctx, p); err != nil {
+		if ctx.Err() != nil {
+			return nil, err
+		}
 		return nil, fmt.Errorf("%v: %s", err, strings.TrimSpace(stderr.b.String()))
 	}
 	if out.over {

@@ -2,12 +2,18 @@ package privdrop
 
 import (
 	"bytes"
+	"context"
+	"errors"
+	"fmt"
 	"os"
 	"os/user"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 func TestAccessBatchFraming(t *testing.T) {
@@ -154,5 +160,66 @@ printf '\000\000'
 	}
 	if errs[1] == nil || !strings.Contains(errs[1].Error(), "NUL") {
 		t.Errorf("NUL set: %v", errs[1])
+	}
+}
+
+// A helper that hangs (as on a path of a hung mount; here it sleeps) is
+// killed when the caller's context ends, and reaped before the call
+// returns: no process is left, and no set is asked again.
+func TestCheckManyAsUserContextKillsHelper(t *testing.T) {
+	for name, wants := range map[string][]map[string]uint32{
+		"batch": {{"/a": Read}, {"/b": Read}},
+		"alone": {{"/a": Read}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			// The helper says its pid through a FIFO, which the test
+			// reads before it cancels: the pid is known, and the
+			// helper is running, when the context ends.
+			self, cred := fakeHelper(t, `echo run >>"$(dirname "$0")/runs"
+echo $$ >"$(dirname "$0")/pid"
+exec sleep 60
+`)
+			fifo := filepath.Join(filepath.Dir(self), "pid")
+			if err := syscall.Mkfifo(fifo, 0o666); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			pids := make(chan int, 1)
+			go func() {
+				defer cancel()
+				data, err := os.ReadFile(fifo)
+				if err != nil {
+					t.Error(err)
+				}
+				pid, _ := strconv.Atoi(strings.TrimSpace(string(data)))
+				pids <- pid
+			}()
+			done := make(chan []error, 1)
+			go func() { done <- CheckManyAsUserContext(ctx, spawner(t), self, cred, wants) }()
+			var errs []error
+			select {
+			case errs = <-done:
+			case <-time.After(30 * time.Second): // the helper sleeps 60 s
+				t.Fatal("the call did not return when its context ended")
+			}
+			pid := <-pids
+			if pid <= 0 {
+				t.Fatalf("helper pid %d", pid)
+			}
+			for i, err := range errs {
+				if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), cred.Username) {
+					t.Errorf("set %d: %v, want the user's context.Canceled", i, err)
+				}
+			}
+			if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); !os.IsNotExist(err) {
+				stat, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+				t.Errorf("helper %d is still there (%v): %s", pid, err, stat)
+			}
+			runs, _ := os.ReadFile(filepath.Join(filepath.Dir(self), "runs"))
+			if n := strings.Count(string(runs), "run"); n != 1 {
+				t.Errorf("%d helper runs, want 1 (none asked again after the cancel)", n)
+			}
+		})
 	}
 }
