@@ -264,3 +264,55 @@ func TestReview13ReloadConfigEdges(t *testing.T) {
 	})
 	want(reloadConfig("one disabled"), "nothing but one disabled (and stopped by its watch)", "0", "2")
 }
+
+// TestReview13StopStartEdges: the verbs on an app in each of its states
+// (running, stopped, disabled by its file), each asked twice, as its
+// owner: every one succeeds, and leaves the app in the state it names.
+// (pyctl start of a running disabled app rolls it, where it leaves a
+// running app alone otherwise: so before the restructuring too.)
+func TestReview13StopStartEdges(t *testing.T) {
+	t.Parallel()
+	own := makeUser(t, "rv13ss")
+	d := newSysd(t, fmt.Sprintf("[users.%s]\ndomains = [\"ss.rv13\", \"off.rv13\"]\n", own.name))
+	deployNamed(t, own, "ss", "ss", `"ss.rv13"`, "")
+	deployNamed(t, own, "off", "off", `"off.rv13"`, "enabled = false")
+	d.start()
+	eventually(t, 60*time.Second, "ss running", func() bool {
+		out, _ := d.pyctl(own.name, "status", "ss")
+		return strings.Contains(out, " running ")
+	})
+	var tr transcript
+	defer tr.save(t, "stopstart.txt")
+	// run asks, and then asks status for the state the app is left in.
+	run := func(want string, args ...string) {
+		t.Helper()
+		out, err := d.pyctl(own.name, args...)
+		r := rvRun{out, rvExit(err)}
+		tr.add(own.name+": pyctl "+strings.Join(args, " "), r)
+		if r.code != 0 {
+			t.Errorf("pyctl %s: exit %d:\n%s", strings.Join(args, " "), r.code, r.out)
+		}
+		st, _ := d.pyctl(own.name, "status", args[len(args)-1])
+		if !strings.Contains(st, " "+want+" ") {
+			t.Errorf("after pyctl %s: want %s:\n%s", strings.Join(args, " "), want, st)
+		}
+	}
+	for _, app := range []string{"ss", "off"} {
+		run("running", "start", app) // off begins stopped (enabled = false)
+		run("stopped", "stop", app)
+		run("stopped", "stop", app)
+		if app == "ss" {
+			run("running", "restart", app) // a stopped app's restart starts it
+		} else {
+			run("stopped", "restart", app) // enabled = false keeps it stopped
+		}
+		run("stopped", "stop", app)
+		if app == "ss" {
+			run("running", "reload", app)
+		} else {
+			run("stopped", "reload", app)
+		}
+		run("running", "start", app)
+		run("running", "start", app)
+	}
+}
