@@ -263,14 +263,7 @@ func (m *Master) roll(ctx context.Context, app *supervisor.App, cfg config.App, 
 		// have moved.
 		m.reloader.appsChanged()
 	}
-	var rerr *supervisor.ReloadError
-	switch {
-	case errors.As(err, &rerr):
-		return &control.ReloadError{App: cfg.Name, Reason: rerr.Reason, Detail: strings.TrimRight(rerr.Traceback, "\n")}
-	case err != nil:
-		return &control.ReloadError{App: cfg.Name, Reason: err.Error()}
-	}
-	return nil
+	return failed(cfg.Name, "", "", err)
 }
 
 // Act implements control.Backend: restart (a rolling replacement of
@@ -302,29 +295,10 @@ func (m *Master) Act(ctx context.Context, c control.Caller, action control.Actio
 			// reload starts it), which may be newer than its workers':
 			// its supervisor keeps them (App.Disable).
 			progress("starting; it stays disabled: enabled = false in " + cfg.File + " stops it again at the next daemon restart")
-			err := app.Reload(ctx, cfg, progress)
-			var rerr *supervisor.ReloadError
-			if errors.As(err, &rerr) {
-				return &control.ReloadError{App: name, Reason: rerr.Reason, Detail: strings.TrimRight(rerr.Traceback, "\n"), Op: "start"}
-			}
-			if err != nil {
-				return &control.ReloadError{App: name, Reason: err.Error(), Op: "start"}
-			}
-			return nil
+			return failed(name, "start", "", app.Reload(ctx, cfg, progress))
 		}
 		progress("starting")
-		if err := app.Start(ctx); err != nil {
-			var ie *daemons.ImportError
-			if errors.As(err, &ie) {
-				return &control.ReloadError{App: name, Reason: ie.Error(), Detail: strings.TrimRight(ie.Traceback, "\n")}
-			}
-			var we *supervisor.WarmupError
-			if errors.As(err, &we) {
-				return &control.ReloadError{App: name, Reason: we.Error(), Detail: strings.TrimRight(we.Traceback, "\n")}
-			}
-			return &control.ReloadError{App: name, Reason: err.Error()}
-		}
-		return nil
+		return failed(name, "", "", app.Start(ctx))
 	}
 	return fmt.Errorf("unknown action %q", action)
 }
@@ -409,17 +383,30 @@ func (m *Master) keyFor(c control.Caller, name string) (string, error) {
 
 // startedError turns a new app's WaitStarted result into pyctl's error.
 func startedError(name string, err error) error {
+	return failed(name, "", "started, but no worker became ready: ", err)
+}
+
+// failed is how pyctl hears that a roll or a start of app failed (op as
+// control.ReloadError has it, "" for a reload), nil when err is: its
+// reason, after prefix, and the traceback of the import or warm-up
+// that failed, which pyctl prints below it. A roll that was aborted
+// says why in its own words (supervisor.ReloadError).
+func failed(app, op, prefix string, err error) error {
 	if err == nil {
 		return nil
 	}
-	rerr := &control.ReloadError{App: name, Reason: "started, but no worker became ready: " + err.Error()}
+	out := &control.ReloadError{App: app, Op: op, Reason: prefix + err.Error()}
+	var re *supervisor.ReloadError
 	var ie *daemons.ImportError
 	var we *supervisor.WarmupError
 	switch {
+	case errors.As(err, &re):
+		out.Reason, out.Detail = prefix+re.Reason, re.Traceback
 	case errors.As(err, &ie):
-		rerr.Detail = strings.TrimRight(ie.Traceback, "\n")
+		out.Detail = ie.Traceback
 	case errors.As(err, &we):
-		rerr.Detail = strings.TrimRight(we.Traceback, "\n")
+		out.Detail = we.Traceback
 	}
-	return rerr
+	out.Detail = strings.TrimRight(out.Detail, "\n")
+	return out
 }
