@@ -483,18 +483,23 @@ func appPaths(cred privdrop.Credential, app App) map[string]uint32 {
 	// it up to root's, or another user could plant code that runs as
 	// cred. Static dirs are only read by the proxy. Bits are or-ed: one
 	// path may be named twice.
-	want := map[string]uint32{app.Directory: privdrop.Read | privdrop.Execute | privdrop.Trusted}
+	//
+	// What the worker opens must be of the kind it expects
+	// (RegularFile, Directory): a FIFO as the script would pass the
+	// rest, and hang the worker until startup_timeout. python_path
+	// entries may be directories or zip files: either.
+	want := map[string]uint32{app.Directory: privdrop.Read | privdrop.Execute | privdrop.Trusted | privdrop.Directory}
 	if strings.ContainsRune(app.Python, '/') {
-		want[app.Python] |= privdrop.Execute | privdrop.Interpreter
+		want[app.Python] |= privdrop.Execute | privdrop.Interpreter | privdrop.RegularFile
 	}
 	if app.Script != "" {
-		want[app.Script] |= privdrop.Read | privdrop.Trusted
+		want[app.Script] |= privdrop.Read | privdrop.Trusted | privdrop.RegularFile
 	}
 	for _, p := range app.PythonPath {
 		want[p] |= privdrop.Read | privdrop.Execute | privdrop.Trusted
 	}
 	for _, s := range app.Static {
-		want[s.Dir] |= privdrop.Read | privdrop.Execute
+		want[s.Dir] |= privdrop.Read | privdrop.Execute | privdrop.Directory
 	}
 	// Python loads the owner's user site (~/.local/lib/python3*/
 	// site-packages, its .pth files) at every start, whatever python is.

@@ -38,13 +38,14 @@ static = [{ url = "/static/", dir = "~/blog/static" }, { url = "/all/", dir = "~
 		t.Fatal(err)
 	}
 	const rx, trusted = privdrop.Read | privdrop.Execute, privdrop.Trusted
+	const dir, file = privdrop.Directory, privdrop.RegularFile
 	want := map[string]uint32{
-		"/home/alice/blog":               rx | trusted, // a static dir too: still trusted
-		"/home/alice/blog/wsgi.py":       privdrop.Read | trusted,
-		"/home/alice/venv/bin/python":    privdrop.Execute | privdrop.Interpreter,
-		"/home/alice/lib":                rx | trusted,
+		"/home/alice/blog":               rx | trusted | dir, // a static dir too: still trusted
+		"/home/alice/blog/wsgi.py":       privdrop.Read | trusted | file,
+		"/home/alice/venv/bin/python":    privdrop.Execute | privdrop.Interpreter | file,
+		"/home/alice/lib":                rx | trusted, // a directory or a zip file
 		"/usr/lib/python3/dist-packages": rx | trusted,
-		"/home/alice/blog/static":        rx,
+		"/home/alice/blog/static":        rx | dir,
 		"/home/alice":                    privdrop.UserSite, // whatever python is
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {

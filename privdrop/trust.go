@@ -23,6 +23,13 @@ const (
 	// UserSite: the path is the app owner's home, whose Python user site
 	// must be Trusted: see CheckUserSite. It asks nothing of access(2).
 	UserSite = 32
+	// RegularFile: the path must be a regular file, or a symlink to one
+	// (an app's script, its python): a FIFO named as the script would
+	// pass every other check, and the worker would hang reading it until
+	// startup_timeout.
+	RegularFile = 64
+	// Directory: the path must be a directory, or a symlink to one.
+	Directory = 128
 )
 
 // FileNode is what the trust checks need to know of a file: what lstat(2)

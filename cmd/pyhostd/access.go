@@ -88,6 +88,10 @@ func checkSet(set []privdrop.PathBits) error {
 				continue
 			}
 		}
+		if err := checkKind(want, path); err != nil {
+			failed = append(failed, err.Error())
+			continue
+		}
 		err := checkTrust(want, path)
 		// A directory above several paths (the app's directory,
 		// above its script) is reported for the first only.
@@ -124,6 +128,48 @@ func checkTrust(want uint32, path string) error {
 		return privdrop.CheckTrusted(privdrop.Lstat, uid, path)
 	}
 	return nil
+}
+
+// checkKind checks that path is what want's RegularFile or Directory
+// asks (following symlinks, as the worker's open does), and says what it
+// is when not: "is a FIFO, not a regular file".
+func checkKind(want uint32, path string) error {
+	if want&(privdrop.RegularFile|privdrop.Directory) == 0 {
+		return nil
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("cannot use %s: %w", path, err)
+	}
+	mode := fi.Mode()
+	switch {
+	case want&privdrop.RegularFile != 0 && !mode.IsRegular():
+		return fmt.Errorf("%s is %s, not a regular file", path, kind(mode))
+	case want&privdrop.Directory != 0 && !mode.IsDir():
+		return fmt.Errorf("%s is %s, not a directory", path, kind(mode))
+	}
+	return nil
+}
+
+// kind names the type of a file, as stat(2) gives it.
+func kind(mode os.FileMode) string {
+	switch {
+	case mode.IsRegular():
+		return "a regular file"
+	case mode.IsDir():
+		return "a directory"
+	case mode&os.ModeNamedPipe != 0:
+		return "a FIFO"
+	case mode&os.ModeSocket != 0:
+		return "a socket"
+	case mode&os.ModeCharDevice != 0:
+		return "a character device"
+	case mode&os.ModeDevice != 0:
+		return "a block device"
+	case mode&os.ModeSymlink != 0:
+		return "a symlink"
+	}
+	return "of an unknown type" // stat(2) knows no other
 }
 
 func verb(mode uint32) string {
