@@ -156,11 +156,18 @@ func TestSameSettingsSeesEveryField(t *testing.T) {
 		}
 	}
 	walk(reflect.ValueOf(&base).Elem(), "")
-	// The sandbox's own list, not only whether there is one.
-	other := base
-	other.Sandbox = &config.Sandbox{Hide: []string{"/var/lib/pyhost"}}
-	if sameSettings(base, other) {
-		t.Error("two sandboxes hiding different directories are the same")
+	// The sandbox is a pointer, which the walk above only sets to nil:
+	// each of its fields too, changed in a copy of its own.
+	sb := reflect.ValueOf(base.Sandbox).Elem()
+	for i := range sb.NumField() {
+		cp := *base.Sandbox
+		f, name := reflect.ValueOf(&cp).Elem().Field(i), "Sandbox."+sb.Type().Field(i).Name
+		f.Set(changedValue(t, name, f))
+		other := base
+		other.Sandbox = &cp
+		if sameSettings(base, other) {
+			t.Errorf("%s changed alone: sameSettings says the Apps are the same", name)
+		}
 	}
 }
 
