@@ -100,10 +100,14 @@ func (e *Express) Initial() Initial { return Initial{Apps: []config.App{e.app}} 
 // Rereads implements Catalog: serve's settings are its flags.
 func (*Express) Rereads() bool { return false }
 
+// errNoConfig is reload-config's answer when the catalog's settings are
+// fixed (Rereads is false).
+var errNoConfig = errors.New("express mode has no config to reload")
+
 // Rescan implements Catalog; the master never calls it, as Rereads is
 // false.
 func (*Express) Rescan(config.Scan, bool) (config.Admin, config.Discovery, error) {
-	return config.Admin{}, config.Discovery{}, errors.New("express mode has no config to reload")
+	return config.Admin{}, config.Discovery{}, errNoConfig
 }
 
 // Adopt implements Catalog: there is no admin config to adopt.

@@ -5,7 +5,6 @@ package master
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -120,7 +119,7 @@ func (m *Master) reloadFromFile(ctx context.Context, c control.Caller, name stri
 // rolls that failed).
 func (m *Master) reloadConfig(ctx context.Context, progress func(string)) (err error) {
 	if !m.catalog.Rereads() {
-		return errors.New("express mode has no config to reload")
+		return errNoConfig
 	}
 	defer func() { m.noteReload(err); m.countReload(err) }() // for pyctl status and the metrics
 	m.set.reloading.Lock()
