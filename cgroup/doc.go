@@ -37,7 +37,9 @@
 // the user's group. Because v2 forbids processes in a group whose
 // controllers are given to its children, a daemon whose base is its own
 // cgroup first moves itself into base/daemon; Open must therefore run
-// before the daemon starts any child.
+// before the daemon starts any child. Where the cpu controller is a v1
+// hierarchy, the proxy is started in base/daemon of that hierarchy
+// (Tree.Daemon), a cpu group of its own among the apps'.
 //
 // An app group's own subtree_control stays empty, so the app group may
 // hold processes (its fork server) and also have per-worker leaves,

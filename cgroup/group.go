@@ -24,6 +24,7 @@ const (
 	kindUser
 	kindApp
 	kindWorker
+	kindDaemon // base/daemon: the proxy, in the v1 cpu hierarchy only (daemon.go)
 )
 
 // v1dir is a group's directory in one v1 hierarchy.
@@ -89,7 +90,7 @@ func (g *Group) Worker(id string) (*Group, error) {
 // the rest is still written. Errors are joined, one per key. A worker's
 // leaf carries no limits.
 func (g *Group) Apply(l Limits) error {
-	if g.kind == kindWorker || g.kind == kindApps {
+	if g.kind == kindWorker || g.kind == kindApps || g.kind == kindDaemon {
 		return fmt.Errorf("cgroup: %s carries no limits", g.rel)
 	}
 	var errs []error

@@ -274,6 +274,10 @@ func (t *Tree) Remove(ctx context.Context) error {
 		return err
 	}
 	var errs []error
+	for i := range t.v1 {
+		// The proxy's group (Daemon), empty once the proxy is gone.
+		errs = append(errs, t.rmdir(ctx, filepath.Join(t.v1[i].base, "daemon")))
+	}
 	for _, h := range t.hiers() {
 		if !h.own {
 			errs = append(errs, t.rmdir(ctx, h.base))

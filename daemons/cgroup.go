@@ -24,3 +24,10 @@ type groupStarter struct {
 }
 
 func (s groupStarter) Start(cmd *exec.Cmd) error { return s.sp.StartWith(cmd, s.g.Start) }
+
+// StarterIn is what starts the daemon's own children in g (the proxy in
+// the daemon's cpu group, cgroup.Tree.Daemon): the spawner, placing the
+// child from its first instruction; the spawner alone when g is nil.
+func StarterIn(sp *privdrop.Spawner, g *cgroup.Group) interface{ Start(*exec.Cmd) error } {
+	return starter(sp, g)
+}

@@ -13,6 +13,8 @@ import (
 	"github.com/pyhost/pyhost/cgroup"
 	"github.com/pyhost/pyhost/config"
 	"github.com/pyhost/pyhost/control"
+	"github.com/pyhost/pyhost/daemons"
+	"github.com/pyhost/pyhost/daemons/child"
 	"github.com/pyhost/pyhost/supervisor"
 )
 
@@ -188,4 +190,20 @@ func containmentStatus(as *control.AppStatus, st supervisor.Status) {
 	as.Tasks = cs.Tasks
 	as.OOMKills = cs.OOMKills
 	as.ThrottledSeconds = cs.Throttled.Seconds()
+}
+
+// proxyStarter starts the proxy in the daemon's cpu group
+// (cgroup.Tree.Daemon) where the host has one, else as before.
+func (m *Master) proxyStarter() child.Starter {
+	if m.cgroups == nil {
+		return m.spawner
+	}
+	g, err := m.cgroups.Daemon()
+	if err != nil {
+		if !errors.Is(err, cgroup.ErrUnsupported) {
+			m.log.Warn("no cpu group of its own for the proxy; it runs in the daemon's", "error", err)
+		}
+		return m.spawner
+	}
+	return daemons.StarterIn(m.spawner, g)
 }

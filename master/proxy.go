@@ -96,7 +96,7 @@ func (m *Master) runProxyOnce(ctx context.Context) error {
 		cmd.Dir = "/"
 		cmd.SysProcAttr = privdrop.SysProcAttr(m.cfg.ProxyCred)
 		var err error
-		proc, err = child.Start(m.spawner, cmd)
+		proc, err = child.Start(m.proxyStarter(), cmd) // master/cgroup.go
 		return err
 	})
 	theirs.Close()
