@@ -21,7 +21,7 @@
 # nghttp2-client (h2load) when missing. All traffic stays on loopback; every
 # load is bounded by its duration and by timeout(1).
 # Knobs (environment): ROUNDS DURATION WARMUP STACKS HTTPS_TESTS H2_CLIENTS
-# H2_STREAMS HELLO_CONNS HANDSHAKE_CONNS KEY_TYPE TLS_PORT_BASE, run.sh's
+# H2_STREAMS HELLO_CONNS HANDSHAKE_CONNS KEY_TYPE TLS_PORT_BASE WORKER_SCHED, run.sh's
 # PYHOSTD WRK_TIMEOUT KEEP_WORKDIR LOCK_WAIT, and pyhostd's own
 # PYHOST_PROXY_PROCS (recorded in the report's command when set).
 
@@ -37,6 +37,7 @@ H2_STREAMS=${H2_STREAMS:-4}             # h2load's streams per connection (-m)
 HANDSHAKE_CONNS=${HANDSHAKE_CONNS:-64}  # wrk's connections for handshake
 KEY_TYPE=${KEY_TYPE:-ec}                # the certificate's key: ec (P-256) or rsa (2048)
 TLS_PORT_BASE=${TLS_PORT_BASE:-18190}   # stacks listen at TLS_PORT_BASE + 1, 2, 3
+WORKER_SCHED=${WORKER_SCHED:-}          # batch: pyhost's Python processes under SCHED_BATCH (an experiment; see sched_workers)
 
 # shellcheck source=run.sh
 source "$(dirname -- "$HTTPS_SH")/run.sh"
@@ -70,6 +71,7 @@ check_https_knobs() {
     uint_between "$HANDSHAKE_CONNS" 1 1000 || die "HANDSHAKE_CONNS must be 1 to 1000 (got '$HANDSHAKE_CONNS')"
     [[ $KEY_TYPE =~ ^(ec|rsa)$ ]] || die "KEY_TYPE must be ec or rsa (got '$KEY_TYPE')"
     uint_between "$TLS_PORT_BASE" 1024 65000 || die "TLS_PORT_BASE must be a port number (got '$TLS_PORT_BASE')"
+    [[ $WORKER_SCHED =~ ^(|batch)$ ]] || die "WORKER_SCHED must be empty or batch (got '$WORKER_SCHED')"
 }
 
 tls_port() { # STACK -> its HTTPS port
@@ -182,6 +184,33 @@ start_tls_nginx-uwsgi() {
     wait_https "$port"
 }
 
+# WORKER_SCHED=batch (an experiment, pyhost only): SCHED_BATCH for
+# pyhost's Python processes (the fork server and its workers, every
+# thread; a worker forked later inherits it), set from outside by chrt(1)
+# once the stack serves. A task under SCHED_BATCH never preempts the one
+# running when it is woken: the proxy's write of a request to a worker
+# socket (a synchronous wakeup, which places the worker on the proxy's
+# CPU) then no longer switches the proxy out there and then.
+sched_workers() { # ROOT_PID...
+    local -a tree=()
+    local line pid cmd n=0
+    lines_into tree "$PY" "$TOOL" tree "$@" 2>/dev/null || tree=()
+    for line in "${tree[@]}"; do
+        pid=${line%% *}
+        cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || continue
+        case $cmd in
+            *pyhost_worker.py*)
+                if chrt -a -b -p 0 "$pid" >/dev/null 2>&1; then
+                    n=$((n + 1))
+                else
+                    warn "chrt -b: cannot set SCHED_BATCH on pid $pid"
+                fi ;;
+        esac
+    done
+    log "  SCHED_BATCH on $n Python process(es) of pyhost"
+    [ "$n" -gt 0 ] || STACK_ERROR="WORKER_SCHED=batch: no Python process of pyhost found"
+}
+
 # /hello over HTTP/1.1 and over HTTP/2 (ALPN), the certificate verified:
 # exactly 200 Hello!, and the protocol asked for.
 https_smoke_test() { # PORT DIR
@@ -261,6 +290,8 @@ https_stack() { # ROUND STACK
         lines_into rootpids root_pids
         if ! "$PY" "$TOOL" check-user "$BENCH_USER" "$PROCESSES" "${rootpids[@]}" 2>"$dir/check-user.err"; then
             STACK_ERROR=$(cat "$dir/check-user.err")
+        elif [ "$stack" = pyhost ] && [ -n "$WORKER_SCHED" ]; then
+            sched_workers "${rootpids[@]}"
         fi
     fi
     if [ -n "$STACK_ERROR" ]; then
@@ -432,6 +463,9 @@ def report(meta_path, records_path, tls_path):
     if "pyhost_serve" in ex:
         lines.append(f"- pyhost: `{ex['pyhost_serve']}` (no access log or line per request, as the peers log "
                      "none)")
+    if ex.get("worker_sched") == "batch":
+        lines.append("- Experiment: pyhost's Python processes under SCHED_BATCH (`chrt -a -b`, set once the stack "
+                     "serves; the peers' under the default SCHED_OTHER)")
     lines.append("")
     if tls:
         lines += ["What an OpenSSL client offering h2 and http/1.1 negotiates:", "",
@@ -583,6 +617,7 @@ https_main() {
     [ "$H2_STREAMS" = 4 ] || command+=" H2_STREAMS=$H2_STREAMS"
     [ "$HANDSHAKE_CONNS" = 64 ] || command+=" HANDSHAKE_CONNS=$HANDSHAKE_CONNS"
     [ "$KEY_TYPE" = ec ] || command+=" KEY_TYPE=$KEY_TYPE"
+    [ -z "$WORKER_SCHED" ] || command+=" WORKER_SCHED=$WORKER_SCHED"
     # pyhostd reads it (the proxy's GOMAXPROCS; default: half the CPUs).
     [ -z "${PYHOST_PROXY_PROCS:-}" ] || command="PYHOST_PROXY_PROCS=$PYHOST_PROXY_PROCS $command"
     command+=" bench/https.sh"
@@ -597,6 +632,7 @@ https_main() {
     if wants pyhost; then
         quiet_flag
         extra+=(--extra "pyhost_serve=pyhostd serve --tls-cert --tls-key ${QUIET[*]:+${QUIET[*]} }--processes $PROCESSES --threads $THREADS")
+        [ -z "$WORKER_SCHED" ] || extra+=(--extra "worker_sched=$WORKER_SCHED")
     fi
     "$PY" "$TOOL" meta --stacks "$STACKS" --conns "$HELLO_CONNS" --rounds "$ROUNDS" \
         --duration "$DURATION" --warmup "$WARMUP" --wrk-timeout "$WRK_TIMEOUT" \
