@@ -36,12 +36,14 @@
 # time B's worker threads, the proxy's and the master's waited runnable
 # per B request, and the capped group's cpu.stat: periods, throttled
 # periods, throttled ms), NB_PERF=DIR (perf sched record -a of 3 s during
-# B's wrk in each phase, kept in DIR for perf sched latency/timehist),
+# B's wrk in each phase, kept in DIR for perf sched latency/timehist, and
+# summed up at the end: B-path waits over 2 ms and who ran meanwhile),
 # NB_SPIN_SLICE=µs (sets the EEVDF slice of spincap's threads by hand
 # after the start, to try a slice without a build), NB_PROXY_SLICE=µs
 # (the same for the proxy's threads), NB_DAEMON_SHARES=N (the proxy moved
 # by hand into a v1 cpu group TREE/daemon of cpu.shares N; with
-# NB_DAEMON_MASTER=1 the master too), NB_DELAY_MS=N (B's
+# NB_DAEMON_MASTER=1 the master too), NB_SPIN_PROCS (4: processes of
+# each spin app; the 4 curl loops then share them), NB_DELAY_MS=N (B's
 # wrk paced: each of its 4 connections waits N ms between requests, so B
 # does not itself saturate the CPUs; unset, B's wrk is a closed loop as
 # fast as it goes).
@@ -159,7 +161,7 @@ user = "$NB_USER_A"
 domains = ["$a.nb.bench"]
 directory = "$nb/code"
 script = "spin.py"
-processes = 4
+processes = ${NB_SPIN_PROCS:-4}
 threads = 1
 $([ $a = spincap ] && printf '%b\n' "$NB_CAP")
 TOML
@@ -340,6 +342,55 @@ for round in $(seq 1 "$ROUNDS"); do
     fi
     for b in "${order[@]}"; do nb_round "$b"; done
 done
+if [ -n "${NB_PERF:-}" ]; then
+    echo
+    echo "From each phase's perf sched record: the waits over 2 ms of B's worker threads, the proxy and wrk (from a wakeup, or from being switched out runnable, to running again), how many began with a preemption, how long the capped spinner ran on that CPU meanwhile, and the spinner's runs of 3 ms and more:"
+    echo
+    echo "| record | B-path waits > 2 ms | their ms | after a preemption | spinner ran, ms | spinner runs >= 3 ms |"
+    echo "| --- | --- | --- | --- | --- | --- |"
+    for f in "$NB_PERF"/*.data; do
+        perf script -i "$f" -F comm,pid,cpu,time,event,trace 2>/dev/null | /usr/bin/python3 -c '
+import collections, re, sys
+role = {}
+for line in open(sys.argv[1]):
+    f = line.split()
+    for t in f[1:]:
+        role[int(t)] = f[0]
+path = ("b", "proxy", "wrk")
+ev = re.compile(r"^\s*(.*?)\s+(\d+)\s+\[(\d+)\]\s+([\d.]+):\s+sched:(\w+):\s+(.*)$")
+cur, ran, waiting, waits, runs = {}, collections.defaultdict(list), {}, [], []
+def who(pid, comm):
+    return role.get(pid, "wrk" if comm == "wrk" else "other")
+for line in sys.stdin:
+    m = ev.match(line)
+    if not m:
+        continue
+    comm, pid, cpu, t, name, rest = m.group(1), int(m.group(2)), int(m.group(3)), float(m.group(4)), m.group(5), m.group(6)
+    if name in ("sched_wakeup", "sched_wakeup_new"):
+        d = dict(re.findall(r"(\w+)=(\S+)", rest))
+        waiting[int(d["pid"])] = (t, int(d.get("target_cpu", cpu)), False)
+    elif name == "sched_switch":
+        left, right = rest.split("==>")
+        pp = int(re.search(r"prev_pid=(\d+)", left).group(1))
+        np_ = int(re.search(r"next_pid=(\d+)", right).group(1))
+        nc = re.search(r"next_comm=(.*?) next_pid", right).group(1)
+        if cpu in cur:
+            p0, c0, since = cur[cpu]
+            ran[cpu].append((since, t, who(p0, c0)))
+            if who(p0, c0) == "spincap":
+                runs.append(t - since)
+        cur[cpu] = (np_, nc, t)
+        if np_ in waiting:
+            tw, tc, pre = waiting.pop(np_)
+            if who(np_, nc) in path and t - tw > 0.002:
+                waits.append((tw, t, tc, pre))
+        if re.search(r"prev_state=R", left):
+            waiting[pp] = (t, cpu, True)
+spin = sum(min(e, b) - max(s, a) for a, b, c, _ in waits for s, e, r in ran[c] if r == "spincap" and e > a and s < b)
+print("%d | %.0f | %d | %.0f | %d" % (len(waits), sum(b - a for a, b, _, _ in waits) * 1000, sum(1 for w in waits if w[3]), spin * 1000, sum(1 for x in runs if x >= 0.003)))
+' "${f%.data}.tids" | sed "s#^#| $(basename "$f" .data) | #; s#\$# |#"
+    done
+fi
 if [ -n "${NB_SCHED:-}" ]; then
     echo
     echo "Per B request (wrk's count), µs: run and runnable wait of B's worker threads and of the proxy's, wait of the master's; the capped group's cpu.stat over B's wrk:"
