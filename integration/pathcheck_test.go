@@ -31,9 +31,13 @@ domains = ["pc-bob.test"]
 func TestPathCheckScriptFIFO(t *testing.T) {
 	d := newSysd(t, pathCheckUsers)
 	a, b := makeUser(t, pcAlice), makeUser(t, pcBob)
+	script := filepath.Join(a.home, "fifo", "wsgi.py")
+	// The users' homes outlive a run: deployNamed would block writing
+	// to the FIFO an earlier one left.
+	os.Remove(script)
+	t.Cleanup(func() { os.Remove(script) })
 	deployNamed(t, a, "fifo", "alice", `"pc-alice.test"`, "")
 	deployNamed(t, b, "site", "bob's app", `"pc-bob.test"`, "")
-	script := filepath.Join(a.home, "fifo", "wsgi.py")
 	if err := os.Remove(script); err != nil {
 		t.Fatal(err)
 	}
