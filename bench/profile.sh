@@ -14,7 +14,8 @@
 # Knobs: TEST (get1m, file100m, post64k; or https.sh's h2 and h1 as h2,
 # h1tls: hello over TLS, loaded as https.sh loads it, with its
 # H2_CLIENTS, H2_STREAMS, HELLO_CONNS), PROFILE_CONNS (default: the
-# test's, as run.sh),
+# test's, as run.sh), WORKER_SCHED (h2 and h1tls: https.sh's, batch puts
+# pyhost's Python processes under SCHED_BATCH),
 # PERF_SECONDS (default 5), TOP (symbols shown per profile, default 25),
 # and run.sh's PYHOSTD, PORT_BASE, KEEP_WORKDIR, GO, LOCK_WAIT. Runs as
 # root (perf, the bench user); takes the bench lock; every load is bounded.
@@ -44,6 +45,8 @@ profile_main() {
     uint_between "$PERF_SECONDS" 1 60 || die "PERF_SECONDS must be whole seconds, 1 to 60 (got '$PERF_SECONDS')"
     uint_between "$TOP" 1 500 || die "TOP must be 1 to 500 (got '$TOP')"
     case $TEST in get1m | file100m | post64k | h2 | h1tls) ;; *) die "TEST must be get1m, file100m, post64k, h2 or h1tls (got '$TEST')" ;; esac
+    [ "$tls" = 1 ] || [ -z "${WORKER_SCHED:-}" ] || die "WORKER_SCHED applies to TEST=h2 and h1tls only"
+    [[ ${WORKER_SCHED:-} =~ ^(|batch)$ ]] || die "WORKER_SCHED must be empty or batch (got '${WORKER_SCHED:-}')"
     [ "$(id -u)" -eq 0 ] || die "run as root (perf, and servers that switch to $BENCH_USER)"
     command -v perf >/dev/null || die "perf not found (apt-get install linux-perf)"
     sanitize_env
@@ -84,6 +87,13 @@ profile_main() {
     log "starting pyhost on 127.0.0.1:$port ($PYHOSTD)"
     if [ "$tls" = 1 ]; then
         start_tls_pyhost "$dir" "$port" || die "pyhost did not start: $(tail -5 "$dir/pyhostd.log")"
+        if [ -n "$WORKER_SCHED" ]; then
+            local -a rootpids
+            STACK_ERROR=""
+            lines_into rootpids root_pids
+            sched_workers "${rootpids[@]}"
+            [ -z "$STACK_ERROR" ] || die "$STACK_ERROR"
+        fi
     else
         start_pyhost "$dir" "$port" || die "pyhost did not start: $(tail -5 "$dir/pyhostd.log")"
     fi
