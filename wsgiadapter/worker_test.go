@@ -225,7 +225,7 @@ func findPython(t *testing.T) string {
 }
 
 // startPyWorker starts the embedded worker script on app the way the
-// daemons package does: the listening socket as fd 3, the status pipe as
+// package workerproc does: the listening socket as fd 3, the status pipe as
 // fd 4. It does not wait for readiness.
 func startPyWorker(t *testing.T, app string) *pyWorker {
 	t.Helper()
@@ -1081,6 +1081,30 @@ for argv in json.loads(sys.argv[2]):
 	for i, c := range cases {
 		if got[i] != c.want {
 			t.Errorf("%q: got %s, want %s", c.argv, got[i], c.want)
+		}
+	}
+}
+
+// The worker reads its connection through a buffer of its own
+// (ProxyReader, 256 KiB): a request larger than the buffer (a large
+// environ and an inline body), then small ones, each reach the app whole
+// on the same connection, and the buffer is left in step between them.
+func TestWorkerRequestLargerThanItsBuffer(t *testing.T) {
+	w := startReady(t)
+	c := dialFake(t, w.sock)
+	big := strings.Repeat("c", 300<<10)
+	for i, size := range []int{len(big), 10, len(big), 1} {
+		env := wsgiEnv("POST", "/environ", "", "HTTP_X_BIG", big[:size])
+		head, body, err := do(t, c, env, strings.NewReader("inline body"), 11)
+		if err != nil || head.Status != 200 {
+			t.Fatalf("request %d: %d, %v", i, head.Status, err)
+		}
+		var got map[string]string
+		if err := json.Unmarshal(body, &got); err != nil {
+			t.Fatalf("request %d: app answered %q: %v", i, body, err)
+		}
+		if got["HTTP_X_BIG"] != big[:size] {
+			t.Errorf("request %d: HTTP_X_BIG has %d bytes, want %d", i, len(got["HTTP_X_BIG"]), size)
 		}
 	}
 }
