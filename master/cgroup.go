@@ -11,11 +11,11 @@ import (
 	"time"
 
 	"github.com/pyhost/pyhost/cgroup"
+	"github.com/pyhost/pyhost/child"
 	"github.com/pyhost/pyhost/config"
 	"github.com/pyhost/pyhost/control"
-	"github.com/pyhost/pyhost/daemons"
-	"github.com/pyhost/pyhost/daemons/child"
 	"github.com/pyhost/pyhost/supervisor"
+	"github.com/pyhost/pyhost/workerproc"
 )
 
 // The daemon's side of containment (issue 14, C1–C4, C6): it finds out
@@ -205,5 +205,5 @@ func (m *Master) proxyStarter() child.Starter {
 		}
 		return m.spawner
 	}
-	return daemons.StarterIn(m.spawner, g)
+	return workerproc.StarterIn(m.spawner, g)
 }

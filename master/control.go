@@ -15,9 +15,9 @@ import (
 	"github.com/pyhost/pyhost/applog"
 	"github.com/pyhost/pyhost/config"
 	"github.com/pyhost/pyhost/control"
-	"github.com/pyhost/pyhost/daemons"
 	"github.com/pyhost/pyhost/privdrop"
 	"github.com/pyhost/pyhost/supervisor"
+	"github.com/pyhost/pyhost/workerproc"
 )
 
 // verb is what a control request asks, as authorize judges it.
@@ -397,7 +397,7 @@ func failed(app, op, prefix string, err error) error {
 	}
 	out := &control.ReloadError{App: app, Op: op, Reason: prefix + err.Error()}
 	var re *supervisor.ReloadError
-	var ie *daemons.ImportError
+	var ie *workerproc.ImportError
 	var we *supervisor.WarmupError
 	switch {
 	case errors.As(err, &re):

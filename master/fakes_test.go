@@ -17,9 +17,9 @@ import (
 	"github.com/pyhost/pyhost/channel"
 	"github.com/pyhost/pyhost/config"
 	"github.com/pyhost/pyhost/control"
-	"github.com/pyhost/pyhost/daemons"
 	"github.com/pyhost/pyhost/privdrop"
 	"github.com/pyhost/pyhost/supervisor"
+	"github.com/pyhost/pyhost/workerproc"
 )
 
 // The tenants of these tests are real accounts of every Debian system,
@@ -38,41 +38,41 @@ type fakeProc struct {
 	ready   chan struct{}
 	exited  chan struct{}
 	once    sync.Once
-	imp     *daemons.ImportError
+	imp     *workerproc.ImportError
 }
 
-func (p *fakeProc) PID() int                        { return p.pid }
-func (p *fakeProc) Socket() string                  { return p.socket }
-func (p *fakeProc) StartedAt() time.Time            { return p.started }
-func (p *fakeProc) Ready() <-chan struct{}          { return p.ready }
-func (p *fakeProc) Exited() <-chan struct{}         { return p.exited }
-func (p *fakeProc) ImportErr() *daemons.ImportError { return p.imp }
+func (p *fakeProc) PID() int                           { return p.pid }
+func (p *fakeProc) Socket() string                     { return p.socket }
+func (p *fakeProc) StartedAt() time.Time               { return p.started }
+func (p *fakeProc) Ready() <-chan struct{}             { return p.ready }
+func (p *fakeProc) Exited() <-chan struct{}            { return p.exited }
+func (p *fakeProc) ImportErr() *workerproc.ImportError { return p.imp }
 func (p *fakeProc) ExitErr() error {
 	select {
 	case <-p.exited:
 		if p.imp != nil {
-			return &daemons.ExitError{Code: 1}
+			return &workerproc.ExitError{Code: 1}
 		}
-		return &daemons.ExitError{Code: 0}
+		return &workerproc.ExitError{Code: 0}
 	default:
 		return nil
 	}
 }
-func (p *fakeProc) Stop(time.Duration)            { p.once.Do(func() { close(p.exited) }) }
-func (p *fakeProc) Kill()                         { p.Stop(0) }
-func (p *fakeProc) DumpStacks()                   {}
-func (p *fakeProc) RSS() (int64, error)           { return 1 << 20, nil }
-func (p *fakeProc) Stats() (daemons.Stats, error) { return daemons.Stats{RSS: 1 << 20}, nil }
+func (p *fakeProc) Stop(time.Duration)               { p.once.Do(func() { close(p.exited) }) }
+func (p *fakeProc) Kill()                            { p.Stop(0) }
+func (p *fakeProc) DumpStacks()                      {}
+func (p *fakeProc) RSS() (int64, error)              { return 1 << 20, nil }
+func (p *fakeProc) Stats() (workerproc.Stats, error) { return workerproc.Stats{RSS: 1 << 20}, nil }
 
 // fakeStarter starts fakeProcs and counts them.
 type fakeStarter struct {
 	pids atomic.Int64
 }
 
-func (s *fakeStarter) StartWorker(spec daemons.Spec, _ supervisor.ForkServer) (supervisor.Proc, error) {
+func (s *fakeStarter) StartWorker(spec workerproc.Spec, _ supervisor.ForkServer) (supervisor.Proc, error) {
 	p := &fakeProc{pid: int(1000 + s.pids.Add(1)), socket: spec.Socket, started: time.Now(), ready: make(chan struct{}), exited: make(chan struct{})}
 	if strings.Contains(spec.Dir, "broken") {
-		p.imp = &daemons.ImportError{Message: "ModuleNotFoundError: No module named 'broken'", Traceback: "Traceback (most recent call last):\nModuleNotFoundError: No module named 'broken'\n"}
+		p.imp = &workerproc.ImportError{Message: "ModuleNotFoundError: No module named 'broken'", Traceback: "Traceback (most recent call last):\nModuleNotFoundError: No module named 'broken'\n"}
 		p.Stop(0) // it exits at once
 		return p, nil
 	}
@@ -80,7 +80,7 @@ func (s *fakeStarter) StartWorker(spec daemons.Spec, _ supervisor.ForkServer) (s
 	return p, nil
 }
 
-func (s *fakeStarter) StartForkServer(daemons.ForkServerSpec) (supervisor.ForkServer, error) {
+func (s *fakeStarter) StartForkServer(workerproc.ForkServerSpec) (supervisor.ForkServer, error) {
 	return nil, errors.New("no fork servers in these tests")
 }
 

@@ -15,8 +15,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pyhost/pyhost/channel"
+	"github.com/pyhost/pyhost/child"
 	"github.com/pyhost/pyhost/config"
-	"github.com/pyhost/pyhost/daemons/child"
 	"github.com/pyhost/pyhost/privdrop"
 	"github.com/pyhost/pyhost/supervisor"
 )

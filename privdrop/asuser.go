@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pyhost/pyhost/daemons/child"
+	"github.com/pyhost/pyhost/child"
 )
 
 // AccessCommand is the hidden pyhostd subcommand CheckAsUser runs.

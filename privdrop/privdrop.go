@@ -4,7 +4,7 @@
 // gets, and the spawner thread that gives every child no_new_privs.
 //
 // It does not decide which user an app may run as (that is config's
-// policy) and it does not supervise processes (daemons, supervisor).
+// policy) and it does not supervise processes (workerproc, supervisor).
 package privdrop
 
 import (

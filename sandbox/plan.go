@@ -10,7 +10,7 @@
 //
 // It does not decide whether an app is sandboxed (config's policy: the
 // app key sandbox and the admin's allow_unsandboxed) and it does not
-// start or supervise processes (daemons, supervisor). Files the app's
+// start or supervise processes (workerproc, supervisor). Files the app's
 // user may read through ordinary permissions outside the hidden places
 // (/srv, /opt, /var/www, …) stay visible: that still depends on file
 // modes (docs/admin-guide.md, "Tenant privacy").

@@ -132,7 +132,7 @@ func usable(path string, daemon fs.FileInfo) error {
 	return nil
 }
 
-// Wrapper is p.Wrap, or nil when p is nil: the value for daemons'
+// Wrapper is p.Wrap, or nil when p is nil: the value for workerproc's
 // Spec.Wrap and ForkServerSpec.Wrap.
 func Wrapper(p *Plan) func(*exec.Cmd) error {
 	if p == nil {

@@ -30,7 +30,7 @@ type Options struct {
 	WorkerScript string // path of pyhost_worker.py, readable by the app user
 	SocketDir    string
 	// SocketUID and SocketGID own worker sockets so the proxy can connect
-	// (see daemons.Spec); -1 leaves them to the daemon's user.
+	// (see workerproc.Spec); -1 leaves them to the daemon's user.
 	SocketUID, SocketGID int
 	Log                  hclog.Logger
 	// Output receives each line of worker output, tagged with the pid,
@@ -51,7 +51,7 @@ type Options struct {
 	// ForkServer: workers are forked from a per-app fork server instead
 	// of each starting its own interpreter (docs/design.md).
 	ForkServer bool
-	// Starter starts the processes; nil: package daemons, from Spawner.
+	// Starter starts the processes; nil: package workerproc, from Spawner.
 	Starter Starter
 	// Clock is the time the app reads and waits on; nil: the real one.
 	Clock Clock
@@ -296,7 +296,7 @@ func (a *App) publish() {
 }
 
 // WaitStarted blocks until the first worker is ready (nil) or the app
-// failed before any worker was (the first failure, an *daemons.ImportError
+// failed before any worker was (the first failure, an *workerproc.ImportError
 // when the import raised).
 func (a *App) WaitStarted(ctx context.Context) error {
 	select {

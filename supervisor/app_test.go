@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/pyhost/pyhost/channel"
-	"github.com/pyhost/pyhost/daemons"
+	"github.com/pyhost/pyhost/workerproc"
 )
 
 // These tests run a whole App on fake processes inside a synctest bubble:
@@ -402,9 +402,9 @@ func TestForkServerDeathIsOneCrash(t *testing.T) {
 func TestForkServerFailureFallsBackToDirectStart(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		st := &fakeStarter{}
-		st.fail = func(_ daemons.Spec, via ForkServer) error {
+		st.fail = func(_ workerproc.Spec, via ForkServer) error {
 			if via != nil {
-				return daemons.ErrForkServer
+				return workerproc.ErrForkServer
 			}
 			return nil
 		}

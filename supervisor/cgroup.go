@@ -12,10 +12,10 @@ import (
 	"time"
 
 	"github.com/pyhost/pyhost/cgroup"
+	"github.com/pyhost/pyhost/child"
 	"github.com/pyhost/pyhost/config"
 	"github.com/pyhost/pyhost/control"
-	"github.com/pyhost/pyhost/daemons"
-	"github.com/pyhost/pyhost/daemons/child"
+	"github.com/pyhost/pyhost/workerproc"
 	"golang.org/x/sys/unix"
 )
 
@@ -291,7 +291,7 @@ func (a *App) oomVictim(p Proc) string {
 	}
 	var ee *child.ExitError
 	err := p.ExitErr()
-	serverDied := errors.Is(err, daemons.ErrForkServer) && !errors.Is(err, daemons.ErrNoReport)
+	serverDied := errors.Is(err, workerproc.ErrForkServer) && !errors.Is(err, workerproc.ErrNoReport)
 	if !serverDied && (!errors.As(err, &ee) || !ee.External) {
 		return ""
 	}

@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/pyhost/pyhost/control"
-	"github.com/pyhost/pyhost/daemons"
+	"github.com/pyhost/pyhost/workerproc"
 )
 
 // Each replacement is counted by its reason, for pyctl status and the
@@ -19,7 +19,7 @@ func TestCoreRestartsByReason(t *testing.T) {
 	if got := d.c.status(nil).RestartsByReason; got == nil || len(got) != 0 {
 		t.Fatalf("a fresh app's reasons: %v, want an empty map", got)
 	}
-	killed := &daemons.ExitError{Signal: syscall.SIGKILL, External: true}
+	killed := &workerproc.ExitError{Signal: syscall.SIGKILL, External: true}
 	effs := d.do(evExited{id: d.c.workers[0].id, err: killed, oom: "memory.max 64MiB reached"})
 	const why = "killed by the kernel's OOM killer: memory.max 64MiB reached"
 	if !slices.ContainsFunc(notes(effs), func(n string) bool { return strings.Contains(n, why) }) {
@@ -39,7 +39,7 @@ func TestCoreRestartsByReason(t *testing.T) {
 		d.readyAll()
 	}
 	restart(effs)
-	restart(d.exit(d.c.workers[0].id, &daemons.ExitError{Code: 1}))
+	restart(d.exit(d.c.workers[0].id, &workerproc.ExitError{Code: 1}))
 	d.do(evRecycle{d.c.workers[0].id, RecycleReason{RecycleRequests, "served 100"}, false})
 	d.readyAll()
 	d.drainAll()

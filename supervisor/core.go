@@ -10,7 +10,7 @@ import (
 	"github.com/pyhost/pyhost/cgroup"
 	"github.com/pyhost/pyhost/channel"
 	"github.com/pyhost/pyhost/config"
-	"github.com/pyhost/pyhost/daemons"
+	"github.com/pyhost/pyhost/workerproc"
 )
 
 // core is every decision about one app: which workers to start, stop,
@@ -448,7 +448,7 @@ type (
 	evExited struct {
 		id        string
 		err       error // how it ended
-		importErr *daemons.ImportError
+		importErr *workerproc.ImportError
 		tail      string // the last lines it wrote
 		// oom, when not "", is the limit whose reaching made the
 		// kernel's OOM killer kill it ("memory.max 512MiB reached").

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/pyhost/pyhost/channel"
-	"github.com/pyhost/pyhost/daemons"
+	"github.com/pyhost/pyhost/workerproc"
 )
 
 // The core's tests feed it events and read its effects: no process, no
@@ -96,7 +96,7 @@ func (d *driver) exit(id string, err error) []effect {
 // stopped reaps every worker told to stop, as if each exited on SIGTERM.
 func (d *driver) reapStopped() {
 	for _, id := range d.in(WorkerStopping) {
-		d.exit(id, &daemons.ExitError{Code: 0})
+		d.exit(id, &workerproc.ExitError{Code: 0})
 	}
 }
 
@@ -209,29 +209,29 @@ func TestCoreIllegalMoveIsLoggedOtherwise(t *testing.T) {
 
 // Every way a worker ends, and what the app and its owner are told.
 func TestCoreExitReasons(t *testing.T) {
-	importErr := &daemons.ImportError{Message: "ImportError: x", Traceback: "Traceback...\nImportError: x\n"}
+	importErr := &workerproc.ImportError{Message: "ImportError: x", Traceback: "Traceback...\nImportError: x\n"}
 	cases := []struct {
 		name    string
 		ready   bool
 		prepare func(d *driver, w *worker)
 		err     error
-		imp     *daemons.ImportError
+		imp     *workerproc.ImportError
 		lastErr string
 		note    string
 		started string // WaitStarted's error, "" for none sent by this exit
 	}{
-		{"crash after ready", true, nil, &daemons.ExitError{Code: 3}, nil, "worker exited with status 3", "died: exited with status 3; restarting in 0s", ""},
-		{"crash before ready", false, nil, &daemons.ExitError{Code: 3}, nil, "worker exited with status 3 before it was ready", "died: exited with status 3", "worker exited before it was ready: exited with status 3"},
-		{"import error", false, nil, &daemons.ExitError{Code: 1}, importErr, importErr.Traceback, "died: app import failed: ImportError: x", "app import failed: ImportError: x"},
+		{"crash after ready", true, nil, &workerproc.ExitError{Code: 3}, nil, "worker exited with status 3", "died: exited with status 3; restarting in 0s", ""},
+		{"crash before ready", false, nil, &workerproc.ExitError{Code: 3}, nil, "worker exited with status 3 before it was ready", "died: exited with status 3", "worker exited before it was ready: exited with status 3"},
+		{"import error", false, nil, &workerproc.ExitError{Code: 1}, importErr, importErr.Traceback, "died: app import failed: ImportError: x", "app import failed: ImportError: x"},
 		{"startup timeout", false, func(d *driver, w *worker) {
 			d.after(30 * time.Second)
 			if effs := d.do(evStartupTimeout{w.id}); len(effectsOf[effKill](effs)) != 1 {
 				t.Errorf("startup timeout: no kill")
 			}
-		}, &daemons.ExitError{Signal: 9}, nil, "worker did not become ready within startup_timeout 30s", "died: did not become ready within startup_timeout 30s", "worker exited before it was ready: did not become ready within startup_timeout 30s"},
+		}, &workerproc.ExitError{Signal: 9}, nil, "worker did not become ready within startup_timeout 30s", "died: did not become ready within startup_timeout 30s", "worker exited before it was ready: did not become ready within startup_timeout 30s"},
 		{"over the ceiling", true, func(d *driver, w *worker) {
 			d.do(evMemory{rss: map[string]int64{w.id: 1 << 40}})
-		}, &daemons.ExitError{Signal: 9}, nil, "worker killed: rss 1024.0GiB passed the hard memory ceiling", "", ""},
+		}, &workerproc.ExitError{Signal: 9}, nil, "worker killed: rss 1024.0GiB passed the hard memory ceiling", "", ""},
 		{"no status", true, nil, nil, nil, "worker exited", "died: exited;", ""},
 	}
 	for _, tc := range cases {
@@ -269,12 +269,12 @@ func TestCoreExitReasons(t *testing.T) {
 
 func TestCoreRestartBackoffAndStaleTimers(t *testing.T) {
 	d := running(t, 1)
-	d.exit(d.in(WorkerReady)[0], &daemons.ExitError{Code: 1})
+	d.exit(d.in(WorkerReady)[0], &workerproc.ExitError{Code: 1})
 	w := d.in(WorkerStarting)
 	if len(w) != 1 {
 		t.Fatalf("first death: %d replacements, want 1 at once", len(w))
 	}
-	effs := d.exit(w[0], &daemons.ExitError{Code: 1})
+	effs := d.exit(w[0], &workerproc.ExitError{Code: 1})
 	timers := effectsOf[effTimer](effs)
 	if len(timers) != 1 || len(d.c.workers) != 0 || !d.c.restartHeld {
 		t.Fatalf("second death: timers %+v, %d workers; want a held restart", timers, len(d.c.workers))
@@ -293,7 +293,7 @@ func TestCoreRestartBackoffAndStaleTimers(t *testing.T) {
 	if n := len(d.in(WorkerStarting)); n != 1 || d.c.restartHeld {
 		t.Fatalf("resume: %d starting, held %v", n, d.c.restartHeld)
 	}
-	d.exit(d.in(WorkerStarting)[0], &daemons.ExitError{Code: 1})
+	d.exit(d.in(WorkerStarting)[0], &workerproc.ExitError{Code: 1})
 	if effs := d.do(due); len(effectsOf[effSpawn](effs)) != 0 {
 		t.Errorf("a stale restart timer started a worker")
 	}
@@ -493,9 +493,9 @@ func randomEvent(rng *rand.Rand, d *driver) event {
 	case 0, 1:
 		return evReady{id}
 	case 2:
-		return evExited{id: id, err: &daemons.ExitError{Code: rng.IntN(2)}}
+		return evExited{id: id, err: &workerproc.ExitError{Code: rng.IntN(2)}}
 	case 3:
-		return evExited{id: id, err: fmt.Errorf("%w died", daemons.ErrForkServer)}
+		return evExited{id: id, err: fmt.Errorf("%w died", workerproc.ErrForkServer)}
 	case 4:
 		return evDrained{id}
 	case 5:

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/pyhost/pyhost/config"
-	"github.com/pyhost/pyhost/daemons"
+	"github.com/pyhost/pyhost/workerproc"
 )
 
 // A reload of a crash-looping app (docs/design.md, "Restart policy")
@@ -151,7 +151,7 @@ func TestCoreReloadDefersTheOldGenerationsBackoff(t *testing.T) {
 	for _, firstSpawnFails := range []bool{false, true} {
 		d := running(t, 2)
 		old := d.in(WorkerReady)
-		d.exit(old[0], &daemons.ExitError{Code: 1}) // first in a row: replaced at once
+		d.exit(old[0], &workerproc.ExitError{Code: 1}) // first in a row: replaced at once
 		replacement := d.in(WorkerStarting)
 		if len(replacement) != 1 {
 			t.Fatalf("%d replacements, want 1", len(replacement))
@@ -160,7 +160,7 @@ func TestCoreReloadDefersTheOldGenerationsBackoff(t *testing.T) {
 		if firstSpawnFails {
 			// The death comes first, then the reload: the restart was held
 			// when it began.
-			d.exit(replacement[0], &daemons.ExitError{Code: 1})
+			d.exit(replacement[0], &workerproc.ExitError{Code: 1})
 			if !d.c.restartHeld {
 				t.Fatal("no restart held after the second death in a row")
 			}
@@ -169,7 +169,7 @@ func TestCoreReloadDefersTheOldGenerationsBackoff(t *testing.T) {
 			d.do(evReload{newOp(d, done)})
 		} else {
 			d.do(evReload{newOp(d, done)})
-			effs := d.exit(replacement[0], &daemons.ExitError{Code: 1})
+			effs := d.exit(replacement[0], &workerproc.ExitError{Code: 1})
 			for _, tm := range effectsOf[effTimer](effs) {
 				if _, ok := tm.ev.(evRestartDue); ok {
 					t.Errorf("an old worker's death during the reload armed the backoff's timer (%v)", tm.after)
@@ -179,7 +179,7 @@ func TestCoreReloadDefersTheOldGenerationsBackoff(t *testing.T) {
 				t.Errorf("%d workers started for the dead old one during the reload", n)
 			}
 			d.after(100 * time.Millisecond)
-			d.do(evExited{id: genIDs(d, d.c.gen+1)[0], err: &daemons.ExitError{Code: 1}, importErr: &daemons.ImportError{Message: "ImportError: x"}})
+			d.do(evExited{id: genIDs(d, d.c.gen+1)[0], err: &workerproc.ExitError{Code: 1}, importErr: &workerproc.ImportError{Message: "ImportError: x"}})
 		}
 		if err := <-done; err == nil {
 			t.Fatal("the reload succeeded")

@@ -15,7 +15,7 @@
 // legal moves (state.go).
 //
 // The policies it applies are pure values too (RestartTracker,
-// PlanRecycles, CheckMemory). Processes themselves are package daemons'
+// PlanRecycles, CheckMemory). Processes themselves are package workerproc'
 // business; what the proxy should route to is published as a
 // channel.App.
 package supervisor

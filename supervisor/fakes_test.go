@@ -13,8 +13,8 @@ import (
 
 	"github.com/pyhost/pyhost/channel"
 	"github.com/pyhost/pyhost/config"
-	"github.com/pyhost/pyhost/daemons"
 	"github.com/pyhost/pyhost/privdrop"
+	"github.com/pyhost/pyhost/workerproc"
 )
 
 // fakeProc is a worker with no process: the test decides when it is
@@ -23,7 +23,7 @@ import (
 type fakeProc struct {
 	n       int // its place in the starter's order, from 0
 	pid     int
-	spec    daemons.Spec
+	spec    workerproc.Spec
 	via     *fakeServer
 	started time.Time
 	ready   chan struct{}
@@ -31,7 +31,7 @@ type fakeProc struct {
 
 	mu        sync.Mutex
 	exitErr   error
-	importErr *daemons.ImportError
+	importErr *workerproc.ImportError
 	rss       int64
 	holdTerm  bool
 	stops     []time.Duration // the grace of each Stop
@@ -41,13 +41,15 @@ type fakeProc struct {
 	exitOnce  sync.Once
 }
 
-func (p *fakeProc) PID() int                      { return p.pid }
-func (p *fakeProc) Socket() string                { return p.spec.Socket }
-func (p *fakeProc) StartedAt() time.Time          { return p.started }
-func (p *fakeProc) Ready() <-chan struct{}        { return p.ready }
-func (p *fakeProc) Exited() <-chan struct{}       { return p.exited }
-func (p *fakeProc) Stats() (daemons.Stats, error) { return daemons.Stats{RSS: uint64(p.RSS0())}, nil }
-func (p *fakeProc) ImportErr() *daemons.ImportError {
+func (p *fakeProc) PID() int                { return p.pid }
+func (p *fakeProc) Socket() string          { return p.spec.Socket }
+func (p *fakeProc) StartedAt() time.Time    { return p.started }
+func (p *fakeProc) Ready() <-chan struct{}  { return p.ready }
+func (p *fakeProc) Exited() <-chan struct{} { return p.exited }
+func (p *fakeProc) Stats() (workerproc.Stats, error) {
+	return workerproc.Stats{RSS: uint64(p.RSS0())}, nil
+}
+func (p *fakeProc) ImportErr() *workerproc.ImportError {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.importErr
@@ -92,13 +94,13 @@ func (p *fakeProc) exit(err error) {
 	})
 }
 
-func (p *fakeProc) crash(code int) { p.exit(&daemons.ExitError{Code: code}) }
+func (p *fakeProc) crash(code int) { p.exit(&workerproc.ExitError{Code: code}) }
 
 func (p *fakeProc) importFail() {
 	p.mu.Lock()
-	p.importErr = &daemons.ImportError{Message: "ModuleNotFoundError: No module named 'nope'", Traceback: "Traceback...\nModuleNotFoundError: No module named 'nope'\n"}
+	p.importErr = &workerproc.ImportError{Message: "ModuleNotFoundError: No module named 'nope'", Traceback: "Traceback...\nModuleNotFoundError: No module named 'nope'\n"}
 	p.mu.Unlock()
-	p.exit(&daemons.ExitError{Code: 1})
+	p.exit(&workerproc.ExitError{Code: 1})
 }
 
 func (p *fakeProc) Stop(grace time.Duration) {
@@ -110,17 +112,17 @@ func (p *fakeProc) Stop(grace time.Duration) {
 		return
 	}
 	if !hold {
-		p.exit(&daemons.ExitError{Code: 0})
+		p.exit(&workerproc.ExitError{Code: 0})
 		return
 	}
-	time.AfterFunc(grace, func() { p.exit(&daemons.ExitError{Signal: syscall.SIGKILL}) })
+	time.AfterFunc(grace, func() { p.exit(&workerproc.ExitError{Signal: syscall.SIGKILL}) })
 }
 
 func (p *fakeProc) Kill() {
 	p.mu.Lock()
 	p.kills++
 	p.mu.Unlock()
-	p.exit(&daemons.ExitError{Signal: syscall.SIGKILL})
+	p.exit(&workerproc.ExitError{Signal: syscall.SIGKILL})
 }
 
 func (p *fakeProc) DumpStacks() {
@@ -175,7 +177,7 @@ func (s *fakeServer) Err() error {
 		return s.err
 	}
 	if s.retired {
-		return fmt.Errorf("%w retired", daemons.ErrForkServer)
+		return fmt.Errorf("%w retired", workerproc.ErrForkServer)
 	}
 	return nil
 }
@@ -194,19 +196,19 @@ func (s *fakeServer) Close(time.Duration) {
 }
 
 // die ends the server, and every child of it with it (their parent-death
-// signal), as daemons reports it.
+// signal), as workerproc reports it.
 func (s *fakeServer) die() {
 	s.mu.Lock()
 	if s.err != nil {
 		s.mu.Unlock()
 		return
 	}
-	s.err = fmt.Errorf("%w exited", daemons.ErrForkServer)
+	s.err = fmt.Errorf("%w exited", workerproc.ErrForkServer)
 	kids := s.kids
 	s.mu.Unlock()
 	close(s.exited)
 	for _, k := range kids {
-		k.exit(fmt.Errorf("%w died, and its workers were killed with it", daemons.ErrForkServer))
+		k.exit(fmt.Errorf("%w died, and its workers were killed with it", workerproc.ErrForkServer))
 	}
 }
 
@@ -217,7 +219,7 @@ type fakeStarter struct {
 	servers []*fakeServer
 	nextPID int
 	// fail, when set, decides whether a start fails.
-	fail func(spec daemons.Spec, via ForkServer) error
+	fail func(spec workerproc.Spec, via ForkServer) error
 	// onStart, when set, is called with each new worker (make it ready at
 	// once, say).
 	onStart func(p *fakeProc)
@@ -225,7 +227,7 @@ type fakeStarter struct {
 	now func() time.Time
 }
 
-func (st *fakeStarter) StartWorker(spec daemons.Spec, via ForkServer) (Proc, error) {
+func (st *fakeStarter) StartWorker(spec workerproc.Spec, via ForkServer) (Proc, error) {
 	st.mu.Lock()
 	fail := st.fail
 	st.mu.Unlock()
@@ -262,7 +264,7 @@ func (st *fakeStarter) StartWorker(spec daemons.Spec, via ForkServer) (Proc, err
 	return p, nil
 }
 
-func (st *fakeStarter) StartForkServer(spec daemons.ForkServerSpec) (ForkServer, error) {
+func (st *fakeStarter) StartForkServer(spec workerproc.ForkServerSpec) (ForkServer, error) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.nextPID++

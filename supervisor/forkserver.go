@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pyhost/pyhost/daemons"
+	"github.com/pyhost/pyhost/workerproc"
 )
 
 // forkRetry is how long an app's workers start with their own interpreter
@@ -25,7 +25,7 @@ type forkServers struct {
 
 // forkKey is what a forked worker inherits from its server and so must
 // match the worker's spec; a reload that changes it gets a new server.
-func forkKey(spec daemons.Spec) string {
+func forkKey(spec workerproc.Spec) string {
 	var b strings.Builder
 	b.WriteString(spec.Path)
 	b.WriteByte(0)
@@ -48,7 +48,7 @@ func forkKey(spec daemons.Spec) string {
 
 // get returns the fork server for spec, starting one if needed; nil means
 // start the worker directly.
-func (f *forkServers) get(a *App, spec daemons.Spec) ForkServer {
+func (f *forkServers) get(a *App, spec workerproc.Spec) ForkServer {
 	key := forkKey(spec)
 	if f.cur != nil && (f.key != key || f.cur.Err() != nil) {
 		f.retire()
@@ -61,7 +61,7 @@ func (f *forkServers) get(a *App, spec daemons.Spec) ForkServer {
 	if now.Before(f.retryAt) {
 		return nil
 	}
-	fs, err := a.starter.StartForkServer(daemons.ForkServerSpec{
+	fs, err := a.starter.StartForkServer(workerproc.ForkServerSpec{
 		Path:   spec.Path,
 		Args:   []string{"-u", a.opts.WorkerScript, "--fork-server", "--app", a.key},
 		Dir:    spec.Dir,
@@ -92,7 +92,7 @@ func (f *forkServers) failed(fs ForkServer, err error, now time.Time) {
 		fs.Kill() // stuck before it could fork: it has no child to outlive
 	}
 	f.retire()
-	if !errors.Is(err, daemons.ErrForkServerStale) {
+	if !errors.Is(err, workerproc.ErrForkServerStale) {
 		f.retryAt = now.Add(forkRetry)
 	}
 }

@@ -3,12 +3,12 @@ package supervisor
 import (
 	"testing"
 
-	"github.com/pyhost/pyhost/daemons"
 	"github.com/pyhost/pyhost/privdrop"
+	"github.com/pyhost/pyhost/workerproc"
 )
 
 func TestForkKeyNamesWhatWorkersInherit(t *testing.T) {
-	base := daemons.Spec{
+	base := workerproc.Spec{
 		Path: "/usr/bin/python3",
 		Dir:  "/srv/blog",
 		Env:  []string{"PATH=/usr/bin", "HOME=/home/alice"},
@@ -22,13 +22,13 @@ func TestForkKeyNamesWhatWorkersInherit(t *testing.T) {
 	if forkKey(base) != forkKey(same) {
 		t.Errorf("socket and worker arguments changed the key")
 	}
-	changes := map[string]func(*daemons.Spec){
-		"interpreter": func(s *daemons.Spec) { s.Path = "/srv/blog/.venv/bin/python" },
-		"directory":   func(s *daemons.Spec) { s.Dir = "/srv/other" },
-		"environment": func(s *daemons.Spec) { s.Env = append(append([]string{}, s.Env...), "DJANGO_SETTINGS_MODULE=x") },
-		"user":        func(s *daemons.Spec) { s.Cred.UID, s.Cred.Username = 1001, "bob" },
-		"groups":      func(s *daemons.Spec) { s.Cred.Groups = []uint32{1000} },
-		"group":       func(s *daemons.Spec) { s.Cred.GID = 27 },
+	changes := map[string]func(*workerproc.Spec){
+		"interpreter": func(s *workerproc.Spec) { s.Path = "/srv/blog/.venv/bin/python" },
+		"directory":   func(s *workerproc.Spec) { s.Dir = "/srv/other" },
+		"environment": func(s *workerproc.Spec) { s.Env = append(append([]string{}, s.Env...), "DJANGO_SETTINGS_MODULE=x") },
+		"user":        func(s *workerproc.Spec) { s.Cred.UID, s.Cred.Username = 1001, "bob" },
+		"groups":      func(s *workerproc.Spec) { s.Cred.Groups = []uint32{1000} },
+		"group":       func(s *workerproc.Spec) { s.Cred.GID = 27 },
 	}
 	for what, change := range changes {
 		s := base
@@ -42,7 +42,7 @@ func TestForkKeyNamesWhatWorkersInherit(t *testing.T) {
 
 func TestFirstLossCountsAServerOnce(t *testing.T) {
 	var c core
-	a, b := &daemons.ForkServer{}, &daemons.ForkServer{}
+	a, b := &workerproc.ForkServer{}, &workerproc.ForkServer{}
 	if !c.firstLoss(a) || c.firstLoss(a) || c.firstLoss(a) {
 		t.Errorf("three workers lost with server a: want only the first counted")
 	}

@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/pyhost/pyhost/channel"
-	"github.com/pyhost/pyhost/daemons"
+	"github.com/pyhost/pyhost/workerproc"
 )
 
 func TestIdleCheck(t *testing.T) {
@@ -131,7 +131,7 @@ func TestCoreStartsIdle(t *testing.T) {
 		}, AppRunning, channel.AppRunning, 2},
 		{"reload fails: idle again", time.Minute, func(d *driver) {
 			d.do(evReload{newOp(d, make(chan error, 1))})
-			d.exit(genIDs(d, 1)[0], &daemons.ExitError{Code: 1})
+			d.exit(genIDs(d, 1)[0], &workerproc.ExitError{Code: 1})
 		}, AppIdle, channel.AppIdle, 1},
 		{"ticks keep it idle", time.Minute, func(d *driver) {
 			for range 3 {

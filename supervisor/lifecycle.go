@@ -11,7 +11,7 @@ import (
 
 	"github.com/pyhost/pyhost/config"
 	"github.com/pyhost/pyhost/control"
-	"github.com/pyhost/pyhost/daemons"
+	"github.com/pyhost/pyhost/workerproc"
 )
 
 // A worker's life, as the core decides it: started to keep the serving
@@ -187,7 +187,7 @@ func (c *core) onExited(w *worker, ev evExited) {
 		c.log(hclog.Warn, "worker died while being recycled", "worker", w.id, "pid", w.pid, "reason", reason, "recycle", w.recycle.String())
 		return
 	}
-	if w.via != nil && errors.Is(exitErr, daemons.ErrForkServer) && !c.firstLoss(w.via) {
+	if w.via != nil && errors.Is(exitErr, workerproc.ErrForkServer) && !c.firstLoss(w.via) {
 		// Its server's death was counted once, with the first worker it
 		// took along; this one only needs replacing.
 		c.log(hclog.Warn, "worker died with its fork server", "worker", w.id, "pid", w.pid)
@@ -210,7 +210,7 @@ func (c *core) onExited(w *worker, ev evExited) {
 	if !w.wasReady {
 		err := startErr
 		if err == nil {
-			err = fmt.Errorf("%w: %s", daemons.ErrExitedBeforeReady, reason)
+			err = fmt.Errorf("%w: %s", workerproc.ErrExitedBeforeReady, reason)
 		}
 		c.started(err)
 		for _, r := range c.startWaiters {

@@ -6,13 +6,13 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/pyhost/pyhost/daemons"
+	"github.com/pyhost/pyhost/workerproc"
 )
 
 // The rolling reload, as a table: how the app was, what the new workers
 // do, and what the caller, the app and its old workers end up with.
 func TestCoreReload(t *testing.T) {
-	crash := &daemons.ExitError{Code: 3}
+	crash := &workerproc.ExitError{Code: 3}
 	cases := []struct {
 		name  string
 		from  func(d *driver) // the app before the reload (running if nil)
@@ -30,7 +30,7 @@ func TestCoreReload(t *testing.T) {
 		{
 			name: "import error", state: AppRunning, old: 2, err: "reload aborted: app import failed: ImportError: x",
 			new: func(d *driver, gen int) {
-				d.do(evExited{id: genIDs(d, gen)[0], err: crash, importErr: &daemons.ImportError{Message: "ImportError: x", Traceback: "tb"}})
+				d.do(evExited{id: genIDs(d, gen)[0], err: crash, importErr: &workerproc.ImportError{Message: "ImportError: x", Traceback: "tb"}})
 			},
 			note: "reload aborted (app import failed: ImportError: x); the old workers keep serving",
 		},

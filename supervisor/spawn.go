@@ -8,9 +8,9 @@ import (
 
 	"github.com/pyhost/pyhost/cgroup"
 	"github.com/pyhost/pyhost/config"
-	"github.com/pyhost/pyhost/daemons"
 	"github.com/pyhost/pyhost/privdrop"
 	"github.com/pyhost/pyhost/sandbox"
+	"github.com/pyhost/pyhost/workerproc"
 )
 
 // workerArgs is the worker's own command line: what the app is comes
@@ -31,7 +31,7 @@ func workerArgs(cfg config.App) []string {
 // workerSpec is how worker number seq of an app of cfg is started: the
 // app's interpreter running pyhost_worker.py as the app's owner, in its
 // directory, with a clean environment and its own socket.
-func (a *App) workerSpec(cfg config.App, seq uint64) daemons.Spec {
+func (a *App) workerSpec(cfg config.App, seq uint64) workerproc.Spec {
 	env := maps.Clone(cfg.Env)
 	if env == nil {
 		env = map[string]string{}
@@ -39,7 +39,7 @@ func (a *App) workerSpec(cfg config.App, seq uint64) daemons.Spec {
 	if len(cfg.PythonPath) > 0 {
 		env["PYTHONPATH"] = strings.Join(cfg.PythonPath, ":")
 	}
-	return daemons.Spec{
+	return workerproc.Spec{
 		Path:      cfg.Python,
 		Args:      append([]string{"-u", a.opts.WorkerScript}, workerArgs(cfg)...),
 		Dir:       cfg.Directory,

@@ -3,11 +3,11 @@ package supervisor
 import (
 	"time"
 
-	"github.com/pyhost/pyhost/daemons"
 	"github.com/pyhost/pyhost/privdrop"
+	"github.com/pyhost/pyhost/workerproc"
 )
 
-// Proc is one running worker as the supervisor sees it. *daemons.Process
+// Proc is one running worker as the supervisor sees it. *workerproc.Process
 // is the real one; tests use fakes.
 type Proc interface {
 	PID() int
@@ -19,17 +19,17 @@ type Proc interface {
 	// are final from then on.
 	Exited() <-chan struct{}
 	ExitErr() error
-	ImportErr() *daemons.ImportError
+	ImportErr() *workerproc.ImportError
 	// Stop is SIGTERM, then SIGKILL to the group after grace; idempotent.
 	Stop(grace time.Duration)
 	Kill()
 	DumpStacks()
 	RSS() (int64, error)
-	Stats() (daemons.Stats, error)
+	Stats() (workerproc.Stats, error)
 }
 
 // ForkServer is an app's fork server as the supervisor sees it.
-// *daemons.ForkServer is the real one.
+// *workerproc.ForkServer is the real one.
 type ForkServer interface {
 	PID() int
 	// Err says why it can no longer fork, or nil.
@@ -45,8 +45,8 @@ type ForkServer interface {
 type Starter interface {
 	// StartWorker starts one worker; via, when not nil, is a fork server
 	// this Starter started, to fork it from.
-	StartWorker(spec daemons.Spec, via ForkServer) (Proc, error)
-	StartForkServer(spec daemons.ForkServerSpec) (ForkServer, error)
+	StartWorker(spec workerproc.Spec, via ForkServer) (Proc, error)
+	StartForkServer(spec workerproc.ForkServerSpec) (ForkServer, error)
 }
 
 // Clock is the time an App reads and waits on. Nil in Options: the real
@@ -70,23 +70,23 @@ func (realClock) Now() time.Time { return time.Now() }
 
 func (realClock) AfterFunc(d time.Duration, f func()) Timer { return time.AfterFunc(d, f) }
 
-// spawnerStarter starts processes with package daemons from the
+// spawnerStarter starts processes with package workerproc from the
 // spawner's thread.
 type spawnerStarter struct{ sp *privdrop.Spawner }
 
-func (s spawnerStarter) StartWorker(spec daemons.Spec, via ForkServer) (Proc, error) {
+func (s spawnerStarter) StartWorker(spec workerproc.Spec, via ForkServer) (Proc, error) {
 	if via != nil {
-		spec.ForkServer = via.(*daemons.ForkServer) // only ours come back
+		spec.ForkServer = via.(*workerproc.ForkServer) // only ours come back
 	}
-	p, err := daemons.Start(s.sp, spec)
+	p, err := workerproc.Start(s.sp, spec)
 	if err != nil {
 		return nil, err // not a typed nil in a Proc
 	}
 	return p, nil
 }
 
-func (s spawnerStarter) StartForkServer(spec daemons.ForkServerSpec) (ForkServer, error) {
-	fs, err := daemons.StartForkServer(s.sp, spec)
+func (s spawnerStarter) StartForkServer(spec workerproc.ForkServerSpec) (ForkServer, error) {
+	fs, err := workerproc.StartForkServer(s.sp, spec)
 	if err != nil {
 		return nil, err
 	}

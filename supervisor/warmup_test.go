@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/pyhost/pyhost/config"
-	"github.com/pyhost/pyhost/daemons"
+	"github.com/pyhost/pyhost/workerproc"
 )
 
 // --- the core ---
@@ -28,7 +28,7 @@ func TestCoreWarmupFailure(t *testing.T) {
 		if k := effectsOf[effKill](effs); len(k) != 1 || k[0].id != id {
 			t.Fatalf("kills %v, want the new worker killed", k)
 		}
-		d.do(evExited{id: id, err: &daemons.ExitError{Signal: 9}, tail: tail})
+		d.do(evExited{id: id, err: &workerproc.ExitError{Signal: 9}, tail: tail})
 		var rerr *ReloadError
 		if err := <-done; !errors.As(err, &rerr) {
 			t.Fatalf("reload: %v, want a ReloadError", err)
@@ -48,7 +48,7 @@ func TestCoreWarmupFailure(t *testing.T) {
 		d.do(evStart{})
 		id := d.in(WorkerStarting)[0]
 		d.do(evWarmupFailed{id, fail500})
-		effs := d.do(evExited{id: id, err: &daemons.ExitError{Signal: 9}, tail: tail})
+		effs := d.do(evExited{id: id, err: &workerproc.ExitError{Signal: 9}, tail: tail})
 		st := effectsOf[effStarted](d.out)
 		var werr *WarmupError
 		if len(st) != 1 || !errors.As(st[0].err, &werr) || werr.Status != 500 || werr.Traceback != tail {
@@ -78,7 +78,7 @@ func TestCoreWarmupFailure(t *testing.T) {
 		if k := effectsOf[effKill](d.do(evWarmupFailed{id, &WarmupError{Path: "/slow", Err: context.Canceled}})); len(k) != 0 {
 			t.Errorf("killed again: %v", k)
 		}
-		d.do(evExited{id: id, err: &daemons.ExitError{Signal: 9}})
+		d.do(evExited{id: id, err: &workerproc.ExitError{Signal: 9}})
 		var rerr *ReloadError
 		if err := <-done; !errors.As(err, &rerr) || !strings.Contains(rerr.Reason, "warm-up GET /slow did not answer within startup_timeout 30s") {
 			t.Errorf("reload: %v, want the path and the timeout", err)

@@ -5,5 +5,5 @@
 // pyhostd binary can write it out for each app.
 //
 // It does not own connection pools, load balancing or HTTP; those are the
-// proxy's. It does not start processes; that is the daemons package.
+// proxy's. It does not start processes; that is package workerproc.
 package wsgiadapter

@@ -4,7 +4,7 @@ import (
 	_ "embed"
 )
 
-// WorkerScript is the Python worker (pyhost_worker.py). The daemons package
+// WorkerScript is the Python worker (pyhost_worker.py). Package workerproc
 // writes it to a file the app's user can read and runs it with the app's
 // interpreter.
 //

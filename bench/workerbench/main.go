@@ -23,8 +23,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/pyhost/pyhost/daemons"
 	"github.com/pyhost/pyhost/privdrop"
+	"github.com/pyhost/pyhost/workerproc"
 	"github.com/pyhost/pyhost/wsgiadapter"
 )
 
@@ -70,7 +70,7 @@ func run(n int, python, app string) error {
 		return err
 	}
 	log := hclog.New(&hclog.LoggerOptions{Name: "workerbench", Output: os.Stderr})
-	proc, err := daemons.Start(sp, daemons.Spec{
+	proc, err := workerproc.Start(sp, workerproc.Spec{
 		Path:   python,
 		Args:   []string{"-u", script, "--script", app, "--directory", dir, "--threads", "1"},
 		Dir:    dir,

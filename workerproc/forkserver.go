@@ -1,4 +1,4 @@
-package daemons
+package workerproc
 
 import (
 	"context"
@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/pyhost/pyhost/cgroup"
-	"github.com/pyhost/pyhost/daemons/child"
+	"github.com/pyhost/pyhost/child"
 	"github.com/pyhost/pyhost/privdrop"
 )
 

@@ -1,4 +1,4 @@
-// Package daemons owns one worker process from start to reaping:
+// Package workerproc owns one worker process from start to reaping:
 // creating its listening UNIX socket, spawning it with its credential and
 // inherited descriptors, reading its status pipe for readiness, turning
 // its stdout and stderr into log lines, and reading its RSS and CPU. A
@@ -10,7 +10,7 @@
 //
 // It does not decide when to start, restart or recycle a process; that is
 // the supervisor's job.
-package daemons
+package workerproc
 
 import (
 	"bufio"
@@ -27,7 +27,7 @@ import (
 	"time"
 
 	"github.com/pyhost/pyhost/cgroup"
-	"github.com/pyhost/pyhost/daemons/child"
+	"github.com/pyhost/pyhost/child"
 	"github.com/pyhost/pyhost/privdrop"
 )
 

@@ -6,7 +6,7 @@
 // grace, then SIGKILL to its process group, however often it is asked.
 //
 // It knows nothing of what the child is for: readiness, sockets and
-// output belong to package daemons, policy to package supervisor. It
+// output belong to package workerproc, policy to package supervisor. It
 // imports nothing of pyhost's, so that privdrop, which owns the spawner,
 // can use it too.
 package child
