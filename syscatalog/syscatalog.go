@@ -10,6 +10,7 @@
 package syscatalog
 
 import (
+	"context"
 	"fmt"
 	"path/filepath"
 	"sync"
@@ -38,8 +39,10 @@ type Options struct {
 	// python, looked up once per scan.
 	PythonKey func(cred privdrop.Credential) string
 	// CheckAsUser checks, as cred, that it may do what want asks of each
-	// path (privdrop.CheckManyAsUser); one call a user per scan.
-	CheckAsUser func(cred privdrop.Credential, wants []map[string]uint32) []error
+	// path (privdrop.CheckManyAsUserContext), until ctx ends (its helper
+	// is then killed); one call a user per scan, bounded by
+	// config.PathCheckTimeout.
+	CheckAsUser config.ContextBatchPathChecker
 	// Problems is what the system cannot do of admin with apps (a start
 	// refuses them, and so does reload-config); nil when none.
 	Problems func(admin config.Admin, apps []config.App) error
@@ -80,7 +83,7 @@ func ClaimsFile(admin config.Admin) string {
 // its apps' paths, each app answered on its own) and its python found.
 // An app whose python cannot be found is refused.
 func Scan(admin config.Admin, s config.Scan, opts Options) config.Discovery {
-	d := config.DiscoverBatch(admin, opts.Lookup, opts.CheckAsUser, s)
+	d := config.DiscoverBatchContext(context.Background(), admin, opts.Lookup, opts.CheckAsUser, s)
 	type found struct {
 		path string
 		err  error
@@ -190,14 +193,16 @@ func (c *Catalog) DefaultApp() string { return c.current().Proxy.DefaultApp }
 // what they could not. Root's check is for whoever the file would run
 // as.
 func (c *Catalog) CheckFile(caller privdrop.Credential, file string, running []config.App, held config.Ledger) error {
-	check := func(cred privdrop.Credential, want map[string]uint32) error {
-		return c.opts.CheckAsUser(cred, []map[string]uint32{want})[0]
-	}
-	if err := check(caller, map[string]uint32{file: privdrop.Read}); err != nil {
+	// The file itself on a hung mount must not hold the check for ever
+	// either: the same bound, the helper killed past it.
+	ctx, cancel := context.WithTimeout(context.Background(), config.PathCheckTimeout)
+	err := c.opts.CheckAsUser(ctx, caller, []map[string]uint32{{file: privdrop.Read}})[0]
+	cancel()
+	if err != nil {
 		return err
 	}
 	// Every path of the file in one helper, bounded (config.PathCheckTimeout).
-	return config.CheckAppFile(c.current(), caller, file, running, held, c.opts.Lookup, c.opts.CheckAsUser)
+	return config.CheckAppFileContext(context.Background(), c.current(), caller, file, running, held, c.opts.Lookup, c.opts.CheckAsUser)
 }
 
 // KeepFailed implements master.Catalog: one tenant's broken app must not

@@ -1,6 +1,7 @@
 package syscatalog
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -83,7 +84,7 @@ func (h *host) options(sameUID bool) Options {
 			return "/usr/bin/" + name, nil
 		},
 		PythonKey: func(cred privdrop.Credential) string { return "PATH of " + cred.Username },
-		CheckAsUser: func(cred privdrop.Credential, wants []map[string]uint32) []error {
+		CheckAsUser: func(_ context.Context, cred privdrop.Credential, wants []map[string]uint32) []error {
 			h.mu.Lock()
 			defer h.mu.Unlock()
 			errs := make([]error, len(wants))

@@ -78,8 +78,8 @@ func catalogOptions(path string, sp *privdrop.Spawner, proxy privdrop.Credential
 		Lookup:     privdrop.Lookup,
 		FindPython: findPython,
 		PythonKey:  cleanPath,
-		CheckAsUser: func(cred privdrop.Credential, wants []map[string]uint32) []error {
-			return privdrop.CheckManyAsUser(sp, "/proc/self/exe", cred, wants)
+		CheckAsUser: func(ctx context.Context, cred privdrop.Credential, wants []map[string]uint32) []error {
+			return privdrop.CheckManyAsUserContext(ctx, sp, "/proc/self/exe", cred, wants)
 		},
 		// What run would refuse to start with, a reload refuses too.
 		Problems: func(admin config.Admin, apps []config.App) error {
