@@ -136,17 +136,7 @@ wait_https() { # PORT
     return 1
 }
 
-# pyhostd serve prints a line per request on its terminal (since
-# b5c9e09; here its log file): the proxy then writes an access log that
-# serve follows and copies, a write per request in two processes, where
-# the peers log nothing. --quiet turns both off; an older pyhostd has no
-# such flag, and no such line.
-quiet_flag() {
-    local help
-    QUIET=()
-    help=$("$PYHOSTD" serve --help 2>&1) || true
-    [[ $help != *--quiet* ]] || QUIET=(--quiet)
-}
+# quiet_flag (run.sh): pyhost serves with --quiet, as the peers log nothing.
 
 start_tls_pyhost() {
     local dir=$1 port=$2

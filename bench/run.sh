@@ -412,13 +412,26 @@ render() { # TEMPLATE OUT KEY=VALUE...
         { STACK_ERROR="rendering $1: $(cat "$WORK/render.err")"; return 1; }
 }
 
+# pyhostd serve prints a line per request on its terminal (since
+# b5c9e09; here its log file): the proxy then writes an access log that
+# serve follows and copies, a write per request in two processes, where
+# the peers log nothing. --quiet turns both off; an older pyhostd has no
+# such flag, and no such line.
+quiet_flag() {
+    local help
+    QUIET=()
+    help=$("$PYHOSTD" serve --help 2>&1) || true
+    [[ $help != *--quiet* ]] || QUIET=(--quiet)
+}
+
 start_pyhost() {
     local dir=$1 port=$2
-    local -a access=()
+    local -a access=() QUIET
     [ "$ACCESS_LOG" = 1 ] && access=(--access-log "$dir/access.log")
+    quiet_flag
     spawn "$dir" "$dir/pyhostd.log" "$PYHOSTD" serve --listen "127.0.0.1:$port" \
         --processes "$PROCESSES" --threads "$THREADS" --python "$PY" \
-        --user "$BENCH_USER" "${PYHOST_ARGS[@]}" "${access[@]}" "$APP_DIR/$APP_FILE"
+        --user "$BENCH_USER" "${QUIET[@]}" "${PYHOST_ARGS[@]}" "${access[@]}" "$APP_DIR/$APP_FILE"
     wait_http "$port" || return 1
     grep -q "http://127.0.0.1:$port" "$dir/pyhostd.log" ||
         warn "pyhostd serves, but did not print http://127.0.0.1:$port"
