@@ -1170,8 +1170,24 @@ def parse_args(argv):
     return args
 
 
+def _batch_scheduling():
+    """Puts this thread, and so every thread and process it starts, under
+    SCHED_BATCH. The proxy writes a request and goes on serving its other
+    connections; under the default policy the worker it wakes preempts it
+    on its CPU at once, as if the writer were about to wait. A batch task
+    waits for its turn instead: its share of the CPU is the same, only
+    wake-up preemption goes. Measured on hello over TLS: the stack's CPU
+    per request 123 -> 92 us (docs/benchmarks.md). No privilege is needed,
+    and an app may set its threads back (os.sched_setscheduler)."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+    except (AttributeError, OSError):
+        pass  # not Linux, or refused: the default policy is correct too
+
+
 def main(argv=None):
     if argv is None and len(sys.argv) > 1 and sys.argv[1] == "--fork-server":
+        _batch_scheduling()
         try:
             serve_forks(3)
         except OSError:
@@ -1183,6 +1199,9 @@ def main(argv=None):
         sys.stderr.write("pyhost_worker: %s\n%s" % (e, USAGE))
         return 2
 
+    # Before any thread starts: they inherit it. (A forked worker has it
+    # from its fork server already.)
+    _batch_scheduling()
     # The app's umask (its umask key, default 027), before its code runs.
     os.umask(args.umask)
     if args.cgroup:
