@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/pyhost/pyhost/cgroup"
-	"github.com/pyhost/pyhost/channel"
+	"github.com/pyhost/pyhost/proxymsg"
 )
 
 // The tunables are the keys an app file and the admin file's [defaults]
@@ -19,7 +19,7 @@ import (
 // the routing table (RouteTunables) and the docs test all read it.
 //
 // Adding a tunable is a row here and its App field (and, for the proxy,
-// its channel.App field); the TOML decoder needs a tagged field in
+// its proxymsg.App field); the TOML decoder needs a tagged field in
 // rawTunables too, which init checks. python is not a row: its path
 // rules differ between app files and [defaults], and serve looks it up.
 var tunables = []tunable{
@@ -31,31 +31,31 @@ var tunables = []tunable{
 		func(a *App) *int { return &a.MaxRequests }, "recycle a worker after about this many requests (0: never)").serve(),
 	tune("queue_limit", intKind(queueLimitRange), DefaultQueueLimit,
 		func(a *App) *int { return &a.QueueLimit }, "how many requests may wait for a free thread (more: 503)").serve().
-		proxy(func(r *channel.App) *int { return &r.QueueLimit }),
+		proxy(func(r *proxymsg.App) *int { return &r.QueueLimit }),
 	tune("memory_limit", sizeKind(memoryLimitRange), 0,
 		func(a *App) *int64 { return &a.MemoryLimit }, `recycle a worker whose RSS passes this size ("300MiB"; default: no limit)`).serve(),
 	tune("max_body", sizeKind(maxBodyRange), DefaultMaxBody,
 		func(a *App) *int64 { return &a.MaxBody }, "largest request body (413 above)").serve().
-		proxy(func(r *channel.App) *int64 { return &r.MaxBody }),
+		proxy(func(r *proxymsg.App) *int64 { return &r.MaxBody }),
 	tune("request_timeout", durationKind(requestTimeoutRange), DefaultRequestTimeout,
 		func(a *App) *time.Duration { return &a.RequestTimeout }, "answer 504 and recycle the worker when the app is silent this long (0: no limit)").serve().
-		proxy(func(r *channel.App) *time.Duration { return &r.RequestTimeout }),
+		proxy(func(r *proxymsg.App) *time.Duration { return &r.RequestTimeout }),
 	tune("graceful_timeout", durationKind(gracefulTimeoutRange), DefaultGracefulTimeout,
 		func(a *App) *time.Duration { return &a.GracefulTimeout }, "how long a stopping worker may finish its requests").serve(),
 	tune("startup_timeout", durationKind(startupTimeoutRange), DefaultStartupTimeout,
 		func(a *App) *time.Duration { return &a.StartupTimeout }, "how long a new worker may take to import the app").serve().
-		proxy(func(r *channel.App) *time.Duration { return &r.StartupTimeout }),
+		proxy(func(r *proxymsg.App) *time.Duration { return &r.StartupTimeout }),
 	tune("idle_timeout", durationKind(idleTimeoutRange), 0,
 		func(a *App) *time.Duration { return &a.IdleTimeout }, "stop the workers after this long without a request; the next one starts them (0: never)").serve(),
 	tune("queue_timeout", durationKind(queueTimeoutRange), DefaultQueueTimeout,
 		func(a *App) *time.Duration { return &a.QueueTimeout }, "how long a request may wait for a free thread (then 503)").serve().
-		proxy(func(r *channel.App) *time.Duration { return &r.QueueTimeout }),
+		proxy(func(r *proxymsg.App) *time.Duration { return &r.QueueTimeout }),
 	tune("https_only", boolKind("https_only = true"), false,
 		func(a *App) *bool { return &a.HTTPSOnly }, "answer a plain-HTTP request with a 308 to its https URL").
-		proxy(func(r *channel.App) *bool { return &r.HTTPSOnly }),
+		proxy(func(r *proxymsg.App) *bool { return &r.HTTPSOnly }),
 	tune("hsts", hstsKind(), "",
 		func(a *App) *string { return &a.HSTS }, "the Strict-Transport-Security value of https responses").
-		proxy(func(r *channel.App) *string { return &r.HSTS }),
+		proxy(func(r *proxymsg.App) *string { return &r.HSTS }),
 	// The containment keys (limits.go).
 	tune("memory_max", sizeKind(memoryMaxRange), 0,
 		func(a *App) *int64 { return &a.Limits.MemoryMax }, "the app's memory above which the kernel OOM-kills in it"),
@@ -88,7 +88,7 @@ type tunable interface {
 	bindFlag(fs FlagSet, def *App) flagRead
 	canFlag() bool
 	// route sets the value on the proxy's view of the app, if it has one.
-	route(r *channel.App, a *App)
+	route(r *proxymsg.App, a *App)
 }
 
 // spec is a row for a key whose App field is of type T.
@@ -99,7 +99,7 @@ type spec[T any] struct {
 	field func(*App) *T
 	doc   string // one line; serve's usage of its flag
 	flag  bool
-	wire  func(*channel.App) *T // nil: the proxy does not need the key
+	wire  func(*proxymsg.App) *T // nil: the proxy does not need the key
 }
 
 // tune makes the row of key, read as kind, def when unset, stored at
@@ -112,7 +112,7 @@ func tune[T any](key string, k kind[T], def T, field func(*App) *T, doc string) 
 func (s *spec[T]) serve() *spec[T] { s.flag = true; return s }
 
 // proxy sends the key to the proxy, in the routing table's app.
-func (s *spec[T]) proxy(wire func(*channel.App) *T) *spec[T] { s.wire = wire; return s }
+func (s *spec[T]) proxy(wire func(*proxymsg.App) *T) *spec[T] { s.wire = wire; return s }
 
 func (s *spec[T]) name() string { return s.key }
 
@@ -144,7 +144,7 @@ func (s *spec[T]) bindFlag(fs FlagSet, def *App) flagRead {
 	}}
 }
 
-func (s *spec[T]) route(r *channel.App, a *App) {
+func (s *spec[T]) route(r *proxymsg.App, a *App) {
 	if s.wire != nil {
 		*s.wire(r) = *s.field(a)
 	}
@@ -248,7 +248,7 @@ func (c *checker) readTunables(r *rawTunables, p keyPath, a *App) {
 
 // RouteTunables sets on r the keys the proxy enforces for the app
 // (queue_timeout, max_body, …; the rows with a proxy field).
-func (a App) RouteTunables(r *channel.App) {
+func (a App) RouteTunables(r *proxymsg.App) {
 	for _, t := range tunables {
 		t.route(r, &a)
 	}

@@ -13,7 +13,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/pyhost/pyhost/cgroup"
-	"github.com/pyhost/pyhost/channel"
+	"github.com/pyhost/pyhost/proxymsg"
 )
 
 // The table and the decoder's raw struct name the same keys, each once;
@@ -58,9 +58,9 @@ func TestRouteTunables(t *testing.T) {
 	a := App{QueueTimeout: time.Second, StartupTimeout: 2 * time.Second, QueueLimit: 3, RequestTimeout: 4 * time.Second,
 		MaxBody: 5, HTTPSOnly: true, HSTS: "max-age=6", Processes: 7, MemoryLimit: 8 << 20,
 		Limits: cgroup.Limits{MemoryMax: 9 << 20}}
-	var r channel.App
+	var r proxymsg.App
 	a.RouteTunables(&r)
-	want := channel.App{QueueTimeout: time.Second, StartupTimeout: 2 * time.Second, QueueLimit: 3, RequestTimeout: 4 * time.Second,
+	want := proxymsg.App{QueueTimeout: time.Second, StartupTimeout: 2 * time.Second, QueueLimit: 3, RequestTimeout: 4 * time.Second,
 		MaxBody: 5, HTTPSOnly: true, HSTS: "max-age=6"}
 	if !reflect.DeepEqual(r, want) {
 		t.Errorf("RouteTunables: %+v\nwant %+v", r, want)
@@ -74,7 +74,7 @@ func TestRouteTunablesCoversTheWire(t *testing.T) {
 	var a App
 	n := 0
 	fillDistinct(reflect.ValueOf(&a).Elem(), &n)
-	var r channel.App
+	var r proxymsg.App
 	a.RouteTunables(&r)
 	keys := map[string]bool{}
 	for _, tu := range tunables {
@@ -88,12 +88,12 @@ func TestRouteTunablesCoversTheWire(t *testing.T) {
 		switch {
 		case !keys[tag]:
 			if !got.IsZero() {
-				t.Errorf("channel.App.%s (%s) is no tunable, but RouteTunables set it", f.Name, tag)
+				t.Errorf("proxymsg.App.%s (%s) is no tunable, but RouteTunables set it", f.Name, tag)
 			}
 		case !av.FieldByName(f.Name).IsValid():
-			t.Errorf("channel.App.%s is the tunable %s, but App has no field %s", f.Name, tag, f.Name)
+			t.Errorf("proxymsg.App.%s is the tunable %s, but App has no field %s", f.Name, tag, f.Name)
 		case !reflect.DeepEqual(got.Interface(), av.FieldByName(f.Name).Interface()):
-			t.Errorf("channel.App.%s = %v, want App.%s, %v: the row of %s does not route it", f.Name, got, f.Name, av.FieldByName(f.Name), tag)
+			t.Errorf("proxymsg.App.%s = %v, want App.%s, %v: the row of %s does not route it", f.Name, got, f.Name, av.FieldByName(f.Name), tag)
 		}
 	}
 }

@@ -15,7 +15,7 @@ import (
 
 // `pyctl status --json` is a contract, and the states it reports come
 // from package supervisor (an app's and a worker's life) and are sent to
-// the proxy through package channel. TestStateVocabularies fails when the
+// the proxy through package proxymsg. TestStateVocabularies fails when the
 // three sets of state names diverge: a state the supervisor or the
 // proxy's channel knows that control does not name (and so pyctl and
 // scripts reading --json are not told of), or one control names that
@@ -26,7 +26,7 @@ func TestStateVocabularies(t *testing.T) {
 	ctlWorkers := consts(t, ".", "Worker", "")
 	supApps := consts(t, "../supervisor", "App", "AppState")
 	supWorkers := consts(t, "../supervisor", "Worker", "WorkerState")
-	chApps := consts(t, "../channel", "App", "AppState")
+	chApps := consts(t, "../proxymsg", "App", "AppState")
 
 	// Only the master says "refused": a file it did not load has no
 	// supervisor, so no state of its own.

@@ -19,7 +19,7 @@ import (
 // 0600, in the root-owned USER/ directory no other tenant may enter).
 // The proxy cannot open them (it may not enter USER/, and must not), so
 // it sends each app's lines up the channel, a batch per flush
-// (channel.EventAccess), and the master appends them. Reopened with the
+// (proxymsg.EventAccess), and the master appends them. Reopened with the
 // app logs (SIGUSR1, pyctl reopen-logs), so a rotation loses no line:
 // a batch is written whole to whichever file is open when it arrives.
 

@@ -11,9 +11,9 @@ import (
 	"slices"
 	"syscall"
 
-	"github.com/pyhost/pyhost/channel"
 	"github.com/pyhost/pyhost/config"
 	"github.com/pyhost/pyhost/privdrop"
+	"github.com/pyhost/pyhost/proxymsg"
 )
 
 // ACMEDirName is the directory under data_dir where the proxy keeps the
@@ -25,12 +25,12 @@ const ACMEDirName = "acme"
 // user's (prepareACMEDir). The names to certify are not in it: the
 // proxy takes them from each routing table, the domains of the apps the
 // master admitted under these same Patterns.
-func ACMESetup(admin config.Admin, proxy privdrop.Credential) (*channel.ACME, error) {
+func ACMESetup(admin config.Admin, proxy privdrop.Credential) (*proxymsg.ACME, error) {
 	a := admin.Proxy.ACME
 	if a == nil {
 		return nil, nil
 	}
-	out := &channel.ACME{
+	out := &proxymsg.ACME{
 		Email:            a.Email,
 		CA:               a.CA,
 		Dir:              filepath.Join(admin.Daemon.DataDir, ACMEDirName),
@@ -125,7 +125,7 @@ func prepareACMEDir(dataDir, dir string, proxy privdrop.Credential) error {
 // acmeSettings is the ACME config the proxy should run with now; nil
 // when off, or when it cannot be prepared (logged: the proxy then serves
 // its [[tls]] certificates alone).
-func (m *Master) acmeSettings() *channel.ACME {
+func (m *Master) acmeSettings() *proxymsg.ACME {
 	a, err := m.catalog.ACME()
 	if err != nil {
 		m.log.Error("automatic certificates are off until this is fixed", "error", err)
@@ -145,7 +145,7 @@ func (m *Master) reloadACME(progress func(string)) {
 	if m.proxyCh == nil {
 		return // the next proxy's Setup carries them
 	}
-	if err := m.proxyCh.Send(channel.Message{ACME: &channel.ACMEConfig{ACME: a}}); err != nil {
+	if err := m.proxyCh.Send(proxymsg.Message{ACME: &proxymsg.ACMEConfig{ACME: a}}); err != nil {
 		m.log.Warn("cannot send the ACME settings to the proxy; its successor gets them", "error", err)
 		return
 	}

@@ -3,9 +3,9 @@ package master
 import (
 	"errors"
 
-	"github.com/pyhost/pyhost/channel"
 	"github.com/pyhost/pyhost/config"
 	"github.com/pyhost/pyhost/privdrop"
+	"github.com/pyhost/pyhost/proxymsg"
 )
 
 // Catalog is where the master's apps come from, and the policy that
@@ -56,7 +56,7 @@ type Catalog interface {
 	KeepFailed() bool
 	// ACME is [proxy] acme as the proxy gets it, nil when off; asked
 	// for each proxy start and reload-config (master/acme.go).
-	ACME() (*channel.ACME, error)
+	ACME() (*proxymsg.ACME, error)
 }
 
 // UserLimiter is implemented by a Catalog that limits each user's apps
@@ -133,7 +133,7 @@ func (*Express) CheckFile(privdrop.Credential, string, []config.App, config.Ledg
 func (*Express) KeepFailed() bool { return false }
 
 // ACME implements Catalog: serve takes certificates from flags only.
-func (*Express) ACME() (*channel.ACME, error) { return nil, nil }
+func (*Express) ACME() (*proxymsg.ACME, error) { return nil, nil }
 
 // userMaxMemory is the catalog's per-user memory limits, nil when it
 // sets none (master/cgroup.go).

@@ -14,10 +14,10 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/pyhost/pyhost/channel"
 	"github.com/pyhost/pyhost/config"
 	"github.com/pyhost/pyhost/control"
 	"github.com/pyhost/pyhost/privdrop"
+	"github.com/pyhost/pyhost/proxymsg"
 	"github.com/pyhost/pyhost/supervisor"
 	"github.com/pyhost/pyhost/workerproc"
 )
@@ -156,7 +156,7 @@ func (c *fakeCatalog) CheckFile(_ privdrop.Credential, path string, running []co
 	return c.checkErr
 }
 
-func (c *fakeCatalog) ACME() (*channel.ACME, error) { return nil, nil }
+func (c *fakeCatalog) ACME() (*proxymsg.ACME, error) { return nil, nil }
 
 // testApp is an app of cred's called name, on one domain of its own.
 func testApp(cred privdrop.Credential, name string) config.App {

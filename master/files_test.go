@@ -11,7 +11,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/pyhost/pyhost/channel"
+	"github.com/pyhost/pyhost/proxymsg"
 	"github.com/pyhost/pyhost/wsgiadapter"
 )
 
@@ -100,25 +100,25 @@ func TestProxyEvents(t *testing.T) {
 	if err := m.waitApplied(ctx, 5); err == nil {
 		t.Fatal("serial 5 counts as applied before the proxy said so")
 	}
-	m.onProxyEvent(channel.Event{Kind: channel.EventApplied, Serial: 7})
+	m.onProxyEvent(proxymsg.Event{Kind: proxymsg.EventApplied, Serial: 7})
 	if err := m.waitApplied(context.Background(), 5); err != nil {
 		t.Fatal(err)
 	}
-	m.onProxyEvent(channel.Event{Kind: channel.EventApplied, Serial: 6})
+	m.onProxyEvent(proxymsg.Event{Kind: proxymsg.EventApplied, Serial: 6})
 	if m.applied != 7 {
 		t.Errorf("applied %d, want the newest serial kept", m.applied)
 	}
-	m.onProxyEvent(channel.Event{Kind: channel.EventStats, Stats: map[string]channel.WorkerStats{"w1": {Served: 9, Busy: 2}}})
+	m.onProxyEvent(proxymsg.Event{Kind: proxymsg.EventStats, Stats: map[string]proxymsg.WorkerStats{"w1": {Served: 9, Busy: 2}}})
 	if served, busy := m.served("w1"); served != 9 || busy != 2 {
 		t.Errorf("served %d busy %d", served, busy)
 	}
 	// Events for an app that is not there, or of a kind not known, are
 	// dropped.
-	for _, k := range []channel.EventKind{channel.EventDrained, channel.EventWake, channel.EventBudget, channel.EventTimeout} {
-		m.onProxyEvent(channel.Event{Kind: k, App: "nobody/none", WorkerID: "w0"})
-		m.onProxyEvent(channel.Event{Kind: k, App: "daemon/blog", WorkerID: "w0"})
+	for _, k := range []proxymsg.EventKind{proxymsg.EventDrained, proxymsg.EventWake, proxymsg.EventBudget, proxymsg.EventTimeout} {
+		m.onProxyEvent(proxymsg.Event{Kind: k, App: "nobody/none", WorkerID: "w0"})
+		m.onProxyEvent(proxymsg.Event{Kind: k, App: "daemon/blog", WorkerID: "w0"})
 	}
-	m.onProxyEvent(channel.Event{Kind: "nonsense"})
+	m.onProxyEvent(proxymsg.Event{Kind: "nonsense"})
 	if s := state(t, m, "daemon/blog"); s != "running" {
 		t.Errorf("state %s after events for no worker", s)
 	}

@@ -12,7 +12,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/pyhost/pyhost/channel"
+	"github.com/pyhost/pyhost/proxymsg"
 )
 
 // ackTimeout bounds how long the master waits for the proxy to say it
@@ -26,9 +26,9 @@ var ackTimeout = 10 * time.Second
 // proxy before it counts as done.
 type listenerSet struct {
 	mu     sync.Mutex
-	lns    []boundListener    // guarded by mu; in the config's order
-	proxy  *channel.FilesConn // guarded by mu; the running proxy's files socket, nil when none
-	serial uint64             // guarded by mu; of the last set sent
+	lns    []boundListener     // guarded by mu; in the config's order
+	proxy  *proxymsg.FilesConn // guarded by mu; the running proxy's files socket, nil when none
+	serial uint64              // guarded by mu; of the last set sent
 }
 
 // boundListener is one listening socket and the address it was asked for.
@@ -180,7 +180,7 @@ func (s *listenerSet) handOverLocked(log hclog.Logger) (undo bool, err error) {
 	defer closeAll(files)
 	s.serial++
 	serial := s.serial
-	if err := s.proxy.SendListeners(channel.ListenerSet{Serial: serial, Addrs: addrs, TLS: tls, Metrics: metrics, Files: files}); err != nil {
+	if err := s.proxy.SendListeners(proxymsg.ListenerSet{Serial: serial, Addrs: addrs, TLS: tls, Metrics: metrics, Files: files}); err != nil {
 		if errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, net.ErrClosed) {
 			log.Warn("the proxy went away; the next one starts with the new listeners", "error", err)
 			return false, nil
@@ -234,7 +234,7 @@ func (s *listenerSet) dupLocked() ([]*os.File, []string, []bool, []bool, error) 
 // every later change to fc, until detach is called. No change can fall
 // between the two: a proxy starts with a set and hears of every change
 // after it.
-func (s *listenerSet) startProxy(fc *channel.FilesConn, start func(files []*os.File, addrs []string, tls, metrics []bool) error) (detach func(), err error) {
+func (s *listenerSet) startProxy(fc *proxymsg.FilesConn, start func(files []*os.File, addrs []string, tls, metrics []bool) error) (detach func(), err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	files, addrs, tls, metrics, err := s.dupLocked()

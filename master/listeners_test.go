@@ -12,7 +12,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/pyhost/pyhost/channel"
+	"github.com/pyhost/pyhost/proxymsg"
 )
 
 // freeAddr is a loopback address nobody listens on (a moment ago).
@@ -135,14 +135,14 @@ func TestSetListenSameSocketSpeltOtherwise(t *testing.T) {
 
 // fakeProxy is the proxy's end of the files socket: it takes each set
 // and answers with answer(set).
-func fakeProxy(t *testing.T, s *listenerSet, answer func(channel.ListenerSet) string) (sets chan channel.ListenerSet, detach func()) {
+func fakeProxy(t *testing.T, s *listenerSet, answer func(proxymsg.ListenerSet) string) (sets chan proxymsg.ListenerSet, detach func()) {
 	t.Helper()
-	mine, theirs, err := channel.NewFilesPair()
+	mine, theirs, err := proxymsg.NewFilesPair()
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { mine.Close() })
-	proxy, err := channel.NewFilesConn(theirs)
+	proxy, err := proxymsg.NewFilesConn(theirs)
 	theirs.Close()
 	if err != nil {
 		t.Fatal(err)
@@ -156,7 +156,7 @@ func fakeProxy(t *testing.T, s *listenerSet, answer func(channel.ListenerSet) st
 	if err != nil {
 		t.Fatal(err)
 	}
-	sets = make(chan channel.ListenerSet, 10)
+	sets = make(chan proxymsg.ListenerSet, 10)
 	lateBy := 3 * ackTimeout
 	go func() {
 		defer proxy.Close()
@@ -177,7 +177,7 @@ func fakeProxy(t *testing.T, s *listenerSet, answer func(channel.ListenerSet) st
 				time.Sleep(lateBy)
 				reason = ""
 			}
-			proxy.SendAck(channel.ListenerAck{Serial: set.Serial, Error: reason})
+			proxy.SendAck(proxymsg.ListenerAck{Serial: set.Serial, Error: reason})
 		}
 	}()
 	return sets, detach
@@ -190,7 +190,7 @@ func TestSetListenHandsOverToTheProxy(t *testing.T) {
 	if _, _, err := s.set([]string{a}, log); err != nil {
 		t.Fatal(err)
 	}
-	sets, detach := fakeProxy(t, s, func(channel.ListenerSet) string { return "" })
+	sets, detach := fakeProxy(t, s, func(proxymsg.ListenerSet) string { return "" })
 	defer detach()
 	if _, _, err := s.set([]string{a, b}, log); err != nil {
 		t.Fatal(err)
@@ -217,7 +217,7 @@ func TestSetListenProxyRefusalChangesNothing(t *testing.T) {
 	if _, _, err := s.set([]string{a}, log); err != nil {
 		t.Fatal(err)
 	}
-	_, detach := fakeProxy(t, s, func(channel.ListenerSet) string { return "no" })
+	_, detach := fakeProxy(t, s, func(proxymsg.ListenerSet) string { return "no" })
 	defer detach()
 	if _, _, err := s.set([]string{b}, log); err == nil || !strings.Contains(err.Error(), "could not take") {
 		t.Fatalf("a refused set: %v", err)
@@ -237,7 +237,7 @@ func TestSetListenProxyGoneKeepsTheChange(t *testing.T) {
 	if _, _, err := s.set([]string{a}, log); err != nil {
 		t.Fatal(err)
 	}
-	_, detach := fakeProxy(t, s, func(channel.ListenerSet) string { return "hang up" })
+	_, detach := fakeProxy(t, s, func(proxymsg.ListenerSet) string { return "hang up" })
 	defer detach()
 	added, removed, err := s.set([]string{b}, log)
 	if err != nil || len(added) != 1 || len(removed) != 1 {
@@ -262,7 +262,7 @@ func TestSetListenLateProxyKeepsTheChange(t *testing.T) {
 	}
 	answer := "late"
 	var mu sync.Mutex
-	_, detach := fakeProxy(t, s, func(channel.ListenerSet) string { mu.Lock(); defer mu.Unlock(); return answer })
+	_, detach := fakeProxy(t, s, func(proxymsg.ListenerSet) string { mu.Lock(); defer mu.Unlock(); return answer })
 	defer detach()
 	// An error means nothing changed; this change holds, so no error.
 	added, removed, err := s.set([]string{b}, log)
@@ -290,7 +290,7 @@ func TestSetListenKinds(t *testing.T) {
 	if _, _, err := s.setKinds(listenAddrs([]string{a}, nil), log); err != nil {
 		t.Fatal(err)
 	}
-	sets, _ := fakeProxy(t, s, func(channel.ListenerSet) string { return "" })
+	sets, _ := fakeProxy(t, s, func(proxymsg.ListenerSet) string { return "" })
 	added, removed, err := s.setKinds(listenAddrs([]string{a}, []string{b}), log)
 	if err != nil || len(added) != 1 || added[0] != "https://"+b || len(removed) != 0 {
 		t.Fatalf("adding a TLS listener: %v %v %v", added, removed, err)

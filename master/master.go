@@ -24,11 +24,11 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/pyhost/pyhost/cgroup"
-	"github.com/pyhost/pyhost/channel"
 	"github.com/pyhost/pyhost/config"
 	"github.com/pyhost/pyhost/control"
 	"github.com/pyhost/pyhost/instance"
 	"github.com/pyhost/pyhost/privdrop"
+	"github.com/pyhost/pyhost/proxymsg"
 	"github.com/pyhost/pyhost/supervisor"
 	"github.com/pyhost/pyhost/systemd"
 )
@@ -48,13 +48,13 @@ type Master struct {
 	changed  chan struct{}
 	serial   atomic.Uint64
 	proxyMu  sync.Mutex
-	proxyCh  *channel.Conn
-	certs    []channel.CertPair // guarded by proxyMu: what the proxy serves
-	ppPeers  []netip.Prefix     // guarded by proxyMu: proxy_protocol in force
+	proxyCh  *proxymsg.Conn
+	certs    []proxymsg.CertPair // guarded by proxyMu: what the proxy serves
+	ppPeers  []netip.Prefix      // guarded by proxyMu: proxy_protocol in force
 	ownerUID uint32
 
 	statsMu sync.Mutex
-	stats   map[string]channel.WorkerStats // by worker ID, from the proxy
+	stats   map[string]proxymsg.WorkerStats // by worker ID, from the proxy
 
 	appliedMu sync.Mutex
 	applied   uint64        // the newest table serial the proxy routes by

@@ -8,15 +8,15 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/pyhost/pyhost/channel"
 	"github.com/pyhost/pyhost/control"
+	"github.com/pyhost/pyhost/proxymsg"
 )
 
 // The master's side of the metrics (docs/metrics.md). It never serves
 // HTTP: the proxy serves /metrics on the metrics_listen socket the master
 // binds (listeners.go), counts the requests itself, and exports what
 // only the master knows (workers, restarts, memory, CPU, reloads), which
-// the master pushes down as channel.Figures every figuresInterval. pyctl
+// the master pushes down as proxymsg.Figures every figuresInterval. pyctl
 // metrics asks the proxy over the channel for the text of the caller's
 // apps.
 
@@ -40,7 +40,7 @@ type metricsState struct {
 
 	mu      sync.Mutex
 	nextID  uint64
-	waiting map[uint64]chan channel.MetricsAnswer // guarded by mu
+	waiting map[uint64]chan proxymsg.MetricsAnswer // guarded by mu
 
 	// carried is, per app without a cgroup, what keeps its CPU counter
 	// from going down (steadyCPU); only pushFigures touches it.
@@ -98,8 +98,8 @@ func (m *Master) metricsOn() bool { return m.cfg.MetricsListen != "" }
 
 // figures are the supervisor's figures of every app, from the status
 // pyctl status shows root. Only pushFigures calls it (m.metrics.carried).
-func (m *Master) figures(ctx context.Context) channel.Figures {
-	f := channel.Figures{StartTime: m.daemon.started, Reloads: m.metrics.reloads.Load(), ReloadFailures: m.metrics.reloadFailures.Load()}
+func (m *Master) figures(ctx context.Context) proxymsg.Figures {
+	f := proxymsg.Figures{StartTime: m.daemon.started, Reloads: m.metrics.reloads.Load(), ReloadFailures: m.metrics.reloadFailures.Load()}
 	st, err := m.Status(ctx, control.Caller{UID: 0}, "")
 	if err != nil {
 		m.log.Debug("figures for the metrics", "error", err)
@@ -136,8 +136,8 @@ func (m *Master) figures(ctx context.Context) channel.Figures {
 }
 
 // appFigures are one app's figures from its status.
-func appFigures(as control.AppStatus) channel.AppFigures {
-	af := channel.AppFigures{
+func appFigures(as control.AppStatus) proxymsg.AppFigures {
+	af := proxymsg.AppFigures{
 		User: as.User, App: as.Name, State: as.State,
 		Workers:  map[string]int{},
 		Restarts: as.RestartsByReason,
@@ -178,7 +178,7 @@ func (m *Master) pushFigures(ctx context.Context, kick <-chan struct{}) {
 		cancel()
 		m.proxyMu.Lock()
 		if m.proxyCh != nil {
-			if err := m.proxyCh.Send(channel.Message{Figures: &f}); err != nil {
+			if err := m.proxyCh.Send(proxymsg.Message{Figures: &f}); err != nil {
 				m.log.Debug("cannot send figures to the proxy", "error", err)
 			}
 		}
@@ -187,7 +187,7 @@ func (m *Master) pushFigures(ctx context.Context, kick <-chan struct{}) {
 }
 
 // onMetricsAnswer hands the proxy's answer to whoever asked.
-func (m *Master) onMetricsAnswer(a channel.MetricsAnswer) {
+func (m *Master) onMetricsAnswer(a proxymsg.MetricsAnswer) {
 	m.metrics.mu.Lock()
 	c := m.metrics.waiting[a.ID]
 	delete(m.metrics.waiting, a.ID)
@@ -201,7 +201,7 @@ func (m *Master) onMetricsAnswer(a channel.MetricsAnswer) {
 // apps c may see (app names one), root's without app everything the
 // metrics endpoint shows.
 func (m *Master) Metrics(ctx context.Context, c control.Caller, app string) (string, error) {
-	q := channel.MetricsQuery{All: c.IsRoot() && app == ""}
+	q := proxymsg.MetricsQuery{All: c.IsRoot() && app == ""}
 	if !q.All {
 		apps, err := m.find(c, app)
 		if err != nil {
@@ -216,12 +216,12 @@ func (m *Master) Metrics(ctx context.Context, c control.Caller, app string) (str
 	}
 	ctx, cancel := context.WithTimeout(ctx, metricsTimeout)
 	defer cancel()
-	answer := make(chan channel.MetricsAnswer, 1)
+	answer := make(chan proxymsg.MetricsAnswer, 1)
 	m.metrics.mu.Lock()
 	m.metrics.nextID++
 	q.ID = m.metrics.nextID
 	if m.metrics.waiting == nil {
-		m.metrics.waiting = map[uint64]chan channel.MetricsAnswer{}
+		m.metrics.waiting = map[uint64]chan proxymsg.MetricsAnswer{}
 	}
 	m.metrics.waiting[q.ID] = answer
 	m.metrics.mu.Unlock()
@@ -235,7 +235,7 @@ func (m *Master) Metrics(ctx context.Context, c control.Caller, app string) (str
 	if m.proxyCh == nil {
 		err = errors.New("the proxy is not running (it is being restarted); try again")
 	} else {
-		err = m.proxyCh.Send(channel.Message{MetricsQuery: &q})
+		err = m.proxyCh.Send(proxymsg.Message{MetricsQuery: &q})
 	}
 	m.proxyMu.Unlock()
 	if err != nil {

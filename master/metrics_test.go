@@ -11,8 +11,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/pyhost/pyhost/channel"
 	"github.com/pyhost/pyhost/control"
+	"github.com/pyhost/pyhost/proxymsg"
 )
 
 // The figures of an app are its status's: workers by state, restarts by
@@ -40,13 +40,13 @@ func TestAppFigures(t *testing.T) {
 }
 
 // metricsMaster is a master whose proxy is the other end of a channel.
-func metricsMaster(t *testing.T) (*Master, *channel.Conn) {
+func metricsMaster(t *testing.T) (*Master, *proxymsg.Conn) {
 	t.Helper()
 	a, b := net.Pipe()
 	t.Cleanup(func() { a.Close(); b.Close() })
 	m := &Master{cfg: Config{Listeners: Listeners{MetricsListen: "127.0.0.1:9181"}}, log: hclog.NewNullLogger()}
-	m.proxyCh = channel.NewConn(a)
-	return m, channel.NewConn(b)
+	m.proxyCh = proxymsg.NewConn(a)
+	return m, proxymsg.NewConn(b)
 }
 
 // pyctl metrics as root: the master asks the proxy for everything and
@@ -64,12 +64,12 @@ func TestMetricsAsksTheProxy(t *testing.T) {
 			if q == nil {
 				continue
 			}
-			m.onMetricsAnswer(channel.MetricsAnswer{ID: q.ID + 1000, Text: "stale"}) // nobody asked
+			m.onMetricsAnswer(proxymsg.MetricsAnswer{ID: q.ID + 1000, Text: "stale"}) // nobody asked
 			text := "all"
 			if !q.All {
 				text = "some"
 			}
-			m.onMetricsAnswer(channel.MetricsAnswer{ID: q.ID, Text: text})
+			m.onMetricsAnswer(proxymsg.MetricsAnswer{ID: q.ID, Text: text})
 		}
 	}()
 	for range 2 {

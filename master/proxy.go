@@ -14,10 +14,10 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/pyhost/pyhost/channel"
 	"github.com/pyhost/pyhost/child"
 	"github.com/pyhost/pyhost/config"
 	"github.com/pyhost/pyhost/privdrop"
+	"github.com/pyhost/pyhost/proxymsg"
 	"github.com/pyhost/pyhost/supervisor"
 )
 
@@ -65,7 +65,7 @@ func (m *Master) runProxyOnce(ctx context.Context) error {
 
 	// The listeners travel on a socket of their own, so they can change
 	// while this proxy runs (listeners.go).
-	filesCh, theirFiles, err := channel.NewFilesPair()
+	filesCh, theirFiles, err := proxymsg.NewFilesPair()
 	if err != nil {
 		theirs.Close()
 		return err
@@ -107,9 +107,9 @@ func (m *Master) runProxyOnce(ctx context.Context) error {
 	defer detach()
 	m.log.Debug("proxy started", "pid", proc.PID(), "user", m.cfg.ProxyCred.Username)
 
-	ch := channel.NewConn(mine)
+	ch := proxymsg.NewConn(mine)
 	grace := m.cfg.ShutdownTimeout
-	setup := channel.Setup{Listeners: addrs, ListenerTLS: kinds, FilesFD: filesFD, ShutdownTimeout: grace, Procs: m.cfg.ProxyProcs, AccessLog: m.cfg.AccessLog, TrustedProxies: prefixStrings(m.cfg.TrustedProxies)}
+	setup := proxymsg.Setup{Listeners: addrs, ListenerTLS: kinds, FilesFD: filesFD, ShutdownTimeout: grace, Procs: m.cfg.ProxyProcs, AccessLog: m.cfg.AccessLog, TrustedProxies: prefixStrings(m.cfg.TrustedProxies)}
 	setLimits(&setup, m.cfg.ProxyLimits)
 	setup.ListenerMetrics, setup.Version = metrics, m.cfg.Version
 	setup.ACME = m.acmeSettings()
@@ -119,7 +119,7 @@ func (m *Master) runProxyOnce(ctx context.Context) error {
 	setup.Certs = m.certs
 	setup.ProxyProtocol = prefixStrings(m.ppPeers)
 	setup.AccessLogPerApp = m.cfg.AccessLogPerApp // master/accesslogs.go
-	err = ch.Send(channel.Message{Setup: &setup})
+	err = ch.Send(proxymsg.Message{Setup: &setup})
 	if err == nil {
 		m.proxyCh = ch
 	}
@@ -183,7 +183,7 @@ func (m *Master) setProxyProtocol(peers []netip.Prefix) bool {
 	}
 	m.ppPeers = peers
 	if m.proxyCh != nil {
-		if err := m.proxyCh.Send(channel.Message{ProxyProtocol: &channel.ProxyProtocol{Allowed: prefixStrings(peers)}}); err != nil {
+		if err := m.proxyCh.Send(proxymsg.Message{ProxyProtocol: &proxymsg.ProxyProtocol{Allowed: prefixStrings(peers)}}); err != nil {
 			m.log.Warn("cannot send proxy_protocol to the proxy; its successor gets it", "error", err)
 		}
 	}
@@ -192,7 +192,7 @@ func (m *Master) setProxyProtocol(peers []netip.Prefix) bool {
 
 // servedCerts are the certificates the proxy serves (or its next one
 // will).
-func (m *Master) servedCerts() []channel.CertPair {
+func (m *Master) servedCerts() []proxymsg.CertPair {
 	m.proxyMu.Lock()
 	defer m.proxyMu.Unlock()
 	return m.certs
@@ -201,14 +201,14 @@ func (m *Master) servedCerts() []channel.CertPair {
 // setCerts makes pairs the certificates the proxy serves, now and after
 // a restart of it. The proxy loads them before it reads its next
 // message, so a table sent after them is applied after them.
-func (m *Master) setCerts(pairs []channel.CertPair) {
+func (m *Master) setCerts(pairs []proxymsg.CertPair) {
 	m.proxyMu.Lock()
 	defer m.proxyMu.Unlock()
 	m.certs = pairs
 	if m.proxyCh == nil {
 		return // the next proxy's Setup carries them
 	}
-	if err := m.proxyCh.Send(channel.Message{Certs: &channel.Certs{Pairs: pairs}}); err != nil {
+	if err := m.proxyCh.Send(proxymsg.Message{Certs: &proxymsg.Certs{Pairs: pairs}}); err != nil {
 		m.log.Warn("cannot send the certificates to the proxy; its successor gets them", "error", err)
 	}
 }
@@ -221,7 +221,7 @@ func closeAll(fs []*os.File) {
 
 // setLimits puts the client limits into the proxy's Setup, where 0 is
 // the proxy's default and a negative value is off (a config 0).
-func setLimits(s *channel.Setup, l config.ProxyLimits) {
+func setLimits(s *proxymsg.Setup, l config.ProxyLimits) {
 	if l == (config.ProxyLimits{}) {
 		l = config.DefaultProxyLimits
 	}

@@ -7,8 +7,8 @@ import (
 	"sort"
 	"time"
 
-	"github.com/pyhost/pyhost/channel"
 	"github.com/pyhost/pyhost/control"
+	"github.com/pyhost/pyhost/proxymsg"
 )
 
 // proxyReopenTimeout bounds how long `pyctl reopen-logs` waits for the
@@ -68,7 +68,7 @@ func (m *Master) reopenAccessLogWait(ctx context.Context) error {
 	ch := m.proxyCh
 	var err error
 	if ch != nil {
-		err = ch.Send(channel.Message{Reopen: &channel.Reopen{}})
+		err = ch.Send(proxymsg.Message{Reopen: &proxymsg.Reopen{}})
 	}
 	m.proxyMu.Unlock()
 	if ch == nil {

@@ -5,7 +5,7 @@ package master
 import (
 	"context"
 
-	"github.com/pyhost/pyhost/channel"
+	"github.com/pyhost/pyhost/proxymsg"
 	"github.com/pyhost/pyhost/supervisor"
 )
 
@@ -19,8 +19,8 @@ func (m *Master) markChanged() {
 }
 
 // table builds the routing table from every app's current route.
-func (m *Master) table() channel.Table {
-	t := channel.Table{Serial: m.serial.Add(1)}
+func (m *Master) table() proxymsg.Table {
+	t := proxymsg.Table{Serial: m.serial.Add(1)}
 	for _, app := range m.set.all() {
 		t.Apps = append(t.Apps, app.Route())
 	}
@@ -51,7 +51,7 @@ func (m *Master) sendTable() uint64 {
 	if m.proxyCh == nil {
 		return t.Serial
 	}
-	if err := m.proxyCh.Send(channel.Message{Table: &t}); err != nil {
+	if err := m.proxyCh.Send(proxymsg.Message{Table: &t}); err != nil {
 		m.log.Warn("cannot send routing table to proxy", "error", err)
 	}
 	return t.Serial
@@ -74,21 +74,21 @@ func (m *Master) waitApplied(ctx context.Context, serial uint64) error {
 	}
 }
 
-func (m *Master) onProxyEvent(ev channel.Event) {
+func (m *Master) onProxyEvent(ev proxymsg.Event) {
 	switch ev.Kind {
-	case channel.EventDrained:
+	case proxymsg.EventDrained:
 		if app := m.set.get(ev.App); app != nil {
 			app.Drained(ev.WorkerID)
 		}
-	case channel.EventStats:
+	case proxymsg.EventStats:
 		m.statsMu.Lock()
 		m.stats = ev.Stats
 		m.statsMu.Unlock()
-	case channel.EventTimeout:
+	case proxymsg.EventTimeout:
 		if app := m.set.get(ev.App); app != nil {
 			app.RecycleWorker(ev.WorkerID, supervisor.RecycleReason{Kind: supervisor.RecycleTimeout, Detail: ev.Detail}, true)
 		}
-	case channel.EventApplied:
+	case proxymsg.EventApplied:
 		m.appliedMu.Lock()
 		if ev.Serial > m.applied {
 			m.applied = ev.Serial
@@ -96,15 +96,15 @@ func (m *Master) onProxyEvent(ev channel.Event) {
 			m.appliedC = make(chan struct{})
 		}
 		m.appliedMu.Unlock()
-	case channel.EventWake:
+	case proxymsg.EventWake:
 		if app := m.set.get(ev.App); app != nil {
 			app.Wake()
 		}
-	case channel.EventBudget:
+	case proxymsg.EventBudget:
 		if app := m.set.get(ev.App); app != nil {
 			app.BudgetSpent(ev.WorkerID)
 		}
-	case channel.EventAccess:
+	case proxymsg.EventAccess:
 		m.onAccessLines(ev.App, ev.Detail)
 	default:
 		m.log.Debug("unknown proxy event", "kind", ev.Kind)

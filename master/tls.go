@@ -1,8 +1,8 @@
 package master
 
 import (
-	"github.com/pyhost/pyhost/channel"
 	"github.com/pyhost/pyhost/config"
+	"github.com/pyhost/pyhost/proxymsg"
 )
 
 // readCertPairs reads the admin's [[tls]] files, as the master (root),
@@ -11,8 +11,8 @@ import (
 // private keys can stay readable by root alone (U7: the process that
 // parses the network holds no key file access). An error names the file
 // of the first broken pair; nothing is returned then.
-func readCertPairs(certs []config.TLSCert) ([]channel.CertPair, error) {
-	out := make([]channel.CertPair, 0, len(certs))
+func readCertPairs(certs []config.TLSCert) ([]proxymsg.CertPair, error) {
+	out := make([]proxymsg.CertPair, 0, len(certs))
 	for _, c := range certs {
 		cert, key, err := config.ReadCertPair(c)
 		if err != nil {
@@ -21,7 +21,7 @@ func readCertPairs(certs []config.TLSCert) ([]channel.CertPair, error) {
 		if _, err := config.ParseCertPair(c.Cert, c.Key, cert, key); err != nil {
 			return nil, err
 		}
-		out = append(out, channel.CertPair{CertFile: c.Cert, KeyFile: c.Key, CertPEM: cert, KeyPEM: key})
+		out = append(out, proxymsg.CertPair{CertFile: c.Cert, KeyFile: c.Key, CertPEM: cert, KeyPEM: key})
 	}
 	return out, nil
 }

@@ -7,15 +7,15 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/pyhost/pyhost/channel"
+	"github.com/pyhost/pyhost/proxymsg"
 )
 
-// Figures exports what the master pushes down (channel.Figures) and the
+// Figures exports what the master pushes down (proxymsg.Figures) and the
 // daemon's own figures: build info and certificate expiry. The proxy
 // keeps the newest push; a scrape reads it, so a scrape costs the master
 // nothing.
 type Figures struct {
-	cur     atomic.Pointer[channel.Figures]
+	cur     atomic.Pointer[proxymsg.Figures]
 	version string
 	// certs, when set, returns each certificate name's expiry.
 	certs func() map[string]time.Time
@@ -31,7 +31,7 @@ func NewFigures(version string, certs func() map[string]time.Time) *Figures {
 }
 
 // Set replaces the figures with f.
-func (c *Figures) Set(f channel.Figures) { c.cur.Store(&f) }
+func (c *Figures) Set(f proxymsg.Figures) { c.cur.Store(&f) }
 
 var (
 	appLabels = []string{"user", "app"}

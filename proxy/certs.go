@@ -16,8 +16,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/pyhost/pyhost/acme"
-	"github.com/pyhost/pyhost/channel"
 	"github.com/pyhost/pyhost/config"
+	"github.com/pyhost/pyhost/proxymsg"
 )
 
 // Certs holds the certificates the TLS listeners serve, picked by SNI. The
@@ -69,7 +69,7 @@ type certSet struct {
 // Load parses every pair and, if all are valid, makes them the served
 // set. An error names the file of the first bad pair and leaves the
 // served set as it was.
-func (c *Certs) Load(pairs []channel.CertPair) error {
+func (c *Certs) Load(pairs []proxymsg.CertPair) error {
 	next := &certSet{exact: map[string]*tls.Certificate{}, wildcard: map[string]*tls.Certificate{}, expiry: map[string]time.Time{}}
 	for _, p := range pairs {
 		cert, err := config.ParseCertPair(p.CertFile, p.KeyFile, p.CertPEM, p.KeyPEM)
@@ -218,8 +218,8 @@ type acmeFront struct {
 	patterns atomic.Pointer[[]string]
 
 	mu    sync.Mutex
-	cur   *channel.ACME // guarded by mu: the settings m was made with
-	names []string      // guarded by mu: the names last set, sorted
+	cur   *proxymsg.ACME // guarded by mu: the settings m was made with
+	names []string       // guarded by mu: the names last set, sorted
 }
 
 func newACMEFront(log hclog.Logger) *acmeFront {
@@ -258,7 +258,7 @@ func (a *acmeFront) allow(name string) error {
 // the same account and CA keep the running manager (only the patterns
 // change); anything else makes a new manager, given the current names,
 // before the old one is closed (their storage is shared, with locks).
-func (a *acmeFront) configure(s *channel.ACME) error {
+func (a *acmeFront) configure(s *proxymsg.ACME) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if s != nil {
@@ -308,7 +308,7 @@ func (a *acmeFront) configure(s *channel.ACME) error {
 
 // sameManager reports whether settings b may keep the manager made for
 // a: everything but the patterns is the same.
-func sameManager(a, b channel.ACME) bool {
+func sameManager(a, b proxymsg.ACME) bool {
 	a.Patterns, b.Patterns = nil, nil
 	return a.Email == b.Email && a.CA == b.CA && bytes.Equal(a.CARootPEM, b.CARootPEM) && a.Dir == b.Dir &&
 		a.DisableHTTP01 == b.DisableHTTP01 && a.DisableTLSALPN01 == b.DisableTLSALPN01
@@ -316,7 +316,7 @@ func sameManager(a, b channel.ACME) bool {
 
 // setTable makes the domains of t's apps the managed names, when they
 // changed.
-func (a *acmeFront) setTable(t channel.Table) {
+func (a *acmeFront) setTable(t proxymsg.Table) {
 	names := tableNames(t)
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -343,7 +343,7 @@ func (a *acmeFront) close() {
 // master admitted (running, starting, idle, stopped or failing), each
 // with the domains it validly claimed; wildcard claims are among them,
 // and the Manager skips them (only DNS-01 could prove one).
-func tableNames(t channel.Table) []string {
+func tableNames(t proxymsg.Table) []string {
 	var out []string
 	for _, app := range t.Apps {
 		for _, d := range app.Domains {

@@ -15,12 +15,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pyhost/pyhost/channel"
+	"github.com/pyhost/pyhost/proxymsg"
 )
 
 // testPair makes a self-signed certificate for names (DNS names or IP
 // addresses) and returns it as the master would send it.
-func testPair(t testing.TB, file string, names ...string) channel.CertPair {
+func testPair(t testing.TB, file string, names ...string) proxymsg.CertPair {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -49,7 +49,7 @@ func testPair(t testing.TB, file string, names ...string) channel.CertPair {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return channel.CertPair{
+	return proxymsg.CertPair{
 		CertFile: file, KeyFile: strings.TrimSuffix(file, ".pem") + ".key",
 		CertPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		KeyPEM:  pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}),
@@ -70,7 +70,7 @@ func TestCertsPickBySNI(t *testing.T) {
 	if _, err := c.GetCertificate(&tls.ClientHelloInfo{ServerName: "a.test"}); err == nil {
 		t.Fatal("an empty store served a certificate")
 	}
-	err := c.Load([]channel.CertPair{
+	err := c.Load([]proxymsg.CertPair{
 		testPair(t, "/etc/pyhost/tls/alice.pem", "alice.test", "www.alice.test"),
 		testPair(t, "/etc/pyhost/tls/bob.pem", "bob.test", "*.bob.test"),
 		testPair(t, "/etc/pyhost/tls/ip.pem", "127.0.0.1"),
@@ -98,21 +98,21 @@ func TestCertsPickBySNI(t *testing.T) {
 func TestCertsBrokenPairKeepsTheRunningSet(t *testing.T) {
 	var c Certs
 	good := testPair(t, "/etc/pyhost/tls/alice.pem", "alice.test")
-	if err := c.Load([]channel.CertPair{good}); err != nil {
+	if err := c.Load([]proxymsg.CertPair{good}); err != nil {
 		t.Fatal(err)
 	}
 	other := testPair(t, "/etc/pyhost/tls/bob.pem", "bob.test")
 	mismatched := other
 	mismatched.KeyPEM = good.KeyPEM // bob's certificate with alice's key
-	err := c.Load([]channel.CertPair{other, mismatched})
+	err := c.Load([]proxymsg.CertPair{other, mismatched})
 	if err == nil || !strings.Contains(err.Error(), "/etc/pyhost/tls/bob.pem") {
 		t.Fatalf("a key that does not match its certificate: %v", err)
 	}
 	if got := servedName(t, &c, "bob.test"); got != "alice.test" {
 		t.Errorf("after a refused load, bob.test is served %s; the running set must stay", got)
 	}
-	garbage := channel.CertPair{CertFile: "/x.pem", KeyFile: "/x.key", CertPEM: []byte("not pem"), KeyPEM: []byte("x")}
-	if err := c.Load([]channel.CertPair{garbage}); err == nil || !strings.Contains(err.Error(), "/x.pem") {
+	garbage := proxymsg.CertPair{CertFile: "/x.pem", KeyFile: "/x.key", CertPEM: []byte("not pem"), KeyPEM: []byte("x")}
+	if err := c.Load([]proxymsg.CertPair{garbage}); err == nil || !strings.Contains(err.Error(), "/x.pem") {
 		t.Errorf("garbage: %v", err)
 	}
 }
@@ -121,7 +121,7 @@ func TestCertsBrokenPairKeepsTheRunningSet(t *testing.T) {
 func TestCertsHandshake(t *testing.T) {
 	var c Certs
 	pair := testPair(t, "/a.pem", "alice.test")
-	if err := c.Load([]channel.CertPair{pair}); err != nil {
+	if err := c.Load([]proxymsg.CertPair{pair}); err != nil {
 		t.Fatal(err)
 	}
 	ln, err := tls.Listen("tcp", "127.0.0.1:0", c.TLSConfig())
@@ -188,10 +188,10 @@ func (e extraSource) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificat
 // and the fallback still answers what neither covers.
 func TestCertsExtraSource(t *testing.T) {
 	var c Certs
-	if err := c.Load([]channel.CertPair{testPair(t, "/a.pem", "alice.test")}); err != nil {
+	if err := c.Load([]proxymsg.CertPair{testPair(t, "/a.pem", "alice.test")}); err != nil {
 		t.Fatal(err)
 	}
-	load := func(p channel.CertPair) *tls.Certificate {
+	load := func(p proxymsg.CertPair) *tls.Certificate {
 		cert, err := tls.X509KeyPair(p.CertPEM, p.KeyPEM)
 		if err != nil {
 			t.Fatal(err)

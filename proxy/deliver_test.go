@@ -16,7 +16,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 
-	"github.com/pyhost/pyhost/channel"
+	"github.com/pyhost/pyhost/proxymsg"
 	"github.com/pyhost/pyhost/wsgiadapter"
 )
 
@@ -121,10 +121,10 @@ func roundTrip(t *testing.T, p *Proxy, app *appPool, env wsgiadapter.Environ) in
 	return head.Status
 }
 
-func testProxyPool(workers ...channel.Worker) (*Proxy, *appPool) {
+func testProxyPool(workers ...proxymsg.Worker) (*Proxy, *appPool) {
 	p := New(hclog.NewNullLogger(), nil)
 	app := &appPool{key: "u/app"}
-	app.update(channel.App{Key: "u/app", State: channel.AppRunning, QueueTimeout: time.Minute, StartupTimeout: time.Minute, Workers: workers})
+	app.update(proxymsg.App{Key: "u/app", State: proxymsg.AppRunning, QueueTimeout: time.Minute, StartupTimeout: time.Minute, Workers: workers})
 	return p, app
 }
 
@@ -133,9 +133,9 @@ var okEnv = wsgiadapter.Environ{"REQUEST_METHOD", "GET", "PATH_INFO", "/"}
 func TestDeliverSkipsADeadWorker(t *testing.T) {
 	live := newFakeWorker(t, false)
 	p, app := testProxyPool(
-		channel.Worker{ID: "dead", Socket: deadSocket(t), Threads: 4},
-		channel.Worker{ID: "gone", Socket: filepath.Join(t.TempDir(), "removed.sock"), Threads: 4},
-		channel.Worker{ID: "live", Socket: live.path, Threads: 4},
+		proxymsg.Worker{ID: "dead", Socket: deadSocket(t), Threads: 4},
+		proxymsg.Worker{ID: "gone", Socket: filepath.Join(t.TempDir(), "removed.sock"), Threads: 4},
+		proxymsg.Worker{ID: "live", Socket: live.path, Threads: 4},
 	)
 	for i := 0; i < 20; i++ {
 		if code := roundTrip(t, p, app, okEnv); code != http.StatusOK {
@@ -155,15 +155,15 @@ func TestDeliverSkipsADeadWorker(t *testing.T) {
 }
 
 func TestDeliverQueuesWhileEveryWorkerIsDead(t *testing.T) {
-	p, app := testProxyPool(channel.Worker{ID: "dead", Socket: deadSocket(t), Threads: 4})
+	p, app := testProxyPool(proxymsg.Worker{ID: "dead", Socket: deadSocket(t), Threads: 4})
 	code := make(chan int, 1)
 	go func() { code <- roundTrip(t, p, app, okEnv) }()
 	// The request found the only worker dead and waits for the master's
 	// replacement instead of getting 502.
 	waitFor(t, func() bool { app.mu.Lock(); defer app.mu.Unlock(); return len(app.waiters) == 1 })
 	live := newFakeWorker(t, false)
-	app.update(channel.App{Key: "u/app", State: channel.AppRunning, QueueTimeout: time.Minute,
-		Workers: []channel.Worker{{ID: "new", Socket: live.path, Threads: 4}}})
+	app.update(proxymsg.App{Key: "u/app", State: proxymsg.AppRunning, QueueTimeout: time.Minute,
+		Workers: []proxymsg.Worker{{ID: "new", Socket: live.path, Threads: 4}}})
 	if c := <-code; c != http.StatusOK {
 		t.Fatalf("queued request: %d, want 200", c)
 	}
@@ -171,7 +171,7 @@ func TestDeliverQueuesWhileEveryWorkerIsDead(t *testing.T) {
 
 func TestDeliverStalePooledConnectionCostsNothing(t *testing.T) {
 	closing := newFakeWorker(t, true)
-	p, app := testProxyPool(channel.Worker{ID: "w", Socket: closing.path, Threads: 4})
+	p, app := testProxyPool(proxymsg.Worker{ID: "w", Socket: closing.path, Threads: 4})
 	// Every connection is closed by the worker after one response, so
 	// each later request finds its pooled connection stale first.
 	for i := 0; i < 5; i++ {
@@ -195,7 +195,7 @@ func TestDeliverStalePooledConnectionCostsNothing(t *testing.T) {
 // one per try, then dial fresh ones to fail again.
 func TestDeliverUnencodableRequestKeepsThePool(t *testing.T) {
 	live := newFakeWorker(t, false)
-	p, app := testProxyPool(channel.Worker{ID: "w", Socket: live.path, Threads: 4})
+	p, app := testProxyPool(proxymsg.Worker{ID: "w", Socket: live.path, Threads: 4})
 	if code := roundTrip(t, p, app, okEnv); code != http.StatusOK {
 		t.Fatalf("first request: %d", code)
 	}
@@ -276,9 +276,9 @@ func resendProxy(t *testing.T, dying *dyingWorker, live *echoWorker) (*Proxy, *a
 	t.Helper()
 	p := New(hclog.NewNullLogger(), nil)
 	p.SetLimits(Limits{SpoolDir: t.TempDir()})
-	p.Update(channel.Table{Apps: []channel.App{{Key: "u/app", Prefix: "/", State: channel.AppRunning,
+	p.Update(proxymsg.Table{Apps: []proxymsg.App{{Key: "u/app", Prefix: "/", State: proxymsg.AppRunning,
 		QueueTimeout: time.Minute, StartupTimeout: time.Minute, QueueLimit: 100,
-		Workers: []channel.Worker{{ID: "dying", PID: 43, Socket: dying.path, Threads: 4}, {ID: "live", PID: 42, Socket: live.path, Threads: 4}}}}})
+		Workers: []proxymsg.Worker{{ID: "dying", PID: 43, Socket: dying.path, Threads: 4}, {ID: "live", PID: 42, Socket: live.path, Threads: 4}}}}})
 	srv := httptest.NewUnstartedServer(p)
 	srv.Config = newServer(p, p.limits, hclog.NewNullLogger())
 	srv.Start()

@@ -5,5 +5,5 @@
 //
 // It runs in its own unprivileged process (pyhostd's internal "proxy"
 // command) and learns everything it knows about apps from the master
-// through package channel. It never imports the supervisor.
+// through package proxymsg. It never imports the supervisor.
 package proxy

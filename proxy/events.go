@@ -3,7 +3,7 @@ package proxy
 import (
 	"sync"
 
-	"github.com/pyhost/pyhost/channel"
+	"github.com/pyhost/pyhost/proxymsg"
 )
 
 // eventQueue carries the proxy's events to the goroutine that sends them
@@ -17,14 +17,14 @@ import (
 // dropped whatever did not fit, issue 13.)
 type eventQueue struct {
 	mu     sync.Mutex
-	q      []channel.Event
+	q      []proxymsg.Event
 	queued map[eventKey]struct{}
 	ready  chan struct{} // holds a token while q is not empty
 }
 
 // eventKey is what makes two waiting events the same.
 type eventKey struct {
-	kind        channel.EventKind
+	kind        proxymsg.EventKind
 	app, worker string
 	detail      string
 	serial      uint64
@@ -35,7 +35,7 @@ func newEventQueue() *eventQueue {
 }
 
 // push queues ev unless an equal event is still waiting. It never blocks.
-func (e *eventQueue) push(ev channel.Event) {
+func (e *eventQueue) push(ev proxymsg.Event) {
 	k := eventKey{ev.Kind, ev.App, ev.WorkerID, ev.Detail, ev.Serial}
 	e.mu.Lock()
 	if _, dup := e.queued[k]; dup {
@@ -52,7 +52,7 @@ func (e *eventQueue) push(ev channel.Event) {
 }
 
 // take returns every waiting event, oldest first, and empties the queue.
-func (e *eventQueue) take() []channel.Event {
+func (e *eventQueue) take() []proxymsg.Event {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	q := e.q

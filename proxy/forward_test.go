@@ -19,7 +19,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/pyhost/pyhost/channel"
+	"github.com/pyhost/pyhost/proxymsg"
 	"github.com/pyhost/pyhost/wsgiadapter"
 )
 
@@ -125,9 +125,9 @@ func frontProxySettled(t *testing.T, w *echoWorker, l Limits, maxBody int64) (*P
 		l.SpoolDir = t.TempDir()
 	}
 	p.SetLimits(l)
-	p.Update(channel.Table{Apps: []channel.App{{Key: "u/app", Prefix: "/", State: channel.AppRunning,
+	p.Update(proxymsg.Table{Apps: []proxymsg.App{{Key: "u/app", Prefix: "/", State: proxymsg.AppRunning,
 		QueueTimeout: time.Minute, StartupTimeout: time.Minute, QueueLimit: 100, MaxBody: maxBody,
-		Workers: []channel.Worker{{ID: "w1", PID: 42, Socket: w.path, Threads: 4}}}}})
+		Workers: []proxymsg.Worker{{ID: "w1", PID: 42, Socket: w.path, Threads: 4}}}}})
 	srv := httptest.NewUnstartedServer(p)
 	srv.Config = newServer(p, p.limits, hclog.NewNullLogger())
 	settled := make(chan struct{}, 100)

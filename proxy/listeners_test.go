@@ -16,7 +16,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 
-	"github.com/pyhost/pyhost/channel"
+	"github.com/pyhost/pyhost/proxymsg"
 )
 
 // testListener is a loopback listener and a duplicate of it, as the
@@ -133,7 +133,7 @@ func TestListenerSetMovesToNewAddress(t *testing.T) {
 
 	// The test's own copy of A must not keep it listening.
 	lnA.Close()
-	if err := s.apply(channel.ListenerSet{Serial: 1, Addrs: []string{addrB}, Files: []*os.File{dupB()}}); err != nil {
+	if err := s.apply(proxymsg.ListenerSet{Serial: 1, Addrs: []string{addrB}, Files: []*os.File{dupB()}}); err != nil {
 		t.Fatal(err)
 	}
 	lnB.Close() // the set holds its own
@@ -174,7 +174,7 @@ func TestListenerSetKeepsUnchangedSockets(t *testing.T) {
 		t.Fatal(err)
 	}
 	again := []*os.File{dupA(), dupB()} // for the second, unchanged set
-	if err := s.apply(channel.ListenerSet{Serial: 1, Addrs: []string{addrA, addrB}, Files: []*os.File{dupA(), dupB()}}); err != nil {
+	if err := s.apply(proxymsg.ListenerSet{Serial: 1, Addrs: []string{addrA, addrB}, Files: []*os.File{dupA(), dupB()}}); err != nil {
 		t.Fatal(err)
 	}
 	lnB.Close()
@@ -187,7 +187,7 @@ func TestListenerSetKeepsUnchangedSockets(t *testing.T) {
 		t.Errorf("B: %q %v", body, err)
 	}
 	// The same set again changes nothing.
-	if err := s.apply(channel.ListenerSet{Serial: 2, Addrs: []string{addrA, addrB}, Files: again}); err != nil {
+	if err := s.apply(proxymsg.ListenerSet{Serial: 2, Addrs: []string{addrA, addrB}, Files: again}); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := onA.get("/third"); err != nil {
@@ -209,7 +209,7 @@ func TestListenerSetRefusedChangesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	err = s.apply(channel.ListenerSet{Serial: 1, Addrs: []string{addrB, "pipe"}, Files: []*os.File{dupB(), r}})
+	err = s.apply(proxymsg.ListenerSet{Serial: 1, Addrs: []string{addrB, "pipe"}, Files: []*os.File{dupB(), r}})
 	if err == nil {
 		t.Fatal("a set with a pipe in it was applied")
 	}
@@ -227,7 +227,7 @@ func TestListenerSetAfterShutdown(t *testing.T) {
 	addrB, dupB, _ := testListener(t)
 	s.shutdown(context.Background())
 	f := dupB()
-	if err := s.apply(channel.ListenerSet{Serial: 1, Addrs: []string{addrB}, Files: []*os.File{f}}); err == nil {
+	if err := s.apply(proxymsg.ListenerSet{Serial: 1, Addrs: []string{addrB}, Files: []*os.File{f}}); err == nil {
 		t.Error("a stopping proxy took a new listener")
 	}
 	if _, err := f.Stat(); err == nil {
@@ -245,7 +245,7 @@ func TestRunAppliesListenerSets(t *testing.T) {
 		t.Fatal(err)
 	}
 	mf := os.NewFile(uintptr(fds[0]), "files")
-	files, err := channel.NewFilesConn(mf)
+	files, err := proxymsg.NewFilesConn(mf)
 	mf.Close()
 	if err != nil {
 		t.Fatal(err)
@@ -256,9 +256,9 @@ func TestRunAppliesListenerSets(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- Run(ctx, channel.NewConn(proxyEnd), []net.Listener{lnA}, hclog.NewNullLogger())
+		done <- Run(ctx, proxymsg.NewConn(proxyEnd), []net.Listener{lnA}, hclog.NewNullLogger())
 	}()
-	ch := channel.NewConn(masterEnd)
+	ch := proxymsg.NewConn(masterEnd)
 	go func() { // events up; not looked at here
 		for {
 			if _, err := ch.Receive(); err != nil {
@@ -266,10 +266,10 @@ func TestRunAppliesListenerSets(t *testing.T) {
 			}
 		}
 	}()
-	if err := ch.Send(channel.Message{Setup: &channel.Setup{Listeners: []string{addrA}, FilesFD: fds[1], ShutdownTimeout: 5 * time.Second}}); err != nil {
+	if err := ch.Send(proxymsg.Message{Setup: &proxymsg.Setup{Listeners: []string{addrA}, FilesFD: fds[1], ShutdownTimeout: 5 * time.Second}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := ch.Send(channel.Message{Table: &channel.Table{Serial: 1}}); err != nil {
+	if err := ch.Send(proxymsg.Message{Table: &proxymsg.Table{Serial: 1}}); err != nil {
 		t.Fatal(err)
 	}
 	if resp, _, err := dialKeepAlive(t, addrA).get("/"); err != nil || resp.StatusCode != http.StatusNotFound {
@@ -279,7 +279,7 @@ func TestRunAppliesListenerSets(t *testing.T) {
 	addrB, dupB, lnB := testListener(t)
 	send := func(serial uint64, addrs []string, fs ...*os.File) {
 		t.Helper()
-		if err := files.SendListeners(channel.ListenerSet{Serial: serial, Addrs: addrs, Files: fs}); err != nil {
+		if err := files.SendListeners(proxymsg.ListenerSet{Serial: serial, Addrs: addrs, Files: fs}); err != nil {
 			t.Fatal(err)
 		}
 		closeFiles(fs)

@@ -11,14 +11,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/pyhost/pyhost/channel"
 	"github.com/pyhost/pyhost/metrics"
+	"github.com/pyhost/pyhost/proxymsg"
 )
 
 // The proxy's side of the metrics (docs/metrics.md): what it counts of
 // requests, per app, and the registry it serves on the metrics_listen
 // socket. The figures only the master knows (workers, restarts, memory)
-// arrive as channel.Figures and are exported by metrics.Figures.
+// arrive as proxymsg.Figures and are exported by metrics.Figures.
 //
 // The request path touches only an appMetrics resolved when the app's
 // pool was made: a few atomic adds and two histogram observations, no
@@ -168,8 +168,8 @@ func (m *proxyMetrics) handler(log hclog.Logger) http.Handler {
 }
 
 // answer is the text of a MetricsQuery.
-func (m *proxyMetrics) answer(q channel.MetricsQuery) channel.MetricsAnswer {
-	a := channel.MetricsAnswer{ID: q.ID}
+func (m *proxyMetrics) answer(q proxymsg.MetricsQuery) proxymsg.MetricsAnswer {
+	a := proxymsg.MetricsAnswer{ID: q.ID}
 	if m == nil {
 		a.Error = "metrics are off: set [daemon] metrics_listen in pyhost.toml"
 		return a

@@ -16,8 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/pyhost/pyhost/channel"
 	"github.com/pyhost/pyhost/metrics"
+	"github.com/pyhost/pyhost/proxymsg"
 )
 
 // metricsProxy routes blog.test to alice/blog (an echo worker, and
@@ -31,11 +31,11 @@ func metricsProxy(t *testing.T) *Proxy {
 	p := New(hclog.NewNullLogger(), nil)
 	p.metrics = newProxyMetrics(p, "1.2.3", nil)
 	p.SetLimits(Limits{SpoolDir: t.TempDir()})
-	p.Update(channel.Table{Serial: 1, Apps: []channel.App{
-		{Key: "alice/blog", Domains: []string{"blog.test"}, Prefix: "/", State: channel.AppRunning,
-			Workers: []channel.Worker{{ID: "w1", PID: 42, Socket: w.path, Threads: 4}},
-			Static:  []channel.StaticMount{{URL: "/static/", Dir: dir, Owner: uint32(os.Geteuid())}}},
-		{Key: "bob/shop", Domains: []string{"shop.test"}, Prefix: "/", State: channel.AppStopped},
+	p.Update(proxymsg.Table{Serial: 1, Apps: []proxymsg.App{
+		{Key: "alice/blog", Domains: []string{"blog.test"}, Prefix: "/", State: proxymsg.AppRunning,
+			Workers: []proxymsg.Worker{{ID: "w1", PID: 42, Socket: w.path, Threads: 4}},
+			Static:  []proxymsg.StaticMount{{URL: "/static/", Dir: dir, Owner: uint32(os.Geteuid())}}},
+		{Key: "bob/shop", Domains: []string{"shop.test"}, Prefix: "/", State: proxymsg.AppStopped},
 	}})
 	return p
 }
@@ -173,7 +173,7 @@ func TestMetricsFiguresAndTenantText(t *testing.T) {
 	p := metricsProxy(t)
 	send(t, p, "GET", "blog.test", "/", "")
 	send(t, p, "GET", "shop.test", "/", "")
-	p.metrics.figures.Set(channel.Figures{StartTime: time.Unix(1700000000, 0), Reloads: 3, ReloadFailures: 1, Apps: []channel.AppFigures{
+	p.metrics.figures.Set(proxymsg.Figures{StartTime: time.Unix(1700000000, 0), Reloads: 3, ReloadFailures: 1, Apps: []proxymsg.AppFigures{
 		{User: "alice", App: "blog", State: "running", Workers: map[string]int{"ready": 2, "starting": 1},
 			Restarts: map[string]int{"crash": 1, "memory": 2}, RSSBytes: 1 << 20, CPUSeconds: 1.5, OOMKills: 1},
 		{User: "bob", App: "shop", State: "failing"},
@@ -207,7 +207,7 @@ func TestMetricsFiguresAndTenantText(t *testing.T) {
 		}
 	}
 
-	a := p.metrics.answer(channel.MetricsQuery{ID: 7, Apps: []string{"bob/shop"}})
+	a := p.metrics.answer(proxymsg.MetricsQuery{ID: 7, Apps: []string{"bob/shop"}})
 	if a.ID != 7 || a.Error != "" {
 		t.Fatalf("answer: %+v", a)
 	}
@@ -221,13 +221,13 @@ func TestMetricsFiguresAndTenantText(t *testing.T) {
 			t.Errorf("bob's text shows %q:\n%s", not, a.Text)
 		}
 	}
-	all := p.metrics.answer(channel.MetricsQuery{ID: 8, All: true})
+	all := p.metrics.answer(proxymsg.MetricsQuery{ID: 8, All: true})
 	for _, want := range []string{`user="alice"`, `user="bob"`, "pyhost_config_reloads_total", "go_goroutines"} {
 		if !strings.Contains(all.Text, want) {
 			t.Errorf("root's text lacks %q", want)
 		}
 	}
-	if off := (*proxyMetrics)(nil).answer(channel.MetricsQuery{ID: 9}); off.ID != 9 || !strings.Contains(off.Error, "metrics_listen") {
+	if off := (*proxyMetrics)(nil).answer(proxymsg.MetricsQuery{ID: 9}); off.ID != 9 || !strings.Contains(off.Error, "metrics_listen") {
 		t.Errorf("metrics off: %+v", off)
 	}
 }
@@ -236,7 +236,7 @@ func TestMetricsFiguresAndTenantText(t *testing.T) {
 func TestMetricsAppRemoved(t *testing.T) {
 	p := metricsProxy(t)
 	send(t, p, "GET", "shop.test", "/", "")
-	p.Update(channel.Table{Serial: 2})
+	p.Update(proxymsg.Table{Serial: 2})
 	fams, err := p.metrics.reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -278,7 +278,7 @@ func BenchmarkMetricsServeHTTP(b *testing.B) {
 			if on {
 				p.metrics = newProxyMetrics(p, "", nil)
 			}
-			p.Update(channel.Table{Serial: 1, Apps: []channel.App{{Key: "bob/shop", Prefix: "/", State: channel.AppStopped}}})
+			p.Update(proxymsg.Table{Serial: 1, Apps: []proxymsg.App{{Key: "bob/shop", Prefix: "/", State: proxymsg.AppStopped}}})
 			r := httptest.NewRequest("GET", "/", nil)
 			b.ReportAllocs()
 			b.ResetTimer()
@@ -322,7 +322,7 @@ func TestMetricsListener(t *testing.T) {
 		t.Fatalf("at start: apps listener %q, metrics listener %q", a, m)
 	}
 	// The same sockets, the kinds swapped.
-	if err := s.apply(channel.ListenerSet{Serial: 1, Addrs: []string{addrA, addrM}, Metrics: []bool{true, false}, Files: []*os.File{dupA(), dupM()}}); err != nil {
+	if err := s.apply(proxymsg.ListenerSet{Serial: 1, Addrs: []string{addrA, addrM}, Metrics: []bool{true, false}, Files: []*os.File{dupA(), dupM()}}); err != nil {
 		t.Fatal(err)
 	}
 	lnA.Close()
@@ -361,9 +361,9 @@ func TestMetricsQueriesBounded(t *testing.T) {
 	g := &gateCollector{release: make(chan struct{})}
 	p.metrics.reg.MustRegister(g)
 	const asks = 12
-	answers := make(chan channel.MetricsAnswer, asks)
+	answers := make(chan proxymsg.MetricsAnswer, asks)
 	for i := range asks {
-		go func() { answers <- p.metrics.answer(channel.MetricsQuery{ID: uint64(i), All: true}) }()
+		go func() { answers <- p.metrics.answer(proxymsg.MetricsQuery{ID: uint64(i), All: true}) }()
 	}
 	// Let them pile up: a bound of maxQueryGathers is reached at once;
 	// without one all of them get in within this second.
@@ -378,9 +378,9 @@ func TestMetricsQueriesBounded(t *testing.T) {
 	for p.metrics.asked.Load() < asks {
 		runtime.Gosched() // the rest reach the queue
 	}
-	over := make(chan channel.MetricsAnswer, maxQueryAsked)
+	over := make(chan proxymsg.MetricsAnswer, maxQueryAsked)
 	for range maxQueryAsked - asks + 1 {
-		go func() { over <- p.metrics.answer(channel.MetricsQuery{ID: 999, All: true}) }()
+		go func() { over <- p.metrics.answer(proxymsg.MetricsQuery{ID: 999, All: true}) }()
 	}
 	if a := <-over; !strings.Contains(a.Error, "busy") {
 		t.Errorf("a question past %d under way: %q, want busy", maxQueryAsked, a.Error)

@@ -8,8 +8,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pyhost/pyhost/channel"
 	"github.com/pyhost/pyhost/config"
+	"github.com/pyhost/pyhost/proxymsg"
 	"github.com/pyhost/pyhost/wsgiadapter"
 )
 
@@ -70,7 +70,7 @@ type appPool struct {
 	key string
 
 	mu             sync.Mutex
-	state          channel.AppState
+	state          proxymsg.AppState
 	queueTimeout   time.Duration
 	startupTimeout time.Duration
 	queueLimit     int
@@ -142,10 +142,10 @@ func (p *appPool) acquireAsked(ctx context.Context, asked time.Time) (lease, err
 	p.waiters = append(p.waiters, wait)
 	timeout := p.queueTimeout
 	wake := false
-	if p.state == channel.AppIdle || p.state == channel.AppStarting || !p.hasServingWorker() {
+	if p.state == proxymsg.AppIdle || p.state == proxymsg.AppStarting || !p.hasServingWorker() {
 		// Waiting for a worker to start, not for one to finish.
 		timeout = max(timeout, p.startupTimeout)
-		if p.state == channel.AppIdle && !p.wakeSent {
+		if p.state == proxymsg.AppIdle && !p.wakeSent {
 			p.wakeSent, wake = true, true
 		}
 	}
@@ -182,11 +182,11 @@ func (p *appPool) acquireAsked(ctx context.Context, asked time.Time) (lease, err
 // refuseLocked says why the app takes no request now, or nil.
 func (p *appPool) refuseLocked() error {
 	switch p.state {
-	case channel.AppFailing:
+	case proxymsg.AppFailing:
 		return errFailing
-	case channel.AppStopped:
+	case proxymsg.AppStopped:
 		return errUnavailable
-	case channel.AppStarting, channel.AppIdle:
+	case proxymsg.AppStarting, proxymsg.AppIdle:
 		return nil
 	}
 	if !p.hasServingWorker() && !p.hasDownWorker() {
@@ -420,9 +420,9 @@ func (p *appPool) setDownLocked(w *upstream) {
 }
 
 // update applies the app's part of a new table.
-func (p *appPool) update(a channel.App) {
+func (p *appPool) update(a proxymsg.App) {
 	p.mu.Lock()
-	if a.State != channel.AppIdle {
+	if a.State != proxymsg.AppIdle {
 		p.wakeSent = false
 	}
 	p.state = a.State
@@ -485,11 +485,11 @@ func (p *appPool) update(a channel.App) {
 }
 
 // stats adds the app's per-worker counters to out.
-func (p *appPool) stats(out map[string]channel.WorkerStats) {
+func (p *appPool) stats(out map[string]proxymsg.WorkerStats) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, w := range p.workers {
-		out[w.id] = channel.WorkerStats{Served: w.served, Busy: w.inflight}
+		out[w.id] = proxymsg.WorkerStats{Served: w.served, Busy: w.inflight}
 	}
 }
 

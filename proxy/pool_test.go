@@ -8,20 +8,20 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pyhost/pyhost/channel"
 	"github.com/pyhost/pyhost/config"
+	"github.com/pyhost/pyhost/proxymsg"
 )
 
-func newTestPool(state channel.AppState, queue time.Duration, workers ...channel.Worker) (*appPool, chan string) {
+func newTestPool(state proxymsg.AppState, queue time.Duration, workers ...proxymsg.Worker) (*appPool, chan string) {
 	drained := make(chan string, 16)
 	p := &appPool{key: "u/app", onDrained: func(_, id string) { drained <- id }}
-	p.update(channel.App{Key: "u/app", State: state, QueueTimeout: queue, Workers: workers})
+	p.update(proxymsg.App{Key: "u/app", State: state, QueueTimeout: queue, Workers: workers})
 	return p, drained
 }
 
 func TestAcquireSpreadsByLeastBusy(t *testing.T) {
-	p, _ := newTestPool(channel.AppRunning, time.Second,
-		channel.Worker{ID: "a", Threads: 2}, channel.Worker{ID: "b", Threads: 2})
+	p, _ := newTestPool(proxymsg.AppRunning, time.Second,
+		proxymsg.Worker{ID: "a", Threads: 2}, proxymsg.Worker{ID: "b", Threads: 2})
 	var got []string
 	for i := 0; i < 4; i++ {
 		l, err := p.acquire(context.Background())
@@ -39,7 +39,7 @@ func TestAcquireSpreadsByLeastBusy(t *testing.T) {
 }
 
 func TestAcquireQueuesInOrderAndTimesOut(t *testing.T) {
-	p, _ := newTestPool(channel.AppRunning, time.Hour, channel.Worker{ID: "a", Threads: 1})
+	p, _ := newTestPool(proxymsg.AppRunning, time.Hour, proxymsg.Worker{ID: "a", Threads: 1})
 	held, err := p.acquire(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -67,7 +67,7 @@ func TestAcquireQueuesInOrderAndTimesOut(t *testing.T) {
 		t.Fatalf("served in order %d, %d; want 1, 2", a, b)
 	}
 
-	p2, _ := newTestPool(channel.AppRunning, 20*time.Millisecond, channel.Worker{ID: "a", Threads: 1})
+	p2, _ := newTestPool(proxymsg.AppRunning, 20*time.Millisecond, proxymsg.Worker{ID: "a", Threads: 1})
 	if _, err := p2.acquire(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +82,7 @@ func TestAcquireQueuesInOrderAndTimesOut(t *testing.T) {
 }
 
 func TestAcquireCancelledPassesWakeup(t *testing.T) {
-	p, _ := newTestPool(channel.AppRunning, time.Hour, channel.Worker{ID: "a", Threads: 1})
+	p, _ := newTestPool(proxymsg.AppRunning, time.Hour, proxymsg.Worker{ID: "a", Threads: 1})
 	held, _ := p.acquire(context.Background())
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
@@ -100,14 +100,14 @@ func TestAcquireCancelledPassesWakeup(t *testing.T) {
 
 func TestAcquireUnavailable(t *testing.T) {
 	cases := []struct {
-		state   channel.AppState
-		workers []channel.Worker
+		state   proxymsg.AppState
+		workers []proxymsg.Worker
 		want    error
 	}{
-		{channel.AppFailing, []channel.Worker{{ID: "a", Threads: 1}}, errFailing},
-		{channel.AppStopped, nil, errUnavailable},
-		{channel.AppRunning, nil, errUnavailable},
-		{channel.AppRunning, []channel.Worker{{ID: "a", Threads: 1, Draining: true}}, errUnavailable},
+		{proxymsg.AppFailing, []proxymsg.Worker{{ID: "a", Threads: 1}}, errFailing},
+		{proxymsg.AppStopped, nil, errUnavailable},
+		{proxymsg.AppRunning, nil, errUnavailable},
+		{proxymsg.AppRunning, []proxymsg.Worker{{ID: "a", Threads: 1, Draining: true}}, errUnavailable},
 	}
 	for _, c := range cases {
 		p, _ := newTestPool(c.state, time.Hour, c.workers...)
@@ -118,22 +118,22 @@ func TestAcquireUnavailable(t *testing.T) {
 }
 
 func TestStartingAppQueuesUntilWorkerArrives(t *testing.T) {
-	p, _ := newTestPool(channel.AppStarting, time.Hour)
+	p, _ := newTestPool(proxymsg.AppStarting, time.Hour)
 	got := make(chan error, 1)
 	go func() { _, err := p.acquire(context.Background()); got <- err }()
 	waitFor(t, func() bool { p.mu.Lock(); defer p.mu.Unlock(); return len(p.waiters) == 1 })
-	p.update(channel.App{Key: "u/app", State: channel.AppRunning, QueueTimeout: time.Hour, Workers: []channel.Worker{{ID: "a", Threads: 1}}})
+	p.update(proxymsg.App{Key: "u/app", State: proxymsg.AppRunning, QueueTimeout: time.Hour, Workers: []proxymsg.Worker{{ID: "a", Threads: 1}}})
 	if err := <-got; err != nil {
 		t.Fatalf("queued request after the worker arrived: %v", err)
 	}
 }
 
 func TestDrainReportsWhenIdle(t *testing.T) {
-	ws := []channel.Worker{{ID: "a", Threads: 2}, {ID: "b", Threads: 2}}
-	p, drained := newTestPool(channel.AppRunning, time.Hour, ws...)
+	ws := []proxymsg.Worker{{ID: "a", Threads: 2}, {ID: "b", Threads: 2}}
+	p, drained := newTestPool(proxymsg.AppRunning, time.Hour, ws...)
 	l, _ := p.acquire(context.Background()) // on a
 	ws[0].Draining = true
-	p.update(channel.App{Key: "u/app", State: channel.AppRunning, QueueTimeout: time.Hour, Workers: ws})
+	p.update(proxymsg.App{Key: "u/app", State: proxymsg.AppRunning, QueueTimeout: time.Hour, Workers: ws})
 	select {
 	case id := <-drained:
 		t.Fatalf("worker %s reported drained with a request in flight", id)
@@ -148,7 +148,7 @@ func TestDrainReportsWhenIdle(t *testing.T) {
 	}
 	// An idle worker marked draining reports at once.
 	ws[1].Draining = true
-	p2, drained2 := newTestPool(channel.AppRunning, time.Hour, ws...)
+	p2, drained2 := newTestPool(proxymsg.AppRunning, time.Hour, ws...)
 	_ = p2
 	if len(drained2) != 2 {
 		t.Fatalf("idle draining workers reported %d times, want 2", len(drained2))
@@ -169,7 +169,7 @@ func waitFor(t *testing.T, cond func() bool) {
 }
 
 func TestFreedThreadGoesToTheFirstWaiter(t *testing.T) {
-	p, _ := newTestPool(channel.AppRunning, time.Hour, channel.Worker{ID: "a", Threads: 1})
+	p, _ := newTestPool(proxymsg.AppRunning, time.Hour, proxymsg.Worker{ID: "a", Threads: 1})
 	held, _ := p.acquire(context.Background())
 	got := make(chan error, 1)
 	go func() { _, err := p.acquire(context.Background()); got <- err }()
@@ -188,26 +188,26 @@ func TestFreedThreadGoesToTheFirstWaiter(t *testing.T) {
 }
 
 func TestFailingAppFailsWaiters(t *testing.T) {
-	p, _ := newTestPool(channel.AppRunning, time.Hour, channel.Worker{ID: "a", Threads: 1})
+	p, _ := newTestPool(proxymsg.AppRunning, time.Hour, proxymsg.Worker{ID: "a", Threads: 1})
 	p.acquire(context.Background())
 	got := make(chan error, 1)
 	go func() { _, err := p.acquire(context.Background()); got <- err }()
 	waitFor(t, func() bool { p.mu.Lock(); defer p.mu.Unlock(); return len(p.waiters) == 1 })
-	p.update(channel.App{Key: "u/app", State: channel.AppFailing, QueueTimeout: time.Hour, Workers: []channel.Worker{{ID: "a", Threads: 1}}})
+	p.update(proxymsg.App{Key: "u/app", State: proxymsg.AppFailing, QueueTimeout: time.Hour, Workers: []proxymsg.Worker{{ID: "a", Threads: 1}}})
 	if err := <-got; !errors.Is(err, errFailing) {
 		t.Fatalf("waiter of a failing app: %v, want errFailing", err)
 	}
 }
 
 // newBudgetPool is newTestPool that also records budget events.
-func newBudgetPool(workers ...channel.Worker) (*appPool, chan string) {
+func newBudgetPool(workers ...proxymsg.Worker) (*appPool, chan string) {
 	spent := make(chan string, 16)
 	p := &appPool{key: "u/app", onBudget: func(app, id string) {
 		if app == "u/app" {
 			spent <- id
 		}
 	}}
-	p.update(channel.App{Key: "u/app", State: channel.AppRunning, QueueTimeout: time.Hour, Workers: workers})
+	p.update(proxymsg.App{Key: "u/app", State: proxymsg.AppRunning, QueueTimeout: time.Hour, Workers: workers})
 	return p, spent
 }
 
@@ -226,7 +226,7 @@ func budgetEvents(c chan string) []string {
 }
 
 func TestBudgetReportedOnceWhenSpent(t *testing.T) {
-	ws := []channel.Worker{{ID: "a", Threads: 2, RequestBudget: 3}}
+	ws := []proxymsg.Worker{{ID: "a", Threads: 2, RequestBudget: 3}}
 	p, spent := newBudgetPool(ws...)
 	serve := func() {
 		l, err := p.acquire(context.Background())
@@ -254,7 +254,7 @@ func TestBudgetReportedOnceWhenSpent(t *testing.T) {
 	p.release(l2, nil)
 	serve()
 	// A new table with the same worker neither forgets nor repeats it.
-	p.update(channel.App{Key: "u/app", State: channel.AppRunning, QueueTimeout: time.Hour, Workers: ws})
+	p.update(proxymsg.App{Key: "u/app", State: proxymsg.AppRunning, QueueTimeout: time.Hour, Workers: ws})
 	serve()
 	if got := budgetEvents(spent); len(got) != 0 {
 		t.Fatalf("past the budget: events %v, want none", got)
@@ -268,17 +268,17 @@ func TestBudgetReportedOnceWhenSpent(t *testing.T) {
 
 func TestBudgetNotReported(t *testing.T) {
 	// No budget: never.
-	p, spent := newBudgetPool(channel.Worker{ID: "a", Threads: 1})
+	p, spent := newBudgetPool(proxymsg.Worker{ID: "a", Threads: 1})
 	for i := 0; i < 100; i++ {
 		l, _ := p.acquire(context.Background())
 		p.release(l, nil)
 	}
 	// Draining: on its way out already.
-	ws := []channel.Worker{{ID: "b", Threads: 1, RequestBudget: 1}, {ID: "c", Threads: 1}}
+	ws := []proxymsg.Worker{{ID: "b", Threads: 1, RequestBudget: 1}, {ID: "c", Threads: 1}}
 	p2, spent2 := newBudgetPool(ws...)
 	l, _ := p2.acquire(context.Background()) // on b
 	ws[0].Draining = true
-	p2.update(channel.App{Key: "u/app", State: channel.AppRunning, QueueTimeout: time.Hour, Workers: ws})
+	p2.update(proxymsg.App{Key: "u/app", State: proxymsg.AppRunning, QueueTimeout: time.Hour, Workers: ws})
 	p2.release(l, nil)
 	if got := append(budgetEvents(spent), budgetEvents(spent2)...); len(got) != 0 {
 		t.Fatalf("events %v, want none", got)
@@ -286,21 +286,21 @@ func TestBudgetNotReported(t *testing.T) {
 }
 
 func TestBudgetLoweredBelowServedIsReported(t *testing.T) {
-	ws := []channel.Worker{{ID: "a", Threads: 1}}
+	ws := []proxymsg.Worker{{ID: "a", Threads: 1}}
 	p, spent := newBudgetPool(ws...)
 	for i := 0; i < 5; i++ {
 		l, _ := p.acquire(context.Background())
 		p.release(l, nil)
 	}
 	ws[0].RequestBudget = 4
-	p.update(channel.App{Key: "u/app", State: channel.AppRunning, QueueTimeout: time.Hour, Workers: ws})
+	p.update(proxymsg.App{Key: "u/app", State: proxymsg.AppRunning, QueueTimeout: time.Hour, Workers: ws})
 	if got := budgetEvents(spent); len(got) != 1 || got[0] != "a" {
 		t.Fatalf("events %v, want [a]", got)
 	}
 }
 
 func TestSpentWorkerTakesOnlyOverflow(t *testing.T) {
-	p, spent := newBudgetPool(channel.Worker{ID: "a", Threads: 2, RequestBudget: 1}, channel.Worker{ID: "b", Threads: 1})
+	p, spent := newBudgetPool(proxymsg.Worker{ID: "a", Threads: 2, RequestBudget: 1}, proxymsg.Worker{ID: "b", Threads: 1})
 	l, _ := p.acquire(context.Background())
 	if l.w.id != "a" {
 		t.Fatalf("first request on %s, want a (ties go to the first)", l.w.id)
@@ -323,8 +323,8 @@ func TestSpentWorkerTakesOnlyOverflow(t *testing.T) {
 }
 
 func TestWorkerGoneIsOutOfRotationAtOnce(t *testing.T) {
-	p, drained := newTestPool(channel.AppRunning, time.Hour,
-		channel.Worker{ID: "a", Threads: 2}, channel.Worker{ID: "b", Threads: 2})
+	p, drained := newTestPool(proxymsg.AppRunning, time.Hour,
+		proxymsg.Worker{ID: "a", Threads: 2}, proxymsg.Worker{ID: "b", Threads: 2})
 	l, _ := p.acquire(context.Background())
 	if l.w.id != "a" {
 		t.Fatalf("first lease on %s, want a", l.w.id)
@@ -349,23 +349,23 @@ func TestWorkerGoneIsOutOfRotationAtOnce(t *testing.T) {
 	}
 	// The next table still lists a (the master has not heard yet): it
 	// stays out. Once drained in the table, it reports drained as usual.
-	p.update(channel.App{Key: "u/app", State: channel.AppRunning, QueueTimeout: time.Hour,
-		Workers: []channel.Worker{{ID: "a", Threads: 2}, {ID: "b", Threads: 2}}})
+	p.update(proxymsg.App{Key: "u/app", State: proxymsg.AppRunning, QueueTimeout: time.Hour,
+		Workers: []proxymsg.Worker{{ID: "a", Threads: 2}, {ID: "b", Threads: 2}}})
 	p.mu.Lock()
 	down := p.workers[0].down
 	p.mu.Unlock()
 	if !down {
 		t.Fatal("a new table with the same worker forgot it is down")
 	}
-	p.update(channel.App{Key: "u/app", State: channel.AppRunning, QueueTimeout: time.Hour,
-		Workers: []channel.Worker{{ID: "a", Threads: 2, Draining: true}, {ID: "b", Threads: 2}}})
+	p.update(proxymsg.App{Key: "u/app", State: proxymsg.AppRunning, QueueTimeout: time.Hour,
+		Workers: []proxymsg.Worker{{ID: "a", Threads: 2, Draining: true}, {ID: "b", Threads: 2}}})
 	if id := <-drained; id != "a" {
 		t.Fatalf("drained %s, want a", id)
 	}
 }
 
 func TestAllWorkersDownQueuesUntilReplaced(t *testing.T) {
-	p, _ := newTestPool(channel.AppRunning, time.Hour, channel.Worker{ID: "a", Threads: 1})
+	p, _ := newTestPool(proxymsg.AppRunning, time.Hour, proxymsg.Worker{ID: "a", Threads: 1})
 	l, _ := p.acquire(context.Background())
 	p.workerGone(l)
 	// Not 503: the master is about to replace a (S2), so the request
@@ -382,8 +382,8 @@ func TestAllWorkersDownQueuesUntilReplaced(t *testing.T) {
 	}()
 	waitFor(t, func() bool { p.mu.Lock(); defer p.mu.Unlock(); return len(p.waiters) == 1 })
 	// The master's table: a gone, its replacement starting, then ready.
-	p.update(channel.App{Key: "u/app", State: channel.AppStarting, QueueTimeout: time.Hour})
-	p.update(channel.App{Key: "u/app", State: channel.AppRunning, QueueTimeout: time.Hour, Workers: []channel.Worker{{ID: "a2", Threads: 1}}})
+	p.update(proxymsg.App{Key: "u/app", State: proxymsg.AppStarting, QueueTimeout: time.Hour})
+	p.update(proxymsg.App{Key: "u/app", State: proxymsg.AppRunning, QueueTimeout: time.Hour, Workers: []proxymsg.Worker{{ID: "a2", Threads: 1}}})
 	select {
 	case l := <-got:
 		if l.w.id != "a2" {
@@ -395,8 +395,8 @@ func TestAllWorkersDownQueuesUntilReplaced(t *testing.T) {
 }
 
 func TestTimedOutWorkerTakesNoNewRequest(t *testing.T) {
-	p, _ := newTestPool(channel.AppRunning, time.Hour,
-		channel.Worker{ID: "a", Threads: 2}, channel.Worker{ID: "b", Threads: 2})
+	p, _ := newTestPool(proxymsg.AppRunning, time.Hour,
+		proxymsg.Worker{ID: "a", Threads: 2}, proxymsg.Worker{ID: "b", Threads: 2})
 	la, _ := p.acquire(context.Background()) // a
 	lb, _ := p.acquire(context.Background()) // b
 	p.timedOut(la)
@@ -420,7 +420,7 @@ func TestTimedOutWorkerTakesNoNewRequest(t *testing.T) {
 }
 
 func TestRetryWaitsOnlyWhatIsLeftOfTheQueueTimeout(t *testing.T) {
-	p, _ := newTestPool(channel.AppRunning, time.Minute, channel.Worker{ID: "a", Threads: 1})
+	p, _ := newTestPool(proxymsg.AppRunning, time.Minute, proxymsg.Worker{ID: "a", Threads: 1})
 	// A free thread is taken however long the request waited before.
 	l, err := p.acquireAsked(context.Background(), time.Now().Add(-time.Hour))
 	if err != nil {
@@ -439,11 +439,11 @@ func TestRetryWaitsOnlyWhatIsLeftOfTheQueueTimeout(t *testing.T) {
 // app's config) gets config's built-in ones, and a table's own win.
 func TestPoolQueueBoundsComeFromConfig(t *testing.T) {
 	p := &appPool{key: "u/app"}
-	p.update(channel.App{Key: "u/app", State: channel.AppRunning})
+	p.update(proxymsg.App{Key: "u/app", State: proxymsg.AppRunning})
 	if p.queueTimeout != config.DefaultQueueTimeout || p.queueLimit != config.DefaultQueueLimit {
 		t.Errorf("bounds left out: %v and %d, want config's %v and %d", p.queueTimeout, p.queueLimit, config.DefaultQueueTimeout, config.DefaultQueueLimit)
 	}
-	p.update(channel.App{Key: "u/app", State: channel.AppRunning, QueueTimeout: time.Second, QueueLimit: 3})
+	p.update(proxymsg.App{Key: "u/app", State: proxymsg.AppRunning, QueueTimeout: time.Second, QueueLimit: 3})
 	if p.queueTimeout != time.Second || p.queueLimit != 3 {
 		t.Errorf("bounds given: %v and %d, want 1s and 3", p.queueTimeout, p.queueLimit)
 	}

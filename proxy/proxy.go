@@ -16,7 +16,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/pyhost/pyhost/accesslog"
-	"github.com/pyhost/pyhost/channel"
+	"github.com/pyhost/pyhost/proxymsg"
 	"github.com/pyhost/pyhost/wsgiadapter"
 )
 
@@ -33,7 +33,7 @@ type Proxy struct {
 	poolsMu sync.Mutex
 	pools   map[string]*appPool
 
-	events func(channel.Event)
+	events func(proxymsg.Event)
 
 	// routed is closed by the first Update: until the master has said
 	// what to route, a request waits rather than get a 404 for a site
@@ -105,11 +105,11 @@ func (p *Proxy) SetAccessLog(w *accesslog.Writer) { p.access = w }
 // drained, a request timed out, an idle app woken, a worker's request
 // budget spent); it is called from any goroutine, must not block, and may
 // be nil.
-func New(log hclog.Logger, events func(channel.Event)) *Proxy {
+func New(log hclog.Logger, events func(proxymsg.Event)) *Proxy {
 	var b [4]byte
 	rand.Read(b[:])
 	if events == nil {
-		events = func(channel.Event) {}
+		events = func(proxymsg.Event) {}
 	}
 	p := &Proxy{log: log, pools: map[string]*appPool{}, events: events, routed: make(chan struct{}), idPrefix: hex.EncodeToString(b[:]), limits: DefaultLimits}
 	p.routes.Store(newRouter())
@@ -118,7 +118,7 @@ func New(log hclog.Logger, events func(channel.Event)) *Proxy {
 }
 
 // Update installs a new routing table.
-func (p *Proxy) Update(t channel.Table) {
+func (p *Proxy) Update(t proxymsg.Table) {
 	p.poolsMu.Lock()
 	defer p.poolsMu.Unlock()
 	rt := newRouter()
@@ -129,11 +129,11 @@ func (p *Proxy) Update(t channel.Table) {
 			pool = &appPool{
 				key: a.Key,
 				onDrained: func(app, worker string) {
-					p.events(channel.Event{Kind: channel.EventDrained, App: app, WorkerID: worker})
+					p.events(proxymsg.Event{Kind: proxymsg.EventDrained, App: app, WorkerID: worker})
 				},
-				onWake: func(app string) { p.events(channel.Event{Kind: channel.EventWake, App: app}) },
+				onWake: func(app string) { p.events(proxymsg.Event{Kind: proxymsg.EventWake, App: app}) },
 				onBudget: func(app, worker string) {
-					p.events(channel.Event{Kind: channel.EventBudget, App: app, WorkerID: worker})
+					p.events(proxymsg.Event{Kind: proxymsg.EventBudget, App: app, WorkerID: worker})
 				},
 				metrics: p.metrics.forApp(a.Key),
 			}
@@ -150,21 +150,21 @@ func (p *Proxy) Update(t channel.Table) {
 	}
 	for key, pool := range p.pools {
 		if !seen[key] {
-			pool.update(channel.App{Key: key, State: channel.AppStopped})
+			pool.update(proxymsg.App{Key: key, State: proxymsg.AppStopped})
 			delete(p.pools, key)
 			p.metrics.drop(pool.metrics)
 		}
 	}
 	p.routes.Store(rt)
 	p.routedOnce.Do(func() { close(p.routed) })
-	p.events(channel.Event{Kind: channel.EventApplied, Serial: t.Serial})
+	p.events(proxymsg.Event{Kind: proxymsg.EventApplied, Serial: t.Serial})
 }
 
 // Stats returns every worker's counters.
-func (p *Proxy) Stats() map[string]channel.WorkerStats {
+func (p *Proxy) Stats() map[string]proxymsg.WorkerStats {
 	p.poolsMu.Lock()
 	defer p.poolsMu.Unlock()
-	out := map[string]channel.WorkerStats{}
+	out := map[string]proxymsg.WorkerStats{}
 	for _, pool := range p.pools {
 		pool.stats(out)
 	}

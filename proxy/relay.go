@@ -19,7 +19,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/pyhost/pyhost/channel"
+	"github.com/pyhost/pyhost/proxymsg"
 	"github.com/pyhost/pyhost/wsgiadapter"
 )
 
@@ -340,7 +340,7 @@ func (x *relayed) timedOut(err error) bool {
 	x.app.timedOut(x.l)
 	detail := fmt.Sprintf("request %s %s %s exceeded request_timeout %v", x.rid, x.r.Method, x.r.URL.Path, x.timeout)
 	x.p.log.Warn("request timed out; the worker will be recycled", x.facts("after", time.Since(x.start).Round(time.Millisecond))...)
-	x.p.events(channel.Event{Kind: channel.EventTimeout, App: x.app.key, WorkerID: x.l.w.id, Detail: detail})
+	x.p.events(proxymsg.Event{Kind: proxymsg.EventTimeout, App: x.app.key, WorkerID: x.l.w.id, Detail: detail})
 	return true
 }
 

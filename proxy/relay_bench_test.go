@@ -15,7 +15,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 
-	"github.com/pyhost/pyhost/channel"
+	"github.com/pyhost/pyhost/proxymsg"
 	"github.com/pyhost/pyhost/wsgiadapter"
 )
 
@@ -52,9 +52,9 @@ func BenchmarkRelay(b *testing.B) {
 			resp = wsgiadapter.AppendFrame(resp, wsgiadapter.FrameEnd, []byte{0})
 			rw := newRelayWorker(b, func(path string, w io.Writer) { w.Write(resp) })
 			p := New(hclog.NewNullLogger(), nil)
-			p.Update(channel.Table{Serial: 1, Apps: []channel.App{{
-				Key: "u/app", Prefix: "/", State: channel.AppRunning,
-				Workers: []channel.Worker{{ID: "w1", PID: 1, Socket: rw.sock, Threads: 1}},
+			p.Update(proxymsg.Table{Serial: 1, Apps: []proxymsg.App{{
+				Key: "u/app", Prefix: "/", State: proxymsg.AppRunning,
+				Workers: []proxymsg.Worker{{ID: "w1", PID: 1, Socket: rw.sock, Threads: 1}},
 			}}})
 			b.Cleanup(p.CloseIdle)
 			req := httptest.NewRequest("GET", "/", nil)

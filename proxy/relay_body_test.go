@@ -19,7 +19,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/pyhost/pyhost/channel"
+	"github.com/pyhost/pyhost/proxymsg"
 	"github.com/pyhost/pyhost/wsgiadapter"
 )
 
@@ -175,9 +175,9 @@ func relayProxy(t *testing.T, rw *relayWorker, l Limits) (string, *logBuffer) {
 	logs := &logBuffer{}
 	p := New(hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Debug}), nil)
 	p.SetLimits(l)
-	p.Update(channel.Table{Serial: 1, Apps: []channel.App{{
-		Key: "u/app", Prefix: "/", State: channel.AppRunning, QueueTimeout: relayDeadline,
-		Workers: []channel.Worker{{ID: "w1", PID: 1, Socket: rw.sock, Threads: 1}},
+	p.Update(proxymsg.Table{Serial: 1, Apps: []proxymsg.App{{
+		Key: "u/app", Prefix: "/", State: proxymsg.AppRunning, QueueTimeout: relayDeadline,
+		Workers: []proxymsg.Worker{{ID: "w1", PID: 1, Socket: rw.sock, Threads: 1}},
 	}}})
 	srv := httptest.NewServer(p)
 	t.Cleanup(func() {

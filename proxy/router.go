@@ -3,7 +3,7 @@ package proxy
 import (
 	"net"
 
-	"github.com/pyhost/pyhost/channel"
+	"github.com/pyhost/pyhost/proxymsg"
 	"sort"
 	"strings"
 	"time"
@@ -25,20 +25,20 @@ type route struct {
 	// request path reads them without a lock.
 	maxBody        int64
 	requestTimeout time.Duration
-	static         []channel.StaticMount // longest URL first
-	httpsOnly      bool                  // plain HTTP gets a 308 to https
-	hsts           string                // Strict-Transport-Security over https; "": none
+	static         []proxymsg.StaticMount // longest URL first
+	httpsOnly      bool                   // plain HTTP gets a 308 to https
+	hsts           string                 // Strict-Transport-Security over https; "": none
 }
 
 func newRouter() *router {
 	return &router{exact: map[string][]route{}, wildcard: map[string][]route{}}
 }
 
-func (rt *router) add(domains []string, prefix string, app *appPool, maxBody int64, requestTimeout time.Duration, static ...channel.StaticMount) {
+func (rt *router) add(domains []string, prefix string, app *appPool, maxBody int64, requestTimeout time.Duration, static ...proxymsg.StaticMount) {
 	rt.addRoute(domains, newRoute(prefix, app, maxBody, requestTimeout, static...))
 }
 
-func newRoute(prefix string, app *appPool, maxBody int64, requestTimeout time.Duration, static ...channel.StaticMount) route {
+func newRoute(prefix string, app *appPool, maxBody int64, requestTimeout time.Duration, static ...proxymsg.StaticMount) route {
 	r := route{prefix: normalizePrefix(prefix), app: app, maxBody: maxBody, requestTimeout: requestTimeout}
 	r.static = append(r.static, static...)
 	sort.SliceStable(r.static, func(i, j int) bool { return len(r.static[i].URL) > len(r.static[j].URL) })

@@ -23,7 +23,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pyhost/pyhost/accesslog"
-	"github.com/pyhost/pyhost/channel"
+	"github.com/pyhost/pyhost/proxymsg"
 )
 
 // Server limits that protect the front from slow or hostile clients,
@@ -69,7 +69,7 @@ func newServer(h http.Handler, l Limits, log hclog.Logger) *http.Server {
 
 // setupLimits are the limits Setup carries, the defaults where it is
 // silent.
-func setupLimits(s channel.Setup) Limits {
+func setupLimits(s proxymsg.Setup) Limits {
 	return Limits{
 		BufferRequestBody: s.BufferRequestBody,
 		RequestSpoolLimit: s.RequestSpoolLimit,
@@ -142,7 +142,7 @@ func openFileLimit() uint64 {
 // it receives and reports events up. It returns nil after a graceful stop
 // (ctx cancelled), and an error when the master went away or a listener
 // failed.
-func Run(ctx context.Context, ch *channel.Conn, listeners []net.Listener, log hclog.Logger) error {
+func Run(ctx context.Context, ch *proxymsg.Conn, listeners []net.Listener, log hclog.Logger) error {
 	first, err := ch.Receive()
 	if err != nil {
 		return fmt.Errorf("read setup from master: %w", err)
@@ -211,7 +211,7 @@ func Run(ctx context.Context, ch *channel.Conn, listeners []net.Listener, log hc
 		}
 		var batch atomic.Uint64
 		al.SetPerApp(func(app string, lines []byte) {
-			events.push(channel.Event{Kind: channel.EventAccess, App: app, Detail: string(lines), Serial: batch.Add(1)})
+			events.push(proxymsg.Event{Kind: proxymsg.EventAccess, App: app, Detail: string(lines), Serial: batch.Add(1)})
 		})
 	}
 	if al != nil {
@@ -263,9 +263,9 @@ func Run(ctx context.Context, ch *channel.Conn, listeners []net.Listener, log hc
 			}
 			if m.MetricsQuery != nil {
 				// Gathered aside: a table must not wait behind it.
-				go func(q channel.MetricsQuery) {
+				go func(q proxymsg.MetricsQuery) {
 					a := p.metrics.answer(q)
-					if err := ch.Send(channel.Message{MetricsAnswer: &a}); err != nil {
+					if err := ch.Send(proxymsg.Message{MetricsAnswer: &a}); err != nil {
 						log.Error("send metrics to master", "error", err)
 					}
 				}(*m.MetricsQuery)
@@ -280,7 +280,7 @@ func Run(ctx context.Context, ch *channel.Conn, listeners []net.Listener, log hc
 	go func() {
 		tick := time.NewTicker(statsInterval)
 		defer tick.Stop()
-		var last map[string]channel.WorkerStats
+		var last map[string]proxymsg.WorkerStats
 		for {
 			select {
 			case <-tick.C:
@@ -289,12 +289,12 @@ func Run(ctx context.Context, ch *channel.Conn, listeners []net.Listener, log hc
 					continue
 				}
 				last = st
-				if err := ch.Send(channel.Message{Event: &channel.Event{Kind: channel.EventStats, Stats: st}}); err != nil {
+				if err := ch.Send(proxymsg.Message{Event: &proxymsg.Event{Kind: proxymsg.EventStats, Stats: st}}); err != nil {
 					log.Error("send stats to master", "error", err)
 				}
 			case <-events.ready:
 				for _, ev := range events.take() {
-					if err := ch.Send(channel.Message{Event: &ev}); err != nil {
+					if err := ch.Send(proxymsg.Message{Event: &ev}); err != nil {
 						log.Error("send event to master", "error", err)
 					}
 				}
@@ -341,7 +341,7 @@ func Run(ctx context.Context, ch *channel.Conn, listeners []net.Listener, log hc
 	log.Info("proxy serving", "listeners", setup.Listeners)
 	if setup.FilesFD > 0 {
 		f := os.NewFile(uintptr(setup.FilesFD), "files")
-		fc, err := channel.NewFilesConn(f)
+		fc, err := proxymsg.NewFilesConn(f)
 		f.Close()
 		if err != nil {
 			sctx, scancel := context.WithTimeout(context.Background(), grace)
@@ -370,8 +370,8 @@ func Run(ctx context.Context, ch *channel.Conn, listeners []net.Listener, log hc
 		// ctx) would not send any more.
 		al.Flush()
 		for _, ev := range events.take() {
-			if ev.Kind == channel.EventAccess {
-				ch.Send(channel.Message{Event: &ev})
+			if ev.Kind == proxymsg.EventAccess {
+				ch.Send(proxymsg.Message{Event: &ev})
 			}
 		}
 	}
@@ -534,7 +534,7 @@ func (s *listenerSet) serveLocked(ln net.Listener, addr string, id socketID, k l
 // a new one is served; one not in set stops accepting before apply
 // returns, and its connections finish within the grace period. Nothing
 // changes if any new socket cannot be used.
-func (s *listenerSet) apply(set channel.ListenerSet) error {
+func (s *listenerSet) apply(set proxymsg.ListenerSet) error {
 	defer closeFiles(set.Files)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -652,7 +652,7 @@ func (s *listenerSet) addrs() []string {
 
 // applyListenerSets applies each set the master sends on the files
 // socket and answers it, until the master closes its end.
-func applyListenerSets(fc *channel.FilesConn, lns *listenerSet, log hclog.Logger) {
+func applyListenerSets(fc *proxymsg.FilesConn, lns *listenerSet, log hclog.Logger) {
 	for {
 		set, err := fc.ReceiveListeners()
 		if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
@@ -663,7 +663,7 @@ func applyListenerSets(fc *channel.FilesConn, lns *listenerSet, log hclog.Logger
 			log.Error("bad listener set from master", "error", err)
 			continue
 		}
-		ack := channel.ListenerAck{Serial: set.Serial}
+		ack := proxymsg.ListenerAck{Serial: set.Serial}
 		if err := lns.apply(set); err != nil {
 			log.Error("cannot change listeners; serving the ones before", "listeners", set.Addrs, "error", err)
 			ack.Error = err.Error()

@@ -10,13 +10,13 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/pyhost/pyhost/channel"
+	"github.com/pyhost/pyhost/proxymsg"
 )
 
 // staticFor returns the [[static]] mount that serves urlPath, if any,
 // and the path below it. Mounts match whole segments: "/static/" serves
 // "/static/a.css" and "/static", not "/staticfiles/".
-func (r route) staticFor(urlPath string) (channel.StaticMount, string, bool) {
+func (r route) staticFor(urlPath string) (proxymsg.StaticMount, string, bool) {
 	for _, m := range r.static {
 		if rest, ok := strings.CutPrefix(urlPath, m.URL); ok {
 			return m, rest, true
@@ -25,7 +25,7 @@ func (r route) staticFor(urlPath string) (channel.StaticMount, string, bool) {
 			return m, "", true
 		}
 	}
-	return channel.StaticMount{}, "", false
+	return proxymsg.StaticMount{}, "", false
 }
 
 // serveStatic answers a request for a static mount from its directory
@@ -38,7 +38,7 @@ func (r route) staticFor(urlPath string) (channel.StaticMount, string, bool) {
 // as another user than the app's owner (system mode), it serves only
 // world-readable files from a directory the owner owns: its own rights
 // are not the tenant's.
-func serveStatic(w http.ResponseWriter, r *http.Request, m channel.StaticMount, rest string) {
+func serveStatic(w http.ResponseWriter, r *http.Request, m proxymsg.StaticMount, rest string) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		writeError(w, http.StatusMethodNotAllowed, 0)

@@ -14,7 +14,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/pyhost/pyhost/accesslog"
-	"github.com/pyhost/pyhost/channel"
+	"github.com/pyhost/pyhost/proxymsg"
 )
 
 // staticProxy routes any host to a stopped app (so anything that reaches
@@ -32,9 +32,9 @@ func staticProxy(t *testing.T) (*Proxy, string) {
 	os.Symlink(filepath.Join(base, "secret.txt"), filepath.Join(dir, "out.txt"))
 	os.Symlink("..", filepath.Join(dir, "up"))
 	p := New(hclog.NewNullLogger(), nil)
-	p.Update(channel.Table{Serial: 1, Apps: []channel.App{{
-		Key: "alice/blog", Prefix: "/", State: channel.AppStopped,
-		Static: []channel.StaticMount{{URL: "/static/", Dir: dir}},
+	p.Update(proxymsg.Table{Serial: 1, Apps: []proxymsg.App{{
+		Key: "alice/blog", Prefix: "/", State: proxymsg.AppStopped,
+		Static: []proxymsg.StaticMount{{URL: "/static/", Dir: dir}},
 	}}})
 	return p, dir
 }
@@ -154,9 +154,9 @@ func TestStaticForeignOwner(t *testing.T) {
 	os.Mkdir(notOwn, 0o755)
 	os.WriteFile(filepath.Join(notOwn, "access.log"), []byte("everyone's requests\n"), 0o644)
 	p := New(hclog.NewNullLogger(), nil)
-	p.Update(channel.Table{Serial: 1, Apps: []channel.App{{
-		Key: "alice/blog", Prefix: "/", State: channel.AppStopped,
-		Static: []channel.StaticMount{
+	p.Update(proxymsg.Table{Serial: 1, Apps: []proxymsg.App{{
+		Key: "alice/blog", Prefix: "/", State: proxymsg.AppStopped,
+		Static: []proxymsg.StaticMount{
 			{URL: "/static/", Dir: own, Owner: tenant},
 			{URL: "/logs/", Dir: notOwn, Owner: tenant},
 		},

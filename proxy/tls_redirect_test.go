@@ -9,7 +9,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/pyhost/pyhost/channel"
+	"github.com/pyhost/pyhost/proxymsg"
 )
 
 // fakeChallenge answers the one token it knows.
@@ -30,9 +30,9 @@ func (f *fakeChallenge) HTTPChallenge(w http.ResponseWriter, r *http.Request) bo
 func httpsProxy(port int) *Proxy {
 	p := New(hclog.NewNullLogger(), nil)
 	p.httpsPort = func() int { return port }
-	p.Update(channel.Table{Serial: 1, Apps: []channel.App{
-		{Key: "a/secure", Domains: []string{"secure.test"}, Prefix: "/", State: channel.AppStopped, HTTPSOnly: true, HSTS: "max-age=300"},
-		{Key: "b/plain", Domains: []string{"plain.test"}, Prefix: "/", State: channel.AppStopped},
+	p.Update(proxymsg.Table{Serial: 1, Apps: []proxymsg.App{
+		{Key: "a/secure", Domains: []string{"secure.test"}, Prefix: "/", State: proxymsg.AppStopped, HTTPSOnly: true, HSTS: "max-age=300"},
+		{Key: "b/plain", Domains: []string{"plain.test"}, Prefix: "/", State: proxymsg.AppStopped},
 	}})
 	return p
 }

@@ -17,7 +17,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/pyhost/pyhost/channel"
+	"github.com/pyhost/pyhost/proxymsg"
 )
 
 // protoHandler answers with the protocol and scheme the request came in
@@ -27,7 +27,7 @@ var protoHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request)
 })
 
 // tlsClient trusts pair and speaks HTTP/2 when h2 is set, else HTTP/1.1.
-func tlsClient(pair channel.CertPair, h2 bool) *http.Client {
+func tlsClient(pair proxymsg.CertPair, h2 bool) *http.Client {
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(pair.CertPEM)
 	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "alice.test"}, ForceAttemptHTTP2: h2}
@@ -54,7 +54,7 @@ func fetch(t *testing.T, c *http.Client, url string) string {
 func TestTLSListener(t *testing.T) {
 	var certs Certs
 	pair := testPair(t, "/a.pem", "alice.test")
-	if err := certs.Load([]channel.CertPair{pair}); err != nil {
+	if err := certs.Load([]proxymsg.CertPair{pair}); err != nil {
 		t.Fatal(err)
 	}
 	s := newListenerSet(hclog.NewNullLogger(), 5*time.Second, func() *http.Server { return newServer(protoHandler, DefaultLimits, hclog.NewNullLogger()) })
@@ -87,7 +87,7 @@ func TestTLSListener(t *testing.T) {
 	}
 
 	// The same socket as plain HTTP.
-	if err := s.apply(channel.ListenerSet{Serial: 1, Addrs: []string{addr}, TLS: []bool{false}, Files: []*os.File{dup()}}); err != nil {
+	if err := s.apply(proxymsg.ListenerSet{Serial: 1, Addrs: []string{addr}, TLS: []bool{false}, Files: []*os.File{dup()}}); err != nil {
 		t.Fatal(err)
 	}
 	ln.Close()
@@ -105,7 +105,7 @@ func TestTLSListener(t *testing.T) {
 func TestTLSListenerConcurrentStreams(t *testing.T) {
 	var certs Certs
 	pair := testPair(t, "/a.pem", "alice.test")
-	if err := certs.Load([]channel.CertPair{pair}); err != nil {
+	if err := certs.Load([]proxymsg.CertPair{pair}); err != nil {
 		t.Fatal(err)
 	}
 	const n = 100
@@ -174,18 +174,18 @@ func keys(m map[string]bool) []string {
 // in the form compared everywhere (lower case, no trailing dot),
 // wildcards included (the Manager skips them itself).
 func TestACMETableNames(t *testing.T) {
-	tbl := channel.Table{Apps: []channel.App{
-		{Key: "alice/blog", State: channel.AppRunning, Domains: []string{"Blog.Alice.example.com.", "*.alice.example.com"}},
-		{Key: "bob/shop", State: channel.AppIdle, Domains: []string{"shop.bob.example.org", "blog.alice.example.com"}},
-		{Key: "bob/old", State: channel.AppStopped, Domains: []string{"old.bob.example.org"}},
-		{Key: "express", State: channel.AppRunning},
+	tbl := proxymsg.Table{Apps: []proxymsg.App{
+		{Key: "alice/blog", State: proxymsg.AppRunning, Domains: []string{"Blog.Alice.example.com.", "*.alice.example.com"}},
+		{Key: "bob/shop", State: proxymsg.AppIdle, Domains: []string{"shop.bob.example.org", "blog.alice.example.com"}},
+		{Key: "bob/old", State: proxymsg.AppStopped, Domains: []string{"old.bob.example.org"}},
+		{Key: "express", State: proxymsg.AppRunning},
 	}}
 	got := tableNames(tbl)
 	want := []string{"*.alice.example.com", "blog.alice.example.com", "old.bob.example.org", "shop.bob.example.org"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("tableNames = %q, want %q", got, want)
 	}
-	if got := tableNames(channel.Table{}); len(got) != 0 {
+	if got := tableNames(proxymsg.Table{}); len(got) != 0 {
 		t.Fatalf("tableNames(empty) = %q", got)
 	}
 }
@@ -234,7 +234,7 @@ func TestACMEFrontConfigure(t *testing.T) {
 	}
 
 	dir := t.TempDir()
-	s := &channel.ACME{CA: "https://127.0.0.1:1/dir", Dir: dir, Patterns: []string{"*.example.com"}}
+	s := &proxymsg.ACME{CA: "https://127.0.0.1:1/dir", Dir: dir, Patterns: []string{"*.example.com"}}
 	if err := a.configure(s); err != nil {
 		t.Fatal(err)
 	}
@@ -261,7 +261,7 @@ func TestACMEFrontConfigure(t *testing.T) {
 	if a.m.Load() == first || a.m.Load() == nil {
 		t.Fatal("another CA kept the manager")
 	}
-	if err := a.configure(&channel.ACME{CA: "https://x/dir", Dir: dir, CARootPEM: []byte("junk")}); err == nil {
+	if err := a.configure(&proxymsg.ACME{CA: "https://x/dir", Dir: dir, CARootPEM: []byte("junk")}); err == nil {
 		t.Fatal("a CA root with no certificate was accepted")
 	}
 	if err := a.configure(nil); err != nil {

@@ -13,9 +13,9 @@ import (
 
 	"github.com/pyhost/pyhost/applog"
 	"github.com/pyhost/pyhost/cgroup"
-	"github.com/pyhost/pyhost/channel"
 	"github.com/pyhost/pyhost/config"
 	"github.com/pyhost/pyhost/privdrop"
+	"github.com/pyhost/pyhost/proxymsg"
 )
 
 // Errors an App's operations return.
@@ -85,7 +85,7 @@ type App struct {
 	warmer  Warmer
 	key     string
 	log     hclog.Logger
-	route   atomic.Pointer[channel.App]
+	route   atomic.Pointer[proxymsg.App]
 	ring    *LogRing
 	tails   workerTails // each worker's own last lines, for its failure
 
@@ -145,7 +145,7 @@ func NewApp(cfg config.App, opts Options) *App {
 func (a *App) Key() string { return a.key }
 
 // Route is the app's current routing entry for the proxy.
-func (a *App) Route() channel.App { return *a.route.Load() }
+func (a *App) Route() proxymsg.App { return *a.route.Load() }
 
 // Run starts the app's workers and supervises them until ctx is done,
 // then stops them all (each gets its graceful timeout) and returns.

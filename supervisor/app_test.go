@@ -10,7 +10,7 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/pyhost/pyhost/channel"
+	"github.com/pyhost/pyhost/proxymsg"
 	"github.com/pyhost/pyhost/workerproc"
 )
 
@@ -27,7 +27,7 @@ func TestAppStartsAndStops(t *testing.T) {
 		if s := h.state(); s != AppStarting {
 			t.Errorf("state %s before any worker is ready, want starting", s)
 		}
-		if rs := h.routeState(); rs != channel.AppStarting {
+		if rs := h.routeState(); rs != proxymsg.AppStarting {
 			t.Errorf("route %s, want starting (requests wait)", rs)
 		}
 		h.st.proc(t, 0).becomeReady()
@@ -45,7 +45,7 @@ func TestAppStartsAndStops(t *testing.T) {
 				t.Errorf("worker %d at shutdown: stops %v, want one with graceful_timeout", p.n, p.stopped())
 			}
 		}
-		if rs := h.routeState(); rs != channel.AppStopped {
+		if rs := h.routeState(); rs != proxymsg.AppStopped {
 			t.Errorf("route %s after Run returned, want stopped", rs)
 		}
 	})
@@ -104,7 +104,7 @@ func TestRollingReloadSucceeds(t *testing.T) {
 			}
 		}
 		r := h.app.Route()
-		if r.State != channel.AppRunning || len(r.Workers) != 3 || r.Workers[0].Threads != 8 {
+		if r.State != proxymsg.AppRunning || len(r.Workers) != 3 || r.Workers[0].Threads != 8 {
 			t.Errorf("route after the reload: %+v", r)
 		}
 		if s := h.status(); s.State != AppRunning || s.Config.Threads != 8 {
@@ -232,7 +232,7 @@ func TestStopDuringReload(t *testing.T) {
 		if err, ok := result(ownerStopped); !ok || err != nil {
 			t.Fatalf("Stop: %v", err)
 		}
-		if s := h.state(); s != AppStopped || len(h.st.live()) != 0 || h.routeState() != channel.AppStopped {
+		if s := h.state(); s != AppStopped || len(h.st.live()) != 0 || h.routeState() != proxymsg.AppStopped {
 			t.Fatalf("after Stop: %s, %d live, route %s", s, len(h.st.live()), h.routeState())
 		}
 		resumed := make(chan error, 1)
@@ -306,7 +306,7 @@ func TestIdleStopAndWake(t *testing.T) {
 		h := start(t, cfg, func(o *Options) { o.ForkServer = true })
 		// No boot storm (D8): it starts idle, with no process at all,
 		// and counts as started.
-		if s := h.state(); s != AppIdle || h.routeState() != channel.AppIdle {
+		if s := h.state(); s != AppIdle || h.routeState() != proxymsg.AppIdle {
 			t.Fatalf("state %s, route %s at start, want idle", s, h.routeState())
 		}
 		if h.st.count() != 0 || len(h.st.servers) != 0 {
@@ -334,7 +334,7 @@ func TestIdleStopAndWake(t *testing.T) {
 		}
 		time.Sleep(15 * time.Second)
 		synctest.Wait()
-		if s := h.state(); s != AppIdle || h.routeState() != channel.AppIdle {
+		if s := h.state(); s != AppIdle || h.routeState() != proxymsg.AppIdle {
 			t.Fatalf("state %s, route %s after a minute without requests, want idle", s, h.routeState())
 		}
 		h.drainAll()
@@ -355,7 +355,7 @@ func TestIdleStopAndWake(t *testing.T) {
 		if n := len(h.st.live()); n != 2 {
 			t.Fatalf("%d workers after 8 concurrent wakes, want 2", n)
 		}
-		if s := h.state(); s != AppStarting || h.routeState() != channel.AppStarting {
+		if s := h.state(); s != AppStarting || h.routeState() != proxymsg.AppStarting {
 			t.Errorf("state %s, route %s after the wake, want starting", s, h.routeState())
 		}
 		h.readyAll()
@@ -515,7 +515,7 @@ func TestRestartBackoffOnTheInjectedClock(t *testing.T) {
 		if n := h.st.count(); n != 2 {
 			t.Fatalf("%d started before the backoff passed on the app's clock", n)
 		}
-		if rs := h.routeState(); rs != channel.AppStarting {
+		if rs := h.routeState(); rs != proxymsg.AppStarting {
 			t.Errorf("route %s while a restart is held back, want starting", rs)
 		}
 		clock.advance(400 * time.Millisecond)
@@ -530,7 +530,7 @@ func TestRestartBackoffOnTheInjectedClock(t *testing.T) {
 			clock.advance(5 * time.Second)
 			synctest.Wait()
 		}
-		if s := h.status(); s.State != AppFailing || h.routeState() != channel.AppFailing || s.Restarts != 5 {
+		if s := h.status(); s.State != AppFailing || h.routeState() != proxymsg.AppFailing || s.Restarts != 5 {
 			t.Fatalf("after 5 deaths: %s, route %s, restarts %d", s.State, h.routeState(), s.Restarts)
 		}
 		h.readyAll()

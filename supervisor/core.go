@@ -8,8 +8,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/pyhost/pyhost/cgroup"
-	"github.com/pyhost/pyhost/channel"
 	"github.com/pyhost/pyhost/config"
+	"github.com/pyhost/pyhost/proxymsg"
 	"github.com/pyhost/pyhost/workerproc"
 )
 
@@ -224,12 +224,12 @@ func (c *core) state() AppState {
 func (c *core) finished() bool { return c.stopping && len(c.workers) == 0 }
 
 // route is what the proxy should route to, derived from the state.
-func (c *core) route() channel.App {
+func (c *core) route() proxymsg.App {
 	cfg := c.cfg
-	r := channel.App{Key: c.key, Domains: cfg.Domains, Prefix: cfg.URLPrefix}
+	r := proxymsg.App{Key: c.key, Domains: cfg.Domains, Prefix: cfg.URLPrefix}
 	cfg.RouteTunables(&r) // queue_timeout, max_body, …: config's table says which
 	for _, m := range cfg.Static {
-		r.Static = append(r.Static, channel.StaticMount{URL: m.URL, Dir: m.Dir, Owner: cfg.Cred.UID})
+		r.Static = append(r.Static, proxymsg.StaticMount{URL: m.URL, Dir: m.Dir, Owner: cfg.Cred.UID})
 	}
 	starting, serving := 0, 0
 	for _, w := range c.workers {
@@ -238,7 +238,7 @@ func (c *core) route() channel.App {
 			if w.state == WorkerReady {
 				serving++
 			}
-			r.Workers = append(r.Workers, channel.Worker{
+			r.Workers = append(r.Workers, proxymsg.Worker{
 				ID: w.id, PID: w.pid, Socket: w.socket,
 				Threads: c.cfgOf(w).Threads, Draining: w.state == WorkerDraining,
 				RequestBudget: w.budget,
@@ -250,29 +250,29 @@ func (c *core) route() channel.App {
 	switch st := c.state(); {
 	case !c.begun && c.cfg.Disabled:
 		// Not run yet, and it will begin stopped (startDisabled).
-		r.State = channel.AppStopped
+		r.State = proxymsg.AppStopped
 	case !c.begun && c.cfg.IdleTimeout > 0:
 		// Not run yet, and it will start idle (startIdle): a request
 		// meanwhile wakes it, and the wake waits for Run.
-		r.State = channel.AppIdle
+		r.State = proxymsg.AppIdle
 	case !c.begun:
 		// Not run yet: Run is about to start it, and a request meanwhile
 		// should wait for it, not get a 503.
-		r.State = channel.AppStarting
+		r.State = proxymsg.AppStarting
 	case st == AppStopped:
-		r.State = channel.AppStopped
+		r.State = proxymsg.AppStopped
 	case st == AppIdle:
-		r.State = channel.AppIdle
+		r.State = proxymsg.AppIdle
 	case st == AppFailing:
-		r.State = channel.AppFailing
+		r.State = proxymsg.AppFailing
 	case serving == 0 && (starting > 0 || c.restartHeld):
 		// Draining workers finish what they have; new requests wait for
 		// the one starting (a worker recycled for a timeout or memory
 		// leaves the rotation before its replacement is ready), or for
 		// the restart the backoff holds back.
-		r.State = channel.AppStarting
+		r.State = proxymsg.AppStarting
 	default:
-		r.State = channel.AppRunning
+		r.State = proxymsg.AppRunning
 	}
 	return r
 }

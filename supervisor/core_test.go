@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pyhost/pyhost/channel"
+	"github.com/pyhost/pyhost/proxymsg"
 	"github.com/pyhost/pyhost/workerproc"
 )
 
@@ -143,20 +143,20 @@ func TestCoreState(t *testing.T) {
 		name  string
 		c     core
 		state AppState
-		route channel.AppState
+		route proxymsg.AppState
 	}{
-		{"not run yet", core{}, AppStopped, channel.AppStarting},
-		{"starting", core{begun: true, workers: []*worker{starting}}, AppStarting, channel.AppStarting},
-		{"running", core{begun: true, workers: []*worker{starting, ready}}, AppRunning, channel.AppRunning},
-		{"stopping wins", core{begun: true, stopping: true, failing: true, workers: []*worker{ready}}, AppStopped, channel.AppStopped},
-		{"ownerStopped", core{begun: true, ownerStopped: true}, AppStopped, channel.AppStopped},
-		{"ownerStopped, reloading", core{begun: true, ownerStopped: true, reload: &reloadOp{}, workers: []*worker{starting}}, AppReloading, channel.AppStarting},
-		{"idle", core{begun: true, idle: true}, AppIdle, channel.AppIdle},
-		{"failing beats reloading", core{begun: true, failing: true, reload: &reloadOp{}, workers: []*worker{ready}}, AppFailing, channel.AppFailing},
-		{"reloading", core{begun: true, reload: &reloadOp{}, workers: []*worker{ready}}, AppReloading, channel.AppRunning},
-		{"no worker, restart held", core{begun: true, restartHeld: true}, AppStarting, channel.AppStarting},
-		{"no worker at all", core{begun: true}, AppStarting, channel.AppRunning},
-		{"only draining", core{begun: true, workers: []*worker{{state: WorkerDraining}}}, AppStarting, channel.AppRunning},
+		{"not run yet", core{}, AppStopped, proxymsg.AppStarting},
+		{"starting", core{begun: true, workers: []*worker{starting}}, AppStarting, proxymsg.AppStarting},
+		{"running", core{begun: true, workers: []*worker{starting, ready}}, AppRunning, proxymsg.AppRunning},
+		{"stopping wins", core{begun: true, stopping: true, failing: true, workers: []*worker{ready}}, AppStopped, proxymsg.AppStopped},
+		{"ownerStopped", core{begun: true, ownerStopped: true}, AppStopped, proxymsg.AppStopped},
+		{"ownerStopped, reloading", core{begun: true, ownerStopped: true, reload: &reloadOp{}, workers: []*worker{starting}}, AppReloading, proxymsg.AppStarting},
+		{"idle", core{begun: true, idle: true}, AppIdle, proxymsg.AppIdle},
+		{"failing beats reloading", core{begun: true, failing: true, reload: &reloadOp{}, workers: []*worker{ready}}, AppFailing, proxymsg.AppFailing},
+		{"reloading", core{begun: true, reload: &reloadOp{}, workers: []*worker{ready}}, AppReloading, proxymsg.AppRunning},
+		{"no worker, restart held", core{begun: true, restartHeld: true}, AppStarting, proxymsg.AppStarting},
+		{"no worker at all", core{begun: true}, AppStarting, proxymsg.AppRunning},
+		{"only draining", core{begun: true, workers: []*worker{{state: WorkerDraining}}}, AppStarting, proxymsg.AppRunning},
 	}
 	for _, tc := range cases {
 		if s := tc.c.state(); s != tc.state {
@@ -283,7 +283,7 @@ func TestCoreRestartBackoffAndStaleTimers(t *testing.T) {
 	if timers[0].after != 250*time.Millisecond {
 		t.Errorf("backoff %v, want 250ms (jitter at its middle)", timers[0].after)
 	}
-	if r := d.c.route().State; r != channel.AppStarting {
+	if r := d.c.route().State; r != proxymsg.AppStarting {
 		t.Errorf("route %s while the restart is held, want starting", r)
 	}
 	// Start forgets the held restart: its timer, when it fires, is stale.

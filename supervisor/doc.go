@@ -17,5 +17,5 @@
 // The policies it applies are pure values too (RestartTracker,
 // PlanRecycles, CheckMemory). Processes themselves are package workerproc'
 // business; what the proxy should route to is published as a
-// channel.App.
+// proxymsg.App.
 package supervisor

@@ -11,9 +11,9 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/pyhost/pyhost/channel"
 	"github.com/pyhost/pyhost/config"
 	"github.com/pyhost/pyhost/privdrop"
+	"github.com/pyhost/pyhost/proxymsg"
 	"github.com/pyhost/pyhost/workerproc"
 )
 
@@ -422,7 +422,7 @@ func (h *harness) serving() int {
 	return n
 }
 
-func (h *harness) routeState() channel.AppState { return h.app.Route().State }
+func (h *harness) routeState() proxymsg.AppState { return h.app.Route().State }
 
 // readyAll makes every live worker ready.
 func (h *harness) readyAll() {

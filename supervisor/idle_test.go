@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pyhost/pyhost/channel"
+	"github.com/pyhost/pyhost/proxymsg"
 	"github.com/pyhost/pyhost/workerproc"
 )
 
@@ -107,46 +107,46 @@ func TestCoreStartsIdle(t *testing.T) {
 		timeout time.Duration
 		then    func(d *driver) // after evStart
 		state   AppState
-		route   channel.AppState
+		route   proxymsg.AppState
 		spawns  int
 	}{
-		{"no idle_timeout: starts at once", 0, nil, AppStarting, channel.AppStarting, 2},
-		{"idle_timeout: no process", time.Minute, nil, AppIdle, channel.AppIdle, 0},
-		{"first request", time.Minute, func(d *driver) { d.do(evWake{}) }, AppStarting, channel.AppStarting, 2},
+		{"no idle_timeout: starts at once", 0, nil, AppStarting, proxymsg.AppStarting, 2},
+		{"idle_timeout: no process", time.Minute, nil, AppIdle, proxymsg.AppIdle, 0},
+		{"first request", time.Minute, func(d *driver) { d.do(evWake{}) }, AppStarting, proxymsg.AppStarting, 2},
 		{"many first requests: one start", time.Minute, func(d *driver) {
 			for range 5 {
 				d.do(evWake{})
 			}
-		}, AppStarting, channel.AppStarting, 2},
-		{"first request served", time.Minute, func(d *driver) { d.do(evWake{}); d.readyAll() }, AppRunning, channel.AppRunning, 2},
-		{"pyctl start", time.Minute, func(d *driver) { d.do(evOwnerStart{make(chan error, 1)}) }, AppStarting, channel.AppStarting, 2},
-		{"pyctl stop", time.Minute, func(d *driver) { d.do(evOwnerStop{make(chan error, 1)}) }, AppStopped, channel.AppStopped, 0},
+		}, AppStarting, proxymsg.AppStarting, 2},
+		{"first request served", time.Minute, func(d *driver) { d.do(evWake{}); d.readyAll() }, AppRunning, proxymsg.AppRunning, 2},
+		{"pyctl start", time.Minute, func(d *driver) { d.do(evOwnerStart{make(chan error, 1)}) }, AppStarting, proxymsg.AppStarting, 2},
+		{"pyctl stop", time.Minute, func(d *driver) { d.do(evOwnerStop{make(chan error, 1)}) }, AppStopped, proxymsg.AppStopped, 0},
 		{"pyctl stop, then a request", time.Minute, func(d *driver) {
 			d.do(evOwnerStop{make(chan error, 1)})
 			d.do(evWake{})
-		}, AppStopped, channel.AppStopped, 0},
+		}, AppStopped, proxymsg.AppStopped, 0},
 		{"reload: starts on the fresh code", time.Minute, func(d *driver) {
 			d.do(evReload{newOp(d, make(chan error, 1))})
 			readyGen(d, 1)
-		}, AppRunning, channel.AppRunning, 2},
+		}, AppRunning, proxymsg.AppRunning, 2},
 		{"reload fails: idle again", time.Minute, func(d *driver) {
 			d.do(evReload{newOp(d, make(chan error, 1))})
 			d.exit(genIDs(d, 1)[0], &workerproc.ExitError{Code: 1})
-		}, AppIdle, channel.AppIdle, 1},
+		}, AppIdle, proxymsg.AppIdle, 1},
 		{"ticks keep it idle", time.Minute, func(d *driver) {
 			for range 3 {
 				d.after(time.Hour)
 				d.do(evTick{map[string]counters{}})
 			}
-		}, AppIdle, channel.AppIdle, 0},
+		}, AppIdle, proxymsg.AppIdle, 0},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			d := newDriver(t, 2)
 			d.c.cfg.IdleTimeout = tc.timeout
-			want := channel.AppStarting
+			want := proxymsg.AppStarting
 			if tc.timeout > 0 {
-				want = channel.AppIdle // a request before Run wakes it
+				want = proxymsg.AppIdle // a request before Run wakes it
 			}
 			if r := d.c.route().State; r != want {
 				t.Errorf("route %s before Run, want %s", r, want)
@@ -179,7 +179,7 @@ func TestCoreStartsDisabled(t *testing.T) {
 	for _, idle := range []time.Duration{0, time.Minute} {
 		d := newDriver(t, 2)
 		d.c.cfg.Disabled, d.c.cfg.IdleTimeout = true, idle
-		if r := d.c.route().State; r != channel.AppStopped {
+		if r := d.c.route().State; r != proxymsg.AppStopped {
 			t.Errorf("idle %v: route %s before Run, want stopped", idle, r)
 		}
 		effs := d.do(evStart{})

@@ -15,11 +15,11 @@ import (
 	"path/filepath"
 	"sync"
 
-	"github.com/pyhost/pyhost/channel"
 	"github.com/pyhost/pyhost/config"
 	"github.com/pyhost/pyhost/control"
 	"github.com/pyhost/pyhost/master"
 	"github.com/pyhost/pyhost/privdrop"
+	"github.com/pyhost/pyhost/proxymsg"
 )
 
 // Options are what a Catalog reads and checks with. The zero value of
@@ -210,7 +210,7 @@ func (c *Catalog) CheckFile(caller privdrop.Credential, file string, running []c
 func (*Catalog) KeepFailed() bool { return true }
 
 // ACME implements master.Catalog: [proxy] acme in force.
-func (c *Catalog) ACME() (*channel.ACME, error) {
+func (c *Catalog) ACME() (*proxymsg.ACME, error) {
 	return master.ACMESetup(c.current(), c.opts.Proxy)
 }
 

@@ -12,9 +12,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/pyhost/pyhost/channel"
 	"github.com/pyhost/pyhost/master"
 	"github.com/pyhost/pyhost/proxy"
+	"github.com/pyhost/pyhost/proxymsg"
 )
 
 // proxyCommand is the proxy child the master starts; it is not for people.
@@ -59,7 +59,7 @@ func proxyCommand(stderr io.Writer) *cobra.Command {
 				}
 				defer pprof.StopCPUProfile()
 			}
-			ch := channel.NewConn(os.NewFile(master.ProxyChannelFD, "channel"))
+			ch := proxymsg.NewConn(os.NewFile(master.ProxyChannelFD, "channel"))
 			return proxy.Run(ctx, ch, lns, newLogger("pyhostd.proxy", stderr))
 		},
 	}

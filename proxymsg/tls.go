@@ -1,4 +1,4 @@
-package channel
+package proxymsg
 
 // CertPair is one [[tls]] certificate as the master read it, as root,
 // from the admin's files: the proxy gets the PEM, never a path it could

@@ -1,4 +1,4 @@
-// Package channel owns the socketpair between the master and the proxy:
+// Package proxymsg owns the socketpair between the master and the proxy:
 // the message types both sides agree on and their length-prefixed JSON
 // framing. It is the only thing the proxy and the supervisor share, so
 // neither imports the other.
@@ -9,7 +9,7 @@
 // few seconds when metrics are on, and MetricsQuery for `pyctl metrics`.
 // Up (proxy → master): Event, and MetricsAnswer. Listening sockets that
 // change while the proxy runs travel on a second socketpair (files.go).
-package channel
+package proxymsg
 
 import (
 	"bufio"
