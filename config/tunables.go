@@ -168,12 +168,7 @@ func intKind(r intRange) kind[int] {
 		flag: func(fs FlagSet, name, usage string, def int) func() (int, error) {
 			n := new(int)
 			fs.IntVar(n, name, def, usage)
-			return func() (int, error) {
-				if int64(*n) < r.lo || int64(*n) > r.hi {
-					return 0, fmt.Errorf("must be %s, got %d", r, *n)
-				}
-				return *n, nil
-			}
+			return func() (int, error) { return *n, nil }
 		},
 	}
 }
@@ -190,16 +185,7 @@ func sizeKind(r sizeRange) kind[int64] {
 				shown = FormatSize(def)
 			}
 			fs.StringVar(s, name, shown, usage)
-			return func() (int64, error) {
-				n, err := ParseSize(*s)
-				if err != nil {
-					return 0, err
-				}
-				if !(n == 0 && r.zero != "") && (n < r.lo || n > r.hi) {
-					return 0, fmt.Errorf("must be %s, got %q", r, *s)
-				}
-				return n, nil
-			}
+			return func() (int64, error) { return ParseSize(*s) }
 		},
 	}
 }
@@ -210,12 +196,7 @@ func durationKind(r durRange) kind[time.Duration] {
 		flag: func(fs FlagSet, name, usage string, def time.Duration) func() (time.Duration, error) {
 			d := new(time.Duration)
 			fs.DurationVar(d, name, def, usage)
-			return func() (time.Duration, error) {
-				if !(*d == 0 && r.zero != "") && (*d < r.lo || *d > r.hi) {
-					return 0, fmt.Errorf("must be %s, got %s", r, *d)
-				}
-				return *d, nil
-			}
+			return func() (time.Duration, error) { return *d, nil }
 		},
 	}
 }

@@ -289,35 +289,3 @@ func TestTunableDefaultsAreDocumented(t *testing.T) {
 		}
 	}
 }
-
-// A serve flag is held to its key's range, as the key in an app file
-// or [defaults] is, and the error names the flag (serve accepted
-// --request-timeout 25h and --max-body 2TiB, which every file refuses).
-func TestServeFlagsRanges(t *testing.T) {
-	for _, tc := range []struct {
-		args []string
-		want string // the error's start; "" for none
-	}{
-		{[]string{"--processes", "300"}, "--processes: must be an integer from 1 to 256, got 300"},
-		{[]string{"--threads", "0"}, "--threads: must be an integer from 1 to 1024, got 0"},
-		{[]string{"--max-body", "2TiB"}, `--max-body: must be 0 (no limit) or a size from 1B to 1TiB`},
-		{[]string{"--memory-limit", "1KiB"}, `--memory-limit: must be 0 (no limit) or a size from 16MiB to 1TiB`},
-		{[]string{"--request-timeout", "25h"}, "--request-timeout: must be 0 (no limit) or a duration from 1s to 24h"},
-		{[]string{"--graceful-timeout", "0"}, "--graceful-timeout: must be a duration from 1s to 1h"},
-		{[]string{"--request-timeout", "0", "--max-body", "0", "--memory-limit", "0"}, ""},
-		{[]string{"--processes", "256", "--request-timeout", "24h", "--max-body", "1TiB"}, ""},
-	} {
-		fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
-		sf := AddServeFlags(fs)
-		if err := fs.Parse(tc.args); err != nil {
-			t.Fatal(err)
-		}
-		err := sf.Apply(&App{}, fs.Changed)
-		switch {
-		case tc.want == "" && err != nil:
-			t.Errorf("%v: %v, want no error", tc.args, err)
-		case tc.want != "" && (err == nil || !strings.HasPrefix(err.Error(), tc.want)):
-			t.Errorf("%v: %v, want %q...", tc.args, err, tc.want)
-		}
-	}
-}
