@@ -361,7 +361,7 @@ func CheckHandover(path string, n FileNode, user Credential) error {
 	case n.Mode&fs.ModeSymlink != 0:
 		return fmt.Errorf("%s is a symlink, which is not followed; name the file itself, or a path that does not exist yet", path)
 	case !n.Mode.IsRegular():
-		return fmt.Errorf("%s is not a regular file (%s); name a path that does not exist yet", path, fileType(n.Mode))
+		return fmt.Errorf("%s is not a regular file (%s); name a path that does not exist yet", path, FileType(n.Mode))
 	case n.UID != user.UID:
 		owner := fmt.Sprintf("uid %d", n.UID)
 		if n.UID == 0 {
@@ -372,9 +372,14 @@ func CheckHandover(path string, n FileNode, user Credential) error {
 	return nil
 }
 
-// fileType names the type of a file that is not a regular one.
-func fileType(m fs.FileMode) string {
+// FileType names a file's type as messages say it: "a FIFO", "a
+// directory"; pyhostd's path checks and the trust checks share it.
+func FileType(m fs.FileMode) string {
 	switch {
+	case m.IsRegular():
+		return "a regular file"
+	case m&fs.ModeSymlink != 0:
+		return "a symlink"
 	case m.IsDir():
 		return "a directory"
 	case m&fs.ModeNamedPipe != 0:

@@ -144,32 +144,11 @@ func checkKind(want uint32, path string) error {
 	mode := fi.Mode()
 	switch {
 	case want&privdrop.RegularFile != 0 && !mode.IsRegular():
-		return fmt.Errorf("%s is %s, not a regular file", path, kind(mode))
+		return fmt.Errorf("%s is %s, not a regular file", path, privdrop.FileType(mode))
 	case want&privdrop.Directory != 0 && !mode.IsDir():
-		return fmt.Errorf("%s is %s, not a directory", path, kind(mode))
+		return fmt.Errorf("%s is %s, not a directory", path, privdrop.FileType(mode))
 	}
 	return nil
-}
-
-// kind names the type of a file, as stat(2) gives it.
-func kind(mode os.FileMode) string {
-	switch {
-	case mode.IsRegular():
-		return "a regular file"
-	case mode.IsDir():
-		return "a directory"
-	case mode&os.ModeNamedPipe != 0:
-		return "a FIFO"
-	case mode&os.ModeSocket != 0:
-		return "a socket"
-	case mode&os.ModeCharDevice != 0:
-		return "a character device"
-	case mode&os.ModeDevice != 0:
-		return "a block device"
-	case mode&os.ModeSymlink != 0:
-		return "a symlink"
-	}
-	return "of an unknown type" // stat(2) knows no other
 }
 
 func verb(mode uint32) string {
