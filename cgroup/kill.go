@@ -310,14 +310,7 @@ func (g *Group) KillStrays(keep func(pid int) bool) ([]int, error) {
 	if g.kind != kindApp || g.v2 == "" {
 		return nil, nil
 	}
-	b, err := g.t.k.read(filepath.Join(g.v2, "cgroup.procs"))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("cgroup: %w", err)
-	}
-	pids, err := parsePIDs(b)
+	pids, err := g.v2Procs()
 	if err != nil {
 		return nil, err
 	}
@@ -345,14 +338,7 @@ func (g *Group) MoveOut(app *Group, keep func(pid int) bool) ([]int, error) {
 	if g.kind != kindWorker || app.kind != kindApp || g.v2 == "" {
 		return nil, nil
 	}
-	b, err := g.t.k.read(filepath.Join(g.v2, "cgroup.procs"))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("cgroup: %w", err)
-	}
-	pids, err := parsePIDs(b)
+	pids, err := g.v2Procs()
 	if err != nil {
 		return nil, err
 	}
@@ -371,4 +357,17 @@ func (g *Group) MoveOut(app *Group, keep func(pid int) bool) ([]int, error) {
 		moved = append(moved, pid)
 	}
 	return moved, errors.Join(errs...)
+}
+
+// v2Procs are the pids directly in g's cgroup2 directory; none once the
+// directory is gone.
+func (g *Group) v2Procs() ([]int, error) {
+	b, err := g.t.k.read(filepath.Join(g.v2, "cgroup.procs"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cgroup: %w", err)
+	}
+	return parsePIDs(b)
 }
