@@ -4,8 +4,20 @@ import (
 	"os/exec"
 
 	"github.com/pyhost/pyhost/cgroup"
+	"github.com/pyhost/pyhost/child"
 	"github.com/pyhost/pyhost/privdrop"
 )
+
+// startChild starts cmd, wrapped by wrap (the sandbox's trampoline) if set,
+// through the spawner, in g when it is not nil.
+func startChild(sp *privdrop.Spawner, g *cgroup.Group, wrap func(*exec.Cmd) error, cmd *exec.Cmd) (*child.Process, error) {
+	if wrap != nil {
+		if err := wrap(cmd); err != nil {
+			return nil, err
+		}
+	}
+	return child.Start(starter(sp, g), cmd)
+}
 
 // starter is what starts a worker or fork server: the spawner itself,
 // or, with a cgroup, the spawner calling Group.Start on its thread, so

@@ -142,13 +142,7 @@ func StartForkServer(sp *privdrop.Spawner, spec ForkServerSpec) (*ForkServer, er
 	cmd.Stderr = outW
 	cmd.ExtraFiles = []*os.File{theirs} // fd 3
 	cmd.SysProcAttr = privdrop.SysProcAttr(spec.Cred)
-	var c *child.Process
-	if spec.Wrap != nil {
-		err = spec.Wrap(cmd)
-	}
-	if err == nil {
-		c, err = child.Start(starter(sp, spec.Cgroup), cmd)
-	}
+	c, err := startChild(sp, spec.Cgroup, spec.Wrap, cmd)
 	if err != nil {
 		conn.Close()
 		outR.Close()

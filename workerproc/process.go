@@ -154,13 +154,7 @@ func Start(sp *privdrop.Spawner, spec Spec) (*Process, error) {
 	cmd.Stderr = outW
 	cmd.ExtraFiles = []*os.File{sock, statusW} // fds 3 and 4
 	cmd.SysProcAttr = privdrop.SysProcAttr(spec.Cred)
-	var c *child.Process
-	if spec.Wrap != nil {
-		err = spec.Wrap(cmd)
-	}
-	if err == nil {
-		c, err = child.Start(starter(sp, spec.Cgroup), cmd)
-	}
+	c, err := startChild(sp, spec.Cgroup, spec.Wrap, cmd)
 	if err != nil {
 		statusR.Close()
 		outR.Close()
