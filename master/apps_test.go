@@ -1,10 +1,8 @@
 package master
 
 import (
-	"reflect"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/pyhost/pyhost/config"
 	"github.com/pyhost/pyhost/control"
@@ -34,7 +32,7 @@ func TestSettingsHaveOneOwner(t *testing.T) {
 	inForce := func(key string) config.App {
 		t.Helper()
 		cfg := m.set.config(key)
-		if s, err := m.set.get(key).Status(ctxBg); err != nil || (!cfg.Disabled && !sameSettings(s.Config, cfg)) {
+		if s, err := m.set.get(key).Status(ctxBg); err != nil || (!cfg.Disabled && !s.Config.Equal(cfg)) {
 			t.Fatalf("%s: the settings in force are not its serving generation's: %v", key, err)
 		}
 		return cfg
@@ -63,7 +61,7 @@ func TestSettingsHaveOneOwner(t *testing.T) {
 	broken.Directory, broken.Domains = "/srv/broken", []string{"broken.test"}
 	cat.next = config.Discovery{Apps: []config.App{broken, off}}
 	reloadConfig("0 started, 0 rolled, 0 stopped, 1 unchanged; 0 app files refused, 1 failed")
-	if got := inForce(blog.Key()); got.Directory != blog.Directory || !sameSettings(got, changed) {
+	if got := inForce(blog.Key()); got.Directory != blog.Directory || !got.Equal(changed) {
 		t.Errorf("after an aborted roll: %+v, want the settings before it", got)
 	}
 	if s := state(t, m, blog.Key()); s != supervisor.AppRunning {
@@ -121,79 +119,4 @@ func holds(m *Master, domain, key string) bool {
 		}
 	}
 	return false
-}
-
-// sameSettings compares every field of config.App, and of the structs
-// it holds by value: each one changed alone makes two Apps differ. A
-// field added to config.App and not to sameSettings fails here.
-func TestSameSettingsSeesEveryField(t *testing.T) {
-	base := testApp(alice, "blog")
-	base.Sandbox = &config.Sandbox{}
-	if !sameSettings(base, base) {
-		t.Fatal("an App differs from itself")
-	}
-	same := base
-	same.Env, base.Env = map[string]string{}, nil
-	if !sameSettings(base, same) {
-		t.Error("a nil and an empty Env differ; they say the same")
-	}
-	var walk func(v reflect.Value, path string)
-	walk = func(v reflect.Value, path string) {
-		for i := range v.NumField() {
-			f, name := v.Field(i), path+v.Type().Field(i).Name
-			if f.Kind() == reflect.Struct {
-				walk(f, name+".")
-				continue
-			}
-			old := reflect.New(f.Type()).Elem()
-			old.Set(f)
-			f.Set(changedValue(t, name, f))
-			a := reflect.ValueOf(&base).Elem().Interface().(config.App)
-			f.Set(old)
-			if sameSettings(base, a) {
-				t.Errorf("%s changed alone: sameSettings says the Apps are the same", name)
-			}
-		}
-	}
-	walk(reflect.ValueOf(&base).Elem(), "")
-	// The sandbox is a pointer, which the walk above only sets to nil:
-	// each of its fields too, changed in a copy of its own.
-	sb := reflect.ValueOf(base.Sandbox).Elem()
-	for i := range sb.NumField() {
-		cp := *base.Sandbox
-		f, name := reflect.ValueOf(&cp).Elem().Field(i), "Sandbox."+sb.Type().Field(i).Name
-		f.Set(changedValue(t, name, f))
-		other := base
-		other.Sandbox = &cp
-		if sameSettings(base, other) {
-			t.Errorf("%s changed alone: sameSettings says the Apps are the same", name)
-		}
-	}
-}
-
-// changedValue is a value of f's type other than f's.
-func changedValue(t *testing.T, name string, f reflect.Value) reflect.Value {
-	v := reflect.New(f.Type()).Elem()
-	switch f.Kind() {
-	case reflect.String:
-		v.SetString(f.String() + "x")
-	case reflect.Bool:
-		v.SetBool(!f.Bool())
-	case reflect.Int, reflect.Int64:
-		v.SetInt(f.Int() + int64(time.Second))
-	case reflect.Uint32:
-		v.SetUint(f.Uint() + 1)
-	case reflect.Slice:
-		v = reflect.Append(f, reflect.New(f.Type().Elem()).Elem())
-	case reflect.Map:
-		v = reflect.MakeMap(f.Type())
-		v.SetMapIndex(reflect.ValueOf("CHANGED"), reflect.ValueOf("1"))
-	case reflect.Pointer:
-		if f.IsNil() {
-			v = reflect.New(f.Type().Elem())
-		} // else: nil
-	default:
-		t.Fatalf("%s: a field of kind %s; teach changedValue and sameSettings about it", name, f.Kind())
-	}
-	return v
 }

@@ -6,8 +6,6 @@ package master
 import (
 	"context"
 	"fmt"
-	"maps"
-	"slices"
 	"sync"
 
 	"github.com/pyhost/pyhost/config"
@@ -243,7 +241,7 @@ func (m *Master) reloadConfig(ctx context.Context, progress func(string)) (err e
 				}
 				result(key, err, "started "+key)
 			}()
-		case !sameSettings(m.set.config(key), a):
+		case !m.set.config(key).Equal(a):
 			progress("rolling " + key + " onto its changed settings")
 			wg.Add(1)
 			go func() {
@@ -266,31 +264,6 @@ func (m *Master) reloadConfig(ctx context.Context, progress func(string)) (err e
 	m.set.commitClaims(d.Held)
 	progress(sum.String())
 	return sum.err()
-}
-
-// sameSettings reports whether a file's settings a are those in force,
-// b, so that reload-config leaves the app alone. Field by field, typed,
-// where reflect.DeepEqual told a nil list from an empty one and would
-// compare whatever a field came to hold; TestSameSettingsSeesEveryField
-// fails when config.App gains a field this does not compare.
-func sameSettings(a, b config.App) bool {
-	return a.Name == b.Name &&
-		a.Cred.UID == b.Cred.UID && a.Cred.GID == b.Cred.GID && slices.Equal(a.Cred.Groups, b.Cred.Groups) &&
-		a.Cred.Username == b.Cred.Username && a.Cred.Home == b.Cred.Home &&
-		a.Script == b.Script && a.Module == b.Module && a.Callable == b.Callable &&
-		a.Directory == b.Directory && a.Python == b.Python && slices.Equal(a.PythonPath, b.PythonPath) &&
-		slices.Equal(a.Domains, b.Domains) && a.URLPrefix == b.URLPrefix &&
-		a.Processes == b.Processes && a.Threads == b.Threads && maps.Equal(a.Env, b.Env) &&
-		a.StartupTimeout == b.StartupTimeout && a.GracefulTimeout == b.GracefulTimeout &&
-		a.QueueTimeout == b.QueueTimeout && a.RequestTimeout == b.RequestTimeout &&
-		a.IdleTimeout == b.IdleTimeout && a.QueueLimit == b.QueueLimit &&
-		a.MemoryLimit == b.MemoryLimit && a.MaxRequests == b.MaxRequests && a.MaxBody == b.MaxBody &&
-		a.Limits == b.Limits && // comparable: numbers only
-		(a.Sandbox == nil) == (b.Sandbox == nil) && (a.Sandbox == nil || slices.Equal(a.Sandbox.Hide, b.Sandbox.Hide)) &&
-		a.Unsandboxed == b.Unsandboxed && slices.Equal(a.Static, b.Static) &&
-		a.HTTPSOnly == b.HTTPSOnly && a.HSTS == b.HSTS && a.ReloadTrigger == b.ReloadTrigger &&
-		a.Umask == b.Umask && slices.Equal(a.Warmup, b.Warmup) && a.Disabled == b.Disabled &&
-		a.File == b.File && a.AdminDeployed == b.AdminDeployed
 }
 
 // stopReason decides whether a running app that a scan did not admit
