@@ -140,18 +140,13 @@ func (a App) Validate() error {
 		return fmt.Errorf("app %s: directory %q is not absolute", a.Name, a.Directory)
 	case a.Python == "":
 		return fmt.Errorf("app %s: no python interpreter", a.Name)
-	case a.Processes < 1 || a.Processes > 256:
-		return fmt.Errorf("app %s: processes = %d, want 1 to 256", a.Name, a.Processes)
-	case a.Threads < 1 || a.Threads > 1024:
-		return fmt.Errorf("app %s: threads = %d, want 1 to 1024", a.Name, a.Threads)
-	case a.StartupTimeout <= 0 || a.GracefulTimeout <= 0 || a.QueueTimeout <= 0:
-		return fmt.Errorf("app %s: startup, graceful and queue timeouts must be positive", a.Name)
-	case a.RequestTimeout < 0 || a.IdleTimeout < 0:
-		return fmt.Errorf("app %s: request and idle timeouts must not be negative", a.Name)
-	case a.QueueLimit < 1:
-		return fmt.Errorf("app %s: queue limit %d, want at least 1", a.Name, a.QueueLimit)
-	case a.MemoryLimit < 0 || a.MaxRequests < 0 || a.MaxBody < 0:
-		return fmt.Errorf("app %s: limits must not be negative", a.Name)
+	}
+	// Each tunable in its key's one range (tunables.go), as a file and
+	// serve's flags are held to.
+	for _, t := range tunables {
+		if err := t.inRange(&a); err != nil {
+			return fmt.Errorf("app %s: %s: %w", a.Name, t.name(), err)
+		}
 	}
 	return nil
 }

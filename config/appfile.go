@@ -47,19 +47,46 @@ func BuiltinDefaults() Defaults {
 // BuiltinDefaults().
 func (d Defaults) isZero() bool { return reflect.ValueOf(d).IsZero() }
 
-// Valid ranges of the tunable keys, shared by app files and [defaults].
+// Valid ranges of the tunable keys: one per key, the same for app
+// files, [defaults], serve's flags (tunables.go) and App.Validate. A
+// floor is the smallest value that still does what the key is for, low
+// enough for a developer or a test to exercise it quickly.
 var (
-	processesRange       = intRange{lo: 1, hi: 256}
-	threadsRange         = intRange{lo: 1, hi: 1024}
-	maxRequestsRange     = intRange{lo: 0, hi: 1_000_000_000, zero: "never"}
-	queueLimitRange      = intRange{lo: 1, hi: 1_000_000}
-	memoryLimitRange     = sizeRange{lo: 16 * MiB, hi: TiB, zero: "no limit"}
-	maxBodyRange         = sizeRange{lo: 1, hi: TiB, zero: "no limit"}
-	requestTimeoutRange  = durRange{lo: time.Second, hi: 24 * time.Hour, zero: "no limit"}
-	gracefulTimeoutRange = durRange{lo: time.Second, hi: time.Hour}
-	startupTimeoutRange  = durRange{lo: time.Second, hi: time.Hour}
-	idleTimeoutRange     = durRange{lo: time.Second, hi: 30 * 24 * time.Hour, zero: "never"}
-	queueTimeoutRange    = durRange{lo: time.Millisecond, hi: time.Hour}
+	// A Python app needs a worker and a thread to answer at all; above
+	// 256 workers, or 1024 threads in one, a host is better served by
+	// a second app (the proxy's one queue per app, the GIL).
+	processesRange = intRange{lo: 1, hi: 256}
+	threadsRange   = intRange{lo: 1, hi: 1024}
+	// 0: never; a worker recycled after every request is legitimate
+	// (a leaking app under test).
+	maxRequestsRange = intRange{lo: 0, hi: 1_000_000_000, zero: "never"}
+	// One waiting request is the least a queue can hold.
+	queueLimitRange = intRange{lo: 1, hi: 1_000_000}
+	// A Python worker's own RSS is about 10 MiB before it imports
+	// anything: below 16 MiB every worker would be recycled at once.
+	memoryLimitRange = sizeRange{lo: 16 * MiB, hi: TiB, zero: "no limit"}
+	// A 1-byte limit is strange but means what it says (no body).
+	maxBodyRange = sizeRange{lo: 1, hi: TiB, zero: "no limit"}
+	// The worker's silence before its response head or between two
+	// chunks: 100 ms is still longer than a healthy app's pauses (a GC
+	// cycle, a CPU-capped app waiting for its next period), and short
+	// enough to test timeouts quickly (TestFaultTimeoutRecyclesDoNotCrash
+	// runs 300 ms); below it healthy requests would be cut.
+	requestTimeoutRange = durRange{lo: 100 * time.Millisecond, hi: 24 * time.Hour, zero: "no limit"}
+	// How long a draining worker may finish its requests: 100 ms lets a
+	// short request end and a test stop workers quickly; below it a
+	// drain is a kill.
+	gracefulTimeoutRange = durRange{lo: 100 * time.Millisecond, hi: time.Hour}
+	// An interpreter takes tens of milliseconds to start before it
+	// imports anything; under 1 s a real app would fail to start on any
+	// busy machine, and no test needs less.
+	startupTimeoutRange = durRange{lo: time.Second, hi: time.Hour}
+	// Idleness is measured every PYHOST_CHECK_INTERVAL (1 s): a shorter
+	// idle_timeout could not be told apart from 1 s.
+	idleTimeoutRange = durRange{lo: time.Second, hi: 30 * 24 * time.Hour, zero: "never"}
+	// A request may be refused almost at once when no thread is free
+	// (a load shedder's choice); 0 would refuse every request.
+	queueTimeoutRange = durRange{lo: time.Millisecond, hi: time.Hour}
 )
 
 // rawTunables are the keys [defaults] shares with app files: python

@@ -385,12 +385,15 @@ func (r intRange) String() string {
 	return fmt.Sprintf("an integer from %d to %d", r.lo, r.hi)
 }
 
+// contains reports whether n is in r.
+func (r intRange) contains(n int64) bool { return n >= r.lo && n <= r.hi }
+
 func (c *checker) integer(v value, p keyPath, r intRange) (int64, bool) {
 	if !v.set {
 		return 0, false
 	}
 	n, ok := v.v.(int64)
-	if !ok || n < r.lo || n > r.hi {
+	if !ok || !r.contains(n) {
 		c.add(p.String(), "must be %s, got %s", r, describe(v.v))
 		return 0, false
 	}
@@ -412,6 +415,11 @@ func (r sizeRange) String() string {
 	return s + `, like "512MiB"`
 }
 
+// contains reports whether n is in r: 0 when r has a meaning for it.
+func (r sizeRange) contains(n int64) bool {
+	return (n == 0 && r.zero != "") || (n >= r.lo && n <= r.hi)
+}
+
 func (c *checker) size(v value, p keyPath, r sizeRange) (int64, bool) {
 	if !v.set {
 		return 0, false
@@ -430,7 +438,7 @@ func (c *checker) size(v value, p keyPath, r sizeRange) (int64, bool) {
 		c.add(p.String(), "must be %s, got %s", r, describe(v.v))
 		return 0, false
 	}
-	if !(n == 0 && r.zero != "") && (n < r.lo || n > r.hi) {
+	if !r.contains(n) {
 		c.add(p.String(), "must be %s, got %s", r, describe(v.v))
 		return 0, false
 	}
@@ -449,6 +457,11 @@ func (r durRange) String() string {
 		s = fmt.Sprintf("0 (%s) or %s", r.zero, s)
 	}
 	return s + `, like "30s"`
+}
+
+// contains reports whether d is in r, as sizeRange.contains.
+func (r durRange) contains(d time.Duration) bool {
+	return (d == 0 && r.zero != "") || (d >= r.lo && d <= r.hi)
 }
 
 func (c *checker) duration(v value, p keyPath, r durRange) (time.Duration, bool) {
@@ -472,7 +485,7 @@ func (c *checker) duration(v value, p keyPath, r durRange) (time.Duration, bool)
 		c.add(p.String(), "%v", err)
 		return 0, false
 	}
-	if !(d == 0 && r.zero != "") && (d < r.lo || d > r.hi) {
+	if !r.contains(d) {
 		c.add(p.String(), "must be %s, got %s", r, describe(v.v))
 		return 0, false
 	}

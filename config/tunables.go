@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"reflect"
+	"strconv"
 	"time"
 
 	"github.com/pyhost/pyhost/cgroup"
@@ -87,6 +88,12 @@ type tunable interface {
 	// canFlag says whether the row's kind has flags at all.
 	bindFlag(fs FlagSet, def *App) flagRead
 	canFlag() bool
+	// ends are the ends of the key's range as docs/config.md writes
+	// them, "" for a kind without one.
+	ends() [2]string
+	// inRange says why a's value is outside the key's range, nil if it
+	// is in it (or the key's kind has no range to check).
+	inRange(a *App) error
 	// route sets the value on the proxy's view of the app, if it has one.
 	route(r *proxymsg.App, a *App)
 }
@@ -136,12 +143,26 @@ func (s *spec[T]) bindFlag(fs FlagSet, def *App) flagRead {
 	read := s.kind.flag(fs, name, s.doc, *s.field(def))
 	return flagRead{flag: name, set: func(a *App) error {
 		x, err := read()
+		if err == nil && s.kind.in != nil {
+			// The key's one range, as in a file (issue 13 review:
+			// --request-timeout 25h was taken, the same in a file not).
+			err = s.kind.in(x)
+		}
 		if err != nil {
 			return fmt.Errorf("--%s: %w", name, err)
 		}
 		*s.field(a) = x
 		return nil
 	}}
+}
+
+func (s *spec[T]) ends() [2]string { return s.kind.ends }
+
+func (s *spec[T]) inRange(a *App) error {
+	if s.kind.in == nil {
+		return nil
+	}
+	return s.kind.in(*s.field(a))
 }
 
 func (s *spec[T]) route(r *proxymsg.App, a *App) {
@@ -154,9 +175,15 @@ func (s *spec[T]) route(r *proxymsg.App, a *App) {
 // problem reported at p), flag from the command line (nil for a sort
 // serve has no flag of). flag adds the flag, with def as its default,
 // and returns what reads its value once the command line is parsed.
+// in says why a value is outside the key's range (the one parse checks
+// a file's value against), nil when it is in; nil for a sort that has
+// no flag, whose values only come from parse. ends are the range's
+// ends as docs/config.md writes them ("100ms", "24h"), for its test.
 type kind[T any] struct {
 	parse func(c *checker, v value, p keyPath) (T, bool)
 	flag  func(fs FlagSet, name, usage string, def T) func() (T, error)
+	in    func(T) error
+	ends  [2]string
 }
 
 func intKind(r intRange) kind[int] {
@@ -170,6 +197,13 @@ func intKind(r intRange) kind[int] {
 			fs.IntVar(n, name, def, usage)
 			return func() (int, error) { return *n, nil }
 		},
+		in: func(n int) error {
+			if !r.contains(int64(n)) {
+				return fmt.Errorf("must be %s, got %d", r, n)
+			}
+			return nil
+		},
+		ends: [2]string{strconv.FormatInt(r.lo, 10), strconv.FormatInt(r.hi, 10)},
 	}
 }
 
@@ -187,6 +221,13 @@ func sizeKind(r sizeRange) kind[int64] {
 			fs.StringVar(s, name, shown, usage)
 			return func() (int64, error) { return ParseSize(*s) }
 		},
+		in: func(n int64) error {
+			if !r.contains(n) {
+				return fmt.Errorf("must be %s, got %s", r, FormatSize(n))
+			}
+			return nil
+		},
+		ends: [2]string{FormatSize(r.lo), FormatSize(r.hi)},
 	}
 }
 
@@ -198,6 +239,13 @@ func durationKind(r durRange) kind[time.Duration] {
 			fs.DurationVar(d, name, def, usage)
 			return func() (time.Duration, error) { return *d, nil }
 		},
+		in: func(d time.Duration) error {
+			if !r.contains(d) {
+				return fmt.Errorf("must be %s, got %s", r, formatDuration(d))
+			}
+			return nil
+		},
+		ends: [2]string{formatDuration(r.lo), formatDuration(r.hi)},
 	}
 }
 
@@ -306,8 +354,9 @@ func AddServeFlags(fs FlagSet) *ServeFlags {
 }
 
 // Apply sets on a the flags changed reports given (flags override an
-// app file's keys), in the table's order; the first that does not parse
-// is the error. It does not validate a.
+// app file's keys), in the table's order; the first that does not parse,
+// or whose value is outside its key's range, is the error, naming the
+// flag. It does not validate the rest of a.
 func (f *ServeFlags) Apply(a *App, changed func(flag string) bool) error {
 	for _, r := range f.reads {
 		if changed(r.flag) {
@@ -317,6 +366,12 @@ func (f *ServeFlags) Apply(a *App, changed func(flag string) bool) error {
 		}
 	}
 	return nil
+}
+
+// Check is Apply's error, a changing nothing: serve checks its flags
+// before it reads the app they apply to.
+func (f *ServeFlags) Check(changed func(flag string) bool) error {
+	return f.Apply(&App{}, changed)
 }
 
 // Values are the flags over the built-in defaults, given or not; a flag

@@ -161,8 +161,10 @@ func serve(f serveFlags, changed func(string) bool, target string, stdout, stder
 	if err != nil {
 		return err
 	}
-	if v := f.tunables.Values(); v.Processes < 1 || v.Threads < 1 {
-		return usageError{errors.New("--processes and --threads must be at least 1")}
+	// Each flag in its key's range (naming the flag) before the app's
+	// target or file is read.
+	if err := f.tunables.Check(changed); err != nil {
+		return usageError{err}
 	}
 	app, err := expressApp(target, cred, f, changed)
 	if err != nil {
