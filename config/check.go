@@ -35,7 +35,8 @@ import (
 // file as its owner
 // (the owner of the path itself, a symlink included, as a link in a
 // user_dir is that user's). A root-owned file outside admin_dir is
-// refused: it would never run. lookup resolves user names and numeric
+// refused: it would never run. A user's check of a file of admin_dir is
+// refused as ErrAdminDir, saying so. lookup resolves user names and numeric
 // uids; check verifies paths with the app's owner's rights, all of them
 // in one call (one helper process), which has PathCheckTimeout to answer.
 func CheckAppFile(admin Admin, caller privdrop.Credential, path string, running []App, held Ledger, lookup func(string) (privdrop.Credential, error), check BatchPathChecker) error {
@@ -47,9 +48,13 @@ func CheckAppFile(admin Admin, caller privdrop.Credential, path string, running 
 // (privdrop.CheckManyAsUserContext kills its helper) and the file's
 // problem names the timeout.
 func CheckAppFileContext(ctx context.Context, admin Admin, caller privdrop.Credential, path string, running []App, held Ledger, lookup func(string) (privdrop.Credential, error), check ContextBatchPathChecker) error {
-	inAdminDir := false
-	if caller.IsRoot() {
-		path, inAdminDir = adminDirPath(admin, path)
+	path, inAdminDir := adminDirPath(admin, path)
+	if inAdminDir && !caller.IsRoot() {
+		// Not "not owned by you": the file is the admin's, deployed for
+		// a user it names, and checking it is the admin's business (a
+		// tenant cannot change it; pyctl status shows them its app).
+		return &Error{File: path, Err: ErrAdminDir, Msg: fmt.Sprintf(
+			"a file of admin_dir (%s): the admin deploys it, for the user it names, and only root checks it (sudo pyctl check, or pyhostd check)", admin.Apps.AdminDir)}
 	}
 	if err := checkAppFile(ctx, admin, caller, path, inAdminDir, running, held, lookup, check); err != nil {
 		return inFile(path, err)
@@ -206,6 +211,10 @@ func inFile(path string, err error) error {
 	}
 	return &Error{File: path, Msg: err.Error(), Err: err}
 }
+
+// ErrAdminDir: a user asked to check a file of admin_dir, which is the
+// admin's to check.
+var ErrAdminDir = errors.New("an admin_dir file")
 
 // PathCheckTimeout bounds the check of paths as their owner, pyctl
 // check's (locatePaths) and each user's in a scan (checkPaths): the

@@ -156,6 +156,29 @@ func TestCheckAppFileAsRoot(t *testing.T) {
 	}
 }
 
+// A tenant checking a file of admin_dir, one that names them too, is
+// told it is the admin's to check, not that it is "not owned by the
+// app's owner" (issue 13 review); so through a link to it, as root's
+// check follows one.
+func TestCheckAppFileOfAdminDirAsUser(t *testing.T) {
+	f := newCheckFixture(t)
+	forAlice := f.write(filepath.Join(f.adminDir, "site.toml"), 0, "user = \"ck-alice\"\n"+fmt.Sprintf(goodApp, "alice.test"))
+	forBob := f.write(filepath.Join(f.adminDir, "shop.toml"), 0, "user = \"ck-bob\"\n"+fmt.Sprintf(goodApp, "bob.test"))
+	link := filepath.Join(f.alice.Home, "site-link.toml")
+	os.Symlink(forAlice, link)
+	for _, p := range []string{forAlice, forBob, link} {
+		path, _ := adminDirPath(f.admin, p)
+		want := path + ": a file of admin_dir (" + f.adminDir + "): the admin deploys it, for the user it names, and only root checks it (sudo pyctl check, or pyhostd check)"
+		err := f.run(f.alice, p)
+		if err == nil || err.Error() != want || !errors.Is(err, ErrAdminDir) {
+			t.Errorf("alice checking %s:\n got %v\nwant %s", p, err, want)
+		}
+		if len(f.checked) != 0 {
+			t.Errorf("alice checking %s: paths checked as %v, want none", p, f.checked)
+		}
+	}
+}
+
 // Root's check of an admin_dir file reached through a symlink (a linked
 // directory, a link to the file, admin_dir itself a link) is the check of
 // that admin_dir file, not a refusal as "a file of root's outside

@@ -4,7 +4,6 @@ import (
 	"errors"
 
 	"github.com/pyhost/pyhost/config"
-	"github.com/pyhost/pyhost/privdrop"
 	"github.com/pyhost/pyhost/proxymsg"
 )
 
@@ -48,9 +47,12 @@ type Catalog interface {
 	// DefaultApp names the app ("user/app") that answers a Host no app
 	// claims, "" for none; asked anew for every routing table.
 	DefaultApp() string
-	// CheckFile validates one app file for its would-be owner against
-	// the running apps and the ledger (pyctl check).
-	CheckFile(owner privdrop.Credential, path string, running []config.App, held config.Ledger) error
+	// CheckFile validates one app file for the caller uid (pyctl check),
+	// as the file would run for them, against the running apps and the
+	// ledger. The catalog resolves the uid if it needs a user: a caller
+	// with no passwd entry gets the catalog's own answer, not a failed
+	// lookup's. ErrNoPolicy: it has no policy to check by.
+	CheckFile(caller uint32, path string, running []config.App, held config.Ledger) error
 	// KeepFailed reports whether the others keep serving when an app
 	// cannot start; if not, the daemon exits instead.
 	KeepFailed() bool
@@ -123,8 +125,9 @@ func (*Express) Allowed(uint32) error { return nil }
 // DefaultApp implements Catalog: the one app answers every Host anyway.
 func (*Express) DefaultApp() string { return "" }
 
-// CheckFile implements Catalog: there is no policy to check against.
-func (*Express) CheckFile(privdrop.Credential, string, []config.App, config.Ledger) error {
+// CheckFile implements Catalog: there is no policy to check against,
+// for any caller (a uid with no passwd entry too: nothing is looked up).
+func (*Express) CheckFile(uint32, string, []config.App, config.Ledger) error {
 	return ErrNoPolicy
 }
 

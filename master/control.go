@@ -15,7 +15,6 @@ import (
 	"github.com/pyhost/pyhost/applog"
 	"github.com/pyhost/pyhost/config"
 	"github.com/pyhost/pyhost/control"
-	"github.com/pyhost/pyhost/privdrop"
 	"github.com/pyhost/pyhost/supervisor"
 	"github.com/pyhost/pyhost/workerproc"
 )
@@ -278,9 +277,18 @@ func (m *Master) Act(ctx context.Context, c control.Caller, action control.Actio
 		return err
 	}
 	ctx = context.WithoutCancel(ctx)
+	st, err := app.Status(ctx)
+	if err != nil {
+		return err
+	}
 	switch action {
 	case control.ActionRestart:
-		// Same settings: the file is not re-read (that is reload).
+		// Same settings: the file is not re-read (that is reload). A
+		// disabled app that pyctl start started is replaced as any other:
+		// restart is no word about its file (roll would stop it again).
+		if cfg.Disabled && st.State != supervisor.AppStopped {
+			return failed(name, "", "", app.Reload(ctx, cfg, progress))
+		}
 		return m.roll(ctx, app, cfg, progress)
 	case control.ActionStop:
 		progress("stopping every worker (each finishes its requests first)")
@@ -290,14 +298,26 @@ func (m *Master) Act(ctx context.Context, c control.Caller, action control.Actio
 		progress(stopLasts(cfg, m.catalog.Rereads()))
 		return nil
 	case control.ActionStart:
-		if cfg.Disabled {
+		switch st.State {
+		case supervisor.AppRunning, supervisor.AppStarting:
+			// Nothing to start: a start is no reload (a disabled app's
+			// file is not re-applied, no worker is replaced).
+			progress(fmt.Sprintf("already %s; nothing to do (pyctl restart replaces its workers, pyctl reload rolls it onto fresh code)", st.State))
+			return nil
+		}
+		if !cfg.Disabled {
+			progress("starting")
+			return failed(name, "", "", app.Start(ctx))
+		}
+		progress("starting; it stays disabled: enabled = false in " + cfg.File + " stops it again at the next daemon restart")
+		if st.State == supervisor.AppStopped {
 			// Started on the settings its file gave (a stopped app's
 			// reload starts it), which may be newer than its workers':
 			// its supervisor keeps them (App.Disable).
-			progress("starting; it stays disabled: enabled = false in " + cfg.File + " stops it again at the next daemon restart")
 			return failed(name, "start", "", app.Reload(ctx, cfg, progress))
 		}
-		progress("starting")
+		// Idle or failing since a start: its file's settings are in
+		// force already.
 		return failed(name, "", "", app.Start(ctx))
 	}
 	return fmt.Errorf("unknown action %q", action)
@@ -333,18 +353,21 @@ func (m *Master) Logs(ctx context.Context, c control.Caller, name string, n int,
 // caller as the daemon would load it (pyctl check). Root, who has no
 // apps, gets the answer for whoever the file would run as: the user an
 // admin_dir file names, else the file's owner (config.CheckAppFile).
+// The catalog resolves the caller: an express daemon, which has no
+// policy, answers so to every uid, one with no passwd entry too.
 func (m *Master) Check(ctx context.Context, c control.Caller, path string) error {
 	if err := m.authorize(c, checkFile, nil); err != nil {
 		return err
 	}
-	cred, err := privdrop.Lookup(fmt.Sprint(c.UID))
-	if err != nil {
-		return err
-	}
 	s := m.set.scan("") // the apps as they run, and the ledger
-	err = m.catalog.CheckFile(cred, path, s.Running, s.Held)
-	if errors.Is(err, ErrNoPolicy) {
+	err := m.catalog.CheckFile(c.UID, path, s.Running, s.Held)
+	switch {
+	case errors.Is(err, ErrNoPolicy) || errors.Is(err, control.ErrAccessDenied):
+		// No answer about the file: why there is none, as it is.
 		return err
+	case errors.Is(err, config.ErrAdminDir):
+		// The daemon would not refuse it: it is not the caller's to check.
+		return fmt.Errorf("%w: %v", control.ErrAccessDenied, err)
 	}
 	if err != nil {
 		return &control.ReloadError{App: filepath.Base(path), Reason: "the daemon would refuse this file", Detail: err.Error()}

@@ -80,7 +80,7 @@ func TestExpressCatalog(t *testing.T) {
 	if _, _, err := c.Rescan(config.Scan{}, true); err == nil {
 		t.Error("serve has no config to rescan")
 	}
-	if err := c.CheckFile(alice, "/x.toml", nil, nil); !errors.Is(err, ErrNoPolicy) {
+	if err := c.CheckFile(alice.UID, "/x.toml", nil, nil); !errors.Is(err, ErrNoPolicy) {
 		t.Errorf("check: %v", err)
 	}
 	if err := c.SaveClaims(config.Ledger{"a.test /": "daemon/blog"}); err != nil {

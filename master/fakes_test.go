@@ -148,7 +148,7 @@ func (c *fakeCatalog) DefaultApp() string {
 	return c.def
 }
 
-func (c *fakeCatalog) CheckFile(_ privdrop.Credential, path string, running []config.App, _ config.Ledger) error {
+func (c *fakeCatalog) CheckFile(_ uint32, path string, running []config.App, _ config.Ledger) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.checked = append(c.checked, path)

@@ -13,6 +13,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strconv"
 	"sync"
 
 	"github.com/pyhost/pyhost/config"
@@ -192,11 +193,17 @@ func (c *Catalog) DefaultApp() string { return c.current().Proxy.DefaultApp }
 // the file themselves: the daemon never reads, or quotes in an error,
 // what they could not. Root's check is for whoever the file would run
 // as.
-func (c *Catalog) CheckFile(caller privdrop.Credential, file string, running []config.App, held config.Ledger) error {
+func (c *Catalog) CheckFile(uid uint32, file string, running []config.App, held config.Ledger) error {
+	// Allowed let only root and listed users, who have entries, this
+	// far: a failed lookup is the user database's, said as it is.
+	caller, err := c.opts.Lookup(strconv.FormatUint(uint64(uid), 10))
+	if err != nil {
+		return fmt.Errorf("%w: uid %d cannot be looked up now, so no file can be checked for it: %v", control.ErrAccessDenied, uid, err)
+	}
 	// The file itself on a hung mount must not hold the check for ever
 	// either: the same bound, the helper killed past it.
 	ctx, cancel := context.WithTimeout(context.Background(), config.PathCheckTimeout)
-	err := c.opts.CheckAsUser(ctx, caller, []map[string]uint32{{file: privdrop.Read}})[0]
+	err = c.opts.CheckAsUser(ctx, caller, []map[string]uint32{{file: privdrop.Read}})[0]
 	cancel()
 	if err != nil {
 		return err

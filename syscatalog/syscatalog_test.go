@@ -264,24 +264,38 @@ func TestRescanRereadsOnlyWhenAsked(t *testing.T) {
 // judges, or quotes, a file its caller could not read.
 func TestCheckFileAsTheCaller(t *testing.T) {
 	h := newHost(t)
-	c := New(h.admin(twoUsers), config.Discovery{}, nil, h.options(true))
+	opts := h.options(true)
+	// The files are the test's uid's, alice's here: that uid is alice.
+	byName := opts.Lookup
+	opts.Lookup = func(name string) (privdrop.Credential, error) {
+		if name == fmt.Sprint(h.fileUID) {
+			name = "alice"
+		}
+		return byName(name)
+	}
+	c := New(h.admin(twoUsers), config.Discovery{}, nil, opts)
 	path := h.file("alice", "a1", appFile("a1.alice.test", ""))
 	alice, _ := h.lookup(true)("alice")
 
-	if err := c.CheckFile(alice, path, nil, nil); err != nil {
+	if err := c.CheckFile(alice.UID, path, nil, nil); err != nil {
 		t.Errorf("a good file: %v", err)
 	}
 	if len(h.checks) == 0 || h.checks[0] != "alice:"+path {
 		t.Errorf("checks %v, want the caller's read of the file first", h.checks)
 	}
 	h.deny[path] = true
-	if err := c.CheckFile(alice, path, nil, nil); err == nil || !strings.Contains(err.Error(), "cannot read") {
+	if err := c.CheckFile(alice.UID, path, nil, nil); err == nil || !strings.Contains(err.Error(), "cannot read") {
 		t.Errorf("a file its caller cannot read: %v", err)
 	}
 	delete(h.deny, path)
 	other := h.file("alice", "a2", appFile("a2.bob.test", ""))
-	if err := c.CheckFile(alice, other, nil, nil); err == nil || !strings.Contains(err.Error(), "a2.bob.test") {
+	if err := c.CheckFile(alice.UID, other, nil, nil); err == nil || !strings.Contains(err.Error(), "a2.bob.test") {
 		t.Errorf("a domain alice may not claim: %v", err)
+	}
+	// A uid the user database does not know (it changed since the
+	// admin listed the user): said as that, no file judged.
+	if err := c.CheckFile(4242424, path, nil, nil); !errors.Is(err, control.ErrAccessDenied) || !strings.Contains(err.Error(), "uid 4242424 cannot be looked up") {
+		t.Errorf("an unknown uid: %v", err)
 	}
 }
 
