@@ -226,18 +226,10 @@ func (m *Master) Reload(ctx context.Context, c control.Caller, name string, prog
 	return m.roll(ctx, app, cfg, progress)
 }
 
-// roll rolls app onto cfg and reports a refusal as a ReloadError.
+// roll rolls app onto cfg and reports a refusal as a ReloadError; cfg
+// with enabled = false stops it instead (the file's word).
 func (m *Master) roll(ctx context.Context, app *supervisor.App, cfg config.App, progress func(string)) error {
-	// Said at every reload, not only the first start: a home closed
-	// since then turns static files into 403s with no other word.
-	for _, w := range m.staticWarnings(cfg) {
-		if progress != nil {
-			progress(w)
-		}
-		if l := m.set.logOf(app.Key()); l != nil {
-			l.Line(applog.NotePID, w)
-		}
-	}
+	m.warnStatic(app, cfg, progress)
 	if cfg.Disabled {
 		// enabled = false (D5): the file is taken, the app stays (or
 		// becomes) stopped; pyctl start starts it on these settings,
@@ -254,6 +246,11 @@ func (m *Master) roll(ctx context.Context, app *supervisor.App, cfg config.App, 
 		m.reloader.appsChanged() // its trigger paths may have moved
 		return nil
 	}
+	return m.replace(ctx, app, cfg, progress)
+}
+
+// replace rolls app's workers onto cfg, whatever cfg says of enabled.
+func (m *Master) replace(ctx context.Context, app *supervisor.App, cfg config.App, progress func(string)) error {
 	// The reload goes on if pyctl is interrupted: a half-done roll is
 	// worse than a finished one nobody watched.
 	err := app.Reload(context.WithoutCancel(ctx), cfg, progress)
@@ -265,8 +262,23 @@ func (m *Master) roll(ctx context.Context, app *supervisor.App, cfg config.App, 
 	return failed(cfg.Name, "", "", err)
 }
 
+// warnStatic says what of cfg's static mounts cannot be served; at
+// every reload, not only the first start: a home closed since then
+// turns static files into 403s with no other word.
+func (m *Master) warnStatic(app *supervisor.App, cfg config.App, progress func(string)) {
+	for _, w := range m.staticWarnings(cfg) {
+		if progress != nil {
+			progress(w)
+		}
+		if l := m.set.logOf(app.Key()); l != nil {
+			l.Line(applog.NotePID, w)
+		}
+	}
+}
+
 // Act implements control.Backend: restart (a rolling replacement of
-// every worker with the same settings), stop and start.
+// every worker with the same settings), stop and start (of an app that
+// runs or is starting: nothing, said so).
 func (m *Master) Act(ctx context.Context, c control.Caller, action control.Action, name string, progress func(string)) error {
 	app, err := m.findOne(c, name)
 	if err != nil {
@@ -287,7 +299,8 @@ func (m *Master) Act(ctx context.Context, c control.Caller, action control.Actio
 		// disabled app that pyctl start started is replaced as any other:
 		// restart is no word about its file (roll would stop it again).
 		if cfg.Disabled && st.State != supervisor.AppStopped {
-			return failed(name, "", "", app.Reload(ctx, cfg, progress))
+			m.warnStatic(app, cfg, progress)
+			return m.replace(ctx, app, cfg, progress)
 		}
 		return m.roll(ctx, app, cfg, progress)
 	case control.ActionStop:
