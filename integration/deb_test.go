@@ -442,7 +442,7 @@ func startInstalled(t *testing.T, m *debMachine, pyhostd string) (*exec.Cmd, <-c
 		once := false
 		for sc.Scan() {
 			log.add(sc.Text())
-			if !once && strings.Contains(sc.Text(), "serving") {
+			if !once && daemonServing(sc.Text()) {
 				once = true
 				close(serving)
 			}

@@ -184,6 +184,18 @@ func (b *lockedBuffer) String() string {
 }
 
 var servingRE = regexp.MustCompile(`on http://([0-9.:]+)/`)
+
+// daemonServing reports whether line is the one pyhostd run logs once it
+// is ready ("pyhostd: serving: apps=…"): every app started, the proxy
+// routing to them, touches of app files and reload triggers watched. The
+// proxy's own "pyhostd.proxy: proxy serving: …" comes earlier, before
+// any app is up, and must not pass for it: a test that took it touched
+// an app file before the watch was set up, and the touch was lost
+// (TestTouchRightAfterStart).
+func daemonServing(line string) bool { return daemonServingRE.MatchString(line) }
+
+var daemonServingRE = regexp.MustCompile(`(^|[\s\]])pyhostd: serving:`)
+
 var controlRE = regexp.MustCompile(`control socket (\S+)`)
 
 // serveArgs are the arguments common to every serve in the suite.

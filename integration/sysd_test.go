@@ -94,7 +94,7 @@ func (d *sysd) start() {
 		once := false
 		for sc.Scan() {
 			d.logs.add(sc.Text())
-			if !once && strings.Contains(sc.Text(), "serving:") {
+			if !once && daemonServing(sc.Text()) {
 				once = true
 				close(ready)
 			}

@@ -253,7 +253,7 @@ max_processes = 2
 		once := false
 		for sc.Scan() {
 			logs.add(sc.Text())
-			if !once && strings.Contains(sc.Text(), "serving:") {
+			if !once && daemonServing(sc.Text()) {
 				once = true
 				close(ready)
 			}
