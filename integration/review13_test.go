@@ -268,8 +268,8 @@ func TestReview13ReloadConfigEdges(t *testing.T) {
 // TestReview13StopStartEdges: the verbs on an app in each of its states
 // (running, stopped, disabled by its file), each asked twice, as its
 // owner: every one succeeds, and leaves the app in the state it names.
-// (pyctl start of a running disabled app rolls it, where it leaves a
-// running app alone otherwise: so before the restructuring too.)
+// (pyctl start of a running app, disabled or not, leaves it alone and
+// says "already running".)
 func TestReview13StopStartEdges(t *testing.T) {
 	t.Parallel()
 	own := makeUser(t, "rv13ss")
