@@ -13,42 +13,55 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
 
-var (
-	debOnce sync.Once
-	debPath string
-	debErr  error
-)
+// debTools build the .deb: dpkg-dev and make.
+var debTools = []string{"dpkg-deb", "dpkg-shlibdeps", "make"}
 
-// buildDeb runs `make deb` once for the tests of this file and returns
-// the package it wrote.
+// debBuild is `make deb`, once for the tests of this file (started by
+// TestMain). xz at level 1 (DPKG_DEB_COMPRESSOR_LEVEL, which -z would
+// override and build-deb.sh does not pass): the package's files are the
+// same as at the default level 6, and dpkg-deb takes 7 s instead of 33
+// on the project's machine, busy.
+var debBuild = &prebuild{
+	tests: []string{"TestDebLintian", "TestDebInstallUpgradeRemovePurge"},
+	run: func() error {
+		for _, tool := range debTools {
+			if _, err := exec.LookPath(tool); err != nil {
+				return nil // buildDeb skips
+			}
+		}
+		out := filepath.Join(baseDir, "deb")
+		cmd := exec.Command("make", "-C", "..", "deb", "OUT="+out)
+		cmd.Env = append(os.Environ(), "DPKG_DEB_COMPRESSOR_LEVEL=1")
+		b, err := cmd.CombinedOutput()
+		if err != nil {
+			return errors.New("make deb: " + err.Error() + "\n" + string(b))
+		}
+		debs, _ := filepath.Glob(filepath.Join(out, "pyhost_*_*.deb"))
+		if len(debs) != 1 {
+			return errors.New("make deb wrote " + strings.Join(debs, ", ") + ", want one pyhost_VERSION_ARCH.deb\n" + string(b))
+		}
+		debPath = debs[0]
+		return nil
+	},
+}
+
+var debPath string // set by debBuild
+
+// buildDeb returns the package `make deb` wrote for the tests of this
+// file, waiting for debBuild.
 func buildDeb(t *testing.T) string {
 	t.Helper()
-	for _, tool := range []string{"dpkg-deb", "dpkg-shlibdeps", "make"} {
+	for _, tool := range debTools {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Skipf("%s is not installed (dpkg-dev and make build the .deb)", tool)
 		}
 	}
-	debOnce.Do(func() {
-		out := filepath.Join(baseDir, "deb")
-		b, err := exec.Command("make", "-C", "..", "deb", "OUT="+out).CombinedOutput()
-		if err != nil {
-			debErr = errors.New("make deb: " + err.Error() + "\n" + string(b))
-			return
-		}
-		debs, _ := filepath.Glob(filepath.Join(out, "pyhost_*_*.deb"))
-		if len(debs) != 1 {
-			debErr = errors.New("make deb wrote " + strings.Join(debs, ", ") + ", want one pyhost_VERSION_ARCH.deb\n" + string(b))
-			return
-		}
-		debPath = debs[0]
-	})
-	if debErr != nil {
-		t.Fatal(debErr)
+	if err := debBuild.wait(); err != nil {
+		t.Fatal(err)
 	}
 	return debPath
 }
@@ -245,6 +258,7 @@ func debMachineFor(t *testing.T, files []string) *debMachine {
 		return m
 	}
 	t.Logf("no throwaway copy of this machine (%s): installing on it", why)
+	holdMachine(t) // installs and purges the system package
 	m = &debMachine{}
 	if st := m.dpkgStatus(); st != "not-installed" {
 		t.Skipf("a pyhost package is on this machine already (%s): purging it is not this test's to do", st)
@@ -275,7 +289,6 @@ func debMachineFor(t *testing.T, files []string) *debMachine {
 // directory exists, purging in its cleanup whatever happened.
 func TestDebInstallUpgradeRemovePurge(t *testing.T) {
 	t.Parallel()
-	holdMachine(t) // installs and purges the system package
 	if os.Geteuid() != 0 {
 		t.Skip("installs a .deb with dpkg: needs root")
 	}
@@ -423,14 +436,23 @@ func TestDebInstallUpgradeRemovePurge(t *testing.T) {
 // startInstalled runs `pyhostd run` of an installed pyhost on m, on its
 // /etc/pyhost/pyhost.toml, until it serves. The channel is closed once it
 // has exited; the test's cleanup kills it if it still runs.
+//
+// One such daemon runs at a time on the machine: every copy of it has
+// state_dir /run/pyhost, which names the daemon's cgroup tree (master's
+// treeName), and cgroupfs is the machine's own, shared by the copies. A
+// daemon starting kills what is in its tree, so two would kill each
+// other's proxy.
 func startInstalled(t *testing.T, m *debMachine, pyhostd string) (*exec.Cmd, <-chan struct{}, *lockedBuffer) {
 	t.Helper()
+	release := lockMachine(t, "installed-daemon")
 	daemon := m.command(pyhostd, "run")
 	stderr, err := daemon.StderrPipe()
 	if err != nil {
+		release()
 		t.Fatal(err)
 	}
 	if err := daemon.Start(); err != nil {
+		release()
 		t.Fatal(err)
 	}
 	exited := make(chan struct{})
@@ -438,6 +460,7 @@ func startInstalled(t *testing.T, m *debMachine, pyhostd string) (*exec.Cmd, <-c
 	log := &lockedBuffer{lines: make(chan string)}
 	go func() {
 		defer close(exited)
+		defer release()
 		sc := bufio.NewScanner(stderr)
 		once := false
 		for sc.Scan() {
@@ -494,7 +517,6 @@ func onLoopback(t *testing.T, m *debMachine) string {
 // the user, PURGE=1 removes them too.
 func TestMakeInstallUninstall(t *testing.T) {
 	t.Parallel()
-	holdMachine(t) // installs into the system and creates the pyhost user
 	if os.Geteuid() != 0 {
 		t.Skip("make install needs root")
 	}
@@ -520,6 +542,11 @@ func TestMakeInstallUninstall(t *testing.T) {
 		}
 	}
 
+	// bin/ of the checkout built, make install only finds it up to date
+	// (and the throwaway copy's build cache is thrown away).
+	if err := checkoutBuild.wait(); err != nil {
+		t.Fatal(err)
+	}
 	t.Log(m.must(t, "make", "-C", checkout, "install"))
 	for _, p := range append(installed, "/etc/pyhost/pyhost.toml", "/etc/pyhost/apps.d") {
 		if !m.exists(p) {

@@ -18,10 +18,13 @@
 //     testUser is shared but never changed;
 //   - the environment: no os.Setenv or t.Setenv (which panics after
 //     t.Parallel); pass env to startServeEnv or sysd.env instead;
-//   - the machine: tests that install or purge the system package or
-//     create the pyhost user call holdMachine, which runs them one at a
-//     time (alongside the others: the package goes into a throwaway
-//     copy of the machine, see deb_test.go).
+//   - the machine: a test that installs pyhost or creates the pyhost
+//     user does it in a throwaway copy of the machine (sandbox, in
+//     deb_test.go), which needs no lock; only where the kernel gives no
+//     such copy does it change the machine itself, after holdMachine,
+//     which runs those tests one at a time. An installed pyhostd runs
+//     under lockMachine (startInstalled): every copy's names the same
+//     cgroup tree.
 //
 // Serial tests run first, then the parallel ones together.
 package integration
@@ -98,18 +101,97 @@ func testMain(m *testing.M) int {
 			return 1
 		}
 	}
+	// The slowest builds, started now for the tests that will want them
+	// (the .deb, bin/ of the checkout): a test then only waits for what
+	// is left of them, not for all of it from its own start on.
+	for _, b := range []*prebuild{debBuild, checkoutBuild} {
+		if runs(b.tests...) {
+			go b.wait()
+		}
+	}
 	return m.Run()
 }
 
-// machineMu is held by the tests that install pyhost on the machine
-// (or its throwaway copy) or create its pyhost user, one at a time.
-var machineMu sync.Mutex
+// prebuild is a build several tests share, run once: at the first wait,
+// or from TestMain in the background.
+type prebuild struct {
+	tests []string // the tests that wait for it
+	run   func() error
+	once  sync.Once
+	err   error
+}
 
-// holdMachine makes t the only test of those that install pyhost until
-// t and its cleanups are done. Call it first, after t.Parallel.
+func (p *prebuild) wait() error {
+	p.once.Do(func() { p.err = p.run() })
+	return p.err
+}
+
+// checkoutBuild is `make build` in the checkout, whose bin/ make install
+// and scripts/install.sh install: a bin/ left by an older build may lack
+// a binary (Go's build cache makes this cheap when nothing changed).
+var checkoutBuild = &prebuild{
+	tests: []string{"TestInstallStaged", "TestMakeInstallUninstall"},
+	run: func() error {
+		if out, err := exec.Command("make", "-C", "..", "build").CombinedOutput(); err != nil {
+			return fmt.Errorf("make build: %v\n%s", err, out)
+		}
+		return nil
+	},
+}
+
+// runs reports whether -test.run and -test.skip select one of the
+// top-level tests named.
+func runs(names ...string) bool {
+	match := func(flagName, name string) (set, matched bool) {
+		f := flag.Lookup(flagName)
+		if f == nil || f.Value.String() == "" {
+			return false, false
+		}
+		re, err := regexp.Compile(strings.Split(f.Value.String(), "/")[0])
+		return true, err != nil || re.MatchString(name)
+	}
+	for _, n := range names {
+		set, ok := match("test.run", n)
+		if set && !ok {
+			continue
+		}
+		if skipSet, skip := match("test.skip", n); skipSet && skip {
+			continue
+		}
+		return true
+	}
+	return false
+}
+
+// holdMachine makes t the only test of those that change the machine
+// itself (install pyhost when the kernel gives no throwaway copy of it,
+// create the pyhost user) until t and its cleanups are done, in this
+// process and in any other run of the suite on the machine. Call it
+// before changing anything.
 func holdMachine(t *testing.T) {
-	machineMu.Lock()
-	t.Cleanup(machineMu.Unlock) // registered first: runs last
+	t.Cleanup(lockMachine(t, "machine")) // registered first: runs last
+}
+
+// lockMachine takes a lock every run of the suite on this machine shares
+// (flock on a file in /run/lock), for what one process cannot keep to
+// itself: the pyhost user, the installed package, and the cgroup tree an
+// installed pyhostd names after /run/pyhost (see startInstalled). Each
+// call opens the file anew, so two goroutines exclude each other too.
+func lockMachine(t *testing.T, name string) (release func()) {
+	t.Helper()
+	dir := "/run/lock"
+	if _, err := os.Stat(dir); err != nil {
+		dir = os.TempDir()
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "pyhost-it-"+name+".lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		t.Fatal(err)
+	}
+	return func() { f.Close() } // closing the last descriptor unlocks
 }
 
 // ensureUser creates a system user without a home or login, if missing.

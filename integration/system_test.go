@@ -564,16 +564,13 @@ func sortedCopy(xs []int) []int {
 // example config it ships is valid and the unit names the daemon.
 func TestInstallStaged(t *testing.T) {
 	t.Parallel()
-	holdMachine(t) // creates and removes the pyhost user
 	dest := t.TempDir()
 	cmd := exec.Command("bash", "../scripts/install.sh")
 	cmd.Env = append(os.Environ(), "DESTDIR="+dest)
 	// install.sh wants the binaries in bin/ of the checkout, built from
-	// this tree: a bin/ left by an older build may lack one (Go's build
-	// cache makes this cheap when nothing changed).
-	build := exec.Command("make", "-C", "..", "build")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("make build: %v %s", err, out)
+	// this tree (checkoutBuild runs make build).
+	if err := checkoutBuild.wait(); err != nil {
+		t.Fatal(err)
 	}
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("install.sh: %v\n%s", err, out)
@@ -592,20 +589,27 @@ func TestInstallStaged(t *testing.T) {
 	if os.Geteuid() == 0 {
 		// The example parses (there are no apps in it, so check passes).
 		// It names the proxy user install.sh creates; check refuses a
-		// proxy user that does not exist, as run would.
-		// A user this test makes is removed again: the .deb test skips
+		// proxy user that does not exist, as run would. The user is made
+		// in a throwaway copy of this machine (deb_test.go's), made after
+		// the install so that it sees dest; where the kernel gives none,
+		// on the machine itself, and removed again: the .deb test skips
 		// on a host where a pyhost user it did not create exists.
-		if exec.Command("id", "-u", "pyhost").Run() != nil {
-			t.Cleanup(func() {
-				if out, err := exec.Command("userdel", "pyhost").CombinedOutput(); err != nil {
-					t.Errorf("userdel pyhost: %v: %s", err, out)
-				}
-			})
+		m, _ := sandbox(t)
+		if m == nil {
+			holdMachine(t) // creates and removes the pyhost user
+			m = &debMachine{}
+			if exec.Command("id", "-u", "pyhost").Run() != nil {
+				t.Cleanup(func() {
+					if out, err := exec.Command("userdel", "pyhost").CombinedOutput(); err != nil {
+						t.Errorf("userdel pyhost: %v: %s", err, out)
+					}
+				})
+			}
 		}
-		if err := ensureUser("pyhost"); err != nil {
-			t.Fatal(err)
+		if m.command("id", "-u", "pyhost").Run() != nil {
+			m.must(t, "useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "pyhost")
 		}
-		out, err := exec.Command(filepath.Join(binDir, "pyhostd"), "check", "--config", filepath.Join(dest, "etc/pyhost/pyhost.toml")).CombinedOutput()
+		out, err := m.command(filepath.Join(binDir, "pyhostd"), "check", "--config", filepath.Join(dest, "etc/pyhost/pyhost.toml")).CombinedOutput()
 		if err != nil {
 			t.Errorf("the example config does not pass pyhostd check: %v\n%s", err, out)
 		}
