@@ -8,7 +8,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 LISTEN  ?= 127.0.0.1:8000
 
-.PHONY: all build serve test test-deps unit integration fuzz bench vet lint vulncheck fmt help clean install uninstall deb
+.PHONY: all build serve test test-go test-deps unit integration fuzz bench vet lint vulncheck fmt help clean install uninstall deb
 
 all: build
 
@@ -16,7 +16,7 @@ help:
 	@echo "make build   build bin/pyhostd, bin/pyctl and bin/pyhost-sandbox (the sandbox's trampoline)"
 	@echo "make serve   build, then serve examples/hello at http://$(LISTEN)/ (Ctrl-C stops)"
 	@echo "make test    install what the tests need (Debian packages, as root), run the whole suite"
-	@echo "make lint    staticcheck on the Go code, pyflakes on the Python worker (make test runs it)"
+	@echo "make lint    staticcheck on the Go code, pyflakes on the Python worker (make test runs it, with vet and the tests)"
 	@echo "make vulncheck  govulncheck against the Go vulnerability database (needs https://vuln.go.dev)"
 	@echo "make fuzz    run every fuzzer for a while each (FUZZTIME=30s)"
 	@echo "make bench   benchmark pyhost against Apache+mod_wsgi and nginx+uWSGI (root; see bench/README.md)"
@@ -53,7 +53,14 @@ lint:
 vulncheck:
 	$(GO) run $(GOVULNCHECK) ./...
 
-test: test-deps vet lint
+# vet, lint and the tests run side by side (-j3): the tests spend most of
+# their time waiting for the processes they start, and vet and
+# staticcheck use the CPUs meanwhile. Each still fails make test; -Oline
+# keeps their lines whole.
+test: test-deps
+	@$(MAKE) --no-print-directory -j3 -Oline vet lint test-go
+
+test-go:
 	$(GO) test -race -count=1 -timeout 14m ./...
 
 unit:
