@@ -34,13 +34,25 @@ import (
 // the app is done, and the client is served from the spool at its own
 // pace. Every write to the client must finish within send_timeout.
 const (
-	// relayBufSize is the copy buffer: large enough that a 1 MiB body is
-	// a few reads and writes, small enough to stay in cache. 256 and
-	// 512 KiB measured within the noise of it, and splice(2) worse
-	// (BenchmarkUnixToTCP; docs/benchmarks.md, "Where the time goes for
-	// 1 MiB"); a stalled response holds two of these (the relay's and
-	// the spooler's).
+	// relayBufSize is the copy buffer of a body of unknown length or of
+	// one that fits it, and of the spooler. bigBufSize is the buffer of
+	// a larger body: the relay fills it with as much of the body as is
+	// at hand or on its way (the rest of a BODY frame the worker is
+	// sending) and writes it to the client in one write while the
+	// client keeps up (writeMax). What a large body costs goes with the
+	// number of writes to the client, not with the bytes: each write
+	// is a round of the client's wake-up, reads and poll, and the TCP
+	// send path's per-call work. A 1 MiB body in one write instead of
+	// eight cost the proxy 290-360 against 530-580 µs of CPU and the
+	// load client 200-240 against 400 (docs/benchmarks.md, "Session 7").
+	// Buffers of 256 and 512 KiB gained little of that, and splice(2)
+	// was worse (BenchmarkUnixToTCP).
 	relayBufSize = 128 << 10
+	bigBufSize   = 1 << 20
+	// bigBufTidy is how many big buffers out at once make their release
+	// worth two full collections once none is out (tidySpools): a burst
+	// of large responses would otherwise leave that many MiB in the pool.
+	bigBufTidy = 4
 	// stallAfter is how long one write to the client may block before
 	// the rest of the response is spooled (at most half of send_timeout).
 	stallAfter = 500 * time.Millisecond
@@ -72,6 +84,9 @@ const (
 
 var (
 	relayBufs  = sync.Pool{New: func() any { b := make([]byte, relayBufSize); return &b }}
+	bigBufs    = sync.Pool{New: func() any { b := make([]byte, bigBufSize); return &b }}
+	bigOut     atomic.Int64 // big buffers taken and not given back
+	bigPeak    atomic.Int64 // the most bigOut since it was last 0
 	spoolBufs  = sync.Pool{New: func() any { b := make([]byte, 0, spoolChunk); return &b }}
 	spoolMem   atomic.Int64 // bytes held by every spool's chunks
 	spoolPeak  atomic.Int64 // the most spoolMem held since it was last 0
@@ -266,6 +281,7 @@ type relayed struct {
 	h2       bool          // the client speaks HTTP/2
 	until    time.Time     // HTTP/2: the stream's write deadline as last set
 	status   int
+	rate     float64 // bytes a second the client took the last write at; 0 before the first
 }
 
 const (
@@ -361,9 +377,8 @@ func (x *relayed) copyBody(f framing) {
 	x.rc = http.NewResponseController(x.w)
 	x.deadline = x.p.limits.SendTimeout
 	x.h2 = x.r.ProtoMajor == 2
-	bp := relayBufs.Get().(*[]byte)
-	defer relayBufs.Put(bp)
-	buf := *bp
+	buf, put := relayBuf(f.length)
+	defer put()
 	var src bodySource = x.conn
 	var sent, dropped int64
 	unflushed := false
@@ -376,6 +391,15 @@ func (x *relayed) copyBody(f framing) {
 	}
 	for {
 		n, err := src.Read(buf)
+		// More of the body on its way (the rest of a frame, bytes
+		// already read ahead) joins this write: fewer, larger writes to
+		// the client. Nothing is waited for that the worker has not
+		// started sending, so streamed chunks go out as promptly (R6).
+		for err == nil && n < len(buf) && src.Buffered() {
+			var m int
+			m, err = src.Read(buf[n:])
+			n += m
+		}
 		if n > 0 {
 			data := buf[:n]
 			switch {
@@ -393,10 +417,16 @@ func (x *relayed) copyBody(f framing) {
 				dropped += int64(n) - keep
 				data = data[:keep]
 			}
-			if len(data) > 0 {
-				if err := x.write(data, false); err != nil {
+			for rest := data; len(rest) > 0; {
+				k := min(len(rest), x.writeMax())
+				start := time.Now()
+				if err := x.write(rest[:k], false); err != nil {
 					x.clientFailed(err)
 				}
+				x.rate = clientRate(k, time.Since(start))
+				rest = rest[k:]
+			}
+			if len(data) > 0 {
 				sent += int64(len(data))
 				unflushed = true
 				follow()
@@ -451,6 +481,43 @@ func (x *relayed) copyBody(f framing) {
 		// net/http's last write, the chunked terminator, follows.)
 		x.rc.SetWriteDeadline(time.Time{})
 	}
+}
+
+// relayBuf takes the copy buffer for a body of the given length (-1:
+// unknown) and returns the function that gives it back.
+func relayBuf(length int64) ([]byte, func()) {
+	if length <= relayBufSize {
+		bp := relayBufs.Get().(*[]byte)
+		return *bp, func() { relayBufs.Put(bp) }
+	}
+	raisePeak(&bigPeak, bigOut.Add(1))
+	bp := bigBufs.Get().(*[]byte)
+	return *bp, func() {
+		bigBufs.Put(bp)
+		if bigOut.Add(-1) == 0 && bigPeak.Swap(0) >= bigBufTidy {
+			tidySpools()
+		}
+	}
+}
+
+// writeMax is the most the next write to the client may carry. Each
+// write has send_timeout to finish, so a large write would hold a slow
+// client to a higher rate than send_timeout's promise (a client that
+// takes more of the response now and then keeps its connection): the
+// first write of a response carries relayBufSize at most, as every
+// write did before, and a later one as much as the client's last write
+// shows it can take in an eighth of send_timeout, up to bigBufSize
+// (relayBufSize at least). A client that took 128 KiB in a millisecond
+// gets the rest of a 1 MiB body in one write; one that took it at
+// 10 KB/s goes on at 128 KiB a write.
+func (x *relayed) writeMax() int {
+	budget := x.rate * x.p.limits.SendTimeout.Seconds() / 8
+	return int(max(relayBufSize, min(bigBufSize, budget)))
+}
+
+// clientRate is the rate of a write of n bytes that took d.
+func clientRate(n int, d time.Duration) float64 {
+	return float64(n) / max(d.Seconds(), 1e-6)
 }
 
 // write sends data to the client, or flushes, under send_timeout. While

@@ -314,6 +314,8 @@ def _frame(typ, payload):
 # megabyte buffer is allocated and faulted in per response (issue 10
 # measured 37% memmove and 34% page faults in the worker before).
 SMALL_RESPONSE = 16 << 10
+# SO_SNDBUF asked for on each proxy connection (serve_conn).
+SEND_BUFFER = 1 << 20
 # Buffers per sendmsg(); Linux takes at most IOV_MAX (1024).
 _IOV_BATCH = 512
 # st_mode's file type bits and a regular file's (stat.S_ISREG).
@@ -448,6 +450,17 @@ class Worker(object):
                     pass
 
     def serve_conn(self, conn, slot):
+        try:
+            # Room for a 1 MiB body and its frames in the socket (the
+            # kernel doubles what is asked, up to net.core.wmem_max): a
+            # large response leaves in one sendmsg() and the proxy takes
+            # it in one or two reads, where the default ~200 KiB made
+            # the thread block and be woken five times a MiB, and the
+            # proxy read it in as many pieces (docs/benchmarks.md,
+            # "Session 7").
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
+        except OSError:
+            pass
         rf = ProxyReader(conn)
         try:
             typ, payload = read_frame(rf)
