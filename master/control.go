@@ -317,6 +317,16 @@ func (m *Master) Act(ctx context.Context, c control.Caller, action control.Actio
 			// file is not re-applied, no worker is replaced).
 			progress(fmt.Sprintf("already %s; nothing to do (pyctl restart replaces its workers, pyctl reload rolls it onto fresh code)", st.State))
 			return nil
+		case supervisor.AppReloading:
+			// A roll is under way: it serves on its old workers (and
+			// does whatever the roll ends with), or a reload is starting
+			// it from stopped and decides. Either way there is nothing
+			// for a start to do; it said "starting", then "start done".
+			if serving(st) {
+				progress("already running, and a roll of it is under way; nothing to do")
+				return nil
+			}
+			return failed(name, "", "", supervisor.ErrReloadRunning)
 		}
 		if !cfg.Disabled {
 			progress("starting")
@@ -334,6 +344,16 @@ func (m *Master) Act(ctx context.Context, c control.Caller, action control.Actio
 		return failed(name, "", "", app.Start(ctx))
 	}
 	return fmt.Errorf("unknown action %q", action)
+}
+
+// serving reports whether any of st's workers takes requests.
+func serving(st supervisor.Status) bool {
+	for _, w := range st.Workers {
+		if w.State == supervisor.WorkerReady {
+			return true
+		}
+	}
+	return false
 }
 
 // stopLasts is what pyctl stop says about how long the stop lasts (D5).

@@ -106,7 +106,9 @@ it does not re-read the app's file.`),
 answers 503 until "pyctl start".`),
 		c.actCmd(control.ActionStart, "Start a stopped or failing app",
 			`Start APP's workers and wait until one is ready. A failing app is retried
-at once. If the app cannot start, the reason and traceback are printed.`),
+at once. If the app cannot start, the reason and traceback are printed.
+An app that already runs (or is starting) is left alone, and pyctl says
+so: restart replaces its workers, reload rolls it onto fresh code.`),
 		c.logsCmd(), c.reloadConfigCmd(), c.checkCmd(), c.reopenLogsCmd(),
 		c.versionCmd(), c.metricsCmd(), c.topCmd())
 	return root

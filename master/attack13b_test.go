@@ -1,0 +1,154 @@
+package master
+
+import (
+	"context"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/pyhost/pyhost/control"
+	"github.com/pyhost/pyhost/supervisor"
+	"github.com/pyhost/pyhost/workerproc"
+)
+
+// heldStarter starts fakeProcs as fakeStarter does, but while held is
+// set a new worker is not ready until release: a roll stays under way
+// for as long as a test needs it to.
+type heldStarter struct {
+	fakeStarter
+	mu      sync.Mutex
+	held    bool
+	waiting []*fakeProc
+}
+
+func (s *heldStarter) StartWorker(spec workerproc.Spec, fs supervisor.ForkServer) (supervisor.Proc, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.held {
+		return s.fakeStarter.StartWorker(spec, fs)
+	}
+	p := &fakeProc{pid: int(1000 + s.pids.Add(1)), socket: spec.Socket, started: time.Now(), ready: make(chan struct{}), exited: make(chan struct{})}
+	s.waiting = append(s.waiting, p)
+	return p, nil
+}
+
+func (s *heldStarter) hold() { s.mu.Lock(); s.held = true; s.mu.Unlock() }
+
+// release readies every worker held back, and the next ones at once.
+func (s *heldStarter) release() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.held = false
+	for _, p := range s.waiting {
+		close(p.ready)
+	}
+	s.waiting = nil
+}
+
+// newHeldMaster is newTestMaster with a heldStarter.
+func newHeldMaster(t *testing.T, cat Catalog) (*Master, *heldStarter) {
+	t.Helper()
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	st := &heldStarter{}
+	m := newMaster(Config{
+		Dirs:     Dirs{SocketDir: filepath.Join(dir, "workers"), LogDir: filepath.Join(dir, "logs")},
+		Settings: Settings{DirectStart: true, CheckInterval: time.Hour},
+		Catalog:  cat,
+		Log:      hclog.NewNullLogger(),
+	})
+	m.starter = st
+	m.applied = math.MaxUint64
+	start := cat.Initial()
+	m.set = newAppSet(m, m.appOptions(filepath.Join(dir, "pyhost_worker.py")), start.Refused, start.Claims)
+	t.Cleanup(m.set.stopAll)
+	for _, a := range start.Apps {
+		if err := m.set.add(a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m.set.commitClaims(start.Claims)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, a := range start.Apps {
+		if !a.Disabled {
+			if err := m.set.get(a.Key()).WaitStarted(ctx); err != nil {
+				t.Fatalf("%s: %v", a.Key(), err)
+			}
+		}
+	}
+	return m, st
+}
+
+// waitState waits (bounded) until key's app is in want.
+func waitState(t *testing.T, m *Master, key string, want supervisor.AppState) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for state(t, m, key) != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s is %s, want %s", key, state(t, m, key), want)
+		}
+		time.Sleep(5 * time.Millisecond) // polling the app's state, as eventually does
+	}
+}
+
+// pyctl start of an app in the middle of a roll (pyctl restart, a
+// reload) starts nothing: it runs, its old workers serve while the new
+// ones start. It must say so, as for a running app, not "starting"
+// and then "start done" for a start that never happened.
+func TestStartDuringARollSaysItRuns(t *testing.T) {
+	blog, off := testApp(alice, "blog"), testApp(alice, "off")
+	off.Disabled = true
+	cat := systemCatalog(blog, off)
+	m, st := newHeldMaster(t, cat)
+	if err := m.Act(ctxBg, aliceC, control.ActionStart, "off", noLines); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"blog", "off"} {
+		key := alice.Username + "/" + name
+		st.hold()
+		rolled := make(chan error, 1)
+		go func() { rolled <- m.Act(ctxBg, aliceC, control.ActionRestart, name, noLines) }()
+		waitState(t, m, key, supervisor.AppReloading)
+		pids := st.pids.Load()
+		var out lines
+		err := m.Act(ctxBg, aliceC, control.ActionStart, name, out.add)
+		if err != nil || !strings.Contains(out.String(), "already running, and a roll of it is under way; nothing to do") || strings.Contains(out.String(), "starting") {
+			t.Errorf("pyctl start %s mid-roll: %v, said %q; want \"already running, and a roll of it is under way; nothing to do\"", name, err, out.String())
+		}
+		if n := st.pids.Load() - pids; n != 0 {
+			t.Errorf("pyctl start %s mid-roll started %d workers", name, n)
+		}
+		st.release()
+		if err := <-rolled; err != nil {
+			t.Errorf("the roll of %s: %v", name, err)
+		}
+		if s := state(t, m, key); s != supervisor.AppRunning {
+			t.Errorf("%s after the roll: %s, want running", name, s)
+		}
+	}
+
+	// A stopped app that a restart is starting: the roll decides, and
+	// start says a reload is under way (exit 1), as it did.
+	if err := m.Act(ctxBg, aliceC, control.ActionStop, "blog", noLines); err != nil {
+		t.Fatal(err)
+	}
+	st.hold()
+	rolled := make(chan error, 1)
+	go func() { rolled <- m.Act(ctxBg, aliceC, control.ActionRestart, "blog", noLines) }()
+	waitState(t, m, alice.Username+"/blog", supervisor.AppReloading)
+	var out lines
+	if err := m.Act(ctxBg, aliceC, control.ActionStart, "blog", out.add); err == nil || !strings.Contains(err.Error(), supervisor.ErrReloadRunning.Error()) {
+		t.Errorf("pyctl start of a stopped app a roll is starting: %v (said %q), want %q", err, out.String(), supervisor.ErrReloadRunning)
+	}
+	st.release()
+	if err := <-rolled; err != nil || state(t, m, alice.Username+"/blog") != supervisor.AppRunning {
+		t.Errorf("the restart of the stopped app: %v, %s; want it running", err, state(t, m, alice.Username+"/blog"))
+	}
+}
