@@ -727,6 +727,12 @@ func (c *checker) defaults(prim toml.Primitive) Defaults {
 		return d
 	}
 	c.readTunables(&r, p, &d.App)
+	// A tasks_max the defaults' own processes and threads do not fit
+	// in would refuse every app file that sets none of the three, each
+	// naming a key it does not hold: the admin's mistake, said here.
+	if problem := tasksProblem(d.App, "an app of the defaults"); problem != "" {
+		c.add(p.key("tasks_max").String(), "%s", problem)
+	}
 	if s, ok := c.str(r.Python, p.key("python"), `a command name like "python3" or an absolute path`); ok {
 		if !validCommand(s) && !filepath.IsAbs(s) {
 			c.add(p.key("python").String(), "must be a command name looked up on PATH, like %q, or an absolute path, like %q, got %q", "python3", "/usr/bin/python3.12", s)

@@ -148,6 +148,11 @@ func (a App) Validate() error {
 			return fmt.Errorf("app %s: %s: %w", a.Name, t.name(), err)
 		}
 	}
+	// And tasks_max with the processes and threads it must hold, which
+	// serve's flags may raise over a file's tasks_max.
+	if problem := tasksProblem(a, "the app"); problem != "" {
+		return fmt.Errorf("app %s: tasks_max: %s", a.Name, problem)
+	}
 	return nil
 }
 

@@ -527,7 +527,7 @@ func (b *appBuilder) build(r *rawAppFile, d Defaults) App {
 	if n > MaxWarmupPaths {
 		b.add("warmup", "lists %d paths; at most %d (each new worker requests every one before it takes traffic)", n, MaxWarmupPaths)
 	}
-	b.checkTasks(app)
+	b.checkTasks(app, r.TasksMax.set)
 	return app
 }
 

@@ -1,6 +1,9 @@
 package config
 
 import (
+	"fmt"
+	"strings"
+
 	"github.com/pyhost/pyhost/cgroup"
 )
 
@@ -78,12 +81,31 @@ func TasksFloor(processes, threads int) int64 {
 	return int64(processes)*int64(threads+2) + 1
 }
 
-// checkTasks refuses a tasks_max the app's own processes and threads
-// would not fit in: the kernel would fail the workers' thread starts, a
-// crash loop that says less than this.
-func (b *appBuilder) checkTasks(app App) {
-	if n := app.Limits.TasksMax; n > 0 && n < TasksFloor(app.Processes, app.Threads) {
-		b.add("tasks_max", "%d is fewer tasks than the app needs to run: processes %d x (threads %d + 2) + 1 for the fork server = %d; leave room above that for what the app starts itself",
-			n, app.Processes, app.Threads, TasksFloor(app.Processes, app.Threads))
+// tasksProblem says why app's tasks_max is too few for its own
+// processes and threads ("" when it fits): the kernel would fail the
+// workers' thread starts, a crash loop that says less than this. what
+// names the app ("the app", "an app of the defaults").
+func tasksProblem(app App, what string) string {
+	n, floor := app.Limits.TasksMax, TasksFloor(app.Processes, app.Threads)
+	if n <= 0 || n >= floor {
+		return ""
 	}
+	return fmt.Sprintf("%d is fewer tasks than %s needs to run: processes %d x (threads %d + 2) + 1 for the fork server = %d; leave room above that for what the app starts itself",
+		n, what, app.Processes, app.Threads, floor)
+}
+
+// checkTasks refuses a tasks_max the app's own processes and threads
+// would not fit in. inFile says whether the file set tasks_max: if not,
+// it is the admin's [defaults], and the message says so (the file has
+// no such key to look for).
+func (b *appBuilder) checkTasks(app App, inFile bool) {
+	problem := tasksProblem(app, "the app")
+	if problem == "" {
+		return
+	}
+	if !inFile {
+		problem = strings.Replace(problem, " is fewer", " (the admin's [defaults]) is fewer", 1) +
+			"; set tasks_max in this file, or lower processes or threads"
+	}
+	b.add("tasks_max", "%s", problem)
 }

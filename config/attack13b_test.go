@@ -1,0 +1,56 @@
+package config
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/spf13/pflag"
+)
+
+// tasks_max is held to the app's own processes and threads wherever
+// they come together, not only in one app file: a serve flag that
+// raises processes over the file's tasks_max is refused as the same
+// file with that processes is (serve took it, and its workers could not
+// start their threads), and a [defaults] tasks_max below what the
+// [defaults] processes and threads need is an error of pyhost.toml, at
+// its line (it was taken, and every app file that sets none of the
+// three was refused naming a key it does not hold).
+func TestTasksMaxHeldWhereverItMeetsProcesses(t *testing.T) {
+	// The file alone is fine; with processes 64 it is refused.
+	src := "app = \"m:app\"\ntasks_max = 100\n"
+	app, _, err := ParseAppFile(appPath, []byte(src), alice, Defaults{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := ParseAppFile(appPath, []byte(src+"processes = 64\n"), alice, Defaults{}); err == nil || !strings.Contains(err.Error(), "tasks_max: 100 is fewer tasks") {
+		t.Fatalf("the file with processes = 64: %v, want it refused", err)
+	}
+	// serve blog.toml --processes 64: Apply, then Validate (applyFlags).
+	fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+	sf := AddServeFlags(fs)
+	if err := fs.Parse([]string{"--processes", "64"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := sf.Apply(&app, fs.Changed); err != nil {
+		t.Fatal(err)
+	}
+	if err := app.Validate(); err == nil || !strings.Contains(err.Error(), "tasks_max: 100 is fewer tasks than the app needs to run: processes 64 x (threads 4 + 2) + 1") {
+		t.Errorf("serve blog.toml --processes 64, with tasks_max = 100 in the file: %v, want it refused as the file is", err)
+	}
+
+	// [defaults]: refused at its line; with threads lowered to fit, taken.
+	_, err = ParseAdmin("/etc/pyhost/pyhost.toml", []byte("[defaults]\ntasks_max = 5\n"))
+	want := "/etc/pyhost/pyhost.toml:2: defaults.tasks_max: 5 is fewer tasks than an app of the defaults needs to run: processes 1 x (threads 4 + 2) + 1"
+	if err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("[defaults] tasks_max = 5:\n got %v\nwant %s…", err, want)
+	}
+	adm, err := ParseAdmin("/etc/pyhost/pyhost.toml", []byte("[defaults]\ntasks_max = 5\nthreads = 1\n"))
+	if err != nil {
+		t.Fatalf("[defaults] tasks_max = 5 with threads = 1 (1 x 3 + 1 = 4 tasks): %v", err)
+	}
+	// An app file over that default's floor is told where tasks_max came from.
+	_, _, err = ParseAppFile(appPath, []byte("app = \"m:app\"\nprocesses = 2\n"), alice, adm.Defaults)
+	if err == nil || !strings.Contains(err.Error(), "tasks_max: 5 (the admin's [defaults]) is fewer tasks") {
+		t.Errorf("an app of 2 processes under [defaults] tasks_max = 5: %v, want it told the 5 is the admin's default", err)
+	}
+}
