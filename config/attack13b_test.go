@@ -1,6 +1,10 @@
 package config
 
 import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -52,5 +56,32 @@ func TestTasksMaxHeldWhereverItMeetsProcesses(t *testing.T) {
 	_, _, err = ParseAppFile(appPath, []byte("app = \"m:app\"\nprocesses = 2\n"), alice, adm.Defaults)
 	if err == nil || !strings.Contains(err.Error(), "tasks_max: 5 (the admin's [defaults]) is fewer tasks") {
 		t.Errorf("an app of 2 processes under [defaults] tasks_max = 5: %v, want it told the 5 is the admin's default", err)
+	}
+}
+
+// A tenant's check of another tenant's file is answered as what it is:
+// the file is theirs (the daemon loads it for them), so it is theirs, or
+// root's, to check. It said the file "is not owned by the app's owner",
+// which the master turned into "the daemon would refuse this file"; the
+// daemon runs it. A link of the caller's own to that file is the
+// caller's, and refused as Discover refuses it in their user_dir.
+func TestCheckOfAnotherTenantsFile(t *testing.T) {
+	f := newCheckFixture(t)
+	bobs := f.write(filepath.Join(f.bob.Home, ".config/pyhost/apps/shop.toml"), f.bob.UID, fmt.Sprintf(goodApp, "bob.test"))
+	err := f.run(f.alice, bobs)
+	want := bobs + ": owned by ck-bob (uid 51002), not by you: an app file runs as its owner, so this one is ck-bob's to check (or root's: sudo pyctl check checks it as ck-bob's)"
+	if err == nil || err.Error() != want || !errors.Is(err, ErrNotYours) {
+		t.Errorf("alice checking bob's file:\n got %v\nwant %s", err, want)
+	}
+	if err := f.run(f.bob, bobs); err != nil {
+		t.Errorf("bob checking his own file: %v", err)
+	}
+	link := filepath.Join(f.alice.Home, "shop-link.toml")
+	if err := os.Symlink(bobs, link); err != nil {
+		t.Fatal(err)
+	}
+	os.Lchown(link, int(f.alice.UID), int(f.alice.GID))
+	if err := f.run(f.alice, link); err == nil || errors.Is(err, ErrNotYours) || !errors.Is(err, ErrUntrusted) {
+		t.Errorf("alice checking her link to bob's file: %v, want it refused as untrusted (Discover refuses it so)", err)
 	}
 }

@@ -36,7 +36,8 @@ import (
 // (the owner of the path itself, a symlink included, as a link in a
 // user_dir is that user's). A root-owned file outside admin_dir is
 // refused: it would never run. A user's check of a file of admin_dir is
-// refused as ErrAdminDir, saying so. lookup resolves user names and numeric
+// refused as ErrAdminDir, saying so, and of another user's file as
+// ErrNotYours. lookup resolves user names and numeric
 // uids; check verifies paths with the app's owner's rights, all of them
 // in one call (one helper process), which has PathCheckTimeout to answer.
 func CheckAppFile(admin Admin, caller privdrop.Credential, path string, running []App, held Ledger, lookup func(string) (privdrop.Credential, error), check BatchPathChecker) error {
@@ -93,6 +94,9 @@ func adminDirPath(admin Admin, path string) (string, bool) {
 
 func checkAppFile(ctx context.Context, admin Admin, caller privdrop.Credential, path string, inAdminDir bool, running []App, held Ledger, lookup func(string) (privdrop.Credential, error), check ContextBatchPathChecker) error {
 	if !caller.IsRoot() {
+		if err := othersFile(caller, path, lookup); err != nil {
+			return err
+		}
 		return checkUserFile(ctx, admin, caller, path, running, held, check)
 	}
 	if inAdminDir {
@@ -215,6 +219,35 @@ func inFile(path string, err error) error {
 // ErrAdminDir: a user asked to check a file of admin_dir, which is the
 // admin's to check.
 var ErrAdminDir = errors.New("an admin_dir file")
+
+// ErrNotYours: a user asked to check another user's file, which is that
+// user's (or root's) to check. It is ErrUntrusted too: among the
+// caller's own files the daemon would not take it either.
+var ErrNotYours = fmt.Errorf("%w: another user's file", ErrUntrusted)
+
+// othersFile refuses caller's check of a file another user owns (the
+// path itself, a symlink included: a link of the caller's is theirs, as
+// in a user_dir) as ErrNotYours: the daemon loads that file for its
+// owner, so "not owned by the app's owner", as its check among the
+// caller's files says, would be a wrong reason. Root's files are left
+// to that check, which refuses them among a user's files.
+func othersFile(caller privdrop.Credential, path string, lookup func(string) (privdrop.Credential, error)) error {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return nil // the check proper says why
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok || st.Uid == caller.UID || st.Uid == 0 {
+		return nil
+	}
+	owner := fmt.Sprintf("uid %d", st.Uid)
+	if o, err := lookup(strconv.FormatUint(uint64(st.Uid), 10)); err == nil {
+		owner = fmt.Sprintf("%s (uid %d)", o.Username, st.Uid)
+	}
+	name, _, _ := strings.Cut(owner, " (")
+	return &Error{File: path, Err: ErrNotYours, Msg: fmt.Sprintf(
+		"owned by %s, not by you: an app file runs as its owner, so this one is %s's to check (or root's: sudo pyctl check checks it as %s's)", owner, name, name)}
+}
 
 // PathCheckTimeout bounds the check of paths as their owner, pyctl
 // check's (locatePaths) and each user's in a scan (checkPaths): the

@@ -1,7 +1,10 @@
 package integration
 
 import (
+	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -38,5 +41,32 @@ func TestAttack13bDefaultsTasksMaxChecked(t *testing.T) {
 	out, err := d.check()
 	if rvExit(err) != 1 || !strings.Contains(out, d.admin+":") || !strings.Contains(out, "defaults.tasks_max: 5 is fewer tasks than an app of the defaults needs to run") {
 		t.Errorf("pyhostd check with [defaults] tasks_max = 5: exit %d, want 1 naming pyhost.toml's line:\n%s", rvExit(err), out)
+	}
+}
+
+// A tenant's pyctl check of another tenant's file says whose it is and
+// that it is theirs to check (access denied, exit 1), not "the daemon
+// would refuse this file": the daemon runs it, for its owner, who and
+// root get ok for it.
+func TestAttack13bCheckOfAnotherTenantsFile(t *testing.T) {
+	t.Parallel()
+	a, b := makeUser(t, "at13ba"), makeUser(t, "at13bb")
+	d := newSysd(t, fmt.Sprintf("[users.%s]\ndomains = [\"a.at13b\"]\n\n[users.%s]\ndomains = [\"b.at13b\"]\n", a.name, b.name))
+	deployNamed(t, b, "shop", "shop", `"b.at13b"`, "")
+	os.Chmod(b.home, 0o755) // alice may read it: the check is not refused for that
+	d.start()
+	file := filepath.Join(userApps(b), "shop.toml")
+	out, err := d.pyctl(a.name, "check", file)
+	t.Logf("%s's pyctl check of %s's file:\n%s", a.name, b.name, out)
+	if rvExit(err) != 1 || !strings.Contains(out, "owned by "+b.name) || !strings.Contains(out, "not by you") || strings.Contains(out, "would refuse") {
+		t.Errorf("%s's check of %s's file: exit %d, want 1 saying it is %s's to check:\n%s", a.name, b.name, rvExit(err), b.name, out)
+	}
+	for _, who := range []string{b.name, "root"} {
+		if out, err := d.pyctl(who, "check", file); err != nil {
+			t.Errorf("%s's pyctl check of %s's file: %v\n%s", who, b.name, err, out)
+		}
+	}
+	if code, body := d.get("b.at13b", "/"); code != 200 || !strings.HasPrefix(body, "shop ") {
+		t.Errorf("the file the check was refused for serves: %d %q", code, body)
 	}
 }

@@ -2,6 +2,7 @@ package master
 
 import (
 	"context"
+	"errors"
 	"math"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/pyhost/pyhost/config"
 	"github.com/pyhost/pyhost/control"
 	"github.com/pyhost/pyhost/supervisor"
 	"github.com/pyhost/pyhost/workerproc"
@@ -150,5 +152,19 @@ func TestStartDuringARollSaysItRuns(t *testing.T) {
 	st.release()
 	if err := <-rolled; err != nil || state(t, m, alice.Username+"/blog") != supervisor.AppRunning {
 		t.Errorf("the restart of the stopped app: %v, %s; want it running", err, state(t, m, alice.Username+"/blog"))
+	}
+}
+
+// A tenant's check of another tenant's file is access denied, saying
+// whose it is, not "the daemon would refuse this file": the daemon runs
+// it for its owner.
+func TestCheckOfAnotherTenantsFileIsNoRefusal(t *testing.T) {
+	cat := systemCatalog()
+	m, _ := newTestMaster(t, cat)
+	cat.checkErr = &config.Error{File: "/home/bob/.config/pyhost/apps/shop.toml", Msg: "owned by bob (uid 1001), not by you", Err: config.ErrNotYours}
+	err := m.Check(ctxBg, aliceC, "/home/bob/.config/pyhost/apps/shop.toml")
+	var rerr *control.ReloadError
+	if !errors.Is(err, control.ErrAccessDenied) || errors.As(err, &rerr) || !strings.Contains(err.Error(), "not by you") {
+		t.Errorf("alice checking bob's file: %v, want access denied saying whose it is", err)
 	}
 }

@@ -398,8 +398,9 @@ func (m *Master) Check(ctx context.Context, c control.Caller, path string) error
 	case errors.Is(err, ErrNoPolicy) || errors.Is(err, control.ErrAccessDenied):
 		// No answer about the file: why there is none, as it is.
 		return err
-	case errors.Is(err, config.ErrAdminDir):
-		// The daemon would not refuse it: it is not the caller's to check.
+	case errors.Is(err, config.ErrAdminDir) || errors.Is(err, config.ErrNotYours):
+		// The daemon would not refuse it (it runs it for the user it
+		// names, or its owner): it is not the caller's to check.
 		return fmt.Errorf("%w: %v", control.ErrAccessDenied, err)
 	}
 	if err != nil {
