@@ -1,19 +1,11 @@
 package master
 
 import (
-	"context"
-	"errors"
-	"math"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
-
-	"github.com/pyhost/pyhost/config"
 	"github.com/pyhost/pyhost/control"
 	"github.com/pyhost/pyhost/supervisor"
 	"github.com/pyhost/pyhost/workerproc"
@@ -56,36 +48,8 @@ func (s *heldStarter) release() {
 // newHeldMaster is newTestMaster with a heldStarter.
 func newHeldMaster(t *testing.T, cat Catalog) (*Master, *heldStarter) {
 	t.Helper()
-	dir := t.TempDir()
-	os.Chmod(dir, 0o755)
 	st := &heldStarter{}
-	m := newMaster(Config{
-		Dirs:     Dirs{SocketDir: filepath.Join(dir, "workers"), LogDir: filepath.Join(dir, "logs")},
-		Settings: Settings{DirectStart: true, CheckInterval: time.Hour},
-		Catalog:  cat,
-		Log:      hclog.NewNullLogger(),
-	})
-	m.starter = st
-	m.applied = math.MaxUint64
-	start := cat.Initial()
-	m.set = newAppSet(m, m.appOptions(filepath.Join(dir, "pyhost_worker.py")), start.Refused, start.Claims)
-	t.Cleanup(m.set.stopAll)
-	for _, a := range start.Apps {
-		if err := m.set.add(a); err != nil {
-			t.Fatal(err)
-		}
-	}
-	m.set.commitClaims(start.Claims)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	for _, a := range start.Apps {
-		if !a.Disabled {
-			if err := m.set.get(a.Key()).WaitStarted(ctx); err != nil {
-				t.Fatalf("%s: %v", a.Key(), err)
-			}
-		}
-	}
-	return m, st
+	return newTestMasterOf(t, cat, st), st
 }
 
 // waitState waits (bounded) until key's app is in want.
@@ -152,19 +116,5 @@ func TestStartDuringARollSaysItRuns(t *testing.T) {
 	st.release()
 	if err := <-rolled; err != nil || state(t, m, alice.Username+"/blog") != supervisor.AppRunning {
 		t.Errorf("the restart of the stopped app: %v, %s; want it running", err, state(t, m, alice.Username+"/blog"))
-	}
-}
-
-// A tenant's check of another tenant's file is access denied, saying
-// whose it is, not "the daemon would refuse this file": the daemon runs
-// it for its owner.
-func TestCheckOfAnotherTenantsFileIsNoRefusal(t *testing.T) {
-	cat := systemCatalog()
-	m, _ := newTestMaster(t, cat)
-	cat.checkErr = &config.Error{File: "/home/bob/.config/pyhost/apps/shop.toml", Msg: "owned by bob (uid 1001), not by you", Err: config.ErrNotYours}
-	err := m.Check(ctxBg, aliceC, "/home/bob/.config/pyhost/apps/shop.toml")
-	var rerr *control.ReloadError
-	if !errors.Is(err, control.ErrAccessDenied) || errors.As(err, &rerr) || !strings.Contains(err.Error(), "not by you") {
-		t.Errorf("alice checking bob's file: %v, want access denied saying whose it is", err)
 	}
 }

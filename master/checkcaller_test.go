@@ -34,16 +34,25 @@ func TestExpressCheckForAUidWithoutPasswd(t *testing.T) {
 	}
 }
 
-// A tenant's check of an admin_dir file is answered as what it is, a
-// file that is not theirs to check (access denied, saying why), not as
-// a file the daemon would refuse: the daemon runs it.
+// A tenant's check of an admin_dir file, or of another tenant's file,
+// is answered as what it is, a file that is not theirs to check (access
+// denied, saying why), not as a file the daemon would refuse: the
+// daemon runs it.
 func TestCheckOfAnAdminDirFileIsNoRefusal(t *testing.T) {
 	cat := systemCatalog()
 	m, _ := newTestMaster(t, cat)
-	cat.checkErr = &config.Error{File: "/etc/pyhost/apps.d/site.toml", Msg: "a file of admin_dir (/etc/pyhost/apps.d): the admin deploys it", Err: config.ErrAdminDir}
-	err := m.Check(ctxBg, aliceC, "/etc/pyhost/apps.d/site.toml")
-	var rerr *control.ReloadError
-	if !errors.Is(err, control.ErrAccessDenied) || errors.As(err, &rerr) || !strings.Contains(err.Error(), "the admin deploys it") {
-		t.Errorf("alice checking an admin_dir file: %v, want access denied saying why", err)
+	for _, c := range []struct {
+		path, why string
+		err       error
+	}{
+		{"/etc/pyhost/apps.d/site.toml", "a file of admin_dir (/etc/pyhost/apps.d): the admin deploys it", config.ErrAdminDir},
+		{"/home/bob/.config/pyhost/apps/shop.toml", "owned by bob (uid 1001), not by you", config.ErrNotYours},
+	} {
+		cat.checkErr = &config.Error{File: c.path, Msg: c.why, Err: c.err}
+		err := m.Check(ctxBg, aliceC, c.path)
+		var rerr *control.ReloadError
+		if !errors.Is(err, control.ErrAccessDenied) || errors.As(err, &rerr) || !strings.Contains(err.Error(), c.why) {
+			t.Errorf("alice checking %s: %v, want access denied saying why", c.path, err)
+		}
 	}
 }

@@ -174,9 +174,15 @@ func testApp(cred privdrop.Credential, name string) config.App {
 // has a ready worker when it returns.
 func newTestMaster(t *testing.T, cat Catalog) (*Master, *fakeStarter) {
 	t.Helper()
+	st := &fakeStarter{}
+	return newTestMasterOf(t, cat, st), st
+}
+
+// newTestMasterOf is newTestMaster with st starting the workers.
+func newTestMasterOf(t *testing.T, cat Catalog, st supervisor.Starter) *Master {
+	t.Helper()
 	dir := t.TempDir()
 	os.Chmod(dir, 0o755)
-	st := &fakeStarter{}
 	m := newMaster(Config{
 		Dirs:     Dirs{SocketDir: filepath.Join(dir, "workers"), LogDir: filepath.Join(dir, "logs")},
 		Settings: Settings{DirectStart: true, CheckInterval: time.Hour},
@@ -205,7 +211,7 @@ func newTestMaster(t *testing.T, cat Catalog) (*Master, *fakeStarter) {
 			t.Fatalf("%s: %v", a.Key(), err)
 		}
 	}
-	return m, st
+	return m
 }
 
 // state is key's state as pyctl status shows it.
