@@ -1,6 +1,7 @@
 package master
 
 import (
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -116,5 +117,26 @@ func TestStartDuringARollSaysItRuns(t *testing.T) {
 	st.release()
 	if err := <-rolled; err != nil || state(t, m, alice.Username+"/blog") != supervisor.AppRunning {
 		t.Errorf("the restart of the stopped app: %v, %s; want it running", err, state(t, m, alice.Username+"/blog"))
+	}
+}
+
+// pyctl status lists an app whose file was refused (state refused);
+// start, stop and restart of it said "no such app", as of a name that
+// means nothing. They say its file was refused and what to do, still as
+// no such app (there is none to act on).
+func TestActOnARefusedAppSaysItsFileWasRefused(t *testing.T) {
+	m, _ := newTestMaster(t, systemCatalog())
+	rows, err := m.Status(ctxBg, aliceC, "draft")
+	if err != nil || len(rows) != 1 || rows[0].State != "refused" {
+		t.Fatalf("pyctl status draft: %v %v, want one refused row", rows, err)
+	}
+	for _, a := range []control.Action{control.ActionStart, control.ActionStop, control.ActionRestart} {
+		err := m.Act(ctxBg, aliceC, a, "draft", noLines)
+		if !errors.Is(err, control.ErrNoSuchApp) || !strings.Contains(err.Error(), "its file was refused") || !strings.Contains(err.Error(), "pyctl reload draft") {
+			t.Errorf("pyctl %s draft (refused): %v, want it to say the file was refused", a, err)
+		}
+	}
+	if err := m.Act(ctxBg, aliceC, control.ActionStart, "nosuch", noLines); !errors.Is(err, control.ErrNoSuchApp) || strings.Contains(err.Error(), "refused") {
+		t.Errorf("pyctl start nosuch: %v, want plain no such app", err)
 	}
 }

@@ -281,6 +281,11 @@ func (m *Master) warnStatic(app *supervisor.App, cfg config.App, progress func(s
 // runs or is starting: nothing, said so).
 func (m *Master) Act(ctx context.Context, c control.Caller, action control.Action, name string, progress func(string)) error {
 	app, err := m.findOne(c, name)
+	if errors.Is(err, control.ErrNoSuchApp) && m.refusedNamed(c, name) {
+		// pyctl status lists it (refused): "no such app" alone would
+		// contradict it. Still no such app: there is none to act on.
+		return fmt.Errorf("%w: %s: its file was refused, so no app runs to %s (pyctl status %s says why; fix the file, then pyctl reload %s)", control.ErrNoSuchApp, name, action, name, name)
+	}
 	if err != nil {
 		return err
 	}
