@@ -195,20 +195,22 @@ var (
 // Validate checks limits set other than from a file (pyhostd serve's
 // flags); flag spells each key as the caller names it ("--send-timeout").
 func (l ProxyLimits) Validate(flag func(key string) string) error {
+	// The ranges' own contains, as the tunables' flags use (tunables.go),
+	// and a duration written as the docs write it ("25h", not "25h0m0s").
 	size := func(key string, n int64, r sizeRange) error {
-		if (n == 0 && r.zero != "") || (n >= r.lo && n <= r.hi) {
+		if r.contains(n) {
 			return nil
 		}
 		return fmt.Errorf("%s: must be %s, got %s", flag(key), r, FormatSize(n))
 	}
 	dur := func(key string, d time.Duration, r durRange) error {
-		if (d == 0 && r.zero != "") || (d >= r.lo && d <= r.hi) {
+		if r.contains(d) {
 			return nil
 		}
-		return fmt.Errorf("%s: must be %s, got %s", flag(key), r, d)
+		return fmt.Errorf("%s: must be %s, got %s", flag(key), r, formatDuration(d))
 	}
 	integer := func(key string, n int, r intRange) error {
-		if int64(n) >= r.lo && int64(n) <= r.hi {
+		if r.contains(int64(n)) {
 			return nil
 		}
 		return fmt.Errorf("%s: must be %s, got %d", flag(key), r, n)

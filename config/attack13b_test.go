@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spf13/pflag"
 )
@@ -83,5 +84,15 @@ func TestCheckOfAnotherTenantsFile(t *testing.T) {
 	os.Lchown(link, int(f.alice.UID), int(f.alice.GID))
 	if err := f.run(f.alice, link); err == nil || errors.Is(err, ErrNotYours) || !errors.Is(err, ErrUntrusted) {
 		t.Errorf("alice checking her link to bob's file: %v, want it refused as untrusted (Discover refuses it so)", err)
+	}
+}
+
+// serve's proxy-limit flags say a duration as the tunables' flags and
+// the docs do ("25h"), not as Go prints it ("25h0m0s").
+func TestProxyLimitFlagsSayDurationsAsTheDocs(t *testing.T) {
+	l := ProxyLimits{SendTimeout: 25 * time.Hour, KeepaliveTimeout: DefaultKeepaliveTimeout, ClientBodyTimeout: DefaultClientBodyTimeout, MaxConnections: DefaultMaxConnections}
+	err := l.Validate(func(key string) string { return "--" + flagName(key) })
+	if err == nil || !strings.Contains(err.Error(), "--send-timeout: ") || !strings.Contains(err.Error(), "got 25h") || strings.Contains(err.Error(), "25h0m0s") {
+		t.Errorf("--send-timeout 25h: %v, want it said as 25h", err)
 	}
 }
