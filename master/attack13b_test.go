@@ -140,3 +140,59 @@ func TestActOnARefusedAppSaysItsFileWasRefused(t *testing.T) {
 		t.Errorf("pyctl start nosuch: %v, want plain no such app", err)
 	}
 }
+
+// An app whose worker died waits out a back-off before the next starts,
+// and shows as starting meanwhile (no worker at all: its deaths have not
+// made it failing yet, or a slow crash loop never does). pyctl start of
+// it said "already starting; nothing to do" and started nothing for as
+// long as the back-off lasts (30 s at most, by default): it retries it
+// now, as it does a failing one.
+func TestStartOfAnAppInBackOffRetriesIt(t *testing.T) {
+	for _, disabled := range []bool{false, true} {
+		cat := &fakeCatalog{mode: "system", rereads: true, listed: listed12}
+		m := newTestMasterOf(t, cat, &fakeStarter{})
+		// A back-off that outlasts the test: only a start can end it.
+		m.set.opts.Restart = supervisor.RestartPolicy{First: time.Hour, Max: time.Hour, StableAfter: time.Hour, FailAfter: 100, FailWindow: time.Hour}
+		blog := testApp(alice, "blog")
+		blog.File, blog.Disabled = "/home/alice/.config/pyhost/apps/blog.toml", disabled
+		if err := m.set.add(blog); err != nil {
+			t.Fatal(err)
+		}
+		if disabled {
+			// Started by pyctl start, as a disabled app runs at all.
+			if err := m.Act(ctxBg, aliceC, control.ActionStart, "blog", noLines); err != nil {
+				t.Fatal(err)
+			}
+		} else if err := m.set.get(blog.Key()).WaitStarted(ctxBg); err != nil {
+			t.Fatal(err)
+		}
+		// Its worker dies (an uncaught exception in a thread, say).
+		s, err := m.set.get(blog.Key()).Status(ctxBg)
+		if err != nil || len(s.Workers) != 1 {
+			t.Fatalf("status: %v, %d workers", err, len(s.Workers))
+		}
+		s.Workers[0].Process.(*fakeProc).Stop(0)
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			s, err := m.set.get(blog.Key()).Status(ctxBg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.State == supervisor.AppStarting && len(s.Workers) == 0 && s.Restarts > 0 {
+				break // its worker died; the next waits an hour
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the app never waited out a back-off: %s, %d workers, %d restarts", s.State, len(s.Workers), s.Restarts)
+			}
+			time.Sleep(5 * time.Millisecond) // polling the app's state, as eventually does
+		}
+		var out lines
+		err = m.Act(ctxBg, aliceC, control.ActionStart, "blog", out.add)
+		if err != nil || strings.Contains(out.String(), "nothing to do") || state(t, m, blog.Key()) != supervisor.AppRunning {
+			t.Errorf("pyctl start of the app in back-off (disabled %v): %v, said %q, left it %s; want it started now", disabled, err, out.String(), state(t, m, blog.Key()))
+		}
+		if m.set.get(blog.Key()).Config().Disabled != disabled {
+			t.Errorf("the start changed enabled = false (disabled %v)", disabled)
+		}
+	}
+}

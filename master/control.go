@@ -316,39 +316,54 @@ func (m *Master) Act(ctx context.Context, c control.Caller, action control.Actio
 		progress(stopLasts(cfg, m.catalog.Rereads()))
 		return nil
 	case control.ActionStart:
-		switch st.State {
-		case supervisor.AppRunning, supervisor.AppStarting:
-			// Nothing to start: a start is no reload (a disabled app's
-			// file is not re-applied, no worker is replaced).
-			progress(fmt.Sprintf("already %s; nothing to do (pyctl restart replaces its workers, pyctl reload rolls it onto fresh code)", st.State))
-			return nil
-		case supervisor.AppReloading:
-			// A roll is under way: it serves on its old workers (and
-			// does whatever the roll ends with), or a reload is starting
-			// it from stopped and decides. Either way there is nothing
-			// for a start to do; it said "starting", then "start done".
-			if serving(st) {
-				progress("already running, and a roll of it is under way; nothing to do")
-				return nil
-			}
-			return failed(name, "", "", supervisor.ErrReloadRunning)
-		}
-		if !cfg.Disabled {
-			progress("starting")
-			return failed(name, "", "", app.Start(ctx))
-		}
-		progress("starting; it stays disabled: enabled = false in " + cfg.File + " stops it again at the next daemon restart")
-		if st.State == supervisor.AppStopped {
-			// Started on the settings its file gave (a stopped app's
-			// reload starts it), which may be newer than its workers':
-			// its supervisor keeps them (App.Disable).
-			return failed(name, "start", "", app.Reload(ctx, cfg, progress))
-		}
-		// Idle or failing since a start: its file's settings are in
-		// force already.
-		return failed(name, "", "", app.Start(ctx))
+		return m.start(ctx, app, cfg, st, name, progress)
 	}
 	return fmt.Errorf("unknown action %q", action)
+}
+
+// start is pyctl start of app, whose settings in force are cfg and
+// whose state st: what there is to start, said as it is.
+func (m *Master) start(ctx context.Context, app *supervisor.App, cfg config.App, st supervisor.Status, name string, progress func(string)) error {
+	switch {
+	case st.State == supervisor.AppStarting && len(st.Workers) == 0 && st.Restarts > 0:
+		// Its worker died and the next waits out a back-off (it is
+		// not failing yet, or a slow crash loop never is): nothing
+		// is starting, and the supervisor's start leaves a held
+		// restart alone. Retried now, as a failing app is, by new
+		// workers on the settings in force (enabled = false kept).
+		progress("its last worker died and the next waits out a back-off; starting new workers now")
+		m.warnStatic(app, cfg, progress)
+		return m.replace(ctx, app, cfg, progress)
+	case st.State == supervisor.AppRunning || st.State == supervisor.AppStarting:
+		// Nothing to start: a start is no reload (a disabled app's
+		// file is not re-applied, no worker is replaced).
+		progress(fmt.Sprintf("already %s; nothing to do (pyctl restart replaces its workers, pyctl reload rolls it onto fresh code)", st.State))
+		return nil
+	case st.State == supervisor.AppReloading:
+		// A roll is under way: it serves on its old workers (and
+		// does whatever the roll ends with), or a reload is starting
+		// it from stopped and decides. Either way there is nothing
+		// for a start to do; it said "starting", then "start done".
+		if serving(st) {
+			progress("already running, and a roll of it is under way; nothing to do")
+			return nil
+		}
+		return failed(name, "", "", supervisor.ErrReloadRunning)
+	}
+	if !cfg.Disabled {
+		progress("starting")
+		return failed(name, "", "", app.Start(ctx))
+	}
+	progress("starting; it stays disabled: enabled = false in " + cfg.File + " stops it again at the next daemon restart")
+	if st.State == supervisor.AppStopped {
+		// Started on the settings its file gave (a stopped app's
+		// reload starts it), which may be newer than its workers':
+		// its supervisor keeps them (App.Disable).
+		return failed(name, "start", "", app.Reload(ctx, cfg, progress))
+	}
+	// Idle or failing since a start: its file's settings are in
+	// force already.
+	return failed(name, "", "", app.Start(ctx))
 }
 
 // serving reports whether any of st's workers takes requests.
