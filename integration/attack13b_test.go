@@ -70,3 +70,54 @@ func TestAttack13bCheckOfAnotherTenantsFile(t *testing.T) {
 		t.Errorf("the file the check was refused for serves: %d %q", code, body)
 	}
 }
+
+// holdApp is a WSGI app whose import waits, while the file "hold" is in
+// its directory, until "go" is there too (at most 60 s): a roll onto it
+// stays under way for as long as a test needs.
+const holdApp = `import os, time
+here = os.path.dirname(os.path.abspath(__file__))
+if os.path.exists(os.path.join(here, "hold")):
+    for _ in range(600):
+        if os.path.exists(os.path.join(here, "go")):
+            break
+        time.sleep(0.1)
+def application(environ, start_response):
+    body = str(os.getpid()).encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+`
+
+// pyctl start in the middle of a roll (pyctl restart) says the app
+// runs and a roll is under way, exit 0, and replaces nothing; it said
+// "starting", then "start done", of a start that never happened.
+func TestAttack13bStartDuringARoll(t *testing.T) {
+	t.Parallel()
+	dir := writeApp(t, map[string]string{"wsgi.py": holdApp})
+	s := startServe(t, dir, "wsgi.py")
+	pyctl := func(args ...string) (string, error) {
+		out, err := exec.Command(filepath.Join(binDir, "pyctl"), append([]string{"--socket", s.Control}, args...)...).CombinedOutput()
+		return string(out), err
+	}
+	_, before := get(t, s.URL+"/")
+	writeFile(t, filepath.Join(dir, "hold"), "")
+	rolled := make(chan string, 1)
+	go func() { out, _ := pyctl("restart"); rolled <- out }()
+	eventually(t, 30*time.Second, "the restart under way", func() bool {
+		out, _ := pyctl("status", "--json")
+		return strings.Contains(out, `"reloading"`)
+	})
+	out, err := pyctl("start")
+	if rvExit(err) != 0 || !strings.Contains(out, "already running, and a roll of it is under way; nothing to do") || strings.Contains(out, "starting") {
+		t.Errorf("pyctl start mid-roll: exit %d, want 0 saying a roll is under way:\n%s", rvExit(err), out)
+	}
+	if _, now := get(t, s.URL+"/"); now != before {
+		t.Errorf("mid-roll, the old worker %s should serve, got %s", before, now)
+	}
+	writeFile(t, filepath.Join(dir, "go"), "")
+	if out := <-rolled; !strings.Contains(out, "restart done") {
+		t.Errorf("the restart:\n%s", out)
+	}
+	if _, now := get(t, s.URL+"/"); now == before {
+		t.Errorf("after the restart the old worker %s still serves", before)
+	}
+}
