@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -141,58 +142,85 @@ func TestActOnARefusedAppSaysItsFileWasRefused(t *testing.T) {
 	}
 }
 
-// An app whose worker died waits out a back-off before the next starts,
-// and shows as starting meanwhile (no worker at all: its deaths have not
-// made it failing yet, or a slow crash loop never does). pyctl start of
-// it said "already starting; nothing to do" and started nothing for as
-// long as the back-off lasts (30 s at most, by default): it retries it
-// now, as it does a failing one.
+// spawnFails is fakeStarter whose spawns fail while fail is set (python
+// gone, EAGAIN under tasks_max).
+type spawnFails struct {
+	fakeStarter
+	fail atomic.Bool
+}
+
+func (s *spawnFails) StartWorker(spec workerproc.Spec, fs supervisor.ForkServer) (supervisor.Proc, error) {
+	if s.fail.Load() {
+		return nil, errors.New("fork/exec /usr/bin/python3: resource temporarily unavailable")
+	}
+	return s.fakeStarter.StartWorker(spec, fs)
+}
+
+// An app whose worker died, or could not be spawned, waits out a
+// back-off before the next try, and shows as starting meanwhile with no
+// worker at all (its deaths have not made it failing yet, or a slow
+// crash loop never does). pyctl start of it said "already starting;
+// nothing to do" and nothing started for as long as the back-off lasts
+// (30 s at most, by default): it retries it now, as it does a failing
+// app.
 func TestStartOfAnAppInBackOffRetriesIt(t *testing.T) {
-	for _, disabled := range []bool{false, true} {
+	for _, c := range []struct {
+		how      string
+		disabled bool
+	}{{"died", false}, {"died", true}, {"spawn failed", false}} {
 		cat := &fakeCatalog{mode: "system", rereads: true, listed: listed12}
-		m := newTestMasterOf(t, cat, &fakeStarter{})
+		st := &spawnFails{}
+		m := newTestMasterOf(t, cat, st)
 		// A back-off that outlasts the test: only a start can end it.
 		m.set.opts.Restart = supervisor.RestartPolicy{First: time.Hour, Max: time.Hour, StableAfter: time.Hour, FailAfter: 100, FailWindow: time.Hour}
 		blog := testApp(alice, "blog")
-		blog.File, blog.Disabled = "/home/alice/.config/pyhost/apps/blog.toml", disabled
+		blog.File, blog.Disabled = "/home/alice/.config/pyhost/apps/blog.toml", c.disabled
+		st.fail.Store(c.how == "spawn failed")
 		if err := m.set.add(blog); err != nil {
 			t.Fatal(err)
 		}
-		if disabled {
+		switch {
+		case c.how == "spawn failed":
+		case c.disabled:
 			// Started by pyctl start, as a disabled app runs at all.
 			if err := m.Act(ctxBg, aliceC, control.ActionStart, "blog", noLines); err != nil {
 				t.Fatal(err)
 			}
-		} else if err := m.set.get(blog.Key()).WaitStarted(ctxBg); err != nil {
-			t.Fatal(err)
+		default:
+			if err := m.set.get(blog.Key()).WaitStarted(ctxBg); err != nil {
+				t.Fatal(err)
+			}
 		}
-		// Its worker dies (an uncaught exception in a thread, say).
-		s, err := m.set.get(blog.Key()).Status(ctxBg)
-		if err != nil || len(s.Workers) != 1 {
-			t.Fatalf("status: %v, %d workers", err, len(s.Workers))
+		if c.how == "died" {
+			// Its worker dies (an uncaught exception in a thread, say).
+			s, err := m.set.get(blog.Key()).Status(ctxBg)
+			if err != nil || len(s.Workers) != 1 {
+				t.Fatalf("status: %v, %d workers", err, len(s.Workers))
+			}
+			s.Workers[0].Process.(*fakeProc).Stop(0)
 		}
-		s.Workers[0].Process.(*fakeProc).Stop(0)
 		deadline := time.Now().Add(10 * time.Second)
 		for {
 			s, err := m.set.get(blog.Key()).Status(ctxBg)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if s.State == supervisor.AppStarting && len(s.Workers) == 0 && s.Restarts > 0 {
-				break // its worker died; the next waits an hour
+			if s.State == supervisor.AppStarting && len(s.Workers) == 0 && (s.Restarts > 0 || s.LastError != "") {
+				break // the next try waits an hour
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("the app never waited out a back-off: %s, %d workers, %d restarts", s.State, len(s.Workers), s.Restarts)
+				t.Fatalf("%s: the app never waited out a back-off: %s, %d workers, %d restarts", c.how, s.State, len(s.Workers), s.Restarts)
 			}
 			time.Sleep(5 * time.Millisecond) // polling the app's state, as eventually does
 		}
+		st.fail.Store(false)
 		var out lines
-		err = m.Act(ctxBg, aliceC, control.ActionStart, "blog", out.add)
+		err := m.Act(ctxBg, aliceC, control.ActionStart, "blog", out.add)
 		if err != nil || strings.Contains(out.String(), "nothing to do") || state(t, m, blog.Key()) != supervisor.AppRunning {
-			t.Errorf("pyctl start of the app in back-off (disabled %v): %v, said %q, left it %s; want it started now", disabled, err, out.String(), state(t, m, blog.Key()))
+			t.Errorf("pyctl start of the app in back-off (%s, disabled %v): %v, said %q, left it %s; want it started now", c.how, c.disabled, err, out.String(), state(t, m, blog.Key()))
 		}
-		if m.set.get(blog.Key()).Config().Disabled != disabled {
-			t.Errorf("the start changed enabled = false (disabled %v)", disabled)
+		if m.set.get(blog.Key()).Config().Disabled != c.disabled {
+			t.Errorf("the start changed enabled = false (%s, disabled %v)", c.how, c.disabled)
 		}
 	}
 }

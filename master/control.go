@@ -325,13 +325,14 @@ func (m *Master) Act(ctx context.Context, c control.Caller, action control.Actio
 // whose state st: what there is to start, said as it is.
 func (m *Master) start(ctx context.Context, app *supervisor.App, cfg config.App, st supervisor.Status, name string, progress func(string)) error {
 	switch {
-	case st.State == supervisor.AppStarting && len(st.Workers) == 0 && st.Restarts > 0:
-		// Its worker died and the next waits out a back-off (it is
-		// not failing yet, or a slow crash loop never is): nothing
-		// is starting, and the supervisor's start leaves a held
-		// restart alone. Retried now, as a failing app is, by new
-		// workers on the settings in force (enabled = false kept).
-		progress("its last worker died and the next waits out a back-off; starting new workers now")
+	case st.State == supervisor.AppStarting && len(st.Workers) == 0 && (st.Restarts > 0 || st.LastError != ""):
+		// Its worker died, or could not be spawned, and the next try
+		// waits out a back-off (it is not failing yet, or a slow crash
+		// loop never is): nothing is starting, and the supervisor's
+		// start leaves a held restart alone. Retried now, as a failing
+		// app is, by new workers on the settings in force (enabled =
+		// false kept).
+		progress("its last worker died or could not start, and the next waits out a back-off; starting new workers now")
 		m.warnStatic(app, cfg, progress)
 		return m.replace(ctx, app, cfg, progress)
 	case st.State == supervisor.AppRunning || st.State == supervisor.AppStarting:
