@@ -60,8 +60,15 @@ vulncheck:
 test: test-deps
 	@$(MAKE) --no-print-directory -j3 -Oline vet lint test-go
 
+# -trimpath: what Go compiles no longer depends on where the checkout
+# is, so a fresh clone (CI) takes every package it did not change from
+# Go's build cache (the tests' build in a new clone: 131 s -> 36 s here).
+test: export GOFLAGS := $(strip $(GOFLAGS) -trimpath)
+
+# The integration package first: the longest, it then runs from the
+# start while the others take turns beside it.
 test-go:
-	$(GO) test -race -count=1 -timeout 14m ./...
+	$(GO) test -race -count=1 -timeout 14m ./integration/ ./...
 
 unit:
 	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /integration)
