@@ -92,6 +92,7 @@ func (d *sysd) pidOf(host string) int {
 // pyctl reload puts a changed limit in force and lifts a removed one
 // (v1 files here: the app's group's memory.limit_in_bytes and pids.max).
 func TestCgroupAttackReload(t *testing.T) {
+	t.Parallel()
 	needCgroups(t, cgroup.Limits{MemoryMax: 64 << 20, TasksMax: 50}, true)
 	const u = "pyh-cga-r"
 	d := newSysd(t, fmt.Sprintf("[users.%s]\ndomains = [\"r.test\"]\n", u))
@@ -159,6 +160,8 @@ func treeOf(t *testing.T, pid int) string {
 // takes a new one each run) sweeps it when it starts, and never a live
 // daemon's. Before the trees were marked, the child ran on for ever.
 func TestCgroupAttackOrphanSwept(t *testing.T) {
+	// Serial: a daemon of a parallel test starting between the kill and
+	// d2.restart could sweep the orphan before the check that it is there.
 	needCgroups(t, cgroup.Limits{}, true)
 	const u1, u2 = "pyh-cga-o1", "pyh-cga-o2"
 	d1 := newSysd(t, fmt.Sprintf("[users.%s]\ndomains = [\"o1.test\"]\n", u1))
@@ -196,6 +199,7 @@ func TestCgroupAttackOrphanSwept(t *testing.T) {
 // it is named and counted as the OOM kill it is, not as a crash. Before,
 // status said "1 OOM kill" and "restarts: crash 1".
 func TestCgroupAttackForkServerOOM(t *testing.T) {
+	t.Parallel()
 	needCgroups(t, cgroup.Limits{MemoryMax: 64 << 20}, true)
 	const u = "pyh-cga-f"
 	d := newSysd(t, fmt.Sprintf("[users.%s]\ndomains = [\"f.test\"]\n", u))
@@ -227,6 +231,7 @@ print(open("/proc/%d/cmdline" % os.getppid()).read().replace("\0", " "))`); !str
 // force once the old workers are gone. A reload that fails puts the
 // running version's limits back.
 func TestCgroupAttackLowerMemory(t *testing.T) {
+	t.Parallel()
 	needCgroups(t, cgroup.Limits{MemoryMax: 64 << 20}, true)
 	const u = "pyh-cga-w"
 	d := newSysd(t, fmt.Sprintf("[users.%s]\ndomains = [\"w.test\"]\n", u))
@@ -260,6 +265,7 @@ func TestCgroupAttackLowerMemory(t *testing.T) {
 // user's cgroup, though no app of theirs changed; before, the limit the
 // first app started with stayed until the daemon restarted.
 func TestCgroupAttackUserMaxMemoryReload(t *testing.T) {
+	t.Parallel()
 	needCgroups(t, cgroup.Limits{MemoryMax: 64 << 20}, true)
 	const u = "pyh-cga-um"
 	users := fmt.Sprintf("[users.%s]\ndomains = [\"um.test\"]\n", u)
@@ -288,6 +294,7 @@ func TestCgroupAttackUserMaxMemoryReload(t *testing.T) {
 // leaf's kill at recycle does not reach. Such a stray dies when the
 // worker ends all the same (C4).
 func TestCgroupAttackLeafEscape(t *testing.T) {
+	t.Parallel()
 	needCgroups(t, cgroup.Limits{}, true)
 	const u = "pyh-cga-e"
 	d := newSysd(t, fmt.Sprintf("[users.%s]\ndomains = [\"e.test\"]\n", u))
@@ -364,6 +371,7 @@ func userGroupDirs(t *testing.T, pid int, user string) []string {
 // reload-config): before, it stayed, empty, until the daemon exited.
 // Another user's group stays with its app.
 func TestCgroupAttackUserGroupRemoved(t *testing.T) {
+	t.Parallel()
 	needCgroups(t, cgroup.Limits{}, true)
 	const u1, u2 = "pyh-cga-g1", "pyh-cga-g2"
 	d := newSysd(t, fmt.Sprintf("[users.%s]\ndomains = [\"g1.test\"]\n\n[users.%s]\ndomains = [\"g2.test\"]\n", u1, u2))
@@ -402,6 +410,7 @@ func TestCgroupAttackUserGroupRemoved(t *testing.T) {
 // pyctl status showed it as in force while the kernel still enforced the
 // old one. It shows the old one, and the new as pending.
 func TestCgroupAttackPendingMemoryShown(t *testing.T) {
+	t.Parallel()
 	needCgroups(t, cgroup.Limits{MemoryMax: 64 << 20}, true)
 	const u = "pyh-cga-p"
 	d := newSysd(t, fmt.Sprintf("[users.%s]\ndomains = [\"p.test\"]\n", u))
@@ -440,6 +449,7 @@ func TestCgroupAttackPendingMemoryShown(t *testing.T) {
 // worker ended killed the fork server too (and, by PDEATHSIG, every
 // worker it had forked). The fork server is moved back and lives on.
 func TestCgroupAttackForkServerInLeaf(t *testing.T) {
+	t.Parallel()
 	needCgroups(t, cgroup.Limits{}, true)
 	const u = "pyh-cga-l"
 	d := newSysd(t, fmt.Sprintf("[users.%s]\ndomains = [\"l.test\"]\n", u))
