@@ -70,7 +70,7 @@ func TestCheckOfAnotherTenantsFile(t *testing.T) {
 	f := newCheckFixture(t)
 	bobs := f.write(filepath.Join(f.bob.Home, ".config/pyhost/apps/shop.toml"), f.bob.UID, fmt.Sprintf(goodApp, "bob.test"))
 	err := f.run(f.alice, bobs)
-	want := bobs + ": owned by ck-bob (uid 51002), not by you: an app file runs as its owner, so this one is ck-bob's to check (or root's: sudo pyctl check checks it as ck-bob's)"
+	want := bobs + ": " + bobs + " is not owned by the app's owner (you, uid 51001) but by ck-bob (uid 51002), as whom it runs: it is ck-bob's to check (or root's: sudo pyctl check checks it as ck-bob's)"
 	if err == nil || err.Error() != want || !errors.Is(err, ErrNotYours) {
 		t.Errorf("alice checking bob's file:\n got %v\nwant %s", err, want)
 	}

@@ -240,13 +240,12 @@ func othersFile(caller privdrop.Credential, path string, lookup func(string) (pr
 	if !ok || st.Uid == caller.UID || st.Uid == 0 {
 		return nil
 	}
-	owner := fmt.Sprintf("uid %d", st.Uid)
+	owner, name := fmt.Sprintf("uid %d", st.Uid), fmt.Sprintf("uid %d", st.Uid)
 	if o, err := lookup(strconv.FormatUint(uint64(st.Uid), 10)); err == nil {
-		owner = fmt.Sprintf("%s (uid %d)", o.Username, st.Uid)
+		owner, name = fmt.Sprintf("%s (uid %d)", o.Username, st.Uid), o.Username
 	}
-	name, _, _ := strings.Cut(owner, " (")
 	return &Error{File: path, Err: ErrNotYours, Msg: fmt.Sprintf(
-		"owned by %s, not by you: an app file runs as its owner, so this one is %s's to check (or root's: sudo pyctl check checks it as %s's)", owner, name, name)}
+		"%s is not owned by the app's owner (you, uid %d) but by %s, as whom it runs: it is %s's to check (or root's: sudo pyctl check checks it as %s's)", path, caller.UID, owner, name, name)}
 }
 
 // PathCheckTimeout bounds the check of paths as their owner, pyctl

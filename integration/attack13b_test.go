@@ -58,7 +58,7 @@ func TestAttack13bCheckOfAnotherTenantsFile(t *testing.T) {
 	file := filepath.Join(userApps(b), "shop.toml")
 	out, err := d.pyctl(a.name, "check", file)
 	t.Logf("%s's pyctl check of %s's file:\n%s", a.name, b.name, out)
-	if rvExit(err) != 1 || !strings.Contains(out, "owned by "+b.name) || !strings.Contains(out, "not by you") || strings.Contains(out, "would refuse") {
+	if rvExit(err) != 1 || !strings.Contains(out, "is not owned by the app's owner (you, uid ") || !strings.Contains(out, "but by "+b.name) || !strings.Contains(out, "it is "+b.name+"'s to check") || strings.Contains(out, "would refuse") {
 		t.Errorf("%s's check of %s's file: exit %d, want 1 saying it is %s's to check:\n%s", a.name, b.name, rvExit(err), b.name, out)
 	}
 	for _, who := range []string{b.name, "root"} {

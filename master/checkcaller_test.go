@@ -46,7 +46,7 @@ func TestCheckOfAnAdminDirFileIsNoRefusal(t *testing.T) {
 		err       error
 	}{
 		{"/etc/pyhost/apps.d/site.toml", "a file of admin_dir (/etc/pyhost/apps.d): the admin deploys it", config.ErrAdminDir},
-		{"/home/bob/.config/pyhost/apps/shop.toml", "owned by bob (uid 1001), not by you", config.ErrNotYours},
+		{"/home/bob/.config/pyhost/apps/shop.toml", "is not owned by the app's owner (you, uid 1) but by bob (uid 1001)", config.ErrNotYours},
 	} {
 		cat.checkErr = &config.Error{File: c.path, Msg: c.why, Err: c.err}
 		err := m.Check(ctxBg, aliceC, c.path)
