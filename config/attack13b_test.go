@@ -77,6 +77,17 @@ func TestCheckOfAnotherTenantsFile(t *testing.T) {
 	if err := f.run(f.bob, bobs); err != nil {
 		t.Errorf("bob checking his own file: %v", err)
 	}
+	// bob's file in alice's user_dir (a directory she let him write) is
+	// refused among her files, as Discover refuses it there.
+	mine := f.write(filepath.Join(f.admin.Apps.UserDirOf(f.alice.Home), "blog.toml"), f.alice.UID, fmt.Sprintf(goodApp, "alice.test"))
+	planted := filepath.Join(filepath.Dir(mine), "planted.toml")
+	if err := os.WriteFile(planted, []byte(fmt.Sprintf(goodApp, "bob.test")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Chown(planted, int(f.bob.UID), int(f.bob.GID))
+	if err := f.run(f.alice, planted); err == nil || errors.Is(err, ErrNotYours) || !errors.Is(err, ErrUntrusted) {
+		t.Errorf("alice checking bob's file in her user_dir: %v, want it refused as untrusted, as Discover refuses it", err)
+	}
 	link := filepath.Join(f.alice.Home, "shop-link.toml")
 	if err := os.Symlink(bobs, link); err != nil {
 		t.Fatal(err)

@@ -94,7 +94,7 @@ func adminDirPath(admin Admin, path string) (string, bool) {
 
 func checkAppFile(ctx context.Context, admin Admin, caller privdrop.Credential, path string, inAdminDir bool, running []App, held Ledger, lookup func(string) (privdrop.Credential, error), check ContextBatchPathChecker) error {
 	if !caller.IsRoot() {
-		if err := othersFile(caller, path, lookup); err != nil {
+		if err := othersFile(admin, caller, path, lookup); err != nil {
 			return err
 		}
 		return checkUserFile(ctx, admin, caller, path, running, held, check)
@@ -230,8 +230,12 @@ var ErrNotYours = fmt.Errorf("%w: another user's file", ErrUntrusted)
 // in a user_dir) as ErrNotYours: the daemon loads that file for its
 // owner, so "not owned by the app's owner", as its check among the
 // caller's files says, would be a wrong reason. Root's files are left
-// to that check, which refuses them among a user's files.
-func othersFile(caller privdrop.Credential, path string, lookup func(string) (privdrop.Credential, error)) error {
+// to that check, which refuses them among a user's files, and so is a
+// file in the caller's own user_dir, which Discover refuses among theirs.
+func othersFile(admin Admin, caller privdrop.Credential, path string, lookup func(string) (privdrop.Credential, error)) error {
+	if filepath.Dir(path) == admin.Apps.UserDirOf(caller.Home) {
+		return nil
+	}
 	fi, err := os.Lstat(path)
 	if err != nil {
 		return nil // the check proper says why
