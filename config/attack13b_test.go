@@ -107,3 +107,27 @@ func TestProxyLimitFlagsSayDurationsAsTheDocs(t *testing.T) {
 		t.Errorf("--send-timeout 25h: %v, want it said as 25h", err)
 	}
 }
+
+// A link in a tenant's own user_dir to a file of admin_dir is one of
+// their app files: Discover reads it among theirs and refuses it (the
+// file it reaches is root's), and pyhostd check and pyctl status say so.
+// Their pyctl check of it said it was the admin's to check; it says
+// what the daemon says.
+func TestCheckOfALinkInTheUserDirToAdminDir(t *testing.T) {
+	f := newCheckFixture(t)
+	site := f.write(filepath.Join(f.adminDir, "site.toml"), 0, "user = \"ck-alice\"\n"+fmt.Sprintf(goodApp, "alice.test"))
+	dir := f.admin.Apps.UserDirOf(f.alice.Home)
+	f.write(filepath.Join(dir, "blog.toml"), f.alice.UID, fmt.Sprintf(goodApp, "alice.test"))
+	link := filepath.Join(dir, "site.toml")
+	if err := os.Symlink(site, link); err != nil {
+		t.Fatal(err)
+	}
+	os.Lchown(link, int(f.alice.UID), int(f.alice.GID))
+	err := f.run(f.alice, link)
+	if err == nil || errors.Is(err, ErrAdminDir) || !errors.Is(err, ErrUntrusted) {
+		t.Errorf("alice checking her link to an admin_dir file in her user_dir: %v, want it refused as untrusted, as Discover refuses it", err)
+	}
+	if err := f.run(f.alice, site); !errors.Is(err, ErrAdminDir) {
+		t.Errorf("alice checking the admin_dir file itself: %v, want ErrAdminDir", err)
+	}
+}

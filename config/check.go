@@ -37,7 +37,8 @@ import (
 // user_dir is that user's). A root-owned file outside admin_dir is
 // refused: it would never run. A user's check of a file of admin_dir is
 // refused as ErrAdminDir, saying so, and of another user's file as
-// ErrNotYours. lookup resolves user names and numeric
+// ErrNotYours; but a file of the caller's own user_dir (a link to one of
+// those too) is checked as Discover reads it there, among theirs. lookup resolves user names and numeric
 // uids; check verifies paths with the app's owner's rights, all of them
 // in one call (one helper process), which has PathCheckTimeout to answer.
 func CheckAppFile(admin Admin, caller privdrop.Credential, path string, running []App, held Ledger, lookup func(string) (privdrop.Credential, error), check BatchPathChecker) error {
@@ -49,6 +50,14 @@ func CheckAppFile(admin Admin, caller privdrop.Credential, path string, running 
 // (privdrop.CheckManyAsUserContext kills its helper) and the file's
 // problem names the timeout.
 func CheckAppFileContext(ctx context.Context, admin Admin, caller privdrop.Credential, path string, running []App, held Ledger, lookup func(string) (privdrop.Credential, error), check ContextBatchPathChecker) error {
+	if !caller.IsRoot() && filepath.Dir(path) == admin.Apps.UserDirOf(caller.Home) {
+		// A file of the caller's own user_dir, a link to admin_dir too:
+		// Discover reads it among theirs, and so does their check.
+		if err := checkUserFile(ctx, admin, caller, path, running, held, check); err != nil {
+			return inFile(path, err)
+		}
+		return nil
+	}
 	path, inAdminDir := adminDirPath(admin, path)
 	if inAdminDir && !caller.IsRoot() {
 		// Not "not owned by you": the file is the admin's, deployed for
@@ -230,12 +239,9 @@ var ErrNotYours = fmt.Errorf("%w: another user's file", ErrUntrusted)
 // in a user_dir) as ErrNotYours: the daemon loads that file for its
 // owner, so "not owned by the app's owner", as its check among the
 // caller's files says, would be a wrong reason. Root's files are left
-// to that check, which refuses them among a user's files, and so is a
-// file in the caller's own user_dir, which Discover refuses among theirs.
+// to that check, which refuses them among a user's files (as is a file
+// of the caller's own user_dir: CheckAppFileContext).
 func othersFile(admin Admin, caller privdrop.Credential, path string, lookup func(string) (privdrop.Credential, error)) error {
-	if filepath.Dir(path) == admin.Apps.UserDirOf(caller.Home) {
-		return nil
-	}
 	fi, err := os.Lstat(path)
 	if err != nil {
 		return nil // the check proper says why
