@@ -121,3 +121,35 @@ func TestAttack13bStartDuringARoll(t *testing.T) {
 		t.Errorf("after the restart the old worker %s still serves", before)
 	}
 }
+
+// A link in a tenant's user_dir to the admin's file for them is one of
+// their app files: the daemon refuses it there (pyctl status shows it
+// refused) and serves the admin's file; their pyctl check of the link
+// says what the daemon says, as it does of their other files.
+func TestAttack13bLinkToAdminDirInUserDir(t *testing.T) {
+	t.Parallel()
+	a := makeUser(t, "at13bl")
+	d := newSysd(t, fmt.Sprintf("[users.%s]\ndomains = [\"l.at13b\", \"m.at13b\"]\n", a.name))
+	deployNamed(t, a, "mine", "mine", `"m.at13b"`, "")
+	writeOwned(t, a, filepath.Join(a.home, "adm", "wsgi.py"), nameApp("adm"), 0o644)
+	admFile := filepath.Join(d.adminDir(), "adm.toml")
+	writeFile(t, admFile, fmt.Sprintf("user = %q\ndomains = [\"l.at13b\"]\nscript = \"wsgi.py\"\ndirectory = %q\n", a.name, filepath.Join(a.home, "adm")))
+	link := filepath.Join(userApps(a), "linked.toml")
+	if err := os.Symlink(admFile, link); err != nil {
+		t.Fatal(err)
+	}
+	os.Lchown(link, a.uid, a.gid)
+	d.start()
+	out, err := d.pyctl(a.name, "status", "linked")
+	if err != nil || !strings.Contains(out, "refused") || !strings.Contains(out, "not owned by the app's owner") {
+		t.Errorf("pyctl status linked: %v, want it refused as not the owner's:\n%s", err, out)
+	}
+	out, err = d.pyctl(a.name, "check", link)
+	t.Logf("pyctl check of the link:\n%s", out)
+	if rvExit(err) != 1 || !strings.Contains(out, "not owned by the app's owner") || strings.Contains(out, "admin_dir") {
+		t.Errorf("pyctl check of the link in the user_dir: exit %d, want 1 saying what the daemon says:\n%s", rvExit(err), out)
+	}
+	if code, body := d.get("l.at13b", "/"); code != 200 || !strings.HasPrefix(body, "adm ") {
+		t.Errorf("the admin's file for the tenant: %d %q, want it served", code, body)
+	}
+}
