@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/pyhost/pyhost/privdrop"
 )
 
 // tasks_max is held to the app's own processes and threads wherever
@@ -129,5 +131,14 @@ func TestCheckOfALinkInTheUserDirToAdminDir(t *testing.T) {
 	}
 	if err := f.run(f.alice, site); !errors.Is(err, ErrAdminDir) {
 		t.Errorf("alice checking the admin_dir file itself: %v, want ErrAdminDir", err)
+	}
+	// Root's check of the link is for whoever the file runs as, alice,
+	// among whose files the daemon refuses it; of the admin's file, ok.
+	root := privdrop.Credential{Username: "root", Home: "/root"}
+	if err := f.run(root, link); err == nil || !errors.Is(err, ErrUntrusted) {
+		t.Errorf("root checking alice's link in her user_dir: %v, want it refused as the daemon refuses it", err)
+	}
+	if err := f.run(root, site); err != nil {
+		t.Errorf("root checking the admin_dir file: %v", err)
 	}
 }

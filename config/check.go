@@ -37,8 +37,9 @@ import (
 // user_dir is that user's). A root-owned file outside admin_dir is
 // refused: it would never run. A user's check of a file of admin_dir is
 // refused as ErrAdminDir, saying so, and of another user's file as
-// ErrNotYours; but a file of the caller's own user_dir (a link to one of
-// those too) is checked as Discover reads it there, among theirs. lookup resolves user names and numeric
+// ErrNotYours; but a file of a user_dir (a link to admin_dir too) is
+// checked as Discover reads it there, among its user's (for a user, in
+// their own user_dir; for root, in its owner's). lookup resolves user names and numeric
 // uids; check verifies paths with the app's owner's rights, all of them
 // in one call (one helper process), which has PathCheckTimeout to answer.
 func CheckAppFile(admin Admin, caller privdrop.Credential, path string, running []App, held Ledger, lookup func(string) (privdrop.Credential, error), check BatchPathChecker) error {
@@ -50,10 +51,10 @@ func CheckAppFile(admin Admin, caller privdrop.Credential, path string, running 
 // (privdrop.CheckManyAsUserContext kills its helper) and the file's
 // problem names the timeout.
 func CheckAppFileContext(ctx context.Context, admin Admin, caller privdrop.Credential, path string, running []App, held Ledger, lookup func(string) (privdrop.Credential, error), check ContextBatchPathChecker) error {
-	if !caller.IsRoot() && filepath.Dir(path) == admin.Apps.UserDirOf(caller.Home) {
-		// A file of the caller's own user_dir, a link to admin_dir too:
-		// Discover reads it among theirs, and so does their check.
-		if err := checkUserFile(ctx, admin, caller, path, running, held, check); err != nil {
+	if cred, ok := userDirFile(admin, caller, path, lookup); ok {
+		// A file of a user_dir, a link to admin_dir too: Discover reads
+		// it among its user's files, and so does the check.
+		if err := checkUserFile(ctx, admin, cred, path, running, held, check); err != nil {
 			return inFile(path, err)
 		}
 		return nil
@@ -70,6 +71,28 @@ func CheckAppFileContext(ctx context.Context, admin Admin, caller privdrop.Crede
 		return inFile(path, err)
 	}
 	return nil
+}
+
+// userDirFile says whose user_dir path is a file of, as Discover finds
+// it there: the caller's own; for root, that of the path's owner (the
+// path itself, a link included).
+func userDirFile(admin Admin, caller privdrop.Credential, path string, lookup func(string) (privdrop.Credential, error)) (privdrop.Credential, bool) {
+	if !caller.IsRoot() {
+		return caller, filepath.Dir(path) == admin.Apps.UserDirOf(caller.Home)
+	}
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return caller, false
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok || st.Uid == 0 {
+		return caller, false
+	}
+	owner, err := lookup(strconv.FormatUint(uint64(st.Uid), 10))
+	if err != nil || filepath.Dir(path) != admin.Apps.UserDirOf(owner.Home) {
+		return caller, false
+	}
+	return owner, true
 }
 
 // adminDirPath says whether path is an app file of admin_dir, where

@@ -149,6 +149,12 @@ func TestAttack13bLinkToAdminDirInUserDir(t *testing.T) {
 	if rvExit(err) != 1 || !strings.Contains(out, "not owned by the app's owner") || strings.Contains(out, "admin_dir") {
 		t.Errorf("pyctl check of the link in the user_dir: exit %d, want 1 saying what the daemon says:\n%s", rvExit(err), out)
 	}
+	if out, err := d.pyctl("root", "check", link); rvExit(err) != 1 || !strings.Contains(out, "not owned by the app's owner") {
+		t.Errorf("root's pyctl check of the link in the user_dir: exit %d, want 1 as the daemon refuses it:\n%s", rvExit(err), out)
+	}
+	if out, err := d.pyctl("root", "check", admFile); err != nil {
+		t.Errorf("root's pyctl check of the admin's file: %v\n%s", err, out)
+	}
 	if code, body := d.get("l.at13b", "/"); code != 200 || !strings.HasPrefix(body, "adm ") {
 		t.Errorf("the admin's file for the tenant: %d %q, want it served", code, body)
 	}
