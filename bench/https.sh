@@ -21,7 +21,7 @@
 # nghttp2-client (h2load) when missing. All traffic stays on loopback; every
 # load is bounded by its duration and by timeout(1).
 # Knobs (environment): ROUNDS DURATION WARMUP STACKS HTTPS_TESTS H2_CLIENTS
-# H2_STREAMS HELLO_CONNS HANDSHAKE_CONNS KEY_TYPE TLS_PORT_BASE WORKER_SCHED, run.sh's
+# H2_STREAMS HELLO_CONNS HANDSHAKE_CONNS KEY_TYPE TLS_PORT_BASE WORKER_SCHED PEER_CGROUP, run.sh's
 # PYHOSTD WRK_TIMEOUT KEEP_WORKDIR LOCK_WAIT, and pyhostd's own
 # PYHOST_PROXY_PROCS (recorded in the report's command when set).
 
@@ -38,6 +38,7 @@ HANDSHAKE_CONNS=${HANDSHAKE_CONNS:-64}  # wrk's connections for handshake
 KEY_TYPE=${KEY_TYPE:-ec}                # the certificate's key: ec (P-256) or rsa (2048)
 TLS_PORT_BASE=${TLS_PORT_BASE:-18190}   # stacks listen at TLS_PORT_BASE + 1, 2, 3
 WORKER_SCHED=${WORKER_SCHED:-}          # batch: pyhost's Python processes under SCHED_BATCH (an experiment; see sched_workers)
+PEER_CGROUP=${PEER_CGROUP:-}            # cpu: each peer stack in a CPU cgroup of its own, as pyhost puts itself (see peer_cgroup)
 
 # shellcheck source=run.sh
 source "$(dirname -- "$HTTPS_SH")/run.sh"
@@ -72,6 +73,8 @@ check_https_knobs() {
     [[ $KEY_TYPE =~ ^(ec|rsa)$ ]] || die "KEY_TYPE must be ec or rsa (got '$KEY_TYPE')"
     uint_between "$TLS_PORT_BASE" 1024 65000 || die "TLS_PORT_BASE must be a port number (got '$TLS_PORT_BASE')"
     [[ $WORKER_SCHED =~ ^(|batch)$ ]] || die "WORKER_SCHED must be empty or batch (got '$WORKER_SCHED')"
+    [[ $PEER_CGROUP =~ ^(|cpu)$ ]] || die "PEER_CGROUP must be empty or cpu (got '$PEER_CGROUP')"
+    [ -z "$PEER_CGROUP" ] || cpu_cgroup_root >/dev/null || die "PEER_CGROUP=cpu: no CPU cgroup hierarchy to make one in"
 }
 
 tls_port() { # STACK -> its HTTPS port
@@ -201,6 +204,47 @@ sched_workers() { # ROOT_PID...
     [ "$n" -gt 0 ] || STACK_ERROR="WORKER_SCHED=batch: no Python process of pyhost found"
 }
 
+# PEER_CGROUP=cpu (pyhost is left alone): pyhost puts its whole tree in
+# a CPU cgroup of its own (pyhost-*/, the proxy under daemon/, the workers
+# under apps/), so under contention its processes together weigh what one
+# task of the root group does; a peer's processes run in the harness's
+# group, each its own weight. With this knob each peer stack's processes
+# move, once it serves, into a new CPU cgroup of the default weight (as a
+# systemd service's would), so both sides compete as one entity each. The
+# group goes when the stack stops.
+cpu_cgroup_root() { # -> the CPU controller's root: cgroup v1's cpu, or v2 with cpu enabled
+    if [ -d /sys/fs/cgroup/cpu ] && [ -f /sys/fs/cgroup/cpu/cgroup.procs ]; then
+        echo /sys/fs/cgroup/cpu
+    elif grep -qw cpu /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null; then
+        echo /sys/fs/cgroup
+    else
+        return 1
+    fi
+}
+
+PEER_CG_DIR=""
+peer_cgroup() { # STACK ROOT_PID...
+    local stack=$1 root line pid n=0
+    shift
+    local -a tree=()
+    root=$(cpu_cgroup_root) || { STACK_ERROR="PEER_CGROUP=cpu: no CPU cgroup hierarchy"; return; }
+    PEER_CG_DIR=$root/pyhost-bench-$stack-$$
+    mkdir -p -- "$PEER_CG_DIR" || { STACK_ERROR="PEER_CGROUP=cpu: cannot create $PEER_CG_DIR"; return; }
+    # The tree holds the roots too.
+    lines_into tree "$PY" "$TOOL" tree "$@" 2>/dev/null || tree=()
+    for line in "${tree[@]}"; do
+        pid=${line%% *}
+        if echo "$pid" >"$PEER_CG_DIR/cgroup.procs" 2>/dev/null; then n=$((n + 1)); fi
+    done
+    log "  PEER_CGROUP: $n process(es) of $stack in $PEER_CG_DIR"
+}
+
+peer_cgroup_remove() {
+    [ -n "$PEER_CG_DIR" ] || return 0
+    rmdir -- "$PEER_CG_DIR" 2>/dev/null || warn "PEER_CGROUP: could not remove $PEER_CG_DIR (a process is left in it?)"
+    PEER_CG_DIR=""
+}
+
 # /hello over HTTP/1.1 and over HTTP/2 (ALPN), the certificate verified:
 # exactly 200 Hello!, and the protocol asked for.
 https_smoke_test() { # PORT DIR
@@ -282,6 +326,8 @@ https_stack() { # ROUND STACK
             STACK_ERROR=$(cat "$dir/check-user.err")
         elif [ "$stack" = pyhost ] && [ -n "$WORKER_SCHED" ]; then
             sched_workers "${rootpids[@]}"
+        elif [ "$stack" != pyhost ] && [ -n "$PEER_CGROUP" ]; then
+            peer_cgroup "$stack" "${rootpids[@]}"
         fi
     fi
     if [ -n "$STACK_ERROR" ]; then
@@ -292,6 +338,7 @@ https_stack() { # ROUND STACK
         done
         FAILED=1
         stop_roots
+        peer_cgroup_remove
         return 0
     fi
     [ "$round" -gt 1 ] || printf '%s\t%s\n' "$stack" "$(tls_facts "$port")" >>"$RAW_DIR/tls.tsv"
@@ -307,6 +354,7 @@ https_stack() { # ROUND STACK
     done
     log "  stopping $stack"
     stop_roots
+    peer_cgroup_remove
     log "  stopped ($STOP_STATUS)"
 }
 
@@ -608,6 +656,7 @@ https_main() {
     [ "$HANDSHAKE_CONNS" = 64 ] || command+=" HANDSHAKE_CONNS=$HANDSHAKE_CONNS"
     [ "$KEY_TYPE" = ec ] || command+=" KEY_TYPE=$KEY_TYPE"
     [ -z "$WORKER_SCHED" ] || command+=" WORKER_SCHED=$WORKER_SCHED"
+    [ -z "$PEER_CGROUP" ] || command+=" PEER_CGROUP=$PEER_CGROUP"
     # pyhostd reads it (the proxy's GOMAXPROCS; default: half the CPUs).
     [ -z "${PYHOST_PROXY_PROCS:-}" ] || command="PYHOST_PROXY_PROCS=$PYHOST_PROXY_PROCS $command"
     command+=" bench/https.sh"
