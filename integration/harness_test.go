@@ -15,6 +15,8 @@
 //     (pyh-PREFIX-NAME, the prefix the test's own) belongs to one
 //     parallel test; tests that share names stay serial or only one of
 //     them is parallel (a serial test never overlaps a parallel one);
+//     makeUser also holds the name machine-wide until the test ends, so
+//     another run of the suite on the machine waits for it (holdUser);
 //     testUser is shared but never changed;
 //   - the environment: no os.Setenv or t.Setenv (which panics after
 //     t.Parallel); pass env to startServeEnv or sysd.env instead;
@@ -187,9 +189,18 @@ func lockMachine(t *testing.T, name string) (release func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		f.Close()
-		t.Fatal(err)
+	// Bounded: runs that take two such locks in opposite orders would
+	// otherwise wait for each other for ever.
+	for deadline := time.Now().Add(5 * time.Minute); ; {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			break
+		}
+		if err != syscall.EWOULDBLOCK || time.Now().After(deadline) {
+			f.Close()
+			t.Fatalf("lock %s: %v (held for over 5 minutes by another test, maybe of another run)", f.Name(), err)
+		}
+		time.Sleep(50 * time.Millisecond) // polling the lock: flock has no timeout
 	}
 	return func() { f.Close() } // closing the last descriptor unlocks
 }

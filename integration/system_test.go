@@ -84,16 +84,25 @@ type sysUser struct {
 	home     string
 }
 
-// usersMu serializes useradd, which fails rather than waits while
-// another holds /etc/passwd's lock.
-var usersMu sync.Mutex
+var (
+	// usersMu serializes useradd in this run (which fails rather than
+	// waits while another holds /etc/passwd's lock; other runs take the
+	// machine's "passwd" lock too) and guards usersHeld.
+	usersMu sync.Mutex
+	// usersHeld names, by user, the test of this run holding it.
+	usersHeld = map[string]string{}
+)
 
 func makeUser(t *testing.T, name string) sysUser {
 	t.Helper()
+	holdUser(t, name)
 	usersMu.Lock()
 	defer usersMu.Unlock()
 	if exec.Command("id", "-u", name).Run() != nil {
-		if out, err := exec.Command("useradd", "--create-home", "--shell", "/usr/sbin/nologin", name).CombinedOutput(); err != nil {
+		release := lockMachine(t, "passwd")
+		out, err := exec.Command("useradd", "--create-home", "--shell", "/usr/sbin/nologin", name).CombinedOutput()
+		release()
+		if err != nil {
 			t.Fatalf("useradd %s: %v %s", name, err, out)
 		}
 	}
@@ -107,6 +116,34 @@ func makeUser(t *testing.T, name string) sysUser {
 	os.RemoveAll(filepath.Join(u.HomeDir, ".config"))
 	os.Chmod(u.HomeDir, 0o755)
 	return sysUser{name, uid, gid, u.HomeDir}
+}
+
+// holdUser makes t the only test on the machine using the user name
+// until t ends, in this run and in any other run of the suite (CI beside
+// a developer's make test): the user's home is the machine's, and
+// makeUser resets its ~/.config. Another run deploying there meanwhile
+// put its app under t's daemon (TestTrustWorldWritableDirectory was
+// served another run's TestTrustUserSitePth app). A test whose own test,
+// or parent, holds the user goes on; within a run, tests that share a
+// user never overlap anyway (harness_test.go).
+func holdUser(t *testing.T, name string) {
+	t.Helper()
+	usersMu.Lock()
+	holder, held := usersHeld[name]
+	usersMu.Unlock()
+	if held && strings.HasPrefix(t.Name()+"/", holder+"/") {
+		return
+	}
+	release := lockMachine(t, "user-"+name)
+	usersMu.Lock()
+	usersHeld[name] = t.Name()
+	usersMu.Unlock()
+	t.Cleanup(func() {
+		usersMu.Lock()
+		delete(usersHeld, name)
+		usersMu.Unlock()
+		release()
+	})
 }
 
 // writeOwned writes a file as if its owner had: owned by u, mode perm,
