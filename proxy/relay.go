@@ -34,12 +34,12 @@ import (
 // the app is done, and the client is served from the spool at its own
 // pace. Every write to the client must finish within send_timeout.
 const (
-	// relayBufSize is the copy buffer of a body of unknown length or of
-	// one that fits it, and of the spooler. bigBufSize is the buffer of
-	// a larger body: the relay fills it with as much of the body as is
-	// at hand or on its way (the rest of a BODY frame the worker is
-	// sending) and writes it to the client in one write while the
-	// client keeps up (writeMax). What a large body costs goes with the
+	// relayBufSize is the copy buffer a response starts with, and the
+	// spooler's. bigBufSize is the buffer of a body larger than that,
+	// once the client took a write at once (writeMax) and until it
+	// stalls: the relay fills it with as much of the body as is at hand
+	// or on its way (the rest of a BODY frame the worker is sending) and
+	// writes it to the client in one write. What a large body costs goes with the
 	// number of writes to the client, not with the bytes: each write
 	// is a round of the client's wake-up, reads and poll, and the TCP
 	// send path's per-call work. A 1 MiB body in one write instead of
@@ -49,6 +49,10 @@ const (
 	// was worse (BenchmarkUnixToTCP).
 	relayBufSize = 128 << 10
 	bigBufSize   = 1 << 20
+	// bigBufMax bounds the big buffers out at once (a crowd of clients
+	// that took one write and then stopped reading holds one each until
+	// send_timeout); past it, responses go on with the small one.
+	bigBufMax = 64
 	// bigBufTidy is how many big buffers out at once make their release
 	// worth two full collections once none is out (tidySpools): a burst
 	// of large responses would otherwise leave that many MiB in the pool.
@@ -377,8 +381,19 @@ func (x *relayed) copyBody(f framing) {
 	x.rc = http.NewResponseController(x.w)
 	x.deadline = x.p.limits.SendTimeout
 	x.h2 = x.r.ProtoMajor == 2
-	buf, put := relayBuf(f.length)
-	defer put()
+	// Every response starts with the small buffer. A body over it
+	// moves to a big one once the client took a write at once (see
+	// writeMax), and back when the client stalls: a crowd of slow or
+	// never-reading clients holds 128 KiB each, not 1 MiB.
+	buf, put := relayBuf(false)
+	defer func() { put() }()
+	swap := func(big bool) {
+		if big != (len(buf) > relayBufSize) {
+			put()
+			buf, put = relayBuf(big)
+		}
+	}
+	mayGrow := f.length > relayBufSize
 	var src bodySource = x.conn
 	var sent, dropped int64
 	unflushed := false
@@ -387,6 +402,8 @@ func (x *relayed) copyBody(f framing) {
 	follow := func() {
 		if src == bodySource(x.conn) && x.state.Load() == stateSpooling {
 			src = x.sp.Load()
+			mayGrow = false
+			swap(false)
 		}
 	}
 	for {
@@ -430,6 +447,10 @@ func (x *relayed) copyBody(f framing) {
 				sent += int64(len(data))
 				unflushed = true
 				follow()
+				if mayGrow && x.writeMax() > relayBufSize {
+					swap(true)
+					mayGrow = false // grown, or none to be had
+				}
 			}
 			if dropped > excessMax {
 				// Not worth reading on to keep a pooled connection.
@@ -483,14 +504,19 @@ func (x *relayed) copyBody(f framing) {
 	}
 }
 
-// relayBuf takes the copy buffer for a body of the given length (-1:
-// unknown) and returns the function that gives it back.
-func relayBuf(length int64) ([]byte, func()) {
-	if length <= relayBufSize {
+// relayBuf takes a copy buffer, big or small, and returns the function
+// that gives it back.
+func relayBuf(big bool) ([]byte, func()) {
+	if !big {
 		bp := relayBufs.Get().(*[]byte)
 		return *bp, func() { relayBufs.Put(bp) }
 	}
-	raisePeak(&bigPeak, bigOut.Add(1))
+	out := bigOut.Add(1)
+	if out > bigBufMax {
+		bigOut.Add(-1)
+		return relayBuf(false)
+	}
+	raisePeak(&bigPeak, out)
 	bp := bigBufs.Get().(*[]byte)
 	return *bp, func() {
 		bigBufs.Put(bp)

@@ -90,28 +90,22 @@ func TestWriteMax(t *testing.T) {
 	}
 }
 
-// Big buffers come from their own pool only for bodies larger than the
-// small one, and once bigBufTidy or more that were out at once are all
+// Once bigBufTidy or more big buffers that were out at once are all
 // back, the proxy asks for its free memory to go back to the system (a
 // burst of 1 MiB responses would otherwise leave that many MiB in the
-// pool); fewer do not.
+// pool); fewer do not. No more than bigBufMax are out at once.
 func TestBigBuffersAskForTidy(t *testing.T) {
-	if buf, put := relayBuf(relayBufSize); len(buf) != relayBufSize {
-		t.Errorf("a %d-byte body got a %d-byte buffer", relayBufSize, len(buf))
-	} else {
-		put()
-	}
-	if buf, put := relayBuf(-1); len(buf) != relayBufSize {
-		t.Errorf("a body of unknown length got a %d-byte buffer", len(buf))
+	if buf, put := relayBuf(false); len(buf) != relayBufSize {
+		t.Errorf("a small buffer of %d bytes", len(buf))
 	} else {
 		put()
 	}
 	take := func(n int) []func() {
 		var puts []func()
 		for range n {
-			buf, put := relayBuf(relayBufSize + 1)
+			buf, put := relayBuf(true)
 			if len(buf) != bigBufSize {
-				t.Fatalf("a large body got a %d-byte buffer", len(buf))
+				t.Fatalf("a big buffer of %d bytes", len(buf))
 			}
 			puts = append(puts, put)
 		}
@@ -142,5 +136,18 @@ func TestBigBuffersAskForTidy(t *testing.T) {
 	puts[0]()
 	if !tidyAsked() {
 		t.Error("no tidy asked for once bigBufTidy big buffers were back")
+	}
+	// No more than bigBufMax are out at once: past it, small ones.
+	puts = take(bigBufMax)
+	if buf, put := relayBuf(true); len(buf) != relayBufSize {
+		t.Errorf("buffer %d past bigBufMax: %d bytes, want a small one", bigBufMax+1, len(buf))
+	} else {
+		put()
+	}
+	for _, put := range puts {
+		put()
+	}
+	if bigOut.Load() != 0 {
+		t.Errorf("%d big buffers still out", bigOut.Load())
 	}
 }
