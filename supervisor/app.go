@@ -22,6 +22,10 @@ import (
 var (
 	ErrReloadRunning = errors.New("a reload of this app is already running")
 	ErrStopped       = errors.New("app is stopped")
+	// ErrAlreadyStarted is Start's answer when there was nothing to
+	// start: the app runs, or its workers are on their way, with no
+	// restart held back. Nothing was done.
+	ErrAlreadyStarted = errors.New("already started")
 )
 
 // Options are an App's collaborators, shared by all apps of a daemon.
@@ -403,8 +407,9 @@ func (a *App) Stop(ctx context.Context) error {
 	return a.ask(ctx, func(r chan<- error) event { return evOwnerStop{r} })
 }
 
-// Start starts a stopped, idle or failing app (pyctl start) and waits
-// until a worker is ready, or returns why none could start.
+// Start starts a stopped, idle or failing app, or one whose restart the
+// backoff holds back (pyctl start), and waits until a worker is ready,
+// or returns why none could start; ErrAlreadyStarted when it did nothing.
 func (a *App) Start(ctx context.Context) error {
 	return a.ask(ctx, func(r chan<- error) event { return evOwnerStart{r} })
 }

@@ -26,16 +26,20 @@ func (c *core) ownerStop(reply chan<- error) {
 	c.stopWaiters = append(c.stopWaiters, reply)
 }
 
-// ownerStart starts a stopped, idle or failing app; reply gets nil once a
-// worker is ready, or why none could start.
+// ownerStart starts a stopped, idle or failing app, or one whose restart
+// is held back (a worker died, or could not be spawned, and the next
+// waits out a backoff: not failing yet, or a slow crash loop that never
+// is): pyctl start retries it now, as a failing one. reply gets nil once
+// a worker is ready, why none could start, or ErrAlreadyStarted when
+// there is nothing to start.
 func (c *core) ownerStart(reply chan<- error) {
 	if c.reload != nil && c.ownerStopped {
 		// A reload is starting this stopped app; it reports itself.
 		c.emit(effReply{reply, ErrReloadRunning})
 		return
 	}
-	if !c.ownerStopped && !c.failing && !c.idle {
-		c.emit(effReply{reply, nil})
+	if !c.ownerStopped && !c.failing && !c.idle && !c.restartHeld {
+		c.emit(effReply{reply, ErrAlreadyStarted})
 		return
 	}
 	c.ownerStopped, c.idle, c.failing = false, false, false
