@@ -75,7 +75,9 @@ func (c *Client) Reload(ctx context.Context, app string, progress func(msg strin
 }
 
 // Act asks the daemon to restart, stop or start app and blocks until it
-// is done, calling progress like Reload. Errors are as for Reload.
+// is done, calling progress like Reload. Errors are as for Reload;
+// ErrNothingToDo means the daemon succeeded and did nothing (pyctl start
+// of a running app).
 func (c *Client) Act(ctx context.Context, action Action, app string, progress func(msg string)) error {
 	return c.stream(ctx, http.MethodPost, pathAct+string(action), url.Values{"app": {app}}, string(action)+" "+app, progress)
 }
@@ -133,6 +135,8 @@ func (c *Client) stream(ctx context.Context, method, path string, q url.Values, 
 		switch {
 		case l.Code != "":
 			return l.errorBody().decode()
+		case l.OK && l.NothingToDo:
+			return ErrNothingToDo
 		case l.OK:
 			return nil
 		case progress != nil:

@@ -22,6 +22,13 @@ var (
 	// socket path: no file there, or a stale socket left by a daemon that
 	// is gone.
 	ErrNoDaemon = errors.New("no pyhost daemon")
+
+	// ErrNothingToDo is a Backend's answer to an action that found
+	// nothing to do (pyctl start of an app that runs): it succeeded, and
+	// the reply's last line says ok with nothing_to_do, so that pyctl
+	// does not claim it did something. The Client returns it, matching
+	// errors.Is; a daemon older than it says plain ok.
+	ErrNothingToDo = errors.New("nothing to do")
 )
 
 // ReloadError is a reload that was refused or aborted: the new code failed

@@ -49,10 +49,12 @@ type statusResponse struct {
 type reloadLine struct {
 	Progress string `json:"progress,omitempty"`
 	OK       bool   `json:"ok,omitempty"`
-	Error    string `json:"error,omitempty"`
-	Code     string `json:"code,omitempty"`
-	Detail   string `json:"detail,omitempty"`
-	App      string `json:"app,omitempty"`
+	// NothingToDo, with OK: the request succeeded and changed nothing.
+	NothingToDo bool   `json:"nothing_to_do,omitempty"`
+	Error       string `json:"error,omitempty"`
+	Code        string `json:"code,omitempty"`
+	Detail      string `json:"detail,omitempty"`
+	App         string `json:"app,omitempty"`
 }
 
 func (l reloadLine) errorBody() errorBody {
@@ -203,7 +205,7 @@ func (s *Server) serveStreamed(w http.ResponseWriter, r *http.Request, c Caller,
 	}
 	st := &reloadStream{w: w, rc: http.NewResponseController(w)}
 	err := run(arg, st.progress)
-	if err != nil {
+	if err != nil && !errors.Is(err, ErrNothingToDo) {
 		_, body := encodeError(err, app)
 		s.logFailure(r, c, app, body, err)
 	}
@@ -322,8 +324,8 @@ func (st *reloadStream) finish(err error, app string) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.done = true
-	if err == nil {
-		st.writeLine(reloadLine{OK: true})
+	if err == nil || errors.Is(err, ErrNothingToDo) {
+		st.writeLine(reloadLine{OK: true, NothingToDo: err != nil})
 		return
 	}
 	status, body := encodeError(err, app)

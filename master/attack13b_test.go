@@ -87,7 +87,7 @@ func TestStartDuringARollSaysItRuns(t *testing.T) {
 		pids := st.pids.Load()
 		var out lines
 		err := m.Act(ctxBg, aliceC, control.ActionStart, name, out.add)
-		if err != nil || !strings.Contains(out.String(), "already running, and a roll of it is under way; nothing to do") || strings.Contains(out.String(), "starting") {
+		if !errors.Is(err, control.ErrNothingToDo) || !strings.Contains(out.String(), "already running, and a roll of it is under way; nothing to do") || strings.Contains(out.String(), "starting") {
 			t.Errorf("pyctl start %s mid-roll: %v, said %q; want \"already running, and a roll of it is under way; nothing to do\"", name, err, out.String())
 		}
 		if n := st.pids.Load() - pids; n != 0 {

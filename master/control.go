@@ -324,36 +324,36 @@ func (m *Master) Act(ctx context.Context, c control.Caller, action control.Actio
 // start is pyctl start of app, whose settings in force are cfg and
 // whose state st: what there is to start, said as it is.
 func (m *Master) start(ctx context.Context, app *supervisor.App, cfg config.App, st supervisor.Status, name string, progress func(string)) error {
-	switch {
-	case st.State == supervisor.AppStarting && len(st.Workers) == 0 && (st.Restarts > 0 || st.LastError != ""):
-		// Its worker died, or could not be spawned, and the next try
-		// waits out a back-off (it is not failing yet, or a slow crash
-		// loop never is): nothing is starting, and the supervisor's
-		// start leaves a held restart alone. Retried now, as a failing
-		// app is, by new workers on the settings in force (enabled =
-		// false kept).
-		progress("its last worker died or could not start, and the next waits out a back-off; starting new workers now")
-		m.warnStatic(app, cfg, progress)
-		return m.replace(ctx, app, cfg, progress)
-	case st.State == supervisor.AppRunning || st.State == supervisor.AppStarting:
-		// Nothing to start: a start is no reload (a disabled app's
-		// file is not re-applied, no worker is replaced).
-		progress(fmt.Sprintf("already %s; nothing to do (pyctl restart replaces its workers, pyctl reload rolls it onto fresh code)", st.State))
-		return nil
-	case st.State == supervisor.AppReloading:
+	switch st.State {
+	case supervisor.AppRunning, supervisor.AppStarting:
+		// Nothing to start, unless a worker died, or could not be
+		// spawned, and its restart waits out a back-off (it is not
+		// failing yet, or a slow crash loop never is): the supervisor's
+		// start retries that now, as a failing app, on the settings in
+		// force (enabled = false kept), and says when it did nothing. A
+		// start is no reload: no file is re-applied, no worker replaced.
+		err := app.Start(ctx)
+		if errors.Is(err, supervisor.ErrAlreadyStarted) {
+			return alreadyStarted(st.State, progress)
+		}
+		if err == nil {
+			progress("a worker of it had died or could not start, and its restart was waiting out a back-off: started now")
+		}
+		return failed(name, "", "", err)
+	case supervisor.AppReloading:
 		// A roll is under way: it serves on its old workers (and
 		// does whatever the roll ends with), or a reload is starting
 		// it from stopped and decides. Either way there is nothing
 		// for a start to do; it said "starting", then "start done".
 		if serving(st) {
 			progress("already running, and a roll of it is under way; nothing to do")
-			return nil
+			return control.ErrNothingToDo
 		}
 		return failed(name, "", "", supervisor.ErrReloadRunning)
 	}
 	if !cfg.Disabled {
 		progress("starting")
-		return failed(name, "", "", app.Start(ctx))
+		return startedOr(st.State, app.Start(ctx), name, progress)
 	}
 	progress("starting; it stays disabled: enabled = false in " + cfg.File + " stops it again at the next daemon restart")
 	if st.State == supervisor.AppStopped {
@@ -364,7 +364,26 @@ func (m *Master) start(ctx context.Context, app *supervisor.App, cfg config.App,
 	}
 	// Idle or failing since a start: its file's settings are in
 	// force already.
-	return failed(name, "", "", app.Start(ctx))
+	return startedOr(st.State, app.Start(ctx), name, progress)
+}
+
+// startedOr is the answer to a start that found app in state and got
+// err: as failed, or nothing done when another start got there first.
+func startedOr(state supervisor.AppState, err error, name string, progress func(string)) error {
+	if errors.Is(err, supervisor.ErrAlreadyStarted) {
+		return alreadyStarted(state, progress)
+	}
+	return failed(name, "", "", err)
+}
+
+// alreadyStarted says a start had nothing to do: control.ErrNothingToDo
+// tells pyctl so, which says no "start done" then.
+func alreadyStarted(state supervisor.AppState, progress func(string)) error {
+	if state != supervisor.AppStarting {
+		state = supervisor.AppRunning
+	}
+	progress(fmt.Sprintf("already %s; nothing to do (pyctl restart replaces its workers, pyctl reload rolls it onto fresh code)", state))
+	return control.ErrNothingToDo
 }
 
 // serving reports whether any of st's workers takes requests.

@@ -1,6 +1,7 @@
 package master
 
 import (
+	"errors"
 	"strings"
 	"testing"
 
@@ -38,9 +39,10 @@ func TestStartOfARunningAppIsANoOp(t *testing.T) {
 	}
 	for _, name := range []string{"off", "blog"} {
 		pids := st.pids.Load()
-		out := act(control.ActionStart, name)
-		if !strings.Contains(out, "already running; nothing to do") {
-			t.Errorf("pyctl start %s while it runs said %q, want \"already running; nothing to do\"", name, out)
+		var out lines
+		// pyctl learns that nothing was done from the error, not the words.
+		if err := m.Act(ctxBg, aliceC, control.ActionStart, name, out.add); !errors.Is(err, control.ErrNothingToDo) || !strings.Contains(out.String(), "already running; nothing to do") {
+			t.Errorf("pyctl start %s while it runs: %v, said %q; want control.ErrNothingToDo, \"already running; nothing to do\"", name, err, out.String())
 		}
 		if n := st.pids.Load() - pids; n != 0 {
 			t.Errorf("pyctl start %s while it runs started %d workers, want none", name, n)

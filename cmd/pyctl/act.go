@@ -26,7 +26,12 @@ func (c *cli) actCmd(action control.Action, short, long string) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := cl.Act(ctx, action, app, func(msg string) { fmt.Fprintln(out, oneLine(msg)) }); err != nil {
+			err = cl.Act(ctx, action, app, func(msg string) { fmt.Fprintln(out, oneLine(msg)) })
+			if errors.Is(err, control.ErrNothingToDo) {
+				// The daemon said so, and why: no "done" for nothing.
+				return nil
+			}
+			if err != nil {
 				var re *control.ReloadError
 				if errors.As(err, &re) {
 					return &control.ReloadError{App: app, Reason: re.Reason, Detail: re.Detail, Op: string(action)}
