@@ -26,6 +26,7 @@ type reloadOp struct {
 	first    bool // its first worker has not run yet
 	filling  bool // starting the rest, one after another
 	draining bool // all new workers were ready: the old ones drain
+	noOld    bool // and there were none (idle, or none left by deaths)
 	// The app was stopped by its owner (ownerStopped) or idle when the reload
 	// began: the reload starts it on the fresh code, and an abort leaves
 	// it as it was.
@@ -141,10 +142,21 @@ func (c *core) reloadProgress() {
 		c.tracker.Reset()
 		c.cancelRestart() // the old generation's backoff is not the new one's
 		op.draining = true
-		if op.ownerStopped {
+		op.noOld = true
+		for _, w := range c.workers {
+			if w.gen != op.gen {
+				op.noOld = false // draining below, or already leaving
+			}
+		}
+		switch {
+		case op.ownerStopped:
 			c.ownerStopped = false
 			c.say(op, "all %d new workers are ready; the app runs again", ready)
-		} else {
+		case op.noOld:
+			// Idle, or its workers died: it said it drained and
+			// stopped old workers it did not have.
+			c.say(op, "all %d new workers are ready; there were no old ones to drain", ready)
+		default:
 			c.say(op, "all %d new workers are ready; draining the old ones", ready)
 		}
 		for _, w := range c.workers {
@@ -159,7 +171,7 @@ func (c *core) reloadProgress() {
 			return // an old worker is still on its way out
 		}
 	}
-	if !op.ownerStopped {
+	if !op.ownerStopped && !op.noOld {
 		c.say(op, "old workers stopped")
 	}
 	c.reload = nil
