@@ -297,8 +297,7 @@ func serve(f serveFlags, changed func(string) bool, target string, stdout, stder
 		Ready: func(addrs []net.Addr, ctl string) {
 			outMu.Lock()
 			defer outMu.Unlock()
-			fmt.Fprintf(stdout, "pyhost: serving %s on %s://%s/ (%s x %s, as %s)\n",
-				app.Name, scheme, addrs[0], plural(app.Processes, "process", "processes"), plural(app.Threads, "thread", "threads"), cred.Username)
+			fmt.Fprintln(stdout, servingLine(app, scheme+"://"+addrs[0].String()+"/", cred.Username, pyctlPath()))
 			if filepath.Base(ctl) == app.Name+".sock" && filepath.Base(filepath.Dir(ctl)) == "pyhost" {
 				// Where pyctl looks when no system daemon runs.
 				fmt.Fprintf(stdout, "pyhost: control socket %s (try: %s status)\n", ctl, pyctlPath())
@@ -580,6 +579,21 @@ func envDuration(name string) time.Duration {
 		return 0
 	}
 	return d
+}
+
+// servingLine is serve's first line: the URL, and whether the app runs
+// there. An app file's enabled = false is taken as everywhere else
+// (docs/config.md): nothing starts until pyctl start, and the URL
+// answers 503 meanwhile; it said "serving APP on URL" all the same.
+// Either way the line holds "on URL", which scripts (and the tests'
+// harness) take the address from.
+func servingLine(app config.App, url, user, pyctl string) string {
+	if app.Disabled {
+		return fmt.Sprintf("pyhost: %s is disabled (enabled = false in %s): on %s it answers 503 until %s start %s (%s x %s, as %s)",
+			app.Name, app.File, url, pyctl, app.Name, plural(app.Processes, "process", "processes"), plural(app.Threads, "thread", "threads"), user)
+	}
+	return fmt.Sprintf("pyhost: serving %s on %s (%s x %s, as %s)",
+		app.Name, url, plural(app.Processes, "process", "processes"), plural(app.Threads, "thread", "threads"), user)
 }
 
 func plural(n int, one, many string) string {
