@@ -85,11 +85,7 @@ func (m *Master) runProxyOnce(ctx context.Context) error {
 		filesFD = ProxyChannelFD + len(files) - 1
 		cmd := exec.Command(m.self, ProxyCommand, "--listeners", strconv.Itoa(len(lns)))
 		cmd.Args[0] = "pyhostd" // ps shows "pyhostd __proxy", not "/proc/self/exe __proxy"
-		cmd.Env = privdrop.CleanEnv(m.cfg.ProxyCred, map[string]string{
-			"PYHOST_LOG_LEVEL":        os.Getenv("PYHOST_LOG_LEVEL"),
-			"PYHOST_LOG_FORMAT":       os.Getenv("PYHOST_LOG_FORMAT"), // [daemon] log_format
-			"PYHOST_PROXY_CPUPROFILE": os.Getenv("PYHOST_PROXY_CPUPROFILE"),
-		})
+		cmd.Env = proxyEnv(m.cfg.ProxyCred, os.Getenv)
 		cmd.Stdout = os.Stderr
 		cmd.Stderr = os.Stderr
 		cmd.ExtraFiles = files
@@ -247,4 +243,18 @@ func prefixStrings(ps []netip.Prefix) []string {
 		out[i] = p.String()
 	}
 	return out
+}
+
+// proxyEnv is the proxy's environment: a clean one for its user, plus
+// what the daemon's own environment says of logging, profiling and the
+// Go runtime. GODEBUG goes through so that an admin's setting reaches
+// both Go processes, among them `schedtrace=0`, which turns off the
+// proxy's own sysmon setting (proxy/sysmon.go, docs/design.md).
+func proxyEnv(cred privdrop.Credential, getenv func(string) string) []string {
+	return privdrop.CleanEnv(cred, map[string]string{
+		"PYHOST_LOG_LEVEL":        getenv("PYHOST_LOG_LEVEL"),
+		"PYHOST_LOG_FORMAT":       getenv("PYHOST_LOG_FORMAT"), // [daemon] log_format
+		"PYHOST_PROXY_CPUPROFILE": getenv("PYHOST_PROXY_CPUPROFILE"),
+		"GODEBUG":                 getenv("GODEBUG"),
+	})
 }
