@@ -2,6 +2,7 @@ package master
 
 import (
 	"errors"
+	"math/rand/v2"
 	"net"
 	"os"
 	"strings"
@@ -16,9 +17,15 @@ import (
 )
 
 // freeAddr is a loopback address nobody listens on (a moment ago).
+// freeAddr is an address nothing listens on. Its port is free only until
+// it is closed here, so it is on a random address of 127.0.0.0/8 of its
+// own: another test process binding 127.0.0.1:0 meanwhile may be given
+// the same port without taking this address (one did, failing
+// TestSetListenProxyGoneKeepsTheChange in a CI run).
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ip := net.IPv4(127, byte(1+rand.IntN(254)), byte(rand.IntN(256)), byte(1+rand.IntN(254)))
+	ln, err := net.Listen("tcp", net.JoinHostPort(ip.String(), "0"))
 	if err != nil {
 		t.Fatal(err)
 	}
