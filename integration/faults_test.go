@@ -32,8 +32,8 @@ import (
 const faultApp = `
 import os, subprocess, sys, threading, time
 
-def sleepy_handler():
-    print("hang in %d" % os.getpid(), flush=True)
+def sleepy_handler(tag):
+    print("hang in %d %s." % (os.getpid(), tag), flush=True)
     time.sleep(30)
 
 def churn(n):
@@ -75,7 +75,7 @@ def child():
 def application(environ, start_response):
     path = environ["PATH_INFO"]
     if path == "/hang":
-        sleepy_handler()
+        sleepy_handler(environ.get("QUERY_STRING", ""))
     if path == "/spin":
         start_response("200 OK", [("Content-Type", "text/plain")])
         return spin()
@@ -563,14 +563,19 @@ func TestFaultTimeoutRecyclesDoNotCrash(t *testing.T) {
 		hang := make(chan int, 1)
 		go func() {
 			code := 0
-			if resp, err := client.Get(s.URL + "/hang"); err == nil {
+			if resp, err := client.Get(fmt.Sprintf("%s/hang?round=%d", s.URL, i)); err == nil {
 				resp.Body.Close()
 				code = resp.StatusCode
 			}
 			hang <- code
 		}()
+		// This round's own /hang: a count of the lines could run ahead
+		// of the rounds (a /hang resent after its worker was recycled
+		// says it twice), letting the spins go first (49 dumps of 50
+		// named the function once, under load).
+		mine := fmt.Sprintf(" round=%d.", i)
 		eventually(t, 20*time.Second, "/hang reaches sleepy_handler", func() bool {
-			return strings.Count(s.out.String(), "] hang in ") > i
+			return strings.Contains(s.out.String(), mine)
 		})
 		for j := 0; j < threads-1; j++ {
 			wg.Add(1)
