@@ -7,11 +7,11 @@ import (
 	"testing"
 )
 
-// TestProxyStartsAgainWithSysmonSetting: the proxy starts itself once
-// more with GODEBUG's schedtrace set (proxy/sysmon.go), keeping its pid
-// (the master's child), its name and its inherited listener, and says
-// nothing about it.
-func TestProxyStartsAgainWithSysmonSetting(t *testing.T) {
+// TestProxyRunsWithSysmonSetting: the proxy runs with GODEBUG's
+// schedtrace set (proxy/sysmon.go, from the master's environment for
+// it), as the master's child, under its name, serving, and nothing is
+// said about it.
+func TestProxyRunsWithSysmonSetting(t *testing.T) {
 	t.Parallel()
 	dir := writeApp(t, map[string]string{"wsgi.py": validated(basicApp)})
 	s := startServe(t, dir, "wsgi.py")

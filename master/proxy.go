@@ -17,6 +17,7 @@ import (
 	"github.com/pyhost/pyhost/child"
 	"github.com/pyhost/pyhost/config"
 	"github.com/pyhost/pyhost/privdrop"
+	"github.com/pyhost/pyhost/proxy"
 	"github.com/pyhost/pyhost/proxymsg"
 	"github.com/pyhost/pyhost/supervisor"
 )
@@ -247,14 +248,16 @@ func prefixStrings(ps []netip.Prefix) []string {
 
 // proxyEnv is the proxy's environment: a clean one for its user, plus
 // what the daemon's own environment says of logging, profiling and the
-// Go runtime. GODEBUG goes through so that an admin's setting reaches
-// both Go processes, among them `schedtrace=0`, which turns off the
-// proxy's own sysmon setting (proxy/sysmon.go, docs/design.md).
+// Go runtime, plus the runtime setting that keeps the proxy's sysmon
+// from sleeping (proxy/sysmon.go, docs/design.md). GODEBUG goes through
+// so that an admin's setting reaches both Go processes; one that sets
+// schedtrace itself (`schedtrace=0`) turns the proxy's setting off.
 func proxyEnv(cred privdrop.Credential, getenv func(string) string) []string {
-	return privdrop.CleanEnv(cred, map[string]string{
+	env, _ := proxy.SysmonEnv(privdrop.CleanEnv(cred, map[string]string{
 		"PYHOST_LOG_LEVEL":        getenv("PYHOST_LOG_LEVEL"),
 		"PYHOST_LOG_FORMAT":       getenv("PYHOST_LOG_FORMAT"), // [daemon] log_format
 		"PYHOST_PROXY_CPUPROFILE": getenv("PYHOST_PROXY_CPUPROFILE"),
 		"GODEBUG":                 getenv("GODEBUG"),
-	})
+	}))
+	return env
 }

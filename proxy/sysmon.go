@@ -19,10 +19,11 @@ import "strings"
 const sysmonGODEBUG = "schedtrace=2147483647"
 
 // SysmonEnv is the environment the proxy runs in: env with
-// sysmonGODEBUG added to GODEBUG, and whether that changed anything (the
-// runtime reads GODEBUG's schedtrace only as the process starts, so the
-// proxy starts itself again with it). A GODEBUG that already sets
-// schedtrace is left as it is.
+// sysmonGODEBUG added to GODEBUG, and whether that changed anything. The
+// runtime reads GODEBUG's schedtrace only as a process starts, so the
+// master sets it in the environment it starts the proxy with
+// (master/proxy.go). A GODEBUG that already sets schedtrace is left as
+// it is.
 func SysmonEnv(env []string) ([]string, bool) {
 	out := make([]string, 0, len(env)+1)
 	found := false

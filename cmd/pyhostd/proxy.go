@@ -25,15 +25,6 @@ func proxyCommand(stderr io.Writer) *cobra.Command {
 		Hidden: true,
 		Args:   cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			// Started again with the runtime setting that keeps sysmon
-			// from sleeping and waking with every idle moment
-			// (proxy/sysmon.go); nothing is open yet but the inherited
-			// descriptors, which the new image keeps. Should the exec
-			// fail, the proxy serves as it is.
-			if env, again := proxy.SysmonEnv(os.Environ()); again {
-				err := syscall.Exec("/proc/self/exe", os.Args, env)
-				fmt.Fprintf(stderr, "pyhostd __proxy: cannot start again with sysmon's setting (serving without it): %v\n", err)
-			}
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 			defer stop()
 			// Ctrl-C in a terminal reaches the whole foreground group; the
